@@ -1,0 +1,33 @@
+/**
+ * One of the processes in the multi-process compare-and-swap test:
+ *   node --import tsx ref-counter-worker.ts <module exporting openStore> <url> <ref> <increments>
+ * It increments the decimal counter in <ref> <increments> times, retrying lost races, and
+ * prints how many conflicts it retried.
+ */
+import { pathToFileURL } from 'node:url'
+import type { Store } from '@dreamdb/cas'
+
+const [modulePath, url, ref, count] = process.argv.slice(2)
+if (!modulePath || !url || !ref || !count)
+  throw new Error('usage: ref-counter-worker <module> <url> <ref> <n>')
+const { openStore } = (await import(pathToFileURL(modulePath).href)) as {
+  openStore: (url: string) => Promise<Store>
+}
+const store = await openStore(url)
+let conflicts = 0
+for (let i = 0; i < Number(count); i++) {
+  for (;;) {
+    const current = await store.readRef(ref)
+    if (current === undefined) throw new Error(`ref ${ref} is missing`)
+    const next = Number(new TextDecoder().decode(current.value)) + 1
+    try {
+      await store.updateRef(ref, new TextEncoder().encode(String(next)), current.version)
+      break
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ERR_CAS_REF_CONFLICT') throw error
+      conflicts++
+    }
+  }
+}
+await store.close()
+process.stdout.write(JSON.stringify({ conflicts }))

@@ -1,0 +1,98 @@
+/**
+ * The small set of primitives each backend implements. Hashing, verification, the ref
+ * envelope and the compare-and-swap protocol live once, in `content-store.ts`, on top of
+ * these. Keys are the relative keys of `layout.ts`.
+ *
+ * @internal
+ */
+
+/** A ref object as read, with the token a conditional write must present. */
+export interface VersionedBlob {
+  bytes: Uint8Array
+  /** S3: the ETag. Folder and memory: the hex sha2-256 of `bytes`. */
+  token: string
+}
+
+/** The outcome of a conditional write that the server answered. */
+export type ConditionalWriteResult =
+  | { ok: true; token: string }
+  | { ok: false; reason: 'exists' | 'changed' | 'missing' }
+
+/** Bytes streamed to a temporary place, waiting to be published under their digest. */
+export interface StagedObject {
+  size: number
+  publish(key: string, signal?: AbortSignal): Promise<{ stored: boolean }>
+  discard(): Promise<void>
+}
+
+export interface Backend {
+  /** The backend URL with credentials removed. */
+  readonly description: string
+
+  /**
+   * Read a whole object, handing each chunk to `onChunk` as it arrives (so hashing
+   * overlaps I/O). Missing: `undefined`.
+   */
+  readObject(
+    key: string,
+    onChunk: (chunk: Uint8Array) => void,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array | undefined>
+
+  /** Chunks of an object; throws `NotFoundSignal` when missing. */
+  streamObject(key: string, signal?: AbortSignal): AsyncIterable<Uint8Array>
+
+  /** `length` bytes at `offset`; `undefined` when missing; `'out-of-range'` with the size. */
+  readRange(
+    key: string,
+    offset: number,
+    length: number,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array | undefined | { outOfRange: true; size: number }>
+
+  /** The object's size, or `undefined` when it is absent. */
+  objectSize(key: string, signal?: AbortSignal): Promise<number | undefined>
+
+  /** Write bytes under `key` unless something is already there. `true` if written. */
+  writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<boolean>
+
+  /** Stream chunks to a staging place; the caller publishes once it knows the digest. */
+  stageObject(chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StagedObject>
+
+  /** Keys and sizes of the objects whose key starts with `prefix`. */
+  listObjects(prefix: string, signal?: AbortSignal): AsyncIterable<{ key: string; size: number }>
+
+  /** A ref object and its version token, or `undefined`. */
+  readBlob(key: string, signal?: AbortSignal): Promise<VersionedBlob | undefined>
+
+  /**
+   * Conditional write of a ref object: create-if-absent when `expectedToken` is `null`,
+   * otherwise replace-if-token-matches. May throw when the outcome is unknown (a lost
+   * response); the caller then re-reads to find out.
+   */
+  writeBlob(
+    key: string,
+    bytes: Uint8Array,
+    expectedToken: string | null,
+    signal?: AbortSignal,
+  ): Promise<ConditionalWriteResult>
+
+  /** Delete a ref object if its token still matches. */
+  deleteBlob(key: string, expectedToken: string, signal?: AbortSignal): Promise<ConditionalWriteResult>
+
+  /** Keys under `prefix`, lexicographically. */
+  listBlobs(prefix: string, signal?: AbortSignal): AsyncIterable<string>
+
+  /**
+   * Prove that conditional writes are enforced, before the first ref write. Throws
+   * `ConditionalWritesUnsupportedError` when they are not.
+   */
+  checkConditionalWrites(signal?: AbortSignal): Promise<void>
+
+  close(): Promise<void>
+}
+
+/** Thrown by `streamObject` when the object does not exist. @internal */
+export class NotFoundSignal extends Error {
+  override readonly name = 'NotFoundSignal'
+}

@@ -1,0 +1,407 @@
+import { randomBytes } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import {
+  type FileHandle,
+  link,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  stat,
+  unlink,
+  utimes,
+} from 'node:fs/promises'
+import { hostname } from 'node:os'
+import { dirname, join } from 'node:path'
+import { sleep } from '../concurrency.js'
+import { sha256, toHex } from '../digest.js'
+import { RefLockedError } from '../errors.js'
+import { STAGING } from '../layout.js'
+import type { Backend, ConditionalWriteResult, StagedObject, VersionedBlob } from './backend.js'
+import { NotFoundSignal } from './backend.js'
+
+/** Reads are split into chunks so hashing one chunk overlaps reading the next. */
+const READ_CHUNK = 4 << 20
+/** A healthy writer holds a ref lock for milliseconds; older locks are from a crashed one. */
+const STALE_LOCK_MS = 30_000
+/** How long a writer waits for a live lock before giving up. */
+const LOCK_WAIT_MS = 20_000
+const LOCK_SUFFIX = '.lock'
+
+function isErrno(error: unknown, ...codes: string[]): boolean {
+  return (
+    typeof error === 'object' && error !== null && codes.includes((error as NodeJS.ErrnoException).code ?? '')
+  )
+}
+
+async function fsyncDirectory(path: string): Promise<void> {
+  const handle = await open(path, 'r')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+/**
+ * The embedded default: a folder. Objects are published with temp file, fsync, `link`
+ * (which fails with EEXIST instead of replacing) and a directory fsync, so a crash never
+ * leaves a partial object under its final name. Refs move under a git-style `O_EXCL`
+ * lockfile: the new body is written and fsynced into `<ref>.lock`, the current body is
+ * compared with the expected version, then the lock is renamed over the ref and the
+ * directory fsynced.
+ *
+ * @internal
+ */
+export class FsBackend implements Backend {
+  readonly description: string
+  readonly #root: string
+
+  constructor(root: string) {
+    this.#root = root
+    this.description = `file://${root}`
+  }
+
+  #path(key: string): string {
+    return join(this.#root, ...key.split('/'))
+  }
+
+  async readObject(
+    key: string,
+    onChunk: (chunk: Uint8Array) => void,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array | undefined> {
+    let handle: FileHandle
+    try {
+      handle = await open(this.#path(key), 'r')
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return undefined
+      throw error
+    }
+    try {
+      const { size } = await handle.stat()
+      const bytes = Buffer.allocUnsafe(size)
+      let offset = 0
+      let pending = size > 0 ? handle.read(bytes, 0, Math.min(READ_CHUNK, size), 0) : undefined
+      while (pending !== undefined) {
+        const { bytesRead } = await pending
+        if (bytesRead === 0) throw new Error(`${key} shrank while it was read`)
+        const chunk = bytes.subarray(offset, offset + bytesRead)
+        offset += bytesRead
+        signal?.throwIfAborted()
+        pending =
+          offset < size ? handle.read(bytes, offset, Math.min(READ_CHUNK, size - offset), offset) : undefined
+        onChunk(chunk)
+      }
+      return new Uint8Array(bytes.buffer, bytes.byteOffset, size)
+    } finally {
+      await handle.close()
+    }
+  }
+
+  async *streamObject(key: string, signal?: AbortSignal): AsyncIterable<Uint8Array> {
+    const stream = createReadStream(this.#path(key), {
+      highWaterMark: 1 << 20,
+      ...(signal ? { signal } : {}),
+    })
+    try {
+      for await (const chunk of stream) yield chunk as Buffer
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) throw new NotFoundSignal(key)
+      throw error
+    } finally {
+      stream.destroy()
+    }
+  }
+
+  async readRange(
+    key: string,
+    offset: number,
+    length: number,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array | undefined | { outOfRange: true; size: number }> {
+    signal?.throwIfAborted()
+    let handle: FileHandle
+    try {
+      handle = await open(this.#path(key), 'r')
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return undefined
+      throw error
+    }
+    try {
+      const { size } = await handle.stat()
+      if (offset + length > size) return { outOfRange: true, size }
+      const bytes = Buffer.allocUnsafe(length)
+      let read = 0
+      while (read < length) {
+        const { bytesRead } = await handle.read(bytes, read, length - read, offset + read)
+        if (bytesRead === 0) throw new Error(`${key} shrank while it was read`)
+        read += bytesRead
+      }
+      return new Uint8Array(bytes.buffer, bytes.byteOffset, length)
+    } finally {
+      await handle.close()
+    }
+  }
+
+  async objectSize(key: string, signal?: AbortSignal): Promise<number | undefined> {
+    signal?.throwIfAborted()
+    try {
+      return (await stat(this.#path(key))).size
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return undefined
+      throw error
+    }
+  }
+
+  async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<boolean> {
+    signal?.throwIfAborted()
+    const path = this.#path(key)
+    if (await this.#freshen(path)) return false
+    const temp = await this.#tempFile()
+    try {
+      await temp.handle.writeFile(bytes, signal ? { signal } : {})
+      await temp.handle.sync()
+      await temp.handle.close()
+      return await this.#publish(temp.path, path)
+    } finally {
+      await temp.handle.close().catch(() => {})
+      await unlink(temp.path).catch(() => {})
+    }
+  }
+
+  async stageObject(chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StagedObject> {
+    const temp = await this.#tempFile()
+    let size = 0
+    try {
+      for await (const chunk of chunks) {
+        signal?.throwIfAborted()
+        let written = 0
+        while (written < chunk.byteLength) {
+          const { bytesWritten } = await temp.handle.write(chunk, written, chunk.byteLength - written)
+          written += bytesWritten
+        }
+        size += chunk.byteLength
+      }
+      await temp.handle.sync()
+      await temp.handle.close()
+    } catch (error) {
+      await temp.handle.close().catch(() => {})
+      await unlink(temp.path).catch(() => {})
+      throw error
+    }
+    return {
+      size,
+      publish: async (key, publishSignal) => {
+        publishSignal?.throwIfAborted()
+        try {
+          const path = this.#path(key)
+          if (await this.#freshen(path)) return { stored: false }
+          return { stored: await this.#publish(temp.path, path) }
+        } finally {
+          await unlink(temp.path).catch(() => {})
+        }
+      },
+      discard: () => unlink(temp.path).catch(() => {}),
+    }
+  }
+
+  async *listObjects(prefix: string, signal?: AbortSignal): AsyncIterable<{ key: string; size: number }> {
+    for await (const key of this.#walk(prefix, signal)) {
+      const size = await this.objectSize(key, signal)
+      if (size !== undefined) yield { key, size }
+    }
+  }
+
+  async readBlob(key: string, signal?: AbortSignal): Promise<VersionedBlob | undefined> {
+    try {
+      const bytes = new Uint8Array(await readFile(this.#path(key), signal ? { signal } : {}))
+      return { bytes, token: toHex(sha256(bytes)) }
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return undefined
+      throw error
+    }
+  }
+
+  async writeBlob(
+    key: string,
+    bytes: Uint8Array,
+    expectedToken: string | null,
+    signal?: AbortSignal,
+  ): Promise<ConditionalWriteResult> {
+    const path = this.#path(key)
+    return await this.#underLock(key, path, signal, async (lock, lockPath) => {
+      const check = await this.#compare(key, expectedToken, signal)
+      if (check !== undefined) return { result: check, lockConsumed: false }
+      await lock.writeFile(bytes)
+      await lock.sync()
+      await lock.close()
+      await rename(lockPath, path)
+      await fsyncDirectory(dirname(path))
+      return { result: { ok: true, token: toHex(sha256(bytes)) }, lockConsumed: true }
+    })
+  }
+
+  async deleteBlob(
+    key: string,
+    expectedToken: string,
+    signal?: AbortSignal,
+  ): Promise<ConditionalWriteResult> {
+    const path = this.#path(key)
+    return await this.#underLock(key, path, signal, async () => {
+      const check = await this.#compare(key, expectedToken, signal)
+      if (check !== undefined) return { result: check, lockConsumed: false }
+      await unlink(path)
+      await fsyncDirectory(dirname(path))
+      return { result: { ok: true, token: expectedToken }, lockConsumed: false }
+    })
+  }
+
+  async *listBlobs(prefix: string, signal?: AbortSignal): AsyncIterable<string> {
+    const keys: string[] = []
+    for await (const key of this.#walk(prefix, signal)) {
+      if (!key.endsWith(LOCK_SUFFIX)) keys.push(key)
+    }
+    yield* keys.sort()
+  }
+
+  async checkConditionalWrites(): Promise<void> {
+    // O_EXCL and link() are enforced by the kernel on every local filesystem we support.
+  }
+
+  async close(): Promise<void> {}
+
+  /** `undefined` when the current body matches the expectation, else why not. */
+  async #compare(
+    key: string,
+    expectedToken: string | null,
+    signal?: AbortSignal,
+  ): Promise<ConditionalWriteResult | undefined> {
+    const current = await this.readBlob(key, signal)
+    if (expectedToken === null) return current === undefined ? undefined : { ok: false, reason: 'exists' }
+    if (current === undefined) return { ok: false, reason: 'missing' }
+    return current.token === expectedToken ? undefined : { ok: false, reason: 'changed' }
+  }
+
+  /**
+   * Run `fn` holding `<path>.lock`, created with O_EXCL. Waits while another writer holds
+   * it; a lock older than STALE_LOCK_MS was left by a crashed writer and is broken. `fn`
+   * says whether it renamed the lock into place; otherwise the lock is removed here.
+   */
+  async #underLock<T>(
+    refName: string,
+    path: string,
+    signal: AbortSignal | undefined,
+    fn: (lock: FileHandle, lockPath: string) => Promise<{ result: T; lockConsumed: boolean }>,
+  ): Promise<T> {
+    const lockPath = `${path}${LOCK_SUFFIX}`
+    await mkdir(dirname(path), { recursive: true })
+    const started = Date.now()
+    for (let attempt = 0; ; attempt++) {
+      signal?.throwIfAborted()
+      let lock: FileHandle
+      try {
+        lock = await open(lockPath, 'wx')
+      } catch (error) {
+        if (!isErrno(error, 'EEXIST')) throw error
+        if (await this.#breakIfStale(lockPath)) continue
+        const waited = Date.now() - started
+        if (waited > LOCK_WAIT_MS) throw new RefLockedError(refName, lockPath, waited)
+        await sleep(Math.random() * Math.min(50, 1 + attempt), signal)
+        continue
+      }
+      let lockConsumed = false
+      try {
+        const outcome = await fn(lock, lockPath)
+        lockConsumed = outcome.lockConsumed
+        return outcome.result
+      } finally {
+        await lock.close().catch(() => {})
+        // Once renamed, the lock path may already belong to the next writer.
+        if (!lockConsumed) await unlink(lockPath).catch(() => {})
+      }
+    }
+  }
+
+  async #breakIfStale(lockPath: string): Promise<boolean> {
+    try {
+      const { mtimeMs } = await stat(lockPath)
+      if (Date.now() - mtimeMs < STALE_LOCK_MS) return false
+      await unlink(lockPath)
+      return true
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return true
+      throw error
+    }
+  }
+
+  /** If the object exists, touch it so a concurrent GC sees it as fresh, and say so. */
+  async #freshen(path: string): Promise<boolean> {
+    try {
+      const now = new Date()
+      await utimes(path, now, now)
+      return true
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return false
+      // Read-only object files (EPERM/EACCES) still exist.
+      if (isErrno(error, 'EPERM', 'EACCES')) return true
+      throw error
+    }
+  }
+
+  async #tempFile(): Promise<{ path: string; handle: FileHandle }> {
+    const dir = this.#path(STAGING)
+    await mkdir(dir, { recursive: true })
+    const path = join(dir, `${process.pid}-${hostname()}-${randomBytes(8).toString('hex')}`)
+    return { path, handle: await open(path, 'wx') }
+  }
+
+  /** Link a complete, fsynced temp file to its final name. `false`: someone else did first. */
+  async #publish(tempPath: string, path: string): Promise<boolean> {
+    const dir = dirname(path)
+    await mkdir(dir, { recursive: true })
+    try {
+      await link(tempPath, path)
+    } catch (error) {
+      if (isErrno(error, 'EEXIST')) return false
+      if (!isErrno(error, 'EPERM', 'ENOTSUP', 'EOPNOTSUPP')) throw error
+      // Filesystems without hard links: an exclusive create of the final name, then copy.
+      const handle = await open(path, 'wx').catch((e: unknown) => {
+        if (isErrno(e, 'EEXIST')) return undefined
+        throw e
+      })
+      if (handle === undefined) return false
+      try {
+        await handle.writeFile(await readFile(tempPath))
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+    }
+    await fsyncDirectory(dir)
+    return true
+  }
+
+  /** Every file key under a key prefix (which may end mid-name), depth first. */
+  async *#walk(prefix: string, signal?: AbortSignal): AsyncIterable<string> {
+    const slash = prefix.lastIndexOf('/')
+    const dirKey = slash === -1 ? '' : prefix.slice(0, slash)
+    const namePrefix = prefix.slice(slash + 1)
+    let entries: import('node:fs').Dirent[]
+    try {
+      entries = await readdir(dirKey === '' ? this.#root : this.#path(dirKey), { withFileTypes: true })
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return
+      throw error
+    }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    for (const entry of entries) {
+      signal?.throwIfAborted()
+      if (!entry.name.startsWith(namePrefix)) continue
+      const key = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`
+      if (entry.isDirectory()) yield* this.#walk(`${key}/`, signal)
+      else if (entry.isFile()) yield key
+    }
+  }
+}

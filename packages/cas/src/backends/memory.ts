@@ -1,0 +1,159 @@
+import { sha256, toHex } from '../digest.js'
+import type { Backend, ConditionalWriteResult, StagedObject, VersionedBlob } from './backend.js'
+import { NotFoundSignal } from './backend.js'
+
+/** What a memory store holds; shared by every store opened on the same `memory://name`. */
+interface MemoryState {
+  objects: Map<string, Uint8Array>
+  blobs: Map<string, Uint8Array>
+}
+
+const named = new Map<string, MemoryState>()
+
+/**
+ * Objects and refs in a `Map`. `memory://` is private to the store; `memory://name` is
+ * shared by every store opened on that name in this process. Values are copied in and
+ * out so a caller mutating its buffer cannot change stored content.
+ *
+ * @internal
+ */
+export class MemoryBackend implements Backend {
+  readonly description: string
+  readonly #state: MemoryState
+
+  constructor(name: string) {
+    this.description = `memory://${name}`
+    let state = name === '' ? undefined : named.get(name)
+    if (state === undefined) {
+      state = { objects: new Map(), blobs: new Map() }
+      if (name !== '') named.set(name, state)
+    }
+    this.#state = state
+  }
+
+  async readObject(
+    key: string,
+    onChunk: (chunk: Uint8Array) => void,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array | undefined> {
+    signal?.throwIfAborted()
+    const bytes = this.#state.objects.get(key)
+    if (bytes === undefined) return undefined
+    const copy = bytes.slice()
+    onChunk(copy)
+    return copy
+  }
+
+  async *streamObject(key: string, signal?: AbortSignal): AsyncIterable<Uint8Array> {
+    const bytes = this.#state.objects.get(key)
+    if (bytes === undefined) throw new NotFoundSignal(key)
+    const chunk = 1 << 20
+    for (let offset = 0; offset < bytes.byteLength; offset += chunk) {
+      signal?.throwIfAborted()
+      yield bytes.slice(offset, offset + chunk)
+    }
+  }
+
+  async readRange(
+    key: string,
+    offset: number,
+    length: number,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array | undefined | { outOfRange: true; size: number }> {
+    signal?.throwIfAborted()
+    const bytes = this.#state.objects.get(key)
+    if (bytes === undefined) return undefined
+    if (offset + length > bytes.byteLength) return { outOfRange: true, size: bytes.byteLength }
+    return bytes.slice(offset, offset + length)
+  }
+
+  async objectSize(key: string, signal?: AbortSignal): Promise<number | undefined> {
+    signal?.throwIfAborted()
+    return this.#state.objects.get(key)?.byteLength
+  }
+
+  async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<boolean> {
+    signal?.throwIfAborted()
+    if (this.#state.objects.has(key)) return false
+    this.#state.objects.set(key, bytes.slice())
+    return true
+  }
+
+  async stageObject(chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StagedObject> {
+    const parts: Uint8Array[] = []
+    for await (const chunk of chunks) {
+      signal?.throwIfAborted()
+      parts.push(chunk.slice())
+    }
+    const bytes = Buffer.concat(parts)
+    return {
+      size: bytes.byteLength,
+      publish: (key, publishSignal) =>
+        this.writeObjectIfAbsent(key, bytes, publishSignal).then((stored) => ({ stored })),
+      discard: async () => {},
+    }
+  }
+
+  async *listObjects(prefix: string, signal?: AbortSignal): AsyncIterable<{ key: string; size: number }> {
+    for (const [key, bytes] of this.#state.objects) {
+      signal?.throwIfAborted()
+      if (key.startsWith(prefix)) yield { key, size: bytes.byteLength }
+    }
+  }
+
+  async readBlob(key: string, signal?: AbortSignal): Promise<VersionedBlob | undefined> {
+    signal?.throwIfAborted()
+    const bytes = this.#state.blobs.get(key)
+    return bytes === undefined ? undefined : { bytes: bytes.slice(), token: toHex(sha256(bytes)) }
+  }
+
+  async writeBlob(
+    key: string,
+    bytes: Uint8Array,
+    expectedToken: string | null,
+    signal?: AbortSignal,
+  ): Promise<ConditionalWriteResult> {
+    signal?.throwIfAborted()
+    const current = this.#state.blobs.get(key)
+    if (expectedToken === null && current !== undefined) return { ok: false, reason: 'exists' }
+    if (expectedToken !== null) {
+      if (current === undefined) return { ok: false, reason: 'missing' }
+      if (toHex(sha256(current)) !== expectedToken) return { ok: false, reason: 'changed' }
+    }
+    this.#state.blobs.set(key, bytes.slice())
+    return { ok: true, token: toHex(sha256(bytes)) }
+  }
+
+  async deleteBlob(
+    key: string,
+    expectedToken: string,
+    signal?: AbortSignal,
+  ): Promise<ConditionalWriteResult> {
+    signal?.throwIfAborted()
+    const current = this.#state.blobs.get(key)
+    if (current === undefined) return { ok: false, reason: 'missing' }
+    if (toHex(sha256(current)) !== expectedToken) return { ok: false, reason: 'changed' }
+    this.#state.blobs.delete(key)
+    return { ok: true, token: expectedToken }
+  }
+
+  async *listBlobs(prefix: string, signal?: AbortSignal): AsyncIterable<string> {
+    const keys = [...this.#state.blobs.keys()].filter((key) => key.startsWith(prefix)).sort()
+    for (const key of keys) {
+      signal?.throwIfAborted()
+      yield key
+    }
+  }
+
+  async checkConditionalWrites(): Promise<void> {
+    // A Map in one event loop cannot interleave a check and a write.
+  }
+
+  async close(): Promise<void> {}
+
+  /** Replace stored bytes without hashing: lets tests prove that reads verify. @internal */
+  corruptForTesting(key: string, bytes: Uint8Array): void {
+    if (!this.#state.objects.has(key)) throw new Error(`no object at ${key}`)
+    this.#state.objects.set(key, bytes.slice())
+  }
+}

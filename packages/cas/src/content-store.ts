@@ -1,0 +1,394 @@
+import type { CID } from 'multiformats/cid'
+import { type Backend, NotFoundSignal } from './backends/backend.js'
+import { jitteredBackoff, mapOrdered, sleep } from './concurrency.js'
+import { asSha256Cid, cidFromDigest, equalBytes, RAW_CODEC, Sha256, sha256, toHex } from './digest.js'
+import {
+  CasError,
+  InvalidRangeError,
+  ObjectIntegrityError,
+  ObjectNotFoundError,
+  RefConflictError,
+  RefNotFoundError,
+  StorageError,
+} from './errors.js'
+import type {
+  AbortOptions,
+  AwaitIterable,
+  ListedObject,
+  ListOptions,
+  ManyOptions,
+  ProgressOptions,
+  PutOptions,
+  RangeOptions,
+  RefEntry,
+  Store,
+} from './interface.js'
+import { digestFromObjectKey, objectKey, objectListPrefix, REFS, refKey, refNameFromKey } from './layout.js'
+import {
+  assertValidRefName,
+  assertValidRefPrefix,
+  decodeRefEnvelope,
+  encodeRefEnvelope,
+  newTxn,
+} from './refs.js'
+
+const DEFAULT_CONCURRENCY = 16
+/** How often a conditional write is retried after a server-side conflict (S3's 409). */
+const MAX_TRANSIENT_RETRIES = 8
+
+/**
+ * The one implementation of `Store`: hashing, verification, dedup and the ref protocol,
+ * over any `Backend`.
+ *
+ * @internal
+ */
+export class ContentStore implements Store {
+  readonly url: string
+  readonly #backend: Backend
+  #conditionalWritesChecked: Promise<void> | undefined
+
+  constructor(backend: Backend) {
+    this.#backend = backend
+    this.url = backend.description
+  }
+
+  async put(data: Uint8Array | AwaitIterable<Uint8Array>, options: PutOptions = {}): Promise<CID> {
+    const { signal, onProgress, codec = RAW_CODEC } = options
+    signal?.throwIfAborted()
+    if (data instanceof Uint8Array) {
+      const digest = sha256(data)
+      const cid = cidFromDigest(digest, codec)
+      const key = objectKey(toHex(digest))
+      const stored = await this.#storage(
+        'put',
+        cid,
+        () => this.#backend.writeObjectIfAbsent(key, data, signal),
+        signal,
+      )
+      onProgress?.({ type: 'dreamdb:cas:put', cid, size: data.byteLength, stored })
+      return cid
+    }
+    const hash = new Sha256()
+    async function* hashed(): AsyncGenerator<Uint8Array> {
+      for await (const chunk of data as AwaitIterable<Uint8Array>) {
+        hash.update(chunk)
+        yield chunk
+      }
+    }
+    const staged = await this.#storage(
+      'put (staging)',
+      'a streamed object',
+      () => this.#backend.stageObject(hashed(), signal),
+      signal,
+    )
+    try {
+      const cid = cidFromDigest(hash.digest(), codec)
+      const key = objectKey(toHex(cid.multihash.digest))
+      const { stored } = await this.#storage('put (publish)', cid, () => staged.publish(key, signal), signal)
+      onProgress?.({ type: 'dreamdb:cas:put', cid, size: staged.size, stored })
+      return cid
+    } catch (error) {
+      await staged.discard().catch(() => {})
+      throw error
+    }
+  }
+
+  async get(cid: CID, options: AbortOptions & ProgressOptions = {}): Promise<Uint8Array> {
+    const { signal, onProgress } = options
+    cid = asSha256Cid(cid)
+    signal?.throwIfAborted()
+    const hash = new Sha256()
+    const key = objectKey(toHex(cid.multihash.digest))
+    const bytes = await this.#storage(
+      'get',
+      cid,
+      () => this.#backend.readObject(key, (chunk) => hash.update(chunk), signal),
+      signal,
+    )
+    if (bytes === undefined) throw new ObjectNotFoundError(cid.toString(), this.url)
+    this.#verify(cid, hash.digest())
+    onProgress?.({ type: 'dreamdb:cas:get', cid, size: bytes.byteLength })
+    return bytes
+  }
+
+  async *stream(cid: CID, options: AbortOptions = {}): AsyncIterable<Uint8Array> {
+    const { signal } = options
+    cid = asSha256Cid(cid)
+    signal?.throwIfAborted()
+    const hash = new Sha256()
+    let held: Uint8Array | undefined
+    try {
+      for await (const chunk of this.#backend.streamObject(objectKey(toHex(cid.multihash.digest)), signal)) {
+        if (held !== undefined) yield held
+        hash.update(chunk)
+        held = chunk
+      }
+    } catch (error) {
+      if (error instanceof NotFoundSignal) throw new ObjectNotFoundError(cid.toString(), this.url)
+      throw this.#wrap('stream', cid, error, signal)
+    }
+    this.#verify(cid, hash.digest())
+    if (held !== undefined) yield held
+  }
+
+  async getRange(cid: CID, options: RangeOptions): Promise<Uint8Array> {
+    const { offset, length, sha256: expected, signal } = options
+    cid = asSha256Cid(cid)
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+      throw new InvalidRangeError(cid.toString(), offset, length, undefined)
+    }
+    signal?.throwIfAborted()
+    const key = objectKey(toHex(cid.multihash.digest))
+    const result = await this.#storage(
+      'get range of',
+      cid,
+      () => this.#backend.readRange(key, offset, length, signal),
+      signal,
+    )
+    if (result === undefined) throw new ObjectNotFoundError(cid.toString(), this.url)
+    if (!(result instanceof Uint8Array)) {
+      throw new InvalidRangeError(cid.toString(), offset, length, result.size)
+    }
+    if (expected !== undefined) {
+      const actual = sha256(result)
+      if (!equalBytes(actual, expected)) {
+        throw new ObjectIntegrityError(
+          `${cid.toString()}[${offset}..${offset + length})`,
+          toHex(expected),
+          toHex(actual),
+          this.url,
+        )
+      }
+    }
+    return result
+  }
+
+  async has(cid: CID, options: AbortOptions = {}): Promise<boolean> {
+    return (await this.size(cid, options)) !== undefined
+  }
+
+  async size(cid: CID, options: AbortOptions = {}): Promise<number | undefined> {
+    cid = asSha256Cid(cid)
+    options.signal?.throwIfAborted()
+    const key = objectKey(toHex(cid.multihash.digest))
+    return await this.#storage(
+      'stat',
+      cid,
+      () => this.#backend.objectSize(key, options.signal),
+      options.signal,
+    )
+  }
+
+  getMany(
+    cids: AwaitIterable<CID>,
+    options: ManyOptions = {},
+  ): AsyncIterable<{ cid: CID; bytes: Uint8Array }> {
+    const { concurrency = DEFAULT_CONCURRENCY, ...rest } = options
+    return mapOrdered(
+      cids,
+      async (cid) => ({ cid, bytes: await this.get(cid, rest) }),
+      concurrency,
+      rest.signal,
+    )
+  }
+
+  putMany(
+    items: AwaitIterable<Uint8Array>,
+    options: ManyOptions & Pick<PutOptions, 'codec'> = {},
+  ): AsyncIterable<CID> {
+    const { concurrency = DEFAULT_CONCURRENCY, ...rest } = options
+    return mapOrdered(items, (bytes) => this.put(bytes, rest), concurrency, rest.signal)
+  }
+
+  async *list(options: ListOptions = {}): AsyncIterable<ListedObject> {
+    const { digestPrefix = '', signal } = options
+    if (!/^[0-9a-f]{0,64}$/.test(digestPrefix)) {
+      throw new RangeError(`digestPrefix must be lowercase hex, got '${digestPrefix}'`)
+    }
+    try {
+      for await (const { key, size } of this.#backend.listObjects(objectListPrefix(digestPrefix), signal)) {
+        const hex = digestFromObjectKey(key)
+        if (hex === undefined || !hex.startsWith(digestPrefix)) continue
+        yield { cid: cidFromDigest(Buffer.from(hex, 'hex'), RAW_CODEC), size }
+      }
+    } catch (error) {
+      throw this.#wrap('list', `objects with digest prefix '${digestPrefix}'`, error, signal)
+    }
+  }
+
+  async readRef(name: string, options: AbortOptions = {}): Promise<RefEntry | undefined> {
+    assertValidRefName(name)
+    options.signal?.throwIfAborted()
+    const blob = await this.#storage(
+      'read ref',
+      name,
+      () => this.#backend.readBlob(refKey(name), options.signal),
+      options.signal,
+    )
+    if (blob === undefined) return undefined
+    const envelope = decodeRefEnvelope(name, this.url, blob.bytes)
+    return { name, value: envelope.value, version: blob.token, generation: envelope.generation }
+  }
+
+  createRef(name: string, value: Uint8Array, options: AbortOptions = {}): Promise<RefEntry> {
+    return this.#writeRef(name, value, null, 1, options.signal)
+  }
+
+  async updateRef(
+    name: string,
+    value: Uint8Array,
+    expectedVersion: string,
+    options: AbortOptions = {},
+  ): Promise<RefEntry> {
+    assertValidRefName(name)
+    const current = await this.readRef(name, options)
+    if (current === undefined) throw new RefNotFoundError(name, this.url)
+    if (current.version !== expectedVersion) {
+      throw new RefConflictError(name, expectedVersion, current.version, this.url)
+    }
+    return await this.#writeRef(name, value, expectedVersion, current.generation + 1, options.signal)
+  }
+
+  async deleteRef(name: string, expectedVersion: string, options: AbortOptions = {}): Promise<void> {
+    assertValidRefName(name)
+    const { signal } = options
+    await this.#ensureConditionalWrites(signal)
+    for (let attempt = 0; ; attempt++) {
+      signal?.throwIfAborted()
+      const result = await this.#storage(
+        'delete ref',
+        name,
+        () => this.#backend.deleteBlob(refKey(name), expectedVersion, signal),
+        signal,
+      )
+      if (result.ok) return
+      if (result.reason === 'missing') throw new RefNotFoundError(name, this.url)
+      const current = await this.readRef(name, { signal })
+      if (current === undefined) throw new RefNotFoundError(name, this.url)
+      // A conflict with the ref still at the expected version is a transient server-side
+      // race (S3's 409); anything else means the ref moved.
+      if (current.version !== expectedVersion || attempt >= MAX_TRANSIENT_RETRIES) {
+        throw new RefConflictError(name, expectedVersion, current.version, this.url)
+      }
+      await sleep(jitteredBackoff(attempt), signal)
+    }
+  }
+
+  async *listRefs(prefix = '', options: AbortOptions = {}): AsyncIterable<string> {
+    assertValidRefPrefix(prefix)
+    options.signal?.throwIfAborted()
+    try {
+      for await (const key of this.#backend.listBlobs(`${REFS}${prefix}`, options.signal)) {
+        const name = refNameFromKey(key)
+        if (name !== undefined) yield name
+      }
+    } catch (error) {
+      throw this.#wrap('list refs', `with prefix '${prefix}'`, error, options.signal)
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#backend.close()
+  }
+
+  /**
+   * The compare-and-swap protocol. The body carries a fresh txn id; whenever the outcome
+   * is unclear (an error after the request left, or a precondition failure that could be
+   * our own earlier attempt succeeding) the ref is re-read, and finding our txn there
+   * means the write landed.
+   */
+  async #writeRef(
+    name: string,
+    value: Uint8Array,
+    expectedVersion: string | null,
+    generation: number,
+    signal: AbortSignal | undefined,
+  ): Promise<RefEntry> {
+    assertValidRefName(name)
+    if (!(value instanceof Uint8Array)) throw new TypeError(`Ref '${name}': value must be a Uint8Array`)
+    signal?.throwIfAborted()
+    await this.#ensureConditionalWrites(signal)
+    const txn = newTxn()
+    const body = encodeRefEnvelope({ generation, txn, value })
+    const key = refKey(name)
+    for (let attempt = 0; ; attempt++) {
+      signal?.throwIfAborted()
+      let result: Awaited<ReturnType<Backend['writeBlob']>>
+      try {
+        result = await this.#backend.writeBlob(key, body, expectedVersion, signal)
+      } catch (error) {
+        if (signal?.aborted) throw signal.reason
+        const mine = await this.#ownWrite(name, txn, signal)
+        if (mine !== undefined) return mine
+        throw this.#wrap('write ref', name, error, signal)
+      }
+      if (result.ok) return { name, value, version: result.token, generation }
+      const mine = await this.#ownWrite(name, txn, signal)
+      if (mine !== undefined) return mine
+      const current = await this.readRef(name, { signal })
+      if (result.reason === 'missing' || (expectedVersion !== null && current === undefined)) {
+        throw new RefNotFoundError(name, this.url)
+      }
+      const unchanged =
+        expectedVersion === null ? current === undefined : current?.version === expectedVersion
+      if (!unchanged || attempt >= MAX_TRANSIENT_RETRIES) {
+        throw new RefConflictError(name, expectedVersion, current?.version ?? null, this.url)
+      }
+      await sleep(jitteredBackoff(attempt), signal)
+    }
+  }
+
+  async #ownWrite(name: string, txn: string, signal: AbortSignal | undefined): Promise<RefEntry | undefined> {
+    const blob = await this.#storage(
+      'read ref',
+      name,
+      () => this.#backend.readBlob(refKey(name), signal),
+      signal,
+    )
+    if (blob === undefined) return undefined
+    const envelope = decodeRefEnvelope(name, this.url, blob.bytes)
+    if (envelope.txn !== txn) return undefined
+    return { name, value: envelope.value, version: blob.token, generation: envelope.generation }
+  }
+
+  #ensureConditionalWrites(signal: AbortSignal | undefined): Promise<void> {
+    if (this.#conditionalWritesChecked === undefined) {
+      const check = this.#backend.checkConditionalWrites(signal)
+      this.#conditionalWritesChecked = check
+      // A failed or aborted check is not remembered: the next write probes again.
+      check.catch(() => {
+        if (this.#conditionalWritesChecked === check) this.#conditionalWritesChecked = undefined
+      })
+    }
+    return this.#conditionalWritesChecked
+  }
+
+  #verify(cid: CID, actual: Uint8Array): void {
+    if (!equalBytes(actual, cid.multihash.digest)) {
+      throw new ObjectIntegrityError(cid.toString(), toHex(cid.multihash.digest), toHex(actual), this.url)
+    }
+  }
+
+  async #storage<T>(
+    operation: string,
+    target: unknown,
+    fn: () => Promise<T>,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    try {
+      return await fn()
+    } catch (error) {
+      throw this.#wrap(operation, target, error, signal)
+    }
+  }
+
+  /**
+   * Aborts surface as the signal's reason (backends report them in many shapes), our own
+   * typed errors pass through, and anything else becomes a StorageError keeping its cause.
+   */
+  #wrap(operation: string, target: unknown, error: unknown, signal?: AbortSignal): unknown {
+    if (signal?.aborted) return signal.reason
+    if (error instanceof CasError || (error instanceof Error && error.name === 'AbortError')) return error
+    return new StorageError(operation, String(target), this.url, { cause: error })
+  }
+}

@@ -1,0 +1,169 @@
+import type { CID } from 'multiformats/cid'
+
+/** Every async call accepts a signal; an aborted call rejects with the signal's reason. */
+export interface AbortOptions {
+  signal?: AbortSignal | undefined
+}
+
+/** A value or a promise of it. */
+export type Awaitable<T> = T | Promise<T>
+
+/** Anything `for await` can walk. */
+export type AwaitIterable<T> = Iterable<T> | AsyncIterable<T>
+
+/** What a store reports while it works; libraries report, only the CLI draws. */
+export type CasProgressEvent =
+  | {
+      type: 'dreamdb:cas:put'
+      cid: CID
+      size: number
+      /** `false` when the object was already stored and nothing was written. */
+      stored: boolean
+    }
+  | { type: 'dreamdb:cas:get'; cid: CID; size: number }
+
+export interface ProgressOptions {
+  onProgress?: (event: CasProgressEvent) => void
+}
+
+export interface PutOptions extends AbortOptions, ProgressOptions {
+  /**
+   * The multicodec of the returned CID: `0x55` (raw) for opaque bytes, `0x71` for
+   * DAG-CBOR. Objects are keyed by their sha2-256 digest alone, so the same bytes under
+   * two codecs are stored once.
+   * @default 0x55
+   */
+  codec?: number
+}
+
+export interface ManyOptions extends AbortOptions, ProgressOptions {
+  /**
+   * How many requests may be in flight at once.
+   * @default 16
+   */
+  concurrency?: number
+}
+
+export interface RangeOptions extends AbortOptions {
+  /** First byte to read. */
+  offset: number
+  /** Number of bytes to read; `offset + length` must not pass the end of the object. */
+  length: number
+  /**
+   * The sha2-256 digest of exactly these bytes, when the caller knows it (a fragment
+   * index records one per record). A ranged read cannot be checked against the
+   * object's CID, so without this the bytes are returned unverified.
+   */
+  sha256?: Uint8Array
+}
+
+/** One object seen by `list`. Listing knows digests, not codecs, so `cid` is raw (0x55). */
+export interface ListedObject {
+  cid: CID
+  size: number
+}
+
+export interface ListOptions extends AbortOptions {
+  /** Only objects whose lowercase hex sha2-256 digest starts with this. */
+  digestPrefix?: string
+}
+
+/**
+ * Immutable objects addressed by the sha2-256 of their bytes.
+ *
+ * Reads verify: every byte returned by `get`, `getMany` and `stream` has been hashed and
+ * compared with the CID, and a mismatch is an `ObjectIntegrityError` naming the CID.
+ */
+export interface ObjectStore {
+  /**
+   * Store bytes and return their CID. Putting bytes that are already stored writes
+   * nothing. An async iterable is streamed (hashed on the way, staged, then published
+   * under its digest), so a large object never has to sit in memory.
+   *
+   * @example
+   * ```ts
+   * const cid = await store.put(new TextEncoder().encode('hello'))
+   * ```
+   */
+  put(data: Uint8Array | AwaitIterable<Uint8Array>, options?: PutOptions): Promise<CID>
+
+  /** Read and verify a whole object. Missing: `ObjectNotFoundError`. */
+  get(cid: CID, options?: AbortOptions & ProgressOptions): Promise<Uint8Array>
+
+  /**
+   * Stream an object in chunks. The final chunk is held back until the digest has been
+   * checked, so a corrupted object always ends the iteration with `ObjectIntegrityError`.
+   */
+  stream(cid: CID, options?: AbortOptions): AsyncIterable<Uint8Array>
+
+  /** Read `length` bytes at `offset` (see `RangeOptions.sha256` on verification). */
+  getRange(cid: CID, options: RangeOptions): Promise<Uint8Array>
+
+  /** Whether an object with this digest is stored (one HEAD or stat). */
+  has(cid: CID, options?: AbortOptions): Promise<boolean>
+
+  /** Size in bytes, or `undefined` when absent. */
+  size(cid: CID, options?: AbortOptions): Promise<number | undefined>
+
+  /** `get` for many CIDs with bounded concurrency, yielding results in input order. */
+  getMany(cids: AwaitIterable<CID>, options?: ManyOptions): AsyncIterable<{ cid: CID; bytes: Uint8Array }>
+
+  /** `put` for many byte arrays with bounded concurrency, yielding CIDs in input order. */
+  putMany(
+    items: AwaitIterable<Uint8Array>,
+    options?: ManyOptions & Pick<PutOptions, 'codec'>,
+  ): AsyncIterable<CID>
+
+  /** Every stored object, in no particular order. */
+  list(options?: ListOptions): AsyncIterable<ListedObject>
+}
+
+/**
+ * A ref as read from the store. `version` is the token a compare-and-swap must present;
+ * it changes on every write, even when the value is the same.
+ */
+export interface RefEntry {
+  name: string
+  value: Uint8Array
+  version: string
+  /** 1 when created, +1 on every update. */
+  generation: number
+}
+
+/**
+ * Small named values that move only by compare-and-swap. Names are `/`-separated
+ * segments of `[A-Za-z0-9._-]` (see `assertValidRefName`).
+ */
+export interface RefStore {
+  /** The ref, or `undefined` when there is none. */
+  readRef(name: string, options?: AbortOptions): Promise<RefEntry | undefined>
+
+  /** Create-if-absent. An existing ref is a `RefConflictError` with `expectedVersion: null`. */
+  createRef(name: string, value: Uint8Array, options?: AbortOptions): Promise<RefEntry>
+
+  /**
+   * Update-if-unchanged: write `value` only if the ref is still at `expectedVersion`.
+   * Otherwise `RefConflictError` (moved) or `RefNotFoundError` (deleted). A write whose
+   * response was lost is recognised on retry and reported as the success it was.
+   */
+  updateRef(
+    name: string,
+    value: Uint8Array,
+    expectedVersion: string,
+    options?: AbortOptions,
+  ): Promise<RefEntry>
+
+  /** Delete-if-unchanged. */
+  deleteRef(name: string, expectedVersion: string, options?: AbortOptions): Promise<void>
+
+  /** Names of the refs under a prefix (`'branches/'`), in lexicographic order. */
+  listRefs(prefix?: string, options?: AbortOptions): AsyncIterable<string>
+}
+
+/** A store opened from a backend URL: objects and refs side by side. */
+export interface Store extends ObjectStore, RefStore {
+  /** The backend URL with any credentials removed; safe to print. */
+  readonly url: string
+  /** Release sockets and file handles. */
+  close(): Promise<void>
+}

@@ -1,0 +1,84 @@
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { Store } from '../src/index.js'
+import { openStore } from '../src/open.js'
+
+const encode = (text: string): Uint8Array => new TextEncoder().encode(text)
+
+async function rejection(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
+  try {
+    await promise
+  } catch (error) {
+    return error as Error & Record<string, unknown>
+  }
+  throw new Error('expected a rejection')
+}
+
+describe('folder backend specifics', () => {
+  let root: string
+  let store: Store
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'dreamdb-fs-'))
+    store = await openStore(root)
+  })
+  afterEach(async () => {
+    await store.close()
+    await rm(root, { recursive: true, force: true })
+  })
+
+  it('lays objects out as objects/sha2-256/<2 hex>/<64 hex>, checkable with sha256sum', async () => {
+    const cid = await store.put(encode('layout'))
+    const hex = Buffer.from(cid.multihash.digest).toString('hex')
+    expect(await readdir(join(root, 'objects', 'sha2-256', hex.slice(0, 2)))).toEqual([hex])
+    expect(await readdir(join(root, 'tmp'))).toEqual([])
+  })
+
+  it('breaks a lock left by a crashed writer once it is stale', async () => {
+    await mkdir(join(root, 'refs', 'branches'), { recursive: true })
+    const lock = join(root, 'refs', 'branches', 'main.ref.lock')
+    await writeFile(lock, 'left by a crash')
+    const old = new Date(Date.now() - 120_000)
+    await utimes(lock, old, old)
+    const created = await store.createRef('branches/main', encode('m1'))
+    expect(created.generation).toBe(1)
+    expect(await readdir(join(root, 'refs', 'branches'))).toEqual(['main.ref'])
+  })
+
+  it('waits for a live lock instead of failing or overwriting', async () => {
+    const created = await store.createRef('main', encode('m1'))
+    const lock = join(root, 'refs', 'main.ref.lock')
+    await writeFile(lock, 'held by another writer')
+    setTimeout(() => void rm(lock), 200)
+    const updated = await store.updateRef('main', encode('m2'), created.version)
+    expect(updated.generation).toBe(2)
+  })
+
+  it('a half-written temp file from a crash is invisible to reads and listing', async () => {
+    await mkdir(join(root, 'tmp'), { recursive: true })
+    await writeFile(join(root, 'tmp', 'crashed-upload'), 'partial')
+    expect(
+      (
+        await (async () => {
+          const out = []
+          for await (const o of store.list()) out.push(o)
+          return out
+        })()
+      ).length,
+    ).toBe(0)
+  })
+
+  it('an I/O error that is not ENOENT stays a StorageError with its cause, not "not found"', async () => {
+    const file = join(root, 'not-a-folder')
+    await writeFile(file, 'x')
+    const broken = await openStore(file)
+    const cid = await store.put(encode('anything'))
+    const error = await rejection(broken.get(cid))
+    expect(error.code).toBe('ERR_CAS_STORAGE')
+    expect((error.cause as { code?: string }).code).toBe('ENOTDIR')
+    expect(error.message).toContain(cid.toString())
+    const putError = await rejection(broken.put(encode('y')))
+    expect(putError.code).toBe('ERR_CAS_STORAGE')
+  })
+})

@@ -1,0 +1,11 @@
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  test: {
+    testTimeout: 120_000,
+    hookTimeout: 60_000,
+    // The conformance suites share one MinIO; files run one after another so that the
+    // multi-process ref test is not starved of the two cores.
+    fileParallelism: false,
+  },
+})
