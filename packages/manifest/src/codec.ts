@@ -1,0 +1,412 @@
+/**
+ * Strict DAG-CBOR codecs for every object the manifest layer stores. Decoding accepts
+ * exactly one canonical encoding per value: unknown versions, unknown or missing keys,
+ * wrong types, non-integers where integers belong, NaN, duplicate keys, trailing bytes
+ * and non-canonical encodings are all rejected, so a state always has one CID.
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import { CID } from 'multiformats/cid'
+import { CorruptObjectError, UnsupportedVersionError } from './errors.js'
+import {
+  type AnchorRange,
+  BINARY_MEDIA,
+  type Bucket,
+  type Change,
+  type Field,
+  type FieldObject,
+  type Layer,
+  type Manifest,
+  METRICS,
+  type RefTarget,
+  SCALAR_KINDS,
+  type Schema,
+  type TreeChild,
+  type TreeNode,
+} from './model.js'
+
+export const FORMAT_VERSION = 1
+export const DAG_CBOR = dagCbor.code
+const UINT64_MAX = 2n ** 64n - 1n
+
+type Kind = 'manifest' | 'tree' | 'ref'
+const WHAT: Record<Kind, string> = { manifest: 'Manifest', tree: 'Timeline node', ref: 'Ref' }
+
+/** Thrown inside validators; turned into CorruptObjectError with the object's CID. */
+class Invalid extends Error {}
+
+type Obj = Record<string, unknown>
+
+function object(
+  value: unknown,
+  path: string,
+  keys: readonly string[],
+  optional: readonly string[] = [],
+): Obj {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || CID.asCID(value) !== null) {
+    throw new Invalid(`${path} must be a map`)
+  }
+  const obj = value as Obj
+  for (const key of Object.keys(obj)) {
+    if (!keys.includes(key) && !optional.includes(key))
+      throw new Invalid(`${path} has an unknown key '${key}'`)
+  }
+  for (const key of keys) if (!(key in obj)) throw new Invalid(`${path} is missing '${key}'`)
+  return obj
+}
+
+function string(value: unknown, path: string): string {
+  if (typeof value !== 'string') throw new Invalid(`${path} must be a string`)
+  return value
+}
+
+function oneOf<T extends string>(value: unknown, path: string, allowed: readonly T[]): T {
+  if (!allowed.includes(value as T)) throw new Invalid(`${path} must be one of ${allowed.join(', ')}`)
+  return value as T
+}
+
+function count(value: unknown, path: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new Invalid(`${path} must be a non-negative integer`)
+  }
+  return value
+}
+
+function uint64(value: unknown, path: string): bigint {
+  const big = typeof value === 'number' && Number.isSafeInteger(value) ? BigInt(value) : value
+  if (typeof big !== 'bigint' || big < 0n || big > UINT64_MAX) throw new Invalid(`${path} must be a uint64`)
+  return big
+}
+
+function bool(value: unknown, path: string): boolean {
+  if (typeof value !== 'boolean') throw new Invalid(`${path} must be a boolean`)
+  return value
+}
+
+function link(value: unknown, path: string): CID {
+  const cid = CID.asCID(value)
+  if (cid === null) throw new Invalid(`${path} must be a CID link`)
+  return cid
+}
+
+function nullable<T>(value: unknown, read: (v: unknown) => T): T | null {
+  return value === null ? null : read(value)
+}
+
+function array<T>(value: unknown, path: string, read: (item: unknown, path: string) => T): T[] {
+  if (!Array.isArray(value)) throw new Invalid(`${path} must be a list`)
+  return value.map((item, i) => read(item, `${path}[${i}]`))
+}
+
+function record<T>(
+  value: unknown,
+  path: string,
+  read: (item: unknown, path: string) => T,
+): Record<string, T> {
+  const obj = object(value, path, [], Object.keys((value as Obj) ?? {}))
+  const out: Record<string, T> = {}
+  for (const [key, item] of Object.entries(obj)) out[key] = read(item, `${path}.${key}`)
+  return out
+}
+
+export function readField(value: unknown, path: string): Field {
+  const family = (value as Obj | null)?.family
+  if (family === 'binary') {
+    const f = object(value, path, ['name', 'family', 'media'])
+    return {
+      name: string(f.name, `${path}.name`),
+      family,
+      media: oneOf(f.media, `${path}.media`, BINARY_MEDIA),
+    }
+  }
+  if (family === 'scalar') {
+    const f = object(value, path, ['name', 'family', 'kind'])
+    return { name: string(f.name, `${path}.name`), family, kind: oneOf(f.kind, `${path}.kind`, SCALAR_KINDS) }
+  }
+  if (family === 'embedding') {
+    const f = object(value, path, [
+      'name',
+      'family',
+      'dim',
+      'metric',
+      'algorithm',
+      'spatialIndex',
+      'compressor',
+      'rerank',
+    ])
+    return {
+      name: string(f.name, `${path}.name`),
+      family,
+      dim: count(f.dim, `${path}.dim`),
+      metric: oneOf(f.metric, `${path}.metric`, METRICS),
+      algorithm: nullable(f.algorithm, (v) => string(v, `${path}.algorithm`)),
+      spatialIndex: nullable(f.spatialIndex, (v) => link(v, `${path}.spatialIndex`)),
+      compressor: nullable(f.compressor, (v) => link(v, `${path}.compressor`)),
+      rerank: bool(f.rerank, `${path}.rerank`),
+    }
+  }
+  throw new Invalid(`${path}.family must be binary, embedding or scalar`)
+}
+
+function readSchema(value: unknown, path: string): Schema {
+  const s = object(value, path, ['fields'])
+  return { fields: array(s.fields, `${path}.fields`, readField) }
+}
+
+function readFieldObject(value: unknown, path: string): FieldObject {
+  const o = object(value, path, ['cid', 'bytes'])
+  return { cid: link(o.cid, `${path}.cid`), bytes: count(o.bytes, `${path}.bytes`) }
+}
+
+function readAnchorRange(value: unknown, path: string): AnchorRange {
+  if (!Array.isArray(value) || value.length !== 2) throw new Invalid(`${path} must be [start, count]`)
+  return { start: uint64(value[0], `${path}[0]`), count: count(value[1], `${path}[1]`) }
+}
+
+export function readBucket(value: unknown, path: string): Bucket {
+  const b = object(value, path, [
+    'records',
+    'anchorMin',
+    'anchorMax',
+    'anchorRanges',
+    'timeMin',
+    'timeMax',
+    'fields',
+  ])
+  return {
+    records: count(b.records, `${path}.records`),
+    anchorMin: uint64(b.anchorMin, `${path}.anchorMin`),
+    anchorMax: uint64(b.anchorMax, `${path}.anchorMax`),
+    anchorRanges: nullable(b.anchorRanges, (v) => array(v, `${path}.anchorRanges`, readAnchorRange)),
+    timeMin: count(b.timeMin, `${path}.timeMin`),
+    timeMax: count(b.timeMax, `${path}.timeMax`),
+    fields: record(b.fields, `${path}.fields`, readFieldObject),
+  }
+}
+
+function readLayer(value: unknown, path: string): Layer {
+  const l = object(value, path, ['name', 'parent', 'field', 'segments', 'records', 'bytes'])
+  return {
+    name: string(l.name, `${path}.name`),
+    parent: string(l.parent, `${path}.parent`),
+    field: readField(l.field, `${path}.field`),
+    segments: nullable(l.segments, (v) => link(v, `${path}.segments`)),
+    records: count(l.records, `${path}.records`),
+    bytes: count(l.bytes, `${path}.bytes`),
+  }
+}
+
+function readChange(value: unknown, path: string): Change {
+  const kind = (value as Obj | null)?.kind
+  switch (kind) {
+    case 'create':
+      object(value, path, ['kind'])
+      return { kind }
+    case 'append': {
+      const c = object(value, path, ['kind', 'buckets', 'records'])
+      return {
+        kind,
+        buckets: count(c.buckets, `${path}.buckets`),
+        records: count(c.records, `${path}.records`),
+      }
+    }
+    case 'layer': {
+      const c = object(value, path, ['kind', 'name', 'segments', 'records'])
+      return {
+        kind,
+        name: string(c.name, `${path}.name`),
+        segments: count(c.segments, `${path}.segments`),
+        records: count(c.records, `${path}.records`),
+      }
+    }
+    case 'schema': {
+      const c = object(value, path, ['kind', 'added', 'replaced'])
+      return {
+        kind,
+        added: array(c.added, `${path}.added`, string),
+        replaced: array(c.replaced, `${path}.replaced`, string),
+      }
+    }
+    case 'compact': {
+      const c = object(value, path, ['kind', 'start', 'replaced', 'buckets'])
+      return {
+        kind,
+        start: count(c.start, `${path}.start`),
+        replaced: count(c.replaced, `${path}.replaced`),
+        buckets: count(c.buckets, `${path}.buckets`),
+      }
+    }
+    default:
+      throw new Invalid(`${path}.kind is not a known change`)
+  }
+}
+
+function readManifest(m: Obj): Manifest {
+  object(m, 'manifest', [
+    'v',
+    'type',
+    'schema',
+    'timeline',
+    'layers',
+    'parents',
+    'message',
+    'timestamp',
+    'change',
+    'stats',
+  ])
+  const stats = object(m.stats, 'stats', ['records', 'buckets', 'bytes'])
+  return {
+    schema: readSchema(m.schema, 'schema'),
+    timeline: nullable(m.timeline, (v) => link(v, 'timeline')),
+    layers: array(m.layers, 'layers', readLayer),
+    parents: array(m.parents, 'parents', link),
+    message: string(m.message, 'message'),
+    timestamp: count(m.timestamp, 'timestamp'),
+    change: readChange(m.change, 'change'),
+    stats: {
+      records: count(stats.records, 'stats.records'),
+      buckets: count(stats.buckets, 'stats.buckets'),
+      bytes: record(stats.bytes, 'stats.bytes', count),
+    },
+  }
+}
+
+function readTreeChild(value: unknown, path: string): TreeChild {
+  const c = object(value, path, [
+    'node',
+    'buckets',
+    'records',
+    'bytes',
+    'anchorMin',
+    'anchorMax',
+    'timeMin',
+    'timeMax',
+  ])
+  return {
+    node: link(c.node, `${path}.node`),
+    buckets: count(c.buckets, `${path}.buckets`),
+    records: count(c.records, `${path}.records`),
+    bytes: count(c.bytes, `${path}.bytes`),
+    anchorMin: uint64(c.anchorMin, `${path}.anchorMin`),
+    anchorMax: uint64(c.anchorMax, `${path}.anchorMax`),
+    timeMin: count(c.timeMin, `${path}.timeMin`),
+    timeMax: count(c.timeMax, `${path}.timeMax`),
+  }
+}
+
+function readTree(t: Obj): TreeNode {
+  const level = count(t.level, 'level')
+  if (level === 0) {
+    object(t, 'node', ['v', 'type', 'level', 'buckets'])
+    return { level: 0, buckets: array(t.buckets, 'buckets', readBucket) }
+  }
+  object(t, 'node', ['v', 'type', 'level', 'children'])
+  return { level, children: array(t.children, 'children', readTreeChild) }
+}
+
+function readRef(r: Obj): RefTarget {
+  object(r, 'ref', ['v', 'type', 'kind', 'manifest', 'timeline'])
+  return {
+    kind: oneOf(r.kind, 'kind', ['branch', 'snapshot'] as const),
+    manifest: link(r.manifest, 'manifest'),
+    timeline: nullable(r.timeline, (v) => link(v, 'timeline')),
+  }
+}
+
+const anchorRange = (r: AnchorRange): [bigint, number] => [r.start, r.count]
+const fieldObjects = (fields: Record<string, FieldObject>) =>
+  Object.fromEntries(Object.entries(fields).map(([k, o]) => [k, { cid: o.cid, bytes: o.bytes }]))
+
+function bucketForm(b: Bucket): Obj {
+  return {
+    records: b.records,
+    anchorMin: b.anchorMin,
+    anchorMax: b.anchorMax,
+    anchorRanges: b.anchorRanges === null ? null : b.anchorRanges.map(anchorRange),
+    timeMin: b.timeMin,
+    timeMax: b.timeMax,
+    fields: fieldObjects(b.fields),
+  }
+}
+
+/** The plain data model of one object, as stored. */
+function form(kind: Kind, value: Manifest | TreeNode | RefTarget): Obj {
+  const head = { v: FORMAT_VERSION, type: kind }
+  if (kind === 'ref') {
+    const r = value as RefTarget
+    return { ...head, kind: r.kind, manifest: r.manifest, timeline: r.timeline }
+  }
+  if (kind === 'tree') {
+    const t = value as TreeNode
+    return 'buckets' in t
+      ? { ...head, level: 0, buckets: t.buckets.map(bucketForm) }
+      : { ...head, level: t.level, children: t.children.map((c) => ({ ...c })) }
+  }
+  const m = value as Manifest
+  return {
+    ...head,
+    schema: { fields: m.schema.fields.map((f) => ({ ...f })) },
+    timeline: m.timeline,
+    layers: m.layers.map((l) => ({ ...l, field: { ...l.field } })),
+    parents: m.parents,
+    message: m.message,
+    timestamp: m.timestamp,
+    change: { ...m.change },
+    stats: { records: m.stats.records, buckets: m.stats.buckets, bytes: { ...m.stats.bytes } },
+  }
+}
+
+export function encodeManifest(manifest: Manifest): Uint8Array {
+  return dagCbor.encode(form('manifest', manifest))
+}
+
+export function encodeTreeNode(node: TreeNode): Uint8Array {
+  return dagCbor.encode(form('tree', node))
+}
+
+export function encodeRefTarget(target: RefTarget): Uint8Array {
+  return dagCbor.encode(form('ref', target))
+}
+
+function decode(kind: Kind, id: string, bytes: Uint8Array): unknown {
+  let value: unknown
+  try {
+    value = dagCbor.decode(bytes)
+  } catch (cause) {
+    throw new CorruptObjectError(WHAT[kind], id, `not valid DAG-CBOR (${(cause as Error).message})`, {
+      cause,
+    })
+  }
+  const obj = value as Obj | null
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
+    throw new CorruptObjectError(WHAT[kind], id, 'the top level is not a map')
+  }
+  if (obj.type !== kind) {
+    throw new CorruptObjectError(WHAT[kind], id, `it is a ${JSON.stringify(obj.type)} object, not a ${kind}`)
+  }
+  if (obj.v !== FORMAT_VERSION) throw new UnsupportedVersionError(WHAT[kind], id, obj.v)
+  let parsed: Manifest | TreeNode | RefTarget
+  try {
+    parsed = kind === 'manifest' ? readManifest(obj) : kind === 'tree' ? readTree(obj) : readRef(obj)
+  } catch (error) {
+    if (error instanceof Invalid) throw new CorruptObjectError(WHAT[kind], id, error.message)
+    throw error
+  }
+  // One value, one encoding: anything the encoder would not have produced is rejected.
+  const canonical = dagCbor.encode(form(kind, parsed))
+  if (!Buffer.from(canonical).equals(bytes)) {
+    throw new CorruptObjectError(WHAT[kind], id, 'it is not in canonical DAG-CBOR form')
+  }
+  return parsed
+}
+
+export function decodeManifest(bytes: Uint8Array, id: string): Manifest {
+  return decode('manifest', id, bytes) as Manifest
+}
+
+export function decodeTreeNode(bytes: Uint8Array, id: string): TreeNode {
+  return decode('tree', id, bytes) as TreeNode
+}
+
+export function decodeRefTarget(bytes: Uint8Array, refName: string): RefTarget {
+  return decode('ref', `'${refName}'`, bytes) as RefTarget
+}

@@ -1,0 +1,187 @@
+/**
+ * Every error `@dreamdb/manifest` throws on purpose, each with a stable `code`, the values
+ * involved as fields, and the `cause` where there is one. Errors of `@dreamdb/cas` (I/O,
+ * integrity) pass through unchanged. Match on `code`, not `instanceof`.
+ */
+
+export abstract class ManifestError extends Error {
+  abstract readonly code: string
+}
+
+/** A ref name breaks the naming rules; nothing was written. */
+export class InvalidRefNameError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_INVALID_REF_NAME'
+  override readonly name = 'InvalidRefNameError'
+  readonly code = InvalidRefNameError.code
+  constructor(
+    readonly refName: string,
+    readonly reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`Invalid ref name '${refName}': ${reason}`, options)
+  }
+}
+
+/** No ref with this name exists. */
+export class RefNotFoundError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_REF_NOT_FOUND'
+  override readonly name = 'RefNotFoundError'
+  readonly code = RefNotFoundError.code
+  constructor(
+    readonly refName: string,
+    readonly store: string,
+  ) {
+    super(`No dataset, branch or snapshot named '${refName}' in ${store}`)
+  }
+}
+
+/** A branch or dataset with this name already exists. */
+export class RefExistsError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_REF_EXISTS'
+  override readonly name = 'RefExistsError'
+  readonly code = RefExistsError.code
+  constructor(
+    readonly refName: string,
+    readonly kind: string,
+    readonly manifest: string,
+  ) {
+    super(`A ${kind} named '${refName}' already exists (at manifest ${manifest}); pick another name`)
+  }
+}
+
+/** A snapshot label already names a different state. */
+export class SnapshotLabelTakenError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_LABEL_TAKEN'
+  override readonly name = 'SnapshotLabelTakenError'
+  readonly code = SnapshotLabelTakenError.code
+  constructor(
+    readonly label: string,
+    readonly existingManifest: string,
+    readonly requestedManifest: string,
+  ) {
+    super(
+      `Snapshot label '${label}' already names manifest ${existingManifest}, not ${requestedManifest}; snapshots never move, so choose a new label`,
+    )
+  }
+}
+
+/** A write was aimed at a snapshot, which never moves. */
+export class SnapshotImmutableError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_SNAPSHOT_IMMUTABLE'
+  override readonly name = 'SnapshotImmutableError'
+  readonly code = SnapshotImmutableError.code
+  constructor(
+    readonly refName: string,
+    readonly operation: string,
+  ) {
+    super(
+      `Cannot ${operation} '${refName}': it is a snapshot, and snapshots never move; branch from it instead`,
+    )
+  }
+}
+
+/**
+ * A concurrent commit made a change that does not commute with this one (for example a
+ * schema change while this commit appended). Names the manifest this commit was based on
+ * and the head it would have had to rebase onto.
+ */
+export class CommitConflictError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_CONFLICT'
+  override readonly name = 'CommitConflictError'
+  readonly code = CommitConflictError.code
+  constructor(
+    readonly refName: string,
+    readonly baseManifest: string,
+    readonly headManifest: string,
+    readonly reason: string,
+  ) {
+    super(
+      `Commit to '${refName}' conflicts with a concurrent commit: based on ${baseManifest}, but head is now ${headManifest}: ${reason}`,
+    )
+  }
+}
+
+/** Every attempt to move the ref lost a race; nothing was committed. */
+export class RetriesExhaustedError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_RETRIES_EXHAUSTED'
+  override readonly name = 'RetriesExhaustedError'
+  readonly code = RetriesExhaustedError.code
+  constructor(
+    readonly refName: string,
+    readonly attempts: number,
+    options?: ErrorOptions,
+  ) {
+    super(`Commit to '${refName}' lost the race ${attempts} times in a row; nothing was committed`, options)
+  }
+}
+
+/** An object was written by a newer DreamDB (or is not a DreamDB object of this kind). */
+export class UnsupportedVersionError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_UNSUPPORTED_VERSION'
+  override readonly name = 'UnsupportedVersionError'
+  readonly code = UnsupportedVersionError.code
+  constructor(
+    readonly what: string,
+    readonly cid: string,
+    readonly version: unknown,
+  ) {
+    super(
+      `${what} ${cid} has format version ${JSON.stringify(version)}, which this DreamDB does not know; upgrade @dreamdb/manifest`,
+    )
+  }
+}
+
+/** An object decoded but is not a valid, canonical DreamDB object of the expected kind. */
+export class CorruptObjectError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_CORRUPT'
+  override readonly name = 'CorruptObjectError'
+  readonly code = CorruptObjectError.code
+  constructor(
+    readonly what: string,
+    readonly cid: string,
+    readonly reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${what} ${cid} is corrupt: ${reason}`, options)
+  }
+}
+
+/** A schema, field or layer definition is invalid; nothing was written. */
+export class InvalidSchemaError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_INVALID_SCHEMA'
+  override readonly name = 'InvalidSchemaError'
+  readonly code = InvalidSchemaError.code
+  constructor(
+    readonly path: string,
+    readonly reason: string,
+  ) {
+    super(`Invalid schema at ${path}: ${reason}`)
+  }
+}
+
+/** A change (buckets, layer segments, compaction) does not fit the dataset; nothing was written. */
+export class InvalidChangeError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_INVALID_CHANGE'
+  override readonly name = 'InvalidChangeError'
+  readonly code = InvalidChangeError.code
+  constructor(
+    readonly path: string,
+    readonly reason: string,
+  ) {
+    super(`Invalid change at ${path}: ${reason}`)
+  }
+}
+
+/** A change refers to a data object that is not in the store; nothing was committed. */
+export class MissingObjectError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_MISSING_OBJECT'
+  override readonly name = 'MissingObjectError'
+  readonly code = MissingObjectError.code
+  constructor(
+    readonly cid: string,
+    readonly path: string,
+    readonly store: string,
+  ) {
+    super(`${path} refers to object ${cid}, which is not in ${store}; write data objects before committing`)
+  }
+}

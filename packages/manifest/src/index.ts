@@ -1,0 +1,54 @@
+/**
+ * @packageDocumentation
+ *
+ * `@dreamdb/manifest` is DreamDB's versioned data model on top of `@dreamdb/cas`. Every
+ * state of a dataset is an immutable manifest (canonical DAG-CBOR, addressed by CID):
+ * its schema, its timeline of buckets in append order, its layers, its parents. Refs name
+ * manifests: branches move by compare-and-swap, snapshots never move. Commits from many
+ * writers land without losing an update: a writer that loses the race rebases on the new
+ * head when the changes commute (append with append, layers with appends, ...), and
+ * fails with a typed conflict naming both manifests when they do not.
+ *
+ * @example
+ * ```ts
+ * import { openStore } from '@dreamdb/cas'
+ * import { Repository } from '@dreamdb/manifest'
+ *
+ * const repo = new Repository(await openStore('./.dreamdb'))
+ * await repo.createDataset('corpus', { schema: { fields: [{ name: 'label', family: 'scalar', kind: 'categorical' }] } })
+ * const labels = await repo.store.put(new TextEncoder().encode('["cat","dog"]'))
+ * const start = await repo.mintAnchors(2)
+ * await repo.commit('corpus', {
+ *   kind: 'append',
+ *   buckets: [{ records: 2, anchorRanges: [{ start, count: 2 }], fields: { label: { cid: labels, bytes: 13 } } }],
+ * })
+ * const snap = await repo.snapshot('corpus-v1', 'corpus') // { label, manifest, timeline }
+ * ```
+ */
+
+export { decodeManifest, decodeRefTarget, encodeManifest, encodeRefTarget, FORMAT_VERSION } from './codec.js'
+export * from './errors.js'
+export {
+  type Diff,
+  diff,
+  type InspectedBucket,
+  type InspectedObject,
+  type Inspection,
+  inspect,
+  type LogEntry,
+  log,
+} from './history.js'
+export type * from './model.js'
+export { assertUserRefName } from './names.js'
+export {
+  type ChangeRequest,
+  type CommitOptions,
+  type CommitResult,
+  type RefInfo,
+  Repository,
+  type RepositoryInit,
+  type Resolved,
+  type SnapshotInfo,
+  type Source,
+} from './repository.js'
+export type { BucketInput, FieldInput } from './schema.js'

@@ -1,0 +1,693 @@
+import type { AbortOptions, Store } from '@dreamdb/cas'
+import { CID } from 'multiformats/cid'
+import { AnchorMinter, DEFAULT_ANCHOR_BLOCK } from './anchors.js'
+import { DAG_CBOR, decodeManifest, decodeRefTarget, encodeManifest, encodeRefTarget } from './codec.js'
+import {
+  CommitConflictError,
+  InvalidChangeError,
+  InvalidSchemaError,
+  MissingObjectError,
+  RefExistsError,
+  RefNotFoundError,
+  RetriesExhaustedError,
+  SnapshotImmutableError,
+  SnapshotLabelTakenError,
+} from './errors.js'
+import type { Bucket, Change, Field, Layer, Manifest, RefKind, RefTarget, Schema } from './model.js'
+import { assertUserRefName } from './names.js'
+import {
+  assertUniqueNames,
+  type BucketInput,
+  type FieldInput,
+  normalizeBucket,
+  normalizeField,
+  normalizeSchema,
+  sameField,
+} from './schema.js'
+import { DEFAULT_FANOUT, loadRoot, NodeStore, spliceTree, type WalkOptions, walkTree } from './tree.js'
+
+/** What a commit does. Data objects must already be in the store. */
+export type ChangeRequest =
+  | { kind: 'append'; buckets: BucketInput[] }
+  | { kind: 'layer'; name: string; parent: string; field: FieldInput; segments: BucketInput[] }
+  | { kind: 'schema'; add?: FieldInput[]; replace?: FieldInput[] }
+  | { kind: 'compact'; start: number; count: number; replacement: BucketInput[] }
+
+export interface CommitOptions extends AbortOptions {
+  message?: string
+  /** How many times to rebase and retry after losing the race. @default 100 */
+  maxAttempts?: number
+}
+
+export interface CommitResult {
+  manifest: CID
+  timeline: CID | null
+  /** The head this commit landed on (after any rebase). */
+  parent: CID
+  /** 1 when the first attempt won. */
+  attempts: number
+}
+
+/** A ref resolved to its manifest. */
+export interface Resolved {
+  /** The ref name, when resolved from one. */
+  name?: string
+  target: RefTarget
+  manifest: Manifest
+}
+
+/** What `snapshot` returns, as in the seed: `{ label, manifest, timeline }`. */
+export interface SnapshotInfo {
+  label: string
+  manifest: string
+  timeline: string | null
+}
+
+export interface RefInfo {
+  name: string
+  kind: RefKind
+  manifest: CID
+  timeline: CID | null
+}
+
+export interface RepositoryInit {
+  /** Buckets per timeline leaf and children per node. @default 32 */
+  fanout?: number
+  /** Anchors reserved per counter update. @default 65536 */
+  anchorBlock?: number
+  /** @default 100 */
+  maxAttempts?: number
+}
+
+/** A ref name, or the CID of a manifest. */
+export type Source = string | CID
+
+const CONCURRENT_CHECKS = 16
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason)
+    const timer = setTimeout(resolve, ms)
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer)
+        reject(signal.reason)
+      },
+      { once: true },
+    )
+  })
+}
+
+/**
+ * Datasets, branches and snapshots on a `@dreamdb/cas` store. Every state is an immutable
+ * manifest; a ref names one. Commits write objects first, then the manifest, then move
+ * the branch by compare-and-swap, rebasing on the newest head when they lose a race and
+ * the two changes commute.
+ */
+export class Repository {
+  readonly store: Store
+  readonly nodes: NodeStore
+  readonly #fanout: number
+  readonly #maxAttempts: number
+  readonly #minter: AnchorMinter
+  readonly #manifests = new Map<string, Manifest>()
+
+  constructor(store: Store, init: RepositoryInit = {}) {
+    this.store = store
+    this.nodes = new NodeStore(store)
+    this.#fanout = init.fanout ?? DEFAULT_FANOUT
+    this.#maxAttempts = init.maxAttempts ?? 100
+    this.#minter = new AnchorMinter(store, init.anchorBlock ?? DEFAULT_ANCHOR_BLOCK)
+  }
+
+  /** Reserve `count` consecutive anchors for new records; returns the first. */
+  mintAnchors(count: number, options: AbortOptions = {}): Promise<bigint> {
+    return this.#minter.mint(count, options)
+  }
+
+  /** Create a dataset: a branch named `name` at an empty manifest with this schema. */
+  async createDataset(
+    name: string,
+    init: { schema: { fields: FieldInput[] }; message?: string },
+    options: AbortOptions = {},
+  ): Promise<RefInfo> {
+    assertUserRefName(name)
+    const schema = normalizeSchema(init.schema)
+    const manifest: Manifest = {
+      schema,
+      timeline: null,
+      layers: [],
+      parents: [],
+      message: init.message ?? `create dataset ${name}`,
+      timestamp: Date.now(),
+      change: { kind: 'create' },
+      stats: { records: 0, buckets: 0, bytes: Object.fromEntries(schema.fields.map((f) => [f.name, 0])) },
+    }
+    const cid = await this.#putManifest(manifest, options)
+    return await this.#createRef(name, { kind: 'branch', manifest: cid, timeline: null }, options)
+  }
+
+  /** The ref's target, or `undefined` when there is none. One request. */
+  async readRef(
+    name: string,
+    options: AbortOptions = {},
+  ): Promise<(RefTarget & { version: string }) | undefined> {
+    assertUserRefName(name)
+    const entry = await this.store.readRef(name, options)
+    return entry === undefined ? undefined : { ...decodeRefTarget(entry.value, name), version: entry.version }
+  }
+
+  /** A ref or manifest CID resolved to its manifest: two requests (ref, manifest). */
+  async resolve(source: Source, options: AbortOptions = {}): Promise<Resolved> {
+    const cid = CID.asCID(source)
+    if (cid !== null) {
+      const manifest = await this.loadManifest(cid, options)
+      return { target: { kind: 'snapshot', manifest: cid, timeline: manifest.timeline }, manifest }
+    }
+    const name = source as string
+    const target = await this.readRef(name, options)
+    if (target === undefined) throw new RefNotFoundError(name, this.store.url)
+    const { version: _, ...plain } = target
+    return { name, target: plain, manifest: await this.loadManifest(target.manifest, options) }
+  }
+
+  async loadManifest(cid: CID, options: AbortOptions = {}): Promise<Manifest> {
+    const key = cid.toString()
+    const cached = this.#manifests.get(key)
+    if (cached !== undefined) return cached
+    const manifest = decodeManifest(await this.store.get(cid, options), key)
+    this.#manifests.set(key, manifest)
+    if (this.#manifests.size > 1024) this.#manifests.delete(this.#manifests.keys().next().value!)
+    return manifest
+  }
+
+  /**
+   * Pin the state of `from` under `label`: create-if-absent of an immutable ref. The same
+   * label on the same manifest is a no-op; on another one it is SnapshotLabelTakenError.
+   */
+  async snapshot(label: string, from: Source, options: AbortOptions = {}): Promise<SnapshotInfo> {
+    assertUserRefName(label)
+    const target = await this.#targetOf(from, options)
+    const info = (t: RefTarget): SnapshotInfo => ({
+      label,
+      manifest: t.manifest.toString(),
+      timeline: t.timeline?.toString() ?? null,
+    })
+    try {
+      await this.#createRef(label, { ...target, kind: 'snapshot' }, options)
+      return info(target)
+    } catch (error) {
+      if ((error as { code?: string }).code !== RefExistsError.code) throw error
+      const existing = (await this.readRef(label, options))!
+      if (existing.kind === 'snapshot' && existing.manifest.equals(target.manifest)) return info(existing)
+      if (existing.kind === 'snapshot') {
+        throw new SnapshotLabelTakenError(label, existing.manifest.toString(), target.manifest.toString())
+      }
+      throw error
+    }
+  }
+
+  /** Create a branch at the state of `from`: one small write. */
+  async branch(name: string, from: Source, options: AbortOptions = {}): Promise<RefInfo> {
+    assertUserRefName(name)
+    const target = await this.#targetOf(from, options)
+    return await this.#createRef(name, { ...target, kind: 'branch' }, options)
+  }
+
+  /** Delete a branch. Snapshots never move, so they cannot be deleted here. */
+  async deleteBranch(name: string, options: AbortOptions = {}): Promise<void> {
+    for (;;) {
+      const current = await this.readRef(name, options)
+      if (current === undefined) throw new RefNotFoundError(name, this.store.url)
+      if (current.kind === 'snapshot') throw new SnapshotImmutableError(name, 'delete')
+      try {
+        await this.store.deleteRef(name, current.version, options)
+        return
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ERR_CAS_REF_CONFLICT') throw error
+      }
+    }
+  }
+
+  /** Datasets, branches and snapshots whose names start with `prefix`, in name order. */
+  async *listRefs(prefix = '', options: AbortOptions = {}): AsyncIterable<RefInfo> {
+    for await (const name of this.store.listRefs(prefix, options)) {
+      if (name.startsWith('_')) continue
+      const target = await this.readRef(name, options)
+      if (target !== undefined)
+        yield { name, kind: target.kind, manifest: target.manifest, timeline: target.timeline }
+    }
+  }
+
+  /** The buckets of a manifest's timeline in order (metadata only; no record is read). */
+  async *buckets(
+    manifest: Manifest,
+    options: WalkOptions = {},
+  ): AsyncIterable<{ position: number; bucket: Bucket }> {
+    yield* walkTree(this.nodes, manifest.timeline, options)
+  }
+
+  /**
+   * Apply a change to branch `refName`: objects first (they must already be stored), then
+   * the manifest, then a compare-and-swap of the ref. Losing the race re-reads the head
+   * and rebases when the changes commute; otherwise CommitConflictError.
+   */
+  async commit(refName: string, request: ChangeRequest, options: CommitOptions = {}): Promise<CommitResult> {
+    const { signal } = options
+    assertUserRefName(refName)
+    const maxAttempts = options.maxAttempts ?? this.#maxAttempts
+    const first = await this.#branchHead(refName, options)
+    const base = first.target.manifest
+    const prepared = this.#prepare(request, first.manifest, Date.now())
+    if (options.message !== undefined) prepared.message = options.message
+    await this.#assertObjectsStored(prepared.objects, options)
+    let head = first
+    // Manifests already checked to commute with this change: a retry walks back only to
+    // the head it saw last time, not all the way to the base.
+    let checkedUpTo = base
+    for (let attempt = 1; ; attempt++) {
+      signal?.throwIfAborted()
+      const started = Date.now()
+      if (!head.target.manifest.equals(checkedUpTo)) {
+        await this.#assertCommutes(refName, base, checkedUpTo, head, prepared, options)
+        checkedUpTo = head.target.manifest
+      }
+      const next = await this.#apply(prepared, head.manifest, head.target.manifest, options)
+      const cid = await this.#putManifest(next, options)
+      const target: RefTarget = { kind: 'branch', manifest: cid, timeline: next.timeline }
+      try {
+        await this.store.updateRef(refName, encodeRefTarget(target), head.version, options)
+        return { manifest: cid, timeline: next.timeline, parent: head.target.manifest, attempts: attempt }
+      } catch (error) {
+        if ((error as { code?: string }).code === 'ERR_CAS_REF_NOT_FOUND') {
+          throw new RefNotFoundError(refName, this.store.url)
+        }
+        if ((error as { code?: string }).code !== 'ERR_CAS_REF_CONFLICT') throw error
+        if (attempt >= maxAttempts) throw new RetriesExhaustedError(refName, attempt, { cause: error })
+      }
+      // Back off for a random time scaled by how long an attempt takes here, so that
+      // contenders spread over a window that fits them instead of colliding again.
+      const attemptMs = Math.max(1, Date.now() - started)
+      await sleep(Math.random() * attemptMs * 2 ** Math.min(attempt, 5), signal)
+      head = await this.#branchHead(refName, options)
+    }
+  }
+
+  async #branchHead(name: string, options: AbortOptions) {
+    const target = await this.readRef(name, options)
+    if (target === undefined) throw new RefNotFoundError(name, this.store.url)
+    if (target.kind === 'snapshot') throw new SnapshotImmutableError(name, 'commit to')
+    const { version, ...plain } = target
+    return { target: plain, version, manifest: await this.loadManifest(target.manifest, options) }
+  }
+
+  async #targetOf(from: Source, options: AbortOptions): Promise<RefTarget> {
+    const cid = CID.asCID(from)
+    if (cid !== null)
+      return { kind: 'snapshot', manifest: cid, timeline: (await this.loadManifest(cid, options)).timeline }
+    const target = await this.readRef(from as string, options)
+    if (target === undefined) throw new RefNotFoundError(from as string, this.store.url)
+    return { kind: target.kind, manifest: target.manifest, timeline: target.timeline }
+  }
+
+  async #createRef(name: string, target: RefTarget, options: AbortOptions): Promise<RefInfo> {
+    try {
+      await this.store.createRef(name, encodeRefTarget(target), options)
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ERR_CAS_REF_CONFLICT') throw error
+      const existing = await this.readRef(name, options)
+      throw new RefExistsError(name, existing?.kind ?? 'ref', existing?.manifest.toString() ?? 'unknown')
+    }
+    return { name, ...target }
+  }
+
+  async #putManifest(manifest: Manifest, options: AbortOptions): Promise<CID> {
+    const bytes = encodeManifest(manifest)
+    const cid = await this.store.put(bytes, { codec: DAG_CBOR, ...options })
+    this.#manifests.set(cid.toString(), manifest)
+    return cid
+  }
+
+  /** Validate the request against the head it starts from; nothing is written yet. */
+  #prepare(request: ChangeRequest, head: Manifest, now: number): PreparedChange {
+    if (typeof request !== 'object' || request === null)
+      throw new InvalidChangeError('change', 'a change must be an object')
+    const baseNames = head.schema.fields.map((f) => f.name)
+    const { kind } = request
+    if (request.kind === 'append') {
+      if (!Array.isArray(request.buckets) || request.buckets.length === 0) {
+        throw new InvalidChangeError('append.buckets', 'an append needs at least one bucket')
+      }
+      const buckets = request.buckets.map((b, i) =>
+        normalizeBucket(b, `append.buckets[${i}]`, baseNames, { anchorsInline: true, now }),
+      )
+      return { kind: 'append', buckets, objects: objectsOf(buckets, 'append.buckets') }
+    }
+    if (request.kind === 'layer') {
+      const field = normalizeField(
+        { ...request.field, name: request.name } as FieldInput,
+        `layer '${request.name}'`,
+      )
+      const existing = head.layers.find((l) => l.name === field.name)
+      if (existing === undefined && baseNames.includes(field.name)) {
+        throw new InvalidSchemaError(`layer '${field.name}'`, 'a base field already has this name')
+      }
+      if (
+        existing !== undefined &&
+        (!sameField(existing.field, field) || existing.parent !== request.parent)
+      ) {
+        throw new InvalidSchemaError(
+          `layer '${field.name}'`,
+          `the layer exists with parent '${existing.parent}' and a different field definition`,
+        )
+      }
+      const parents = [...baseNames, ...head.layers.map((l) => l.name)]
+      if (!parents.includes(request.parent) || request.parent === field.name) {
+        throw new InvalidSchemaError(
+          `layer '${field.name}'`,
+          `parent field '${request.parent}' is not in the dataset (fields: ${parents.join(', ')})`,
+        )
+      }
+      if (!Array.isArray(request.segments) || request.segments.length === 0) {
+        throw new InvalidChangeError(`layer '${field.name}'`, 'a layer needs at least one segment')
+      }
+      const segments = request.segments.map((s, i) =>
+        normalizeBucket(s, `layer '${field.name}'.segments[${i}]`, [field.name], {
+          anchorsInline: false,
+          now,
+        }),
+      )
+      return {
+        kind: 'layer',
+        layer: { name: field.name, parent: request.parent, field },
+        segments,
+        objects: objectsOf(segments, `layer '${field.name}'`),
+      }
+    }
+    if (request.kind === 'schema') {
+      const add = (request.add ?? []).map((f, i) => normalizeField(f, `schema.add[${i}]`))
+      const replace = (request.replace ?? []).map((f, i) => normalizeField(f, `schema.replace[${i}]`))
+      if (add.length + replace.length === 0)
+        throw new InvalidChangeError('schema', 'nothing to add or replace')
+      assertUniqueNames(
+        [...baseNames, ...head.layers.map((l) => l.name), ...add.map((f) => f.name)],
+        'schema.add',
+      )
+      for (const field of replace) {
+        const current = head.schema.fields.find((f) => f.name === field.name)
+        if (current === undefined)
+          throw new InvalidSchemaError('schema.replace', `there is no field '${field.name}'`)
+        if (current.family !== field.family) {
+          throw new InvalidSchemaError(
+            'schema.replace',
+            `'${field.name}' is ${current.family}, not ${field.family}`,
+          )
+        }
+      }
+      const extra = [...add, ...replace].flatMap((f) =>
+        f.family === 'embedding' ? [f.spatialIndex, f.compressor].filter((c): c is CID => c !== null) : [],
+      )
+      return { kind: 'schema', add, replace, objects: extra.map((cid) => ({ cid, path: 'schema' })) }
+    }
+    if (request.kind === 'compact') {
+      const { start, count } = request
+      if (!Number.isSafeInteger(start) || !Number.isSafeInteger(count) || start < 0 || count < 2) {
+        throw new InvalidChangeError(
+          'compact',
+          `start ${start} and count ${count} must be integers, count >= 2`,
+        )
+      }
+      if (start + count > head.stats.buckets) {
+        throw new InvalidChangeError(
+          'compact',
+          `buckets [${start}, ${start + count}) pass the end (${head.stats.buckets})`,
+        )
+      }
+      const replacement = request.replacement.map((b, i) =>
+        normalizeBucket(b, `compact.replacement[${i}]`, baseNames, { anchorsInline: true, now }),
+      )
+      return {
+        kind: 'compact',
+        start,
+        count,
+        replacement,
+        objects: objectsOf(replacement, 'compact.replacement'),
+      }
+    }
+    throw new InvalidChangeError('change', `unknown change kind ${JSON.stringify(kind)}`)
+  }
+
+  async #assertObjectsStored(objects: { cid: CID; path: string }[], options: AbortOptions): Promise<void> {
+    for (let i = 0; i < objects.length; i += CONCURRENT_CHECKS) {
+      const batch = objects.slice(i, i + CONCURRENT_CHECKS)
+      const present = await Promise.all(batch.map((o) => this.store.has(o.cid, options)))
+      const missing = batch.find((_, j) => !present[j])
+      if (missing !== undefined)
+        throw new MissingObjectError(missing.cid.toString(), missing.path, this.store.url)
+    }
+  }
+
+  /**
+   * After losing a race, check that everything committed since the last head seen
+   * (`checkedUpTo`, at first the base) commutes with this change. History is linear per
+   * branch, so this walks back parent by parent from the new head to that point.
+   */
+  async #assertCommutes(
+    refName: string,
+    base: CID,
+    checkedUpTo: CID,
+    head: { target: RefTarget; manifest: Manifest },
+    mine: PreparedChange,
+    options: AbortOptions,
+  ): Promise<void> {
+    let cursor: CID = head.target.manifest
+    let manifest = head.manifest
+    const conflict = (reason: string): never => {
+      throw new CommitConflictError(refName, base.toString(), head.target.manifest.toString(), reason)
+    }
+    for (let steps = 0; !cursor.equals(checkedUpTo); steps++) {
+      const reason = conflictBetween(mine, manifest.change)
+      if (reason !== undefined) conflict(reason)
+      const parent = manifest.parents[0]
+      if (parent === undefined || steps > 100_000) conflict('the branch was reset to an unrelated history')
+      cursor = parent!
+      manifest = await this.loadManifest(cursor, options)
+    }
+  }
+
+  /** Build the next manifest on top of `head` (the rebase is this function applied again). */
+  async #apply(
+    change: PreparedChange,
+    head: Manifest,
+    headCid: CID,
+    options: AbortOptions,
+  ): Promise<Manifest> {
+    const now = Date.now()
+    const bytes = { ...head.stats.bytes }
+    const addBytes = (buckets: Bucket[]): void => {
+      for (const bucket of buckets) {
+        for (const [key, object] of Object.entries(bucket.fields)) {
+          const owner = key.split('/')[0]!
+          bytes[owner] = (bytes[owner] ?? 0) + object.bytes
+        }
+      }
+    }
+    const next: Manifest = {
+      ...head,
+      parents: [headCid],
+      timestamp: now,
+      message: '',
+      change: { kind: 'create' },
+    }
+    const root = await loadRoot(this.nodes, head.timeline, options)
+    const total = root?.summary.buckets ?? 0
+    const splice = { ...options, fanout: this.#fanout }
+    switch (change.kind) {
+      case 'append': {
+        const updated = await spliceTree(this.nodes, root, total, 0, change.buckets, splice)
+        const records = change.buckets.reduce((sum, b) => sum + b.records, 0)
+        addBytes(change.buckets)
+        Object.assign(next, {
+          timeline: updated?.cid ?? null,
+          change: { kind: 'append', buckets: change.buckets.length, records },
+          message: `append ${records} records`,
+          stats: { records: head.stats.records + records, buckets: updated?.summary.buckets ?? 0, bytes },
+        })
+        break
+      }
+      case 'layer': {
+        const existing = head.layers.find((l) => l.name === change.layer.name)
+        const segRoot = await loadRoot(this.nodes, existing?.segments ?? null, options)
+        const updated = await spliceTree(
+          this.nodes,
+          segRoot,
+          segRoot?.summary.buckets ?? 0,
+          0,
+          change.segments,
+          splice,
+        )
+        const records = change.segments.reduce((sum, b) => sum + b.records, 0)
+        addBytes(change.segments)
+        const layer: Layer = {
+          ...change.layer,
+          segments: updated?.cid ?? null,
+          records: (existing?.records ?? 0) + records,
+          bytes: updated?.summary.bytes ?? 0,
+        }
+        const layers = [...head.layers.filter((l) => l.name !== layer.name), layer].sort((a, b) =>
+          a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+        )
+        Object.assign(next, {
+          layers,
+          change: { kind: 'layer', name: layer.name, segments: change.segments.length, records },
+          message: `${existing ? 'extend' : 'add'} layer ${layer.name} (${records} records)`,
+          stats: { ...head.stats, bytes },
+        })
+        break
+      }
+      case 'schema': {
+        const fields: Field[] = head.schema.fields.map(
+          (f) => change.replace.find((r) => r.name === f.name) ?? f,
+        )
+        fields.push(...change.add)
+        for (const f of change.add) bytes[f.name] = 0
+        const schema: Schema = { fields }
+        Object.assign(next, {
+          schema,
+          change: {
+            kind: 'schema',
+            added: change.add.map((f) => f.name),
+            replaced: change.replace.map((f) => f.name),
+          },
+          message: `schema: ${[...change.add.map((f) => `add ${f.name}`), ...change.replace.map((f) => `change ${f.name}`)].join(', ')}`,
+          stats: { ...head.stats, bytes },
+        })
+        break
+      }
+      case 'compact': {
+        const replaced: Bucket[] = []
+        for await (const { bucket } of walkTree(this.nodes, head.timeline, {
+          ...options,
+          from: change.start,
+        })) {
+          if (replaced.length === change.count) break
+          replaced.push(bucket)
+        }
+        assertSameRecords(replaced, change.replacement)
+        const updated = await spliceTree(
+          this.nodes,
+          root,
+          change.start,
+          change.count,
+          change.replacement,
+          splice,
+        )
+        addBytes(change.replacement)
+        for (const bucket of replaced) {
+          for (const [key, object] of Object.entries(bucket.fields)) {
+            const owner = key.split('/')[0]!
+            bytes[owner] = (bytes[owner] ?? 0) - object.bytes
+          }
+        }
+        Object.assign(next, {
+          timeline: updated?.cid ?? null,
+          change: {
+            kind: 'compact',
+            start: change.start,
+            replaced: change.count,
+            buckets: change.replacement.length,
+          },
+          message: `compact ${change.count} buckets into ${change.replacement.length}`,
+          stats: { records: head.stats.records, buckets: updated?.summary.buckets ?? 0, bytes },
+        })
+        break
+      }
+    }
+    if (change.message !== undefined) next.message = change.message
+    return next
+  }
+}
+
+type PreparedChange = { objects: { cid: CID; path: string }[]; message?: string } & (
+  | { kind: 'append'; buckets: Bucket[] }
+  | { kind: 'layer'; layer: Omit<Layer, 'segments' | 'records' | 'bytes'>; segments: Bucket[] }
+  | { kind: 'schema'; add: Field[]; replace: Field[] }
+  | { kind: 'compact'; start: number; count: number; replacement: Bucket[] }
+)
+
+function objectsOf(buckets: Bucket[], path: string): { cid: CID; path: string }[] {
+  return buckets.flatMap((bucket, i) =>
+    Object.entries(bucket.fields).map(([key, object]) => ({
+      cid: object.cid,
+      path: `${path}[${i}].fields['${key}']`,
+    })),
+  )
+}
+
+/** Why `theirs` (already on the branch) does not commute with `mine`, or undefined. */
+function conflictBetween(mine: PreparedChange, theirs: Change): string | undefined {
+  switch (mine.kind) {
+    case 'append':
+      if (theirs.kind === 'schema' && theirs.replaced.length > 0) {
+        return `fields ${theirs.replaced.join(', ')} were redefined while this commit appended`
+      }
+      if (theirs.kind === 'schema' && theirs.added.length > 0) {
+        return `fields ${theirs.added.join(', ')} were added while this commit appended records without them`
+      }
+      return undefined
+    case 'layer':
+      if (theirs.kind === 'layer' && theirs.name === mine.layer.name) {
+        return `layer '${mine.layer.name}' was written concurrently`
+      }
+      if (theirs.kind === 'schema')
+        return `the schema changed (${[...theirs.added, ...theirs.replaced].join(', ')})`
+      return undefined
+    case 'schema': {
+      if (theirs.kind === 'schema') return 'the schema was changed concurrently'
+      if (theirs.kind === 'append' && mine.replace.length > 0) {
+        return `records were appended with the old definition of ${mine.replace.map((f) => f.name).join(', ')}`
+      }
+      if (theirs.kind === 'layer' && mine.add.some((f) => f.name === theirs.name)) {
+        return `a layer named '${theirs.name}' was added concurrently`
+      }
+      return undefined
+    }
+    case 'compact':
+      if (theirs.kind === 'compact') return 'the timeline was compacted concurrently'
+      if (theirs.kind === 'schema') return 'the schema changed concurrently'
+      return undefined
+  }
+}
+
+/** A compaction must keep every record: the same anchors in the same order, the same times. */
+function assertSameRecords(replaced: Bucket[], replacement: Bucket[]): void {
+  const flatten = (buckets: Bucket[]): string =>
+    buckets
+      .flatMap((b) => b.anchorRanges ?? [])
+      .reduce<{ start: bigint; count: number }[]>((out, r) => {
+        const last = out[out.length - 1]
+        if (last !== undefined && last.start + BigInt(last.count) === r.start) last.count += r.count
+        else out.push({ ...r })
+        return out
+      }, [])
+      .map((r) => `${r.start}+${r.count}`)
+      .join(',')
+  if (flatten(replaced) !== flatten(replacement)) {
+    throw new InvalidChangeError(
+      'compact.replacement',
+      'the replacement must hold exactly the same anchors in the same order',
+    )
+  }
+  const span = (buckets: Bucket[]) => [
+    Math.min(...buckets.map((b) => b.timeMin)),
+    Math.max(...buckets.map((b) => b.timeMax)),
+  ]
+  const [a, b] = [span(replaced), span(replacement)]
+  if (a[0] !== b[0] || a[1] !== b[1]) {
+    throw new InvalidChangeError(
+      'compact.replacement',
+      `the replacement must keep the time range [${a[0]}, ${a[1]}]`,
+    )
+  }
+}

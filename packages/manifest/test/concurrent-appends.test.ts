@@ -1,0 +1,118 @@
+import { execFile } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
+import { openStore } from '@dreamdb/cas'
+import { describe, expect, it } from 'vitest'
+import { inspect, log, Repository } from '../src/index.js'
+import { SCHEMA } from './helpers/records.js'
+
+const PROCESSES = 16
+const APPENDS = 25
+const worker = fileURLToPath(new URL('./append-worker.ts', import.meta.url))
+
+function minioEndpoint(): string | undefined {
+  const endpoint = process.env.DREAMDB_TEST_S3_ENDPOINT
+  if (!endpoint && process.env.CI === 'true')
+    throw new Error('CI=true but DREAMDB_TEST_S3_ENDPOINT is not set')
+  if (!endpoint) console.warn('SKIPPED: the MinIO run of the concurrent-append test needs tools/test.sh')
+  return endpoint || undefined
+}
+
+async function minioUrl(endpoint: string): Promise<string> {
+  const bucket = `dreamdb-manifest-${randomUUID().slice(0, 8)}`
+  const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true })
+  await client.send(new CreateBucketCommand({ Bucket: bucket }))
+  client.destroy()
+  return `${endpoint}/${bucket}`
+}
+
+function runWorker(url: string, id: number) {
+  return new Promise<{ attempts: number[]; pins: { name: string; manifest: string }[] }>(
+    (resolve, reject) => {
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', worker, url, 'corpus', String(APPENDS), String(id)],
+        { env: process.env, timeout: 600_000, maxBuffer: 1 << 24 },
+        (error, stdout, stderr) =>
+          error
+            ? reject(new Error(`worker ${id}: ${error.message}\n${stderr}`))
+            : resolve(JSON.parse(stdout)),
+      )
+    },
+  )
+}
+
+async function concurrentAppends(url: string, label: string): Promise<void> {
+  const repo = new Repository(await openStore(url))
+  await repo.createDataset('corpus', { schema: SCHEMA })
+  const started = Date.now()
+  const results = await Promise.all(Array.from({ length: PROCESSES }, (_, id) => runWorker(url, id)))
+  const attempts = results.flatMap((r) => r.attempts)
+  console.log(
+    `[${label}] ${PROCESSES} processes x ${APPENDS} appends in ${Date.now() - started} ms: ` +
+      `attempts per commit mean ${(attempts.reduce((a, b) => a + b, 0) / attempts.length).toFixed(2)}, max ${Math.max(...attempts)}`,
+  )
+  expect(attempts.length).toBe(PROCESSES * APPENDS)
+
+  // Every append is in the history and in the timeline.
+  const history = await log(repo, 'corpus')
+  expect(history.filter((e) => e.change.kind === 'append').length).toBe(PROCESSES * APPENDS)
+  const state = await inspect(repo, 'corpus')
+  expect(state.stats.buckets).toBe(PROCESSES * APPENDS)
+  expect(state.stats.records).toBe(PROCESSES * APPENDS * 3)
+  expect(state.buckets.length).toBe(PROCESSES * APPENDS)
+  // Anchors are unique across all writers.
+  const anchors = state.buckets.flatMap((b) =>
+    b.anchors.ranges!.flatMap(([s, n]) => Array.from({ length: n }, (_, i) => BigInt(s) + BigInt(i))),
+  )
+  expect(new Set(anchors.map(String)).size).toBe(PROCESSES * APPENDS * 3)
+  // Every object it references is present and verifies (get hashes every byte).
+  for (const object of state.objects)
+    await repo.store.get((await import('@dreamdb/cas')).parseCid(object.cid))
+  // The bucket objects carry the tags of all 400 appends.
+  const tags = new Set<string>()
+  for (const bucket of state.buckets) {
+    const bytes = await repo.store.get((await import('@dreamdb/cas')).parseCid(bucket.objects.label!.cid))
+    tags.add(JSON.parse(new TextDecoder().decode(bytes)).tag)
+  }
+  expect(tags.size).toBe(PROCESSES * APPENDS)
+
+  // Snapshots and branches taken while appends ran still show exactly what they saw.
+  const pins = results.flatMap((r) => r.pins)
+  expect(pins.length).toBe(PROCESSES * Math.floor(APPENDS / 5) * 2)
+  for (const pin of pins) {
+    const pinned = await repo.resolve(pin.name)
+    expect(pinned.target.manifest.toString()).toBe(pin.manifest)
+    const seen = await inspect(repo, pin.name)
+    const atThatTime = history.find((e) => e.manifest === pin.manifest)!
+    expect(seen.buckets.length).toBe(atThatTime.buckets)
+    // Its buckets are a prefix of today's timeline: appends never disturbed them.
+    expect(seen.buckets.map((b) => b.objects.label!.cid)).toEqual(
+      state.buckets.slice(0, seen.buckets.length).map((b) => b.objects.label!.cid),
+    )
+  }
+  await repo.store.close()
+}
+
+describe('16 processes appending to one branch', () => {
+  it('on a folder: every append lands, nothing is lost, pins stay pinned', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'dreamdb-manifest-'))
+    try {
+      await concurrentAppends(root, 'fs')
+    } finally {
+      await rm(root, { recursive: true, force: true })
+    }
+  })
+
+  const endpoint = minioEndpoint()
+  it.runIf(endpoint !== undefined)(
+    'on MinIO: every append lands, nothing is lost, pins stay pinned',
+    async () => {
+      await concurrentAppends(await minioUrl(endpoint!), 's3 (MinIO)')
+    },
+  )
+})
