@@ -1,0 +1,403 @@
+import { cidOf, openStore, type Store } from '@dreamdb/cas'
+import * as dagCbor from '@ipld/dag-cbor'
+import { beforeEach, describe, expect, it } from 'vitest'
+import { diff, encodeRefTarget, inspect, log, Repository } from '../src/index.js'
+import { appendRecords, SCHEMA } from './helpers/records.js'
+
+async function rejection(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
+  try {
+    await promise
+  } catch (error) {
+    return error as Error & Record<string, unknown>
+  }
+  throw new Error('expected a rejection')
+}
+
+/** Counts the store calls a block makes: each is one backend request (S3: one HTTP call). */
+function counting(store: Store) {
+  const counts = { calls: 0 }
+  const proxy = new Proxy(store, {
+    get(target, key, receiver) {
+      const value = Reflect.get(target, key, receiver)
+      if (typeof value !== 'function' || key === 'close') return value
+      return (...args: unknown[]) => {
+        counts.calls++
+        return value.apply(target, args)
+      }
+    },
+  })
+  return { store: proxy as Store, counts }
+}
+
+describe('Repository', () => {
+  let store: Store
+  let repo: Repository
+  beforeEach(async () => {
+    store = await openStore('memory://')
+    repo = new Repository(store)
+    await repo.createDataset('corpus', { schema: SCHEMA })
+  })
+
+  it('creates a dataset, appends, and resolves it in two requests', async () => {
+    await appendRecords(repo, 'corpus', 5)
+    await appendRecords(repo, 'corpus', 7)
+    const { store: counted, counts } = counting(store)
+    const fresh = new Repository(counted)
+    const resolved = await fresh.resolve('corpus')
+    expect(counts.calls).toBe(2)
+    expect(resolved.manifest.stats).toMatchObject({ records: 12, buckets: 2 })
+    expect(resolved.target.kind).toBe('branch')
+  })
+
+  it('snapshot returns { label, manifest, timeline }, is a no-op when repeated, and never moves', async () => {
+    await appendRecords(repo, 'corpus', 3)
+    const snap = await repo.snapshot('v1', 'corpus')
+    expect(Object.keys(snap).sort()).toEqual(['label', 'manifest', 'timeline'])
+    expect(await repo.snapshot('v1', 'corpus')).toEqual(snap)
+    await appendRecords(repo, 'corpus', 4)
+    const error = await rejection(repo.snapshot('v1', 'corpus'))
+    expect(error.code).toBe('ERR_MANIFEST_LABEL_TAKEN')
+    expect(error.message).toContain(snap.manifest)
+    expect((await repo.resolve('v1')).target.manifest.toString()).toBe(snap.manifest)
+    expect((await rejection(repo.commit('v1', { kind: 'append', buckets: [] }))).code).toBe(
+      'ERR_MANIFEST_SNAPSHOT_IMMUTABLE',
+    )
+    expect((await rejection(repo.deleteBranch('v1'))).code).toBe('ERR_MANIFEST_SNAPSHOT_IMMUTABLE')
+  })
+
+  it('branch and snapshot cost a constant number of requests however big the dataset', async () => {
+    const cost = async (label: string) => {
+      const { store: counted, counts } = counting(store)
+      const r = new Repository(counted)
+      await r.snapshot(`snap-${label}`, 'corpus')
+      const snapshot = counts.calls
+      counts.calls = 0
+      await r.branch(`branch-${label}`, 'corpus')
+      return { snapshot, branch: counts.calls }
+    }
+    const small = await cost('small')
+    for (let i = 0; i < 40; i++) await appendRecords(repo, 'corpus', 50)
+    const large = await cost('large')
+    expect(large).toEqual(small)
+    expect(small).toEqual({ snapshot: 2, branch: 2 })
+  })
+
+  it('branches move independently and can be deleted', async () => {
+    await appendRecords(repo, 'corpus', 3)
+    await repo.branch('sweep/lp-lr0.001-bs128', 'corpus')
+    await appendRecords(repo, 'sweep/lp-lr0.001-bs128', 2)
+    expect((await repo.resolve('corpus')).manifest.stats.records).toBe(3)
+    expect((await repo.resolve('sweep/lp-lr0.001-bs128')).manifest.stats.records).toBe(5)
+    expect((await rejection(repo.branch('sweep/lp-lr0.001-bs128', 'corpus'))).code).toBe(
+      'ERR_MANIFEST_REF_EXISTS',
+    )
+    const names = []
+    for await (const ref of repo.listRefs('sweep/')) names.push(ref.name)
+    expect(names).toEqual(['sweep/lp-lr0.001-bs128'])
+    await repo.deleteBranch('sweep/lp-lr0.001-bs128')
+    expect((await rejection(repo.resolve('sweep/lp-lr0.001-bs128'))).code).toBe('ERR_MANIFEST_REF_NOT_FOUND')
+  })
+
+  it('anchors minted by two writers on two branches never collide', async () => {
+    const other = new Repository(store, { anchorBlock: 4 })
+    const mine = new Repository(store, { anchorBlock: 4 })
+    await repo.branch('b', 'corpus')
+    const starts: bigint[] = []
+    for (let i = 0; i < 10; i++) {
+      starts.push((await appendRecords(mine, 'corpus', 3)).start)
+      starts.push((await appendRecords(other, 'b', 3)).start)
+    }
+    const anchors = starts.flatMap((s) => [s, s + 1n, s + 2n])
+    expect(new Set(anchors.map(String)).size).toBe(anchors.length)
+  })
+
+  describe('bad input: a typed error, and nothing written', () => {
+    it.each([
+      '',
+      '/x',
+      'x/',
+      'a..b',
+      'a b',
+      'a~1',
+      'a^',
+      'a:b',
+      'a?',
+      'a*',
+      'a[',
+      'a\\b',
+      '../escape',
+      '_dreamdb/x',
+      'x\u0001',
+    ])('ref name %j', async (name) => {
+      for (const attempt of [
+        () => repo.branch(name, 'corpus'),
+        () => repo.snapshot(name, 'corpus'),
+        () => repo.createDataset(name, { schema: SCHEMA }),
+      ]) {
+        const error = await rejection(attempt())
+        expect(error.code).toBe('ERR_MANIFEST_INVALID_REF_NAME')
+      }
+      const names = []
+      for await (const ref of repo.listRefs()) names.push(ref.name)
+      expect(names).toEqual(['corpus'])
+    })
+
+    it('opening a missing ref', async () => {
+      const error = await rejection(repo.resolve('nope'))
+      expect(error.code).toBe('ERR_MANIFEST_REF_NOT_FOUND')
+      expect(error.message).toContain("'nope'")
+    })
+
+    it.each([
+      [{ fields: [{ name: 'x', family: 'tensor' }] }, 'family'],
+      [{ fields: [{ name: '1x', family: 'scalar', kind: 'int' }] }, 'field name'],
+      [{ fields: [{ name: 'x', family: 'scalar', kind: 'complex' }] }, 'kind'],
+      [{ fields: [{ name: 'e', family: 'embedding', dim: 0 }] }, 'dim'],
+      [{ fields: [{ name: 'e', family: 'embedding', dim: 8, metric: 'hamming' }] }, 'metric'],
+      [
+        {
+          fields: [
+            { name: 'x', family: 'scalar', kind: 'int' },
+            { name: 'x', family: 'scalar', kind: 'int' },
+          ],
+        },
+        'twice',
+      ],
+    ])('schema %j', async (schema, words) => {
+      const error = await rejection(repo.createDataset('new', { schema: schema as never }))
+      expect(error.code).toBe('ERR_MANIFEST_INVALID_SCHEMA')
+      expect(error.message).toContain(words)
+      expect((await rejection(repo.resolve('new'))).code).toBe('ERR_MANIFEST_REF_NOT_FOUND')
+    })
+
+    it('an append missing a field, with a wrong anchor count, or naming a missing object', async () => {
+      const start = await repo.mintAnchors(2)
+      const label = { cid: await store.put(new TextEncoder().encode('["a","b"]')), bytes: 9 }
+      const before = (await repo.resolve('corpus')).target.manifest.toString()
+      const cases = [
+        [
+          { records: 2, anchorRanges: [{ start, count: 2 }], fields: { label } },
+          'ERR_MANIFEST_INVALID_CHANGE',
+        ],
+        [
+          { records: 3, anchorRanges: [{ start, count: 2 }], fields: { label, image: label } },
+          'ERR_MANIFEST_INVALID_CHANGE',
+        ],
+        [
+          { records: 2, anchorRanges: [{ start, count: 2 }], fields: { label, image: label, bogus: label } },
+          'ERR_MANIFEST_INVALID_CHANGE',
+        ],
+        [
+          {
+            records: 2,
+            anchorRanges: [{ start, count: 2 }],
+            fields: { label, image: { cid: cidOf(new Uint8Array([9])), bytes: 1 } },
+          },
+          'ERR_MANIFEST_MISSING_OBJECT',
+        ],
+      ] as const
+      for (const [bucket, code] of cases) {
+        const error = await rejection(repo.commit('corpus', { kind: 'append', buckets: [bucket as never] }))
+        expect(error.code).toBe(code)
+      }
+      expect((await repo.resolve('corpus')).target.manifest.toString()).toBe(before)
+    })
+
+    it('a layer on a missing parent field or clashing with a base field', async () => {
+      const values = { cid: await store.put(new Uint8Array([1])), bytes: 1 }
+      const segment = { records: 1, anchorMin: 1n, anchorMax: 1n, fields: { prediction: values } }
+      const bad = await rejection(
+        repo.commit('corpus', {
+          kind: 'layer',
+          name: 'prediction',
+          parent: 'embedding',
+          field: { name: 'prediction', family: 'scalar', kind: 'categorical' },
+          segments: [segment],
+        }),
+      )
+      expect(bad.code).toBe('ERR_MANIFEST_INVALID_SCHEMA')
+      expect(bad.message).toContain("parent field 'embedding'")
+      const clash = await rejection(
+        repo.commit('corpus', {
+          kind: 'layer',
+          name: 'label',
+          parent: 'image',
+          field: { name: 'label', family: 'scalar', kind: 'categorical' },
+          segments: [{ ...segment, fields: { label: values } }],
+        }),
+      )
+      expect(clash.code).toBe('ERR_MANIFEST_INVALID_SCHEMA')
+    })
+
+    it('a corrupted manifest, a manifest from a newer version, and a corrupted ref', async () => {
+      await appendRecords(repo, 'corpus', 2)
+      const head = (await repo.readRef('corpus'))!
+      const form = dagCbor.decode(await store.get(head.manifest)) as Record<string, unknown>
+      const newer = await store.put(dagCbor.encode({ ...form, v: 2 }), { codec: 0x71 })
+      await store.updateRef(
+        'corpus',
+        encodeRefTarget({ kind: 'branch', manifest: newer, timeline: null }),
+        head.version,
+      )
+      const fresh = new Repository(store)
+      expect((await rejection(fresh.resolve('corpus'))).code).toBe('ERR_MANIFEST_UNSUPPORTED_VERSION')
+      const garbage = await store.put(new TextEncoder().encode('not cbor at all'), { codec: 0x71 })
+      const current = (await store.readRef('corpus'))!
+      await store.updateRef(
+        'corpus',
+        encodeRefTarget({ kind: 'branch', manifest: garbage, timeline: null }),
+        current.version,
+      )
+      expect((await rejection(new Repository(store).resolve('corpus'))).code).toBe('ERR_MANIFEST_CORRUPT')
+      const now = (await store.readRef('corpus'))!
+      await store.updateRef('corpus', new TextEncoder().encode('{"kind":"branch"}'), now.version)
+      expect((await rejection(new Repository(store).resolve('corpus'))).code).toBe('ERR_MANIFEST_CORRUPT')
+    })
+  })
+
+  describe('concurrent changes that do not commute', () => {
+    /** Run `mine` against a head that `theirs` moves underneath it, once. */
+    async function race(theirs: () => Promise<unknown>, mine: (r: Repository) => Promise<unknown>) {
+      let interfered = false
+      const update = store.updateRef.bind(store)
+      const racingStore = new Proxy(store, {
+        get(target, key, receiver) {
+          if (key === 'updateRef') {
+            return async (...args: Parameters<Store['updateRef']>) => {
+              if (!interfered && args[0] === 'corpus') {
+                interfered = true
+                await theirs()
+              }
+              return update(...args)
+            }
+          }
+          const value = Reflect.get(target, key, receiver)
+          return typeof value === 'function' ? value.bind(target) : value
+        },
+      })
+      return await rejection(mine(new Repository(racingStore as Store)))
+    }
+
+    it('an append racing a schema change fails with CommitConflictError naming both manifests', async () => {
+      const base = (await repo.resolve('corpus')).target.manifest.toString()
+      const error = await race(
+        () =>
+          repo.commit('corpus', {
+            kind: 'schema',
+            add: [{ name: 'split', family: 'scalar', kind: 'categorical' }],
+          }),
+        (r) => appendRecords(r, 'corpus', 2),
+      )
+      expect(error.code).toBe('ERR_MANIFEST_CONFLICT')
+      expect(error.baseManifest).toBe(base)
+      const head = (await repo.resolve('corpus')).target.manifest.toString()
+      expect(error.headManifest).toBe(head)
+      expect(error.message).toContain(base)
+      expect(error.message).toContain(head)
+      expect(error.message).toContain('split')
+    })
+
+    it('two writes of the same layer conflict; layers with different names rebase', async () => {
+      await appendRecords(repo, 'corpus', 2)
+      const values = { cid: await store.put(new Uint8Array([7])), bytes: 1 }
+      const layer = (name: string) => ({
+        kind: 'layer' as const,
+        name,
+        parent: 'image',
+        field: { name, family: 'scalar' as const, kind: 'categorical' as const },
+        segments: [{ records: 1, anchorMin: 1n, anchorMax: 1n, fields: { [name]: values } }],
+      })
+      const same = await race(
+        () => repo.commit('corpus', layer('prediction')),
+        (r) => r.commit('corpus', layer('prediction')),
+      )
+      expect(same.code).toBe('ERR_MANIFEST_CONFLICT')
+      const raced = new Repository(store)
+      await Promise.all([
+        raced.commit('corpus', layer('p1')),
+        repo.commit('corpus', layer('p2')),
+        appendRecords(repo, 'corpus', 1),
+      ])
+      const head = await repo.resolve('corpus')
+      expect(head.manifest.layers.map((l) => l.name)).toEqual(['p1', 'p2', 'prediction'])
+      expect(head.manifest.stats.records).toBe(3)
+    })
+  })
+
+  it('compaction merges buckets without changing any record, anchor, or snapshot', async () => {
+    const appended = []
+    for (let i = 0; i < 6; i++) appended.push(await appendRecords(repo, 'corpus', 1, `r${i}`))
+    const before = await inspect(repo, 'corpus')
+    const snap = await repo.snapshot('before-compaction', 'corpus')
+    const merged = { cid: await store.put(new TextEncoder().encode('merged')), bytes: 6 }
+    const ranges = before.buckets
+      .slice(1, 5)
+      .flatMap((b) => b.anchors.ranges!.map(([s, n]) => ({ start: BigInt(s), count: n })))
+    await repo.commit('corpus', {
+      kind: 'compact',
+      start: 1,
+      count: 4,
+      replacement: [
+        {
+          records: 4,
+          anchorRanges: ranges,
+          timeMin: before.buckets[1]!.time[0],
+          timeMax: before.buckets[4]!.time[1],
+          fields: { image: merged, label: merged },
+        },
+      ],
+    })
+    const after = await inspect(repo, 'corpus')
+    expect(after.stats).toMatchObject({ records: 6, buckets: 3 })
+    const anchorsOf = (s: typeof before) =>
+      s.buckets.flatMap((b) =>
+        b.anchors.ranges!.flatMap(([x, n]) => Array.from({ length: n }, (_, i) => BigInt(x) + BigInt(i))),
+      )
+    expect(anchorsOf(after)).toEqual(anchorsOf(before))
+    expect((await inspect(repo, 'before-compaction')).buckets).toEqual(before.buckets)
+    expect(snap.manifest).toBe(before.manifest)
+    const wrong = await rejection(
+      repo.commit('corpus', {
+        kind: 'compact',
+        start: 0,
+        count: 2,
+        replacement: [
+          { records: 2, anchorRanges: [{ start: 999n, count: 2 }], fields: { image: merged, label: merged } },
+        ],
+      }),
+    )
+    expect(wrong.code).toBe('ERR_MANIFEST_INVALID_CHANGE')
+  })
+
+  it('log, inspect and diff describe history without reading records', async () => {
+    await appendRecords(repo, 'corpus', 4)
+    const v1 = await repo.snapshot('v1', 'corpus')
+    await appendRecords(repo, 'corpus', 6)
+    await repo.commit('corpus', {
+      kind: 'schema',
+      add: [{ name: 'split', family: 'scalar', kind: 'categorical' }],
+    })
+    await repo.branch('exp', 'corpus')
+    const history = await log(repo, 'corpus')
+    expect(history.map((e) => e.change.kind)).toEqual(['schema', 'append', 'append', 'create'])
+    expect(history[0]!.refs).toEqual([
+      { name: 'corpus', kind: 'branch' },
+      { name: 'exp', kind: 'branch' },
+    ])
+    expect(history[2]!.refs).toEqual([{ name: 'v1', kind: 'snapshot' }])
+    const state = await inspect(repo, 'v1')
+    expect(state.ref).toEqual({ name: 'v1', kind: 'snapshot' })
+    expect(state.stats).toMatchObject({ records: 4, buckets: 1 })
+    expect(state.depth).toBe(2)
+    expect(state.referencedBy.map((r) => r.name).sort()).toEqual(['corpus', 'exp'])
+    expect(state.objects.filter((o) => o.role === 'field').length).toBe(2)
+    const changes = await diff(repo, 'v1', 'corpus')
+    expect(changes).toMatchObject({
+      from: v1.manifest,
+      fields: { added: ['split'], removed: [], changed: [] },
+      buckets: { added: 1, removed: 0 },
+      records: { added: 6, removed: 0 },
+    })
+    expect(JSON.parse(JSON.stringify(state))).toEqual(state)
+  })
+})
