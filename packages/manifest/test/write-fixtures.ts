@@ -4,8 +4,8 @@
  *   npx tsx test/write-fixtures.ts
  */
 import { writeFileSync } from 'node:fs'
-import { encodeManifest, encodeRefTarget } from '../src/index.js'
 import { encodeTreeNode } from '../src/codec.js'
+import { encodeManifest, encodeRefTarget } from '../src/index.js'
 import { SAMPLE_BRANCH, SAMPLE_LEAF, SAMPLE_MANIFEST, SAMPLE_REF } from './helpers/samples.js'
 
 const write = (name: string, bytes: Uint8Array) =>
