@@ -66,7 +66,7 @@ const child = spawn('bash', [minioScript, 'run', '--', tsxBin, `${name}.ts`, ...
   env: { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --expose-gc`.trim() },
 })
 for (const signal of ['SIGINT', 'SIGTERM']) {
-  // The child shares the terminal and receives Ctrl-C itself; stay alive to report its exit.
+  // Pass termination on (minio.sh's trap then stops MinIO) and stay alive to report the exit.
   process.on(signal, () => child.kill(signal))
 }
 child.on('exit', (code, signal) => {
