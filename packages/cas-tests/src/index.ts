@@ -121,11 +121,18 @@ export function casConformanceTests(harness: CasHarness): void {
         expect((await collect(store.list())).length).toBe(1)
       })
 
-      it('copies on put: mutating the caller buffer afterwards does not change the object', async () => {
-        const bytes = encode('immutable')
-        const cid = await store.put(bytes)
-        bytes[0] = 0x49
-        expect(decode(await store.get(cid))).toBe('immutable')
+      it('copies: mutating the caller buffer (Uint8Array or Buffer) or a returned one changes nothing', async () => {
+        for (const bytes of [encode('immutable'), Buffer.from('immutable!')]) {
+          const text = decode(bytes)
+          const cid = await store.put(bytes)
+          bytes[0] = 0x49
+          const read = await store.get(cid)
+          expect(decode(read)).toBe(text)
+          read[0] = 0x49
+          expect(decode(await store.get(cid))).toBe(text)
+          for await (const chunk of store.stream(cid)) chunk.fill(0)
+          expect(decode(await store.get(cid))).toBe(text)
+        }
       })
 
       it('reports a missing object as ObjectNotFoundError naming the CID', async () => {

@@ -54,10 +54,10 @@ export function parseCid(value: string): CID {
   return cid
 }
 
-export function assertSha256(cid: CID, shown: string = String(cid)): void {
+export function assertSha256(cid: CID, shown?: string): void {
   if (cid.multihash.code !== SHA2_256_CODE || cid.multihash.digest.length !== 32) {
     throw new InvalidCidError(
-      shown,
+      shown ?? cid.toString(),
       `hash function 0x${cid.multihash.code.toString(16)} is not sha2-256; DreamDB stores only sha2-256 content`,
     )
   }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { createReadStream } from 'node:fs'
+import { close, createReadStream, fstat, open as openFd, read } from 'node:fs'
 import {
   type FileHandle,
   link,
@@ -33,6 +33,21 @@ function isErrno(error: unknown, ...codes: string[]): boolean {
   return (
     typeof error === 'object' && error !== null && codes.includes((error as NodeJS.ErrnoException).code ?? '')
   )
+}
+
+// The hot read path uses the callback API on plain descriptors: the same system calls as
+// fs/promises' FileHandle at about half the main-thread cost per call (measured by
+// bench/cas.ts on small objects).
+const fd = {
+  open: (path: string) =>
+    new Promise<number>((resolve, reject) => openFd(path, 'r', (e, n) => (e ? reject(e) : resolve(n)))),
+  size: (n: number) =>
+    new Promise<number>((resolve, reject) => fstat(n, (e, s) => (e ? reject(e) : resolve(s.size)))),
+  read: (n: number, into: Buffer, offset: number, length: number, position: number) =>
+    new Promise<number>((resolve, reject) =>
+      read(n, into, offset, length, position, (e, bytesRead) => (e ? reject(e) : resolve(bytesRead))),
+    ),
+  close: (n: number) => new Promise<void>((resolve, reject) => close(n, (e) => (e ? reject(e) : resolve()))),
 }
 
 async function fsyncDirectory(path: string): Promise<void> {
@@ -72,31 +87,34 @@ export class FsBackend implements Backend {
     onChunk: (chunk: Uint8Array) => void,
     signal?: AbortSignal,
   ): Promise<Uint8Array | undefined> {
-    let handle: FileHandle
+    let handle: number
     try {
-      handle = await open(this.#path(key), 'r')
+      handle = await fd.open(this.#path(key))
     } catch (error) {
       if (isErrno(error, 'ENOENT')) return undefined
       throw error
     }
     try {
-      const { size } = await handle.stat()
+      const size = await fd.size(handle)
       const bytes = Buffer.allocUnsafe(size)
       let offset = 0
-      let pending = size > 0 ? handle.read(bytes, 0, Math.min(READ_CHUNK, size), 0) : undefined
+      let pending = size > 0 ? fd.read(handle, bytes, 0, Math.min(READ_CHUNK, size), 0) : undefined
       while (pending !== undefined) {
-        const { bytesRead } = await pending
+        const bytesRead = await pending
         if (bytesRead === 0) throw new Error(`${key} shrank while it was read`)
         const chunk = bytes.subarray(offset, offset + bytesRead)
         offset += bytesRead
         signal?.throwIfAborted()
+        // The next read is in flight while this chunk is hashed.
         pending =
-          offset < size ? handle.read(bytes, offset, Math.min(READ_CHUNK, size - offset), offset) : undefined
+          offset < size
+            ? fd.read(handle, bytes, offset, Math.min(READ_CHUNK, size - offset), offset)
+            : undefined
         onChunk(chunk)
       }
       return new Uint8Array(bytes.buffer, bytes.byteOffset, size)
     } finally {
-      await handle.close()
+      await fd.close(handle)
     }
   }
 
@@ -122,26 +140,26 @@ export class FsBackend implements Backend {
     signal?: AbortSignal,
   ): Promise<Uint8Array | undefined | { outOfRange: true; size: number }> {
     signal?.throwIfAborted()
-    let handle: FileHandle
+    let handle: number
     try {
-      handle = await open(this.#path(key), 'r')
+      handle = await fd.open(this.#path(key))
     } catch (error) {
       if (isErrno(error, 'ENOENT')) return undefined
       throw error
     }
     try {
-      const { size } = await handle.stat()
+      const size = await fd.size(handle)
       if (offset + length > size) return { outOfRange: true, size }
       const bytes = Buffer.allocUnsafe(length)
-      let read = 0
-      while (read < length) {
-        const { bytesRead } = await handle.read(bytes, read, length - read, offset + read)
+      let done = 0
+      while (done < length) {
+        const bytesRead = await fd.read(handle, bytes, done, length - done, offset + done)
         if (bytesRead === 0) throw new Error(`${key} shrank while it was read`)
-        read += bytesRead
+        done += bytesRead
       }
       return new Uint8Array(bytes.buffer, bytes.byteOffset, length)
     } finally {
-      await handle.close()
+      await fd.close(handle)
     }
   }
 

@@ -10,6 +10,11 @@ interface MemoryState {
 
 const named = new Map<string, MemoryState>()
 
+/** A plain Uint8Array copy that owns its memory (`Buffer#slice` would return a view). */
+function copy(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes)
+}
+
 /**
  * Objects and refs in a `Map`. `memory://` is private to the store; `memory://name` is
  * shared by every store opened on that name in this process. Values are copied in and
@@ -39,9 +44,9 @@ export class MemoryBackend implements Backend {
     signal?.throwIfAborted()
     const bytes = this.#state.objects.get(key)
     if (bytes === undefined) return undefined
-    const copy = bytes.slice()
-    onChunk(copy)
-    return copy
+    const out = copy(bytes)
+    onChunk(out)
+    return out
   }
 
   async *streamObject(key: string, signal?: AbortSignal): AsyncIterable<Uint8Array> {
@@ -50,7 +55,7 @@ export class MemoryBackend implements Backend {
     const chunk = 1 << 20
     for (let offset = 0; offset < bytes.byteLength; offset += chunk) {
       signal?.throwIfAborted()
-      yield bytes.slice(offset, offset + chunk)
+      yield copy(bytes.subarray(offset, offset + chunk))
     }
   }
 
@@ -64,7 +69,7 @@ export class MemoryBackend implements Backend {
     const bytes = this.#state.objects.get(key)
     if (bytes === undefined) return undefined
     if (offset + length > bytes.byteLength) return { outOfRange: true, size: bytes.byteLength }
-    return bytes.slice(offset, offset + length)
+    return copy(bytes.subarray(offset, offset + length))
   }
 
   async objectSize(key: string, signal?: AbortSignal): Promise<number | undefined> {
@@ -75,7 +80,7 @@ export class MemoryBackend implements Backend {
   async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<boolean> {
     signal?.throwIfAborted()
     if (this.#state.objects.has(key)) return false
-    this.#state.objects.set(key, bytes.slice())
+    this.#state.objects.set(key, copy(bytes))
     return true
   }
 
@@ -83,7 +88,7 @@ export class MemoryBackend implements Backend {
     const parts: Uint8Array[] = []
     for await (const chunk of chunks) {
       signal?.throwIfAborted()
-      parts.push(chunk.slice())
+      parts.push(copy(chunk))
     }
     const bytes = Buffer.concat(parts)
     return {
@@ -104,7 +109,7 @@ export class MemoryBackend implements Backend {
   async readBlob(key: string, signal?: AbortSignal): Promise<VersionedBlob | undefined> {
     signal?.throwIfAborted()
     const bytes = this.#state.blobs.get(key)
-    return bytes === undefined ? undefined : { bytes: bytes.slice(), token: toHex(sha256(bytes)) }
+    return bytes === undefined ? undefined : { bytes: copy(bytes), token: toHex(sha256(bytes)) }
   }
 
   async writeBlob(
@@ -120,7 +125,7 @@ export class MemoryBackend implements Backend {
       if (current === undefined) return { ok: false, reason: 'missing' }
       if (toHex(sha256(current)) !== expectedToken) return { ok: false, reason: 'changed' }
     }
-    this.#state.blobs.set(key, bytes.slice())
+    this.#state.blobs.set(key, copy(bytes))
     return { ok: true, token: toHex(sha256(bytes)) }
   }
 
@@ -154,6 +159,6 @@ export class MemoryBackend implements Backend {
   /** Replace stored bytes without hashing: lets tests prove that reads verify. @internal */
   corruptForTesting(key: string, bytes: Uint8Array): void {
     if (!this.#state.objects.has(key)) throw new Error(`no object at ${key}`)
-    this.#state.objects.set(key, bytes.slice())
+    this.#state.objects.set(key, copy(bytes))
   }
 }
