@@ -11,6 +11,7 @@ import {
   RefNotFoundError,
   StorageError,
 } from './errors.js'
+import { hashingSink } from './hashing.js'
 import type {
   AbortOptions,
   AwaitIterable,
@@ -97,16 +98,18 @@ export class ContentStore implements Store {
     const { signal, onProgress } = options
     cid = asSha256Cid(cid)
     signal?.throwIfAborted()
-    const hash = new Sha256()
     const key = objectKey(toHex(cid.multihash.digest))
-    const bytes = await this.#storage(
-      'get',
-      cid,
-      () => this.#backend.readObject(key, (chunk) => hash.update(chunk), signal),
-      signal,
-    )
-    if (bytes === undefined) throw new ObjectNotFoundError(cid.toString(), this.url)
-    this.#verify(cid, hash.digest())
+    const sink = hashingSink()
+    let found: boolean
+    try {
+      found = await this.#storage('get', cid, () => this.#backend.readObject(key, sink, signal), signal)
+    } catch (error) {
+      sink.abandon()
+      throw error
+    }
+    if (!found) throw new ObjectNotFoundError(cid.toString(), this.url)
+    const { bytes, digest } = await sink.finish()
+    this.#verify(cid, digest)
     onProgress?.({ type: 'dreamdb:cas:get', cid, size: bytes.byteLength })
     return bytes
   }

@@ -195,14 +195,12 @@ export async function inspect(
   const history = await log(repo, resolved.target.manifest, options)
   const ancestors = new Set(history.map((e) => e.manifest))
   const referencedBy: Inspection['referencedBy'] = []
+  const cannotReach = new Set<string>()
   for await (const ref of repo.listRefs('', options)) {
     if (ref.name === resolved.name) continue
-    const refHistory =
-      ref.manifest.toString() === manifestCid
-        ? [manifestCid]
-        : await manifestsBehind(repo, ref.manifest, options)
-    if (refHistory.includes(manifestCid))
+    if (await reaches(repo, ref.manifest, manifestCid, cannotReach, options)) {
       referencedBy.push({ name: ref.name, kind: ref.kind, manifest: ref.manifest.toString() })
+    }
   }
   return {
     ref: resolved.name === undefined ? null : { name: resolved.name, kind: resolved.target.kind },
@@ -221,18 +219,31 @@ export async function inspect(
   }
 }
 
-async function manifestsBehind(repo: Repository, cid: CID, options: AbortOptions): Promise<string[]> {
-  const out: string[] = []
-  const queue = [cid]
+/**
+ * Whether `target` is `from` or one of its ancestors. Walks learn which manifests cannot
+ * reach the target (`cannotReach`), so checking many refs costs each manifest once.
+ */
+async function reaches(
+  repo: Repository,
+  from: CID,
+  target: string,
+  cannotReach: Set<string>,
+  options: AbortOptions,
+): Promise<boolean> {
+  const walked: string[] = []
+  const queue = [from]
   const seen = new Set<string>()
   while (queue.length > 0) {
     const next = queue.shift()!
-    if (seen.has(next.toString())) continue
-    seen.add(next.toString())
-    out.push(next.toString())
+    const key = next.toString()
+    if (key === target) return true
+    if (seen.has(key) || cannotReach.has(key)) continue
+    seen.add(key)
+    walked.push(key)
     queue.push(...(await repo.loadManifest(next, options)).parents)
   }
-  return out
+  for (const key of walked) cannotReach.add(key)
+  return false
 }
 
 export interface Diff {

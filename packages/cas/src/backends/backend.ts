@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import type { ReadSink } from '../hashing.js'
 
 /** A ref object as read, with the token a conditional write must present. */
 export interface VersionedBlob {
@@ -30,14 +31,10 @@ export interface Backend {
   readonly description: string
 
   /**
-   * Read a whole object, handing each chunk to `onChunk` as it arrives (so hashing
-   * overlaps I/O). Missing: `undefined`.
+   * Read a whole object into `sink.buffer(size)`, reporting progress with `sink.wrote`
+   * as bytes land (so hashing overlaps I/O). `false` when the object is missing.
    */
-  readObject(
-    key: string,
-    onChunk: (chunk: Uint8Array) => void,
-    signal?: AbortSignal,
-  ): Promise<Uint8Array | undefined>
+  readObject(key: string, sink: ReadSink, signal?: AbortSignal): Promise<boolean>
 
   /** Chunks of an object; throws `NotFoundSignal` when missing. */
   streamObject(key: string, signal?: AbortSignal): AsyncIterable<Uint8Array>

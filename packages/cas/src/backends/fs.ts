@@ -17,6 +17,7 @@ import { dirname, join } from 'node:path'
 import { sleep } from '../concurrency.js'
 import { sha256, toHex } from '../digest.js'
 import { RefLockedError } from '../errors.js'
+import type { ReadSink } from '../hashing.js'
 import { STAGING } from '../layout.js'
 import type { Backend, ConditionalWriteResult, StagedObject, VersionedBlob } from './backend.js'
 import { NotFoundSignal } from './backend.js'
@@ -82,37 +83,31 @@ export class FsBackend implements Backend {
     return join(this.#root, ...key.split('/'))
   }
 
-  async readObject(
-    key: string,
-    onChunk: (chunk: Uint8Array) => void,
-    signal?: AbortSignal,
-  ): Promise<Uint8Array | undefined> {
+  async readObject(key: string, sink: ReadSink, signal?: AbortSignal): Promise<boolean> {
     let handle: number
     try {
       handle = await fd.open(this.#path(key))
     } catch (error) {
-      if (isErrno(error, 'ENOENT')) return undefined
+      if (isErrno(error, 'ENOENT')) return false
       throw error
     }
     try {
       const size = await fd.size(handle)
-      const bytes = Buffer.allocUnsafe(size)
+      const bytes = sink.buffer(size)
+      const view = Buffer.from(bytes.buffer, bytes.byteOffset, size)
+      const readAt = (at: number) => fd.read(handle, view, at, Math.min(READ_CHUNK, size - at), at)
       let offset = 0
-      let pending = size > 0 ? fd.read(handle, bytes, 0, Math.min(READ_CHUNK, size), 0) : undefined
+      let pending = size > 0 ? readAt(0) : undefined
       while (pending !== undefined) {
         const bytesRead = await pending
         if (bytesRead === 0) throw new Error(`${key} shrank while it was read`)
-        const chunk = bytes.subarray(offset, offset + bytesRead)
         offset += bytesRead
         signal?.throwIfAborted()
-        // The next read is in flight while this chunk is hashed.
-        pending =
-          offset < size
-            ? fd.read(handle, bytes, offset, Math.min(READ_CHUNK, size - offset), offset)
-            : undefined
-        onChunk(chunk)
+        // The next read is in flight while the sink hashes what just landed.
+        pending = offset < size ? readAt(offset) : undefined
+        sink.wrote(offset)
       }
-      return new Uint8Array(bytes.buffer, bytes.byteOffset, size)
+      return true
     } finally {
       await fd.close(handle)
     }

@@ -1,4 +1,5 @@
 import { sha256, toHex } from '../digest.js'
+import type { ReadSink } from '../hashing.js'
 import type { Backend, ConditionalWriteResult, StagedObject, VersionedBlob } from './backend.js'
 import { NotFoundSignal } from './backend.js'
 
@@ -36,17 +37,13 @@ export class MemoryBackend implements Backend {
     this.#state = state
   }
 
-  async readObject(
-    key: string,
-    onChunk: (chunk: Uint8Array) => void,
-    signal?: AbortSignal,
-  ): Promise<Uint8Array | undefined> {
+  async readObject(key: string, sink: ReadSink, signal?: AbortSignal): Promise<boolean> {
     signal?.throwIfAborted()
     const bytes = this.#state.objects.get(key)
-    if (bytes === undefined) return undefined
-    const out = copy(bytes)
-    onChunk(out)
-    return out
+    if (bytes === undefined) return false
+    sink.buffer(bytes.byteLength).set(bytes)
+    sink.wrote(bytes.byteLength)
+    return true
   }
 
   async *streamObject(key: string, signal?: AbortSignal): AsyncIterable<Uint8Array> {

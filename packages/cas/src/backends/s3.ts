@@ -24,6 +24,7 @@ import {
   ConditionalWritesUnsupportedError,
   ObjectTooLargeError,
 } from '../errors.js'
+import type { ReadSink } from '../hashing.js'
 import { PROBES, STAGING } from '../layout.js'
 import type { Backend, ConditionalWriteResult, StagedObject, VersionedBlob } from './backend.js'
 import { NotFoundSignal } from './backend.js'
@@ -103,33 +104,36 @@ export function createS3Client(location: S3Location, maxSockets = 64): S3Client 
   return new S3Client(config)
 }
 
-async function readBody(
-  body: unknown,
-  expectedLength: number | undefined,
-  onChunk?: (c: Uint8Array) => void,
-) {
+/** Copy a response body into `sink`, reporting progress as chunks land. */
+async function readBody(body: unknown, expectedLength: number | undefined, sink: ReadSink): Promise<void> {
   const stream = body as Readable
-  if (expectedLength !== undefined) {
-    const bytes = Buffer.allocUnsafe(expectedLength)
-    let offset = 0
-    for await (const chunk of stream) {
-      const piece = chunk as Buffer
-      if (offset + piece.byteLength > expectedLength)
-        throw new Error('response body longer than Content-Length')
-      piece.copy(bytes, offset)
-      onChunk?.(bytes.subarray(offset, offset + piece.byteLength))
-      offset += piece.byteLength
-    }
-    if (offset !== expectedLength)
-      throw new Error(`response body ended after ${offset} of ${expectedLength} bytes`)
-    return new Uint8Array(bytes.buffer, bytes.byteOffset, expectedLength)
+  if (expectedLength === undefined) {
+    const parts: Buffer[] = []
+    for await (const chunk of stream) parts.push(chunk as Buffer)
+    const all = Buffer.concat(parts)
+    sink.buffer(all.byteLength).set(all)
+    sink.wrote(all.byteLength)
+    return
   }
-  const parts: Buffer[] = []
+  const bytes = sink.buffer(expectedLength)
+  let offset = 0
   for await (const chunk of stream) {
-    parts.push(chunk as Buffer)
-    onChunk?.(chunk as Buffer)
+    const piece = chunk as Buffer
+    if (offset + piece.byteLength > expectedLength)
+      throw new Error('response body longer than Content-Length')
+    bytes.set(piece, offset)
+    offset += piece.byteLength
+    sink.wrote(offset)
   }
-  return new Uint8Array(Buffer.concat(parts))
+  if (offset !== expectedLength)
+    throw new Error(`response body ended after ${offset} of ${expectedLength} bytes`)
+}
+
+/** A whole small body (refs, ranges) as plain bytes. */
+async function readSmallBody(body: unknown, expectedLength: number | undefined): Promise<Uint8Array> {
+  let bytes = new Uint8Array(0)
+  await readBody(body, expectedLength, { buffer: (size) => (bytes = new Uint8Array(size)), wrote: () => {} })
+  return bytes
 }
 
 /**
@@ -199,11 +203,7 @@ export class S3Backend implements Backend {
     return `${this.#location.prefix}${key}`
   }
 
-  async readObject(
-    key: string,
-    onChunk: (chunk: Uint8Array) => void,
-    signal?: AbortSignal,
-  ): Promise<Uint8Array | undefined> {
+  async readObject(key: string, sink: ReadSink, signal?: AbortSignal): Promise<boolean> {
     let response: GetObjectCommandOutput
     try {
       response = await this.#client.send(
@@ -211,10 +211,11 @@ export class S3Backend implements Backend {
         withSignal(signal),
       )
     } catch (error) {
-      if (isNotFound(error)) return undefined
+      if (isNotFound(error)) return false
       throw error
     }
-    return await readBody(response.Body, response.ContentLength, onChunk)
+    await readBody(response.Body, response.ContentLength, sink)
+    return true
   }
 
   async *streamObject(key: string, signal?: AbortSignal): AsyncIterable<Uint8Array> {
@@ -258,7 +259,7 @@ export class S3Backend implements Backend {
         withSignal(signal),
       )
       const total = Number(/\/(\d+)$/.exec(response.ContentRange ?? '')?.[1])
-      const bytes = await readBody(response.Body, response.ContentLength)
+      const bytes = await readSmallBody(response.Body, response.ContentLength)
       if (bytes.byteLength !== length) {
         return { outOfRange: true, size: Number.isFinite(total) ? total : offset + bytes.byteLength }
       }
@@ -349,7 +350,7 @@ export class S3Backend implements Backend {
         new GetObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }),
         withSignal(signal),
       )
-      const bytes = await readBody(response.Body, response.ContentLength)
+      const bytes = await readSmallBody(response.Body, response.ContentLength)
       if (response.ETag === undefined) throw new Error(`the server returned no ETag for ${key}`)
       return { bytes, token: response.ETag }
     } catch (error) {
