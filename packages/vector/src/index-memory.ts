@@ -1,0 +1,692 @@
+/**
+ * The in-memory IVF-RaBitQ index: lists of codes in FastScan blocks on the kernel heap,
+ * per-vector factors and ids in typed arrays, full vectors (when kept) on the heap too, and
+ * the search loop: probe the nearest lists, estimate a whole block of distances at once,
+ * and spend an extra-bits estimate or an exact distance only on vectors whose lower bound
+ * can still beat the current k-th result.
+ */
+import { Codec, type EncodedRows } from './codec.js'
+import { readCodeBlock } from './codes.js'
+import { DimensionMismatchError, InvalidOptionError, RerankUnavailableError } from './errors.js'
+import type { KernelChoice, KernelKind } from './kernels/kernels.js'
+import { DEFAULT_EPSILON0, type SpatialIndex, type VectorCompressor } from './model.js'
+import { Prng } from './prng.js'
+import { toMatrix, toQuery, type VectorInput, type VectorsInput } from './vectors.js'
+
+export interface VectorIndexInit {
+  spatialIndex: SpatialIndex
+  compressor: VectorCompressor
+  /**
+   * Keep every vector's full-precision values (float32) beside its code, so that search can
+   * rerank with exact distances. Costs 4 bytes per dimension per vector.
+   * @default true
+   */
+  keepVectors?: boolean
+  /** @default 'auto' (WebAssembly SIMD where available, else TypeScript) */
+  kernels?: KernelChoice
+}
+
+/** Ids of added vectors: uint64 values (DreamDB anchors), one per vector. */
+export type IdsInput = BigUint64Array | readonly bigint[]
+
+export interface AddOptions {
+  /** @default the index's size before the call, plus 0, 1, 2, ... */
+  ids?: IdsInput
+}
+
+export interface AddCodesOptions extends AddOptions {
+  /** The block's full-precision vectors, in the same order; required when the index keeps vectors. */
+  vectors?: VectorsInput
+}
+
+export interface SearchOptions {
+  /** How many results. When fewer vectors match, fewer are returned. */
+  k: number
+  /**
+   * How many lists to scan, nearest first: 1..lists.
+   * @default min(lists, 16)
+   */
+  nprobe?: number
+  /**
+   * Return exact distances, computed on the kept full-precision vectors for every vector
+   * whose estimated lower bound can still make the top k. Without it, results are ranked
+   * and reported by the estimate (from the extra bits when the compressor has them).
+   * @default whether the index keeps vectors
+   */
+  rerank?: boolean
+  /** Only ids for which this returns true can be results. Called only for candidates. */
+  filter?: (id: bigint) => boolean
+  /**
+   * Confidence of the error bound that gates reranking: larger reranks more vectors and
+   * misses fewer. The bound of a distance estimate is epsilon0 * sqrt((1 - x0^2) / x0^2) /
+   * sqrt(D - 1) times |o - c| |q - c| (twice that under l2).
+   * @default 3.3
+   */
+  epsilon0?: number
+}
+
+export interface SearchStats {
+  /** Lists scanned (empty lists are skipped and not counted). */
+  lists: number
+  /** Vectors whose distance was estimated from the 1-bit code. */
+  estimated: number
+  /** Vectors whose extra-bits estimate was computed (bits > 1). */
+  refined: number
+  /** Exact distances computed. */
+  reranked: number
+}
+
+export interface SearchResult {
+  /** Ids, closest first. */
+  ids: BigUint64Array
+  /**
+   * Distances, smaller is closer: squared Euclidean (l2), negative inner product (ip) or
+   * 1 - cosine similarity (cosine). Exact when reranked, estimates otherwise.
+   */
+  distances: Float32Array
+  stats: SearchStats
+}
+
+/** An in-memory index over a trained spatial index and a compressor. Not thread-safe. */
+export interface VectorIndex {
+  readonly spatialIndex: SpatialIndex
+  readonly compressor: VectorCompressor
+  /** Number of vectors added. */
+  readonly size: number
+  readonly keepsVectors: boolean
+  /** The kernels this index runs. */
+  readonly kernels: KernelKind
+  /** Vectors per list. */
+  listSizes(): Uint32Array
+  /** Encode and add vectors; each goes to the list of its nearest centroid. */
+  add(vectors: VectorsInput, options?: AddOptions): void
+  /** Add the vectors of a code block (from `encodeCodes`) without re-encoding them. */
+  addCodes(block: Uint8Array, options?: AddCodesOptions): void
+  search(query: VectorInput, options: SearchOptions): SearchResult
+}
+
+/**
+ * An empty index. Vectors added to it are encoded against the spatial index's existing
+ * centroids; retrain (a new spatial index) when the data drifts far from them.
+ *
+ * @example
+ * ```ts
+ * const index = createVectorIndex({ spatialIndex, compressor })
+ * index.add(vectors)
+ * const { ids, distances } = index.search(query, { k: 10, nprobe: 16 })
+ * ```
+ */
+export function createVectorIndex(init: VectorIndexInit): VectorIndex {
+  if (init === null || typeof init !== 'object') {
+    throw new InvalidOptionError('init', init, 'must be { spatialIndex, compressor, keepVectors?, kernels? }')
+  }
+  return new MemoryVectorIndex(init)
+}
+
+export const DEFAULT_NPROBE = 16
+/** Blocks per FastScan call (the output slot holds this many blocks' sums). */
+const CHUNK_BLOCKS = 64
+const BLOCK = 32
+
+interface Region {
+  off: number
+  bytes: number
+}
+
+interface List {
+  count: number
+  capacity: number
+  codes: Region
+  ex: Region | null
+  vectors: Region | null
+  ids: BigUint64Array
+  add: Float32Array
+  scale: Float32Array
+  err: Float32Array
+  pop: Float32Array
+  scaleEx: Float32Array
+  errEx: Float32Array
+  sumU: Float32Array
+}
+
+class MemoryVectorIndex implements VectorIndex {
+  readonly spatialIndex: SpatialIndex
+  readonly compressor: VectorCompressor
+  readonly keepsVectors: boolean
+  readonly #codec: Codec
+  readonly #lists: List[] = []
+  readonly #live = new Set<Region>()
+  readonly #D: number
+  readonly #groups: number
+  readonly #blockBytes: number
+  readonly #pairs: number
+  readonly #exStride: number
+  readonly #vecStride: number
+  readonly #lutOff: number
+  readonly #outOff: number
+  readonly #qPlanesOff: number
+  readonly #queryOff: number
+  readonly #regionBase: number
+  #end: number
+  #garbage = 0
+  #size = 0
+  readonly #qbar: Uint8Array
+  readonly #qprime: Float64Array
+  readonly #rotatedQuery: Float32Array
+
+  constructor(init: VectorIndexInit) {
+    this.#codec = new Codec(init.spatialIndex, init.compressor, init.kernels ?? 'auto')
+    this.spatialIndex = init.spatialIndex
+    this.compressor = init.compressor
+    this.keepsVectors = init.keepVectors ?? true
+    const D = init.compressor.paddedDim
+    this.#D = D
+    this.#groups = D / 4
+    this.#blockBytes = this.#groups * 16
+    this.#pairs = Math.ceil(D / 128)
+    this.#exStride = init.compressor.bits * this.#pairs * 16
+    this.#vecStride = this.#codec.dim4 * 4
+    this.#lutOff = this.#codec.heapEnd
+    this.#outOff = this.#lutOff + this.#blockBytes
+    this.#qPlanesOff = this.#outOff + CHUNK_BLOCKS * BLOCK * 4
+    this.#queryOff = this.#qPlanesOff + 8 * this.#pairs * 16
+    this.#regionBase = this.#queryOff + this.#vecStride
+    this.#end = this.#regionBase
+    this.#codec.k.reserve(this.#end)
+    this.#qbar = new Uint8Array(D)
+    this.#qprime = new Float64Array(D)
+    this.#rotatedQuery = new Float32Array(D)
+    for (let l = 0; l < init.spatialIndex.lists; l++) this.#lists.push(this.#newList(0))
+  }
+
+  get size(): number {
+    return this.#size
+  }
+
+  get kernels(): KernelKind {
+    return this.#codec.k.kind
+  }
+
+  listSizes(): Uint32Array {
+    return Uint32Array.from(this.#lists, (l) => l.count)
+  }
+
+  add(vectors: VectorsInput, options?: AddOptions): void {
+    const data = toMatrix(vectors, this.compressor.dim, this.compressor.metric, 'vector')
+    const count = data.length / this.compressor.dim
+    const ids = this.#ids(options?.ids, count)
+    const rows = this.#codec.encode(data, count)
+    this.#insert(rows, ids, data)
+  }
+
+  addCodes(block: Uint8Array, options?: AddCodesOptions): void {
+    const rows = readCodeBlock(this.spatialIndex, this.compressor, block)
+    const ids = this.#ids(options?.ids, rows.count)
+    let data: Float32Array | null = null
+    if (this.keepsVectors) {
+      if (options?.vectors === undefined) {
+        throw new InvalidOptionError(
+          'vectors',
+          undefined,
+          'this index keeps full-precision vectors for reranking (keepVectors: true), so addCodes needs them',
+        )
+      }
+      data = toMatrix(options.vectors, this.compressor.dim, this.compressor.metric, 'vector')
+      if (data.length / this.compressor.dim !== rows.count) {
+        throw new DimensionMismatchError(
+          'vectors given with the code block (count)',
+          rows.count,
+          data.length / this.compressor.dim,
+        )
+      }
+    }
+    this.#insert(rows, ids, data)
+  }
+
+  #ids(ids: IdsInput | undefined, count: number): BigUint64Array {
+    if (ids === undefined) {
+      const out = new BigUint64Array(count)
+      for (let i = 0; i < count; i++) out[i] = BigInt(this.#size + i)
+      return out
+    }
+    if (ids instanceof BigUint64Array) {
+      if (ids.length !== count) throw new DimensionMismatchError('ids (count)', count, ids.length)
+      return ids
+    }
+    if (!Array.isArray(ids))
+      throw new InvalidOptionError('ids', typeof ids, 'must be a BigUint64Array or bigint[]')
+    if (ids.length !== count) throw new DimensionMismatchError('ids (count)', count, ids.length)
+    const out = new BigUint64Array(count)
+    for (let i = 0; i < count; i++) {
+      const id = ids[i]
+      if (typeof id !== 'bigint' || id < 0n || id > 0xffffffffffffffffn) {
+        throw new InvalidOptionError(`ids[${i}]`, id, 'must be a bigint from 0 to 2^64 - 1')
+      }
+      out[i] = id
+    }
+    return out
+  }
+
+  // ---- storage -------------------------------------------------------------------------
+
+  #alloc(bytes: number): Region {
+    const region = { off: this.#end, bytes: Math.ceil(bytes / 16) * 16 }
+    this.#end += region.bytes
+    this.#codec.k.reserve(this.#end)
+    this.#codec.k.u8().fill(0, region.off, region.off + region.bytes)
+    this.#live.add(region)
+    return region
+  }
+
+  #release(region: Region | null): void {
+    if (region === null) return
+    this.#live.delete(region)
+    this.#garbage += region.bytes
+  }
+
+  /** Slide live regions down over the garbage left by lists that grew. */
+  #compact(): void {
+    const u8 = this.#codec.k.u8()
+    let end = this.#regionBase
+    for (const region of [...this.#live].sort((a, b) => a.off - b.off)) {
+      if (region.off !== end) u8.copyWithin(end, region.off, region.off + region.bytes)
+      region.off = end
+      end += region.bytes
+    }
+    this.#end = end
+    this.#garbage = 0
+  }
+
+  #newList(capacity: number): List {
+    const bits = this.compressor.bits
+    return {
+      count: 0,
+      capacity,
+      codes: this.#alloc((capacity / BLOCK) * this.#blockBytes),
+      ex: bits > 1 ? this.#alloc(capacity * this.#exStride) : null,
+      vectors: this.keepsVectors ? this.#alloc(capacity * this.#vecStride) : null,
+      ids: new BigUint64Array(capacity),
+      add: new Float32Array(capacity),
+      scale: new Float32Array(capacity),
+      err: new Float32Array(capacity),
+      pop: new Float32Array(capacity),
+      scaleEx: new Float32Array(bits > 1 ? capacity : 0),
+      errEx: new Float32Array(bits > 1 ? capacity : 0),
+      sumU: new Float32Array(bits > 1 ? capacity : 0),
+    }
+  }
+
+  #grow(l: number, needed: number): void {
+    const old = this.#lists[l]!
+    if (needed <= old.capacity) return
+    let capacity = Math.max(BLOCK, old.capacity)
+    while (capacity < needed) capacity *= 2
+    const next = this.#newList(capacity)
+    const u8 = this.#codec.k.u8()
+    const copy = (from: Region | null, to: Region | null): void => {
+      if (from !== null && to !== null) u8.copyWithin(to.off, from.off, from.off + from.bytes)
+    }
+    copy(old.codes, next.codes)
+    copy(old.ex, next.ex)
+    copy(old.vectors, next.vectors)
+    for (const key of ['ids', 'add', 'scale', 'err', 'pop', 'scaleEx', 'errEx', 'sumU'] as const) {
+      ;(next[key] as unknown as Float32Array).set(old[key] as unknown as Float32Array)
+    }
+    next.count = old.count
+    this.#release(old.codes)
+    this.#release(old.ex)
+    this.#release(old.vectors)
+    this.#lists[l] = next
+  }
+
+  #insert(rows: EncodedRows, ids: BigUint64Array, data: Float32Array | null): void {
+    const counts = new Uint32Array(this.#lists.length)
+    for (let i = 0; i < rows.count; i++) counts[rows.lists[i]!]!++
+    for (let l = 0; l < counts.length; l++) {
+      if (counts[l]! > 0) this.#grow(l, this.#lists[l]!.count + counts[l]!)
+    }
+    const D = this.#D
+    const dim = this.compressor.dim
+    const bits = this.compressor.bits
+    const exBits = bits - 1
+    const l2 = this.compressor.metric === 'l2'
+    const sqrtD = Math.sqrt(D)
+    const sqrtD1 = Math.sqrt(D - 1)
+    const planeBytes = D / 8
+    const half = ((1 << bits) - 1) / 2
+    const u8 = this.#codec.k.u8()
+    const f32 = this.#codec.k.f32()
+    for (let i = 0; i < rows.count; i++) {
+      const list = this.#lists[rows.lists[i]!]!
+      const v = list.count++
+      list.ids[v] = ids[i]!
+      const norm = rows.norm[i]!
+      const x0 = rows.x0[i]!
+      list.add[v] = l2 ? norm * norm : rows.radial[i]!
+      list.scale[v] = norm / (sqrtD * x0)
+      list.err[v] = (norm * Math.sqrt(Math.max(0, 1 / (x0 * x0) - 1))) / sqrtD1
+      // FastScan block: nibble g of vector v goes to byte g*16 + (lane & 15), high half for lanes 16-31.
+      const signBase = i * planeBytes
+      const block = list.codes.off + (v >>> 5) * this.#blockBytes
+      const lane = v & 31
+      const shift = lane < 16 ? 0 : 4
+      let pop = 0
+      for (let g = 0; g < this.#groups; g++) {
+        const nibble = (rows.signs[signBase + (g >>> 1)]! >>> ((g & 1) * 4)) & 15
+        u8[block + g * 16 + (lane & 15)]! |= nibble << shift
+      }
+      for (let b = 0; b < planeBytes; b++) pop += popcount8(rows.signs[signBase + b]!)
+      list.pop[v] = pop
+      if (exBits > 0) {
+        // Planes 0 .. exBits-1 then the sign plane, each padded to whole 16-byte chunks.
+        const at = list.ex!.off + v * this.#exStride
+        const stride = this.#pairs * 16
+        const exBase = i * exBits * planeBytes
+        for (let p = 0; p < exBits; p++) {
+          u8.set(rows.ex.subarray(exBase + p * planeBytes, exBase + (p + 1) * planeBytes), at + p * stride)
+        }
+        u8.set(rows.signs.subarray(signBase, signBase + planeBytes), at + exBits * stride)
+        let sumU = 0
+        let y2 = 0
+        for (let j = 0; j < D; j++) {
+          let u = ((rows.signs[signBase + (j >>> 3)]! >>> (j & 7)) & 1) << exBits
+          for (let p = 0; p < exBits; p++)
+            u |= ((rows.ex[exBase + p * planeBytes + (j >>> 3)]! >>> (j & 7)) & 1) << p
+          sumU += u
+          y2 += (u - half) * (u - half)
+        }
+        const x0ex = rows.x0ex[i]!
+        list.sumU[v] = sumU
+        list.scaleEx[v] = norm / (Math.sqrt(y2) * x0ex)
+        list.errEx[v] = (norm * Math.sqrt(Math.max(0, 1 / (x0ex * x0ex) - 1))) / sqrtD1
+      }
+      if (data !== null)
+        f32.set(data.subarray(i * dim, (i + 1) * dim), (list.vectors!.off + v * this.#vecStride) >>> 2)
+    }
+    this.#size += rows.count
+    let live = 0
+    for (const region of this.#live) live += region.bytes
+    if (this.#garbage > Math.max(live, 1 << 20)) this.#compact()
+  }
+
+  // ---- search --------------------------------------------------------------------------
+
+  search(query: VectorInput, options: SearchOptions): SearchResult {
+    if (options === null || typeof options !== 'object') {
+      throw new InvalidOptionError(
+        'search options',
+        options,
+        'must be { k, nprobe?, rerank?, filter?, epsilon0? }',
+      )
+    }
+    const lists = this.spatialIndex.lists
+    const k = options.k
+    if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > 1_000_000) {
+      throw new InvalidOptionError('k', k, 'must be an integer from 1 to 1000000')
+    }
+    const nprobe = options.nprobe ?? Math.min(lists, DEFAULT_NPROBE)
+    if (typeof nprobe !== 'number' || !Number.isInteger(nprobe) || nprobe < 1 || nprobe > lists) {
+      throw new InvalidOptionError(
+        'nprobe',
+        nprobe,
+        `must be an integer from 1 to ${lists} (the number of lists)`,
+      )
+    }
+    const rerank = options.rerank ?? this.keepsVectors
+    if (typeof rerank !== 'boolean') throw new InvalidOptionError('rerank', rerank, 'must be a boolean')
+    if (rerank && !this.keepsVectors) throw new RerankUnavailableError(this.#size)
+    const epsilon0 = options.epsilon0 ?? DEFAULT_EPSILON0
+    if (typeof epsilon0 !== 'number' || !Number.isFinite(epsilon0) || epsilon0 < 0) {
+      throw new InvalidOptionError('epsilon0', epsilon0, 'must be a finite number >= 0')
+    }
+    const filter = options.filter
+    if (filter !== undefined && typeof filter !== 'function') {
+      throw new InvalidOptionError('filter', typeof filter, 'must be a function (id: bigint) => boolean')
+    }
+    const q = toQuery(query, this.compressor.dim, this.compressor.metric)
+    const stats: SearchStats = { lists: 0, estimated: 0, refined: 0, reranked: 0 }
+    const top = new TopK(k)
+    if (this.#size > 0) this.#search(q, nprobe, rerank, epsilon0, filter, top, stats)
+    const { ids, distances } = top.sorted(this.#lists)
+    return { ids, distances, stats }
+  }
+
+  #search(
+    q: Float32Array,
+    nprobe: number,
+    rerank: boolean,
+    epsilon0: number,
+    filter: ((id: bigint) => boolean) | undefined,
+    top: TopK,
+    stats: SearchStats,
+  ): void {
+    const codec = this.#codec
+    const k = codec.k
+    const D = this.#D
+    const metric = this.compressor.metric
+    const l2 = metric === 'l2'
+    const bits = this.compressor.bits
+    const exBits = bits - 1
+    const lists = this.spatialIndex.lists
+
+    // Rank the lists: by |q - c|^2 under l2, by <q, c> otherwise (how vectors were assigned).
+    codec.loadRow(q, 0)
+    const heap = codec.scoreLoadedRow()
+    const dots = heap.slice(codec.scoresOff >>> 2, (codec.scoresOff >>> 2) + lists)
+    const order = new Uint32Array(lists)
+    const keys = new Float64Array(lists)
+    for (let l = 0; l < lists; l++) {
+      order[l] = l
+      keys[l] = l2 ? codec.centroidNorms[l]! - 2 * dots[l]! : -dots[l]!
+    }
+    order.sort((a, b) => keys[a]! - keys[b]! || a - b)
+
+    codec.rotation.apply(k, q, 0, this.compressor.dim, this.#rotatedQuery, 0)
+    if (rerank) {
+      const f32 = k.f32()
+      f32.set(q, this.#queryOff >>> 2)
+      f32.fill(0, (this.#queryOff >>> 2) + q.length, (this.#queryOff + this.#vecStride) >>> 2)
+    }
+    const prng = new Prng(0x9e3779b9)
+    const qbar = this.#qbar
+    const qp = this.#qprime
+    const twoOrOne = l2 ? 2 : 1
+    const cB = -((1 << bits) - 1) / 2
+
+    for (let p = 0; p < nprobe; p++) {
+      const l = order[p]!
+      const list = this.#lists[l]!
+      if (list.count === 0) continue
+      stats.lists++
+
+      // q' = P q - P c, its norm, and a 4-bit randomized-rounding quantization of it.
+      const rc = codec.rotatedCentroids
+      let lo = Number.POSITIVE_INFINITY
+      let hi = Number.NEGATIVE_INFINITY
+      let qn2 = 0
+      for (let j = 0; j < D; j++) {
+        const v = this.#rotatedQuery[j]! - rc[l * D + j]!
+        qp[j] = v
+        qn2 += v * v
+        if (v < lo) lo = v
+        if (v > hi) hi = v
+      }
+      const qnorm = Math.sqrt(qn2)
+      const delta = (hi - lo) / 15
+      let sumQ = 0
+      for (let j = 0; j < D; j++) {
+        const x = delta > 0 ? Math.min(15, Math.floor((qp[j]! - lo) / delta + prng.next())) : 0
+        qbar[j] = x
+        sumQ += x
+      }
+      const sumQhat = D * lo + delta * sumQ
+      // The LUT: entry n of group g sums the quantized values of the dimensions set in n.
+      const u8 = k.u8()
+      for (let g = 0; g < this.#groups; g++) {
+        const at = this.#lutOff + g * 16
+        u8[at] = 0
+        for (let n = 1; n < 16; n++) {
+          const low = n & -n
+          u8[at + n] = u8[at + (n ^ low)]! + qbar[g * 4 + (31 - Math.clz32(low))]!
+        }
+      }
+      const offset = l2 ? qn2 : metric === 'ip' ? -dots[l]! : 1 - dots[l]!
+
+      let exReady = false
+      let lo8 = 0
+      let delta8 = 0
+      let sumQhat8 = 0
+      const blocks = Math.ceil(list.count / BLOCK)
+      for (let b0 = 0; b0 < blocks; b0 += CHUNK_BLOCKS) {
+        const nb = Math.min(CHUNK_BLOCKS, blocks - b0)
+        k.fastscan(list.codes.off + b0 * this.#blockBytes, nb, this.#lutOff, this.#groups, this.#outOff)
+        const out = k.u32()
+        const outAt = this.#outOff >>> 2
+        const end = Math.min(list.count, (b0 + nb) * BLOCK)
+        for (let v = b0 * BLOCK; v < end; v++) {
+          stats.estimated++
+          const acc = out[outAt + v - b0 * BLOCK]!
+          const ip = list.scale[v]! * (2 * (lo * list.pop[v]! + delta * acc) - sumQhat)
+          const est = l2 ? list.add[v]! + offset - 2 * ip : offset - list.add[v]! - ip
+          const bound = twoOrOne * epsilon0 * list.err[v]! * qnorm
+          if (top.full && est - bound >= top.worst) continue
+          if (filter !== undefined && !filter(list.ids[v]!)) continue
+          let d = est
+          if (exBits > 0) {
+            if (!exReady) {
+              ;({ lo8, delta8, sumQhat8 } = this.#quantize8(prng))
+              exReady = true
+            }
+            stats.refined++
+            const x = k.exdot(list.ex!.off + v * this.#exStride, bits, this.#pairs, this.#qPlanesOff)
+            const ipEx = list.scaleEx[v]! * (lo8 * list.sumU[v]! + delta8 * x + cB * sumQhat8)
+            const estEx = l2 ? list.add[v]! + offset - 2 * ipEx : offset - list.add[v]! - ipEx
+            const boundEx = twoOrOne * epsilon0 * list.errEx[v]! * qnorm
+            if (top.full && estEx - boundEx >= top.worst) continue
+            d = estEx
+          }
+          if (rerank) {
+            stats.reranked++
+            const at = list.vectors!.off + v * this.#vecStride
+            const n4 = this.#vecStride >>> 2
+            d = l2
+              ? k.l2sq(at, this.#queryOff, n4)
+              : metric === 'ip'
+                ? -k.dot(at, this.#queryOff, n4)
+                : 1 - k.dot(at, this.#queryOff, n4)
+          }
+          top.push(d, l, v)
+        }
+      }
+    }
+  }
+
+  /** Quantize q' (in #qprime) to 8 bits with randomized rounding, as bit planes on the heap. */
+  #quantize8(prng: Prng): { lo8: number; delta8: number; sumQhat8: number } {
+    const D = this.#D
+    const qp = this.#qprime
+    let lo = Number.POSITIVE_INFINITY
+    let hi = Number.NEGATIVE_INFINITY
+    for (let j = 0; j < D; j++) {
+      if (qp[j]! < lo) lo = qp[j]!
+      if (qp[j]! > hi) hi = qp[j]!
+    }
+    const delta = (hi - lo) / 255
+    const stride = this.#pairs * 16
+    const u8 = this.#codec.k.u8()
+    u8.fill(0, this.#qPlanesOff, this.#qPlanesOff + 8 * stride)
+    let sum = 0
+    for (let j = 0; j < D; j++) {
+      const x = delta > 0 ? Math.min(255, Math.floor((qp[j]! - lo) / delta + prng.next())) : 0
+      sum += x
+      const byte = j >>> 3
+      const bit = 1 << (j & 7)
+      for (let p = 0; p < 8; p++) if ((x >>> p) & 1) u8[this.#qPlanesOff + p * stride + byte]! |= bit
+    }
+    return { lo8: lo, delta8: delta, sumQhat8: D * lo + delta * sum }
+  }
+}
+
+function popcount8(x: number): number {
+  x -= (x >>> 1) & 0x55
+  x = (x & 0x33) + ((x >>> 2) & 0x33)
+  return (x + (x >>> 4)) & 0x0f
+}
+
+/** The k smallest distances seen, as a binary max-heap of (distance, list, position). */
+class TopK {
+  readonly #k: number
+  #d: Float64Array
+  #list: Uint32Array
+  #pos: Uint32Array
+  #n = 0
+  constructor(k: number) {
+    const cap = Math.min(k, 1 << 16)
+    this.#k = k
+    this.#d = new Float64Array(cap)
+    this.#list = new Uint32Array(cap)
+    this.#pos = new Uint32Array(cap)
+  }
+  get full(): boolean {
+    return this.#n === this.#k
+  }
+  get worst(): number {
+    return this.#d[0]!
+  }
+  push(d: number, list: number, pos: number): void {
+    if (this.#n < this.#k) {
+      if (this.#n === this.#d.length) this.#growTo(Math.min(this.#k, this.#n * 2))
+      let i = this.#n++
+      while (i > 0) {
+        const parent = (i - 1) >>> 1
+        if (this.#d[parent]! >= d) break
+        this.#set(i, this.#d[parent]!, this.#list[parent]!, this.#pos[parent]!)
+        i = parent
+      }
+      this.#set(i, d, list, pos)
+      return
+    }
+    if (d >= this.#d[0]!) return
+    let i = 0
+    const n = this.#n
+    for (;;) {
+      const left = 2 * i + 1
+      if (left >= n) break
+      const right = left + 1
+      const child = right < n && this.#d[right]! > this.#d[left]! ? right : left
+      if (this.#d[child]! <= d) break
+      this.#set(i, this.#d[child]!, this.#list[child]!, this.#pos[child]!)
+      i = child
+    }
+    this.#set(i, d, list, pos)
+  }
+  #set(i: number, d: number, list: number, pos: number): void {
+    this.#d[i] = d
+    this.#list[i] = list
+    this.#pos[i] = pos
+  }
+  #growTo(cap: number): void {
+    const d = new Float64Array(cap)
+    const list = new Uint32Array(cap)
+    const pos = new Uint32Array(cap)
+    d.set(this.#d)
+    list.set(this.#list)
+    pos.set(this.#pos)
+    this.#d = d
+    this.#list = list
+    this.#pos = pos
+  }
+  sorted(lists: readonly List[]): { ids: BigUint64Array; distances: Float32Array } {
+    const order = Array.from({ length: this.#n }, (_, i) => i)
+    order.sort(
+      (a, b) => this.#d[a]! - this.#d[b]! || this.#list[a]! - this.#list[b]! || this.#pos[a]! - this.#pos[b]!,
+    )
+    const ids = new BigUint64Array(this.#n)
+    const distances = new Float32Array(this.#n)
+    order.forEach((from, i) => {
+      ids[i] = lists[this.#list[from]!]!.ids[this.#pos[from]!]!
+      distances[i] = this.#d[from]!
+    })
+    return { ids, distances }
+  }
+}

@@ -1,0 +1,327 @@
+/**
+ * The hot loops, twice: WebAssembly SIMD (kernels.wat) and plain TypeScript, over the same
+ * heap layout. Both give identical results: integers exactly, floats bit for bit (the
+ * TypeScript twins round every step to f32 with `Math.fround`, in the order the SIMD lanes
+ * use; one f64 operation on two f32 values rounded once to f32 equals the f32 operation).
+ * So an index, a trained spatial index or a code block never depends on which ran.
+ *
+ * A `Kernels` owns one heap (the WebAssembly memory, or an ArrayBuffer for the TypeScript
+ * twins) addressed by byte offsets; callers lay it out and must re-read the views after
+ * `reserve`, which may move the buffer.
+ */
+import { WasmUnavailableError } from '../errors.js'
+import { KERNELS_WASM_BASE64 } from './kernels-wasm.js'
+
+export type KernelKind = 'wasm' | 'js'
+/** Which kernels to run: WebAssembly SIMD where the runtime has it (`'auto'`), or one of them. */
+export type KernelChoice = 'auto' | KernelKind
+
+export interface Kernels {
+  readonly kind: KernelKind
+  /** Heap size in bytes. */
+  readonly size: number
+  /** Make the heap at least `bytes` long (never shrinks; contents kept). */
+  reserve(bytes: number): void
+  u8(): Uint8Array
+  u32(): Uint32Array
+  f32(): Float32Array
+  /** See kernels.wat for each function's contract. */
+  fastscan(codes: number, nblocks: number, lut: number, groups: number, out: number): void
+  exdot(codes: number, planes: number, pairs: number, q: number): number
+  fwht(p: number, n: number): void
+  mul(x: number, s: number, n: number): void
+  scale(x: number, n: number, f: number): void
+  kac(x: number, half: number): void
+  dot(a: number, b: number, n: number): number
+  l2sq(a: number, b: number, n: number): number
+  dots(x: number, rows: number, count: number, n: number, out: number): void
+}
+
+const PAGE = 65536
+const MAX_HEAP = 65536 * PAGE // wasm32: 4 GiB
+
+function grownSize(current: number, wanted: number): number {
+  if (wanted > MAX_HEAP) {
+    throw new RangeError(
+      `@dreamdb/vector needs a ${wanted}-byte heap, over the 4 GiB a WebAssembly memory can hold; split the index`,
+    )
+  }
+  let size = Math.max(current, PAGE)
+  while (size < wanted) size = Math.min(MAX_HEAP, Math.ceil((size * 1.5) / PAGE) * PAGE)
+  return size
+}
+
+abstract class Views {
+  #buffer: ArrayBuffer | null = null
+  #u8 = new Uint8Array(0)
+  #u32 = new Uint32Array(0)
+  #f32 = new Float32Array(0)
+  protected abstract buffer(): ArrayBuffer
+  get size(): number {
+    return this.buffer().byteLength
+  }
+  #refresh(): void {
+    const buffer = this.buffer()
+    if (buffer !== this.#buffer) {
+      this.#buffer = buffer
+      this.#u8 = new Uint8Array(buffer)
+      this.#u32 = new Uint32Array(buffer)
+      this.#f32 = new Float32Array(buffer)
+    }
+  }
+  u8(): Uint8Array {
+    this.#refresh()
+    return this.#u8
+  }
+  u32(): Uint32Array {
+    this.#refresh()
+    return this.#u32
+  }
+  f32(): Float32Array {
+    this.#refresh()
+    return this.#f32
+  }
+}
+
+/** The parts of the WebAssembly JS API used here (not in the ES lib typings). */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer
+  grow(pages: number): number
+}
+type WasmModule = object
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => WasmModule
+  Instance: new (module: WasmModule, imports: object) => { exports: unknown }
+}
+const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly
+
+interface WasmExports {
+  memory: WasmMemory
+  fastscan(codes: number, nblocks: number, lut: number, groups: number, out: number): void
+  exdot(codes: number, planes: number, pairs: number, q: number): number
+  fwht(p: number, n: number): void
+  mul(x: number, s: number, n: number): void
+  scale(x: number, n: number, f: number): void
+  kac(x: number, half: number): void
+  dot(a: number, b: number, n: number): number
+  l2sq(a: number, b: number, n: number): number
+  dots(x: number, rows: number, count: number, n: number, out: number): void
+}
+
+class WasmKernels extends Views implements Kernels {
+  readonly kind = 'wasm'
+  readonly #x: WasmExports
+  constructor(module: WasmModule) {
+    super()
+    this.#x = new wasmApi!.Instance(module, {}).exports as WasmExports
+  }
+  protected buffer(): ArrayBuffer {
+    return this.#x.memory.buffer
+  }
+  reserve(bytes: number): void {
+    const current = this.#x.memory.buffer.byteLength
+    if (bytes <= current) return
+    this.#x.memory.grow((grownSize(current, bytes) - current) / PAGE)
+  }
+  fastscan(codes: number, nblocks: number, lut: number, groups: number, out: number): void {
+    this.#x.fastscan(codes, nblocks, lut, groups, out)
+  }
+  exdot(codes: number, planes: number, pairs: number, q: number): number {
+    return this.#x.exdot(codes, planes, pairs, q)
+  }
+  fwht(p: number, n: number): void {
+    this.#x.fwht(p, n)
+  }
+  mul(x: number, s: number, n: number): void {
+    this.#x.mul(x, s, n)
+  }
+  scale(x: number, n: number, f: number): void {
+    this.#x.scale(x, n, f)
+  }
+  kac(x: number, half: number): void {
+    this.#x.kac(x, half)
+  }
+  dot(a: number, b: number, n: number): number {
+    return this.#x.dot(a, b, n)
+  }
+  l2sq(a: number, b: number, n: number): number {
+    return this.#x.l2sq(a, b, n)
+  }
+  dots(x: number, rows: number, count: number, n: number, out: number): void {
+    this.#x.dots(x, rows, count, n, out)
+  }
+}
+
+/** SWAR popcount of a 32-bit word. */
+function popcount32(x: number): number {
+  x -= (x >>> 1) & 0x55555555
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333)
+  x = (x + (x >>> 4)) & 0x0f0f0f0f
+  return Math.imul(x, 0x01010101) >>> 24
+}
+
+const fround = Math.fround
+
+class JsKernels extends Views implements Kernels {
+  readonly kind = 'js'
+  #heap = new ArrayBuffer(PAGE)
+  readonly #acc = new Uint32Array(32)
+  protected buffer(): ArrayBuffer {
+    return this.#heap
+  }
+  reserve(bytes: number): void {
+    if (bytes <= this.#heap.byteLength) return
+    const next = new ArrayBuffer(grownSize(this.#heap.byteLength, bytes))
+    new Uint8Array(next).set(new Uint8Array(this.#heap))
+    this.#heap = next
+  }
+  fastscan(codes: number, nblocks: number, lut: number, groups: number, out: number): void {
+    const u8 = this.u8()
+    const u32 = this.u32()
+    const acc = this.#acc
+    let cp = codes
+    for (let b = 0; b < nblocks; b++) {
+      acc.fill(0)
+      let lp = lut
+      for (let g = 0; g < groups; g++) {
+        for (let j = 0; j < 16; j++) {
+          const c = u8[cp + j]!
+          acc[j]! += u8[lp + (c & 15)]!
+          acc[j + 16]! += u8[lp + (c >>> 4)]!
+        }
+        cp += 16
+        lp += 16
+      }
+      u32.set(acc, (out >>> 2) + b * 32)
+    }
+  }
+  exdot(codes: number, planes: number, pairs: number, q: number): number {
+    const u32 = this.u32()
+    const words = pairs * 4
+    const c0 = codes >>> 2
+    const q0 = q >>> 2
+    let total = 0
+    for (let j = 0; j < planes; j++) {
+      let plane = 0
+      const cp = c0 + j * words
+      for (let w = 0; w < words; w++) {
+        const c = u32[cp + w]!
+        if (c === 0) continue
+        let s = 0
+        for (let k = 0; k < 8; k++) s += popcount32(c & u32[q0 + k * words + w]!) << k
+        plane += s
+      }
+      total += plane * 2 ** j
+    }
+    return total
+  }
+  fwht(p: number, n: number): void {
+    const x = this.f32()
+    const o = p >>> 2
+    for (let h = 1; h < n; h *= 2) {
+      for (let blk = o; blk < o + n; blk += 2 * h) {
+        for (let i = blk; i < blk + h; i++) {
+          const a = x[i]!
+          const b = x[i + h]!
+          x[i] = a + b
+          x[i + h] = a - b
+        }
+      }
+    }
+  }
+  mul(xp: number, sp: number, n: number): void {
+    const x = this.f32()
+    const o = xp >>> 2
+    const s = sp >>> 2
+    for (let i = 0; i < n; i++) x[o + i] = x[o + i]! * x[s + i]!
+  }
+  scale(xp: number, n: number, f: number): void {
+    const x = this.f32()
+    const o = xp >>> 2
+    const k = fround(f)
+    for (let i = o; i < o + n; i++) x[i] = x[i]! * k
+  }
+  kac(xp: number, half: number): void {
+    const x = this.f32()
+    const o = xp >>> 2
+    for (let i = o; i < o + half; i++) {
+      const a = x[i]!
+      const b = x[i + half]!
+      x[i] = a + b
+      x[i + half] = a - b
+    }
+  }
+  dot(ap: number, bp: number, n: number): number {
+    const x = this.f32()
+    const a = ap >>> 2
+    const b = bp >>> 2
+    let s0 = 0
+    let s1 = 0
+    let s2 = 0
+    let s3 = 0
+    for (let i = 0; i < n; i += 4) {
+      s0 = fround(s0 + fround(x[a + i]! * x[b + i]!))
+      s1 = fround(s1 + fround(x[a + i + 1]! * x[b + i + 1]!))
+      s2 = fround(s2 + fround(x[a + i + 2]! * x[b + i + 2]!))
+      s3 = fround(s3 + fround(x[a + i + 3]! * x[b + i + 3]!))
+    }
+    return fround(fround(s0 + s1) + fround(s2 + s3))
+  }
+  l2sq(ap: number, bp: number, n: number): number {
+    const x = this.f32()
+    const a = ap >>> 2
+    const b = bp >>> 2
+    let s0 = 0
+    let s1 = 0
+    let s2 = 0
+    let s3 = 0
+    for (let i = 0; i < n; i += 4) {
+      const d0 = fround(x[a + i]! - x[b + i]!)
+      const d1 = fround(x[a + i + 1]! - x[b + i + 1]!)
+      const d2 = fround(x[a + i + 2]! - x[b + i + 2]!)
+      const d3 = fround(x[a + i + 3]! - x[b + i + 3]!)
+      s0 = fround(s0 + fround(d0 * d0))
+      s1 = fround(s1 + fround(d1 * d1))
+      s2 = fround(s2 + fround(d2 * d2))
+      s3 = fround(s3 + fround(d3 * d3))
+    }
+    return fround(fround(s0 + s1) + fround(s2 + s3))
+  }
+  dots(x: number, rows: number, count: number, n: number, out: number): void {
+    const f32 = this.f32()
+    for (let r = 0; r < count; r++) f32[(out >>> 2) + r] = this.dot(x, rows + r * n * 4, n)
+  }
+}
+
+let wasmModule: WasmModule | Error | undefined
+
+function compiledWasm(): WasmModule | Error {
+  if (wasmModule === undefined) {
+    try {
+      if (wasmApi === undefined) throw new Error('no WebAssembly in this runtime')
+      const binary = atob(KERNELS_WASM_BASE64)
+      const bytes = new Uint8Array(binary.length)
+      for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i)
+      wasmModule = new wasmApi.Module(bytes)
+    } catch (cause) {
+      wasmModule = cause instanceof Error ? cause : new Error(String(cause))
+    }
+  }
+  return wasmModule
+}
+
+/** Whether this runtime runs the WebAssembly SIMD kernels. */
+export function wasmAvailable(): boolean {
+  return !(compiledWasm() instanceof Error)
+}
+
+/** A fresh kernel instance with its own heap. */
+export function createKernels(choice: KernelChoice = 'auto'): Kernels {
+  if (choice === 'js') return new JsKernels()
+  const module = compiledWasm()
+  if (module instanceof Error) {
+    if (choice === 'wasm') throw new WasmUnavailableError({ cause: module })
+    return new JsKernels()
+  }
+  return new WasmKernels(module)
+}

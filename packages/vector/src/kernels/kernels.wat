@@ -1,0 +1,306 @@
+;; @dreamdb/vector hot loops, hand-written in WebAssembly text with fixed-width SIMD
+;; (the SIMD proposal as shipped in V8 >= 9.1, so Node.js 20 runs it without flags).
+;;
+;; scripts/build-wasm.mjs assembles this file with wabt (npm `wabt`) into
+;; src/kernels/kernels-wasm.js at build and test time; nothing binary is committed.
+;; src/kernels/js.ts implements every function below in plain TypeScript on the same
+;; memory layout, and test/kernels.test.ts checks that both give identical results
+;; (integers exactly, floats bit for bit: every float operation here is one IEEE
+;; operation on f32 that the TypeScript twin performs in the same order).
+;;
+;; All pointers are byte offsets into the exported memory; the caller lays it out.
+
+(module
+  (memory (export "memory") 1)
+
+  ;; FastScan: estimate <b, q> for blocks of 32 one-bit codes at once.
+  ;;
+  ;; A block holds 32 codes of `groups` nibbles each (groups = paddedDim / 4, a
+  ;; multiple of 16). Group g takes 16 bytes: byte j holds the nibble of code j in its
+  ;; low 4 bits and the nibble of code j + 16 in its high 4 bits. A nibble's bit t is
+  ;; dimension 4g + t. `lut` holds 16 bytes per group: entry n is the sum of the
+  ;; quantized query values of the dimensions whose bit is set in n (each <= 60).
+  ;; `out` receives 32 little-endian u32 sums per block, in code order.
+  ;;
+  ;; Four lookups are summed in u8 (<= 240) before widening to u16; u16 lanes are
+  ;; flushed to u32 every 1024 groups (256 sums of <= 240 fit in 65535).
+  (func (export "fastscan")
+    (param $codes i32) (param $nblocks i32) (param $lut i32) (param $groups i32) (param $out i32)
+    (local $b i32) (local $g i32) (local $end i32) (local $cp i32) (local $lp i32)
+    (local $c v128) (local $l v128) (local $slo v128) (local $shi v128) (local $mask v128)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (local $o0 v128) (local $o1 v128) (local $o2 v128) (local $o3 v128)
+    (local $o4 v128) (local $o5 v128) (local $o6 v128) (local $o7 v128)
+    (local.set $mask (i8x16.splat (i32.const 15)))
+    (local.set $cp (local.get $codes))
+    (block $blocks_done
+      (loop $blocks
+        (br_if $blocks_done (i32.ge_u (local.get $b) (local.get $nblocks)))
+        (local.set $o0 (v128.const i32x4 0 0 0 0))
+        (local.set $o1 (v128.const i32x4 0 0 0 0))
+        (local.set $o2 (v128.const i32x4 0 0 0 0))
+        (local.set $o3 (v128.const i32x4 0 0 0 0))
+        (local.set $o4 (v128.const i32x4 0 0 0 0))
+        (local.set $o5 (v128.const i32x4 0 0 0 0))
+        (local.set $o6 (v128.const i32x4 0 0 0 0))
+        (local.set $o7 (v128.const i32x4 0 0 0 0))
+        (local.set $lp (local.get $lut))
+        (local.set $g (i32.const 0))
+        (block $chunks_done
+          (loop $chunks
+            (br_if $chunks_done (i32.ge_u (local.get $g) (local.get $groups)))
+            (local.set $end (i32.add (local.get $g) (i32.const 1024)))
+            (if (i32.gt_u (local.get $end) (local.get $groups))
+              (then (local.set $end (local.get $groups))))
+            (local.set $a0 (v128.const i32x4 0 0 0 0))
+            (local.set $a1 (v128.const i32x4 0 0 0 0))
+            (local.set $a2 (v128.const i32x4 0 0 0 0))
+            (local.set $a3 (v128.const i32x4 0 0 0 0))
+            (loop $inner
+              ;; group g
+              (local.set $c (v128.load (local.get $cp)))
+              (local.set $l (v128.load (local.get $lp)))
+              (local.set $slo (i8x16.swizzle (local.get $l) (v128.and (local.get $c) (local.get $mask))))
+              (local.set $shi (i8x16.swizzle (local.get $l) (i8x16.shr_u (local.get $c) (i32.const 4))))
+              ;; group g + 1
+              (local.set $c (v128.load offset=16 (local.get $cp)))
+              (local.set $l (v128.load offset=16 (local.get $lp)))
+              (local.set $slo (i8x16.add (local.get $slo)
+                (i8x16.swizzle (local.get $l) (v128.and (local.get $c) (local.get $mask)))))
+              (local.set $shi (i8x16.add (local.get $shi)
+                (i8x16.swizzle (local.get $l) (i8x16.shr_u (local.get $c) (i32.const 4)))))
+              ;; group g + 2
+              (local.set $c (v128.load offset=32 (local.get $cp)))
+              (local.set $l (v128.load offset=32 (local.get $lp)))
+              (local.set $slo (i8x16.add (local.get $slo)
+                (i8x16.swizzle (local.get $l) (v128.and (local.get $c) (local.get $mask)))))
+              (local.set $shi (i8x16.add (local.get $shi)
+                (i8x16.swizzle (local.get $l) (i8x16.shr_u (local.get $c) (i32.const 4)))))
+              ;; group g + 3
+              (local.set $c (v128.load offset=48 (local.get $cp)))
+              (local.set $l (v128.load offset=48 (local.get $lp)))
+              (local.set $slo (i8x16.add (local.get $slo)
+                (i8x16.swizzle (local.get $l) (v128.and (local.get $c) (local.get $mask)))))
+              (local.set $shi (i8x16.add (local.get $shi)
+                (i8x16.swizzle (local.get $l) (i8x16.shr_u (local.get $c) (i32.const 4)))))
+              ;; widen the four-group sums into u16 lanes: codes 0-7, 8-15, 16-23, 24-31
+              (local.set $a0 (i16x8.add (local.get $a0) (i16x8.extend_low_i8x16_u (local.get $slo))))
+              (local.set $a1 (i16x8.add (local.get $a1) (i16x8.extend_high_i8x16_u (local.get $slo))))
+              (local.set $a2 (i16x8.add (local.get $a2) (i16x8.extend_low_i8x16_u (local.get $shi))))
+              (local.set $a3 (i16x8.add (local.get $a3) (i16x8.extend_high_i8x16_u (local.get $shi))))
+              (local.set $cp (i32.add (local.get $cp) (i32.const 64)))
+              (local.set $lp (i32.add (local.get $lp) (i32.const 64)))
+              (local.set $g (i32.add (local.get $g) (i32.const 4)))
+              (br_if $inner (i32.lt_u (local.get $g) (local.get $end))))
+            (local.set $o0 (i32x4.add (local.get $o0) (i32x4.extend_low_i16x8_u (local.get $a0))))
+            (local.set $o1 (i32x4.add (local.get $o1) (i32x4.extend_high_i16x8_u (local.get $a0))))
+            (local.set $o2 (i32x4.add (local.get $o2) (i32x4.extend_low_i16x8_u (local.get $a1))))
+            (local.set $o3 (i32x4.add (local.get $o3) (i32x4.extend_high_i16x8_u (local.get $a1))))
+            (local.set $o4 (i32x4.add (local.get $o4) (i32x4.extend_low_i16x8_u (local.get $a2))))
+            (local.set $o5 (i32x4.add (local.get $o5) (i32x4.extend_high_i16x8_u (local.get $a2))))
+            (local.set $o6 (i32x4.add (local.get $o6) (i32x4.extend_low_i16x8_u (local.get $a3))))
+            (local.set $o7 (i32x4.add (local.get $o7) (i32x4.extend_high_i16x8_u (local.get $a3))))
+            (br $chunks)))
+        (v128.store (local.get $out) (local.get $o0))
+        (v128.store offset=16 (local.get $out) (local.get $o1))
+        (v128.store offset=32 (local.get $out) (local.get $o2))
+        (v128.store offset=48 (local.get $out) (local.get $o3))
+        (v128.store offset=64 (local.get $out) (local.get $o4))
+        (v128.store offset=80 (local.get $out) (local.get $o5))
+        (v128.store offset=96 (local.get $out) (local.get $o6))
+        (v128.store offset=112 (local.get $out) (local.get $o7))
+        (local.set $out (i32.add (local.get $out) (i32.const 128)))
+        (local.set $b (i32.add (local.get $b) (i32.const 1)))
+        (br $blocks))))
+
+  ;; <u, q> for one multi-bit code against an 8-bit query, both stored as bit planes.
+  ;;
+  ;; `codes` holds `planes` planes of `pairs` 16-byte chunks (128 dimensions each); plane j
+  ;; carries bit j of every code value u_i. `q` holds 8 planes laid out the same way,
+  ;; plane k carrying bit k of every query value (0..255). The result is
+  ;; sum_i u_i * q_i = sum_j sum_k 2^(j+k) * popcount(plane_j AND qplane_k), which fits an
+  ;; i32 for paddedDim * 255 * 255 < 2^31.
+  (func (export "exdot")
+    (param $codes i32) (param $planes i32) (param $pairs i32) (param $q i32) (result i32)
+    (local $j i32) (local $w i32) (local $stride i32) (local $cp i32) (local $qp i32)
+    (local $c v128) (local $s v128) (local $plane v128) (local $acc v128)
+    (local.set $stride (i32.shl (local.get $pairs) (i32.const 4)))
+    (local.set $acc (v128.const i32x4 0 0 0 0))
+    (local.set $cp (local.get $codes))
+    (block $planes_done
+      (loop $plane_loop
+        (br_if $planes_done (i32.ge_u (local.get $j) (local.get $planes)))
+        (local.set $plane (v128.const i32x4 0 0 0 0))
+        (local.set $qp (local.get $q))
+        (local.set $w (i32.const 0))
+        (block $words_done
+          (loop $words
+            (br_if $words_done (i32.ge_u (local.get $w) (local.get $pairs)))
+            (local.set $c (v128.load (local.get $cp)))
+            ;; k = 0
+            (local.set $s (i16x8.extadd_pairwise_i8x16_u
+              (i8x16.popcnt (v128.and (local.get $c) (v128.load (local.get $qp))))))
+            ;; k = 1 .. 7: plane k of the query sits k strides further on
+            (local.set $qp (i32.add (local.get $qp) (local.get $stride)))
+            (local.set $s (i16x8.add (local.get $s) (i16x8.shl (i16x8.extadd_pairwise_i8x16_u
+              (i8x16.popcnt (v128.and (local.get $c) (v128.load (local.get $qp))))) (i32.const 1))))
+            (local.set $qp (i32.add (local.get $qp) (local.get $stride)))
+            (local.set $s (i16x8.add (local.get $s) (i16x8.shl (i16x8.extadd_pairwise_i8x16_u
+              (i8x16.popcnt (v128.and (local.get $c) (v128.load (local.get $qp))))) (i32.const 2))))
+            (local.set $qp (i32.add (local.get $qp) (local.get $stride)))
+            (local.set $s (i16x8.add (local.get $s) (i16x8.shl (i16x8.extadd_pairwise_i8x16_u
+              (i8x16.popcnt (v128.and (local.get $c) (v128.load (local.get $qp))))) (i32.const 3))))
+            (local.set $qp (i32.add (local.get $qp) (local.get $stride)))
+            (local.set $s (i16x8.add (local.get $s) (i16x8.shl (i16x8.extadd_pairwise_i8x16_u
+              (i8x16.popcnt (v128.and (local.get $c) (v128.load (local.get $qp))))) (i32.const 4))))
+            (local.set $qp (i32.add (local.get $qp) (local.get $stride)))
+            (local.set $s (i16x8.add (local.get $s) (i16x8.shl (i16x8.extadd_pairwise_i8x16_u
+              (i8x16.popcnt (v128.and (local.get $c) (v128.load (local.get $qp))))) (i32.const 5))))
+            (local.set $qp (i32.add (local.get $qp) (local.get $stride)))
+            (local.set $s (i16x8.add (local.get $s) (i16x8.shl (i16x8.extadd_pairwise_i8x16_u
+              (i8x16.popcnt (v128.and (local.get $c) (v128.load (local.get $qp))))) (i32.const 6))))
+            (local.set $qp (i32.add (local.get $qp) (local.get $stride)))
+            (local.set $s (i16x8.add (local.get $s) (i16x8.shl (i16x8.extadd_pairwise_i8x16_u
+              (i8x16.popcnt (v128.and (local.get $c) (v128.load (local.get $qp))))) (i32.const 7))))
+            ;; each u16 lane is at most 16 * 255 = 4080; widen before it can overflow
+            (local.set $plane (i32x4.add (local.get $plane) (i32x4.extadd_pairwise_i16x8_u (local.get $s))))
+            ;; back to query plane 0, next chunk
+            (local.set $qp (i32.add (i32.sub (local.get $qp) (i32.mul (local.get $stride) (i32.const 7)))
+              (i32.const 16)))
+            (local.set $cp (i32.add (local.get $cp) (i32.const 16)))
+            (local.set $w (i32.add (local.get $w) (i32.const 1)))
+            (br $words)))
+        (local.set $acc (i32x4.add (local.get $acc) (i32x4.shl (local.get $plane) (local.get $j))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $plane_loop)))
+    (i32.add
+      (i32.add (i32x4.extract_lane 0 (local.get $acc)) (i32x4.extract_lane 1 (local.get $acc)))
+      (i32.add (i32x4.extract_lane 2 (local.get $acc)) (i32x4.extract_lane 3 (local.get $acc)))))
+
+  ;; Unnormalized fast Walsh-Hadamard transform of n f32 values in place (n a power of
+  ;; two, at least 4). Butterflies (x, y) -> (x + y, x - y), stride 1 first.
+  (func (export "fwht") (param $p i32) (param $n i32)
+    (local $i i32) (local $end i32) (local $h i32) (local $blk i32) (local $v v128) (local $a v128)
+    (local $b v128)
+    (local.set $end (i32.add (local.get $p) (i32.shl (local.get $n) (i32.const 2))))
+    ;; strides 1 and 2 inside each group of four lanes
+    (local.set $i (local.get $p))
+    (loop $small
+      (local.set $v (v128.load (local.get $i)))
+      (local.set $a (i8x16.shuffle 0 1 2 3 0 1 2 3 8 9 10 11 8 9 10 11 (local.get $v) (local.get $v)))
+      (local.set $b (i8x16.shuffle 4 5 6 7 4 5 6 7 12 13 14 15 12 13 14 15 (local.get $v) (local.get $v)))
+      (local.set $v (f32x4.add (local.get $a) (f32x4.mul (local.get $b) (v128.const f32x4 1 -1 1 -1))))
+      (local.set $a (i8x16.shuffle 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v)))
+      (local.set $b (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $v) (local.get $v)))
+      (v128.store (local.get $i)
+        (f32x4.add (local.get $a) (f32x4.mul (local.get $b) (v128.const f32x4 1 1 -1 -1))))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br_if $small (i32.lt_u (local.get $i) (local.get $end))))
+    ;; strides of 4 lanes and up, in bytes: h = 16, 32, ...
+    (local.set $h (i32.const 16))
+    (block $stages_done
+      (loop $stages
+        (br_if $stages_done (i32.ge_u (local.get $h) (i32.shl (local.get $n) (i32.const 2))))
+        (local.set $blk (local.get $p))
+        (loop $blocks
+          (local.set $i (local.get $blk))
+          (loop $pairs
+            (local.set $a (v128.load (local.get $i)))
+            (local.set $b (v128.load (i32.add (local.get $i) (local.get $h))))
+            (v128.store (local.get $i) (f32x4.add (local.get $a) (local.get $b)))
+            (v128.store (i32.add (local.get $i) (local.get $h)) (f32x4.sub (local.get $a) (local.get $b)))
+            (local.set $i (i32.add (local.get $i) (i32.const 16)))
+            (br_if $pairs (i32.lt_u (local.get $i) (i32.add (local.get $blk) (local.get $h)))))
+          (local.set $blk (i32.add (local.get $blk) (i32.shl (local.get $h) (i32.const 1))))
+          (br_if $blocks (i32.lt_u (local.get $blk) (local.get $end))))
+        (local.set $h (i32.shl (local.get $h) (i32.const 1)))
+        (br $stages))))
+
+  ;; x[i] *= s[i] for n f32 values (n a multiple of 4).
+  (func (export "mul") (param $x i32) (param $s i32) (param $n i32)
+    (local $end i32)
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (v128.store (local.get $x) (f32x4.mul (v128.load (local.get $x)) (v128.load (local.get $s))))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (local.set $s (i32.add (local.get $s) (i32.const 16)))
+        (br $next))))
+
+  ;; x[i] *= f for n f32 values (n a multiple of 4).
+  (func (export "scale") (param $x i32) (param $n i32) (param $f f32)
+    (local $end i32) (local $fv v128)
+    (local.set $fv (f32x4.splat (local.get $f)))
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (v128.store (local.get $x) (f32x4.mul (v128.load (local.get $x)) (local.get $fv)))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (br $next))))
+
+  ;; One step of Kac's walk between the two halves: (x[i], x[i + half]) -> (x + y, x - y)
+  ;; for i < half (half a multiple of 4).
+  (func (export "kac") (param $x i32) (param $half i32)
+    (local $end i32) (local $off i32) (local $a v128) (local $b v128)
+    (local.set $off (i32.shl (local.get $half) (i32.const 2)))
+    (local.set $end (i32.add (local.get $x) (local.get $off)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (local.set $a (v128.load (local.get $x)))
+        (local.set $b (v128.load (i32.add (local.get $x) (local.get $off))))
+        (v128.store (local.get $x) (f32x4.add (local.get $a) (local.get $b)))
+        (v128.store (i32.add (local.get $x) (local.get $off)) (f32x4.sub (local.get $a) (local.get $b)))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (br $next))))
+
+  ;; Dot product of n f32 values (n a multiple of 4): four lane sums, each updated by
+  ;; one f32 multiply and one f32 add per step, then (s0 + s1) + (s2 + s3).
+  (func $dot (export "dot") (param $a i32) (param $b i32) (param $n i32) (result f32)
+    (local $end i32) (local $acc v128)
+    (local.set $acc (v128.const f32x4 0 0 0 0))
+    (local.set $end (i32.add (local.get $a) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $a) (local.get $end)))
+        (local.set $acc (f32x4.add (local.get $acc)
+          (f32x4.mul (v128.load (local.get $a)) (v128.load (local.get $b)))))
+        (local.set $a (i32.add (local.get $a) (i32.const 16)))
+        (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (br $next)))
+    (f32.add
+      (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+      (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
+
+  ;; Squared Euclidean distance of n f32 values (n a multiple of 4), summed like `dot`.
+  (func (export "l2sq") (param $a i32) (param $b i32) (param $n i32) (result f32)
+    (local $end i32) (local $acc v128) (local $d v128)
+    (local.set $acc (v128.const f32x4 0 0 0 0))
+    (local.set $end (i32.add (local.get $a) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $a) (local.get $end)))
+        (local.set $d (f32x4.sub (v128.load (local.get $a)) (v128.load (local.get $b))))
+        (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $d) (local.get $d))))
+        (local.set $a (i32.add (local.get $a) (i32.const 16)))
+        (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (br $next)))
+    (f32.add
+      (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+      (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
+
+  ;; out[r] = dot(x, rows[r]) for `count` rows of n f32 values each (n a multiple of 4).
+  (func (export "dots") (param $x i32) (param $rows i32) (param $count i32) (param $n i32) (param $out i32)
+    (local $r i32) (local $stride i32)
+    (local.set $stride (i32.shl (local.get $n) (i32.const 2)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $r) (local.get $count)))
+        (f32.store (local.get $out) (call $dot (local.get $x) (local.get $rows) (local.get $n)))
+        (local.set $rows (i32.add (local.get $rows) (local.get $stride)))
+        (local.set $out (i32.add (local.get $out) (i32.const 4)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $next))))
+)

@@ -1,0 +1,99 @@
+/** Boundary checks and normalisation of vectors handed to the public functions. */
+import { DimensionMismatchError, InvalidOptionError, NonFiniteValueError, ZeroVectorError } from './errors.js'
+import { MAX_DIM, METRICS, type Metric } from './model.js'
+
+/**
+ * Vectors: one flat `Float32Array` of `count * dim` values (row-major), or a list of
+ * vectors (`Float32Array` or `number[]`), each of length `dim`.
+ */
+export type VectorsInput = Float32Array | readonly (Float32Array | readonly number[])[]
+
+/** A vector: a `Float32Array` or `number[]` of length `dim`. */
+export type VectorInput = Float32Array | readonly number[]
+
+export function checkDim(dim: unknown): number {
+  if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < 1 || dim > MAX_DIM) {
+    throw new InvalidOptionError('dim', dim, `must be an integer from 1 to ${MAX_DIM}`)
+  }
+  return dim
+}
+
+export function checkMetric(metric: unknown): Metric {
+  if (!METRICS.includes(metric as Metric)) {
+    throw new InvalidOptionError('metric', metric, `must be one of ${METRICS.join(', ')}`)
+  }
+  return metric as Metric
+}
+
+export function checkInteger(option: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError(option, value, `must be an integer from ${min} to ${max}`)
+  }
+  return value
+}
+
+/**
+ * Copy `input` into one row-major `Float32Array`, checking dimensions and finiteness; under
+ * cosine every row is scaled to unit length (a zero row is a `ZeroVectorError`).
+ */
+export function toMatrix(input: VectorsInput, dim: number, metric: Metric, what: string): Float32Array {
+  let out: Float32Array
+  if (input instanceof Float32Array) {
+    if (input.length % dim !== 0) {
+      throw new DimensionMismatchError(
+        `${what} (a flat Float32Array of ${input.length} values)`,
+        dim,
+        input.length % dim,
+      )
+    }
+    out = input.slice()
+  } else {
+    if (!Array.isArray(input))
+      throw new InvalidOptionError(what, typeof input, 'must be a Float32Array or an array of vectors')
+    out = new Float32Array(input.length * dim)
+    for (let i = 0; i < input.length; i++) {
+      const row = input[i] as VectorInput
+      if (row === null || typeof row !== 'object' || typeof row.length !== 'number') {
+        throw new InvalidOptionError(`${what} ${i}`, typeof row, 'must be a Float32Array or number[]')
+      }
+      if (row.length !== dim) throw new DimensionMismatchError(`${what} ${i}`, dim, row.length)
+      out.set(row, i * dim)
+    }
+  }
+  const count = out.length / dim
+  for (let i = 0; i < count; i++) prepareRow(out, i * dim, dim, metric, what, i)
+  return out
+}
+
+/** Check one row in place (finite; unit length under cosine). */
+function prepareRow(
+  data: Float32Array,
+  offset: number,
+  dim: number,
+  metric: Metric,
+  what: string,
+  index: number,
+): void {
+  let norm2 = 0
+  for (let j = 0; j < dim; j++) {
+    const v = data[offset + j]!
+    if (!Number.isFinite(v)) throw new NonFiniteValueError(what, index, j, v)
+    norm2 += v * v
+  }
+  if (metric === 'cosine') {
+    if (norm2 === 0) throw new ZeroVectorError(what, index)
+    const inv = 1 / Math.sqrt(norm2)
+    for (let j = 0; j < dim; j++) data[offset + j] = data[offset + j]! * inv
+  }
+}
+
+/** One query vector, checked and (under cosine) normalised. */
+export function toQuery(query: VectorInput, dim: number, metric: Metric): Float32Array {
+  if (query === null || typeof query !== 'object' || typeof query.length !== 'number') {
+    throw new InvalidOptionError('query', typeof query, 'must be a Float32Array or number[]')
+  }
+  if (query.length !== dim) throw new DimensionMismatchError('query', dim, query.length)
+  const out = Float32Array.from(query)
+  prepareRow(out, 0, dim, metric, 'query', 0)
+  return out
+}

@@ -1,0 +1,19 @@
+import { fileURLToPath } from 'node:url'
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  resolve: {
+    // Test against the sources of the layers below, not their last build.
+    alias: {
+      '@dreamdb/cas': fileURLToPath(new URL('../cas/src/index.ts', import.meta.url)),
+      '@dreamdb/manifest': fileURLToPath(new URL('../manifest/src/index.ts', import.meta.url)),
+    },
+  },
+  test: {
+    // Assembles src/kernels/kernels.wat first, so tests run from a clean clone.
+    globalSetup: ['./test/global-setup.ts'],
+    testTimeout: 180_000,
+    hookTimeout: 60_000,
+    fileParallelism: false,
+  },
+})
