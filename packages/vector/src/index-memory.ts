@@ -60,7 +60,7 @@ export interface SearchOptions {
    * Confidence of the error bound that gates reranking: larger reranks more vectors and
    * misses fewer. The bound of a distance estimate is epsilon0 * sqrt((1 - x0^2) / x0^2) /
    * sqrt(D - 1) times |o - c| |q - c| (twice that under l2).
-   * @default 3.3
+   * @default 3.5
    */
   epsilon0?: number
 }
@@ -146,6 +146,8 @@ interface List {
   pop: Float32Array
   scaleEx: Float32Array
   errEx: Float32Array
+  /** |o - c| / (2 x0ex): the extra-bits estimate's sensitivity to query rounding. */
+  qErrEx: Float32Array
   sumU: Float32Array
 }
 
@@ -216,7 +218,7 @@ class MemoryVectorIndex implements VectorIndex {
     const count = data.length / this.compressor.dim
     const ids = this.#ids(options?.ids, count)
     const rows = this.#codec.encode(data, count)
-    this.#insert(rows, ids, data)
+    this.#insert(rows, ids, this.keepsVectors ? data : null)
   }
 
   addCodes(block: Uint8Array, options?: AddCodesOptions): void {
@@ -312,6 +314,7 @@ class MemoryVectorIndex implements VectorIndex {
       pop: new Float32Array(capacity),
       scaleEx: new Float32Array(bits > 1 ? capacity : 0),
       errEx: new Float32Array(bits > 1 ? capacity : 0),
+      qErrEx: new Float32Array(bits > 1 ? capacity : 0),
       sumU: new Float32Array(bits > 1 ? capacity : 0),
     }
   }
@@ -329,7 +332,7 @@ class MemoryVectorIndex implements VectorIndex {
     copy(old.codes, next.codes)
     copy(old.ex, next.ex)
     copy(old.vectors, next.vectors)
-    for (const key of ['ids', 'add', 'scale', 'err', 'pop', 'scaleEx', 'errEx', 'sumU'] as const) {
+    for (const key of ['ids', 'add', 'scale', 'err', 'pop', 'scaleEx', 'errEx', 'qErrEx', 'sumU'] as const) {
       ;(next[key] as unknown as Float32Array).set(old[key] as unknown as Float32Array)
     }
     next.count = old.count
@@ -399,6 +402,7 @@ class MemoryVectorIndex implements VectorIndex {
         list.sumU[v] = sumU
         list.scaleEx[v] = norm / (Math.sqrt(y2) * x0ex)
         list.errEx[v] = (norm * Math.sqrt(Math.max(0, 1 / (x0ex * x0ex) - 1))) / sqrtD1
+        list.qErrEx[v] = norm / (2 * x0ex)
       }
       if (data !== null)
         f32.set(data.subarray(i * dim, (i + 1) * dim), (list.vectors!.off + v * this.#vecStride) >>> 2)
@@ -459,6 +463,7 @@ class MemoryVectorIndex implements VectorIndex {
     filter: ((id: bigint) => boolean) | undefined,
     top: TopK,
     stats: SearchStats,
+    visit?: EstimateVisitor,
   ): void {
     const codec = this.#codec
     const k = codec.k
@@ -492,6 +497,8 @@ class MemoryVectorIndex implements VectorIndex {
     const qp = this.#qprime
     const twoOrOne = l2 ? 2 : 1
     const cB = -((1 << bits) - 1) / 2
+    // |o - c| / (2 x0) = scale * sqrt(D) / 2: the 1-bit estimate's sensitivity to query rounding.
+    const halfSqrtD = Math.sqrt(D) / 2
 
     for (let p = 0; p < nprobe; p++) {
       const l = order[p]!
@@ -548,7 +555,24 @@ class MemoryVectorIndex implements VectorIndex {
           const acc = out[outAt + v - b0 * BLOCK]!
           const ip = list.scale[v]! * (2 * (lo * list.pop[v]! + delta * acc) - sumQhat)
           const est = l2 ? list.add[v]! + offset - 2 * ip : offset - list.add[v]! - ip
-          const bound = twoOrOne * epsilon0 * list.err[v]! * qnorm
+          const bound =
+            twoOrOne * epsilon0 * Math.hypot(list.err[v]! * qnorm, list.scale[v]! * halfSqrtD * delta)
+          if (visit !== undefined) {
+            let estEx = est
+            let boundEx = bound
+            if (exBits > 0) {
+              if (!exReady) {
+                ;({ lo8, delta8, sumQhat8 } = this.#quantize8(prng))
+                exReady = true
+              }
+              const x = k.exdot(list.ex!.off + v * this.#exStride, bits, this.#pairs, this.#qPlanesOff)
+              const ipEx = list.scaleEx[v]! * (lo8 * list.sumU[v]! + delta8 * x + cB * sumQhat8)
+              estEx = l2 ? list.add[v]! + offset - 2 * ipEx : offset - list.add[v]! - ipEx
+              boundEx = twoOrOne * epsilon0 * Math.hypot(list.errEx[v]! * qnorm, list.qErrEx[v]! * delta8)
+            }
+            visit(list.ids[v]!, est, bound, estEx, boundEx)
+            continue
+          }
           if (top.full && est - bound >= top.worst) continue
           if (filter !== undefined && !filter(list.ids[v]!)) continue
           let d = est
@@ -561,7 +585,7 @@ class MemoryVectorIndex implements VectorIndex {
             const x = k.exdot(list.ex!.off + v * this.#exStride, bits, this.#pairs, this.#qPlanesOff)
             const ipEx = list.scaleEx[v]! * (lo8 * list.sumU[v]! + delta8 * x + cB * sumQhat8)
             const estEx = l2 ? list.add[v]! + offset - 2 * ipEx : offset - list.add[v]! - ipEx
-            const boundEx = twoOrOne * epsilon0 * list.errEx[v]! * qnorm
+            const boundEx = twoOrOne * epsilon0 * Math.hypot(list.errEx[v]! * qnorm, list.qErrEx[v]! * delta8)
             if (top.full && estEx - boundEx >= top.worst) continue
             d = estEx
           }
@@ -579,6 +603,18 @@ class MemoryVectorIndex implements VectorIndex {
         }
       }
     }
+  }
+
+  /**
+   * Every vector's estimates for `query` (all lists), for tests and tools: the 1-bit
+   * estimate and bound, and the extra-bits estimate and bound (equal to the 1-bit ones when
+   * bits = 1). Not part of the public interface.
+   * @internal
+   */
+  estimates(query: VectorInput, epsilon0: number, visit: EstimateVisitor): void {
+    const q = toQuery(query, this.compressor.dim, this.compressor.metric)
+    const stats: SearchStats = { lists: 0, estimated: 0, refined: 0, reranked: 0 }
+    this.#search(q, this.spatialIndex.lists, false, epsilon0, undefined, new TopK(1), stats, visit)
   }
 
   /** Quantize q' (in #qprime) to 8 bits with randomized rounding, as bit planes on the heap. */
@@ -606,6 +642,9 @@ class MemoryVectorIndex implements VectorIndex {
     return { lo8: lo, delta8: delta, sumQhat8: D * lo + delta * sum }
   }
 }
+
+/** @internal */
+export type EstimateVisitor = (id: bigint, est: number, bound: number, estEx: number, boundEx: number) => void
 
 function popcount8(x: number): number {
   x -= (x >>> 1) & 0x55

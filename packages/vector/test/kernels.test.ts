@@ -1,0 +1,160 @@
+import { describe, expect, it } from 'vitest'
+import { createKernels, type Kernels, wasmAvailable } from '../src/kernels/kernels.js'
+import { Prng } from '../src/prng.js'
+import { Rotation, rotationSigns } from '../src/rotation.js'
+import { gaussian } from './helpers/data.js'
+
+const wasm = (): Kernels => createKernels('wasm')
+const js = (): Kernels => createKernels('js')
+
+/** Fill the same bytes into both heaps. */
+function both(bytes: Uint8Array): [Kernels, Kernels] {
+  const a = wasm()
+  const b = js()
+  for (const k of [a, b]) {
+    k.reserve(bytes.length)
+    k.u8().set(bytes)
+  }
+  return [a, b]
+}
+
+function randomBytes(n: number, seed: number): Uint8Array {
+  const prng = new Prng(seed)
+  return Uint8Array.from({ length: n }, () => prng.nextUint32() & 0xff)
+}
+
+describe('kernels', () => {
+  it('runs WebAssembly SIMD here (so the comparisons below compare two implementations)', () => {
+    expect(wasmAvailable()).toBe(true)
+    expect(wasm().kind).toBe('wasm')
+    expect(js().kind).toBe('js')
+    expect(createKernels('auto').kind).toBe('wasm')
+  })
+
+  it('fastscan: identical u32 sums in TypeScript and WASM, equal to the plain definition', () => {
+    // 1088 groups crosses the 1024-group flush of the u16 lanes; LUT entries up to 60.
+    for (const [groups, nblocks] of [
+      [16, 1],
+      [32, 3],
+      [196, 5],
+      [1088, 2],
+    ] as const) {
+      const codesBytes = nblocks * groups * 16
+      const prng = new Prng(groups)
+      const lut = Uint8Array.from({ length: groups * 16 }, () => prng.below(61))
+      const heap = new Uint8Array(codesBytes + lut.length + nblocks * 128)
+      heap.set(randomBytes(codesBytes, groups + 1))
+      heap.set(lut, codesBytes)
+      const [a, b] = both(heap)
+      const out = codesBytes + lut.length
+      a.fastscan(0, nblocks, codesBytes, groups, out)
+      b.fastscan(0, nblocks, codesBytes, groups, out)
+      const sa = a.u32().slice(out / 4, out / 4 + nblocks * 32)
+      const sb = b.u32().slice(out / 4, out / 4 + nblocks * 32)
+      expect(Array.from(sa)).toEqual(Array.from(sb))
+      // definition: code v of block k takes nibble (v < 16 ? low : high) of byte g*16 + v % 16
+      for (let blk = 0; blk < nblocks; blk++) {
+        for (const v of [0, 7, 15, 16, 31]) {
+          let want = 0
+          for (let g = 0; g < groups; g++) {
+            const byte = heap[blk * groups * 16 + g * 16 + (v & 15)]!
+            want += lut[g * 16 + (v < 16 ? byte & 15 : byte >> 4)]!
+          }
+          expect(sa[blk * 32 + v]).toBe(want)
+        }
+      }
+    }
+  })
+
+  it('exdot: identical integers in TypeScript and WASM, equal to sum(u_i * q_i)', () => {
+    for (const [planes, pairs] of [
+      [1, 1],
+      [2, 1],
+      [4, 3],
+      [8, 7],
+      [8, 128],
+    ] as const) {
+      const stride = pairs * 16
+      const prng = new Prng(planes * 100 + pairs)
+      const dims = pairs * 128
+      const u = Uint16Array.from({ length: dims }, () => prng.below(1 << planes))
+      const q = Uint8Array.from({ length: dims }, () => prng.below(256))
+      if (pairs === 128) {
+        u.fill((1 << planes) - 1) // the largest sum this layout allows at this size
+        q.fill(255)
+      }
+      const heap = new Uint8Array((planes + 8) * stride)
+      for (let i = 0; i < dims; i++) {
+        for (let p = 0; p < planes; p++) if ((u[i]! >> p) & 1) heap[p * stride + (i >> 3)]! |= 1 << (i & 7)
+        for (let p = 0; p < 8; p++)
+          if ((q[i]! >> p) & 1) heap[(planes + p) * stride + (i >> 3)]! |= 1 << (i & 7)
+      }
+      const [a, b] = both(heap)
+      let want = 0
+      for (let i = 0; i < dims; i++) want += u[i]! * q[i]!
+      expect(a.exdot(0, planes, pairs, planes * stride)).toBe(want)
+      expect(b.exdot(0, planes, pairs, planes * stride)).toBe(want)
+    }
+  })
+
+  it('float kernels (fwht, mul, scale, kac, dot, l2sq, dots) agree bit for bit', () => {
+    const prng = new Prng(9)
+    const n = 256
+    const floats = Float32Array.from({ length: 4 * n }, () => gaussian(prng) * 10)
+    floats.subarray(n, 2 * n).forEach((_, i, arr) => {
+      arr[i] = prng.next() < 0.5 ? -1 : 1
+    })
+    const bytes = new Uint8Array(floats.buffer)
+    const [a, b] = both(bytes)
+    for (const k of [a, b]) {
+      k.fwht(0, n)
+      k.mul(0, n * 4, n)
+      k.scale(0, n, 1 / Math.sqrt(n))
+      k.kac(0, n / 2)
+      k.fwht(2 * n * 4, 64)
+      const f = k.f32()
+      f[3 * n] = k.dot(0, 2 * n * 4, 100)
+      f[3 * n + 1] = k.l2sq(0, 2 * n * 4, 128)
+      k.dots(0, 4, 10, 16, (3 * n + 4) * 4)
+    }
+    expect(
+      Buffer.from(a.u8().subarray(0, bytes.length)).equals(Buffer.from(b.u8().subarray(0, bytes.length))),
+    ).toBe(true)
+  })
+
+  it('fwht is the Walsh-Hadamard transform', () => {
+    const k = wasm()
+    k.reserve(64 * 4)
+    const x = k.f32()
+    x.fill(0, 0, 64)
+    x[5] = 1
+    k.fwht(0, 64)
+    // H e_5: entry i is (-1)^popcount(i & 5)
+    for (let i = 0; i < 64; i++) expect(x[i]).toBe((-1) ** ((i & 1) + ((i >> 2) & 1)))
+  })
+})
+
+describe('rotation', () => {
+  for (const paddedDim of [64, 128, 192, 832]) {
+    it(`is orthogonal and identical in both kernels (padded dimension ${paddedDim})`, () => {
+      const rotation = new Rotation(paddedDim, 4, rotationSigns(7, paddedDim))
+      const prng = new Prng(paddedDim)
+      const dim = paddedDim - 13 // zero-padded tail
+      const x = Float32Array.from({ length: dim }, () => gaussian(prng))
+      const ra = new Float32Array(paddedDim)
+      const rb = new Float32Array(paddedDim)
+      rotation.apply(wasm(), x, 0, dim, ra, 0)
+      rotation.apply(js(), x, 0, dim, rb, 0)
+      expect(Buffer.from(ra.buffer).equals(Buffer.from(rb.buffer))).toBe(true)
+      const norm = (v: Float32Array) => Math.sqrt(v.reduce((s, t) => s + t * t, 0))
+      expect(Math.abs(norm(ra) / norm(x) - 1)).toBeLessThan(1e-5)
+      // mixes: the padded coordinates are not zero any more
+      expect(ra.subarray(dim).some((v) => Math.abs(v) > 1e-3)).toBe(true)
+      // P^T P x = x, including zeros in the padding
+      const back = new Float32Array(paddedDim)
+      rotation.apply(wasm(), ra, 0, paddedDim, back, 0, true)
+      for (let j = 0; j < dim; j++) expect(back[j]).toBeCloseTo(x[j]!, 4)
+      for (let j = dim; j < paddedDim; j++) expect(Math.abs(back[j]!)).toBeLessThan(1e-4)
+    })
+  }
+})

@@ -1,0 +1,197 @@
+import { describe, expect, it } from 'vitest'
+import { createCompressor, createVectorIndex, trainSpatialIndex } from '../src/index.js'
+import { bruteForce, clustered, distance, type Metric, recall, row } from './helpers/data.js'
+import { fixture } from './helpers/index.js'
+
+function meanRecall(
+  f: Awaited<ReturnType<typeof fixture>>,
+  metric: Metric,
+  options: { k: number; nprobe: number; rerank: boolean },
+  queries = 50,
+): { recall: number; reranked: number; estimated: number } {
+  let total = 0
+  let reranked = 0
+  let estimated = 0
+  for (let qi = 0; qi < queries; qi++) {
+    const q = row(f.queries, f.dim, qi)
+    const result = f.index.search(q, options)
+    total += recall(result.ids, bruteForce(f.base, f.dim, q, options.k, metric))
+    reranked += result.stats.reranked
+    estimated += result.stats.estimated
+  }
+  return { recall: total / queries, reranked: reranked / queries, estimated: estimated / queries }
+}
+
+describe.each(['l2', 'ip', 'cosine'] as const)('recall@10 against brute force (%s)', (metric) => {
+  it('1 bit: >= 0.99 with rerank at nprobe 8 of ~63 lists, reranking few vectors', async () => {
+    const f = await fixture({ dim: 128, n: 4000, queries: 50, metric, bits: 1, seed: 21 })
+    const withRerank = meanRecall(f, metric, { k: 10, nprobe: 8, rerank: true })
+    expect(withRerank.recall).toBeGreaterThanOrEqual(0.99)
+    // the bound gates: only a small share of the scanned vectors gets an exact distance
+    expect(withRerank.reranked).toBeLessThan(withRerank.estimated / 5)
+    const without = meanRecall(f, metric, { k: 10, nprobe: 8, rerank: false })
+    expect(without.recall).toBeGreaterThanOrEqual(0.6)
+    expect(without.reranked).toBe(0)
+  })
+
+  it('4 and 8 bits without rerank: >= 0.9 and >= 0.98', async () => {
+    const f4 = await fixture({
+      dim: 128,
+      n: 4000,
+      queries: 50,
+      metric,
+      bits: 4,
+      seed: 22,
+      keepVectors: false,
+    })
+    expect(meanRecall(f4, metric, { k: 10, nprobe: 8, rerank: false }).recall).toBeGreaterThanOrEqual(0.9)
+    const f8 = await fixture({
+      dim: 128,
+      n: 4000,
+      queries: 50,
+      metric,
+      bits: 8,
+      seed: 22,
+      keepVectors: false,
+    })
+    expect(meanRecall(f8, metric, { k: 10, nprobe: 8, rerank: false }).recall).toBeGreaterThanOrEqual(0.98)
+  })
+
+  it('scanning every list with rerank returns exactly the brute-force neighbours and distances', async () => {
+    const f = await fixture({ dim: 48, n: 1500, queries: 20, metric, bits: 2, seed: 23 })
+    const lists = f.index.spatialIndex.lists
+    for (let qi = 0; qi < 20; qi++) {
+      const q = row(f.queries, f.dim, qi)
+      const result = f.index.search(q, { k: 10, nprobe: lists, rerank: true })
+      const truth = bruteForce(f.base, f.dim, q, 10, metric)
+      expect(recall(result.ids, truth)).toBe(1)
+      result.ids.forEach((id, i) => {
+        const exact = distance(metric, q, row(f.base, f.dim, Number(id)))
+        expect(result.distances[i]).toBeCloseTo(exact, 3)
+        if (i > 0) expect(result.distances[i]!).toBeGreaterThanOrEqual(result.distances[i - 1]!)
+      })
+    }
+  })
+})
+
+describe('search', () => {
+  it('gives the same results with WASM and TypeScript kernels', async () => {
+    const a = await fixture({
+      dim: 100,
+      n: 1500,
+      queries: 10,
+      metric: 'l2',
+      bits: 3,
+      seed: 5,
+      kernels: 'wasm',
+    })
+    const b = await fixture({ dim: 100, n: 1500, queries: 10, metric: 'l2', bits: 3, seed: 5, kernels: 'js' })
+    expect(a.index.kernels).toBe('wasm')
+    expect(b.index.kernels).toBe('js')
+    for (let qi = 0; qi < 10; qi++) {
+      const q = row(a.queries, 100, qi)
+      for (const rerank of [false, true]) {
+        const ra = a.index.search(q, { k: 10, nprobe: 5, rerank })
+        const rb = b.index.search(q, { k: 10, nprobe: 5, rerank })
+        expect(ra).toEqual(rb)
+      }
+    }
+  })
+
+  it('pads odd dimensions (1, 13, 100): recall with rerank is exact over all lists', async () => {
+    for (const dim of [1, 13, 100]) {
+      const f = await fixture({ dim, n: 600, queries: 10, metric: 'l2', bits: 1, seed: dim })
+      expect(f.index.compressor.paddedDim).toBe(Math.max(64, Math.ceil(dim / 64) * 64))
+      for (let qi = 0; qi < 10; qi++) {
+        const q = row(f.queries, dim, qi)
+        const result = f.index.search(q, { k: 5, nprobe: f.index.spatialIndex.lists })
+        // ties are common at dim 1; compare distances rather than ids
+        const truth = bruteForce(f.base, dim, q, 5, 'l2').map((i) => distance('l2', q, row(f.base, dim, i)))
+        result.distances.forEach((d, i) => expect(d).toBeCloseTo(truth[i]!, 4))
+      }
+    }
+  })
+
+  it('k larger than the index returns every vector, sorted; an empty index returns nothing', async () => {
+    const dim = 16
+    const data = clustered({ n: 300, dim, seed: 3 })
+    const spatialIndex = await trainSpatialIndex(data, { dim, metric: 'l2', lists: 10 })
+    const index = createVectorIndex({ spatialIndex, compressor: createCompressor({ dim, metric: 'l2' }) })
+    const q = row(data, dim, 0)
+    const empty = index.search(q, { k: 5 })
+    expect(empty.ids.length).toBe(0)
+    expect(empty.distances.length).toBe(0)
+    // fewer vectors than lists: most lists stay empty
+    index.add(data.subarray(0, 7 * dim))
+    expect(index.size).toBe(7)
+    expect([...index.listSizes()].filter((s) => s === 0).length).toBeGreaterThan(0)
+    const all = index.search(q, { k: 50, nprobe: 10 })
+    expect(all.ids.length).toBe(7)
+    expect([...all.ids].map(Number).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6])
+    for (let i = 1; i < 7; i++) expect(all.distances[i]!).toBeGreaterThanOrEqual(all.distances[i - 1]!)
+    // nprobe 1 sees one list only: fewer results, never wrong ones
+    const one = index.search(q, { k: 50, nprobe: 1 })
+    expect(one.ids.length).toBeLessThanOrEqual(7)
+    expect(one.ids[0]).toBe(0n)
+  })
+
+  it('vectors added after training go to the nearest existing centroid and are found', async () => {
+    const dim = 32
+    const data = clustered({ n: 2000, dim, seed: 8 })
+    const spatialIndex = await trainSpatialIndex(data.subarray(0, 500 * dim), { dim, metric: 'l2' })
+    const index = createVectorIndex({ spatialIndex, compressor: createCompressor({ dim, metric: 'l2' }) })
+    index.add(data.subarray(0, 1000 * dim))
+    index.add(data.subarray(1000 * dim)) // a second batch, against the same centroids
+    expect(index.size).toBe(2000)
+    for (const i of [0, 999, 1000, 1999]) {
+      const result = index.search(row(data, dim, i), { k: 1, nprobe: 1 })
+      expect(result.ids[0]).toBe(BigInt(i))
+      expect(result.distances[0]).toBeCloseTo(0, 4)
+    }
+  })
+
+  it('honours ids and filters', async () => {
+    const dim = 24
+    const data = clustered({ n: 400, dim, seed: 4 })
+    const spatialIndex = await trainSpatialIndex(data, { dim, metric: 'cosine' })
+    const index = createVectorIndex({ spatialIndex, compressor: createCompressor({ dim, metric: 'cosine' }) })
+    const ids = Array.from({ length: 400 }, (_, i) => 10n ** 15n + BigInt(i) * 2n)
+    index.add(data, { ids })
+    const q = row(data, dim, 17)
+    const plain = index.search(q, { k: 10, nprobe: spatialIndex.lists })
+    expect(plain.ids[0]).toBe(ids[17])
+    const seen: bigint[] = []
+    const odd = index.search(q, {
+      k: 10,
+      nprobe: spatialIndex.lists,
+      filter: (id) => {
+        seen.push(id)
+        return ((id - 10n ** 15n) / 2n) % 2n === 1n
+      },
+    })
+    expect(odd.ids.length).toBe(10)
+    for (const id of odd.ids) expect(((id - 10n ** 15n) / 2n) % 2n).toBe(1n)
+    // the filter is consulted for candidates only, not for every vector
+    expect(seen.length).toBeLessThan(400)
+    const truth = bruteForce(data, dim, q, 400, 'cosine')
+      .filter((i) => i % 2 === 1)
+      .slice(0, 10)
+    expect(recall(odd.ids.map((id) => (id - 10n ** 15n) / 2n) as unknown as BigUint64Array, truth)).toBe(1)
+  })
+
+  it('keeps duplicates and vectors equal to a centroid', async () => {
+    const dim = 8
+    const one = Float32Array.from({ length: dim }, (_, j) => j)
+    const data = new Float32Array(50 * dim)
+    for (let i = 0; i < 50; i++) data.set(one, i * dim)
+    const spatialIndex = await trainSpatialIndex(data, { dim, metric: 'l2', lists: 4 })
+    const index = createVectorIndex({
+      spatialIndex,
+      compressor: createCompressor({ dim, metric: 'l2', bits: 3 }),
+    })
+    index.add(data)
+    const result = index.search(one, { k: 50, nprobe: 4, rerank: false })
+    expect(result.ids.length).toBe(50)
+    for (const d of result.distances) expect(d).toBeCloseTo(0, 5)
+  })
+})
