@@ -107,7 +107,9 @@ describe('search', () => {
         const result = f.index.search(q, { k: 5, nprobe: f.index.spatialIndex.lists })
         // ties are common at dim 1; compare distances rather than ids
         const truth = bruteForce(f.base, dim, q, 5, 'l2').map((i) => distance('l2', q, row(f.base, dim, i)))
-        result.distances.forEach((d, i) => expect(d).toBeCloseTo(truth[i]!, 4))
+        result.distances.forEach((d, i) => {
+          expect(d).toBeCloseTo(truth[i]!, 4)
+        })
       }
     }
   })
