@@ -11,7 +11,7 @@ import {
   RefNotFoundError,
   StorageError,
 } from './errors.js'
-import { hashingSink } from './hashing.js'
+import { HashingSink } from './hashing.js'
 import type {
   AbortOptions,
   AwaitIterable,
@@ -99,16 +99,10 @@ export class ContentStore implements Store {
     cid = asSha256Cid(cid)
     signal?.throwIfAborted()
     const key = objectKey(toHex(cid.multihash.digest))
-    const sink = hashingSink()
-    let found: boolean
-    try {
-      found = await this.#storage('get', cid, () => this.#backend.readObject(key, sink, signal), signal)
-    } catch (error) {
-      sink.abandon()
-      throw error
-    }
+    const sink = new HashingSink()
+    const found = await this.#storage('get', cid, () => this.#backend.readObject(key, sink, signal), signal)
     if (!found) throw new ObjectNotFoundError(cid.toString(), this.url)
-    const { bytes, digest } = await sink.finish()
+    const { bytes, digest } = sink.finish()
     this.#verify(cid, digest)
     onProgress?.({ type: 'dreamdb:cas:get', cid, size: bytes.byteLength })
     return bytes
