@@ -413,7 +413,7 @@ class MemoryVectorIndex implements VectorIndex {
     this.#size += rows.count
     let live = 0
     for (const region of this.#live) live += region.bytes
-    if (this.#garbage > Math.max(live, 1 << 20)) this.#compact()
+    if (this.#garbage > Math.max(live / 2, 1 << 20)) this.#compact()
   }
 
   // ---- search --------------------------------------------------------------------------

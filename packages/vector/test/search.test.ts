@@ -197,3 +197,29 @@ describe('search', () => {
     for (const d of result.distances) expect(d).toBeCloseTo(0, 5)
   })
 })
+
+describe('storage', () => {
+  it('growing lists in many small batches (regions moved and compacted) changes no result', async () => {
+    const dim = 256
+    const data = clustered({ n: 6000, dim, seed: 12 })
+    const spatialIndex = await trainSpatialIndex(data.subarray(0, 2000 * dim), {
+      dim,
+      metric: 'l2',
+      lists: 20,
+    })
+    const compressor = createCompressor({ dim, metric: 'l2', bits: 2 })
+    const once = createVectorIndex({ spatialIndex, compressor })
+    once.add(data)
+    const drip = createVectorIndex({ spatialIndex, compressor, kernels: 'js' })
+    for (let i = 0; i < 6000; i += 37) drip.add(data.subarray(i * dim, Math.min(6000, i + 37) * dim))
+    expect(drip.size).toBe(6000)
+    expect(drip.listSizes()).toEqual(once.listSizes())
+    for (const qi of [0, 1234, 5999]) {
+      for (const rerank of [true, false]) {
+        const a = once.search(row(data, dim, qi), { k: 20, nprobe: 6, rerank })
+        const b = drip.search(row(data, dim, qi), { k: 20, nprobe: 6, rerank })
+        expect(b).toEqual(a)
+      }
+    }
+  })
+})
