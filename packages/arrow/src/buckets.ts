@@ -1,0 +1,189 @@
+import type { AbortOptions, Store } from '@dreamdb/cas'
+import type { Bucket, Field, FieldObject } from '@dreamdb/manifest'
+import { Table as ArrowTable, tableFromIPC, tableToIPC, type Vector } from 'apache-arrow'
+import { anchorColumn, decodeField, decodeFragmentIndex, type EncodedField, encodeField } from './columns.js'
+import { CorruptFieldObjectError, InvalidValueError } from './errors.js'
+
+export interface ReadOptions extends AbortOptions {
+  /** Requests in flight at once. @default 8 */
+  concurrency?: number
+}
+
+/** The anchors of a timeline bucket's records, in record order. */
+export function anchorsOf(bucket: Bucket): BigUint64Array {
+  const out = new BigUint64Array(bucket.records)
+  let i = 0
+  for (const range of bucket.anchorRanges ?? []) {
+    for (let k = 0; k < range.count; k++) out[i++] = range.start + BigInt(k)
+  }
+  if (i !== bucket.records) throw new RangeError(`bucket lists ${i} anchors for ${bucket.records} records`)
+  return out
+}
+
+/**
+ * Encode every field's values for one bucket and store them. All values are validated
+ * before the first object is written, so bad input writes nothing.
+ */
+export async function writeBucketFields(
+  store: Store,
+  fields: readonly Field[],
+  columns: Readonly<Record<string, readonly unknown[]>>,
+  records: number,
+  options: AbortOptions = {},
+): Promise<Record<string, FieldObject>> {
+  const encoded: [string, EncodedField][] = fields.map((field) => {
+    const values = columns[field.name]
+    if (values === undefined) throw new InvalidValueError(field.name, 0, 'the field has no values')
+    if (values.length !== records) {
+      throw new InvalidValueError(field.name, 0, `${values.length} values for ${records} records`)
+    }
+    return [field.name, encodeField(field, values)]
+  })
+  const objects: [string, Uint8Array][] = encoded.flatMap(([name, e]) => [
+    [name, e.main] as [string, Uint8Array],
+    ...Object.entries(e.parts).map(([part, bytes]) => [`${name}/${part}`, bytes] as [string, Uint8Array]),
+  ])
+  const out: Record<string, FieldObject> = {}
+  const cids = store.putMany(
+    objects.map(([, bytes]) => bytes),
+    options,
+  )
+  let i = 0
+  for await (const cid of cids) {
+    const [key, bytes] = objects[i++]!
+    out[key] = { cid, bytes: bytes.byteLength }
+  }
+  return out
+}
+
+/** Read and decode the columns of `fields` for one bucket, fetching only their objects. */
+export async function readBucketColumns(
+  store: Store,
+  fields: readonly Field[],
+  bucket: Bucket,
+  options: ReadOptions = {},
+): Promise<Record<string, Vector>> {
+  const wanted: { key: string; object: FieldObject }[] = []
+  for (const field of fields) {
+    for (const [key, object] of Object.entries(bucket.fields)) {
+      if (key === field.name || key.startsWith(`${field.name}/`)) wanted.push({ key, object })
+    }
+  }
+  const bytes = new Map<string, Uint8Array>()
+  let i = 0
+  for await (const { bytes: b } of store.getMany(
+    wanted.map((w) => w.object.cid),
+    { ...options, concurrency: options.concurrency ?? 8 },
+  )) {
+    bytes.set(wanted[i++]!.key, b)
+  }
+  const out: Record<string, Vector> = {}
+  for (const field of fields) {
+    const main = bucket.fields[field.name]
+    if (main === undefined) continue // a field added after this bucket was written: nulls
+    const parts: Record<string, { cid: string; bytes: Uint8Array }> = {}
+    for (const [key, object] of Object.entries(bucket.fields)) {
+      if (key.startsWith(`${field.name}/`))
+        parts[key.slice(field.name.length + 1)] = { cid: object.cid.toString(), bytes: bytes.get(key)! }
+    }
+    out[field.name] = decodeField(
+      field,
+      bucket.records,
+      { cid: main.cid.toString(), bytes: bytes.get(field.name)! },
+      parts,
+    )
+  }
+  return out
+}
+
+/** One record of a binary field: one index read and one verified ranged read. */
+export async function readBinaryRecord(
+  store: Store,
+  field: Field,
+  bucket: Bucket,
+  position: number,
+  options: AbortOptions = {},
+): Promise<Uint8Array> {
+  const main = bucket.fields[field.name]
+  const index = bucket.fields[`${field.name}/index`]
+  if (field.family !== 'binary' || main === undefined || index === undefined) {
+    throw new RangeError(`field '${field.name}' is not a binary field of this bucket`)
+  }
+  if (!Number.isInteger(position) || position < 0 || position >= bucket.records) {
+    throw new RangeError(`record ${position} is outside a bucket of ${bucket.records}`)
+  }
+  const { offsets, lengths, sha256 } = decodeFragmentIndex(
+    field,
+    index.cid.toString(),
+    await store.get(index.cid, options),
+    bucket.records,
+  )
+  return await store.getRange(main.cid, {
+    ...options,
+    offset: Number(offsets[position]!),
+    length: lengths[position]!,
+    sha256: sha256.subarray(position * 32, position * 32 + 32),
+  })
+}
+
+/** Encode and store a layer segment: values keyed by anchor (scalar and embedding layers). */
+export async function writeLayerSegment(
+  store: Store,
+  field: Field,
+  anchors: readonly bigint[],
+  values: readonly unknown[],
+  options: AbortOptions = {},
+): Promise<{ records: number; anchorMin: bigint; anchorMax: bigint; fields: Record<string, FieldObject> }> {
+  if (field.family === 'binary') throw new InvalidValueError(field.name, 0, 'binary layers are not supported')
+  if (anchors.length === 0 || anchors.length !== values.length) {
+    throw new InvalidValueError(field.name, 0, `${anchors.length} anchors for ${values.length} values`)
+  }
+  const column = encodeField(field, values).main
+  const table = tableFromIPC(column)
+  const withAnchors = new ArrowTable({
+    _anchor: anchorColumn(BigUint64Array.from(anchors)),
+    [field.name]: table.getChild(field.name)!,
+  })
+  const bytes = tableToIPC(withAnchors, 'stream')
+  let anchorMin = anchors[0]!
+  let anchorMax = anchors[0]!
+  for (const a of anchors) {
+    if (a < anchorMin) anchorMin = a
+    if (a > anchorMax) anchorMax = a
+  }
+  const cid = await store.put(bytes, options)
+  return {
+    records: anchors.length,
+    anchorMin,
+    anchorMax,
+    fields: { [field.name]: { cid, bytes: bytes.byteLength } },
+  }
+}
+
+/** Read a layer segment back: its anchors and their values. */
+export async function readLayerSegment(
+  store: Store,
+  field: Field,
+  segment: Bucket,
+  options: AbortOptions = {},
+): Promise<{ anchors: BigUint64Array; values: Vector }> {
+  const object = segment.fields[field.name]
+  if (object === undefined) throw new RangeError(`segment has no object for layer '${field.name}'`)
+  const bytes = await store.get(object.cid, options)
+  const table = tableFromIPC(bytes)
+  const anchors = table.getChild('_anchor')
+  const values = table.getChild(field.name)
+  if (
+    anchors === null ||
+    values === null ||
+    anchors.length !== segment.records ||
+    values.length !== segment.records
+  ) {
+    throw new CorruptFieldObjectError(
+      field.name,
+      object.cid.toString(),
+      `expected _anchor and ${field.name} for ${segment.records} records`,
+    )
+  }
+  return { anchors: anchors.toArray() as BigUint64Array, values }
+}

@@ -1,0 +1,303 @@
+/**
+ * How one field's values for one bucket become bytes, and back.
+ *
+ * - Scalars: an Arrow IPC stream of one column (categorical as a dictionary of strings,
+ *   string as Utf8, int as Int64, float as Float64, bool, timestamp as ms). Nulls allowed.
+ * - Embeddings: an Arrow IPC stream of one FixedSizeList<Float32>[dim] column. This is the
+ *   plain float32 encoding; compressed encodings (RaBitQ from `@dreamdb/vector`) decode to
+ *   the same column type.
+ * - Binary: a fragment (the records' bytes back to back) plus an index (Arrow IPC: offset,
+ *   length and sha2-256 of each record), so a stream reads one large object per bucket and a
+ *   single record can be read with one verified ranged read.
+ */
+import { createHash } from 'node:crypto'
+import type { EmbeddingField, Field, ScalarField } from '@dreamdb/manifest'
+import {
+  Field as ArrowField,
+  Table as ArrowTable,
+  Binary,
+  Bool,
+  type DataType,
+  Dictionary,
+  FixedSizeBinary,
+  FixedSizeList,
+  Float32,
+  Float64,
+  Int32,
+  Int64,
+  makeData,
+  makeVector,
+  type Table,
+  TimestampMillisecond,
+  tableFromIPC,
+  tableToIPC,
+  Uint64,
+  Utf8,
+  type Vector,
+  vectorFromArray,
+} from 'apache-arrow'
+import { CorruptFieldObjectError, InvalidValueError } from './errors.js'
+
+/** The bytes of one field for one bucket: the main object, and parts by name. */
+export interface EncodedField {
+  main: Uint8Array
+  parts: Record<string, Uint8Array>
+}
+
+/** The Arrow type a field's column has in every batch DreamDB yields. */
+export function arrowTypeOf(field: Field): DataType {
+  switch (field.family) {
+    case 'binary':
+      return new Binary()
+    case 'embedding':
+      return new FixedSizeList(field.dim, new ArrowField('item', new Float32(), false))
+    case 'scalar':
+      return scalarType(field)
+  }
+}
+
+function scalarType(field: ScalarField): DataType {
+  switch (field.kind) {
+    case 'categorical':
+      return new Dictionary(new Utf8(), new Int32())
+    case 'string':
+      return new Utf8()
+    case 'int':
+      return new Int64()
+    case 'float':
+      return new Float64()
+    case 'bool':
+      return new Bool()
+    case 'timestamp':
+      return new TimestampMillisecond()
+  }
+}
+
+function ipcOf(name: string, vector: Vector): Uint8Array {
+  return tableToIPC(new ArrowTable({ [name]: vector }), 'stream')
+}
+
+/** Validate and encode `values` (one per record) for `field`. Throws InvalidValueError. */
+export function encodeField(field: Field, values: readonly unknown[]): EncodedField {
+  switch (field.family) {
+    case 'scalar':
+      return { main: ipcOf(field.name, scalarVector(field, values)), parts: {} }
+    case 'embedding':
+      return { main: ipcOf(field.name, embeddingVector(field, values)), parts: {} }
+    case 'binary':
+      return encodeBinary(field.name, values)
+  }
+}
+
+function scalarVector(field: ScalarField, values: readonly unknown[]): Vector {
+  const fail = (i: number, reason: string): never => {
+    throw new InvalidValueError(field.name, i, reason)
+  }
+  const check = (test: (v: unknown) => boolean, expected: string) =>
+    values.forEach((v, i) => {
+      if (v !== null && v !== undefined && !test(v)) fail(i, `expected ${expected}, got ${describe(v)}`)
+    })
+  const nullable = values.map((v) => (v === undefined ? null : v))
+  switch (field.kind) {
+    case 'categorical':
+    case 'string':
+      check((v) => typeof v === 'string', 'a string')
+      return vectorFromArray(nullable as (string | null)[], scalarType(field))
+    case 'int':
+      check((v) => (typeof v === 'number' && Number.isSafeInteger(v)) || typeof v === 'bigint', 'an integer')
+      return vectorFromArray(
+        nullable.map((v) => (v === null ? null : BigInt(v as number | bigint))),
+        new Int64(),
+      )
+    case 'float':
+      check((v) => typeof v === 'number', 'a number')
+      return vectorFromArray(nullable as (number | null)[], new Float64())
+    case 'bool':
+      check((v) => typeof v === 'boolean', 'a boolean')
+      return vectorFromArray(nullable as (boolean | null)[], new Bool())
+    case 'timestamp':
+      check(
+        (v) =>
+          (v instanceof Date && !Number.isNaN(v.getTime())) || (typeof v === 'number' && Number.isFinite(v)),
+        'a Date or ms since the epoch',
+      )
+      return vectorFromArray(
+        nullable.map((v) => (v === null ? null : v instanceof Date ? v.getTime() : (v as number))),
+        new TimestampMillisecond(),
+      )
+  }
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string')
+    return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`
+  if (value instanceof Uint8Array) return `${value.byteLength} bytes`
+  if (Array.isArray(value)) return `an array of ${value.length}`
+  return `${typeof value} ${String(value).slice(0, 40)}`
+}
+
+/** Check one vector: its dimension, and that every component is finite. */
+export function checkVector(field: EmbeddingField, value: unknown, index: number): Float32Array {
+  const isArray = Array.isArray(value) || value instanceof Float32Array || value instanceof Float64Array
+  if (!isArray)
+    throw new InvalidValueError(
+      field.name,
+      index,
+      `expected a vector of ${field.dim} numbers, got ${describe(value)}`,
+    )
+  const vector = value as ArrayLike<number>
+  if (vector.length !== field.dim) {
+    throw new InvalidValueError(field.name, index, `expected dimension ${field.dim}, got ${vector.length}`)
+  }
+  const out = value instanceof Float32Array ? value : Float32Array.from(vector)
+  for (let d = 0; d < out.length; d++) {
+    if (!Number.isFinite(out[d]!)) {
+      throw new InvalidValueError(field.name, index, `component ${d} is ${vector[d]}, not a finite number`)
+    }
+  }
+  return out
+}
+
+/** A FixedSizeList<Float32>[dim] vector over one contiguous Float32Array. */
+export function embeddingColumn(field: EmbeddingField, flat: Float32Array): Vector {
+  const length = flat.length / field.dim
+  const child = makeData({ type: new Float32(), length: flat.length, data: flat })
+  return makeVector(
+    makeData({ type: arrowTypeOf(field) as FixedSizeList<Float32>, length, nullCount: 0, child }),
+  )
+}
+
+function embeddingVector(field: EmbeddingField, values: readonly unknown[]): Vector {
+  const flat = new Float32Array(values.length * field.dim)
+  values.forEach((value, i) => flat.set(checkVector(field, value, i), i * field.dim))
+  return embeddingColumn(field, flat)
+}
+
+function encodeBinary(name: string, values: readonly unknown[]): EncodedField {
+  let total = 0
+  values.forEach((value, i) => {
+    if (!(value instanceof Uint8Array))
+      throw new InvalidValueError(name, i, `expected bytes (Uint8Array), got ${describe(value)}`)
+    total += value.byteLength
+  })
+  if (total > 2 ** 31 - 1)
+    throw new InvalidValueError(
+      name,
+      values.length - 1,
+      'one fragment holds at most 2 GiB; append fewer records at once',
+    )
+  const fragment = new Uint8Array(total)
+  const offsets = new BigUint64Array(values.length)
+  const lengths = new Uint32Array(values.length)
+  const digests = new Uint8Array(values.length * 32)
+  let offset = 0
+  values.forEach((value, i) => {
+    const bytes = value as Uint8Array
+    fragment.set(bytes, offset)
+    offsets[i] = BigInt(offset)
+    lengths[i] = bytes.byteLength
+    digests.set(createHash('sha256').update(bytes).digest(), i * 32)
+    offset += bytes.byteLength
+  })
+  const index = new ArrowTable({
+    offset: makeVector(offsets),
+    length: makeVector(lengths),
+    sha256: makeVector(
+      makeData({ type: new FixedSizeBinary(32), length: values.length, nullCount: 0, data: digests }),
+    ),
+  })
+  return { main: fragment, parts: { index: tableToIPC(index, 'stream') } }
+}
+
+/** One column out of an IPC stream, checked against the field and the record count. */
+function columnOf(field: Field, cid: string, bytes: Uint8Array, records: number): Vector {
+  let table: Table
+  try {
+    table = tableFromIPC(bytes)
+  } catch (cause) {
+    throw new CorruptFieldObjectError(field.name, cid, 'not an Arrow IPC stream', { cause })
+  }
+  const column = table.getChild(field.name)
+  if (column === null) throw new CorruptFieldObjectError(field.name, cid, `it has no column '${field.name}'`)
+  if (column.length !== records) {
+    throw new CorruptFieldObjectError(
+      field.name,
+      cid,
+      `it holds ${column.length} values for ${records} records`,
+    )
+  }
+  return column
+}
+
+/** The offsets, lengths and digests of a binary fragment's records. */
+export interface FragmentIndex {
+  offsets: BigUint64Array
+  lengths: Uint32Array
+  sha256: Uint8Array
+}
+
+export function decodeFragmentIndex(
+  field: Field,
+  cid: string,
+  bytes: Uint8Array,
+  records: number,
+): FragmentIndex {
+  let table: Table
+  try {
+    table = tableFromIPC(bytes)
+  } catch (cause) {
+    throw new CorruptFieldObjectError(field.name, cid, 'the fragment index is not an Arrow IPC stream', {
+      cause,
+    })
+  }
+  const column = (name: string) => {
+    const c = table.getChild(name)
+    if (c === null || c.length !== records) {
+      throw new CorruptFieldObjectError(
+        field.name,
+        cid,
+        `the fragment index lacks '${name}' for ${records} records`,
+      )
+    }
+    return c.data[0]!.values as ArrayLike<unknown>
+  }
+  return {
+    offsets: column('offset') as BigUint64Array,
+    lengths: column('length') as Uint32Array,
+    sha256: column('sha256') as Uint8Array,
+  }
+}
+
+/** Decode one field's objects for a bucket of `records` records into its Arrow column. */
+export function decodeField(
+  field: Field,
+  records: number,
+  main: { cid: string; bytes: Uint8Array },
+  parts: Record<string, { cid: string; bytes: Uint8Array }> = {},
+): Vector {
+  if (field.family !== 'binary') return columnOf(field, main.cid, main.bytes, records)
+  const index = parts.index
+  if (index === undefined)
+    throw new CorruptFieldObjectError(field.name, main.cid, 'the fragment index part is missing')
+  const { offsets, lengths } = decodeFragmentIndex(field, index.cid, index.bytes, records)
+  const valueOffsets = new Int32Array(records + 1)
+  for (let i = 0; i < records; i++) {
+    const start = Number(offsets[i]!)
+    if (start !== valueOffsets[i] || start + lengths[i]! > main.bytes.byteLength) {
+      throw new CorruptFieldObjectError(
+        field.name,
+        index.cid,
+        `record ${i} does not follow the previous one in the fragment`,
+      )
+    }
+    valueOffsets[i + 1] = start + lengths[i]!
+  }
+  return makeVector(
+    makeData({ type: new Binary(), length: records, nullCount: 0, valueOffsets, data: main.bytes }),
+  )
+}
+
+/** The `_anchor` column: uint64 record ids. */
+export function anchorColumn(anchors: BigUint64Array): Vector {
+  return makeVector(makeData({ type: new Uint64(), length: anchors.length, nullCount: 0, data: anchors }))
+}

@@ -1,0 +1,17 @@
+import { fileURLToPath } from 'node:url'
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  resolve: {
+    // Test against the sources of the layer below, not its last build.
+    alias: {
+      '@dreamdb/cas': fileURLToPath(new URL('../cas/src/index.ts', import.meta.url)),
+      '@dreamdb/manifest': fileURLToPath(new URL('../manifest/src/index.ts', import.meta.url)),
+    },
+  },
+  test: {
+    testTimeout: 180_000,
+    hookTimeout: 60_000,
+    fileParallelism: false,
+  },
+})
