@@ -169,7 +169,9 @@ export function embeddingColumn(field: EmbeddingField, flat: Float32Array): Vect
 
 function embeddingVector(field: EmbeddingField, values: readonly unknown[]): Vector {
   const flat = new Float32Array(values.length * field.dim)
-  values.forEach((value, i) => flat.set(checkVector(field, value, i), i * field.dim))
+  values.forEach((value, i) => {
+    flat.set(checkVector(field, value, i), i * field.dim)
+  })
   return embeddingColumn(field, flat)
 }
 
