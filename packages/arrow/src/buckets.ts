@@ -20,6 +20,48 @@ export function anchorsOf(bucket: Bucket): BigUint64Array {
   return out
 }
 
+/** A bucket's objects, encoded and validated, not yet stored: `[key, bytes]` pairs. */
+export type EncodedBucket = [key: string, bytes: Uint8Array][]
+
+/** Validate and encode every field's values for one bucket. Throws InvalidValueError. */
+export function encodeBucket(
+  fields: readonly Field[],
+  columns: Readonly<Record<string, readonly unknown[]>>,
+  records: number,
+): EncodedBucket {
+  return fields.flatMap((field) => {
+    const values = columns[field.name]
+    if (values === undefined) throw new InvalidValueError(field.name, 0, 'the field has no values')
+    if (values.length !== records)
+      throw new InvalidValueError(field.name, 0, `${values.length} values for ${records} records`)
+    const encoded: EncodedField = encodeField(field, values)
+    return [
+      [field.name, encoded.main] as [string, Uint8Array],
+      ...Object.entries(encoded.parts).map(
+        ([part, bytes]) => [`${field.name}/${part}`, bytes] as [string, Uint8Array],
+      ),
+    ]
+  })
+}
+
+/** Store an encoded bucket's objects; returns them by key, for the manifest's bucket. */
+export async function putEncodedBucket(
+  store: Store,
+  encoded: EncodedBucket,
+  options: AbortOptions = {},
+): Promise<Record<string, FieldObject>> {
+  const out: Record<string, FieldObject> = {}
+  let i = 0
+  for await (const cid of store.putMany(
+    encoded.map(([, bytes]) => bytes),
+    options,
+  )) {
+    const [key, bytes] = encoded[i++]!
+    out[key] = { cid, bytes: bytes.byteLength }
+  }
+  return out
+}
+
 /**
  * Encode every field's values for one bucket and store them. All values are validated
  * before the first object is written, so bad input writes nothing.
@@ -31,29 +73,7 @@ export async function writeBucketFields(
   records: number,
   options: AbortOptions = {},
 ): Promise<Record<string, FieldObject>> {
-  const encoded: [string, EncodedField][] = fields.map((field) => {
-    const values = columns[field.name]
-    if (values === undefined) throw new InvalidValueError(field.name, 0, 'the field has no values')
-    if (values.length !== records) {
-      throw new InvalidValueError(field.name, 0, `${values.length} values for ${records} records`)
-    }
-    return [field.name, encodeField(field, values)]
-  })
-  const objects: [string, Uint8Array][] = encoded.flatMap(([name, e]) => [
-    [name, e.main] as [string, Uint8Array],
-    ...Object.entries(e.parts).map(([part, bytes]) => [`${name}/${part}`, bytes] as [string, Uint8Array]),
-  ])
-  const out: Record<string, FieldObject> = {}
-  const cids = store.putMany(
-    objects.map(([, bytes]) => bytes),
-    options,
-  )
-  let i = 0
-  for await (const cid of cids) {
-    const [key, bytes] = objects[i++]!
-    out[key] = { cid, bytes: bytes.byteLength }
-  }
-  return out
+  return await putEncodedBucket(store, encodeBucket(fields, columns, records), options)
 }
 
 /** Read and decode the columns of `fields` for one bucket, fetching only their objects. */

@@ -19,6 +19,9 @@
  */
 export {
   anchorsOf,
+  type EncodedBucket,
+  encodeBucket,
+  putEncodedBucket,
   type ReadOptions,
   readBinaryRecord,
   readBucketColumns,

@@ -1,0 +1,77 @@
+/**
+ * Errors of `@dreamdb/dataset`, each with a stable `code` and the values involved. Errors
+ * of the layers below (`ERR_CAS_…`, `ERR_MANIFEST_…`, `ERR_ARROW_…`) pass through.
+ */
+
+export abstract class DatasetError extends Error {
+  abstract readonly code: string
+}
+
+/** A field name that the dataset (or the ref) does not have. */
+export class UnknownFieldError extends DatasetError {
+  static readonly code = 'ERR_DATASET_UNKNOWN_FIELD'
+  override readonly name = 'UnknownFieldError'
+  readonly code = UnknownFieldError.code
+  constructor(
+    readonly field: string,
+    readonly known: string[],
+  ) {
+    super(`Unknown field '${field}'; this dataset has ${known.map((k) => `'${k}'`).join(', ')}`)
+  }
+}
+
+/** An option of iteration or of a write is out of range. Nothing was read or written. */
+export class InvalidOptionError extends DatasetError {
+  static readonly code = 'ERR_DATASET_INVALID_OPTION'
+  override readonly name = 'InvalidOptionError'
+  readonly code = InvalidOptionError.code
+  constructor(
+    readonly option: string,
+    readonly value: unknown,
+    readonly reason: string,
+  ) {
+    super(
+      `Invalid ${option} ${JSON.stringify(typeof value === 'bigint' ? value.toString() : value)}: ${reason}`,
+    )
+  }
+}
+
+/** A layer sample names an anchor twice, or an anchor the dataset does not have. */
+export class InvalidSampleError extends DatasetError {
+  static readonly code = 'ERR_DATASET_INVALID_SAMPLE'
+  override readonly name = 'InvalidSampleError'
+  readonly code = InvalidSampleError.code
+  constructor(
+    readonly layer: string,
+    readonly index: number,
+    readonly reason: string,
+  ) {
+    super(`Invalid sample ${index} of layer '${layer}': ${reason}`)
+  }
+}
+
+/** A resume state was taken from another state of the data or another iteration. */
+export class ResumeMismatchError extends DatasetError {
+  static readonly code = 'ERR_DATASET_RESUME_MISMATCH'
+  override readonly name = 'ResumeMismatchError'
+  readonly code = ResumeMismatchError.code
+  constructor(
+    readonly key: string,
+    readonly expected: unknown,
+    readonly actual: unknown,
+  ) {
+    super(
+      `The resume state does not belong to this iteration: its ${key} is ${JSON.stringify(actual)}, this iteration's is ${JSON.stringify(expected)}`,
+    )
+  }
+}
+
+/** A write was attempted on a dataset opened at a snapshot or manifest. */
+export class ReadOnlyDatasetError extends DatasetError {
+  static readonly code = 'ERR_DATASET_READ_ONLY'
+  override readonly name = 'ReadOnlyDatasetError'
+  readonly code = ReadOnlyDatasetError.code
+  constructor(readonly at: string) {
+    super(`This dataset is opened at ${at}, which never moves; open a branch (or ds.branch(name)) to write`)
+  }
+}

@@ -1,0 +1,370 @@
+import {
+  anchorColumn,
+  anchorsOf,
+  arrowTypeOf,
+  embeddingColumn,
+  readBucketColumns,
+  readLayerSegment,
+} from '@dreamdb/arrow'
+import type { Store } from '@dreamdb/cas'
+import type { Field, Layer, Manifest, Repository } from '@dreamdb/manifest'
+import {
+  Table as ArrowTable,
+  Binary,
+  makeData,
+  makeVector,
+  type RecordBatch,
+  type Vector,
+  vectorFromArray,
+} from 'apache-arrow'
+import { InvalidOptionError, ResumeMismatchError, UnknownFieldError } from './errors.js'
+import { buildPlan, type Plan, type PlannedBucket, permutation, type Window } from './plan.js'
+
+export interface IterOptions {
+  /** Records per batch. @default 256 */
+  batchSize?: number
+  /** Fields to read (base fields and layers); only their objects are fetched. @default every base field */
+  fields?: string[]
+  /** Shuffle with this seed; omitted: append order. */
+  shuffleSeed?: number
+  /** A different epoch gives a different order for the same seed. @default 0 */
+  epoch?: number
+  /** This DataLoader worker, of `numWorkers`. @default 0 of 1 */
+  worker?: number
+  numWorkers?: number
+  /** This rank, of `worldSize`. @default 0 of 1 */
+  rank?: number
+  worldSize?: number
+  /** Only records appended within [start, end] (ms since the epoch, or Dates). */
+  timeRange?: [number | Date, number | Date]
+  /** Continue from a state taken with `state()` after some batch. */
+  resumeFrom?: ResumeState
+  /** Records per shuffle window. @default max(4 * batchSize, 4096) */
+  shuffleWindow?: number
+  /** Windows fetched ahead while the consumer works. @default 2 */
+  prefetch?: number
+  signal?: AbortSignal
+}
+
+/** What it takes to continue an epoch in another process: small and JSON-serialisable. */
+export interface ResumeState {
+  format: 'dreamdb.resume/1'
+  manifest: string
+  batchSize: number
+  fields: string[]
+  shuffleSeed: number | null
+  epoch: number
+  rank: number
+  worldSize: number
+  worker: number
+  numWorkers: number
+  timeRange: [number, number] | null
+  /** Batches of this partition already yielded. */
+  nextBatch: number
+}
+
+/** An async iterable of record batches that can say where it is. */
+export interface BatchStream extends AsyncIterable<RecordBatch> {
+  /** The state after the last batch yielded; pass it as `resumeFrom` to continue. */
+  state(): ResumeState
+}
+
+function integer(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError(name, value, `must be an integer from ${min} to ${max}`)
+  }
+  return value
+}
+
+const ms = (t: number | Date): number => (t instanceof Date ? t.getTime() : t)
+
+/** Validate options against the manifest; nothing is read before this passes. */
+export function normalizeIterOptions(
+  manifest: Manifest,
+  manifestCid: string,
+  options: IterOptions,
+): ResumeState {
+  const known = [...manifest.schema.fields.map((f) => f.name), ...manifest.layers.map((l) => l.name)]
+  const fields = options.fields ?? manifest.schema.fields.map((f) => f.name)
+  if (!Array.isArray(fields) || fields.length === 0)
+    throw new InvalidOptionError('fields', fields, 'name at least one field')
+  for (const field of fields) if (!known.includes(field)) throw new UnknownFieldError(field, known)
+  const batchSize = integer('batchSize', options.batchSize ?? 256, 1)
+  const numWorkers = integer('numWorkers', options.numWorkers ?? 1, 1)
+  const worldSize = integer('worldSize', options.worldSize ?? 1, 1)
+  const state: ResumeState = {
+    format: 'dreamdb.resume/1',
+    manifest: manifestCid,
+    batchSize,
+    fields: [...fields],
+    shuffleSeed:
+      options.shuffleSeed === undefined ? null : integer('shuffleSeed', options.shuffleSeed, 0, 2 ** 32 - 1),
+    epoch: integer('epoch', options.epoch ?? 0, 0),
+    rank: integer('rank', options.rank ?? 0, 0, worldSize - 1),
+    worldSize,
+    worker: integer('worker', options.worker ?? 0, 0, numWorkers - 1),
+    numWorkers,
+    timeRange: null,
+    nextBatch: 0,
+  }
+  if (options.timeRange !== undefined) {
+    const [from, to] = options.timeRange.map(ms) as [number, number]
+    if (!Number.isFinite(from) || !Number.isFinite(to) || from > to) {
+      throw new InvalidOptionError('timeRange', options.timeRange, 'must be [start, end] with start <= end')
+    }
+    state.timeRange = [from, to]
+  }
+  const resume = options.resumeFrom
+  if (resume !== undefined) {
+    if (resume?.format !== 'dreamdb.resume/1')
+      throw new ResumeMismatchError('format', 'dreamdb.resume/1', resume?.format)
+    for (const key of [
+      'manifest',
+      'batchSize',
+      'shuffleSeed',
+      'epoch',
+      'rank',
+      'worldSize',
+      'worker',
+      'numWorkers',
+    ] as const) {
+      if (resume[key] !== state[key]) throw new ResumeMismatchError(key, state[key], resume[key])
+    }
+    if (JSON.stringify(resume.fields) !== JSON.stringify(state.fields)) {
+      throw new ResumeMismatchError('fields', state.fields, resume.fields)
+    }
+    if (JSON.stringify(resume.timeRange) !== JSON.stringify(state.timeRange)) {
+      throw new ResumeMismatchError('timeRange', state.timeRange, resume.timeRange)
+    }
+    state.nextBatch = integer('resumeFrom.nextBatch', resume.nextBatch, 0)
+  }
+  return state
+}
+
+/** A window's records, decoded: per field, a way to take rows in any order. */
+interface WindowData {
+  anchors: BigUint64Array
+  /** For each base field, one column per bucket, and the bucket/row of each window record. */
+  columns: Record<string, (Vector | null)[]>
+  bucketOf: Uint32Array
+  rowOf: Uint32Array
+  order: Uint32Array | null
+}
+
+async function loadWindow(
+  store: Store,
+  window: Window,
+  baseFields: Field[],
+  signal: AbortSignal | undefined,
+): Promise<WindowData> {
+  const decoded = await Promise.all(
+    window.buckets.map(({ bucket }) =>
+      readBucketColumns(store, baseFields, bucket, { ...(signal ? { signal } : {}) }),
+    ),
+  )
+  const anchors = new BigUint64Array(window.records)
+  const bucketOf = new Uint32Array(window.records)
+  const rowOf = new Uint32Array(window.records)
+  let at = 0
+  window.buckets.forEach(({ bucket }, b) => {
+    anchors.set(anchorsOf(bucket), at)
+    for (let r = 0; r < bucket.records; r++) {
+      bucketOf[at + r] = b
+      rowOf[at + r] = r
+    }
+    at += bucket.records
+  })
+  const columns: WindowData['columns'] = {}
+  for (const field of baseFields) columns[field.name] = decoded.map((d) => d[field.name] ?? null)
+  return {
+    anchors,
+    columns,
+    bucketOf,
+    rowOf,
+    order: window.seed === null ? null : permutation(window.records, window.seed),
+  }
+}
+
+/** A record to put in a batch: window data and the window-local row. */
+interface Pick {
+  data: WindowData
+  i: number
+}
+
+/** Build one column from picks that may span windows and buckets. */
+function gather(field: Field, picks: Pick[]): Vector {
+  const column = ({ data, i }: Pick) => data.columns[field.name]![data.bucketOf[i]!] ?? null
+  if (field.family === 'embedding') {
+    const flat = new Float32Array(picks.length * field.dim)
+    picks.forEach((pick, k) => {
+      const vector = column(pick)
+      if (vector === null) return
+      const child = vector.data[0]!.children[0]!
+      const start = (vector.data[0]!.offset + pick.data.rowOf[pick.i]!) * field.dim + child.offset
+      flat.set((child.values as Float32Array).subarray(start, start + field.dim), k * field.dim)
+    })
+    return embeddingColumn(field, flat)
+  }
+  if (field.family === 'binary') {
+    const pieces = picks.map(
+      (pick) => (column(pick)?.get(pick.data.rowOf[pick.i]!) as Uint8Array | null) ?? new Uint8Array(0),
+    )
+    const offsets = new Int32Array(picks.length + 1)
+    pieces.forEach((p, k) => {
+      offsets[k + 1] = offsets[k]! + p.byteLength
+    })
+    const bytes = new Uint8Array(offsets[picks.length]!)
+    pieces.forEach((p, k) => {
+      bytes.set(p, offsets[k]!)
+    })
+    return makeVector(
+      makeData({
+        type: new Binary(),
+        length: picks.length,
+        nullCount: 0,
+        valueOffsets: offsets,
+        data: bytes,
+      }),
+    )
+  }
+  return vectorFromArray(
+    picks.map((pick) => column(pick)?.get(pick.data.rowOf[pick.i]!) ?? null),
+    arrowTypeOf(field),
+  )
+}
+
+/** Every value of a layer, keyed by anchor, read once per iteration. */
+export async function loadLayer(
+  repo: Repository,
+  layer: Layer,
+  signal?: AbortSignal,
+): Promise<Map<bigint, unknown>> {
+  const values = new Map<bigint, unknown>()
+  const manifestLike = { timeline: layer.segments } as Manifest
+  for await (const { bucket } of repo.buckets(manifestLike, signal ? { signal } : {})) {
+    const segment = await readLayerSegment(repo.store, layer.field, bucket, signal ? { signal } : {})
+    segment.anchors.forEach((anchor, i) => {
+      const value = segment.values.get(i)
+      values.set(anchor, value instanceof Float32Array ? Float32Array.from(value) : value)
+    })
+  }
+  return values
+}
+
+function layerColumn(layer: Layer, values: Map<bigint, unknown>, anchors: bigint[]): Vector {
+  const picked = anchors.map((a) => values.get(a) ?? null)
+  if (layer.field.family === 'embedding') {
+    return vectorFromArray(
+      picked.map((v) => (v === null ? null : [...(v as Float32Array)])),
+      arrowTypeOf(layer.field),
+    )
+  }
+  return vectorFromArray(picked, arrowTypeOf(layer.field))
+}
+
+/** The iteration itself: plan, prefetch windows, gather batches, pad the partition. */
+export function iterate(
+  repo: Repository,
+  manifest: Manifest,
+  state: ResumeState,
+  options: { windowRecords: number; prefetch: number; signal?: AbortSignal },
+): BatchStream {
+  let yielded = state.nextBatch
+  const snapshotState = (): ResumeState => ({ ...state, fields: [...state.fields], nextBatch: yielded })
+  async function* run(): AsyncGenerator<RecordBatch> {
+    const { signal } = options
+    const baseFields = manifest.schema.fields.filter((f) => state.fields.includes(f.name))
+    const layers = manifest.layers.filter((l) => state.fields.includes(l.name))
+    const layerValues = new Map<string, Map<bigint, unknown>>()
+    for (const layer of layers) layerValues.set(layer.name, await loadLayer(repo, layer, signal))
+
+    const buckets: PlannedBucket[] = []
+    const walk = {
+      ...(signal ? { signal } : {}),
+      ...(state.timeRange ? { timeMin: state.timeRange[0], timeMax: state.timeRange[1] } : {}),
+    }
+    for await (const { position, bucket } of repo.buckets(manifest, walk)) buckets.push({ position, bucket })
+    const plan: Plan = buildPlan(buckets, {
+      batchSize: state.batchSize,
+      shuffleSeed: state.shuffleSeed,
+      epoch: state.epoch,
+      manifest: state.manifest,
+      partition: state.rank * state.numWorkers + state.worker,
+      partitions: state.worldSize * state.numWorkers,
+      windowRecords: options.windowRecords,
+    })
+    if (yielded > plan.batchesPerPartition) {
+      throw new InvalidOptionError(
+        'resumeFrom.nextBatch',
+        yielded,
+        `this partition has ${plan.batchesPerPartition} batches`,
+      )
+    }
+
+    // Windows are fetched in order, `prefetch` ahead of the one being consumed.
+    const loads = new Map<number, Promise<WindowData>>()
+    const windowData = (w: number): Promise<WindowData> => {
+      for (let ahead = w; ahead <= Math.min(plan.windows.length - 1, w + options.prefetch); ahead++) {
+        if (!loads.has(ahead)) {
+          const load = loadWindow(repo.store, plan.windows[ahead]!, baseFields, signal)
+          load.catch(() => {})
+          loads.set(ahead, load)
+        }
+      }
+      for (const key of loads.keys()) if (key < w) loads.delete(key)
+      return loads.get(w)!
+    }
+
+    let windowIndex = 0
+    for (let b = plan.firstBatch + yielded; b < plan.endBatch; b++) {
+      signal?.throwIfAborted()
+      const from = b * state.batchSize
+      const to = Math.min(plan.records, from + state.batchSize)
+      // Rows of this batch, as (window, window-local row) in the epoch's order.
+      const picks: Pick[] = []
+      while (
+        windowIndex < plan.windows.length &&
+        plan.windows[windowIndex]!.start + plan.windows[windowIndex]!.records <= from
+      ) {
+        windowIndex++
+      }
+      for (let w = windowIndex, at = from; at < to; w++) {
+        const window = plan.windows[w]!
+        const data = await windowData(w)
+        const end = Math.min(to, window.start + window.records)
+        for (let k = at - window.start; k < end - window.start; k++)
+          picks.push({ data, i: data.order ? data.order[k]! : k })
+        at = end
+      }
+      const batch = buildBatch(picks, baseFields, layers, layerValues, state.fields)
+      // Counted before it is handed over: a consumer that stops after this batch has seen it.
+      yielded++
+      yield batch
+    }
+    while (yielded < plan.batchesPerPartition) {
+      yielded++
+      yield buildBatch([], baseFields, layers, layerValues, state.fields)
+    }
+  }
+  return { [Symbol.asyncIterator]: run, state: snapshotState }
+}
+
+function buildBatch(
+  picks: Pick[],
+  baseFields: Field[],
+  layers: Layer[],
+  layerValues: Map<string, Map<bigint, unknown>>,
+  order: string[],
+): RecordBatch {
+  const anchors = picks.map(({ data, i }) => data.anchors[i]!)
+  const columns: Record<string, Vector> = { _anchor: anchorColumn(BigUint64Array.from(anchors)) }
+  for (const name of order) {
+    const field = baseFields.find((f) => f.name === name)
+    columns[name] =
+      field !== undefined
+        ? gather(field, picks)
+        : layerColumn(layers.find((l) => l.name === name)!, layerValues.get(name)!, anchors)
+  }
+  const table = new ArrowTable(columns)
+  return table.batches[0]!
+}

@@ -1,0 +1,176 @@
+import { describe, expect, it } from 'vitest'
+import { Dataset, type ResumeState } from '../src/index.js'
+import { dataset, idsOf } from './helpers.js'
+
+async function rejection(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
+  try {
+    await promise
+  } catch (error) {
+    return error as Error & Record<string, unknown>
+  }
+  throw new Error('expected a rejection')
+}
+
+async function collect(stream: AsyncIterable<import('apache-arrow').RecordBatch>) {
+  const batches = []
+  for await (const batch of stream) batches.push(batch)
+  return batches
+}
+
+describe('iterArrowBatches', () => {
+  it('yields _anchor plus the requested columns with their Arrow types', async () => {
+    const { ds } = await dataset(45)
+    const batches = await collect(ds.iterArrowBatches({ batchSize: 16 }))
+    expect(batches.map((b) => b.numRows)).toEqual([16, 16, 13])
+    const first = batches[0]!
+    expect(first.schema.fields.map((f) => `${f.name}:${f.type}`)).toEqual([
+      '_anchor:Uint64',
+      'image:Binary',
+      'embedding:FixedSizeList[8]<Float32>',
+      'label:Dictionary<Int32, Utf8>',
+    ])
+    expect(idsOf(first).slice(0, 3)).toEqual([0, 1, 2])
+    expect(new TextDecoder().decode(first.getChild('image')!.get(2) as Uint8Array)).toBe('image-2')
+    expect(first.getChild('label')!.get(7)).toBe('class-2')
+    expect(typeof first.getChild('_anchor')!.get(0)).toBe('bigint')
+  })
+
+  it('projection: iterating embedding and label never reads an image byte', async () => {
+    const { ds, store } = await dataset(60)
+    const read: string[] = []
+    const get = store.get.bind(store)
+    store.get = (cid, options) => {
+      read.push(cid.toString())
+      return get(cid, options)
+    }
+    const imageObjects = new Set<string>()
+    for await (const { bucket } of ds.repository.buckets(ds.manifest)) {
+      for (const [key, o] of Object.entries(bucket.fields))
+        if (key.startsWith('image')) imageObjects.add(o.cid.toString())
+    }
+    const rows = (
+      await collect(ds.iterArrowBatches({ fields: ['embedding', 'label'], batchSize: 32 }))
+    ).reduce((n, b) => n + b.numRows, 0)
+    expect(rows).toBe(60)
+    expect(read.filter((c) => imageObjects.has(c))).toEqual([])
+    expect(read.length).toBeGreaterThan(0)
+  })
+
+  for (const workers of [1, 2, 4]) {
+    for (const ranks of [1, 3]) {
+      it(`${workers} workers x ${ranks} ranks: every record exactly once, every rank the same number of batches`, async () => {
+        const { ds } = await dataset(203, { bucketRecords: 17 })
+        const seen: number[] = []
+        const perRank: number[] = []
+        for (let rank = 0; rank < ranks; rank++) {
+          let batches = 0
+          for (let worker = 0; worker < workers; worker++) {
+            for (const batch of await collect(
+              ds.iterArrowBatches({
+                batchSize: 8,
+                shuffleSeed: 7,
+                epoch: 1,
+                rank,
+                worldSize: ranks,
+                worker,
+                numWorkers: workers,
+              }),
+            )) {
+              seen.push(...idsOf(batch))
+              batches++
+            }
+          }
+          perRank.push(batches)
+        }
+        expect(seen.length).toBe(203)
+        expect(new Set(seen).size).toBe(203)
+        expect(new Set(perRank).size).toBe(1)
+      })
+    }
+  }
+
+  it('shuffles deterministically for a seed, and differently for another epoch', async () => {
+    const { ds } = await dataset(120)
+    const order = async (epoch: number, seed = 42) =>
+      (await collect(ds.iterArrowBatches({ batchSize: 10, shuffleSeed: seed, epoch }))).flatMap(idsOf)
+    const a = await order(0)
+    expect(await order(0)).toEqual(a)
+    const b = await order(1)
+    expect(b).not.toEqual(a)
+    expect([...b].sort((x, y) => x - y)).toEqual([...a].sort((x, y) => x - y))
+    expect(a).not.toEqual([...a].sort((x, y) => x - y))
+  })
+
+  it('resumes mid-epoch in a new iterator with no record repeated or skipped', async () => {
+    const { ds } = await dataset(150)
+    const options = { batchSize: 7, shuffleSeed: 3, epoch: 2, rank: 1, worldSize: 2 }
+    const full = (await collect(ds.iterArrowBatches(options))).flatMap(idsOf)
+    const stream = ds.iterArrowBatches(options)
+    const before: number[] = []
+    let state: ResumeState | undefined
+    for await (const batch of stream) {
+      before.push(...idsOf(batch))
+      if (before.length >= 30) {
+        state = JSON.parse(JSON.stringify(stream.state()))
+        break
+      }
+    }
+    const reopened = await Dataset.openAt(ds.currentManifest(), { backend: ds.store })
+    const after = (await collect(reopened.iterArrowBatches({ ...options, resumeFrom: state! }))).flatMap(
+      idsOf,
+    )
+    expect([...before, ...after]).toEqual(full)
+  })
+
+  it('timeRange yields only the records appended within it', async () => {
+    const { ds } = await dataset(40)
+    await new Promise((r) => setTimeout(r, 5))
+    const from = Date.now()
+    await ds.appendMany([100, 101, 102].map((id) => ({ ...recordOf(id) })))
+    const batches = await collect(ds.iterArrowBatches({ timeRange: [from, Date.now()] }))
+    expect(batches.flatMap(idsOf)).toEqual([100, 101, 102])
+  })
+
+  it.each([
+    [{ batchSize: 0 }, 'ERR_DATASET_INVALID_OPTION', 'batchSize'],
+    [{ fields: ['nope'] }, 'ERR_DATASET_UNKNOWN_FIELD', "'nope'"],
+    [{ worker: 2, numWorkers: 2 }, 'ERR_DATASET_INVALID_OPTION', 'worker'],
+    [{ rank: -1 }, 'ERR_DATASET_INVALID_OPTION', 'rank'],
+    [{ timeRange: [5, 1] }, 'ERR_DATASET_INVALID_OPTION', 'timeRange'],
+  ])('rejects %j before reading anything', async (options, code, words) => {
+    const { ds } = await dataset(10)
+    let error: (Error & { code?: string }) | undefined
+    try {
+      ds.iterArrowBatches(options as never)
+    } catch (e) {
+      error = e as Error & { code?: string }
+    }
+    expect(error?.code).toBe(code)
+    expect(error?.message).toContain(words)
+  })
+
+  it('rejects a resume state from another manifest', async () => {
+    const { ds } = await dataset(30)
+    const stream = ds.iterArrowBatches({ batchSize: 5 })
+    for await (const _ of stream) break
+    const state = stream.state()
+    await ds.appendMany([recordOf(999)])
+    let error: (Error & { code?: string }) | undefined
+    try {
+      ds.iterArrowBatches({ batchSize: 5, resumeFrom: state })
+    } catch (e) {
+      error = e as Error & { code?: string }
+    }
+    expect(error?.code).toBe('ERR_DATASET_RESUME_MISMATCH')
+    expect(error?.message).toContain('manifest')
+    void rejection
+  })
+})
+
+function recordOf(id: number) {
+  return {
+    image: new TextEncoder().encode(`image-${id}`),
+    embedding: Array.from({ length: 8 }, (_, d) => (d === 0 ? id : 0)),
+    label: `class-${id % 5}`,
+  }
+}

@@ -1,0 +1,243 @@
+import { randomUUID } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
+import { inspect } from '@dreamdb/manifest'
+import { describe, expect, it } from 'vitest'
+import { agreementMatrix, compareRefs, Dataset } from '../src/index.js'
+import { idsOf, record, SCHEMA } from './helpers.js'
+
+function minioEndpoint(): string | undefined {
+  const endpoint = process.env.DREAMDB_TEST_S3_ENDPOINT
+  if (!endpoint && process.env.CI === 'true')
+    throw new Error('CI=true but DREAMDB_TEST_S3_ENDPOINT is not set')
+  return endpoint || undefined
+}
+
+async function rejection(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
+  try {
+    await promise
+  } catch (error) {
+    return error as Error & Record<string, unknown>
+  }
+  throw new Error('expected a rejection')
+}
+
+/** A nearest-centroid probe on the embeddings: the seed's linear-probe sweep, in miniature. */
+function train(batches: import('apache-arrow').RecordBatch[], scale: number) {
+  const sums = new Map<string, number[]>()
+  const counts = new Map<string, number>()
+  for (const batch of batches) {
+    for (let i = 0; i < batch.numRows; i++) {
+      const label = batch.getChild('label')!.get(i) as string
+      const v = [...(batch.getChild('embedding')!.get(i) as Iterable<number>)]
+      const sum = sums.get(label) ?? new Array(v.length).fill(0)
+      v.forEach((x, d) => {
+        sum[d] += x * scale
+      })
+      sums.set(label, sum)
+      counts.set(label, (counts.get(label) ?? 0) + 1)
+    }
+  }
+  const centroids = [...sums].map(([label, sum]) => [label, sum.map((x) => x / counts.get(label)!)] as const)
+  return (v: number[]) =>
+    centroids.reduce(
+      (best, [label, c]) => {
+        const d = c.reduce((acc, x, k) => acc + (x - v[k]! * scale) ** 2, 0)
+        return d < best.d ? { label, d } : best
+      },
+      { label: '', d: Number.POSITIVE_INFINITY },
+    ).label
+}
+
+async function tutorial(backend: string) {
+  // 1. Ingest.
+  const created = await Dataset.create('imagenet-mini', { backend, schema: SCHEMA })
+  await created.appendMany(
+    Array.from({ length: 60 }, (_, i) => record(i)),
+    { bucketRecords: 16 },
+  )
+
+  // 2. Open + snapshot.
+  const src = await Dataset.openRef('imagenet-mini', { backend })
+  expect(src.currentManifest()).toBe(created.currentManifest())
+  const snap = await src.snapshot('sweep-baseline')
+  expect(Object.keys(snap).sort()).toEqual(['label', 'manifest', 'timeline'])
+
+  // 3 + 4. Stream batches from the pinned snapshot (two DataLoader workers).
+  const pinned = await Dataset.openAt(snap, { backend })
+  const batches: import('apache-arrow').RecordBatch[] = []
+  for (const worker of [0, 1]) {
+    for await (const batch of pinned.iterArrowBatches({
+      batchSize: 8,
+      fields: ['embedding', 'label'],
+      shuffleSeed: 42,
+      worker,
+      numWorkers: 2,
+    })) {
+      batches.push(batch)
+    }
+  }
+  expect(batches.reduce((n, b) => n + b.numRows, 0)).toBe(60)
+
+  // 5. The sweep: a branch per configuration, predictions written as a layer.
+  const configs = [1, 2, 3]
+  const runRefs: string[] = []
+  const bytesBefore = (await inspect(src.repository, 'imagenet-mini')).stats.bytes
+  for (const scale of configs) {
+    const ref = `sweep/lp-scale${scale}`
+    const branch = await src.branch(ref)
+    const predict = train(batches, scale)
+    const predictions: [bigint, string][] = []
+    for await (const batch of pinned.iterArrowBatches({ fields: ['embedding'] })) {
+      for (let i = 0; i < batch.numRows; i++) {
+        predictions.push([
+          batch.getChild('_anchor')!.get(i) as bigint,
+          predict([...(batch.getChild('embedding')!.get(i) as Iterable<number>)]),
+        ])
+      }
+    }
+    await branch.addScalarLayer('prediction', 'embedding', 'categorical', predictions)
+    runRefs.push(ref)
+    // The base data is shared: the branch adds only its prediction layer.
+    const state = await inspect(branch.repository, ref)
+    expect(state.stats.bytes.image).toBe(bytesBefore.image)
+    expect(
+      state.objects
+        .filter((o) => o.role === 'field')
+        .map((o) => o.cid)
+        .sort(),
+    ).toEqual(
+      (await inspect(src.repository, 'sweep-baseline')).objects
+        .filter((o) => o.role === 'field')
+        .map((o) => o.cid)
+        .sort(),
+    )
+  }
+
+  // 6. Compare runs side by side.
+  const table = await compareRefs({ refs: runRefs, fields: ['prediction'], backend })
+  expect(table.schema.fields.map((f) => f.name)).toEqual([
+    '_anchor',
+    ...runRefs.map((r) => `prediction@${r}`),
+  ])
+  expect(table.numRows).toBe(60)
+  const matrix = agreementMatrix(table, 'prediction', runRefs)
+  expect(matrix.counts).toEqual([60, 60, 60])
+  expect(matrix.agreement[0]![0]).toBe(1)
+  for (const row of matrix.agreement) for (const x of row) expect(x).toBeGreaterThanOrEqual(0)
+
+  // 7. Tag the winner; months later, inspect answers what data trained it.
+  const prod = await src.snapshot('prod-2026-05-15-abc123')
+  const audit = await inspect(src.repository, 'prod-2026-05-15-abc123')
+  expect(audit.manifest).toBe(prod.manifest)
+  expect(audit.stats.records).toBe(60)
+
+  // Active learning: the corpus grows; earlier snapshots stay exactly as they were.
+  const before = (await Dataset.openAt(snap, { backend })).iterArrowBatches({ fields: ['embedding'] })
+  const pinnedIds: number[] = []
+  for await (const b of before) pinnedIds.push(...idsOf(b))
+  for (let iteration = 0; iteration < 3; iteration++) {
+    await src.snapshot(`iter-${iteration}`)
+    await src.appendMany([record(1000 + iteration)])
+  }
+  const after: number[] = []
+  for await (const b of (await Dataset.openAt(snap, { backend })).iterArrowBatches({ fields: ['embedding'] }))
+    after.push(...idsOf(b))
+  expect(after).toEqual(pinnedIds)
+  const grown: number[] = []
+  for await (const b of (await Dataset.openRef('imagenet-mini', { backend })).iterArrowBatches({
+    fields: ['embedding'],
+  }))
+    grown.push(...idsOf(b))
+  expect(grown.length).toBe(63)
+  expect((await Dataset.openAt('iter-1', { backend })).manifest.stats.records).toBe(61)
+}
+
+describe('the seed tutorial, sections 2 to 7 and the active-learning pattern', () => {
+  it('on a folder', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'dreamdb-dataset-'))
+    try {
+      await tutorial(root)
+    } finally {
+      await rm(root, { recursive: true, force: true })
+    }
+  })
+
+  const endpoint = minioEndpoint()
+  it.runIf(endpoint !== undefined)('on MinIO', async () => {
+    const bucket = `dreamdb-dataset-${randomUUID().slice(0, 8)}`
+    const client = new S3Client({ endpoint: endpoint!, region: 'us-east-1', forcePathStyle: true })
+    await client.send(new CreateBucketCommand({ Bucket: bucket }))
+    client.destroy()
+    await tutorial(`${endpoint}/${bucket}`)
+  })
+})
+
+describe('bad input: a typed error before anything is written', () => {
+  async function fresh() {
+    const ds = await Dataset.create('corpus', { backend: 'memory://', schema: SCHEMA })
+    await ds.appendMany([record(1), record(2)])
+    return ds
+  }
+
+  it.each([
+    [[{ ...record(3), extra: 1 }], 'ERR_DATASET_UNKNOWN_FIELD'],
+    [[{ embedding: record(3).embedding, label: 'x' }], 'ERR_DATASET_INVALID_OPTION'],
+    [[{ ...record(3), embedding: [1, 2, 3] }], 'ERR_ARROW_INVALID_VALUE'],
+    [[{ ...record(3), embedding: record(3).embedding.map(() => Number.NaN) }], 'ERR_ARROW_INVALID_VALUE'],
+    [[{ ...record(3), label: 7 }], 'ERR_ARROW_INVALID_VALUE'],
+    [[], 'ERR_DATASET_INVALID_OPTION'],
+  ])('appendMany(%#)', async (records, code) => {
+    const ds = await fresh()
+    const before = ds.currentManifest()
+    let objects = 0
+    for await (const _ of ds.store.list()) objects++
+    expect((await rejection(ds.appendMany(records as never))).code).toBe(code)
+    let after = 0
+    for await (const _ of ds.store.list()) after++
+    expect(after).toBe(objects)
+    expect(await ds.refresh()).toBe(before)
+  })
+
+  it('layers: duplicate anchors, unknown anchors, unknown parent, wrong dimension', async () => {
+    const ds = await fresh()
+    const anchors: bigint[] = []
+    for await (const b of ds.iterArrowBatches({ fields: ['label'] }))
+      anchors.push(...(b.getChild('_anchor')!.toArray() as BigUint64Array))
+    const cases: [Promise<unknown>, string][] = [
+      [
+        ds.addScalarLayer('p', 'embedding', 'categorical', [
+          [anchors[0]!, 'a'],
+          [anchors[0]!, 'b'],
+        ]),
+        'appears twice',
+      ],
+      [
+        ds.addScalarLayer('p', 'embedding', 'categorical', [[anchors[0]! + 1000n, 'a']]),
+        'is not a record of this dataset',
+      ],
+      [ds.addScalarLayer('p', 'nope', 'categorical', [[anchors[0]!, 'a']]), "Unknown field 'nope'"],
+      [
+        ds.addEmbeddingLayer({
+          name: 'student',
+          parentField: 'image',
+          dim: 4,
+          samples: [[anchors[0]!, [1, 2]]],
+        }),
+        'expected dimension 4',
+      ],
+      [ds.addScalarLayer('p', 'embedding', 'categorical', [[anchors[0]!, 5]]), 'expected a string'],
+    ]
+    for (const [attempt, words] of cases) expect((await rejection(attempt)).message).toContain(words)
+    expect(ds.manifest.layers).toEqual([])
+  })
+
+  it('writes to a pinned snapshot are refused', async () => {
+    const ds = await fresh()
+    const snap = await ds.snapshot('v1')
+    const pinned = await Dataset.openAt(snap, { backend: ds.store })
+    expect((await rejection(pinned.appendMany([record(9)]))).code).toBe('ERR_DATASET_READ_ONLY')
+  })
+})
