@@ -1,4 +1,4 @@
-import { checkVector, encodeBucket, putEncodedBucket, writeLayerSegment } from '@dreamdb/arrow'
+import { encodeBucket, putEncodedBucket, writeLayerSegment } from '@dreamdb/arrow'
 import { type AbortOptions, openStore, type Store } from '@dreamdb/cas'
 import {
   type BucketInput,
@@ -287,9 +287,14 @@ export class Dataset {
         throw new InvalidSampleError(field.name, i, `anchor ${anchor} is not a record of this dataset`)
       }
     })
-    const values = samples.map((s) => s[1])
-    if (field.family === 'embedding') values.forEach((v, i) => checkVector(field, v, i))
-    const segment = await writeLayerSegment(this.store, field, anchors, values, options)
+    // Values are validated by their encoding, before the segment is stored.
+    const segment = await writeLayerSegment(
+      this.store,
+      field,
+      anchors,
+      samples.map((s) => s[1]),
+      options,
+    )
     const result = await this.repository.commit(
       ref,
       { kind: 'layer', name: field.name, parent: parentField, field, segments: [segment] },
