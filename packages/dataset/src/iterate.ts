@@ -11,6 +11,7 @@ import type { Field, Layer, Manifest, Repository } from '@dreamdb/manifest'
 import {
   Table as ArrowTable,
   Binary,
+  type DataType,
   makeData,
   makeVector,
   type RecordBatch,
@@ -191,8 +192,14 @@ interface Pick {
   i: number
 }
 
+/**
+ * One Arrow type per field for the whole iteration: a dictionary type made per batch would
+ * get a new dictionary id each time, and batches could not be put in one Table.
+ */
+type Types = Map<string, DataType>
+
 /** Build one column from picks that may span windows and buckets. */
-function gather(field: Field, picks: Pick[]): Vector {
+function gather(field: Field, picks: Pick[], types: Types): Vector {
   const column = ({ data, i }: Pick) => data.columns[field.name]![data.bucketOf[i]!] ?? null
   if (field.family === 'embedding') {
     const flat = new Float32Array(picks.length * field.dim)
@@ -229,7 +236,7 @@ function gather(field: Field, picks: Pick[]): Vector {
   }
   return vectorFromArray(
     picks.map((pick) => column(pick)?.get(pick.data.rowOf[pick.i]!) ?? null),
-    arrowTypeOf(field),
+    types.get(field.name)!,
   )
 }
 
@@ -251,15 +258,15 @@ export async function loadLayer(
   return values
 }
 
-function layerColumn(layer: Layer, values: Map<bigint, unknown>, anchors: bigint[]): Vector {
+function layerColumn(layer: Layer, values: Map<bigint, unknown>, anchors: bigint[], types: Types): Vector {
   const picked = anchors.map((a) => values.get(a) ?? null)
   if (layer.field.family === 'embedding') {
     return vectorFromArray(
       picked.map((v) => (v === null ? null : [...(v as Float32Array)])),
-      arrowTypeOf(layer.field),
+      types.get(layer.name)!,
     )
   }
-  return vectorFromArray(picked, arrowTypeOf(layer.field))
+  return vectorFromArray(picked, types.get(layer.name)!)
 }
 
 /** The iteration itself: plan, prefetch windows, gather batches, pad the partition. */
@@ -275,6 +282,9 @@ export function iterate(
     const { signal } = options
     const baseFields = manifest.schema.fields.filter((f) => state.fields.includes(f.name))
     const layers = manifest.layers.filter((l) => state.fields.includes(l.name))
+    const types: Types = new Map(
+      [...baseFields, ...layers.map((l) => l.field)].map((f) => [f.name, arrowTypeOf(f)]),
+    )
     const layerValues = new Map<string, Map<bigint, unknown>>()
     for (const layer of layers) layerValues.set(layer.name, await loadLayer(repo, layer, signal))
 
@@ -336,14 +346,14 @@ export function iterate(
           picks.push({ data, i: data.order ? data.order[k]! : k })
         at = end
       }
-      const batch = buildBatch(picks, baseFields, layers, layerValues, state.fields)
+      const batch = buildBatch(picks, baseFields, layers, layerValues, state.fields, types)
       // Counted before it is handed over: a consumer that stops after this batch has seen it.
       yielded++
       yield batch
     }
     while (yielded < plan.batchesPerPartition) {
       yielded++
-      yield buildBatch([], baseFields, layers, layerValues, state.fields)
+      yield buildBatch([], baseFields, layers, layerValues, state.fields, types)
     }
   }
   return { [Symbol.asyncIterator]: run, state: snapshotState }
@@ -355,6 +365,7 @@ function buildBatch(
   layers: Layer[],
   layerValues: Map<string, Map<bigint, unknown>>,
   order: string[],
+  types: Types,
 ): RecordBatch {
   const anchors = picks.map(({ data, i }) => data.anchors[i]!)
   const columns: Record<string, Vector> = { _anchor: anchorColumn(BigUint64Array.from(anchors)) }
@@ -362,8 +373,8 @@ function buildBatch(
     const field = baseFields.find((f) => f.name === name)
     columns[name] =
       field !== undefined
-        ? gather(field, picks)
-        : layerColumn(layers.find((l) => l.name === name)!, layerValues.get(name)!, anchors)
+        ? gather(field, picks, types)
+        : layerColumn(layers.find((l) => l.name === name)!, layerValues.get(name)!, anchors, types)
   }
   const table = new ArrowTable(columns)
   return table.batches[0]!

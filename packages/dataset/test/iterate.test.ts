@@ -174,3 +174,16 @@ function recordOf(id: number) {
     label: `class-${id % 5}`,
   }
 }
+
+describe('batches of one iteration', () => {
+  it('share one schema, so they form one Table and one IPC stream', async () => {
+    const { Table, tableFromIPC, tableToIPC } = await import('apache-arrow')
+    const { ds } = await dataset(70)
+    const batches = await collect(ds.iterArrowBatches({ batchSize: 16, shuffleSeed: 1 }))
+    const table = new Table(batches)
+    expect(table.numRows).toBe(70)
+    const back = tableFromIPC(tableToIPC(table, 'stream'))
+    expect(back.getChild('label')!.toArray()).toEqual(table.getChild('label')!.toArray())
+    expect(back.getChild('_anchor')!.toArray()).toEqual(table.getChild('_anchor')!.toArray())
+  })
+})
