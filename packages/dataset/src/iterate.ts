@@ -7,7 +7,7 @@ import {
   readLayerSegment,
 } from '@dreamdb/arrow'
 import type { Store } from '@dreamdb/cas'
-import type { Field, Layer, Manifest, Repository } from '@dreamdb/manifest'
+import type { Bucket, Field, Layer, Manifest, Repository } from '@dreamdb/manifest'
 import {
   Table as ArrowTable,
   Binary,
@@ -19,7 +19,7 @@ import {
   vectorFromArray,
 } from 'apache-arrow'
 import { InvalidOptionError, ResumeMismatchError, UnknownFieldError } from './errors.js'
-import { buildPlan, type Plan, type PlannedBucket, permutation, type Window } from './plan.js'
+import { buildPlan, type Plan, permutation, type Unit, type Window, windowsOf } from './plan.js'
 
 export interface IterOptions {
   /** Records per batch. @default 256 */
@@ -159,7 +159,7 @@ async function loadWindow(
   signal: AbortSignal | undefined,
 ): Promise<WindowData> {
   const decoded = await Promise.all(
-    window.buckets.map(({ bucket }) =>
+    window.buckets.map((bucket) =>
       readBucketColumns(store, baseFields, bucket, { ...(signal ? { signal } : {}) }),
     ),
   )
@@ -167,7 +167,7 @@ async function loadWindow(
   const bucketOf = new Uint32Array(window.records)
   const rowOf = new Uint32Array(window.records)
   let at = 0
-  window.buckets.forEach(({ bucket }, b) => {
+  window.buckets.forEach((bucket, b) => {
     anchors.set(anchorsOf(bucket), at)
     for (let r = 0; r < bucket.records; r++) {
       bucketOf[at + r] = b
@@ -288,13 +288,25 @@ export function iterate(
     const layerValues = new Map<string, Map<bigint, unknown>>()
     for (const layer of layers) layerValues.set(layer.name, await loadLayer(repo, layer, signal))
 
-    const buckets: PlannedBucket[] = []
+    const tMin = state.timeRange?.[0] ?? Number.NEGATIVE_INFINITY
+    const tMax = state.timeRange?.[1] ?? Number.POSITIVE_INFINITY
+    const inRange = (b: Bucket) => !(b.timeMax < tMin || b.timeMin > tMax)
     const walk = {
       ...(signal ? { signal } : {}),
-      ...(state.timeRange ? { timeMin: state.timeRange[0], timeMax: state.timeRange[1] } : {}),
+      ...(state.timeRange ? { timeMin: tMin, timeMax: tMax } : {}),
     }
-    for await (const { position, bucket } of repo.buckets(manifest, walk)) buckets.push({ position, bucket })
-    const plan: Plan = buildPlan(buckets, {
+    // Units from the leaves' summaries; only a leaf straddling the time range is read now.
+    const units: Omit<Unit, 'start'>[] = []
+    for await (const { leaf } of repo.leaves(manifest, walk)) {
+      if (leaf.timeMin >= tMin && leaf.timeMax <= tMax) {
+        units.push({ node: leaf.node, records: leaf.records })
+        continue
+      }
+      const buckets = (await repo.leafBuckets(leaf.node, walk)).filter(inRange)
+      const records = buckets.reduce((n, b) => n + b.records, 0)
+      if (records > 0) units.push({ node: leaf.node, records, buckets })
+    }
+    const planOptions = {
       batchSize: state.batchSize,
       shuffleSeed: state.shuffleSeed,
       epoch: state.epoch,
@@ -302,7 +314,8 @@ export function iterate(
       partition: state.rank * state.numWorkers + state.worker,
       partitions: state.worldSize * state.numWorkers,
       windowRecords: options.windowRecords,
-    })
+    }
+    const plan: Plan = buildPlan(units, planOptions)
     if (yielded > plan.batchesPerPartition) {
       throw new InvalidOptionError(
         'resumeFrom.nextBatch',
@@ -310,40 +323,55 @@ export function iterate(
         `this partition has ${plan.batchesPerPartition} batches`,
       )
     }
+    const fromRecord = (plan.firstBatch + yielded) * state.batchSize
+    const toRecord = Math.min(plan.records, plan.endBatch * state.batchSize)
 
-    // Windows are fetched in order, `prefetch` ahead of the one being consumed.
-    const loads = new Map<number, Promise<WindowData>>()
-    const windowData = (w: number): Promise<WindowData> => {
-      for (let ahead = w; ahead <= Math.min(plan.windows.length - 1, w + options.prefetch); ahead++) {
-        if (!loads.has(ahead)) {
-          const load = loadWindow(repo.store, plan.windows[ahead]!, baseFields, signal)
-          load.catch(() => {})
-          loads.set(ahead, load)
+    // The windows this partition needs, in order; a unit's buckets are read when reached.
+    async function* windows(): AsyncGenerator<Window> {
+      for (const unit of plan.units) {
+        if (unit.start + unit.records <= fromRecord) continue
+        if (unit.start >= toRecord) return
+        const buckets = unit.buckets ?? (await repo.leafBuckets(unit.node, walk))
+        for (const window of windowsOf(unit, buckets, planOptions)) {
+          if (window.start + window.records <= fromRecord) continue
+          if (window.start >= toRecord) return
+          yield window
         }
       }
-      for (const key of loads.keys()) if (key < w) loads.delete(key)
-      return loads.get(w)!
+    }
+    // Windows are fetched `prefetch` ahead of the one being consumed.
+    const upcoming = windows()
+    const queue: { window: Window; data: Promise<WindowData> }[] = []
+    let exhausted = false
+    const fill = async (): Promise<void> => {
+      while (!exhausted && queue.length <= options.prefetch) {
+        const next = await upcoming.next()
+        if (next.done) {
+          exhausted = true
+          return
+        }
+        const data = loadWindow(repo.store, next.value, baseFields, signal)
+        data.catch(() => {})
+        queue.push({ window: next.value, data })
+      }
     }
 
-    let windowIndex = 0
     for (let b = plan.firstBatch + yielded; b < plan.endBatch; b++) {
       signal?.throwIfAborted()
       const from = b * state.batchSize
       const to = Math.min(plan.records, from + state.batchSize)
-      // Rows of this batch, as (window, window-local row) in the epoch's order.
       const picks: Pick[] = []
-      while (
-        windowIndex < plan.windows.length &&
-        plan.windows[windowIndex]!.start + plan.windows[windowIndex]!.records <= from
-      ) {
-        windowIndex++
-      }
-      for (let w = windowIndex, at = from; at < to; w++) {
-        const window = plan.windows[w]!
-        const data = await windowData(w)
-        const end = Math.min(to, window.start + window.records)
-        for (let k = at - window.start; k < end - window.start; k++)
-          picks.push({ data, i: data.order ? data.order[k]! : k })
+      for (let at = from, k = 0; at < to; k++) {
+        await fill()
+        while (queue.length > 0 && queue[0]!.window.start + queue[0]!.window.records <= at) queue.shift()
+        if (k >= queue.length) await fill()
+        const entry = queue.find((q) => q.window.start <= at && at < q.window.start + q.window.records)
+        if (entry === undefined) throw new Error(`record ${at} of the epoch is in no window`)
+        const data = await entry.data
+        const end = Math.min(to, entry.window.start + entry.window.records)
+        for (let i = at - entry.window.start; i < end - entry.window.start; i++) {
+          picks.push({ data, i: data.order ? data.order[i]! : i })
+        }
         at = end
       }
       const batch = buildBatch(picks, baseFields, layers, layerValues, state.fields, types)

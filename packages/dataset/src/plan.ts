@@ -1,31 +1,40 @@
 /**
  * The iteration plan: which records an epoch visits, in what order, and which of them each
- * (rank, worker) partition yields. Computed from metadata alone (bucket record counts), so
- * every process derives the same plan without talking to the others.
+ * (rank, worker) partition yields. Computed from metadata alone, so every process derives
+ * the same plan without talking to the others, and without reading the timeline's leaves:
+ * the plan is made of **units** (the timeline's leaves, up to 32 buckets each) whose record
+ * counts come from the summaries their parent nodes keep.
  *
- * Order: with a shuffle seed, buckets are permuted (seeded by seed, epoch and manifest),
- * grouped into windows of consecutive buckets, and the records inside each window are
- * permuted again: a two-level shuffle whose memory is one window. Without a seed, records
- * come in append order.
+ * Order: with a shuffle seed, units are permuted (seeded by seed, epoch and manifest); when
+ * a unit is reached, its buckets are permuted and grouped into windows of about
+ * `windowRecords` records, and the records inside each window are permuted again: a
+ * three-level shuffle whose memory is a few windows. Without a seed, records come in
+ * append order.
  *
  * Partitioning: the epoch's records, in that order, are cut into batches of `batchSize`;
- * partition p of P (p = rank * numWorkers + worker) takes a contiguous run of those
- * batches, so every record is yielded exactly once per epoch across all partitions. Runs
- * differ in length by at most one batch; the shorter ones end with an empty batch, so
- * every partition, and every rank, steps the same number of times without repeating or
- * dropping a record.
+ * partition p of P (p = rank * numWorkers + worker) takes a contiguous run of batches, so
+ * every record is yielded exactly once per epoch across all partitions. Runs differ in
+ * length by at most one batch; the shorter ones end with an empty batch, so every
+ * partition, and every rank, steps the same number of times without repeating or dropping
+ * a record.
  */
 import { createHash } from 'node:crypto'
 import type { Bucket } from '@dreamdb/manifest'
+import type { CID } from 'multiformats/cid'
 
-export interface PlannedBucket {
-  /** Position in the timeline. */
-  position: number
-  bucket: Bucket
+/** A leaf of the timeline, known by its summary until it is reached. */
+export interface Unit {
+  node: CID
+  /** Records this epoch visits in the unit (after any time filter). */
+  records: number
+  /** Offset of the unit's first record in the epoch's order. */
+  start: number
+  /** Buckets already known (when a time filter needed them to count), else loaded later. */
+  buckets?: Bucket[]
 }
 
 export interface Window {
-  buckets: PlannedBucket[]
+  buckets: Bucket[]
   records: number
   /** Offset of the window's first record in the epoch's order. */
   start: number
@@ -34,7 +43,7 @@ export interface Window {
 }
 
 export interface Plan {
-  windows: Window[]
+  units: Unit[]
   records: number
   batches: number
   batchesPerPartition: number
@@ -85,44 +94,68 @@ export function permutation(n: number, seed: number): Uint32Array {
   return out
 }
 
-export function buildPlan(buckets: PlannedBucket[], options: PlanOptions): Plan {
+/** Order the units and give each its offset; cut the epoch into this partition's batches. */
+export function buildPlan(units: Omit<Unit, 'start'>[], options: PlanOptions): Plan {
   const { shuffleSeed, epoch, manifest } = options
+  const ordered =
+    shuffleSeed === null
+      ? units
+      : Array.from(
+          permutation(units.length, derivedSeed(shuffleSeed, epoch, manifest, 'units')),
+          (i) => units[i]!,
+        )
+  let start = 0
+  const placed = ordered.map((unit) => {
+    const out = { ...unit, start }
+    start += unit.records
+    return out
+  })
+  const records = start
+  const batches = Math.ceil(records / options.batchSize)
+  const { partition, partitions } = options
+  return {
+    units: placed,
+    records,
+    batches,
+    batchesPerPartition: Math.ceil(batches / partitions),
+    firstBatch: Math.floor((batches * partition) / partitions),
+    endBatch: Math.floor((batches * (partition + 1)) / partitions),
+  }
+}
+
+/** The windows of one unit, in the epoch's order, once its buckets are known. */
+export function windowsOf(unit: Unit, buckets: Bucket[], options: PlanOptions): Window[] {
+  const { shuffleSeed, epoch, manifest } = options
+  const key = unit.node.toString()
   const ordered =
     shuffleSeed === null
       ? buckets
       : Array.from(
-          permutation(buckets.length, derivedSeed(shuffleSeed, epoch, manifest, 'buckets')),
+          permutation(buckets.length, derivedSeed(shuffleSeed, epoch, manifest, 'buckets', key)),
           (i) => buckets[i]!,
         )
   const windows: Window[] = []
   let current: Window | undefined
-  let start = 0
-  for (const planned of ordered) {
-    if (current === undefined || (shuffleSeed === null ? true : current.records >= options.windowRecords)) {
+  let start = unit.start
+  for (const bucket of ordered) {
+    if (current === undefined || shuffleSeed === null || current.records >= options.windowRecords) {
       current = {
         buckets: [],
         records: 0,
         start,
         seed:
-          shuffleSeed === null ? null : derivedSeed(shuffleSeed, epoch, manifest, 'window', windows.length),
+          shuffleSeed === null
+            ? null
+            : derivedSeed(shuffleSeed, epoch, manifest, 'window', key, windows.length),
       }
       windows.push(current)
     }
-    current.buckets.push(planned)
-    current.records += planned.bucket.records
-    start += planned.bucket.records
+    current.buckets.push(bucket)
+    current.records += bucket.records
+    start += bucket.records
   }
-  const records = start
-  const batches = Math.ceil(records / options.batchSize)
-  const { partition, partitions } = options
-  const firstBatch = Math.floor((batches * partition) / partitions)
-  const endBatch = Math.floor((batches * (partition + 1)) / partitions)
-  return {
-    windows,
-    records,
-    batches,
-    batchesPerPartition: Math.ceil(batches / partitions),
-    firstBatch,
-    endBatch,
+  if (start - unit.start !== unit.records) {
+    throw new Error(`unit ${key} holds ${start - unit.start} records, its summary said ${unit.records}`)
   }
+  return windows
 }

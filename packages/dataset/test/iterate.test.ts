@@ -59,7 +59,7 @@ describe('iterArrowBatches', () => {
   for (const workers of [1, 2, 4]) {
     for (const ranks of [1, 3]) {
       it(`${workers} workers x ${ranks} ranks: every record exactly once, every rank the same number of batches`, async () => {
-        const { ds } = await dataset(203, { bucketRecords: 17 })
+        const { ds } = await dataset(203, { bucketRecords: 3 })
         const seen: number[] = []
         const perRank: number[] = []
         for (let rank = 0; rank < ranks; rank++) {
@@ -90,7 +90,7 @@ describe('iterArrowBatches', () => {
   }
 
   it('shuffles deterministically for a seed, and differently for another epoch', async () => {
-    const { ds } = await dataset(120)
+    const { ds } = await dataset(120, { bucketRecords: 2 })
     const order = async (epoch: number, seed = 42) =>
       (await collect(ds.iterArrowBatches({ batchSize: 10, shuffleSeed: seed, epoch }))).flatMap(idsOf)
     const a = await order(0)
@@ -102,7 +102,8 @@ describe('iterArrowBatches', () => {
   })
 
   it('resumes mid-epoch in a new iterator with no record repeated or skipped', async () => {
-    const { ds } = await dataset(150)
+    // 3-record buckets: 50 buckets over two timeline leaves, so resumption crosses units.
+    const { ds } = await dataset(150, { bucketRecords: 3 })
     const options = { batchSize: 7, shuffleSeed: 3, epoch: 2, rank: 1, worldSize: 2 }
     const full = (await collect(ds.iterArrowBatches(options))).flatMap(idsOf)
     const stream = ds.iterArrowBatches(options)

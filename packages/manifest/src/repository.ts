@@ -13,7 +13,17 @@ import {
   SnapshotImmutableError,
   SnapshotLabelTakenError,
 } from './errors.js'
-import type { Bucket, Change, Field, Layer, Manifest, RefKind, RefTarget, Schema } from './model.js'
+import type {
+  Bucket,
+  Change,
+  Field,
+  Layer,
+  Manifest,
+  RefKind,
+  RefTarget,
+  Schema,
+  TreeChild,
+} from './model.js'
 import { assertUserRefName } from './names.js'
 import {
   assertUniqueNames,
@@ -24,7 +34,15 @@ import {
   normalizeSchema,
   sameField,
 } from './schema.js'
-import { DEFAULT_FANOUT, loadRoot, NodeStore, spliceTree, type WalkOptions, walkTree } from './tree.js'
+import {
+  DEFAULT_FANOUT,
+  loadRoot,
+  NodeStore,
+  spliceTree,
+  treeLeaves,
+  type WalkOptions,
+  walkTree,
+} from './tree.js'
 
 /** What a commit does. Data objects must already be in the store. */
 export type ChangeRequest =
@@ -246,6 +264,25 @@ export class Repository {
     options: WalkOptions = {},
   ): AsyncIterable<{ position: number; bucket: Bucket }> {
     yield* walkTree(this.nodes, manifest.timeline, options)
+  }
+
+  /**
+   * The timeline's leaves (groups of up to `fanout` buckets) as summaries: record counts and
+   * time bounds without reading the leaves. Iteration plans an epoch from these.
+   */
+  async *leaves(
+    manifest: Manifest,
+    options: WalkOptions = {},
+  ): AsyncIterable<{ position: number; leaf: TreeChild }> {
+    yield* treeLeaves(this.nodes, manifest.timeline, options)
+  }
+
+  /** The buckets of one leaf named by `leaves`. */
+  async leafBuckets(leaf: CID, options: AbortOptions = {}): Promise<Bucket[]> {
+    const node = await this.nodes.load(leaf, options)
+    if (!('buckets' in node))
+      throw new InvalidChangeError('leaf', `${leaf} is a level-${node.level} node, not a leaf`)
+    return node.buckets
   }
 
   /**

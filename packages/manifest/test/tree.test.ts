@@ -1,7 +1,15 @@
 import { cidOf, openStore } from '@dreamdb/cas'
 import { describe, expect, it } from 'vitest'
 import type { Bucket } from '../src/index.js'
-import { loadRoot, NodeStore, spliceTree, type TreeRoot, treeNodes, walkTree } from '../src/tree.js'
+import {
+  loadRoot,
+  NodeStore,
+  spliceTree,
+  type TreeRoot,
+  treeLeaves,
+  treeNodes,
+  walkTree,
+} from '../src/tree.js'
 
 function bucket(id: number): Bucket {
   return {
@@ -115,5 +123,46 @@ describe('bucket tree', () => {
     for await (const { cid } of treeNodes(nodes, b!.cid)) if (!nodesA.has(cid.toString())) fresh++
     expect(fresh).toBeLessThanOrEqual(4)
     expect(await loadRoot(nodes, b!.cid)).toMatchObject({ summary: { buckets: 501 } })
+  })
+
+  it('lists leaves from interior summaries only, in order, with positions and time pruning', async () => {
+    const store = await openStore('memory://')
+    const nodes = new NodeStore(store)
+    const root = await spliceTree(
+      nodes,
+      null,
+      0,
+      0,
+      Array.from({ length: 700 }, (_, i) => bucket(i)),
+      { fanout: 8 },
+    )
+    const cold = new NodeStore(store)
+    const loaded: string[] = []
+    const load = cold.load.bind(cold)
+    cold.load = (cid, options) => {
+      loaded.push(cid.toString())
+      return load(cid, options)
+    }
+    const leaves = []
+    for await (const entry of treeLeaves(cold, root!.cid)) leaves.push(entry)
+    // 700 buckets in leaves of 8: 88 leaves, read through 11 + 2 + 1 interior nodes.
+    expect(leaves.length).toBe(88)
+    expect(loaded.length).toBe(14)
+    expect(leaves.reduce((n, l) => n + l.leaf.buckets, 0)).toBe(700)
+    let position = 0
+    for (const { position: p, leaf } of leaves) {
+      expect(p).toBe(position)
+      const node = await nodes.load(leaf.node)
+      expect('buckets' in node && Number(node.buckets[0]!.anchorMin / 10n)).toBe(position)
+      position += leaf.buckets
+    }
+    const pruned = []
+    for await (const entry of treeLeaves(nodes, root!.cid, { timeMin: 1100, timeMax: 1120 }))
+      pruned.push(entry.position)
+    expect(pruned).toEqual([96, 104, 112, 120])
+    const single = await spliceTree(nodes, null, 0, 0, [bucket(1)], { fanout: 8 })
+    const one = []
+    for await (const entry of treeLeaves(nodes, single!.cid)) one.push(entry)
+    expect(one.map((e) => [e.position, e.leaf.buckets])).toEqual([[0, 1]])
   })
 })
