@@ -7,6 +7,7 @@ export default defineConfig({
     alias: {
       '@dreamdb/cas': fileURLToPath(new URL('../cas/src/index.ts', import.meta.url)),
       '@dreamdb/manifest': fileURLToPath(new URL('../manifest/src/index.ts', import.meta.url)),
+      '@dreamdb/vector': fileURLToPath(new URL('../vector/src/index.ts', import.meta.url)),
     },
   },
   test: {

@@ -10,6 +10,7 @@ export default defineConfig({
       '@dreamdb/cas': source('cas'),
       '@dreamdb/manifest': source('manifest'),
       '@dreamdb/arrow': source('arrow'),
+      '@dreamdb/vector': source('vector'),
     },
   },
   test: {

@@ -1,12 +1,22 @@
 import type { AbortOptions, Store } from '@dreamdb/cas'
 import type { Bucket, Field, FieldObject } from '@dreamdb/manifest'
 import { Table as ArrowTable, tableFromIPC, tableToIPC, type Vector } from 'apache-arrow'
-import { anchorColumn, decodeField, decodeFragmentIndex, type EncodedField, encodeField } from './columns.js'
+import {
+  anchorColumn,
+  type Codecs,
+  decodeField,
+  decodeFragmentIndex,
+  type EncodedField,
+  encodeField,
+  keysToRead,
+} from './columns.js'
 import { CorruptFieldObjectError, InvalidValueError } from './errors.js'
 
 export interface ReadOptions extends AbortOptions {
   /** Requests in flight at once. @default 8 */
   concurrency?: number
+  /** Loaded spatial indexes and compressors of compressed embedding fields. */
+  codecs?: Codecs
 }
 
 /** The anchors of a timeline bucket's records, in record order. */
@@ -28,13 +38,14 @@ export function encodeBucket(
   fields: readonly Field[],
   columns: Readonly<Record<string, readonly unknown[]>>,
   records: number,
+  codecs: Codecs = new Map(),
 ): EncodedBucket {
   return fields.flatMap((field) => {
     const values = columns[field.name]
     if (values === undefined) throw new InvalidValueError(field.name, 0, 'the field has no values')
     if (values.length !== records)
       throw new InvalidValueError(field.name, 0, `${values.length} values for ${records} records`)
-    const encoded: EncodedField = encodeField(field, values)
+    const encoded: EncodedField = encodeField(field, values, codecs)
     return [
       [field.name, encoded.main] as [string, Uint8Array],
       ...Object.entries(encoded.parts).map(
@@ -71,9 +82,9 @@ export async function writeBucketFields(
   fields: readonly Field[],
   columns: Readonly<Record<string, readonly unknown[]>>,
   records: number,
-  options: AbortOptions = {},
+  options: AbortOptions & { codecs?: Codecs } = {},
 ): Promise<Record<string, FieldObject>> {
-  return await putEncodedBucket(store, encodeBucket(fields, columns, records), options)
+  return await putEncodedBucket(store, encodeBucket(fields, columns, records, options.codecs), options)
 }
 
 /** Read and decode the columns of `fields` for one bucket, fetching only their objects. */
@@ -83,12 +94,10 @@ export async function readBucketColumns(
   bucket: Bucket,
   options: ReadOptions = {},
 ): Promise<Record<string, Vector>> {
-  const wanted: { key: string; object: FieldObject }[] = []
-  for (const field of fields) {
-    for (const [key, object] of Object.entries(bucket.fields)) {
-      if (key === field.name || key.startsWith(`${field.name}/`)) wanted.push({ key, object })
-    }
-  }
+  const keys = Object.keys(bucket.fields)
+  const wanted: { key: string; object: FieldObject }[] = fields.flatMap((field) =>
+    keysToRead(field, keys).map((key) => ({ key, object: bucket.fields[key]! })),
+  )
   const bytes = new Map<string, Uint8Array>()
   let i = 0
   for await (const { bytes: b } of store.getMany(
@@ -97,21 +106,19 @@ export async function readBucketColumns(
   )) {
     bytes.set(wanted[i++]!.key, b)
   }
+  const read = (key: string) => {
+    const b = bytes.get(key)
+    return b === undefined ? undefined : { cid: bucket.fields[key]!.cid.toString(), bytes: b }
+  }
   const out: Record<string, Vector> = {}
   for (const field of fields) {
-    const main = bucket.fields[field.name]
-    if (main === undefined) continue // a field added after this bucket was written: nulls
+    if (!keys.includes(field.name)) continue // a field added after this bucket was written: nulls
     const parts: Record<string, { cid: string; bytes: Uint8Array }> = {}
-    for (const [key, object] of Object.entries(bucket.fields)) {
-      if (key.startsWith(`${field.name}/`))
-        parts[key.slice(field.name.length + 1)] = { cid: object.cid.toString(), bytes: bytes.get(key)! }
+    for (const key of keys) {
+      const part = key.startsWith(`${field.name}/`) ? read(key) : undefined
+      if (part !== undefined) parts[key.slice(field.name.length + 1)] = part
     }
-    out[field.name] = decodeField(
-      field,
-      bucket.records,
-      { cid: main.cid.toString(), bytes: bytes.get(field.name)! },
-      parts,
-    )
+    out[field.name] = decodeField(field, bucket.records, read(field.name), parts, options.codecs)
   }
   return out
 }

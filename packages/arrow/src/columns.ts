@@ -12,6 +12,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { EmbeddingField, Field, ScalarField } from '@dreamdb/manifest'
+import { decodeCodes, encodeCodes, type SpatialIndex, type VectorCompressor } from '@dreamdb/vector'
 import {
   Field as ArrowField,
   Table as ArrowTable,
@@ -37,6 +38,33 @@ import {
   vectorFromArray,
 } from 'apache-arrow'
 import { CorruptFieldObjectError, InvalidValueError } from './errors.js'
+
+/**
+ * What encodes and decodes an embedding field whose schema names a spatial index and a
+ * compressor: the objects themselves, loaded from the store (`@dreamdb/vector`).
+ */
+export interface EmbeddingCodec {
+  spatialIndex: SpatialIndex
+  compressor: VectorCompressor
+}
+
+/** Codecs by field name, for the compressed embedding fields of a schema. */
+export type Codecs = ReadonlyMap<string, EmbeddingCodec>
+
+/** Whether a field's values are stored as codes (it names a spatial index and a compressor). */
+export function isCompressed(field: Field): boolean {
+  return field.family === 'embedding' && field.spatialIndex !== null && field.compressor !== null
+}
+
+/**
+ * The object keys a read of `field` needs: `<field>` and its parts, except that a compressed
+ * embedding with full vectors kept (rerank) is read from its exact `vectors` part alone.
+ */
+export function keysToRead(field: Field, available: readonly string[]): string[] {
+  const own = available.filter((k) => k === field.name || k.startsWith(`${field.name}/`))
+  if (isCompressed(field) && own.includes(`${field.name}/vectors`)) return [`${field.name}/vectors`]
+  return own
+}
 
 /** The bytes of one field for one bucket: the main object, and parts by name. */
 export interface EncodedField {
@@ -77,13 +105,29 @@ function ipcOf(name: string, vector: Vector): Uint8Array {
   return tableToIPC(new ArrowTable({ [name]: vector }), 'stream')
 }
 
-/** Validate and encode `values` (one per record) for `field`. Throws InvalidValueError. */
-export function encodeField(field: Field, values: readonly unknown[]): EncodedField {
+/**
+ * Validate and encode `values` (one per record) for `field`. Throws InvalidValueError. A
+ * compressed embedding stores a code block (`@dreamdb/vector`), plus the float32 vectors as
+ * a `vectors` part when the field keeps them for rerank.
+ */
+export function encodeField(
+  field: Field,
+  values: readonly unknown[],
+  codecs: Codecs = new Map(),
+): EncodedField {
   switch (field.family) {
     case 'scalar':
       return { main: ipcOf(field.name, scalarVector(field, values)), parts: {} }
-    case 'embedding':
-      return { main: ipcOf(field.name, embeddingVector(field, values)), parts: {} }
+    case 'embedding': {
+      const vectors = embeddingVector(field, values)
+      if (!isCompressed(field)) return { main: ipcOf(field.name, vectors), parts: {} }
+      const codec = codecs.get(field.name)
+      if (codec === undefined)
+        throw new InvalidValueError(field.name, 0, 'its spatial index and compressor were not loaded')
+      const flat = vectors.data[0]!.children[0]!.values as Float32Array
+      const main = encodeCodes(codec.spatialIndex, codec.compressor, flat)
+      return { main, parts: field.rerank ? { vectors: ipcOf(field.name, vectors) } : {} }
+    }
     case 'binary':
       return encodeBinary(field.name, values)
   }
@@ -270,13 +314,46 @@ export function decodeFragmentIndex(
   }
 }
 
-/** Decode one field's objects for a bucket of `records` records into its Arrow column. */
+/**
+ * Decode one field's objects for a bucket of `records` records into its Arrow column. A
+ * compressed embedding decodes its exact `vectors` part when given, else approximates the
+ * vectors from its codes.
+ */
 export function decodeField(
   field: Field,
   records: number,
-  main: { cid: string; bytes: Uint8Array },
+  main: { cid: string; bytes: Uint8Array } | undefined,
   parts: Record<string, { cid: string; bytes: Uint8Array }> = {},
+  codecs: Codecs = new Map(),
 ): Vector {
+  if (isCompressed(field)) {
+    const exact = parts.vectors
+    if (exact !== undefined) return columnOf(field, exact.cid, exact.bytes, records)
+    const codec = codecs.get(field.name)
+    if (main === undefined || codec === undefined) {
+      throw new CorruptFieldObjectError(
+        field.name,
+        main?.cid ?? '?',
+        'neither full vectors nor codes with their codec',
+      )
+    }
+    let flat: Float32Array
+    try {
+      flat = decodeCodes(codec.spatialIndex, codec.compressor, main.bytes)
+    } catch (cause) {
+      throw new CorruptFieldObjectError(field.name, main.cid, 'not a code block of this field', { cause })
+    }
+    const embedding = field as EmbeddingField
+    if (flat.length !== records * embedding.dim) {
+      throw new CorruptFieldObjectError(
+        field.name,
+        main.cid,
+        `it holds ${flat.length / embedding.dim} codes for ${records} records`,
+      )
+    }
+    return embeddingColumn(embedding, flat)
+  }
+  if (main === undefined) throw new CorruptFieldObjectError(field.name, '?', 'the main object is missing')
   if (field.family !== 'binary') return columnOf(field, main.cid, main.bytes, records)
   const index = parts.index
   if (index === undefined)

@@ -32,10 +32,14 @@ export {
 export {
   anchorColumn,
   arrowTypeOf,
+  type Codecs,
   checkVector,
   decodeField,
+  type EmbeddingCodec,
   type EncodedField,
   embeddingColumn,
   encodeField,
+  isCompressed,
+  keysToRead,
 } from './columns.js'
 export * from './errors.js'

@@ -1,4 +1,13 @@
-import { encodeBucket, putEncodedBucket, writeLayerSegment } from '@dreamdb/arrow'
+import {
+  anchorsOf,
+  type Codecs,
+  type EmbeddingCodec,
+  encodeBucket,
+  isCompressed,
+  putEncodedBucket,
+  readBucketColumns,
+  writeLayerSegment,
+} from '@dreamdb/arrow'
 import { type AbortOptions, openStore, type Store } from '@dreamdb/cas'
 import {
   type BucketInput,
@@ -11,6 +20,16 @@ import {
   type ScalarKind,
   type SnapshotInfo,
 } from '@dreamdb/manifest'
+import {
+  createCompressor,
+  createVectorIndex,
+  loadCompressor,
+  loadSpatialIndex,
+  saveCompressor,
+  saveSpatialIndex,
+  trainSpatialIndex,
+  type VectorIndex,
+} from '@dreamdb/vector'
 import { CID } from 'multiformats/cid'
 import { InvalidOptionError, InvalidSampleError, ReadOnlyDatasetError, UnknownFieldError } from './errors.js'
 import { type BatchStream, type IterOptions, iterate, normalizeIterOptions } from './iterate.js'
@@ -32,6 +51,50 @@ export interface AppendOptions extends AbortOptions {
   /** Bytes of binary values per bucket, at most. @default 64 MiB */
   bucketBytes?: number
   message?: string
+}
+
+export interface SearchOptions extends AbortOptions {
+  /** How many nearest records. More than the dataset holds returns them all. */
+  k: number
+  /** Lists of the spatial index to scan (compressed fields). @default min(lists, 16) */
+  nprobe?: number
+  /** Exact distances on the kept full vectors. @default the field's `rerank` */
+  rerank?: boolean
+  /** Only records whose scalar fields equal these values, e.g. `{ split: 'train' }`. */
+  filter?: Record<string, string | number | boolean | bigint>
+}
+
+export interface SearchHits {
+  /** Anchors of the nearest records, closest first. */
+  anchors: BigUint64Array
+  /** Smaller is closer: squared L2, negative inner product, or 1 - cosine similarity. */
+  distances: Float32Array
+}
+
+export interface MigrateOptions extends AbortOptions {
+  /** The embedding field to re-encode. */
+  field: string
+  /** `dreamdb.ivf-cosine`, `dreamdb.ivf-l2` or `dreamdb.ivf-ip` (IVF + RaBitQ), or `null` for plain float32. */
+  algorithm: string | null
+  /** Bits per dimension of the codes, 1 to 8. @default 1 */
+  bits?: number
+  /** Keep the full float32 vectors beside the codes, for exact rerank. @default true */
+  rerank?: boolean
+  /** IVF lists to train. @default about sqrt(records) */
+  lists?: number
+  /** Reuse an operator-trained spatial index instead of training one. */
+  spatialIndex?: string | CID
+  /** Reuse an operator-published compressor instead of creating one. */
+  compressor?: string | CID
+  /** Seeds the training sample and the rotation. @default 0 */
+  seed?: number
+  message?: string
+}
+
+const ALGORITHMS: Record<string, 'cosine' | 'l2' | 'ip'> = {
+  'dreamdb.ivf-cosine': 'cosine',
+  'dreamdb.ivf-l2': 'l2',
+  'dreamdb.ivf-ip': 'ip',
 }
 
 export interface EmbeddingLayerInit {
@@ -80,6 +143,10 @@ export class Dataset {
   readonly ref: string | null
   #manifestCid: CID
   #manifest: Manifest
+  /** Loaded spatial indexes and compressors, by `spatialIndex/compressor` CIDs. */
+  readonly #codecCache = new Map<string, Promise<EmbeddingCodec>>()
+  /** Search indexes, by manifest and field. */
+  readonly #searchIndexes = new Map<string, Promise<VectorIndex>>()
 
   private constructor(repository: Repository, ref: string | null, cid: CID, manifest: Manifest) {
     this.repository = repository
@@ -184,11 +251,13 @@ export class Dataset {
       throw new InvalidOptionError('bucketRecords', perBucket, 'must be >= 1')
     const groups = splitIntoBuckets(records, fields, perBucket, maxBytes)
     // Encode everything first: a bad value fails before anything is written.
+    const codecs = await this.#codecs(options)
     const encoded = groups.map((group) =>
       encodeBucket(
         fields,
         Object.fromEntries(fields.map((f) => [f.name, group.map((r) => r[f.name])])),
         group.length,
+        codecs,
       ),
     )
     const buckets: BucketInput[] = []
@@ -251,8 +320,226 @@ export class Dataset {
     return iterate(this.repository as Repository, this.#manifest, state, {
       windowRecords: options.shuffleWindow ?? Math.max(4 * state.batchSize, 4096),
       prefetch: options.prefetch ?? 2,
+      codecs: () => this.#codecs(options.signal ? { signal: options.signal } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     })
+  }
+
+  /**
+   * The `k` records nearest to `query` under the field's metric. A compressed field is
+   * searched through its IVF-RaBitQ index (built from the stored codes once per state, so
+   * records appended since training are searchable without retraining); a plain float32
+   * field is scanned exactly.
+   */
+  async search(
+    fieldName: string,
+    query: readonly number[] | Float32Array,
+    options: SearchOptions,
+  ): Promise<SearchHits> {
+    const field = this.#manifest.schema.fields.find((f) => f.name === fieldName)
+    const names = this.#manifest.schema.fields.map((f) => f.name)
+    if (field === undefined) throw new UnknownFieldError(fieldName, names)
+    if (field.family !== 'embedding')
+      throw new InvalidOptionError('field', fieldName, `is a ${field.family} field, not an embedding`)
+    const k = options?.k
+    if (!Number.isSafeInteger(k) || k < 1) throw new InvalidOptionError('k', k, 'must be an integer >= 1')
+    const allowed = await this.#filterAnchors(options.filter, options)
+    const vectorsQuery = Array.from(query as ArrayLike<number>)
+    if (!isCompressed(field)) return await this.#exactSearch(field, vectorsQuery, k, allowed, options)
+    const index = await this.#searchIndex(field, options)
+    const result = index.search(vectorsQuery, {
+      k,
+      ...(options.nprobe !== undefined ? { nprobe: options.nprobe } : {}),
+      ...(options.rerank !== undefined ? { rerank: options.rerank } : {}),
+      ...(allowed ? { filter: (id: bigint) => allowed.has(id) } : {}),
+    })
+    return { anchors: result.ids, distances: result.distances }
+  }
+
+  /**
+   * Opt an existing embedding field into IVF + RaBitQ (or back to float32) without
+   * re-ingesting: train (or reuse) a spatial index and a compressor, re-encode only that
+   * field's objects, and commit the result as a new manifest. Snapshots taken before keep
+   * their content; other fields are untouched.
+   */
+  async migrate(options: MigrateOptions): Promise<string> {
+    const ref = this.#writableRef()
+    const field = this.#manifest.schema.fields.find((f) => f.name === options?.field)
+    if (field === undefined)
+      throw new UnknownFieldError(
+        String(options?.field),
+        this.#manifest.schema.fields.map((f) => f.name),
+      )
+    if (field.family !== 'embedding')
+      throw new InvalidOptionError('field', field.name, `is a ${field.family} field, not an embedding`)
+    const { algorithm } = options
+    if (algorithm !== null && !(algorithm in ALGORITHMS)) {
+      throw new InvalidOptionError(
+        'algorithm',
+        algorithm,
+        `must be one of ${Object.keys(ALGORITHMS).join(', ')} or null`,
+      )
+    }
+    const rerank = algorithm === null ? false : (options.rerank ?? true)
+    const bits = options.bits ?? 1
+    if (!Number.isInteger(bits) || bits < 1 || bits > 8)
+      throw new InvalidOptionError('bits', bits, 'must be an integer from 1 to 8')
+    const codecs = await this.#codecs(options)
+    const exact = !isCompressed(field) || field.rerank
+    if (rerank && !exact) {
+      throw new InvalidOptionError(
+        'rerank',
+        true,
+        `field '${field.name}' keeps no full vectors, only codes; re-ingest the vectors to enable rerank`,
+      )
+    }
+    // Every bucket's vectors, in timeline order (exact where kept, else decoded from codes).
+    const perBucket: Float32Array[] = []
+    for await (const { bucket } of this.repository.buckets(this.#manifest, options)) {
+      const column = (await readBucketColumns(this.store, [field], bucket, { ...options, codecs }))[
+        field.name
+      ]!
+      perBucket.push(column.data[0]!.children[0]!.values as Float32Array)
+    }
+    const metric = algorithm === null ? field.metric : ALGORITHMS[algorithm]!
+    let next: EmbeddingField = { ...field, metric, algorithm, spatialIndex: null, compressor: null, rerank }
+    const newCodecs = new Map<string, EmbeddingCodec>()
+    if (algorithm !== null) {
+      const all = new Float32Array(perBucket.reduce((n, v) => n + v.length, 0))
+      let at = 0
+      for (const v of perBucket) {
+        all.set(v, at)
+        at += v.length
+      }
+      const spatialIndex = options.spatialIndex
+        ? await loadSpatialIndex(this.store, asCid(options.spatialIndex, 'spatialIndex')!, options)
+        : await trainSpatialIndex(all, {
+            dim: field.dim,
+            metric,
+            ...(options.lists !== undefined ? { lists: options.lists } : {}),
+            seed: options.seed ?? 0,
+            ...(options.signal ? { signal: options.signal } : {}),
+          })
+      const compressor = options.compressor
+        ? await loadCompressor(this.store, asCid(options.compressor, 'compressor')!, options)
+        : createCompressor({ dim: field.dim, metric, bits, seed: options.seed ?? 0 })
+      next = {
+        ...next,
+        spatialIndex: await saveSpatialIndex(this.store, spatialIndex, options),
+        compressor: await saveCompressor(this.store, compressor, options),
+      }
+      newCodecs.set(field.name, { spatialIndex, compressor })
+    }
+    const objects = []
+    for (const vectors of perBucket) {
+      const rows = Array.from({ length: vectors.length / field.dim }, (_, i) =>
+        vectors.subarray(i * field.dim, (i + 1) * field.dim),
+      )
+      const encoded = encodeBucket([next], { [field.name]: rows }, rows.length, newCodecs)
+      objects.push(await putEncodedBucket(this.store, encoded, options))
+    }
+    const result = await this.repository.commit(
+      ref,
+      { kind: 'migrate', field: next, objects },
+      {
+        ...options,
+        ...(options.message ? { message: options.message } : {}),
+      },
+    )
+    return await this.#moved(result.manifest, options)
+  }
+
+  async #searchIndex(field: EmbeddingField, options: AbortOptions): Promise<VectorIndex> {
+    const key = `${this.currentManifest()}/${field.name}`
+    let index = this.#searchIndexes.get(key)
+    if (index === undefined) {
+      index = (async () => {
+        const codec = (await this.#codecs(options)).get(field.name)!
+        const built = createVectorIndex({ ...codec, keepVectors: field.rerank })
+        for await (const { bucket } of this.repository.buckets(this.#manifest, options)) {
+          const block = await this.store.get(bucket.fields[field.name]!.cid, options)
+          const vectors = field.rerank
+            ? ((await readBucketColumns(this.store, [field], bucket, options))[field.name]!.data[0]!
+                .children[0]!.values as Float32Array)
+            : undefined
+          built.addCodes(block, { ids: anchorsOf(bucket), ...(vectors ? { vectors } : {}) })
+        }
+        return built
+      })()
+      index.catch(() => this.#searchIndexes.delete(key))
+      this.#searchIndexes.set(key, index)
+    }
+    return await index
+  }
+
+  async #exactSearch(
+    field: EmbeddingField,
+    query: number[],
+    k: number,
+    allowed: Set<bigint> | undefined,
+    options: AbortOptions,
+  ): Promise<SearchHits> {
+    if (query.length !== field.dim)
+      throw new InvalidOptionError(
+        'query',
+        `${query.length} dimensions`,
+        `field '${field.name}' has ${field.dim}`,
+      )
+    if (!query.every(Number.isFinite))
+      throw new InvalidOptionError('query', 'a vector', 'has NaN or infinite components')
+    const norm = Math.hypot(...query)
+    if (field.metric === 'cosine' && norm === 0)
+      throw new InvalidOptionError('query', 'the zero vector', 'has no direction under cosine')
+    const hits: { anchor: bigint; distance: number }[] = []
+    for await (const batch of this.iterArrowBatches({ fields: [field.name], batchSize: 4096, ...options })) {
+      const anchors = batch.getChild('_anchor')!.toArray() as BigUint64Array
+      const values = batch.getChild(field.name)!.data[0]!.children[0]!.values as Float32Array
+      for (let r = 0; r < batch.numRows; r++) {
+        if (allowed && !allowed.has(anchors[r]!)) continue
+        let dot = 0
+        let l2 = 0
+        let vnorm = 0
+        for (let d = 0; d < field.dim; d++) {
+          const x = values[r * field.dim + d]!
+          dot += x * query[d]!
+          l2 += (x - query[d]!) ** 2
+          vnorm += x * x
+        }
+        const distance =
+          field.metric === 'l2' ? l2 : field.metric === 'ip' ? -dot : 1 - dot / (Math.sqrt(vnorm) * norm || 1)
+        hits.push({ anchor: anchors[r]!, distance })
+      }
+    }
+    hits.sort((a, b) => a.distance - b.distance)
+    const top = hits.slice(0, k)
+    return {
+      anchors: BigUint64Array.from(top.map((h) => h.anchor)),
+      distances: Float32Array.from(top.map((h) => h.distance)),
+    }
+  }
+
+  /** Anchors whose scalar fields equal the filter's values, or undefined for no filter. */
+  async #filterAnchors(
+    filter: SearchOptions['filter'],
+    options: AbortOptions,
+  ): Promise<Set<bigint> | undefined> {
+    if (filter === undefined) return undefined
+    const names = Object.keys(filter)
+    for (const name of names) {
+      const field = this.#manifest.schema.fields.find((f) => f.name === name)
+      if (field === undefined || field.family !== 'scalar') {
+        throw new InvalidOptionError('filter', name, 'filters compare scalar fields of the dataset')
+      }
+    }
+    const allowed = new Set<bigint>()
+    for await (const batch of this.iterArrowBatches({ fields: names, batchSize: 8192, ...options })) {
+      const anchors = batch.getChild('_anchor')!.toArray() as BigUint64Array
+      const columns = names.map((n) => batch.getChild(n)!)
+      for (let r = 0; r < batch.numRows; r++) {
+        if (names.every((n, c) => columns[c]!.get(r) === filter[n])) allowed.add(anchors[r]!)
+      }
+    }
+    return allowed
   }
 
   async #addLayer(
@@ -310,6 +597,26 @@ export class Dataset {
       for (const r of bucket.anchorRanges ?? []) ranges.push([r.start, r.start + BigInt(r.count)])
     }
     return ranges.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+  }
+
+  /** The codecs of this state's compressed embedding fields, loaded once per CID pair. */
+  async #codecs(options: AbortOptions = {}): Promise<Codecs> {
+    const codecs = new Map<string, EmbeddingCodec>()
+    for (const field of [...this.#manifest.schema.fields, ...this.#manifest.layers.map((l) => l.field)]) {
+      if (field.family !== 'embedding' || !isCompressed(field)) continue
+      const key = `${field.spatialIndex}/${field.compressor}`
+      let codec = this.#codecCache.get(key)
+      if (codec === undefined) {
+        codec = Promise.all([
+          loadSpatialIndex(this.store, field.spatialIndex!, options),
+          loadCompressor(this.store, field.compressor!, options),
+        ]).then(([spatialIndex, compressor]) => ({ spatialIndex, compressor }))
+        codec.catch(() => this.#codecCache.delete(key))
+        this.#codecCache.set(key, codec)
+      }
+      codecs.set(field.name, await codec)
+    }
+    return codecs
   }
 
   #writableRef(): string {

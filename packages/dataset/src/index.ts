@@ -35,7 +35,10 @@ export {
   Dataset,
   type DatasetRecord,
   type EmbeddingLayerInit,
+  type MigrateOptions,
   type Sample,
+  type SearchHits,
+  type SearchOptions,
 } from './dataset.js'
 export * from './errors.js'
 export type { BatchStream, IterOptions, ResumeState } from './iterate.js'

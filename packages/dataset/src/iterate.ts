@@ -2,6 +2,7 @@ import {
   anchorColumn,
   anchorsOf,
   arrowTypeOf,
+  type Codecs,
   embeddingColumn,
   readBucketColumns,
   readLayerSegment,
@@ -44,7 +45,7 @@ export interface IterOptions {
   shuffleWindow?: number
   /** Windows fetched ahead while the consumer works. @default 2 */
   prefetch?: number
-  signal?: AbortSignal
+  signal?: AbortSignal | undefined
 }
 
 /** What it takes to continue an epoch in another process: small and JSON-serialisable. */
@@ -156,11 +157,12 @@ async function loadWindow(
   store: Store,
   window: Window,
   baseFields: Field[],
+  codecs: Codecs,
   signal: AbortSignal | undefined,
 ): Promise<WindowData> {
   const decoded = await Promise.all(
     window.buckets.map((bucket) =>
-      readBucketColumns(store, baseFields, bucket, { ...(signal ? { signal } : {}) }),
+      readBucketColumns(store, baseFields, bucket, { codecs, ...(signal ? { signal } : {}) }),
     ),
   )
   const anchors = new BigUint64Array(window.records)
@@ -274,7 +276,7 @@ export function iterate(
   repo: Repository,
   manifest: Manifest,
   state: ResumeState,
-  options: { windowRecords: number; prefetch: number; signal?: AbortSignal },
+  options: { windowRecords: number; prefetch: number; codecs: () => Promise<Codecs>; signal?: AbortSignal },
 ): BatchStream {
   let yielded = state.nextBatch
   const snapshotState = (): ResumeState => ({ ...state, fields: [...state.fields], nextBatch: yielded })
@@ -285,6 +287,7 @@ export function iterate(
     const types: Types = new Map(
       [...baseFields, ...layers.map((l) => l.field)].map((f) => [f.name, arrowTypeOf(f)]),
     )
+    const codecs = await options.codecs()
     const layerValues = new Map<string, Map<bigint, unknown>>()
     for (const layer of layers) layerValues.set(layer.name, await loadLayer(repo, layer, signal))
 
@@ -350,7 +353,7 @@ export function iterate(
           exhausted = true
           return
         }
-        const data = loadWindow(repo.store, next.value, baseFields, signal)
+        const data = loadWindow(repo.store, next.value, baseFields, codecs, signal)
         data.catch(() => {})
         queue.push({ window: next.value, data })
       }

@@ -235,6 +235,10 @@ function readChange(value: unknown, path: string): Change {
         buckets: count(c.buckets, `${path}.buckets`),
       }
     }
+    case 'migrate': {
+      const c = object(value, path, ['kind', 'field', 'buckets'])
+      return { kind, field: string(c.field, `${path}.field`), buckets: count(c.buckets, `${path}.buckets`) }
+    }
     default:
       throw new Invalid(`${path}.kind is not a known change`)
   }

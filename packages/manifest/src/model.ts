@@ -112,6 +112,7 @@ export type Change =
   | { kind: 'layer'; name: string; segments: number; records: number }
   | { kind: 'schema'; added: string[]; replaced: string[] }
   | { kind: 'compact'; start: number; replaced: number; buckets: number }
+  | { kind: 'migrate'; field: string; buckets: number }
 
 export interface ManifestStats {
   records: number

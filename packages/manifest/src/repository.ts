@@ -17,6 +17,7 @@ import type {
   Bucket,
   Change,
   Field,
+  FieldObject,
   Layer,
   Manifest,
   RefKind,
@@ -50,6 +51,12 @@ export type ChangeRequest =
   | { kind: 'layer'; name: string; parent: string; field: FieldInput; segments: BucketInput[] }
   | { kind: 'schema'; add?: FieldInput[]; replace?: FieldInput[] }
   | { kind: 'compact'; start: number; count: number; replacement: BucketInput[] }
+  /**
+   * Re-encode one base field: its new definition, and for every bucket in timeline order
+   * the objects that replace the field's objects (`<field>` and `<field>/<part>`). Records,
+   * anchors and every other field stay as they are.
+   */
+  | { kind: 'migrate'; field: FieldInput; objects: Record<string, FieldObject>[] }
 
 export interface CommitOptions extends AbortOptions {
   message?: string
@@ -472,6 +479,54 @@ export class Repository {
         objects: objectsOf(replacement, 'compact.replacement'),
       }
     }
+    if (request.kind === 'migrate') {
+      const field = normalizeField(request.field, 'migrate.field')
+      const current = head.schema.fields.find((f) => f.name === field.name)
+      if (current === undefined)
+        throw new InvalidSchemaError('migrate.field', `there is no base field '${field.name}'`)
+      if (current.family !== field.family) {
+        throw new InvalidSchemaError(
+          'migrate.field',
+          `'${field.name}' is ${current.family}, not ${field.family}`,
+        )
+      }
+      if (!Array.isArray(request.objects) || request.objects.length !== head.stats.buckets) {
+        throw new InvalidChangeError(
+          'migrate.objects',
+          `give the new objects of all ${head.stats.buckets} buckets, in order`,
+        )
+      }
+      const replacements = request.objects.map(
+        (entry, i) =>
+          normalizeBucket(
+            { records: 1, anchorMin: 0n, anchorMax: 0n, fields: entry },
+            `migrate.objects[${i}]`,
+            [field.name],
+            {
+              anchorsInline: false,
+              now,
+            },
+          ).fields,
+      )
+      const extra =
+        field.family === 'embedding'
+          ? [field.spatialIndex, field.compressor].filter((c): c is CID => c !== null)
+          : []
+      return {
+        kind: 'migrate',
+        field,
+        replacements,
+        objects: [
+          ...replacements.flatMap((fields, i) =>
+            Object.entries(fields).map(([key, o]) => ({
+              cid: o.cid,
+              path: `migrate.objects[${i}]['${key}']`,
+            })),
+          ),
+          ...extra.map((cid) => ({ cid, path: 'migrate.field' })),
+        ],
+      }
+    }
     throw new InvalidChangeError('change', `unknown change kind ${JSON.stringify(kind)}`)
   }
 
@@ -641,6 +696,33 @@ export class Repository {
         break
       }
     }
+    if (change.kind === 'migrate') {
+      const name = change.field.name
+      const rewritten: Bucket[] = []
+      bytes[name] = 0
+      for await (const { position, bucket } of walkTree(this.nodes, head.timeline, options)) {
+        const kept = Object.entries(bucket.fields).filter(
+          ([key]) => key !== name && !key.startsWith(`${name}/`),
+        )
+        const fields = { ...Object.fromEntries(kept), ...change.replacements[position]! }
+        for (const o of Object.values(change.replacements[position]!)) bytes[name] += o.bytes
+        rewritten.push({ ...bucket, fields })
+      }
+      if (rewritten.length !== change.replacements.length) {
+        throw new InvalidChangeError(
+          'migrate.objects',
+          `the timeline has ${rewritten.length} buckets, not ${change.replacements.length}`,
+        )
+      }
+      const rebuilt = await spliceTree(this.nodes, null, 0, 0, rewritten, splice)
+      Object.assign(next, {
+        schema: { fields: head.schema.fields.map((f) => (f.name === name ? change.field : f)) },
+        timeline: rebuilt?.cid ?? null,
+        change: { kind: 'migrate', field: name, buckets: rewritten.length },
+        message: `migrate ${name} (${rewritten.length} buckets re-encoded)`,
+        stats: { ...head.stats, bytes },
+      })
+    }
     if (change.message !== undefined) next.message = change.message
     return next
   }
@@ -651,6 +733,7 @@ type PreparedChange = { objects: { cid: CID; path: string }[]; message?: string 
   | { kind: 'layer'; layer: Omit<Layer, 'segments' | 'records' | 'bytes'>; segments: Bucket[] }
   | { kind: 'schema'; add: Field[]; replace: Field[] }
   | { kind: 'compact'; start: number; count: number; replacement: Bucket[] }
+  | { kind: 'migrate'; field: Field; replacements: Record<string, FieldObject>[] }
 )
 
 function objectsOf(buckets: Bucket[], path: string): { cid: CID; path: string }[] {
@@ -666,6 +749,7 @@ function objectsOf(buckets: Bucket[], path: string): { cid: CID; path: string }[
 function conflictBetween(mine: PreparedChange, theirs: Change): string | undefined {
   switch (mine.kind) {
     case 'append':
+      if (theirs.kind === 'migrate') return `field ${theirs.field} was re-encoded while this commit appended`
       if (theirs.kind === 'schema' && theirs.replaced.length > 0) {
         return `fields ${theirs.replaced.join(', ')} were redefined while this commit appended`
       }
@@ -681,7 +765,7 @@ function conflictBetween(mine: PreparedChange, theirs: Change): string | undefin
         return `the schema changed (${[...theirs.added, ...theirs.replaced].join(', ')})`
       return undefined
     case 'schema': {
-      if (theirs.kind === 'schema') return 'the schema was changed concurrently'
+      if (theirs.kind === 'schema' || theirs.kind === 'migrate') return 'the schema was changed concurrently'
       if (theirs.kind === 'append' && mine.replace.length > 0) {
         return `records were appended with the old definition of ${mine.replace.map((f) => f.name).join(', ')}`
       }
@@ -690,7 +774,11 @@ function conflictBetween(mine: PreparedChange, theirs: Change): string | undefin
       }
       return undefined
     }
+    case 'migrate':
+      if (theirs.kind === 'layer') return undefined
+      return `a concurrent ${theirs.kind} changed the buckets this migration re-encodes`
     case 'compact':
+      if (theirs.kind === 'migrate') return `field ${theirs.field} was migrated concurrently`
       if (theirs.kind === 'compact') return 'the timeline was compacted concurrently'
       if (theirs.kind === 'schema') return 'the schema changed concurrently'
       return undefined

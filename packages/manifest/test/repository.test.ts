@@ -401,3 +401,44 @@ describe('Repository', () => {
     expect(JSON.parse(JSON.stringify(state))).toEqual(state)
   })
 })
+
+describe('migrate', () => {
+  it('re-encodes one field of every bucket; records, anchors, other fields and snapshots keep their content', async () => {
+    const store = await openStore('memory://')
+    const repo = new Repository(store, { fanout: 4 })
+    await repo.createDataset('corpus', { schema: SCHEMA })
+    for (let i = 0; i < 9; i++) await appendRecords(repo, 'corpus', 2, `r${i}`)
+    const before = await inspect(repo, 'corpus')
+    await repo.snapshot('pre-migration', 'corpus')
+    const objects = []
+    for (const bucket of before.buckets) {
+      const bytes = new TextEncoder().encode(`re-encoded image of bucket ${bucket.position}`)
+      objects.push({ image: { cid: await store.put(bytes), bytes: bytes.byteLength } })
+    }
+    await repo.commit('corpus', {
+      kind: 'migrate',
+      field: { name: 'image', family: 'binary', media: 'bytes' },
+      objects,
+    })
+    const after = await inspect(repo, 'corpus')
+    expect(after.schema.fields.find((f) => f.name === 'image')).toEqual({
+      name: 'image',
+      family: 'binary',
+      media: 'bytes',
+    })
+    expect(after.buckets.map((b) => b.anchors)).toEqual(before.buckets.map((b) => b.anchors))
+    expect(after.buckets.map((b) => b.objects.label)).toEqual(before.buckets.map((b) => b.objects.label))
+    expect(after.buckets.map((b) => b.objects.image!.cid)).toEqual(objects.map((o) => o.image.cid.toString()))
+    expect(after.stats.records).toBe(before.stats.records)
+    expect((await log(repo, 'corpus'))[0]!.change).toEqual({ kind: 'migrate', field: 'image', buckets: 9 })
+    expect((await inspect(repo, 'pre-migration')).buckets).toEqual(before.buckets)
+    const wrong = await rejection(
+      repo.commit('corpus', {
+        kind: 'migrate',
+        field: { name: 'image', family: 'binary', media: 'bytes' },
+        objects: objects.slice(1),
+      }),
+    )
+    expect(wrong.code).toBe('ERR_MANIFEST_INVALID_CHANGE')
+  })
+})

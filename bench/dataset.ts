@@ -1,0 +1,340 @@
+/**
+ * Dataset iteration and layers: time to first batch at 10 thousand and 1 million records,
+ * throughput of 512-d embeddings plus a label next to pyarrow (Parquet) and pylance (Lance)
+ * reading the same records, bytes read by an embedding-only pass over an image dataset, and
+ * bytes added by a 100-branch sweep of prediction layers.
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { type CasProgressEvent, openStore, type Store } from '@dreamdb/cas'
+import { Dataset } from '@dreamdb/dataset'
+import { type RecordBatch, Table, tableToIPC } from 'apache-arrow'
+import { describeMachine, machineInfo, markdownTable, median, writeResults } from './_harness.js'
+
+const quick = process.argv.includes('--quick')
+const ROUNDS = quick ? 2 : 5
+
+/** A store that counts bytes read and bytes newly written. */
+function counting(store: Store) {
+  const counts = { read: 0, written: 0 }
+  const proxy = new Proxy(store, {
+    get(target, key, receiver) {
+      const value = Reflect.get(target, key, receiver)
+      if (typeof value !== 'function') return value
+      if (key === 'get') {
+        return async (...args: Parameters<Store['get']>) => {
+          const bytes = await target.get(...args)
+          counts.read += bytes.byteLength
+          return bytes
+        }
+      }
+      if (key === 'getRange') {
+        return async (...args: Parameters<Store['getRange']>) => {
+          const bytes = await target.getRange(...args)
+          counts.read += bytes.byteLength
+          return bytes
+        }
+      }
+      if (key === 'getMany') {
+        return async function* (...args: Parameters<Store['getMany']>) {
+          for await (const item of target.getMany(...args)) {
+            counts.read += item.bytes.byteLength
+            yield item
+          }
+        }
+      }
+      if (key === 'put') {
+        return (data: Parameters<Store['put']>[0], options: Parameters<Store['put']>[1] = {}) =>
+          target.put(data, {
+            ...options,
+            onProgress: (event: CasProgressEvent) => {
+              options.onProgress?.(event)
+              if (event.type === 'dreamdb:cas:put' && event.stored) counts.written += event.size
+            },
+          })
+      }
+      if (key === 'putMany') {
+        return (items: Parameters<Store['putMany']>[0], options: Parameters<Store['putMany']>[1] = {}) =>
+          target.putMany(items, {
+            ...options,
+            onProgress: (event: CasProgressEvent) => {
+              if (event.type === 'dreamdb:cas:put' && event.stored) counts.written += event.size
+            },
+          })
+      }
+      return value.bind(target)
+    },
+  })
+  return { store: proxy as Store, counts }
+}
+
+/** A deterministic pseudo-random vector (the content does not matter, the bytes do). */
+function vector(id: number, dim: number): Float32Array {
+  const out = new Float32Array(dim)
+  let state = (id + 1) * 2654435761
+  for (let d = 0; d < dim; d++) {
+    state = (state * 1103515245 + 12345) >>> 0
+    out[d] = state / 2 ** 32 - 0.5
+  }
+  return out
+}
+
+async function ingest(
+  ds: Dataset,
+  count: number,
+  make: (id: number) => Record<string, unknown>,
+  chunk = 8192,
+) {
+  for (let start = 0; start < count; start += chunk) {
+    const records = Array.from({ length: Math.min(chunk, count - start) }, (_, i) => make(start + i))
+    await ds.appendMany(records, { bucketRecords: 1024 })
+  }
+}
+
+async function withFolder<T>(fn: (root: string) => Promise<T>): Promise<T> {
+  const root = await mkdtemp(join(tmpdir(), 'dreamdb-bench-dataset-'))
+  try {
+    return await fn(root)
+  } finally {
+    await rm(root, { recursive: true, force: true })
+  }
+}
+
+/** Open the dataset afresh and time until the first shuffled batch is in hand. */
+async function timeToFirstBatch(root: string): Promise<number[]> {
+  const samples: number[] = []
+  for (let round = 0; round < ROUNDS + 1; round++) {
+    const start = performance.now()
+    const ds = await Dataset.openRef('ttfb', { backend: await openStore(root) })
+    for await (const _ of ds.iterArrowBatches({
+      batchSize: 256,
+      fields: ['embedding', 'label'],
+      shuffleSeed: round,
+    }))
+      break
+    if (round > 0) samples.push(performance.now() - start) // round 0 warms the JIT
+  }
+  return samples
+}
+
+const LABELS = Array.from({ length: 100 }, (_, i) => `n0${1440764 + i * 7919}`)
+
+async function firstBatchFigures() {
+  const out: { records: number; medianMs: number }[] = []
+  for (const records of quick ? [10_000, 100_000] : [10_000, 1_000_000]) {
+    await withFolder(async (root) => {
+      const ds = await Dataset.create('ttfb', {
+        backend: await openStore(root),
+        schema: {
+          fields: [
+            { name: 'embedding', family: 'embedding', dim: 16 },
+            { name: 'label', family: 'scalar', kind: 'categorical' },
+          ],
+        },
+      })
+      await ingest(ds, records, (id) => ({ embedding: vector(id, 16), label: LABELS[id % 100] }))
+      out.push({ records, medianMs: median(await timeToFirstBatch(root)) })
+    })
+    console.log(`  first batch at ${records} records: ${out.at(-1)!.medianMs.toFixed(1)} ms`)
+  }
+  return out
+}
+
+async function throughputFigures() {
+  const records = quick ? 20_000 : 100_000
+  const dim = 512
+  return await withFolder(async (root) => {
+    const ds = await Dataset.create('vectors', {
+      backend: await openStore(root),
+      schema: {
+        fields: [
+          { name: 'embedding', family: 'embedding', dim },
+          { name: 'label', family: 'scalar', kind: 'categorical' },
+        ],
+      },
+    })
+    await ingest(ds, records, (id) => ({ embedding: vector(id, dim), label: LABELS[id % 100] }))
+    // Export the same records once, for the peers to write as Parquet and Lance.
+    const ipcPath = join(root, 'export.arrows')
+    const exported: RecordBatch[] = []
+    for await (const batch of ds.iterArrowBatches({ batchSize: 4096, fields: ['embedding', 'label'] }))
+      exported.push(batch)
+    await writeFile(ipcPath, tableToIPC(new Table(exported), 'stream'))
+
+    const samples: number[] = []
+    for (let round = 0; round < ROUNDS + 1; round++) {
+      const pinned = await Dataset.openRef('vectors', { backend: await openStore(root) })
+      const start = performance.now()
+      let rows = 0
+      let sum = 0
+      for await (const batch of pinned.iterArrowBatches({
+        batchSize: 4096,
+        fields: ['embedding', 'label'],
+      })) {
+        rows += batch.numRows
+        const values = batch.getChild('embedding')!.data[0]!.children[0]!.values as Float32Array
+        sum += values[values.length - 1]! // touch the data
+      }
+      if (rows !== records || Number.isNaN(sum)) throw new Error(`read ${rows} of ${records} records`)
+      if (round > 0) samples.push((performance.now() - start) / 1000)
+    }
+    const dreamdbSeconds = median(samples)
+    const python = execFileSync(join(process.cwd(), '..', 'tools', 'python-env.sh'), {
+      encoding: 'utf8',
+    }).trim()
+    const peers = JSON.parse(
+      execFileSync(
+        python,
+        [join('peers', 'read_peers.py'), ipcPath, root, String(ROUNDS), 'embedding,label'],
+        {
+          encoding: 'utf8',
+        },
+      ),
+    ) as { pyarrow: string; pylance: string; parquet: { seconds: number }; lance: { seconds: number } }
+    const megabytes = (records * (dim * 4 + 4)) / 1e6
+    const row = (name: string, seconds: number) => ({
+      reader: name,
+      recordsPerSecond: records / seconds,
+      megabytesPerSecond: megabytes / seconds,
+    })
+    return {
+      records,
+      dim,
+      results: [
+        row('DreamDB iterArrowBatches (folder)', dreamdbSeconds),
+        row(`pyarrow ${peers.pyarrow} Parquet iter_batches`, peers.parquet.seconds),
+        row(`pylance ${peers.pylance} to_batches`, peers.lance.seconds),
+      ],
+    }
+  })
+}
+
+async function projectionFigures() {
+  const records = quick ? 1_000 : 5_000
+  return await withFolder(async (root) => {
+    const { store, counts } = counting(await openStore(root))
+    const ds = await Dataset.create('images', {
+      backend: store,
+      schema: {
+        fields: [
+          { name: 'image', family: 'binary', media: 'image' },
+          { name: 'embedding', family: 'embedding', dim: 512 },
+          { name: 'label', family: 'scalar', kind: 'categorical' },
+        ],
+      },
+    })
+    const image = (id: number) => new Uint8Array(20_000).fill(id % 251)
+    await ingest(
+      ds,
+      records,
+      (id) => ({ image: image(id), embedding: vector(id, 512), label: LABELS[id % 100] }),
+      2048,
+    )
+    const pinned = await Dataset.openRef('images', { backend: store })
+    const embeddingBytes = pinned.manifest.stats.bytes.embedding!
+    const imageBytes = pinned.manifest.stats.bytes.image!
+    counts.read = 0
+    for await (const _ of pinned.iterArrowBatches({ batchSize: 1024, fields: ['embedding'] })) {
+      // consume
+    }
+    return { records, embeddingBytes, imageBytes, bytesRead: counts.read }
+  })
+}
+
+async function sweepFigures() {
+  const records = quick ? 10_000 : 100_000
+  const branches = quick ? 10 : 100
+  return await withFolder(async (root) => {
+    const { store, counts } = counting(await openStore(root))
+    const ds = await Dataset.create('corpus', {
+      backend: store,
+      schema: {
+        fields: [
+          { name: 'embedding', family: 'embedding', dim: 16 },
+          { name: 'label', family: 'scalar', kind: 'categorical' },
+        ],
+      },
+    })
+    await ingest(ds, records, (id) => ({ embedding: vector(id, 16), label: LABELS[id % 100] }))
+    const anchors: bigint[] = []
+    for await (const batch of ds.iterArrowBatches({ fields: ['label'], batchSize: 8192 })) {
+      anchors.push(...(batch.getChild('_anchor')!.toArray() as BigUint64Array))
+    }
+    const baseBytes = counts.written
+    let rawBytes = 0
+    counts.written = 0
+    for (let run = 0; run < branches; run++) {
+      const branch = await ds.branch(`sweep/run-${run}`)
+      const samples = anchors.map((anchor, i) => [anchor, LABELS[(i * (run + 3)) % 100]!] as const)
+      rawBytes += samples.reduce((sum, [, label]) => sum + 8 + Buffer.byteLength(label), 0)
+      await branch.addScalarLayer('prediction', 'embedding', 'categorical', samples)
+    }
+    return {
+      records,
+      branches,
+      baseBytes,
+      addedBytes: counts.written,
+      rawBytes,
+      minimalBytes: branches * records * 4,
+    }
+  })
+}
+
+const date = new Date()
+const machine = machineInfo(date)
+console.log('time to first batch ...')
+const firstBatch = await firstBatchFigures()
+console.log('throughput against pyarrow and pylance ...')
+const throughput = await throughputFigures()
+console.log('bytes read by an embedding-only pass ...')
+const projection = await projectionFigures()
+console.log('a sweep of prediction layers ...')
+const sweep = await sweepFigures()
+
+const mb = (bytes: number) => (bytes / 1e6).toFixed(2)
+const section = `## dataset: first batch, throughput, projection, sweep
+
+${date.toISOString().slice(0, 10)}, ${describeMachine(machine)}${quick ? ' (--quick: smaller sizes)' : ''}.
+
+**Time to first batch** (open the dataset in a fresh store handle, then the first shuffled
+batch of 256 embeddings and labels; folder backend; median of ${ROUNDS}). Goal: the two
+within 1.5x, and under 100 ms.
+
+${markdownTable(
+  ['records', 'first batch ms'],
+  firstBatch.map((f) => [f.records.toLocaleString('en-US'), f.medianMs.toFixed(1)]),
+)}
+
+Ratio: ${(firstBatch[1]!.medianMs / firstBatch[0]!.medianMs).toFixed(2)}x.
+
+**Throughput**: ${throughput.records.toLocaleString('en-US')} records of a ${throughput.dim}-d float32 embedding
+and a categorical label, all batches of 4 096 read in order, every column touched, from the
+page cache (median of ${ROUNDS}). The peers read the very same records, exported by DreamDB
+and written as Parquet (row groups of 16 384) and as a Lance dataset, in the same run.
+
+${markdownTable(
+  ['reader', 'records/s', 'MB/s', 'vs Parquet'],
+  throughput.results.map((r) => [
+    r.reader,
+    r.recordsPerSecond.toFixed(0),
+    r.megabytesPerSecond.toFixed(0),
+    `${(r.recordsPerSecond / throughput.results[1]!.recordsPerSecond).toFixed(2)}x`,
+  ]),
+)}
+
+**Projection**: iterating only \`embedding\` over ${projection.records.toLocaleString('en-US')} records that also hold
+20 kB images read ${mb(projection.bytesRead)} MB; the embedding objects hold ${mb(projection.embeddingBytes)} MB
+(${((projection.bytesRead / projection.embeddingBytes - 1) * 100).toFixed(1)}% over; metadata included) and the images
+${mb(projection.imageBytes)} MB, none of which was read. Goal: within 10%.
+
+**Sweep**: ${sweep.branches} branches of a ${sweep.records.toLocaleString('en-US')}-record dataset (base objects
+${mb(sweep.baseBytes)} MB), each adding a categorical prediction layer for every record, wrote ${mb(sweep.addedBytes)} MB:
+${(sweep.addedBytes / sweep.rawBytes).toFixed(2)}x the raw samples as given (${mb(sweep.rawBytes)} MB: a uint64 anchor and
+the label's UTF-8 bytes per record), ${(sweep.addedBytes / sweep.minimalBytes).toFixed(2)}x a bare int32 class index per
+record (${mb(sweep.minimalBytes)} MB). No base object was copied. Goal: at most 1.2x the raw predictions.
+`
+console.log(section)
+if (!quick)
+  await writeResults('dataset', date, { machine, firstBatch, throughput, projection, sweep }, section)
