@@ -1,5 +1,5 @@
 import { anchorColumn, arrowTypeOf } from '@dreamdb/arrow'
-import type { Store } from '@dreamdb/cas'
+import { openStore, type Store } from '@dreamdb/cas'
 import type { Field } from '@dreamdb/manifest'
 import { Table as ArrowTable, type Vector, vectorFromArray } from 'apache-arrow'
 import { Dataset } from './dataset.js'
@@ -54,8 +54,10 @@ export async function compareRefs(options: CompareOptions): Promise<ArrowTable> 
   if (!Array.isArray(fields) || fields.length === 0)
     throw new InvalidOptionError('fields', fields, 'name at least one field')
   const columns: { name: string; field: Field; values: Map<bigint, unknown> }[] = []
+  // One store for every ref: a URL opened once, not once per ref.
+  const store = typeof backend === 'string' ? await openStore(backend, signal ? { signal } : {}) : backend
   for (const ref of refs) {
-    const ds = await Dataset.openRef(ref, { backend, ...(signal ? { signal } : {}) })
+    const ds = await Dataset.openRef(ref, { backend: store, ...(signal ? { signal } : {}) })
     for (const name of fields)
       columns.push({ name: `${name}@${ref}`, ...(await valuesByAnchor(ds, name, signal)) })
   }
