@@ -1,0 +1,31 @@
+import { diff as manifestDiff } from '@dreamdb/manifest'
+import { type Context, sourceOf, withRepository } from '../context.js'
+import { signed } from '../render/text.js'
+
+export async function diff(ctx: Context, a: string, b: string): Promise<void> {
+  await withRepository(ctx, async (repo) => {
+    const d = await manifestDiff(repo, sourceOf(a), sourceOf(b), { signal: ctx.signal })
+    if (ctx.json) return await ctx.outJson({ a, b, ...d })
+    await ctx.out(`from ${a}  ${ctx.paint('dim', d.from)}`)
+    await ctx.out(`to   ${b}  ${ctx.paint('dim', d.to)}`)
+    const same =
+      d.from === d.to ||
+      (d.records.added + d.records.removed + d.buckets.added + d.buckets.removed === 0 &&
+        [d.fields, d.layers].every((x) => x.added.length + x.removed.length + x.changed.length === 0))
+    if (same) return await ctx.out('no differences')
+    await ctx.out(
+      `records  ${ctx.paint('green', signed(d.records.added))} ${ctx.paint('red', `-${d.records.removed}`)}   buckets ${signed(d.buckets.added)} -${d.buckets.removed}`,
+    )
+    for (const [what, part] of [
+      ['fields', d.fields],
+      ['layers', d.layers],
+    ] as const) {
+      const items = [
+        ...part.added.map((n) => ctx.paint('green', `+${n}`)),
+        ...part.removed.map((n) => ctx.paint('red', `-${n}`)),
+        ...part.changed.map((n) => ctx.paint('yellow', `~${n}`)),
+      ]
+      if (items.length > 0) await ctx.out(`${what.padEnd(7)}  ${items.join(' ')}`)
+    }
+  })
+}

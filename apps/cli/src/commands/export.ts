@@ -1,0 +1,136 @@
+import { createWriteStream, existsSync } from 'node:fs'
+import { rename, rm } from 'node:fs/promises'
+import { dirname, resolve } from 'node:path'
+import { Readable, Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { arrowTypeOf } from '@dreamdb/arrow'
+import {
+  Field as ArrowField,
+  type RecordBatch,
+  RecordBatchStreamWriter,
+  Schema,
+  Table,
+  tableToIPC,
+  Uint64,
+} from 'apache-arrow'
+import { type Context, withRepository } from '../context.js'
+import { FileNotFoundError, OutputExistsError, UsageError } from '../errors.js'
+import { toJson, write } from '../io.js'
+import { batchRows } from '../render/values.js'
+import { fieldsOf, openSource, pickFields } from './head.js'
+
+export type ExportFormat = 'arrow' | 'jsonl'
+
+export interface ExportOptions {
+  format: ExportFormat
+  out: string
+  fields?: string[]
+  force?: boolean
+  batchSize?: number
+}
+
+export interface ExportSummary {
+  ref: string
+  manifest: string
+  format: ExportFormat
+  out: string
+  fields: string[]
+  records: number
+}
+
+export async function exportRecords(ctx: Context, ref: string, options: ExportOptions): Promise<void> {
+  const toStdout = options.out === '-'
+  if (toStdout && options.format === 'arrow' && ctx.io.stdout.isTTY) {
+    throw new UsageError(
+      'refusing to write an Arrow stream to a terminal',
+      'redirect it (> data.arrows) or use --out <file>',
+    )
+  }
+  if (toStdout && ctx.json) {
+    throw new UsageError(
+      '--json with --out - would mix the summary into the data',
+      'write the data to a file with --out <file>',
+    )
+  }
+  const path = toStdout ? '-' : resolve(ctx.io.cwd, options.out)
+  if (!toStdout) {
+    if (existsSync(path) && !options.force) throw new OutputExistsError(path)
+    if (!existsSync(dirname(path))) throw new FileNotFoundError(dirname(path), 'Output folder')
+  }
+  await withRepository(ctx, async (_repo, store) => {
+    const ds = await openSource(ref, { backend: store, signal: ctx.signal })
+    const known = fieldsOf(ds.manifest)
+    const fields = pickFields(known, options.fields)
+    let records = 0
+    async function* batches(): AsyncGenerator<RecordBatch> {
+      if (ds.manifest.stats.records === 0) return
+      for await (const batch of ds.iterArrowBatches({
+        fields,
+        batchSize: options.batchSize ?? 4096,
+        signal: ctx.signal,
+      })) {
+        records += batch.numRows
+        yield batch
+      }
+    }
+    // Write to a temporary file beside the target and rename at the end: a failed export
+    // leaves no partial file under the name asked for.
+    const temp = toStdout ? '' : `${path}.${process.pid}.${Date.now()}.partial`
+    const sink: Writable = toStdout ? stdoutSink(ctx) : createWriteStream(temp)
+    try {
+      if (options.format === 'arrow') {
+        const source = batches()
+        const first = await source.next()
+        if (first.done) {
+          // No records: a stream with the schema and no batches.
+          const schema = new Schema([
+            new ArrowField('_anchor', new Uint64(), false),
+            ...fields.map((name) => new ArrowField(name, arrowTypeOf(known.get(name)!), true)),
+          ])
+          await pipeline(Readable.from([tableToIPC(new Table(schema), 'stream')]), sink)
+        } else {
+          async function* all() {
+            yield first.value as RecordBatch
+            yield* source
+          }
+          await pipeline(Readable.from(all()), RecordBatchStreamWriter.throughNode(), sink)
+        }
+      } else {
+        async function* lines() {
+          for await (const batch of batches()) {
+            const rows = batchRows(batch, known, 'base64')
+            yield `${rows.map((row) => toJson(row, 0)).join('\n')}\n`
+          }
+        }
+        await pipeline(Readable.from(lines()), sink)
+      }
+      if (!toStdout) await rename(temp, path)
+    } catch (error) {
+      if (!toStdout) await rm(temp, { force: true })
+      throw error
+    }
+    const summary: ExportSummary = {
+      ref,
+      manifest: ds.currentManifest(),
+      format: options.format,
+      out: path,
+      fields,
+      records,
+    }
+    if (toStdout) return
+    if (ctx.json) return await ctx.outJson(summary)
+    // The summary goes to stderr-free stdout only when the data went to a file.
+    await ctx.out(
+      `exported ${records} records (${fields.join(', ')}) of ${ref} to ${path} as ${options.format}`,
+    )
+  })
+}
+
+/** stdout as a Writable that respects backpressure and is never closed by the pipeline. */
+function stdoutSink(ctx: Context): Writable {
+  return new Writable({
+    write(chunk: Uint8Array, _encoding, callback) {
+      write(ctx.io.stdout, chunk).then(() => callback(), callback)
+    },
+  })
+}

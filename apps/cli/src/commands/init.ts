@@ -1,0 +1,65 @@
+import { readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { Dataset } from '@dreamdb/dataset'
+import type { FieldInput } from '@dreamdb/manifest'
+import { type Context, withRepository } from '../context.js'
+import { FileNotFoundError, UsageError } from '../errors.js'
+
+export interface InitOptions {
+  schema: string
+}
+
+/** `--schema` is inline JSON (starting with `{` or `[`) or the path of a JSON file. */
+export async function readSchema(value: string, cwd: string): Promise<{ fields: FieldInput[] }> {
+  const inline = /^\s*[{[]/.test(value)
+  let text = value
+  if (!inline) {
+    const path = resolve(cwd, value)
+    try {
+      text = await readFile(path, 'utf8')
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new FileNotFoundError(path, 'Schema file')
+      throw error
+    }
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (error) {
+    throw new UsageError(
+      `--schema ${inline ? 'is not valid JSON' : `file ${value} is not valid JSON`}: ${(error as Error).message}`,
+      'a schema is {"fields":[{"name":"label","family":"scalar","kind":"categorical"}, ...]} or just the list',
+    )
+  }
+  const fields = Array.isArray(parsed) ? parsed : (parsed as { fields?: unknown } | null)?.fields
+  if (!Array.isArray(fields)) {
+    throw new UsageError(
+      '--schema must be a list of fields or an object with "fields"',
+      'dreamdb init --help shows the schema format',
+    )
+  }
+  return { fields: fields as FieldInput[] }
+}
+
+export async function init(ctx: Context, name: string, options: InitOptions): Promise<void> {
+  const schema = await readSchema(options.schema, ctx.io.cwd)
+  await withRepository(
+    ctx,
+    async (_repo, store) => {
+      const ds = await Dataset.create(name, { backend: store, schema, signal: ctx.signal })
+      const result = {
+        name,
+        kind: 'branch' as const,
+        manifest: ds.currentManifest(),
+        backend: store.url,
+        schema: ds.manifest.schema,
+      }
+      if (ctx.json) return await ctx.outJson(result)
+      await ctx.out(
+        `created dataset '${ctx.paint('bold', name)}' with ${schema.fields.length} field${schema.fields.length === 1 ? '' : 's'} in ${store.url}`,
+      )
+      await ctx.out(`manifest ${ctx.paint('dim', result.manifest)}`)
+    },
+    { create: true },
+  )
+}

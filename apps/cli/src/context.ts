@@ -1,0 +1,112 @@
+/** What every command receives: where to write, the backend, the abort signal. */
+import { existsSync } from 'node:fs'
+import { openStore, parseBackendUrl, type Store } from '@dreamdb/cas'
+import { Repository } from '@dreamdb/manifest'
+import { CID } from 'multiformats/cid'
+import { BackendNotFoundError, UsageError } from './errors.js'
+import { colorFor, type Io, painter, type Style, toJson, write } from './io.js'
+
+/** The embedded default backend: a folder in the current directory. */
+export const DEFAULT_BACKEND = './.dreamdb'
+
+export interface GlobalOptions {
+  backend?: string
+  color?: boolean
+  json?: boolean
+}
+
+export interface Context {
+  io: Io
+  signal: AbortSignal
+  /** The backend URL: --backend, else $DREAMDB_BACKEND, else ./.dreamdb. */
+  backend: string
+  /** Print JSON instead of text. */
+  json: boolean
+  /** Colour on stdout. */
+  color: boolean
+  paint: (style: Style, text: string) => string
+  /** Print one text line, or a JSON document (under --json). */
+  out(text: string): Promise<void>
+  outJson(value: unknown): Promise<void>
+}
+
+export function makeContext(io: Io, signal: AbortSignal, options: GlobalOptions): Context {
+  const color = colorFor(io.stdout, io.env, options.color !== false)
+  const backend = options.backend ?? (io.env.DREAMDB_BACKEND || DEFAULT_BACKEND)
+  return {
+    io,
+    signal,
+    backend,
+    json: options.json === true,
+    color,
+    paint: painter(color),
+    out: (text) => write(io.stdout, `${text}\n`),
+    outJson: (value) => write(io.stdout, `${toJson(value)}\n`),
+  }
+}
+
+/**
+ * Open the backend and run `fn` with a repository on it, closing the store afterwards.
+ * Verbs that only read (and snapshot/branch, which need an existing dataset) refuse a folder
+ * that does not exist instead of creating an empty store there; only `init` creates one.
+ */
+export async function withRepository<T>(
+  ctx: Context,
+  fn: (repo: Repository, store: Store) => Promise<T>,
+  { create = false }: { create?: boolean } = {},
+): Promise<T> {
+  const location = parseBackendUrl(ctx.backend, ctx.io.cwd)
+  if (location.kind === 'fs' && !create && !existsSync(location.root)) {
+    throw new BackendNotFoundError(location.root)
+  }
+  const store = await openStore(ctx.backend, { cwd: ctx.io.cwd, signal: ctx.signal })
+  try {
+    return await fn(new Repository(store), store)
+  } finally {
+    await store.close()
+  }
+}
+
+/** A ref name, or a manifest CID (anything that parses as one). */
+export function sourceOf(value: string): string | CID {
+  if (value.length >= 50 && /^b[a-z2-7]+$/.test(value)) {
+    try {
+      return CID.parse(value)
+    } catch {}
+  }
+  return value
+}
+
+/** `--ref-name X` or a positional `X`: exactly one, or both the same. */
+export function refArgument(positional: string | undefined, flag: string | undefined, verb: string): string {
+  if (positional !== undefined && flag !== undefined && positional !== flag) {
+    throw new UsageError(
+      `${verb} got two refs: '${positional}' and --ref-name '${flag}'`,
+      `give one: dreamdb ${verb} --ref-name <ref>`,
+    )
+  }
+  const ref = flag ?? positional
+  if (ref === undefined || ref === '') {
+    throw new UsageError(`${verb} needs a ref`, `dreamdb ${verb} --ref-name <ref>; dreamdb refs lists them`)
+  }
+  return ref
+}
+
+/** A comma-separated list: trimmed, no empty items. */
+export function list(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+}
+
+/** A positive integer option. */
+export function positiveInt(name: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value)
+    if (!Number.isSafeInteger(n) || n < 1 || !/^\d+$/.test(value.trim())) {
+      throw new UsageError(`${name} must be a positive integer, not '${value}'`)
+    }
+    return n
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * The CLI's own errors and the one mapping from any error to an exit code and a hint.
+ * Commands throw; only `index.ts` turns an error into a line on stderr and an exit code.
+ * Errors of the packages are matched by their stable `code`, never by `instanceof`.
+ */
+
+/** Exit codes, documented in the README and in `dreamdb --help`. */
+export const EXIT = {
+  ok: 0,
+  /** A typed DreamDB error: bad input, a damaged or unreachable store, a read-only target. */
+  user: 1,
+  /** The command line itself is wrong: unknown verb or option, missing or contradictory flags. */
+  usage: 2,
+  /** A ref, field, file or backend that the command names does not exist. */
+  notFound: 3,
+  /** The name is taken, or another writer moved the branch first. */
+  conflict: 4,
+  /** A bug: an error without a DreamDB code. */
+  internal: 70,
+  /** Interrupted (Ctrl-C). */
+  interrupted: 130,
+} as const
+
+export abstract class CliError extends Error {
+  abstract readonly code: string
+  /** Shown after the message as `(hint: …)`. */
+  readonly hint: string | undefined
+  constructor(message: string, hint?: string, options?: ErrorOptions) {
+    super(message, options)
+    this.hint = hint
+  }
+}
+
+/** The command line is malformed: a flag value, a missing flag, two flags that contradict. */
+export class UsageError extends CliError {
+  static readonly code = 'ERR_CLI_USAGE'
+  override readonly name = 'UsageError'
+  readonly code = UsageError.code
+}
+
+/** A file named on the command line (a schema) does not exist or cannot be read. */
+export class FileNotFoundError extends CliError {
+  static readonly code = 'ERR_CLI_FILE_NOT_FOUND'
+  override readonly name = 'FileNotFoundError'
+  readonly code = FileNotFoundError.code
+  constructor(
+    readonly path: string,
+    what: string,
+  ) {
+    super(`${what} ${path} does not exist`)
+  }
+}
+
+/** A folder backend that a read-only verb was pointed at does not exist (nothing is created). */
+export class BackendNotFoundError extends CliError {
+  static readonly code = 'ERR_CLI_BACKEND_NOT_FOUND'
+  override readonly name = 'BackendNotFoundError'
+  readonly code = BackendNotFoundError.code
+  constructor(readonly path: string) {
+    super(
+      `No DreamDB store at ${path}`,
+      'create one with dreamdb init <name> --schema ..., or point --backend or DREAMDB_BACKEND at an existing store',
+    )
+  }
+}
+
+/** An output file exists and `--force` was not given. */
+export class OutputExistsError extends CliError {
+  static readonly code = 'ERR_CLI_OUTPUT_EXISTS'
+  override readonly name = 'OutputExistsError'
+  readonly code = OutputExistsError.code
+  constructor(readonly path: string) {
+    super(`${path} already exists`, 'pass --force to replace it, or choose another --out')
+  }
+}
+
+/** Exit with a code and print nothing more (help, version). */
+export class ExitError extends Error {
+  override readonly name = 'ExitError'
+  constructor(readonly exitCode: number) {
+    super(`exit ${exitCode}`)
+  }
+}
+
+const NOT_FOUND = new Set([
+  'ERR_MANIFEST_REF_NOT_FOUND',
+  'ERR_CAS_REF_NOT_FOUND',
+  'ERR_CAS_BUCKET_NOT_FOUND',
+  'ERR_DATASET_UNKNOWN_FIELD',
+  FileNotFoundError.code,
+  BackendNotFoundError.code,
+])
+
+const CONFLICT = new Set([
+  'ERR_MANIFEST_REF_EXISTS',
+  'ERR_MANIFEST_LABEL_TAKEN',
+  'ERR_MANIFEST_CONFLICT',
+  'ERR_MANIFEST_RETRIES_EXHAUSTED',
+  'ERR_CAS_REF_CONFLICT',
+  'ERR_CAS_REF_LOCKED',
+  OutputExistsError.code,
+])
+
+const HINTS: Record<string, string> = {
+  ERR_MANIFEST_REF_NOT_FOUND: 'dreamdb refs lists them',
+  ERR_CAS_REF_NOT_FOUND: 'dreamdb refs lists them',
+  ERR_DATASET_UNKNOWN_FIELD: 'dreamdb inspect --ref-name <ref> shows the schema and layers',
+  ERR_MANIFEST_REF_EXISTS: 'pick another name; dreamdb refs lists the names in use',
+  ERR_MANIFEST_LABEL_TAKEN: 'snapshots never move; choose a new label',
+  ERR_MANIFEST_CONFLICT: 'another writer changed the branch in a way that does not commute; run it again',
+  ERR_MANIFEST_RETRIES_EXHAUSTED: 'the branch is very busy; run it again',
+  ERR_MANIFEST_SNAPSHOT_IMMUTABLE: 'branch from it: dreamdb branch <name> --from <snapshot>',
+  ERR_DATASET_READ_ONLY: 'branch from it: dreamdb branch <name> --from <snapshot>',
+  ERR_MANIFEST_INVALID_REF_NAME:
+    "names are '/'-separated segments of letters, digits, '.', '_', '-', not starting with '_', '.' or '-'",
+  ERR_CAS_INVALID_REF_NAME:
+    "names are '/'-separated segments of letters, digits, '.', '_', '-', not starting with '_', '.' or '-'",
+  ERR_MANIFEST_INVALID_SCHEMA: 'dreamdb init --help shows the schema format',
+  ERR_CAS_INVALID_URL:
+    '--backend takes a folder, file:///abs/path, http(s)://host:port/<bucket> or s3://<bucket>',
+  ERR_CAS_BUCKET_NOT_FOUND: 'create the bucket first, or check the URL in --backend / DREAMDB_BACKEND',
+  ERR_CAS_ACCESS_DENIED: 'check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE',
+  ERR_CAS_STORAGE: 'check that the backend is reachable and writable',
+  ERR_CAS_INTEGRITY: 'the store is damaged: an object does not match its CID; restore it from a copy',
+  ERR_CAS_NOT_FOUND: 'the store is missing an object this state references; restore it from a copy',
+  ERR_MANIFEST_CORRUPT: 'the store is damaged; restore the object from a copy',
+  ERR_MANIFEST_UNSUPPORTED_VERSION: 'upgrade dreamdb',
+  ERR_CAS_NO_CONDITIONAL_WRITES: 'this S3 server ignores conditional writes; use MinIO >= 2025-09 or AWS S3',
+  ERR_CLI_USAGE: 'dreamdb <verb> --help shows the options',
+}
+
+export interface Classified {
+  exitCode: number
+  /** The stable code shown on stderr (`ERR_…`), or `ERR_CLI_INTERNAL`. */
+  code: string
+  message: string
+  hint: string | undefined
+  internal: boolean
+}
+
+function codeOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && code.startsWith('ERR_') ? code : undefined
+}
+
+/** Map any thrown value to what the user sees and the exit code. */
+export function classify(error: unknown): Classified {
+  const message = error instanceof Error ? error.message : String(error)
+  if ((error as { name?: string } | null)?.name === 'AbortError') {
+    return {
+      exitCode: EXIT.interrupted,
+      code: 'ERR_CLI_INTERRUPTED',
+      message: 'interrupted',
+      hint: undefined,
+      internal: false,
+    }
+  }
+  const code = codeOf(error)
+  if (code === undefined) {
+    return {
+      exitCode: EXIT.internal,
+      code: 'ERR_CLI_INTERNAL',
+      message,
+      hint: 'this is a bug in dreamdb; please file an issue with DREAMDB_DEBUG=1 output',
+      internal: true,
+    }
+  }
+  const own = error instanceof CliError ? error.hint : undefined
+  const exitCode =
+    code === UsageError.code
+      ? EXIT.usage
+      : NOT_FOUND.has(code)
+        ? EXIT.notFound
+        : CONFLICT.has(code)
+          ? EXIT.conflict
+          : EXIT.user
+  return { exitCode, code, message, hint: own ?? HINTS[code], internal: false }
+}
+
+/** One line: `dreamdb: CODE: message  (hint: …)`; newlines inside the message are folded. */
+export function formatError(c: Classified): string {
+  const oneLine = c.message.replace(/\s*\n\s*/g, ' ').trim()
+  return `dreamdb: ${c.code}: ${oneLine}${c.hint ? `  (hint: ${c.hint})` : ''}`
+}

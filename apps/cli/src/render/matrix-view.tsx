@@ -1,0 +1,55 @@
+/** @jsxRuntime automatic */
+/** @jsxImportSource react */
+/** The Ink view of the agreement matrix: the shared layout, coloured as a heat map. */
+import { Box, Text } from 'ink'
+import type { HeatLevel, Line, MatrixLayout } from './matrix.js'
+
+/**
+ * Red to green through yellow, in the 16 colours every terminal has (hex colours fall back
+ * to whatever is nearest, which can merge neighbouring levels).
+ */
+const HEAT_COLORS: Record<HeatLevel, { bg: string; fg: string }> = {
+  0: { bg: 'red', fg: 'whiteBright' },
+  1: { bg: 'yellow', fg: 'black' },
+  2: { bg: 'yellowBright', fg: 'black' },
+  3: { bg: 'greenBright', fg: 'black' },
+  4: { bg: 'green', fg: 'whiteBright' },
+}
+
+export interface MatrixViewProps {
+  layout: MatrixLayout
+  /** Colour the heat cells and headers; without it the glyphs carry the heat. */
+  color: boolean
+}
+
+function LineView({ line, color }: { line: Line; color: boolean }) {
+  if (line.length === 0) return <Text> </Text>
+  return (
+    <Text wrap="truncate-end">
+      {line.map((segment, i) => {
+        const heat = segment.level === undefined || !color ? undefined : HEAT_COLORS[segment.level]
+        return (
+          <Text
+            // Segments never move within a line, so their position is a stable key.
+            key={i}
+            bold={color && segment.strong === true}
+            dimColor={color && segment.dim === true}
+            {...(heat ? { backgroundColor: heat.bg, color: heat.fg } : {})}
+          >
+            {segment.text}
+          </Text>
+        )
+      })}
+    </Text>
+  )
+}
+
+export function MatrixView({ layout, color }: MatrixViewProps) {
+  return (
+    <Box flexDirection="column" width={layout.width}>
+      {layout.lines.map((line, i) => (
+        <LineView key={i} line={line} color={color} />
+      ))}
+    </Box>
+  )
+}

@@ -1,0 +1,117 @@
+/** Run the CLI as a real subprocess, and prepare a folder backend with @dreamdb/dataset. */
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Dataset } from '@dreamdb/dataset'
+
+export const CLI_ROOT = fileURLToPath(new URL('..', import.meta.url))
+const TSX = join(CLI_ROOT, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs')
+export const SOURCE_ENTRY = join(CLI_ROOT, 'src', 'index.ts')
+export const DIST_ENTRY = join(CLI_ROOT, 'dist', 'index.js')
+
+export interface CliResult {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+export interface CliOptions {
+  cwd: string
+  env?: Record<string, string | undefined>
+  /** Run the built binary instead of the sources. */
+  dist?: boolean
+}
+
+/** Environment without anything that would change colour or the backend behind a test's back. */
+export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env }
+  for (const key of ['DREAMDB_BACKEND', 'NO_COLOR', 'FORCE_COLOR', 'DREAMDB_DEBUG', 'CI']) delete env[key]
+  for (const [key, value] of Object.entries(extra)) {
+    if (value === undefined) delete env[key]
+    else env[key] = value
+  }
+  return env
+}
+
+/** `dreamdb ...args` in `cwd`: the sources through tsx (tsconfig paths point at the packages' sources). */
+export function cli(args: string[], options: CliOptions): Promise<CliResult> {
+  const argv = options.dist ? [DIST_ENTRY, ...args] : ['--import', TSX, SOURCE_ENTRY, ...args]
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, argv, {
+      cwd: options.cwd,
+      env: cleanEnv({ TSX_TSCONFIG_PATH: join(CLI_ROOT, 'tsconfig.json'), ...options.env }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+  })
+}
+
+export const hasDist = (): boolean => existsSync(DIST_ENTRY)
+
+export async function tempDir(): Promise<{ path: string; remove: () => Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), 'dreamdb-cli-'))
+  return { path, remove: () => rm(path, { recursive: true, force: true }) }
+}
+
+export const LABELS = ['cat', 'dog', 'bird', 'fish']
+export const SWEEP = ['sweep/lp-lr0.001-bs128', 'sweep/lp-lr0.01-bs128', 'sweep/lp-lr0.1-bs128']
+
+export const SCHEMA = {
+  fields: [
+    { name: 'image', family: 'binary' as const, media: 'image' as const },
+    { name: 'embedding', family: 'embedding' as const, dim: 4 },
+    { name: 'label', family: 'scalar' as const, kind: 'categorical' as const },
+    { name: 'split', family: 'scalar' as const, kind: 'categorical' as const },
+  ],
+}
+
+/** Record i: an image of 10+i bytes, a label, train for i % 4 != 3 else validation. */
+export function record(i: number) {
+  return {
+    image: new Uint8Array(10 + i).fill(i % 256),
+    embedding: [i, i % 7, 1, -1],
+    label: LABELS[i % LABELS.length]!,
+    split: i % 4 === 3 ? 'validation' : 'train',
+  }
+}
+
+/**
+ * The seed's workflow on a folder backend: `corpus` with 120 records in buckets of 50, the
+ * snapshot `prep-v1`, three sweep branches with a `prediction` layer each (run k gets every
+ * (k+2)th record wrong), the winner tagged `prod-1`, and 30 more records on `corpus`.
+ */
+export async function prepareStore(dir: string): Promise<{ backend: string }> {
+  const backend = join(dir, '.dreamdb')
+  const ds = await Dataset.create('corpus', { backend, schema: SCHEMA })
+  await ds.appendMany(
+    Array.from({ length: 120 }, (_, i) => record(i)),
+    { bucketRecords: 50, message: 'first 120' },
+  )
+  await ds.snapshot('prep-v1')
+  const anchors: bigint[] = []
+  for await (const batch of ds.iterArrowBatches({ fields: ['label'], batchSize: 1000 })) {
+    const column = batch.getChild('_anchor')!
+    for (let i = 0; i < batch.numRows; i++) anchors.push(column.get(i) as bigint)
+  }
+  for (const [k, name] of SWEEP.entries()) {
+    const run = await ds.branch(name)
+    await run.addScalarLayer(
+      'prediction',
+      'embedding',
+      'categorical',
+      anchors.map((anchor, i) => [anchor, i % (k + 2) === 0 ? 'wrong' : LABELS[i % LABELS.length]!] as const),
+    )
+    if (k === SWEEP.length - 1) await run.snapshot('prod-1')
+  }
+  await ds.appendMany(Array.from({ length: 30 }, (_, i) => record(120 + i)))
+  await ds.repository.store.close()
+  return { backend }
+}
