@@ -13,9 +13,12 @@ import {
   Table as ArrowTable,
   Binary,
   type DataType,
+  type Dictionary,
+  type Int32,
   makeData,
   makeVector,
   type RecordBatch,
+  Utf8,
   type Vector,
   vectorFromArray,
 } from 'apache-arrow'
@@ -198,10 +201,13 @@ interface Pick {
  * One Arrow type per field for the whole iteration: a dictionary type made per batch would
  * get a new dictionary id each time, and batches could not be put in one Table.
  */
-type Types = Map<string, DataType>
+interface BatchContext {
+  types: Map<string, DataType>
+  interner: Interner
+}
 
 /** Build one column from picks that may span windows and buckets. */
-function gather(field: Field, picks: Pick[], types: Types): Vector {
+function gather(field: Field, picks: Pick[], context: BatchContext): Vector {
   const column = ({ data, i }: Pick) => data.columns[field.name]![data.bucketOf[i]!] ?? null
   if (field.family === 'embedding') {
     const flat = new Float32Array(picks.length * field.dim)
@@ -236,9 +242,81 @@ function gather(field: Field, picks: Pick[], types: Types): Vector {
       }),
     )
   }
+  if (field.family === 'scalar' && field.kind === 'categorical')
+    return gatherCategorical(field.name, picks, context)
   return vectorFromArray(
     picks.map((pick) => column(pick)?.get(pick.data.rowOf[pick.i]!) ?? null),
-    types.get(field.name)!,
+    context.types.get(field.name)!,
+  )
+}
+
+/**
+ * Interns the strings of stored dictionaries for one iteration: each bucket's dictionary is
+ * mapped once to ids shared by every bucket, so gathering a row is an integer lookup.
+ */
+class Interner {
+  readonly #tables = new WeakMap<object, Int32Array>()
+  readonly strings: string[] = []
+  readonly #ids = new Map<string, number>()
+
+  idsOf(dictionary: Vector): Int32Array {
+    let table = this.#tables.get(dictionary)
+    if (table === undefined) {
+      table = new Int32Array(dictionary.length)
+      for (let k = 0; k < dictionary.length; k++) {
+        const value = dictionary.get(k) as string
+        let id = this.#ids.get(value)
+        if (id === undefined) {
+          id = this.strings.length
+          this.strings.push(value)
+          this.#ids.set(value, id)
+        }
+        table[k] = id
+      }
+      this.#tables.set(dictionary, table)
+    }
+    return table
+  }
+}
+
+/**
+ * A categorical column gathered by index: each bucket's dictionary is interned once, each
+ * row costs an integer copy, and the batch gets a dictionary of just the values it uses.
+ */
+function gatherCategorical(name: string, picks: Pick[], context: BatchContext): Vector {
+  const indices = new Int32Array(picks.length)
+  const nulls = new Uint8Array(Math.ceil(picks.length / 8)).fill(0xff)
+  let nullCount = 0
+  const batchIndex = new Map<number, number>()
+  const values: string[] = []
+  picks.forEach((pick, k) => {
+    const vector = pick.data.columns[name]![pick.data.bucketOf[pick.i]!]
+    const row = pick.data.rowOf[pick.i]!
+    if (vector === null || vector === undefined || !vector.isValid(row)) {
+      nulls[k >> 3]! &= ~(1 << (k & 7))
+      nullCount++
+      return
+    }
+    const data = vector.data[0]!
+    const id = context.interner.idsOf(data.dictionary!)[(data.values as Int32Array)[data.offset + row]!]!
+    let index = batchIndex.get(id)
+    if (index === undefined) {
+      index = values.length
+      values.push(context.interner.strings[id]!)
+      batchIndex.set(id, index)
+    }
+    indices[k] = index
+  })
+  const type = context.types.get(name) as Dictionary<Utf8, Int32>
+  return makeVector(
+    makeData({
+      type,
+      length: picks.length,
+      nullCount,
+      ...(nullCount > 0 ? { nullBitmap: nulls } : {}),
+      data: indices,
+      dictionary: vectorFromArray(values, new Utf8()),
+    }),
   )
 }
 
@@ -260,15 +338,20 @@ export async function loadLayer(
   return values
 }
 
-function layerColumn(layer: Layer, values: Map<bigint, unknown>, anchors: bigint[], types: Types): Vector {
+function layerColumn(
+  layer: Layer,
+  values: Map<bigint, unknown>,
+  anchors: bigint[],
+  context: BatchContext,
+): Vector {
   const picked = anchors.map((a) => values.get(a) ?? null)
   if (layer.field.family === 'embedding') {
     return vectorFromArray(
       picked.map((v) => (v === null ? null : [...(v as Float32Array)])),
-      types.get(layer.name)!,
+      context.types.get(layer.name)!,
     )
   }
-  return vectorFromArray(picked, types.get(layer.name)!)
+  return vectorFromArray(picked, context.types.get(layer.name)!)
 }
 
 /** The iteration itself: plan, prefetch windows, gather batches, pad the partition. */
@@ -284,9 +367,10 @@ export function iterate(
     const { signal } = options
     const baseFields = manifest.schema.fields.filter((f) => state.fields.includes(f.name))
     const layers = manifest.layers.filter((l) => state.fields.includes(l.name))
-    const types: Types = new Map(
-      [...baseFields, ...layers.map((l) => l.field)].map((f) => [f.name, arrowTypeOf(f)]),
-    )
+    const context: BatchContext = {
+      types: new Map([...baseFields, ...layers.map((l) => l.field)].map((f) => [f.name, arrowTypeOf(f)])),
+      interner: new Interner(),
+    }
     const codecs = await options.codecs()
     const layerValues = new Map<string, Map<bigint, unknown>>()
     for (const layer of layers) layerValues.set(layer.name, await loadLayer(repo, layer, signal))
@@ -377,14 +461,14 @@ export function iterate(
         }
         at = end
       }
-      const batch = buildBatch(picks, baseFields, layers, layerValues, state.fields, types)
+      const batch = buildBatch(picks, baseFields, layers, layerValues, state.fields, context)
       // Counted before it is handed over: a consumer that stops after this batch has seen it.
       yielded++
       yield batch
     }
     while (yielded < plan.batchesPerPartition) {
       yielded++
-      yield buildBatch([], baseFields, layers, layerValues, state.fields, types)
+      yield buildBatch([], baseFields, layers, layerValues, state.fields, context)
     }
   }
   return { [Symbol.asyncIterator]: run, state: snapshotState }
@@ -396,7 +480,7 @@ function buildBatch(
   layers: Layer[],
   layerValues: Map<string, Map<bigint, unknown>>,
   order: string[],
-  types: Types,
+  context: BatchContext,
 ): RecordBatch {
   const anchors = picks.map(({ data, i }) => data.anchors[i]!)
   const columns: Record<string, Vector> = { _anchor: anchorColumn(BigUint64Array.from(anchors)) }
@@ -404,8 +488,8 @@ function buildBatch(
     const field = baseFields.find((f) => f.name === name)
     columns[name] =
       field !== undefined
-        ? gather(field, picks, types)
-        : layerColumn(layers.find((l) => l.name === name)!, layerValues.get(name)!, anchors, types)
+        ? gather(field, picks, context)
+        : layerColumn(layers.find((l) => l.name === name)!, layerValues.get(name)!, anchors, context)
   }
   const table = new ArrowTable(columns)
   return table.batches[0]!

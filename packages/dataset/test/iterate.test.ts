@@ -188,3 +188,23 @@ describe('batches of one iteration', () => {
     expect(back.getChild('_anchor')!.toArray()).toEqual(table.getChild('_anchor')!.toArray())
   })
 })
+
+describe('fields added later', () => {
+  it('read as nulls for records appended before the field existed', async () => {
+    const { ds } = await dataset(10)
+    await ds.repository.commit('corpus', {
+      kind: 'schema',
+      add: [{ name: 'split', family: 'scalar', kind: 'categorical' }],
+    })
+    await ds.refresh()
+    await ds.appendMany([
+      { ...recordOf(50), split: 'train' },
+      { ...recordOf(51), split: 'validation' },
+    ])
+    const splits: (string | null)[] = []
+    for await (const batch of ds.iterArrowBatches({ fields: ['split'], batchSize: 4 })) {
+      for (let i = 0; i < batch.numRows; i++) splits.push(batch.getChild('split')!.get(i) as string | null)
+    }
+    expect(splits).toEqual([...new Array(10).fill(null), 'train', 'validation'])
+  })
+})
