@@ -17,6 +17,8 @@ import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 
+export { adminClient, freshBucket, minioEndpoint } from './minio.js'
+
 export interface OpenedStore {
   store: Store
   /** The URL another process can open the same store with (not needed for memory). */

@@ -3,14 +3,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { PutObjectCommand } from '@aws-sdk/client-s3'
-import { casConformanceTests } from '@dreamdb/cas-tests'
+import { adminClient, casConformanceTests, freshBucket, minioEndpoint } from '@dreamdb/cas-tests'
 import { describe } from 'vitest'
 import { MemoryBackend } from '../src/backends/memory.js'
 import { ContentStore } from '../src/content-store.js'
 import { toHex } from '../src/digest.js'
 import { objectKey } from '../src/layout.js'
 import { openStore } from '../src/open.js'
-import { adminClient, freshBucket, minioEndpoint } from './helpers/minio.js'
 
 const openStoreModule = fileURLToPath(new URL('../src/index.ts', import.meta.url))
 const keyOf = (cid: { multihash: { digest: Uint8Array } }): string => objectKey(toHex(cid.multihash.digest))

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { S3Client } from '@aws-sdk/client-s3'
+import { freshBucket, minioEndpoint } from '@dreamdb/cas-tests'
 import { describe, expect, it } from 'vitest'
 import { openStore } from '../src/open.js'
-import { freshBucket, minioEndpoint } from './helpers/minio.js'
 
 const endpoint = minioEndpoint()
 const encode = (text: string): Uint8Array => new TextEncoder().encode(text)

@@ -1,19 +1,11 @@
-import { randomUUID } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
+import { freshBucket, minioEndpoint } from '@dreamdb/cas-tests'
 import { inspect } from '@dreamdb/manifest'
 import { describe, expect, it } from 'vitest'
 import { agreementMatrix, compareRefs, Dataset } from '../src/index.js'
 import { MNIST_SCHEMA, mnistRecords, record, SCHEMA } from './helpers.js'
-
-function minioEndpoint(): string | undefined {
-  const endpoint = process.env.DREAMDB_TEST_S3_ENDPOINT
-  if (!endpoint && process.env.CI === 'true')
-    throw new Error('CI=true but DREAMDB_TEST_S3_ENDPOINT is not set')
-  return endpoint || undefined
-}
 
 async function rejection(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
   try {
@@ -175,11 +167,7 @@ describe('the seed tutorial, sections 2 to 7 and the active-learning pattern', (
 
   const endpoint = minioEndpoint()
   it.runIf(endpoint !== undefined)('on MinIO', async () => {
-    const bucket = `dreamdb-dataset-${randomUUID().slice(0, 8)}`
-    const client = new S3Client({ endpoint: endpoint!, region: 'us-east-1', forcePathStyle: true })
-    await client.send(new CreateBucketCommand({ Bucket: bucket }))
-    client.destroy()
-    await tutorial(`${endpoint}/${bucket}`)
+    await tutorial(`${endpoint}/${await freshBucket(endpoint!)}`)
   })
 })
 

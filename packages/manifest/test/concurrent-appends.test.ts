@@ -1,11 +1,10 @@
 import { execFile } from 'node:child_process'
-import { randomUUID } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
 import { openStore } from '@dreamdb/cas'
+import { freshBucket, minioEndpoint } from '@dreamdb/cas-tests'
 import { describe, expect, it } from 'vitest'
 import { inspect, log, Repository } from '../src/index.js'
 import { SCHEMA } from './helpers/records.js'
@@ -13,22 +12,6 @@ import { SCHEMA } from './helpers/records.js'
 const PROCESSES = 16
 const APPENDS = 25
 const worker = fileURLToPath(new URL('./append-worker.ts', import.meta.url))
-
-function minioEndpoint(): string | undefined {
-  const endpoint = process.env.DREAMDB_TEST_S3_ENDPOINT
-  if (!endpoint && process.env.CI === 'true')
-    throw new Error('CI=true but DREAMDB_TEST_S3_ENDPOINT is not set')
-  if (!endpoint) console.warn('SKIPPED: the MinIO run of the concurrent-append test needs tools/test.sh')
-  return endpoint || undefined
-}
-
-async function minioUrl(endpoint: string): Promise<string> {
-  const bucket = `dreamdb-manifest-${randomUUID().slice(0, 8)}`
-  const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true })
-  await client.send(new CreateBucketCommand({ Bucket: bucket }))
-  client.destroy()
-  return `${endpoint}/${bucket}`
-}
 
 function runWorker(url: string, id: number) {
   return new Promise<{ attempts: number[]; pins: { name: string; manifest: string }[] }>(
@@ -113,7 +96,7 @@ describe('16 processes appending to one branch', () => {
   it.runIf(endpoint !== undefined)(
     'on MinIO: every append lands, nothing is lost, pins stay pinned',
     async () => {
-      await concurrentAppends(await minioUrl(endpoint!), 's3 (MinIO)')
+      await concurrentAppends(`${endpoint}/${await freshBucket(endpoint!)}`, 's3 (MinIO)')
     },
   )
 })

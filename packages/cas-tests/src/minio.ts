@@ -3,6 +3,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
 
 /**
  * The MinIO that `tools/minio/minio.sh run` started for this test run, or `undefined`.
+ * Every package's S3 tests use this one check.
  * With CI=true a missing server is an error, so the S3 suites can never be skipped
  * silently in CI.
  */
