@@ -27,7 +27,11 @@ export interface Context {
   paint: (style: Style, text: string) => string
   /** Print one text line, or a JSON document (under --json). */
   out(text: string): Promise<void>
-  outJson(value: unknown): Promise<void>
+  /**
+   * Print one JSON document for `verb`, tagged `"format": "dreamdb.<verb>/1"` so that scripts
+   * can tell when a shape changes (a new version is a new number; fields are only added).
+   */
+  outJson(verb: string, value: object): Promise<void>
 }
 
 export function makeContext(io: Io, signal: AbortSignal, options: GlobalOptions): Context {
@@ -41,7 +45,7 @@ export function makeContext(io: Io, signal: AbortSignal, options: GlobalOptions)
     color,
     paint: painter(color),
     out: (text) => write(io.stdout, `${text}\n`),
-    outJson: (value) => write(io.stdout, `${toJson(value)}\n`),
+    outJson: (verb, value) => write(io.stdout, `${toJson({ format: `dreamdb.${verb}/1`, ...value })}\n`),
   }
 }
 

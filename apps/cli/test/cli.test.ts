@@ -74,6 +74,22 @@ describe('help and version', () => {
   })
 })
 
+describe('JSON documents', () => {
+  it('carry a format tag per verb', async () => {
+    const verbs: [string, string[]][] = [
+      ['refs', ['refs']],
+      ['inspect', ['inspect', 'prep-v1', '--no-splits']],
+      ['log', ['log', 'prep-v1']],
+      ['diff', ['diff', 'prep-v1', 'corpus']],
+      ['head', ['head', 'prep-v1', '-n', '1']],
+      ['compare-refs', ['compare-refs', '--prefix', 'sweep/']],
+    ]
+    for (const [verb, args] of verbs) {
+      expect(parse<{ format: string }>(await run([...args, '--json'])).format).toBe(`dreamdb.${verb}/1`)
+    }
+  })
+})
+
 describe('refs', () => {
   it('lists every ref with kind, manifest and records (--json)', async () => {
     const out = parse<{
@@ -277,7 +293,13 @@ describe('export', () => {
       '--json',
     ])
     const summary = parse<Record<string, unknown>>(result)
-    expect(summary).toMatchObject({ ref: 'prod-1', format: 'arrow', records: 120, out })
+    expect(summary).toMatchObject({
+      format: 'dreamdb.export/1',
+      ref: 'prod-1',
+      fileFormat: 'arrow',
+      records: 120,
+      out,
+    })
     const table = tableFromIPC(await readFile(out))
     expect(table.numRows).toBe(120)
     expect(table.schema.fields.map((f) => f.name)).toEqual([

@@ -44,7 +44,7 @@ export async function compareRefs(ctx: Context, options: CompareOptions): Promis
     const table = await compare({ refs, fields: [options.field], backend: store, signal: ctx.signal })
     const matrix = agreementMatrix(table, options.field, refs)
     const result: CompareResult = { backend: store.url, ...matrix, records: table.numRows }
-    if (ctx.json) return await ctx.outJson(result)
+    if (ctx.json) return await ctx.outJson('compare-refs', result)
     const stdout = ctx.io.stdout
     const width = options.width ?? (stdout.isTTY && stdout.columns ? stdout.columns : 80)
     const layout = layoutAgreement(matrix, { width })

@@ -1,20 +1,20 @@
 import { diff as manifestDiff } from '@dreamdb/manifest'
 import { type Context, sourceOf, withRepository } from '../context.js'
-import { signed } from '../render/text.js'
 
 export async function diff(ctx: Context, a: string, b: string): Promise<void> {
   await withRepository(ctx, async (repo) => {
     const d = await manifestDiff(repo, sourceOf(a), sourceOf(b), { signal: ctx.signal })
-    if (ctx.json) return await ctx.outJson({ a, b, ...d })
-    await ctx.out(`from ${a}  ${ctx.paint('dim', d.from)}`)
-    await ctx.out(`to   ${b}  ${ctx.paint('dim', d.to)}`)
+    if (ctx.json) return await ctx.outJson('diff', { a, b, ...d })
+    const width = Math.max(a.length, b.length)
+    await ctx.out(`from ${a.padEnd(width)}  ${ctx.paint('dim', d.from)}`)
+    await ctx.out(`to   ${b.padEnd(width)}  ${ctx.paint('dim', d.to)}`)
     const same =
       d.from === d.to ||
       (d.records.added + d.records.removed + d.buckets.added + d.buckets.removed === 0 &&
         [d.fields, d.layers].every((x) => x.added.length + x.removed.length + x.changed.length === 0))
     if (same) return await ctx.out('no differences')
     await ctx.out(
-      `records  ${ctx.paint('green', signed(d.records.added))} ${ctx.paint('red', `-${d.records.removed}`)}   buckets ${signed(d.buckets.added)} -${d.buckets.removed}`,
+      `records  ${ctx.paint('green', `+${d.records.added}`)} ${ctx.paint('red', `-${d.records.removed}`)}   buckets +${d.buckets.added} -${d.buckets.removed}`,
     )
     for (const [what, part] of [
       ['fields', d.fields],

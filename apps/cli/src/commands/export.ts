@@ -32,7 +32,8 @@ export interface ExportOptions {
 export interface ExportSummary {
   ref: string
   manifest: string
-  format: ExportFormat
+  /** `arrow` or `jsonl` (`format` is the JSON document's own tag). */
+  fileFormat: ExportFormat
   out: string
   fields: string[]
   records: number
@@ -112,13 +113,13 @@ export async function exportRecords(ctx: Context, ref: string, options: ExportOp
     const summary: ExportSummary = {
       ref,
       manifest: ds.currentManifest(),
-      format: options.format,
+      fileFormat: options.format,
       out: path,
       fields,
       records,
     }
     if (toStdout) return
-    if (ctx.json) return await ctx.outJson(summary)
+    if (ctx.json) return await ctx.outJson('export', summary)
     // The summary goes to stderr-free stdout only when the data went to a file.
     await ctx.out(
       `exported ${records} records (${fields.join(', ')}) of ${ref} to ${path} as ${options.format}`,

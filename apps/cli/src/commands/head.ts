@@ -55,7 +55,7 @@ export async function head(ctx: Context, ref: string, options: HeadOptions): Pro
       }
     }
     if (ctx.json) {
-      return await ctx.outJson({ ref, manifest: ds.currentManifest(), fields, records: rows })
+      return await ctx.outJson('head', { ref, manifest: ds.currentManifest(), fields, records: rows })
     }
     if (rows.length === 0) return await ctx.out(`${ref} has no records`)
     // Display from the plain values: binary shows as a byte count, vectors abbreviated.

@@ -54,7 +54,7 @@ export async function init(ctx: Context, name: string, options: InitOptions): Pr
         backend: store.url,
         schema: ds.manifest.schema,
       }
-      if (ctx.json) return await ctx.outJson(result)
+      if (ctx.json) return await ctx.outJson('init', result)
       await ctx.out(
         `created dataset '${ctx.paint('bold', name)}' with ${schema.fields.length} field${schema.fields.length === 1 ? '' : 's'} in ${store.url}`,
       )

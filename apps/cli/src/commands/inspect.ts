@@ -112,7 +112,7 @@ export async function inspect(ctx: Context, ref: string, options: InspectOptions
       pointingInto,
       verified,
     }
-    if (ctx.json) return await ctx.outJson(result)
+    if (ctx.json) return await ctx.outJson('inspect', result)
     await printInspection(ctx, ref, result, options.history ?? 10)
   })
 }

@@ -55,7 +55,7 @@ export async function log(ctx: Context, ref: string, options: { limit?: number }
       signal: ctx.signal,
       ...(options.limit !== undefined ? { limit: options.limit } : {}),
     })
-    if (ctx.json) return await ctx.outJson({ ref, entries })
+    if (ctx.json) return await ctx.outJson('log', { ref, entries })
     for (const line of historyLines(ctx, entries)) await ctx.out(line)
   })
 }

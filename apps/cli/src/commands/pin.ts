@@ -11,7 +11,7 @@ export async function snapshot(ctx: Context, label: string, options: { from: str
       manifest: info.manifest,
       timeline: info.timeline,
     }
-    if (ctx.json) return await ctx.outJson(result)
+    if (ctx.json) return await ctx.outJson('snapshot', result)
     await ctx.out(
       `snapshot '${ctx.paint('bold', info.label)}' pins ${options.from} at manifest ${ctx.paint('dim', info.manifest)}`,
     )
@@ -28,7 +28,7 @@ export async function branch(ctx: Context, name: string, options: { from: string
       manifest: info.manifest.toString(),
       timeline: info.timeline?.toString() ?? null,
     }
-    if (ctx.json) return await ctx.outJson(result)
+    if (ctx.json) return await ctx.outJson('branch', result)
     await ctx.out(
       `branch '${ctx.paint('bold', name)}' created from ${options.from} at manifest ${ctx.paint('dim', result.manifest)}`,
     )

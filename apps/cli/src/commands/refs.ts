@@ -22,7 +22,7 @@ export async function refs(ctx: Context, prefix: string | undefined): Promise<vo
         records: manifest.stats.records,
       })
     }
-    if (ctx.json) return await ctx.outJson({ backend: store.url, prefix: prefix ?? '', refs: rows })
+    if (ctx.json) return await ctx.outJson('refs', { backend: store.url, prefix: prefix ?? '', refs: rows })
     if (rows.length === 0) {
       return await ctx.out(
         prefix ? `no refs starting with '${prefix}' in ${store.url}` : `no refs in ${store.url}`,

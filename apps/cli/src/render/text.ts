@@ -60,8 +60,3 @@ export function table(rows: string[][], options: TableOptions = {}): string[] {
     return r === 0 && options.header ? options.header(line) : line
   })
 }
-
-/** `+12`, `-3`, `0`. */
-export function signed(n: number): string {
-  return n > 0 ? `+${n}` : String(n)
-}

@@ -35,8 +35,10 @@ export function displayValue(field: Field | undefined, value: unknown, max = 32)
   if (value instanceof Uint8Array) return `<${value.byteLength} bytes>`
   if (field?.family === 'embedding') {
     const numbers = plainValue(field, value, 'count') as number[]
-    const shown = numbers.slice(0, 3).map((x) => (Math.abs(x) >= 1e4 ? x.toExponential(1) : x.toFixed(3)))
-    return `[${shown.join(', ')}${numbers.length > 3 ? `, … ×${numbers.length}` : ''}]`
+    const short = (x: number) => (Math.abs(x) >= 1e4 ? x.toExponential(2) : String(Number(x.toFixed(3))))
+    return numbers.length <= 4
+      ? `[${numbers.map(short).join(', ')}]`
+      : `[${numbers.slice(0, 3).map(short).join(', ')}, … ×${numbers.length}]`
   }
   if (field?.family === 'scalar' && field.kind === 'timestamp' && typeof value === 'number') {
     return new Date(value).toISOString()
