@@ -21,7 +21,7 @@ async function valuesByAnchor(
 ): Promise<{ field: Field; values: Map<bigint, unknown> }> {
   const layer = ds.manifest.layers.find((l) => l.name === name)
   if (layer !== undefined)
-    return { field: layer.field, values: await loadLayer(ds.repository as never, layer, signal) }
+    return { field: layer.field, values: await loadLayer(ds.repository, layer, signal) }
   const field = ds.manifest.schema.fields.find((f) => f.name === name)
   if (field === undefined) {
     throw new UnknownFieldError(name, [

@@ -16,7 +16,6 @@ import {
   type FieldInput,
   type Manifest,
   Repository,
-  type Repository as RepositoryType,
   type ScalarKind,
   type SnapshotInfo,
 } from '@dreamdb/manifest'
@@ -138,7 +137,7 @@ function asCid(value: string | CID | null | undefined, what: string): CID | null
  * manifest, read-only). Every write returns the new manifest's CID.
  */
 export class Dataset {
-  readonly repository: RepositoryType
+  readonly repository: Repository
   /** The branch this dataset writes to, or `null` when opened at a pinned state. */
   readonly ref: string | null
   #manifestCid: CID
@@ -218,7 +217,7 @@ export class Dataset {
   /** A new branch at this state, opened for writing. One small write. */
   async branch(name: string, options: AbortOptions = {}): Promise<Dataset> {
     await this.repository.branch(name, this.#manifestCid, options)
-    return new Dataset(this.repository as Repository, name, this.#manifestCid, this.#manifest)
+    return new Dataset(this.repository, name, this.#manifestCid, this.#manifest)
   }
 
   /**
@@ -317,7 +316,7 @@ export class Dataset {
    */
   iterArrowBatches(options: IterOptions = {}): BatchStream {
     const state = normalizeIterOptions(this.#manifest, this.currentManifest(), options)
-    return iterate(this.repository as Repository, this.#manifest, state, {
+    return iterate(this.repository, this.#manifest, state, {
       windowRecords: options.shuffleWindow ?? Math.max(4 * state.batchSize, 4096),
       prefetch: options.prefetch ?? 2,
       codecs: () => this.#codecs(options.signal ? { signal: options.signal } : {}),
