@@ -153,6 +153,8 @@ interface WindowData {
   columns: Record<string, (Vector | null)[]>
   bucketOf: Uint32Array
   rowOf: Uint32Array
+  /** Window offset of each bucket's first record, plus the window's length at the end. */
+  bucketStart: Uint32Array
   order: Uint32Array | null
 }
 
@@ -171,8 +173,10 @@ async function loadWindow(
   const anchors = new BigUint64Array(window.records)
   const bucketOf = new Uint32Array(window.records)
   const rowOf = new Uint32Array(window.records)
+  const bucketStart = new Uint32Array(window.buckets.length + 1)
   let at = 0
   window.buckets.forEach((bucket, b) => {
+    bucketStart[b] = at
     anchors.set(anchorsOf(bucket), at)
     for (let r = 0; r < bucket.records; r++) {
       bucketOf[at + r] = b
@@ -182,72 +186,109 @@ async function loadWindow(
   })
   const columns: WindowData['columns'] = {}
   for (const field of baseFields) columns[field.name] = decoded.map((d) => d[field.name] ?? null)
+  bucketStart[window.buckets.length] = at
   return {
     anchors,
     columns,
     bucketOf,
     rowOf,
+    bucketStart,
     order: window.seed === null ? null : permutation(window.records, window.seed),
   }
 }
 
-/** A record to put in a batch: window data and the window-local row. */
-interface Pick {
-  data: WindowData
-  i: number
-}
-
 /**
- * One Arrow type per field for the whole iteration: a dictionary type made per batch would
- * get a new dictionary id each time, and batches could not be put in one Table.
+ * One Arrow type per field for the whole iteration (a dictionary type made per batch would
+ * get a new dictionary id each time, and batches could not be put in one Table), and the
+ * iteration's interned categorical strings.
  */
 interface BatchContext {
   types: Map<string, DataType>
   interner: Interner
 }
 
-/** Build one column from picks that may span windows and buckets. */
-function gather(field: Field, picks: Pick[], context: BatchContext): Vector {
-  const column = ({ data, i }: Pick) => data.columns[field.name]![data.bucketOf[i]!] ?? null
+/** A stretch of a window in the epoch's order: its positions [from, to). */
+interface Run {
+  data: WindowData
+  from: number
+  to: number
+}
+
+function lengthOf(runs: Run[]): number {
+  return runs.reduce((n, r) => n + r.to - r.from, 0)
+}
+
+/** Call `fn(data, i, k)` for each record: `i` its index in the window, `k` its row in the batch. */
+function forEachRecord(runs: Run[], fn: (data: WindowData, i: number, k: number) => void): void {
+  let k = 0
+  for (const { data, from, to } of runs) {
+    for (let p = from; p < to; p++) fn(data, data.order === null ? p : data.order[p]!, k++)
+  }
+}
+
+/**
+ * Call `fn(data, bucket, row, count, k)` for each stretch of consecutive rows of one bucket:
+ * whole blocks in append order, single rows once shuffled.
+ */
+function forEachBlock(
+  runs: Run[],
+  fn: (data: WindowData, bucket: number, row: number, count: number, k: number) => void,
+): void {
+  let k = 0
+  for (const { data, from, to } of runs) {
+    if (data.order !== null) {
+      for (let p = from; p < to; p++) {
+        const i = data.order[p]!
+        fn(data, data.bucketOf[i]!, data.rowOf[i]!, 1, k++)
+      }
+      continue
+    }
+    for (let p = from; p < to; ) {
+      const bucket = data.bucketOf[p]!
+      const count = Math.min(to, data.bucketStart[bucket + 1]!) - p
+      fn(data, bucket, data.rowOf[p]!, count, k)
+      k += count
+      p += count
+    }
+  }
+}
+
+/** Build one column from runs that may span windows and buckets. */
+function gather(field: Field, runs: Run[], context: BatchContext): Vector {
+  const length = lengthOf(runs)
+  const columnOf = (data: WindowData, bucket: number) => data.columns[field.name]![bucket] ?? null
   if (field.family === 'embedding') {
-    const flat = new Float32Array(picks.length * field.dim)
-    picks.forEach((pick, k) => {
-      const vector = column(pick)
+    const flat = new Float32Array(length * field.dim)
+    forEachBlock(runs, (data, bucket, row, count, k) => {
+      const vector = columnOf(data, bucket)
       if (vector === null) return
       const child = vector.data[0]!.children[0]!
-      const start = (vector.data[0]!.offset + pick.data.rowOf[pick.i]!) * field.dim + child.offset
-      flat.set((child.values as Float32Array).subarray(start, start + field.dim), k * field.dim)
+      const start = (vector.data[0]!.offset + row) * field.dim + child.offset
+      flat.set((child.values as Float32Array).subarray(start, start + count * field.dim), k * field.dim)
     })
     return embeddingColumn(field, flat)
   }
   if (field.family === 'binary') {
-    const pieces = picks.map(
-      (pick) => (column(pick)?.get(pick.data.rowOf[pick.i]!) as Uint8Array | null) ?? new Uint8Array(0),
-    )
-    const offsets = new Int32Array(picks.length + 1)
-    pieces.forEach((p, k) => {
-      offsets[k + 1] = offsets[k]! + p.byteLength
+    const pieces: Uint8Array[] = new Array(length)
+    forEachRecord(runs, (data, i, k) => {
+      pieces[k] =
+        (columnOf(data, data.bucketOf[i]!)?.get(data.rowOf[i]!) as Uint8Array | null) ?? new Uint8Array(0)
     })
-    const bytes = new Uint8Array(offsets[picks.length]!)
-    pieces.forEach((p, k) => {
-      bytes.set(p, offsets[k]!)
-    })
+    const offsets = new Int32Array(length + 1)
+    for (let k = 0; k < length; k++) offsets[k + 1] = offsets[k]! + pieces[k]!.byteLength
+    const bytes = new Uint8Array(offsets[length]!)
+    for (let k = 0; k < length; k++) bytes.set(pieces[k]!, offsets[k]!)
     return makeVector(
-      makeData({
-        type: new Binary(),
-        length: picks.length,
-        nullCount: 0,
-        valueOffsets: offsets,
-        data: bytes,
-      }),
+      makeData({ type: new Binary(), length, nullCount: 0, valueOffsets: offsets, data: bytes }),
     )
   }
   if (field.family === 'scalar' && field.kind === 'categorical')
-    return gatherCategorical(field.name, picks, context)
-  return vectorFromArray(
-    picks.map((pick) => column(pick)?.get(pick.data.rowOf[pick.i]!) ?? null),
-    context.types.get(field.name)!,
-  )
+    return gatherCategorical(field.name, runs, length, context)
+  const values: unknown[] = new Array(length)
+  forEachRecord(runs, (data, i, k) => {
+    values[k] = columnOf(data, data.bucketOf[i]!)?.get(data.rowOf[i]!) ?? null
+  })
+  return vectorFromArray(values, context.types.get(field.name)!)
 }
 
 /**
@@ -283,15 +324,15 @@ class Interner {
  * A categorical column gathered by index: each bucket's dictionary is interned once, each
  * row costs an integer copy, and the batch gets a dictionary of just the values it uses.
  */
-function gatherCategorical(name: string, picks: Pick[], context: BatchContext): Vector {
-  const indices = new Int32Array(picks.length)
-  const nulls = new Uint8Array(Math.ceil(picks.length / 8)).fill(0xff)
+function gatherCategorical(name: string, runs: Run[], length: number, context: BatchContext): Vector {
+  const indices = new Int32Array(length)
+  const nulls = new Uint8Array(Math.ceil(length / 8)).fill(0xff)
   let nullCount = 0
   const batchIndex = new Map<number, number>()
   const values: string[] = []
-  picks.forEach((pick, k) => {
-    const vector = pick.data.columns[name]![pick.data.bucketOf[pick.i]!]
-    const row = pick.data.rowOf[pick.i]!
+  forEachRecord(runs, (window, i, k) => {
+    const vector = window.columns[name]![window.bucketOf[i]!]
+    const row = window.rowOf[i]!
     if (vector === null || vector === undefined || !vector.isValid(row)) {
       nulls[k >> 3]! &= ~(1 << (k & 7))
       nullCount++
@@ -311,7 +352,7 @@ function gatherCategorical(name: string, picks: Pick[], context: BatchContext): 
   return makeVector(
     makeData({
       type,
-      length: picks.length,
+      length,
       nullCount,
       ...(nullCount > 0 ? { nullBitmap: nulls } : {}),
       data: indices,
@@ -447,7 +488,7 @@ export function iterate(
       signal?.throwIfAborted()
       const from = b * state.batchSize
       const to = Math.min(plan.records, from + state.batchSize)
-      const picks: Pick[] = []
+      const runs: Run[] = []
       for (let at = from, k = 0; at < to; k++) {
         await fill()
         while (queue.length > 0 && queue[0]!.window.start + queue[0]!.window.records <= at) queue.shift()
@@ -456,12 +497,10 @@ export function iterate(
         if (entry === undefined) throw new Error(`record ${at} of the epoch is in no window`)
         const data = await entry.data
         const end = Math.min(to, entry.window.start + entry.window.records)
-        for (let i = at - entry.window.start; i < end - entry.window.start; i++) {
-          picks.push({ data, i: data.order ? data.order[i]! : i })
-        }
+        runs.push({ data, from: at - entry.window.start, to: end - entry.window.start })
         at = end
       }
-      const batch = buildBatch(picks, baseFields, layers, layerValues, state.fields, context)
+      const batch = buildBatch(runs, baseFields, layers, layerValues, state.fields, context)
       // Counted before it is handed over: a consumer that stops after this batch has seen it.
       yielded++
       yield batch
@@ -475,20 +514,26 @@ export function iterate(
 }
 
 function buildBatch(
-  picks: Pick[],
+  runs: Run[],
   baseFields: Field[],
   layers: Layer[],
   layerValues: Map<string, Map<bigint, unknown>>,
   order: string[],
   context: BatchContext,
 ): RecordBatch {
-  const anchors = picks.map(({ data, i }) => data.anchors[i]!)
-  const columns: Record<string, Vector> = { _anchor: anchorColumn(BigUint64Array.from(anchors)) }
+  const anchorValues = new BigUint64Array(lengthOf(runs))
+  forEachBlock(runs, (data, bucket, row, count, k) => {
+    const start = data.bucketStart[bucket]! + row
+    anchorValues.set(data.anchors.subarray(start, start + count), k)
+  })
+  // Plain bigints only when a layer needs to look values up by anchor.
+  const anchors = layers.length > 0 ? Array.from(anchorValues) : []
+  const columns: Record<string, Vector> = { _anchor: anchorColumn(anchorValues) }
   for (const name of order) {
     const field = baseFields.find((f) => f.name === name)
     columns[name] =
       field !== undefined
-        ? gather(field, picks, context)
+        ? gather(field, runs, context)
         : layerColumn(layers.find((l) => l.name === name)!, layerValues.get(name)!, anchors, context)
   }
   const table = new ArrowTable(columns)
