@@ -10,6 +10,7 @@ import {
 } from '@dreamdb/arrow'
 import { type AbortOptions, openStore, type Store } from '@dreamdb/cas'
 import {
+  type Bucket,
   type BucketInput,
   type EmbeddingField,
   type Field,
@@ -94,6 +95,11 @@ const ALGORITHMS: Record<string, 'cosine' | 'l2' | 'ip'> = {
   'dreamdb.ivf-cosine': 'cosine',
   'dreamdb.ivf-l2': 'l2',
   'dreamdb.ivf-ip': 'ip',
+}
+
+export interface CompactOptions extends AbortOptions {
+  /** Merge consecutive buckets until a merged bucket would pass this many records. @default 1024 */
+  targetRecords?: number
 }
 
 export interface EmbeddingLayerInit {
@@ -539,6 +545,88 @@ export class Dataset {
       }
     }
     return allowed
+  }
+
+  /**
+   * Merge runs of small consecutive buckets (many tiny appends) into buckets of about
+   * `targetRecords`, so iteration reads a few large objects instead of many small ones.
+   * Every record keeps its anchor, position and values; snapshots keep their buckets. One
+   * commit per merged run, from the end of the timeline backwards. A merged bucket's time
+   * range covers all its appends, so `timeRange` then resolves to the merged bucket.
+   * Returns the new manifest, or `undefined` when nothing was small enough to merge.
+   */
+  async compact(options: CompactOptions = {}): Promise<string | undefined> {
+    const ref = this.#writableRef()
+    const target = options.targetRecords ?? 1024
+    if (!Number.isSafeInteger(target) || target < 2)
+      throw new InvalidOptionError('targetRecords', target, 'must be >= 2')
+    const fields = this.#manifest.schema.fields
+    const lossy = fields.find((f) => f.family === 'embedding' && isCompressed(f) && !f.rerank)
+    if (lossy !== undefined) {
+      throw new InvalidOptionError(
+        'compact',
+        lossy.name,
+        'keeps only codes; merging would re-encode approximations, so it is not compacted',
+      )
+    }
+    // Runs of consecutive buckets that fit in one target-sized bucket, two or more each.
+    const runs: { start: number; buckets: Bucket[] }[] = []
+    let current: { start: number; buckets: Bucket[]; records: number } | undefined
+    for await (const { position, bucket } of this.repository.buckets(this.#manifest, options)) {
+      if (current !== undefined && current.records + bucket.records <= target) {
+        current.buckets.push(bucket)
+        current.records += bucket.records
+        continue
+      }
+      if (current !== undefined && current.buckets.length > 1) runs.push(current)
+      current = { start: position, buckets: [bucket], records: bucket.records }
+    }
+    if (current !== undefined && current.buckets.length > 1) runs.push(current)
+    if (runs.length === 0) return undefined
+    const codecs = await this.#codecs(options)
+    for (const run of runs.reverse()) {
+      const columns: Record<string, unknown[]> = Object.fromEntries(fields.map((f) => [f.name, []]))
+      for (const bucket of run.buckets) {
+        const decoded = await readBucketColumns(this.store, fields, bucket, { ...options, codecs })
+        for (const field of fields) {
+          const column = decoded[field.name]
+          for (let i = 0; i < bucket.records; i++) {
+            const value = column?.get(i) ?? null
+            columns[field.name]!.push(
+              field.family === 'embedding' && value !== null
+                ? Float32Array.from(value as Iterable<number>)
+                : value,
+            )
+          }
+        }
+      }
+      const records = run.buckets.reduce((n, b) => n + b.records, 0)
+      const objects = await putEncodedBucket(
+        this.store,
+        encodeBucket(fields, columns, records, codecs),
+        options,
+      )
+      const result = await this.repository.commit(
+        ref,
+        {
+          kind: 'compact',
+          start: run.start,
+          count: run.buckets.length,
+          replacement: [
+            {
+              records,
+              anchorRanges: run.buckets.flatMap((b) => b.anchorRanges ?? []),
+              timeMin: Math.min(...run.buckets.map((b) => b.timeMin)),
+              timeMax: Math.max(...run.buckets.map((b) => b.timeMax)),
+              fields: objects,
+            },
+          ],
+        },
+        options,
+      )
+      await this.#moved(result.manifest, options)
+    }
+    return this.currentManifest()
   }
 
   async #addLayer(

@@ -32,6 +32,7 @@ export { type AgreementMatrix, agreementMatrix, type CompareOptions, compareRefs
 export {
   type AppendOptions,
   type BackendOptions,
+  type CompactOptions,
   Dataset,
   type DatasetRecord,
   type EmbeddingLayerInit,

@@ -208,3 +208,32 @@ describe('fields added later', () => {
     expect(splits).toEqual([...new Array(10).fill(null), 'train', 'validation'])
   })
 })
+
+describe('compact', () => {
+  it('merges many tiny appends into few buckets without changing a record, an anchor or a snapshot', async () => {
+    const { ds } = await dataset(0)
+    for (let i = 0; i < 40; i++) await ds.appendMany([recordOf(i)])
+    const snapshot = await ds.snapshot('before-compact')
+    const contents = async (d: Dataset) => {
+      const out: string[] = []
+      for await (const b of d.iterArrowBatches({ batchSize: 7 })) {
+        for (let i = 0; i < b.numRows; i++) {
+          const image = new TextDecoder().decode(b.getChild('image')!.get(i) as Uint8Array)
+          out.push(`${b.getChild('_anchor')!.get(i)}|${image}|${b.getChild('label')!.get(i)}|${idsOf(b)[i]}`)
+        }
+      }
+      return out
+    }
+    const before = await contents(ds)
+    expect(ds.manifest.stats.buckets).toBe(40)
+    await ds.compact({ targetRecords: 16 })
+    expect(ds.manifest.stats.buckets).toBe(3)
+    expect(ds.manifest.stats.records).toBe(40)
+    expect(await contents(ds)).toEqual(before)
+    const pinned = await Dataset.openAt(snapshot, { backend: ds.store })
+    expect(pinned.manifest.stats.buckets).toBe(40)
+    expect(await contents(pinned)).toEqual(before)
+    // Nothing left to merge.
+    expect(await ds.compact({ targetRecords: 16 })).toBeUndefined()
+  })
+})
