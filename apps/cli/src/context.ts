@@ -24,6 +24,8 @@ export interface Context {
   json: boolean
   /** Colour on stdout. */
   color: boolean
+  /** Colour on stderr (progress bars, errors): the same rule applied to stderr. */
+  errColor: boolean
   paint: (style: Style, text: string) => string
   /** Print one text line, or a JSON document (under --json). */
   out(text: string): Promise<void>
@@ -43,6 +45,7 @@ export function makeContext(io: Io, signal: AbortSignal, options: GlobalOptions)
     backend,
     json: options.json === true,
     color,
+    errColor: colorFor(io.stderr, io.env, options.color !== false),
     paint: painter(color),
     out: (text) => write(io.stdout, `${text}\n`),
     outJson: (verb, value) => write(io.stdout, `${toJson({ format: `dreamdb.${verb}/1`, ...value })}\n`),

@@ -74,6 +74,77 @@ export class OutputExistsError extends CliError {
   }
 }
 
+/** A split named in `--splits` has no parquet shards under `--root`, or some are missing. */
+export class NoShardsError extends CliError {
+  static readonly code = 'ERR_CLI_NO_SHARDS'
+  override readonly name = 'NoShardsError'
+  readonly code = NoShardsError.code
+}
+
+/** A parquet shard is malformed, lacks an expected column, or holds a value of the wrong type. */
+export class ShardError extends CliError {
+  static readonly code = 'ERR_CLI_BAD_SHARD'
+  override readonly name = 'ShardError'
+  readonly code = ShardError.code
+  constructor(
+    readonly file: string,
+    message: string,
+    hint?: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${file}: ${message}`, hint, options)
+  }
+}
+
+/** The embedding column has the wrong type, a null, a non-finite value or another dimension. */
+export class EmbeddingColumnError extends CliError {
+  static readonly code = 'ERR_CLI_BAD_EMBEDDING'
+  override readonly name = 'EmbeddingColumnError'
+  readonly code = EmbeddingColumnError.code
+  constructor(
+    readonly file: string,
+    message: string,
+    hint?: string,
+  ) {
+    super(`${file}: ${message}`, hint)
+  }
+}
+
+/** The embedding model cannot be loaded or run, or its output is not a vector per image. */
+export class ModelError extends CliError {
+  static readonly code = 'ERR_CLI_BAD_MODEL'
+  override readonly name = 'ModelError'
+  readonly code = ModelError.code
+}
+
+/** An image in a shard cannot be decoded (computing embeddings with --model). */
+export class ImageError extends CliError {
+  static readonly code = 'ERR_CLI_BAD_IMAGE'
+  override readonly name = 'ImageError'
+  readonly code = ImageError.code
+}
+
+/** `ingest` into a dataset that exists with other fields than the ones it writes. */
+export class SchemaMismatchError extends CliError {
+  static readonly code = 'ERR_CLI_SCHEMA_MISMATCH'
+  override readonly name = 'SchemaMismatchError'
+  readonly code = SchemaMismatchError.code
+}
+
+/** A shard was partly ingested before, and the file under that name has changed since. */
+export class ShardChangedError extends CliError {
+  static readonly code = 'ERR_CLI_SHARD_CHANGED'
+  override readonly name = 'ShardChangedError'
+  readonly code = ShardChangedError.code
+}
+
+/** `search --like-anchor N` names a record the ref does not have. */
+export class AnchorNotFoundError extends CliError {
+  static readonly code = 'ERR_CLI_ANCHOR_NOT_FOUND'
+  override readonly name = 'AnchorNotFoundError'
+  readonly code = AnchorNotFoundError.code
+}
+
 /** Exit with a code and print nothing more (help, version). */
 export class ExitError extends Error {
   override readonly name = 'ExitError'
@@ -89,6 +160,8 @@ const NOT_FOUND = new Set([
   'ERR_DATASET_UNKNOWN_FIELD',
   FileNotFoundError.code,
   BackendNotFoundError.code,
+  NoShardsError.code,
+  AnchorNotFoundError.code,
 ])
 
 const CONFLICT = new Set([
@@ -99,6 +172,8 @@ const CONFLICT = new Set([
   'ERR_CAS_REF_CONFLICT',
   'ERR_CAS_REF_LOCKED',
   OutputExistsError.code,
+  SchemaMismatchError.code,
+  ShardChangedError.code,
 ])
 
 const HINTS: Record<string, string> = {

@@ -7,11 +7,14 @@ import { compareRefs } from './commands/compare-refs.js'
 import { diff } from './commands/diff.js'
 import { exportRecords } from './commands/export.js'
 import { head } from './commands/head.js'
+import { type IngestCommandOptions, ingest } from './commands/ingest.js'
 import { init } from './commands/init.js'
 import { inspect } from './commands/inspect.js'
 import { log } from './commands/log.js'
+import { ALGORITHMS, type MigrateCommandOptions, migrate } from './commands/migrate.js'
 import { branch, snapshot } from './commands/pin.js'
 import { refs } from './commands/refs.js'
+import { type SearchCommandOptions, search } from './commands/search.js'
 import {
   type Context,
   DEFAULT_BACKEND,
@@ -41,6 +44,28 @@ Environment:
   DREAMDB_BACKEND  the backend when --backend is not given (default ${DEFAULT_BACKEND})
   NO_COLOR         set to anything to turn colour off (it is only ever used on a terminal)
   DREAMDB_DEBUG    set to 1 to print the stack of an internal error`
+
+/** `48x192` -> [48, 192]. */
+function sizeArg(value: string): [number, number] {
+  const m = /^(\d+)x(\d+)$/.exec(value.trim())
+  if (m === null || Number(m[1]) < 1 || Number(m[2]) < 1) {
+    throw new UsageError(`--model-input-size must be HEIGHTxWIDTH, e.g. 224x224, not '${value}'`)
+  }
+  return [Number(m[1]), Number(m[2])]
+}
+
+/** `0.5,0.5,0.5` -> three numbers (per channel R, G, B). */
+function triple(name: string, positive: boolean): (value: string) => [number, number, number] {
+  return (value) => {
+    const parts = value.split(',').map((s) => Number(s.trim()))
+    if (parts.length !== 3 || !parts.every((x) => Number.isFinite(x) && (!positive || x > 0))) {
+      throw new UsageError(
+        `${name} takes three ${positive ? 'positive ' : ''}numbers (R,G,B), not '${value}'`,
+      )
+    }
+    return parts as [number, number, number]
+  }
+}
 
 function examples(...lines: string[]): string {
   return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`
@@ -82,6 +107,7 @@ export function buildProgram(io: Io, signal: AbortSignal): Command {
       `${examples(
         `dreamdb init corpus --schema '[{"name":"label","family":"scalar","kind":"categorical"}]'`,
         'dreamdb refs',
+        'dreamdb ingest --root ./imagenet-100 --dataset-name imagenet-100 --splits train,validation --embedding-column clip --ivf --rabitq',
         'dreamdb snapshot prep-v1 --from corpus',
         'dreamdb inspect --ref-name prod-2026-05-15-abc --json',
         'dreamdb compare-refs --refs sweep/a,sweep/b,sweep/c --field prediction',
@@ -112,6 +138,84 @@ Field families:
 `,
     )
     .action(action((ctx, name: string, options: { schema: string }) => init(ctx, name, options)))
+
+  program
+    .command('ingest')
+    .summary('ingest Hugging Face parquet shards (images, labels, embeddings); resumable')
+    .description(
+      "Read Hugging Face-style parquet shards (<split>-00000-of-00017.parquet under --root or --root/data, with an image {bytes, path} column and a label) into a dataset with the fields image, embedding, label and split, creating it if needed. Embeddings come from a column of the shards or from an ONNX image model run in process. Each commit appends a range of one shard's rows and records it in its message: interrupted and run again, ingest appends only what is missing, never a record twice. Progress: a bar on a terminal, a line per second otherwise (stderr).",
+    )
+    .requiredOption('--root <dir>', 'the folder of parquet shards (or whose data/ folder holds them)')
+    .requiredOption('--dataset-name <name>', 'the dataset to create or append to')
+    .requiredOption('--splits <a,b>', 'the splits to ingest, e.g. train,validation', list)
+    .option(
+      '--embedding-column <column>',
+      "the shards' column of vectors (a list of floats; default: embedding)",
+    )
+    .option('--model <file.onnx>', 'compute the embeddings with this ONNX image model (onnxruntime-node)')
+    .option(
+      '--model-output <tensor>',
+      "the model's output, or any tensor of its graph, to use as the embedding",
+    )
+    .addOption(
+      new Option(
+        '--model-input-size <HxW>',
+        "the model's input size when it is not fixed (default 224x224)",
+      ).argParser(sizeArg),
+    )
+    .addOption(
+      new Option(
+        '--model-resize <how>',
+        'fit images to the input: scale and crop the centre, or stretch',
+      ).choices(['center-crop', 'stretch']),
+    )
+    .addOption(
+      new Option(
+        '--model-mean <r,g,b>',
+        "per-channel mean after scaling to [0,1] (default ImageNet's)",
+      ).argParser(triple('--model-mean', false)),
+    )
+    .addOption(
+      new Option('--model-std <r,g,b>', "per-channel standard deviation (default ImageNet's)").argParser(
+        triple('--model-std', true),
+      ),
+    )
+    .addOption(
+      new Option('--model-batch <images>', 'images per model run (default 32)').argParser(
+        positiveInt('--model-batch'),
+      ),
+    )
+    .option('--ivf', 'after the append, train an IVF index on the embeddings (with --rabitq)')
+    .option('--rabitq', 'and encode them with RaBitQ (dreamdb.ivf-cosine; full vectors kept for rerank)')
+    .addOption(
+      new Option('--bits <n>', 'RaBitQ bits per dimension, 1 to 8 (default 1)').argParser(
+        positiveInt('--bits'),
+      ),
+    )
+    .addOption(
+      new Option('--batch-records <n>', 'rows per commit: the unit of resumption')
+        .default(1024)
+        .argParser(positiveInt('--batch-records')),
+    )
+    .addOption(
+      new Option('--concurrency <n>', 'chunks read, embedded and uploaded at once')
+        .default(2)
+        .argParser(positiveInt('--concurrency')),
+    )
+    .option('--no-progress', 'no progress bar or lines on stderr')
+    .addOption(new Option('--json', 'print a JSON summary when done (progress still goes to stderr)'))
+    .addHelpText(
+      'after',
+      `${examples(
+        'dreamdb ingest --root ./imagenet-100 --dataset-name imagenet-100 --splits train,validation --embedding-column clip --ivf --rabitq',
+        'dreamdb ingest --root ./mnist-hf --dataset-name mnist --splits train,test --model mobilenet.onnx --model-output features',
+        'dreamdb --backend http://127.0.0.1:9000/imagenet-100 ingest --root ./imagenet-100 --dataset-name imagenet-100 --splits train --model clip-vit-b32-visual.onnx --json',
+      )}
+Resuming: run the same command again after an interruption; the rows already committed
+(recorded in each commit's message, see dreamdb log) are skipped.
+`,
+    )
+    .action(action((ctx, options: IngestCommandOptions) => ingest(ctx, options)))
 
   program
     .command('refs')
@@ -338,6 +442,83 @@ Field families:
           ...(options.width !== undefined ? { width: options.width } : {}),
         }),
       ),
+    )
+
+  program
+    .command('search')
+    .summary('the nearest records to a vector (IVF-RaBitQ or exact)')
+    .description(
+      "The k records nearest to a query vector under the field's metric: through the IVF-RaBitQ index for a compressed field (with rerank on kept vectors), an exact scan for float32. The query is a JSON vector or the vector of a record (--like-anchor, which is then the first hit). --filter keeps records whose scalar fields equal the values given.",
+    )
+    .argument('[ref]', 'the same as --ref-name')
+    .addOption(refName())
+    .option('--field <name>', 'the embedding field', 'embedding')
+    .option('--query-json <vector>', "the query vector as JSON, e.g. '[0.1, -0.3, ...]'")
+    .option('--like-anchor <anchor>', "use this record's vector as the query")
+    .addOption(new Option('-k, --k <count>', 'how many records').default(10).argParser(positiveInt('-k')))
+    .addOption(
+      new Option('--nprobe <lists>', 'IVF lists to scan (default min(lists, 16))').argParser(
+        positiveInt('--nprobe'),
+      ),
+    )
+    .option('--rerank', 'rerank with the exact vectors (default: when the field keeps them)')
+    .option('--no-rerank', 'rank by the RaBitQ estimates alone')
+    .option('--filter <field=value,...>', 'only records whose scalar fields equal these values', list)
+    .option('--fields <a,b>', 'the fields to print beside each hit (default: every scalar field)', list)
+    .addOption(json())
+    .addHelpText(
+      'after',
+      examples(
+        'dreamdb search --ref-name imagenet-100 --field embedding --like-anchor 42 -k 10',
+        `dreamdb search --ref-name prep-v1 --query-json '[0.1, 0.7, 0, -0.2]' -k 5 --filter split=validation --json`,
+      ),
+    )
+    .action(
+      action((ctx, positional: string | undefined, options: SearchCommandOptions & { refName?: string }) => {
+        const { refName: flag, ...rest } = options
+        return search(ctx, refArgument(positional, flag, 'search'), rest)
+      }),
+    )
+
+  program
+    .command('migrate')
+    .summary('opt an embedding field into IVF + RaBitQ (or back to float32)')
+    .description(
+      'Train (or retrain) an IVF index and a RaBitQ compressor on an embedding field of a branch and re-encode only that field, in one commit. Snapshots taken before keep their content. --algorithm float32 goes back to plain vectors (when they were kept).',
+    )
+    .argument('[ref]', 'the same as --ref-name (a branch)')
+    .addOption(refName())
+    .option('--field <name>', 'the embedding field', 'embedding')
+    .addOption(new Option('--algorithm <name>', 'the encoding').choices(ALGORITHMS).makeOptionMandatory())
+    .addOption(
+      new Option('--bits <n>', 'RaBitQ bits per dimension, 1 to 8 (default 1)').argParser(
+        positiveInt('--bits'),
+      ),
+    )
+    .option('--no-rerank', 'keep only the codes (no full vectors beside them: smaller, no exact rerank)')
+    .addOption(
+      new Option('--lists <n>', 'IVF lists to train (default about sqrt(records))').argParser(
+        positiveInt('--lists'),
+      ),
+    )
+    .addOption(
+      new Option('--seed <n>', 'seed of the training sample and rotation (default 0)').argParser(
+        positiveInt('--seed'),
+      ),
+    )
+    .addOption(json())
+    .addHelpText(
+      'after',
+      examples(
+        'dreamdb migrate --ref-name imagenet-100 --field embedding --algorithm dreamdb.ivf-cosine',
+        'dreamdb migrate --ref-name imagenet-100 --field embedding --algorithm dreamdb.ivf-cosine --bits 4 --no-rerank --json',
+      ),
+    )
+    .action(
+      action((ctx, positional: string | undefined, options: MigrateCommandOptions & { refName?: string }) => {
+        const { refName: flag, ...rest } = options
+        return migrate(ctx, refArgument(positional, flag, 'migrate'), rest)
+      }),
     )
 
   configure(program, io)

@@ -50,6 +50,9 @@ describe('help and version', () => {
       'head',
       'export',
       'compare-refs',
+      'ingest',
+      'search',
+      'migrate',
     ]) {
       expect(result.stdout).toMatch(new RegExp(`^  ${verb} `, 'm'))
     }
@@ -58,15 +61,26 @@ describe('help and version', () => {
     expect(result.stdout).toContain('DREAMDB_BACKEND')
   })
 
-  it.each(['init', 'refs', 'snapshot', 'branch', 'log', 'inspect', 'diff', 'head', 'export', 'compare-refs'])(
-    '%s --help has examples',
-    async (verb) => {
-      const result = await run([verb, '--help'])
-      expect(result.code).toBe(0)
-      expect(result.stdout).toContain(`Usage: dreamdb ${verb}`)
-      expect(result.stdout).toContain(`$ dreamdb ${verb}`)
-    },
-  )
+  it.each([
+    'init',
+    'refs',
+    'snapshot',
+    'branch',
+    'log',
+    'inspect',
+    'diff',
+    'head',
+    'export',
+    'compare-refs',
+    'ingest',
+    'search',
+    'migrate',
+  ])('%s --help has examples', async (verb) => {
+    const result = await run([verb, '--help'])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain(`Usage: dreamdb ${verb}`)
+    expect(result.stdout).toContain(`$ dreamdb ${verb}`)
+  })
 
   it('prints the version', async () => {
     const result = await run(['--version'])

@@ -1,5 +1,5 @@
 /** Run the CLI as a real subprocess, and prepare a folder backend with @dreamdb/dataset. */
-import { spawn } from 'node:child_process'
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -51,6 +51,16 @@ export function cli(args: string[], options: CliOptions): Promise<CliResult> {
     child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
     child.on('error', reject)
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+  })
+}
+
+/** `dreamdb ...args` as a running process, for tests that signal it mid-way. */
+export function spawnCli(args: string[], options: CliOptions): ChildProcessWithoutNullStreams {
+  const argv = options.dist ? [DIST_ENTRY, ...args] : ['--import', TSX, SOURCE_ENTRY, ...args]
+  return spawn(process.execPath, argv, {
+    cwd: options.cwd,
+    env: cleanEnv({ TSX_TSCONFIG_PATH: join(CLI_ROOT, 'tsconfig.json'), ...options.env }),
+    stdio: ['pipe', 'pipe', 'pipe'],
   })
 }
 

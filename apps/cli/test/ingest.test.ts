@@ -1,0 +1,524 @@
+/**
+ * `dreamdb ingest` as a user runs it: a real subprocess reading parquet shards written in
+ * the test (Hugging Face layout, real MNIST digits as PNG) into a folder backend; the
+ * records read back byte for byte; an interrupted run (SIGKILL, SIGINT) finished by a
+ * re-run without a duplicate; and every kind of bad input refused before anything is
+ * written.
+ */
+import { createHash } from 'node:crypto'
+import { readdir, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Dataset } from '@dreamdb/dataset'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { IngestResult } from '../src/ingest/ingest.js'
+import { type CliResult, cli, spawnCli, tempDir } from './helpers.js'
+import { type FixtureRecord, writeSplit } from './shards.js'
+
+let dir: { path: string; remove: () => Promise<void> }
+let root: string
+let fixtures: FixtureRecord[]
+const run = (args: string[], cwd = dir.path) => cli(args, { cwd })
+const key = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
+
+/** The only line on stderr is the error; nothing on stdout. */
+function expectError(result: CliResult, exitCode: number, code: string): string {
+  expect(result.stdout).toBe('')
+  const lines = result.stderr.trimEnd().split('\n')
+  expect(lines).toHaveLength(1)
+  expect(lines[0]).toMatch(new RegExp(`^dreamdb: ${code}: .+`))
+  expect(result.code).toBe(exitCode)
+  return lines[0]!
+}
+
+function parse(result: CliResult): IngestResult {
+  expect(result.code, result.stderr).toBe(0)
+  return JSON.parse(result.stdout) as IngestResult
+}
+
+/** Every record of a dataset, by image digest. */
+async function readBack(backend: string, name: string) {
+  const ds = await Dataset.openRef(name, { backend })
+  const records = new Map<
+    string,
+    { label: string; split: string; embedding: number[]; image: Uint8Array }[]
+  >()
+  try {
+    for await (const batch of ds.iterArrowBatches({ fields: ['image', 'embedding', 'label', 'split'] })) {
+      for (let i = 0; i < batch.numRows; i++) {
+        const image = batch.getChild('image')!.get(i) as Uint8Array
+        const entry = {
+          image: Uint8Array.from(image),
+          label: batch.getChild('label')!.get(i) as string,
+          split: batch.getChild('split')!.get(i) as string,
+          embedding: Array.from(
+            (batch.getChild('embedding')!.get(i) as { toArray(): Float32Array }).toArray(),
+          ),
+        }
+        records.set(key(image), [...(records.get(key(image)) ?? []), entry])
+      }
+    }
+    return { records, manifest: ds.currentManifest(), schema: ds.manifest.schema.fields }
+  } finally {
+    await ds.repository.store.close()
+  }
+}
+
+/** Each fixture record is in the dataset exactly once, byte for byte, with its label, split and vector. */
+async function expectExactlyOnce(backend: string, name: string, expected: FixtureRecord[]) {
+  const { records } = await readBack(backend, name)
+  expect([...records.values()].reduce((n, list) => n + list.length, 0)).toBe(expected.length)
+  for (const record of expected) {
+    const found = records.get(key(record.image))
+    expect(found, `${record.shard} row ${record.row}`).toHaveLength(1)
+    const [got] = found!
+    expect(Buffer.compare(Buffer.from(got!.image), Buffer.from(record.image))).toBe(0)
+    expect(got!.label).toBe(record.label)
+    expect(got!.split).toBe(record.split)
+    got!.embedding.forEach((x, d) => {
+      expect(x).toBeCloseTo(record.embedding[d]!, 6)
+    })
+  }
+}
+
+beforeAll(async () => {
+  dir = await tempDir()
+  root = join(dir.path, 'mnist-hf')
+  fixtures = [
+    ...(await writeSplit(root, { split: 'train', shards: 3, rows: 40, first: 0 })),
+    ...(await writeSplit(root, { split: 'validation', shards: 1, rows: 30, first: 120 })),
+  ]
+  // The test relies on telling records apart by their bytes.
+  expect(new Set(fixtures.map((r) => key(r.image))).size).toBe(fixtures.length)
+})
+afterAll(async () => dir?.remove())
+
+describe('ingest', () => {
+  it('reads the shards into image, embedding, label and split, byte for byte, and indexes them', async () => {
+    const backend = join(dir.path, 'store-main')
+    const result = await run([
+      'ingest',
+      '--root',
+      root,
+      '--dataset-name',
+      'mnist',
+      '--splits',
+      'train,validation',
+      '--backend',
+      backend,
+      '--batch-records',
+      '16',
+      '--ivf',
+      '--rabitq',
+      '--json',
+    ])
+    const out = parse(result)
+    expect(out).toMatchObject({
+      format: 'dreamdb.ingest/1',
+      dataset: 'mnist',
+      created: true,
+      embedding: { source: 'column', column: 'embedding', dim: 49 },
+      splits: {
+        train: { shards: 3, records: 120, ingested: 120, skipped: 0 },
+        validation: { shards: 1, records: 30, ingested: 30, skipped: 0 },
+      },
+      records: { ingested: 150, skipped: 0, total: 150 },
+      // 40 rows in chunks of 16: 3 commits per train shard; 30 rows: 2.
+      commits: 11,
+      index: { algorithm: 'dreamdb.ivf-cosine', bits: 1, trained: true },
+    })
+    expect(out.bytes).toBe(fixtures.reduce((n, r) => n + r.image.byteLength, 0))
+    // Progress went to stderr as plain lines (not a terminal), ending at 100%.
+    expect(result.stderr).toMatch(/^ingest mnist: +0% 0\/150 records/m)
+    expect(result.stderr).toMatch(/^ingest mnist: 100% 150\/150 records/m)
+    expect(result.stderr).toContain('training and applying dreamdb.ivf-cosine')
+    expect(result.stderr).not.toContain('\u001b')
+    await expectExactlyOnce(backend, 'mnist', fixtures)
+    const { schema } = await readBack(backend, 'mnist')
+    expect(schema).toMatchObject([
+      { name: 'image', family: 'binary', media: 'image' },
+      { name: 'embedding', family: 'embedding', dim: 49, metric: 'cosine', algorithm: 'dreamdb.ivf-cosine' },
+      { name: 'label', family: 'scalar', kind: 'categorical' },
+      { name: 'split', family: 'scalar', kind: 'categorical' },
+    ])
+
+    // Each commit names its shard rows: `dreamdb log` shows what came from where.
+    const log = await run(['log', 'mnist', '--backend', backend])
+    expect(log.stdout).toMatch(
+      /ingest validation data\/validation-00000-of-00001\.parquet rows 16-30 of 30 \[[0-9a-f]{16}\]/,
+    )
+
+    // Run again: nothing appended, nothing retrained, the same manifest.
+    const again = parse(
+      await run([
+        'ingest',
+        '--root',
+        root,
+        '--dataset-name',
+        'mnist',
+        '--splits',
+        'train,validation',
+        '--backend',
+        backend,
+        '--ivf',
+        '--rabitq',
+        '--json',
+        '--no-progress',
+      ]),
+    )
+    expect(again).toMatchObject({
+      created: false,
+      records: { ingested: 0, skipped: 150, total: 150 },
+      commits: 0,
+      index: { trained: false },
+      manifest: out.manifest,
+    })
+
+    // Search and migrate on what was ingested.
+    const anchorOfFirst = await firstAnchor(backend, 'mnist')
+    const search = await run([
+      'search',
+      '--ref-name',
+      'mnist',
+      '--field',
+      'embedding',
+      '--like-anchor',
+      String(anchorOfFirst.anchor),
+      '-k',
+      '5',
+      '--backend',
+      backend,
+      '--json',
+    ])
+    expect(search.code, search.stderr).toBe(0)
+    const hits = JSON.parse(search.stdout) as {
+      format: string
+      hits: { rank: number; anchor: string; distance: number; values: { label: string; split: string } }[]
+    }
+    expect(hits.format).toBe('dreamdb.search/1')
+    expect(hits.hits).toHaveLength(5)
+    expect(hits.hits[0]).toMatchObject({ rank: 1, anchor: String(anchorOfFirst.anchor) })
+    expect(hits.hits[0]!.distance).toBeCloseTo(0, 4)
+    expect(hits.hits[0]!.values.label).toBe(anchorOfFirst.label)
+    // Digits look like digits of their own kind: most of the nearest share the label.
+    expect(hits.hits.filter((h) => h.values.label === anchorOfFirst.label).length).toBeGreaterThanOrEqual(3)
+  })
+
+  it('finishes a run killed mid-way (SIGKILL) without duplicating a record', async () => {
+    const backend = join(dir.path, 'store-kill')
+    const args = [
+      'ingest',
+      '--root',
+      root,
+      '--dataset-name',
+      'mnist',
+      '--splits',
+      'train,validation',
+      '--backend',
+      backend,
+      '--batch-records',
+      '3',
+    ]
+    const killed = await runUntilFirstCommit(args, 'SIGKILL')
+    expect(killed.signal).toBe('SIGKILL')
+    // Some chunks are in, not all of them: a real interruption.
+    const partial = await readBack(backend, 'mnist')
+    const count = [...partial.records.values()].reduce((n, l) => n + l.length, 0)
+    expect(count).toBeGreaterThan(0)
+    expect(count).toBeLessThan(fixtures.length)
+
+    const rerun = parse(await run([...args, '--batch-records', '7', '--json', '--no-progress']))
+    expect(rerun.created).toBe(false)
+    expect(rerun.records.skipped).toBe(count)
+    expect(rerun.records.ingested).toBe(fixtures.length - count)
+    await expectExactlyOnce(backend, 'mnist', fixtures)
+  })
+
+  it('stops on Ctrl-C (SIGINT) with exit 130, and a re-run finishes the job', async () => {
+    const backend = join(dir.path, 'store-int')
+    const args = [
+      'ingest',
+      '--root',
+      root,
+      '--dataset-name',
+      'mnist',
+      '--splits',
+      'validation,train',
+      '--backend',
+      backend,
+      '--batch-records',
+      '3',
+    ]
+    const stopped = await runUntilFirstCommit(args, 'SIGINT')
+    expect(stopped.code).toBe(130)
+    expect(stopped.stderr).toMatch(/^dreamdb: ERR_CLI_INTERRUPTED: interrupted$/m)
+    const rerun = parse(await run([...args, '--json', '--no-progress']))
+    expect(rerun.records.skipped).toBeGreaterThan(0)
+    expect(rerun.records.skipped + rerun.records.ingested).toBe(fixtures.length)
+    await expectExactlyOnce(backend, 'mnist', fixtures)
+  })
+
+  it('reads string labels, fixed-size and float64 vectors, and shards directly under --root', async () => {
+    const other = join(dir.path, 'flat')
+    const records = [
+      ...(await writeSplit(other, {
+        split: 'train',
+        shards: 2,
+        rows: 12,
+        first: 200,
+        folder: 'root',
+        embedding: 'fixed',
+        label: 'string',
+      })),
+      ...(await writeSplit(other, {
+        split: 'test',
+        shards: 1,
+        rows: 9,
+        first: 230,
+        folder: 'root',
+        embedding: 'float64',
+      })),
+    ]
+    const backend = join(dir.path, 'store-flat')
+    const out = parse(
+      await run([
+        'ingest',
+        '--root',
+        other,
+        '--dataset-name',
+        'flat',
+        '--splits',
+        'train,test',
+        '--backend',
+        backend,
+        '--json',
+        '--no-progress',
+      ]),
+    )
+    expect(out.splits).toEqual({
+      train: { shards: 2, records: 24, ingested: 24, skipped: 0 },
+      test: { shards: 1, records: 9, ingested: 9, skipped: 0 },
+    })
+    await expectExactlyOnce(backend, 'flat', records)
+  })
+
+  it('prints a summary for people', async () => {
+    const backend = join(dir.path, 'store-text')
+    const result = await run([
+      'ingest',
+      '--root',
+      root,
+      '--dataset-name',
+      'digits',
+      '--splits',
+      'validation',
+      '--backend',
+      backend,
+      '--no-progress',
+    ])
+    expect(result.code, result.stderr).toBe(0)
+    expect(result.stderr).toBe('')
+    expect(result.stdout).toMatch(/^ingested 30 records \(.+ of images\) into 'digits' \(created\) in /)
+    expect(result.stdout).toMatch(/^ {2}validation {2}1 shard {2}30 records {2}30 new$/m)
+    expect(result.stdout).toMatch(/^embedding {2}column 'embedding', dim 49$/m)
+  })
+})
+
+describe('bad input: a one-line typed error and nothing written', () => {
+  const ingestArgs = (backend: string, ...extra: string[]) => [
+    'ingest',
+    '--dataset-name',
+    'bad',
+    '--splits',
+    'train',
+    '--backend',
+    backend,
+    '--no-progress',
+    ...extra,
+  ]
+  /** The store holds no ref at all: the failed ingest created nothing. */
+  async function expectNothingWritten(backend: string) {
+    const refs = await run(['refs', '--json', '--backend', backend])
+    if (refs.code === 3) return // not even the store folder
+    expect(JSON.parse(refs.stdout).refs).toEqual([])
+  }
+
+  it('flags: missing --root, contradictions', async () => {
+    const backend = join(dir.path, 'bad-flags')
+    expectError(await run(ingestArgs(backend)), 2, 'ERR_CLI_USAGE')
+    expectError(
+      await run(ingestArgs(backend, '--root', root, '--embedding-column', 'embedding', '--model', 'm.onnx')),
+      2,
+      'ERR_CLI_USAGE',
+    )
+    expectError(await run(ingestArgs(backend, '--root', root, '--ivf')), 2, 'ERR_CLI_USAGE')
+    expectError(await run(ingestArgs(backend, '--root', root, '--bits', '4')), 2, 'ERR_CLI_USAGE')
+    expectError(await run(ingestArgs(backend, '--root', root, '--model-output', 'x')), 2, 'ERR_CLI_USAGE')
+    expectError(await run(ingestArgs(backend, '--root', root, '--batch-records', '0')), 2, 'ERR_CLI_USAGE')
+    await expectNothingWritten(backend)
+  })
+
+  it('a --root that does not exist, a split without shards, an incomplete split', async () => {
+    const backend = join(dir.path, 'bad-root')
+    const missing = expectError(
+      await run(ingestArgs(backend, '--root', join(dir.path, 'nowhere'))),
+      3,
+      'ERR_CLI_FILE_NOT_FOUND',
+    )
+    expect(missing).toContain('nowhere')
+    const noSplit = expectError(
+      await run([...ingestArgs(backend, '--root', root), '--splits', 'train,test']),
+      3,
+      'ERR_CLI_NO_SHARDS',
+    )
+    expect(noSplit).toContain("split 'test'")
+    expect(noSplit).toContain("(hint: the shards there are for 'validation'")
+    const partial = join(dir.path, 'partial')
+    await writeSplit(partial, { split: 'train', shards: 3, rows: 4, first: 0 })
+    await rm(join(partial, 'data', 'train-00001-of-00003.parquet'))
+    const incomplete = expectError(await run(ingestArgs(backend, '--root', partial)), 3, 'ERR_CLI_NO_SHARDS')
+    expect(incomplete).toContain('train-00001-of-00003')
+    await expectNothingWritten(backend)
+  })
+
+  it('a shard without the expected columns, or not parquet at all', async () => {
+    const backend = join(dir.path, 'bad-columns')
+    const noLabel = join(dir.path, 'no-label')
+    await writeSplit(noLabel, { split: 'train', shards: 1, rows: 4, first: 0, drop: 'label' })
+    const line = expectError(await run(ingestArgs(backend, '--root', noLabel)), 1, 'ERR_CLI_BAD_SHARD')
+    expect(line).toContain("data/train-00000-of-00001.parquet: has no column 'label'")
+    expect(line).toContain('its columns are image, embedding')
+
+    const garbage = join(dir.path, 'garbage')
+    await writeSplit(garbage, { split: 'train', shards: 2, rows: 4, first: 0 })
+    await writeFile(join(garbage, 'data', 'train-00001-of-00002.parquet'), 'not a parquet file at all')
+    const broken = expectError(await run(ingestArgs(backend, '--root', garbage)), 1, 'ERR_CLI_BAD_SHARD')
+    expect(broken).toContain('data/train-00001-of-00002.parquet: is not a readable parquet file')
+    await expectNothingWritten(backend)
+  })
+
+  it('an embedding column of the wrong type or with an inconsistent dimension', async () => {
+    const backend = join(dir.path, 'bad-embedding')
+    const strings = join(dir.path, 'emb-strings')
+    await writeSplit(strings, { split: 'train', shards: 1, rows: 4, first: 0, embedding: 'strings' })
+    expect(
+      expectError(await run(ingestArgs(backend, '--root', strings)), 1, 'ERR_CLI_BAD_EMBEDDING'),
+    ).toContain("column 'embedding' is Utf8, expected a list of floats")
+    const none = join(dir.path, 'emb-none')
+    await writeSplit(none, { split: 'train', shards: 1, rows: 4, first: 0, embedding: 'none' })
+    expect(
+      expectError(
+        await run(ingestArgs(backend, '--root', none, '--embedding-column', 'clip')),
+        1,
+        'ERR_CLI_BAD_EMBEDDING',
+      ),
+    ).toContain("has no column 'clip'")
+    // The last row of the last shard is short: found before the first commit.
+    const ragged = join(dir.path, 'emb-ragged')
+    await writeSplit(ragged, { split: 'train', shards: 2, rows: 20, first: 0, embedding: 'ragged' })
+    const line = expectError(
+      await run(ingestArgs(backend, '--root', ragged, '--batch-records', '5')),
+      1,
+      'ERR_CLI_BAD_EMBEDDING',
+    )
+    expect(line).toContain(
+      "train-00000-of-00002.parquet: row 19: column 'embedding' has 48 dimensions, the others 49",
+    )
+    await expectNothingWritten(backend)
+  })
+
+  it('an unreadable model', async () => {
+    const backend = join(dir.path, 'bad-model')
+    const none = join(dir.path, 'emb-none')
+    expectError(
+      await run(ingestArgs(backend, '--root', none, '--model', 'missing.onnx')),
+      3,
+      'ERR_CLI_FILE_NOT_FOUND',
+    )
+    const junk = join(dir.path, 'junk.onnx')
+    await writeFile(junk, 'this is not a model')
+    expect(
+      expectError(await run(ingestArgs(backend, '--root', none, '--model', junk)), 1, 'ERR_CLI_BAD_MODEL'),
+    ).toContain('is not an ONNX model')
+    await expectNothingWritten(backend)
+  })
+
+  it('a dataset that exists with another schema', async () => {
+    const backend = join(dir.path, 'bad-schema')
+    const init = await run([
+      'init',
+      'bad',
+      '--schema',
+      '[{"name":"embedding","family":"embedding","dim":49},{"name":"label","family":"scalar","kind":"string"}]',
+      '--backend',
+      backend,
+      '--json',
+    ])
+    expect(init.code, init.stderr).toBe(0)
+    const before = JSON.parse(init.stdout).manifest as string
+    const line = expectError(await run(ingestArgs(backend, '--root', root)), 4, 'ERR_CLI_SCHEMA_MISMATCH')
+    expect(line).toContain(
+      "Dataset 'bad' exists with other fields: embedding (embedding dim 49), label (string)",
+    )
+    expect(line).toContain('(hint: choose another --dataset-name')
+    const refs = JSON.parse((await run(['refs', '--json', '--backend', backend])).stdout)
+    expect(refs.refs).toMatchObject([{ name: 'bad', manifest: before, records: 0 }])
+  })
+
+  it('a shard that changed since part of it was ingested', async () => {
+    const backend = join(dir.path, 'bad-changed')
+    const shifting = join(dir.path, 'shifting')
+    await writeSplit(shifting, { split: 'train', shards: 1, rows: 8, first: 0 })
+    parse(await run([...ingestArgs(backend, '--root', shifting), '--json']))
+    await writeSplit(shifting, { split: 'train', shards: 1, rows: 8, first: 50 })
+    const line = expectError(await run(ingestArgs(backend, '--root', shifting)), 4, 'ERR_CLI_SHARD_CHANGED')
+    expect(line).toContain('data/train-00000-of-00001.parquet has changed since part of it was ingested')
+  })
+})
+
+/** The anchor and label of some record (the first in append order). */
+async function firstAnchor(backend: string, name: string) {
+  const ds = await Dataset.openRef(name, { backend })
+  try {
+    for await (const batch of ds.iterArrowBatches({ fields: ['label'], batchSize: 1 })) {
+      return {
+        anchor: batch.getChild('_anchor')!.get(0) as bigint,
+        label: batch.getChild('label')!.get(0) as string,
+      }
+    }
+    throw new Error('empty')
+  } finally {
+    await ds.repository.store.close()
+  }
+}
+
+/** Start an ingest and send `signal` as soon as it reports its first commit on stderr. */
+function runUntilFirstCommit(
+  args: string[],
+  signal: NodeJS.Signals,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawnCli(args, { cwd: dir.path })
+    let stderr = ''
+    let sent = false
+    child.stdout.resume()
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk
+      if (!sent && /committed /.test(stderr)) {
+        sent = true
+        child.kill(signal)
+      }
+    })
+    child.on('error', reject)
+    child.on('close', (code, sig) => resolve({ code, signal: sig, stderr }))
+  })
+}
+
+// Keep the fixtures' folder listing honest: the HF layout puts shards in data/.
+it('writes the fixtures in the Hugging Face layout', async () => {
+  expect((await readdir(join(root, 'data'))).sort()).toEqual([
+    'train-00000-of-00003.parquet',
+    'train-00001-of-00003.parquet',
+    'train-00002-of-00003.parquet',
+    'validation-00000-of-00001.parquet',
+  ])
+})
