@@ -9,4 +9,6 @@ export default defineConfig({
   sourcemap: true,
   target: 'node20',
   banner: { js: '#!/usr/bin/env node' },
+  // An optional dependency with native binaries: loaded from node_modules, only for --model.
+  external: ['onnxruntime-node'],
 })

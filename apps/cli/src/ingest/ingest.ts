@@ -412,6 +412,9 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     let bytes = 0
     let commits = 0
     await bounded(chunks, options.concurrency ?? 2, signal, async (chunk) => {
+      // A signal per chunk: listeners that writes leave on it (a commit's retry backoff)
+      // are dropped with it instead of piling up on the command's signal.
+      const signal = AbortSignal.any([options.signal ?? new AbortController().signal])
       const columns = ['image', 'label', ...(embeddingColumn !== undefined ? [embeddingColumn] : [])]
       const table = await readRows(chunk.shard, chunk.start, chunk.end, columns)
       const images = imagesOf(table, chunk.shard, chunk.start)
