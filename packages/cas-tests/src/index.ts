@@ -494,7 +494,7 @@ export function casConformanceTests(harness: CasHarness): void {
               execFile(
                 process.execPath,
                 ['--import', 'tsx', worker, harness.openStoreModule!, opened.url, 'counter', '25'],
-                { env: process.env, timeout: 120_000 },
+                { env: process.env, timeout: 600_000 },
                 (error, stdout, stderr) => {
                   if (error) reject(new Error(`worker failed: ${error.message}\n${stderr}`))
                   else resolve(JSON.parse(stdout) as { conflicts: number })

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { openStore } from '@dreamdb/cas'
+import { openStore, parseCid } from '@dreamdb/cas'
 import { freshBucket, minioEndpoint } from '@dreamdb/cas-tests'
 import { describe, expect, it } from 'vitest'
 import { inspect, log, Repository } from '../src/index.js'
@@ -58,8 +58,9 @@ async function concurrentAppends(url: string, label: string): Promise<void> {
     await repo.store.get((await import('@dreamdb/cas')).parseCid(object.cid))
   // The bucket objects carry the tags of all 400 appends.
   const tags = new Set<string>()
-  for (const bucket of state.buckets) {
-    const bytes = await repo.store.get((await import('@dreamdb/cas')).parseCid(bucket.objects.label!.cid))
+  for await (const { bytes } of repo.store.getMany(
+    state.buckets.map((b) => parseCid(b.objects.label!.cid)),
+  )) {
     tags.add(JSON.parse(new TextDecoder().decode(bytes)).tag)
   }
   expect(tags.size).toBe(PROCESSES * APPENDS)
