@@ -30,6 +30,7 @@ import {
   trainSpatialIndex,
   type VectorIndex,
 } from '@dreamdb/vector'
+import type { Vector } from 'apache-arrow'
 import { CID } from 'multiformats/cid'
 import { InvalidOptionError, InvalidSampleError, ReadOnlyDatasetError, UnknownFieldError } from './errors.js'
 import { type BatchStream, type IterOptions, iterate, normalizeIterOptions } from './iterate.js'
@@ -404,7 +405,7 @@ export class Dataset {
       const column = (await readBucketColumns(this.store, [field], bucket, { ...options, codecs }))[
         field.name
       ]!
-      perBucket.push(column.data[0]!.children[0]!.values as Float32Array)
+      perBucket.push(flatVectors(column, field.dim))
     }
     const metric = algorithm === null ? field.metric : ALGORITHMS[algorithm]!
     let next: EmbeddingField = { ...field, metric, algorithm, spatialIndex: null, compressor: null, rerank }
@@ -464,8 +465,10 @@ export class Dataset {
         for await (const { bucket } of this.repository.buckets(this.#manifest, options)) {
           const block = await this.store.get(bucket.fields[field.name]!.cid, options)
           const vectors = field.rerank
-            ? ((await readBucketColumns(this.store, [field], bucket, options))[field.name]!.data[0]!
-                .children[0]!.values as Float32Array)
+            ? flatVectors(
+                (await readBucketColumns(this.store, [field], bucket, options))[field.name]!,
+                field.dim,
+              )
             : undefined
           built.addCodes(block, { ids: anchorsOf(bucket), ...(vectors ? { vectors } : {}) })
         }
@@ -498,7 +501,7 @@ export class Dataset {
     const hits: { anchor: bigint; distance: number }[] = []
     for await (const batch of this.iterArrowBatches({ fields: [field.name], batchSize: 4096, ...options })) {
       const anchors = batch.getChild('_anchor')!.toArray() as BigUint64Array
-      const values = batch.getChild(field.name)!.data[0]!.children[0]!.values as Float32Array
+      const values = flatVectors(batch.getChild(field.name)!, field.dim)
       for (let r = 0; r < batch.numRows; r++) {
         if (allowed && !allowed.has(anchors[r]!)) continue
         let dot = 0
@@ -716,6 +719,17 @@ export class Dataset {
     this.#manifest = await this.repository.loadManifest(cid, options)
     return cid.toString()
   }
+}
+
+/**
+ * The vectors of a FixedSizeList<Float32> column as one row-major array: exactly
+ * `length * dim` values, without the padding Arrow may leave after the child buffer.
+ */
+function flatVectors(column: Vector, dim: number): Float32Array {
+  const data = column.data[0]!
+  const child = data.children[0]!
+  const start = child.offset + data.offset * dim
+  return (child.values as Float32Array).subarray(start, start + column.length * dim)
 }
 
 function isCidString(value: string): boolean {

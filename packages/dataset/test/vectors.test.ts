@@ -149,3 +149,25 @@ describe('search and migrate', () => {
     }
   })
 })
+
+describe('odd dimensions', () => {
+  it('migrate, iterate and search a 49-d field in buckets of 25 (Arrow pads the odd-sized buffers)', async () => {
+    const ds = await Dataset.create('odd', {
+      backend: 'memory://',
+      schema: { fields: [{ name: 'embedding', family: 'embedding', dim: 49, metric: 'l2' }] },
+    })
+    const data = Array.from({ length: 75 }, (_, i) =>
+      Array.from({ length: 49 }, (_, d) => Math.sin(i * 7 + d)),
+    )
+    await ds.appendMany(
+      data.map((embedding) => ({ embedding })),
+      { bucketRecords: 25 },
+    )
+    const before = await allVectors(ds)
+    const exact = await ds.search('embedding', data[10]!, { k: 5 })
+    await ds.migrate({ field: 'embedding', algorithm: 'dreamdb.ivf-l2', bits: 1, rerank: true })
+    expect(await allVectors(ds)).toEqual(before)
+    const approximate = await ds.search('embedding', data[10]!, { k: 5, nprobe: 9 })
+    expect([...approximate.anchors]).toEqual([...exact.anchors])
+  })
+})

@@ -26,9 +26,23 @@ import { NotFoundSignal } from './backend.js'
 const READ_CHUNK = 4 << 20
 /** A healthy writer holds a ref lock for milliseconds; older locks are from a crashed one. */
 const STALE_LOCK_MS = 30_000
-/** How long a writer waits for a live lock before giving up. */
-const LOCK_WAIT_MS = 20_000
+/** How long a writer waits for a live lock before giving up: past the stale age, so a lock
+ *  abandoned elsewhere is broken rather than reported. */
+const LOCK_WAIT_MS = 45_000
 const LOCK_SUFFIX = '.lock'
+/** Marks a ref body being written next to its ref; never listed, never read. */
+const TEMP_INFIX = '.tmp-'
+
+/** Whether a process of this host is still running. */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    // EPERM: it runs, under another user.
+    return isErrno(error, 'EPERM')
+  }
+}
 
 function isErrno(error: unknown, ...codes: string[]): boolean {
   return (
@@ -244,15 +258,26 @@ export class FsBackend implements Backend {
     signal?: AbortSignal,
   ): Promise<ConditionalWriteResult> {
     const path = this.#path(key)
-    return await this.#underLock(key, path, signal, async (lock, lockPath) => {
+    return await this.#underLock(key, path, signal, async () => {
       const check = await this.#compare(key, expectedToken, signal)
-      if (check !== undefined) return { result: check, lockConsumed: false }
-      await lock.writeFile(bytes)
-      await lock.sync()
-      await lock.close()
-      await rename(lockPath, path)
+      if (check !== undefined) return check
+      // The new body goes to a temp file beside the ref, then replaces it in one rename.
+      const temp = `${path}${TEMP_INFIX}${randomBytes(8).toString('hex')}`
+      try {
+        const handle = await open(temp, 'wx')
+        try {
+          await handle.writeFile(bytes)
+          await handle.sync()
+        } finally {
+          await handle.close()
+        }
+        await rename(temp, path)
+      } catch (error) {
+        await unlink(temp).catch(() => {})
+        throw error
+      }
       await fsyncDirectory(dirname(path))
-      return { result: { ok: true, token: toHex(sha256(bytes)) }, lockConsumed: true }
+      return { ok: true, token: toHex(sha256(bytes)) }
     })
   }
 
@@ -264,17 +289,17 @@ export class FsBackend implements Backend {
     const path = this.#path(key)
     return await this.#underLock(key, path, signal, async () => {
       const check = await this.#compare(key, expectedToken, signal)
-      if (check !== undefined) return { result: check, lockConsumed: false }
+      if (check !== undefined) return check
       await unlink(path)
       await fsyncDirectory(dirname(path))
-      return { result: { ok: true, token: expectedToken }, lockConsumed: false }
+      return { ok: true, token: expectedToken }
     })
   }
 
   async *listBlobs(prefix: string, signal?: AbortSignal): AsyncIterable<string> {
     const keys: string[] = []
     for await (const key of this.#walk(prefix, signal)) {
-      if (!key.endsWith(LOCK_SUFFIX)) keys.push(key)
+      if (!key.endsWith(LOCK_SUFFIX) && !key.includes(TEMP_INFIX)) keys.push(key)
     }
     yield* keys.sort()
   }
@@ -298,15 +323,16 @@ export class FsBackend implements Backend {
   }
 
   /**
-   * Run `fn` holding `<path>.lock`, created with O_EXCL. Waits while another writer holds
-   * it; a lock older than STALE_LOCK_MS was left by a crashed writer and is broken. `fn`
-   * says whether it renamed the lock into place; otherwise the lock is removed here.
+   * Run `fn` holding `<path>.lock`, created with O_EXCL and naming its owner (host, pid,
+   * time). Waits while another writer holds it. A lock is broken when its owner is a
+   * process of this host that no longer runs (a writer that crashed or was killed), or when
+   * it is older than STALE_LOCK_MS (an owner elsewhere that stopped answering).
    */
   async #underLock<T>(
     refName: string,
     path: string,
     signal: AbortSignal | undefined,
-    fn: (lock: FileHandle, lockPath: string) => Promise<{ result: T; lockConsumed: boolean }>,
+    fn: () => Promise<T>,
   ): Promise<T> {
     const lockPath = `${path}${LOCK_SUFFIX}`
     await mkdir(dirname(path), { recursive: true })
@@ -318,29 +344,34 @@ export class FsBackend implements Backend {
         lock = await open(lockPath, 'wx')
       } catch (error) {
         if (!isErrno(error, 'EEXIST')) throw error
-        if (await this.#breakIfStale(lockPath)) continue
+        if (await this.#breakIfAbandoned(lockPath)) continue
         const waited = Date.now() - started
         if (waited > LOCK_WAIT_MS) throw new RefLockedError(refName, lockPath, waited)
         await sleep(Math.random() * Math.min(50, 1 + attempt), signal)
         continue
       }
-      let lockConsumed = false
       try {
-        const outcome = await fn(lock, lockPath)
-        lockConsumed = outcome.lockConsumed
-        return outcome.result
+        await lock.writeFile(JSON.stringify({ host: hostname(), pid: process.pid, at: Date.now() }))
+        await lock.close()
+        return await fn()
       } finally {
         await lock.close().catch(() => {})
-        // Once renamed, the lock path may already belong to the next writer.
-        if (!lockConsumed) await unlink(lockPath).catch(() => {})
+        await unlink(lockPath).catch(() => {})
       }
     }
   }
 
-  async #breakIfStale(lockPath: string): Promise<boolean> {
+  async #breakIfAbandoned(lockPath: string): Promise<boolean> {
     try {
-      const { mtimeMs } = await stat(lockPath)
-      if (Date.now() - mtimeMs < STALE_LOCK_MS) return false
+      const [{ mtimeMs }, body] = await Promise.all([stat(lockPath), readFile(lockPath, 'utf8')])
+      let owner: { host?: unknown; pid?: unknown } = {}
+      try {
+        owner = JSON.parse(body)
+      } catch {
+        // Being written right now, or left half-written by a crash: judge by age alone.
+      }
+      const deadHere = owner.host === hostname() && typeof owner.pid === 'number' && !isRunning(owner.pid)
+      if (!deadHere && Date.now() - mtimeMs < STALE_LOCK_MS) return false
       await unlink(lockPath)
       return true
     } catch (error) {
