@@ -138,7 +138,7 @@ export function windowsOf(unit: Unit, buckets: Bucket[], options: PlanOptions): 
   let current: Window | undefined
   let start = unit.start
   for (const bucket of ordered) {
-    if (current === undefined || shuffleSeed === null || current.records >= options.windowRecords) {
+    if (current === undefined || current.records >= options.windowRecords) {
       current = {
         buckets: [],
         records: 0,
