@@ -1,4 +1,5 @@
 import { openStore } from '@dreamdb/cas'
+import { rejection } from '@dreamdb/cas-tests'
 import type { Bucket, Field } from '@dreamdb/manifest'
 import { describe, expect, it } from 'vitest'
 import {
@@ -38,15 +39,6 @@ const columns = {
   ok: [true, false, null],
   at: [new Date(1_790_000_000_000), 1_790_000_000_001, null],
   caption: ['a', null, 'c'],
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
-  try {
-    await promise
-  } catch (error) {
-    return error as Error & Record<string, unknown>
-  }
-  throw new Error('expected a rejection')
 }
 
 describe('bucket columns', () => {

@@ -1,20 +1,12 @@
 import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { rejection } from '@dreamdb/cas-tests'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { Store } from '../src/index.js'
 import { openStore } from '../src/open.js'
 
 const encode = (text: string): Uint8Array => new TextEncoder().encode(text)
-
-async function rejection(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
-  try {
-    await promise
-  } catch (error) {
-    return error as Error & Record<string, unknown>
-  }
-  throw new Error('expected a rejection')
-}
 
 describe('folder backend specifics', () => {
   let root: string

@@ -1,20 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import { S3Client } from '@aws-sdk/client-s3'
-import { freshBucket, minioEndpoint } from '@dreamdb/cas-tests'
+import { freshBucket, minioEndpoint, rejection } from '@dreamdb/cas-tests'
 import { describe, expect, it } from 'vitest'
 import { openStore } from '../src/open.js'
 
 const endpoint = minioEndpoint()
 const encode = (text: string): Uint8Array => new TextEncoder().encode(text)
-
-async function rejection(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
-  try {
-    await promise
-  } catch (error) {
-    return error as Error & Record<string, unknown>
-  }
-  throw new Error('expected a rejection')
-}
 
 function client(
   init: { credentials?: { accessKeyId: string; secretAccessKey: string }; maxAttempts?: number } = {},

@@ -2,15 +2,6 @@ import { describe, expect, it } from 'vitest'
 import { Dataset, type ResumeState } from '../src/index.js'
 import { dataset, idsOf } from './helpers.js'
 
-async function rejection(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
-  try {
-    await promise
-  } catch (error) {
-    return error as Error & Record<string, unknown>
-  }
-  throw new Error('expected a rejection')
-}
-
 async function collect(stream: AsyncIterable<import('apache-arrow').RecordBatch>) {
   const batches = []
   for await (const batch of stream) batches.push(batch)
@@ -164,7 +155,6 @@ describe('iterArrowBatches', () => {
     }
     expect(error?.code).toBe('ERR_DATASET_RESUME_MISMATCH')
     expect(error?.message).toContain('manifest')
-    void rejection
   })
 })
 

@@ -1,14 +1,6 @@
+import { rejection } from '@dreamdb/cas-tests'
 import { describe, expect, it } from 'vitest'
 import { Dataset } from '../src/index.js'
-
-async function rejection(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
-  try {
-    await promise
-  } catch (error) {
-    return error as Error & Record<string, unknown>
-  }
-  throw new Error('expected a rejection')
-}
 
 const DIM = 32
 /** Clustered vectors: 20 centres, points scattered around them (seeded). */

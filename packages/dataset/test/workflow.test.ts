@@ -1,20 +1,11 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freshBucket, minioEndpoint } from '@dreamdb/cas-tests'
+import { freshBucket, minioEndpoint, rejection } from '@dreamdb/cas-tests'
 import { inspect } from '@dreamdb/manifest'
 import { describe, expect, it } from 'vitest'
 import { agreementMatrix, compareRefs, Dataset } from '../src/index.js'
 import { MNIST_SCHEMA, mnistRecords, record, SCHEMA } from './helpers.js'
-
-async function rejection(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
-  try {
-    await promise
-  } catch (error) {
-    return error as Error & Record<string, unknown>
-  }
-  throw new Error('expected a rejection')
-}
 
 /** A nearest-centroid probe on the embeddings: the seed's linear-probe sweep, in miniature. */
 function train(batches: import('apache-arrow').RecordBatch[], scale: number) {

@@ -1,17 +1,9 @@
 import { cidOf, openStore, type Store } from '@dreamdb/cas'
+import { rejection } from '@dreamdb/cas-tests'
 import * as dagCbor from '@ipld/dag-cbor'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { diff, encodeRefTarget, inspect, log, Repository } from '../src/index.js'
 import { appendRecords, SCHEMA } from './helpers/records.js'
-
-async function rejection(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
-  try {
-    await promise
-  } catch (error) {
-    return error as Error & Record<string, unknown>
-  }
-  throw new Error('expected a rejection')
-}
 
 /** Counts the store calls a block makes: each is one backend request (S3: one HTTP call). */
 function counting(store: Store) {
