@@ -87,6 +87,12 @@ async function fsyncDirectory(path: string): Promise<void> {
 export class FsBackend implements Backend {
   readonly description: string
   readonly #root: string
+  /**
+   * Ref operations of this process, chained per ref: writers of one process queue here
+   * instead of meeting at the lock file, so two of them can never both judge the same
+   * abandoned lock and break each other's fresh one.
+   */
+  readonly #refQueues = new Map<string, Promise<unknown>>()
 
   constructor(root: string) {
     this.#root = root
@@ -328,7 +334,23 @@ export class FsBackend implements Backend {
    * process of this host that no longer runs (a writer that crashed or was killed), or when
    * it is older than STALE_LOCK_MS (an owner elsewhere that stopped answering).
    */
-  async #underLock<T>(
+  #underLock<T>(
+    refName: string,
+    path: string,
+    signal: AbortSignal | undefined,
+    fn: () => Promise<T>,
+  ): Promise<T> {
+    const previous = this.#refQueues.get(path) ?? Promise.resolve()
+    const turn = previous.catch(() => {}).then(() => this.#underFileLock(refName, path, signal, fn))
+    const settled = turn.catch(() => {})
+    this.#refQueues.set(path, settled)
+    void settled.then(() => {
+      if (this.#refQueues.get(path) === settled) this.#refQueues.delete(path)
+    })
+    return turn
+  }
+
+  async #underFileLock<T>(
     refName: string,
     path: string,
     signal: AbortSignal | undefined,
@@ -363,7 +385,7 @@ export class FsBackend implements Backend {
 
   async #breakIfAbandoned(lockPath: string): Promise<boolean> {
     try {
-      const [{ mtimeMs }, body] = await Promise.all([stat(lockPath), readFile(lockPath, 'utf8')])
+      const [seen, body] = await Promise.all([stat(lockPath), readFile(lockPath, 'utf8')])
       let owner: { host?: unknown; pid?: unknown } = {}
       try {
         owner = JSON.parse(body)
@@ -371,7 +393,10 @@ export class FsBackend implements Backend {
         // Being written right now, or left half-written by a crash: judge by age alone.
       }
       const deadHere = owner.host === hostname() && typeof owner.pid === 'number' && !isRunning(owner.pid)
-      if (!deadHere && Date.now() - mtimeMs < STALE_LOCK_MS) return false
+      if (!deadHere && Date.now() - seen.mtimeMs < STALE_LOCK_MS) return false
+      // Remove it only if it is still the lock judged above, not one taken since.
+      const now = await stat(lockPath)
+      if (now.ino !== seen.ino || now.mtimeMs !== seen.mtimeMs) return false
       await unlink(lockPath)
       return true
     } catch (error) {
