@@ -357,24 +357,32 @@ Resuming: run the same command again after an interruption; the rows already com
 
   program
     .command('export')
-    .summary('write the records as an Arrow IPC stream or JSON lines')
+    .summary('write the records as an Arrow IPC stream, Parquet or JSON lines')
     .description(
-      'Write every record of a ref (_anchor plus fields and layers) as an Arrow IPC stream or as JSON lines (binary as base64, anchors as decimal strings). A file is written under a temporary name and renamed when complete.',
+      'Write every record of a ref (_anchor plus fields and layers) as an Arrow IPC stream, a Parquet file (row groups of --batch-size records, the Arrow schema kept, the ref and manifest in its metadata) or JSON lines (binary as base64, anchors as decimal strings). Records are streamed batch by batch. A file is written under a temporary name and renamed when complete.',
     )
     .argument('[ref]', 'the same as --ref-name')
     .addOption(refName())
     .addOption(
-      new Option('--format <format>', 'arrow (IPC stream) or jsonl')
-        .choices(['arrow', 'jsonl'])
+      new Option('--format <format>', 'arrow (IPC stream), parquet or jsonl')
+        .choices(['arrow', 'parquet', 'jsonl'])
         .makeOptionMandatory(),
     )
     .requiredOption('--out <file|->', "the output file, or '-' for stdout")
     .option('--fields <a,b>', 'only these fields and layers (default: all)', list)
     .option('--force', 'replace the output file if it exists')
     .addOption(
-      new Option('--batch-size <records>', 'records per Arrow record batch')
+      new Option('--batch-size <records>', 'records per Arrow record batch (and per Parquet row group)')
         .default(4096)
         .argParser(positiveInt('--batch-size')),
+    )
+    .addOption(
+      new Option('--compression <codec>', 'Parquet compression (default snappy)').choices([
+        'snappy',
+        'zstd',
+        'gzip',
+        'none',
+      ]),
     )
     .addOption(
       new Option('--json', 'print a JSON summary (records, fields, manifest) when writing to a file'),
@@ -383,6 +391,7 @@ Resuming: run the same command again after an interruption; the rows already com
       'after',
       examples(
         'dreamdb export --ref-name prep-v1 --format arrow --out prep-v1.arrows',
+        'dreamdb export --ref-name prod-1 --format parquet --fields embedding,label --out prod-1.parquet',
         'dreamdb export --ref-name corpus --format jsonl --fields label,split --out - | head',
       ),
     )
@@ -393,7 +402,8 @@ Resuming: run the same command again after an interruption; the rows already com
           positional: string | undefined,
           options: {
             refName?: string
-            format: 'arrow' | 'jsonl'
+            format: 'arrow' | 'parquet' | 'jsonl'
+            compression?: 'snappy' | 'zstd' | 'gzip' | 'none'
             out: string
             fields?: string[]
             force?: boolean
@@ -406,6 +416,7 @@ Resuming: run the same command again after an interruption; the rows already com
             batchSize: options.batchSize,
             ...(options.fields ? { fields: options.fields } : {}),
             ...(options.force ? { force: true } : {}),
+            ...(options.compression ? { compression: options.compression } : {}),
           }),
       ),
     )

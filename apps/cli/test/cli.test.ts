@@ -350,7 +350,7 @@ describe('export', () => {
     expect(await readFile(out, 'utf8')).toBe('keep me')
     expect((await run(['export', 'corpus', '--format', 'jsonl', '--out', out, '--force'])).code).toBe(0)
     expectError(await run(['export', 'corpus', '--out', out]), 2, 'ERR_CLI_USAGE')
-    expectError(await run(['export', 'corpus', '--format', 'parquet', '--out', out]), 2, 'ERR_CLI_USAGE')
+    expectError(await run(['export', 'corpus', '--format', 'csv', '--out', out]), 2, 'ERR_CLI_USAGE')
     expectError(
       await run(['export', 'corpus', '--format', 'jsonl', '--out', join(dir.path, 'no', 'x')]),
       3,

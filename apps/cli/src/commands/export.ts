@@ -15,11 +15,12 @@ import {
 } from 'apache-arrow'
 import { type Context, withRepository } from '../context.js'
 import { FileNotFoundError, OutputExistsError, UsageError } from '../errors.js'
+import { type ParquetCompression, parquetStream } from '../export/parquet.js'
 import { toJson, write } from '../io.js'
 import { batchRows } from '../render/values.js'
 import { fieldsOf, openSource, pickFields } from './head.js'
 
-export type ExportFormat = 'arrow' | 'jsonl'
+export type ExportFormat = 'arrow' | 'jsonl' | 'parquet'
 
 export interface ExportOptions {
   format: ExportFormat
@@ -27,12 +28,14 @@ export interface ExportOptions {
   fields?: string[]
   force?: boolean
   batchSize?: number
+  /** Parquet only. @default 'snappy' */
+  compression?: ParquetCompression
 }
 
 export interface ExportSummary {
   ref: string
   manifest: string
-  /** `arrow` or `jsonl` (`format` is the JSON document's own tag). */
+  /** `arrow`, `jsonl` or `parquet` (`format` is the JSON document's own tag). */
   fileFormat: ExportFormat
   out: string
   fields: string[]
@@ -41,9 +44,12 @@ export interface ExportSummary {
 
 export async function exportRecords(ctx: Context, ref: string, options: ExportOptions): Promise<void> {
   const toStdout = options.out === '-'
-  if (toStdout && options.format === 'arrow' && ctx.io.stdout.isTTY) {
+  if (options.compression !== undefined && options.format !== 'parquet') {
+    throw new UsageError(`--compression is for --format parquet, not ${options.format}`)
+  }
+  if (toStdout && options.format !== 'jsonl' && ctx.io.stdout.isTTY) {
     throw new UsageError(
-      'refusing to write an Arrow stream to a terminal',
+      `refusing to write ${options.format === 'arrow' ? 'an Arrow stream' : 'Parquet'} to a terminal`,
       'redirect it (> data.arrows) or use --out <file>',
     )
   }
@@ -62,6 +68,10 @@ export async function exportRecords(ctx: Context, ref: string, options: ExportOp
     const ds = await openSource(ref, { backend: store, signal: ctx.signal })
     const known = fieldsOf(ds.manifest)
     const fields = pickFields(known, options.fields)
+    const schema = new Schema([
+      new ArrowField('_anchor', new Uint64(), false),
+      ...fields.map((name) => new ArrowField(name, arrowTypeOf(known.get(name)!), true)),
+    ])
     let records = 0
     async function* batches(): AsyncGenerator<RecordBatch> {
       if (ds.manifest.stats.records === 0) return
@@ -84,10 +94,6 @@ export async function exportRecords(ctx: Context, ref: string, options: ExportOp
         const first = await source.next()
         if (first.done) {
           // No records: a stream with the schema and no batches.
-          const schema = new Schema([
-            new ArrowField('_anchor', new Uint64(), false),
-            ...fields.map((name) => new ArrowField(name, arrowTypeOf(known.get(name)!), true)),
-          ])
           await pipeline(Readable.from([tableToIPC(new Table(schema), 'stream')]), sink)
         } else {
           async function* all() {
@@ -96,6 +102,16 @@ export async function exportRecords(ctx: Context, ref: string, options: ExportOp
           }
           await pipeline(Readable.from(all()), RecordBatchStreamWriter.throughNode(), sink)
         }
+      } else if (options.format === 'parquet') {
+        // Row groups of --batch-size records (and at most 128 MiB), written as they fill.
+        const bytes = await parquetStream(schema, batches(), {
+          rowGroupRecords: options.batchSize ?? 4096,
+          compression: options.compression ?? 'snappy',
+          binaryColumns: fields.filter((name) => known.get(name)!.family === 'binary'),
+          metadata: { 'dreamdb.ref': ref, 'dreamdb.manifest': ds.currentManifest() },
+          signal: ctx.signal,
+        })
+        await pipeline(bytes, sink)
       } else {
         async function* lines() {
           for await (const batch of batches()) {
