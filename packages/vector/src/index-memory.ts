@@ -130,6 +130,13 @@ export const DEFAULT_NPROBE = 16
 /** Blocks per FastScan call (the output slot holds this many blocks' sums). */
 const CHUNK_BLOCKS = 64
 const BLOCK = 32
+/**
+ * Bytes of 1-bit factors per block of 32 vectors: 32 f32 each of `add`, `scale`, `err` and
+ * `pop`, the layout the `screen` kernel reads (see #insert for what they hold).
+ */
+const FACTOR_BLOCK_BYTES = 512
+/** Seed of the fixed dither of the query's randomized rounding (so a query always gives the same answer). */
+const DITHER_SEED = 0x9e3779b9
 
 interface Region {
   off: number
@@ -140,13 +147,11 @@ interface List {
   count: number
   capacity: number
   codes: Region
+  /** The 1-bit factors, FACTOR_BLOCK_BYTES per block of 32 vectors. */
+  factors: Region
   ex: Region | null
   vectors: Region | null
   ids: BigUint64Array
-  add: Float32Array
-  scale: Float32Array
-  err: Float32Array
-  pop: Float32Array
   scaleEx: Float32Array
   errEx: Float32Array
   /** |o - c| / (2 x0ex): the extra-bits estimate's sensitivity to query rounding. */
@@ -168,15 +173,24 @@ class MemoryVectorIndex implements VectorIndex {
   readonly #exStride: number
   readonly #vecStride: number
   readonly #lutOff: number
-  readonly #outOff: number
+  readonly #sumsOff: number
   readonly #qPlanesOff: number
   readonly #queryOff: number
+  readonly #rotatedQueryOff: number
+  readonly #rotatedCentroidsOff: number
+  readonly #qprimeOff: number
+  readonly #ditherOff: number
+  readonly #statsOff: number
+  readonly #paramsOff: number
+  readonly #candidateIdOff: number
+  readonly #candidateEstOff: number
+  readonly #candidateBoundOff: number
   readonly #regionBase: number
   #end: number
   #garbage = 0
   #size = 0
-  readonly #qbar: Uint8Array
-  readonly #qprime: Float64Array
+  /** Dither of the 8-bit rounding for the extra-bit estimate (the 4-bit one is on the heap). */
+  readonly #dither8: Float64Array
   readonly #rotatedQuery: Float32Array
 
   constructor(init: VectorIndexInit) {
@@ -191,17 +205,33 @@ class MemoryVectorIndex implements VectorIndex {
     this.#pairs = Math.ceil(D / 128)
     this.#exStride = init.compressor.bits * this.#pairs * 16
     this.#vecStride = this.#codec.dim4 * 4
+    const lists = init.spatialIndex.lists
+    // Every slot is a multiple of 16 bytes (D is a multiple of 64), so f64 slots stay aligned.
     this.#lutOff = this.#codec.heapEnd
-    this.#outOff = this.#lutOff + this.#blockBytes
-    this.#qPlanesOff = this.#outOff + CHUNK_BLOCKS * BLOCK * 4
+    this.#sumsOff = this.#lutOff + this.#blockBytes
+    this.#qPlanesOff = this.#sumsOff + CHUNK_BLOCKS * BLOCK * 4
     this.#queryOff = this.#qPlanesOff + 8 * this.#pairs * 16
-    this.#regionBase = this.#queryOff + this.#vecStride
+    this.#rotatedQueryOff = this.#queryOff + this.#vecStride
+    this.#rotatedCentroidsOff = this.#rotatedQueryOff + D * 4
+    this.#qprimeOff = this.#rotatedCentroidsOff + lists * D * 4
+    this.#ditherOff = this.#qprimeOff + D * 8
+    this.#statsOff = this.#ditherOff + D * 8
+    this.#paramsOff = this.#statsOff + 64
+    this.#candidateIdOff = this.#paramsOff + 64
+    this.#candidateEstOff = this.#candidateIdOff + CHUNK_BLOCKS * BLOCK * 4
+    this.#candidateBoundOff = this.#candidateEstOff + CHUNK_BLOCKS * BLOCK * 8
+    this.#regionBase = this.#candidateBoundOff + CHUNK_BLOCKS * BLOCK * 8
     this.#end = this.#regionBase
-    this.#codec.k.reserve(this.#end)
-    this.#qbar = new Uint8Array(D)
-    this.#qprime = new Float64Array(D)
+    const k = this.#codec.k
+    k.reserve(this.#end)
+    k.f32().set(this.#codec.rotatedCentroids, this.#rotatedCentroidsOff >>> 2)
+    // One fixed dither per index for each rounding: unbiased over the dither, the same answer every time.
+    const prng = new Prng(DITHER_SEED)
+    const dither4 = k.f64().subarray(this.#ditherOff >>> 3, (this.#ditherOff >>> 3) + D)
+    for (let j = 0; j < D; j++) dither4[j] = prng.next()
+    this.#dither8 = Float64Array.from({ length: D }, () => prng.next())
     this.#rotatedQuery = new Float32Array(D)
-    for (let l = 0; l < init.spatialIndex.lists; l++) this.#lists.push(this.#newList(0))
+    for (let l = 0; l < lists; l++) this.#lists.push(this.#newList(0))
   }
 
   get size(): number {
@@ -308,13 +338,10 @@ class MemoryVectorIndex implements VectorIndex {
       count: 0,
       capacity,
       codes: this.#alloc((capacity / BLOCK) * this.#blockBytes),
+      factors: this.#alloc((capacity / BLOCK) * FACTOR_BLOCK_BYTES),
       ex: bits > 1 ? this.#alloc(capacity * this.#exStride) : null,
       vectors: this.keepsVectors ? this.#alloc(capacity * this.#vecStride) : null,
       ids: new BigUint64Array(capacity),
-      add: new Float32Array(capacity),
-      scale: new Float32Array(capacity),
-      err: new Float32Array(capacity),
-      pop: new Float32Array(capacity),
       scaleEx: new Float32Array(bits > 1 ? capacity : 0),
       errEx: new Float32Array(bits > 1 ? capacity : 0),
       qErrEx: new Float32Array(bits > 1 ? capacity : 0),
@@ -333,13 +360,15 @@ class MemoryVectorIndex implements VectorIndex {
       if (from !== null && to !== null) u8.copyWithin(to.off, from.off, from.off + from.bytes)
     }
     copy(old.codes, next.codes)
+    copy(old.factors, next.factors)
     copy(old.ex, next.ex)
     copy(old.vectors, next.vectors)
-    for (const key of ['ids', 'add', 'scale', 'err', 'pop', 'scaleEx', 'errEx', 'qErrEx', 'sumU'] as const) {
+    for (const key of ['ids', 'scaleEx', 'errEx', 'qErrEx', 'sumU'] as const) {
       ;(next[key] as unknown as Float32Array).set(old[key] as unknown as Float32Array)
     }
     next.count = old.count
     this.#release(old.codes)
+    this.#release(old.factors)
     this.#release(old.ex)
     this.#release(old.vectors)
     this.#lists[l] = next
@@ -368,9 +397,13 @@ class MemoryVectorIndex implements VectorIndex {
       list.ids[v] = ids[i]!
       const norm = rows.norm[i]!
       const x0 = rows.x0[i]!
-      list.add[v] = l2 ? norm * norm : rows.radial[i]!
-      list.scale[v] = norm / (sqrtD * x0)
-      list.err[v] = (norm * Math.sqrt(Math.max(0, 1 / (x0 * x0) - 1))) / sqrtD1
+      // The 1-bit estimate is est = add + offset + scale * <x̄-ish sum> (see #search): under l2
+      // |o - q|^2 = |r|^2 + |q'|^2 - 2 <r, q'>, otherwise -<o, q> = offset - radial - <r, q'>, so
+      // the signs and the factor 2 are folded in here, and err carries the bound's factor 2 under l2.
+      const factors = (list.factors.off >>> 2) + (v >>> 5) * (FACTOR_BLOCK_BYTES >>> 2) + (v & 31)
+      f32[factors] = l2 ? norm * norm : -rows.radial[i]!
+      f32[factors + 32] = -(l2 ? 2 : 1) * (norm / (sqrtD * x0))
+      f32[factors + 64] = ((l2 ? 2 : 1) * (norm * Math.sqrt(Math.max(0, 1 / (x0 * x0) - 1)))) / sqrtD1
       // FastScan block: nibble g of vector v goes to byte g*16 + (lane & 15), high half for lanes 16-31.
       const signBase = i * planeBytes
       const block = list.codes.off + (v >>> 5) * this.#blockBytes
@@ -382,7 +415,7 @@ class MemoryVectorIndex implements VectorIndex {
         u8[block + g * 16 + (lane & 15)]! |= nibble << shift
       }
       for (let b = 0; b < planeBytes; b++) pop += popcount8(rows.signs[signBase + b]!)
-      list.pop[v] = pop
+      f32[factors + 96] = pop
       if (exBits > 0) {
         // Planes 0 .. exBits-1 then the sign plane, each padded to whole 16-byte chunks.
         const at = list.ex!.off + v * this.#exStride
@@ -490,18 +523,21 @@ class MemoryVectorIndex implements VectorIndex {
     order.sort((a, b) => keys[a]! - keys[b]! || a - b)
 
     codec.rotation.apply(k, q, 0, this.compressor.dim, this.#rotatedQuery, 0)
+    k.f32().set(this.#rotatedQuery, this.#rotatedQueryOff >>> 2)
     if (rerank) {
       const f32 = k.f32()
       f32.set(q, this.#queryOff >>> 2)
       f32.fill(0, (this.#queryOff >>> 2) + q.length, (this.#queryOff + this.#vecStride) >>> 2)
     }
-    const prng = new Prng(0x9e3779b9)
-    const qbar = this.#qbar
-    const qp = this.#qprime
     const twoOrOne = l2 ? 2 : 1
     const cB = -((1 << bits) - 1) / 2
-    // |o - c| / (2 x0) = scale * sqrt(D) / 2: the 1-bit estimate's sensitivity to query rounding.
+    // |o - c| / (2 x0) = |scale| * sqrt(D) / 2 (|scale| already doubled under l2, like the bound).
     const halfSqrtD = Math.sqrt(D) / 2
+    const statsAt = this.#statsOff >>> 3
+    const paramsAt = this.#paramsOff >>> 3
+    const candidateIdAt = this.#candidateIdOff >>> 2
+    const candidateEstAt = this.#candidateEstOff >>> 3
+    const candidateBoundAt = this.#candidateBoundOff >>> 3
 
     for (let p = 0; p < nprobe; p++) {
       const l = order[p]!
@@ -509,38 +545,30 @@ class MemoryVectorIndex implements VectorIndex {
       if (list.count === 0) continue
       stats.lists++
 
-      // q' = P q - P c, its norm, and a 4-bit randomized-rounding quantization of it.
-      const rc = codec.rotatedCentroids
-      let lo = Number.POSITIVE_INFINITY
-      let hi = Number.NEGATIVE_INFINITY
-      let qn2 = 0
-      for (let j = 0; j < D; j++) {
-        const v = this.#rotatedQuery[j]! - rc[l * D + j]!
-        qp[j] = v
-        qn2 += v * v
-        if (v < lo) lo = v
-        if (v > hi) hi = v
-      }
-      const qnorm = Math.sqrt(qn2)
-      const delta = (hi - lo) / 15
-      let sumQ = 0
-      for (let j = 0; j < D; j++) {
-        const x = delta > 0 ? Math.min(15, Math.floor((qp[j]! - lo) / delta + prng.next())) : 0
-        qbar[j] = x
-        sumQ += x
-      }
-      const sumQhat = D * lo + delta * sumQ
-      // The LUT: entry n of group g sums the quantized values of the dimensions set in n.
-      const u8 = k.u8()
-      for (let g = 0; g < this.#groups; g++) {
-        const at = this.#lutOff + g * 16
-        u8[at] = 0
-        for (let n = 1; n < 16; n++) {
-          const low = n & -n
-          u8[at + n] = u8[at + (n ^ low)]! + qbar[g * 4 + (31 - Math.clz32(low))]!
-        }
-      }
+      // q' = P q - P c, its norm and range, and the FastScan table of its 4-bit rounding.
+      k.lut4(
+        this.#rotatedQueryOff,
+        this.#rotatedCentroidsOff + l * D * 4,
+        D,
+        this.#ditherOff,
+        this.#qprimeOff,
+        this.#lutOff,
+        this.#statsOff,
+      )
+      let f64 = k.f64()
+      const qn2 = f64[statsAt]!
+      const lo = f64[statsAt + 1]!
+      const delta = f64[statsAt + 2]!
+      const sumQhat = D * lo + delta * f64[statsAt + 3]!
+      // <x̄, q'> sqrt(D) = 2 <b, q'> - sum q', with <b, q'> ~ lo * popcount(b) + delta * fastscan sum.
+      f64[paramsAt] = 2 * lo
+      f64[paramsAt + 1] = 2 * delta
+      f64[paramsAt + 2] = -sumQhat
       const offset = l2 ? qn2 : metric === 'ip' ? -dots[l]! : 1 - dots[l]!
+      f64[paramsAt + 3] = offset
+      f64[paramsAt + 4] = epsilon0 * epsilon0 * qn2
+      f64[paramsAt + 5] = (epsilon0 * halfSqrtD * delta) ** 2
+      const qnorm = Math.sqrt(qn2)
 
       let exReady = false
       let lo8 = 0
@@ -549,28 +577,38 @@ class MemoryVectorIndex implements VectorIndex {
       const blocks = Math.ceil(list.count / BLOCK)
       for (let b0 = 0; b0 < blocks; b0 += CHUNK_BLOCKS) {
         const nb = Math.min(CHUNK_BLOCKS, blocks - b0)
-        k.fastscan(list.codes.off + b0 * this.#blockBytes, nb, this.#lutOff, this.#groups, this.#outOff)
-        const out = k.u32()
-        const outAt = this.#outOff >>> 2
-        const end = Math.min(list.count, (b0 + nb) * BLOCK)
-        for (let v = b0 * BLOCK; v < end; v++) {
-          stats.estimated++
-          const acc = out[outAt + v - b0 * BLOCK]!
-          const ip = list.scale[v]! * (2 * (lo * list.pop[v]! + delta * acc) - sumQhat)
-          const est = l2 ? list.add[v]! + offset - 2 * ip : offset - list.add[v]! - ip
-          const bound =
-            twoOrOne * epsilon0 * Math.hypot(list.err[v]! * qnorm, list.scale[v]! * halfSqrtD * delta)
+        const first = b0 * BLOCK
+        const count = Math.min(list.count, (b0 + nb) * BLOCK) - first
+        k.fastscan(list.codes.off + b0 * this.#blockBytes, nb, this.#lutOff, this.#groups, this.#sumsOff)
+        f64 = k.f64()
+        // Only vectors whose lower bound beats the current k-th come back (all of them for `visit`).
+        f64[paramsAt + 6] = visit === undefined && top.full ? top.worst : Number.POSITIVE_INFINITY
+        const candidates = k.screen(
+          this.#sumsOff,
+          list.factors.off + b0 * FACTOR_BLOCK_BYTES,
+          count,
+          this.#paramsOff,
+          this.#candidateIdOff,
+          this.#candidateEstOff,
+          this.#candidateBoundOff,
+        )
+        stats.estimated += count
+        const u32 = k.u32()
+        for (let c = 0; c < candidates; c++) {
+          const v = first + u32[candidateIdAt + c]!
+          const est = f64[candidateEstAt + c]!
+          const bound = f64[candidateBoundAt + c]!
           if (visit !== undefined) {
             let estEx = est
             let boundEx = bound
             if (exBits > 0) {
               if (!exReady) {
-                ;({ lo8, delta8, sumQhat8 } = this.#quantize8(prng))
+                ;({ lo8, delta8, sumQhat8 } = this.#quantize8())
                 exReady = true
               }
               const x = k.exdot(list.ex!.off + v * this.#exStride, bits, this.#pairs, this.#qPlanesOff)
               const ipEx = list.scaleEx[v]! * (lo8 * list.sumU[v]! + delta8 * x + cB * sumQhat8)
-              estEx = l2 ? list.add[v]! + offset - 2 * ipEx : offset - list.add[v]! - ipEx
+              estEx = this.#factorAdd(list, v) + offset - twoOrOne * ipEx
               boundEx = twoOrOne * epsilon0 * Math.hypot(list.errEx[v]! * qnorm, list.qErrEx[v]! * delta8)
             }
             visit(list.ids[v]!, est, bound, estEx, boundEx)
@@ -581,13 +619,13 @@ class MemoryVectorIndex implements VectorIndex {
           let d = est
           if (exBits > 0) {
             if (!exReady) {
-              ;({ lo8, delta8, sumQhat8 } = this.#quantize8(prng))
+              ;({ lo8, delta8, sumQhat8 } = this.#quantize8())
               exReady = true
             }
             stats.refined++
             const x = k.exdot(list.ex!.off + v * this.#exStride, bits, this.#pairs, this.#qPlanesOff)
             const ipEx = list.scaleEx[v]! * (lo8 * list.sumU[v]! + delta8 * x + cB * sumQhat8)
-            const estEx = l2 ? list.add[v]! + offset - 2 * ipEx : offset - list.add[v]! - ipEx
+            const estEx = this.#factorAdd(list, v) + offset - twoOrOne * ipEx
             const boundEx = twoOrOne * epsilon0 * Math.hypot(list.errEx[v]! * qnorm, list.qErrEx[v]! * delta8)
             if (top.full && estEx - boundEx >= top.worst) continue
             d = estEx
@@ -608,6 +646,11 @@ class MemoryVectorIndex implements VectorIndex {
     }
   }
 
+  /** The `add` factor of vector v of a list: |r|^2 under l2, -<o - c, c> otherwise. */
+  #factorAdd(list: List, v: number): number {
+    return this.#codec.k.f32()[(list.factors.off >>> 2) + (v >>> 5) * (FACTOR_BLOCK_BYTES >>> 2) + (v & 31)]!
+  }
+
   /**
    * Every vector's estimates for `query` (all lists), for tests and tools: the 1-bit
    * estimate and bound, and the extra-bits estimate and bound (equal to the 1-bit ones when
@@ -620,23 +663,25 @@ class MemoryVectorIndex implements VectorIndex {
     this.#search(q, this.spatialIndex.lists, false, epsilon0, undefined, new TopK(1), stats, visit)
   }
 
-  /** Quantize q' (in #qprime) to 8 bits with randomized rounding, as bit planes on the heap. */
-  #quantize8(prng: Prng): { lo8: number; delta8: number; sumQhat8: number } {
+  /** Quantize q' (left on the heap by lut4) to 8 bits with randomized rounding, as bit planes on the heap. */
+  #quantize8(): { lo8: number; delta8: number; sumQhat8: number } {
     const D = this.#D
-    const qp = this.#qprime
+    const f64 = this.#codec.k.f64()
+    const q = this.#qprimeOff >>> 3
     let lo = Number.POSITIVE_INFINITY
     let hi = Number.NEGATIVE_INFINITY
-    for (let j = 0; j < D; j++) {
-      if (qp[j]! < lo) lo = qp[j]!
-      if (qp[j]! > hi) hi = qp[j]!
+    for (let j = q; j < q + D; j++) {
+      if (f64[j]! < lo) lo = f64[j]!
+      if (f64[j]! > hi) hi = f64[j]!
     }
     const delta = (hi - lo) / 255
     const stride = this.#pairs * 16
     const u8 = this.#codec.k.u8()
     u8.fill(0, this.#qPlanesOff, this.#qPlanesOff + 8 * stride)
+    const dither = this.#dither8
     let sum = 0
     for (let j = 0; j < D; j++) {
-      const x = delta > 0 ? Math.min(255, Math.floor((qp[j]! - lo) / delta + prng.next())) : 0
+      const x = delta > 0 ? Math.min(255, Math.floor((f64[q + j]! - lo) / delta + dither[j]!)) : 0
       sum += x
       const byte = j >>> 3
       const bit = 1 << (j & 7)

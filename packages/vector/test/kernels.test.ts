@@ -66,6 +66,119 @@ describe('kernels', () => {
     }
   })
 
+  it('lut4: identical tables and statistics in TypeScript and WASM, equal to the plain definition', () => {
+    for (const [dim, seed, spread] of [
+      [64, 1, 1],
+      [384, 2, 0.001],
+      [832, 3, 1000],
+      [128, 4, 0], // q' constant: delta = 0, an all-zero table
+    ] as const) {
+      const prng = new Prng(seed)
+      const rq = Float32Array.from({ length: dim }, () => gaussian(prng) * spread + 0.5)
+      const rc = Float32Array.from({ length: dim }, () => (spread === 0 ? -0.25 : gaussian(prng) * spread))
+      const dither = Float64Array.from({ length: dim }, () => prng.next())
+      // layout: rq, rc (f32), dither, qp (f64), lut, stats
+      const rqOff = 0
+      const rcOff = dim * 4
+      const ditherOff = dim * 8
+      const qpOff = dim * 16
+      const lutOff = dim * 24
+      const statsOff = lutOff + dim * 4
+      const heap = new Uint8Array(statsOff + 32)
+      heap.set(new Uint8Array(rq.buffer), rqOff)
+      heap.set(new Uint8Array(rc.buffer), rcOff)
+      heap.set(new Uint8Array(dither.buffer), ditherOff)
+      const [a, b] = both(heap)
+      a.lut4(rqOff, rcOff, dim, ditherOff, qpOff, lutOff, statsOff)
+      b.lut4(rqOff, rcOff, dim, ditherOff, qpOff, lutOff, statsOff)
+      expect(
+        Buffer.from(a.u8().subarray(0, heap.length)).equals(Buffer.from(b.u8().subarray(0, heap.length))),
+      ).toBe(true)
+      // definition
+      const qp = Array.from(rq, (x, j) => x - rc[j]!)
+      const lo = Math.min(...qp)
+      const delta = (Math.max(...qp) - lo) / 15
+      const x = qp.map((v, j) => (delta > 0 ? Math.min(15, Math.floor((v - lo) / delta + dither[j]!)) : 0))
+      const stats = a.f64().subarray(statsOff / 8, statsOff / 8 + 4)
+      const norm2 = qp.reduce((s, v) => s + v * v, 0)
+      expect(Math.abs(stats[0]! - norm2)).toBeLessThanOrEqual(1e-12 * norm2)
+      expect(stats[1]).toBe(lo)
+      expect(stats[2]).toBe(delta)
+      expect(stats[3]).toBe(x.reduce((s, v) => s + v, 0))
+      expect(Array.from(a.f64().subarray(qpOff / 8, qpOff / 8 + dim))).toEqual(qp)
+      const lut = a.u8().subarray(lutOff, lutOff + dim * 4)
+      for (let g = 0; g < dim / 4; g++) {
+        for (let n = 0; n < 16; n++) {
+          let want = 0
+          for (let t = 0; t < 4; t++) if ((n >> t) & 1) want += x[g * 4 + t]!
+          expect(lut[g * 16 + n]).toBe(want)
+        }
+      }
+      if (spread !== 0) expect(x.some((v) => v === 15) && x.some((v) => v === 0)).toBe(true)
+    }
+  })
+
+  it('screen: identical candidates, estimates and bounds in TypeScript and WASM, equal to the definition', () => {
+    for (const [count, seed] of [
+      [1, 1],
+      [31, 2],
+      [32, 3],
+      [77, 4],
+      [2048, 5],
+    ] as const) {
+      const prng = new Prng(seed)
+      const blocks = Math.ceil(count / 32)
+      const sumsOff = 0
+      const factorsOff = blocks * 128
+      const paramsOff = factorsOff + blocks * 512
+      const idxOff = paramsOff + 64
+      // f64 slots must be 8-byte aligned (the index keeps every slot at a multiple of 16)
+      const estOff = idxOff + Math.ceil(count / 4) * 16
+      const boundOff = estOff + count * 8
+      const heap = new Uint8Array(boundOff + count * 8 + 16)
+      const sums = new Uint32Array(heap.buffer, sumsOff, blocks * 32)
+      const factors = new Float32Array(heap.buffer, factorsOff, blocks * 128)
+      for (let v = 0; v < blocks * 32; v++) {
+        // the padding past `count` holds values that must not come out
+        sums[v] = v < count ? prng.below(5000) : 0
+        const at = (v >>> 5) * 128 + (v & 31)
+        factors[at] = v < count ? gaussian(prng) : -1e9
+        factors[at + 32] = v < count ? -Math.abs(gaussian(prng)) * 0.01 : 0
+        factors[at + 64] = v < count ? Math.abs(gaussian(prng)) * 0.1 : 0
+        factors[at + 96] = v < count ? prng.below(385) : 0
+      }
+      const params = [0.01, 0.002, -1.5, 0.7, 2.5, 0.0004]
+      for (const threshold of [Number.POSITIVE_INFINITY, 0.5, Number.NEGATIVE_INFINITY]) {
+        new Float64Array(heap.buffer, paramsOff, 7).set([...params, threshold])
+        const [a, b] = both(heap)
+        const na = a.screen(sumsOff, factorsOff, count, paramsOff, idxOff, estOff, boundOff)
+        const nb = b.screen(sumsOff, factorsOff, count, paramsOff, idxOff, estOff, boundOff)
+        expect(na).toBe(nb)
+        expect(
+          Buffer.from(a.u8().subarray(0, heap.length)).equals(Buffer.from(b.u8().subarray(0, heap.length))),
+        ).toBe(true)
+        const [pa, pb, pc, offset, pe, pf] = params as [number, number, number, number, number, number]
+        const want: number[] = []
+        for (let v = 0; v < count; v++) {
+          const at = (v >>> 5) * 128 + (v & 31)
+          const scale = factors[at + 32]!
+          const err = factors[at + 64]!
+          const est = factors[at]! + offset + scale * (pa * factors[at + 96]! + pb * sums[v]! + pc)
+          const bound = Math.sqrt(err * err * pe + scale * scale * pf)
+          if (est - bound < threshold) want.push(v)
+          if (want.at(-1) === v && want.length <= na) {
+            expect(a.f64()[estOff / 8 + want.length - 1]).toBeCloseTo(est, 12)
+            expect(a.f64()[boundOff / 8 + want.length - 1]).toBeCloseTo(bound, 12)
+          }
+        }
+        expect(Array.from(a.u32().subarray(idxOff / 4, idxOff / 4 + na))).toEqual(want)
+        if (threshold === Number.POSITIVE_INFINITY) expect(na).toBe(count)
+        if (threshold === Number.NEGATIVE_INFINITY) expect(na).toBe(0)
+        if (threshold === 0.5) expect(na > 0 && na < count).toBe(count > 1)
+      }
+    }
+  })
+
   it('exdot: identical integers in TypeScript and WASM, equal to sum(u_i * q_i)', () => {
     for (const [planes, pairs] of [
       [1, 1],

@@ -25,8 +25,19 @@ export interface Kernels {
   u8(): Uint8Array
   u32(): Uint32Array
   f32(): Float32Array
+  f64(): Float64Array
   /** See kernels.wat for each function's contract. */
   fastscan(codes: number, nblocks: number, lut: number, groups: number, out: number): void
+  lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void
+  screen(
+    sums: number,
+    factors: number,
+    count: number,
+    params: number,
+    idx: number,
+    est: number,
+    bound: number,
+  ): number
   exdot(codes: number, planes: number, pairs: number, q: number): number
   fwht(p: number, n: number): void
   mul(x: number, s: number, n: number): void
@@ -56,6 +67,7 @@ abstract class Views {
   #u8 = new Uint8Array(0)
   #u32 = new Uint32Array(0)
   #f32 = new Float32Array(0)
+  #f64 = new Float64Array(0)
   protected abstract buffer(): ArrayBuffer
   get size(): number {
     return this.buffer().byteLength
@@ -67,6 +79,7 @@ abstract class Views {
       this.#u8 = new Uint8Array(buffer)
       this.#u32 = new Uint32Array(buffer)
       this.#f32 = new Float32Array(buffer)
+      this.#f64 = new Float64Array(buffer)
     }
   }
   u8(): Uint8Array {
@@ -80,6 +93,10 @@ abstract class Views {
   f32(): Float32Array {
     this.#refresh()
     return this.#f32
+  }
+  f64(): Float64Array {
+    this.#refresh()
+    return this.#f64
   }
 }
 
@@ -98,6 +115,16 @@ const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly
 interface WasmExports {
   memory: WasmMemory
   fastscan(codes: number, nblocks: number, lut: number, groups: number, out: number): void
+  lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void
+  screen(
+    sums: number,
+    factors: number,
+    count: number,
+    params: number,
+    idx: number,
+    est: number,
+    bound: number,
+  ): number
   exdot(codes: number, planes: number, pairs: number, q: number): number
   fwht(p: number, n: number): void
   mul(x: number, s: number, n: number): void
@@ -125,6 +152,20 @@ class WasmKernels extends Views implements Kernels {
   }
   fastscan(codes: number, nblocks: number, lut: number, groups: number, out: number): void {
     this.#x.fastscan(codes, nblocks, lut, groups, out)
+  }
+  lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void {
+    this.#x.lut4(rq, rc, dim, dither, qp, lut, stats)
+  }
+  screen(
+    sums: number,
+    factors: number,
+    count: number,
+    params: number,
+    idx: number,
+    est: number,
+    bound: number,
+  ): number {
+    return this.#x.screen(sums, factors, count, params, idx, est, bound)
   }
   exdot(codes: number, planes: number, pairs: number, q: number): number {
     return this.#x.exdot(codes, planes, pairs, q)
@@ -194,6 +235,94 @@ class JsKernels extends Views implements Kernels {
       }
       u32.set(acc, (out >>> 2) + b * 32)
     }
+  }
+  lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void {
+    const f32 = this.f32()
+    const f64 = this.f64()
+    const u8 = this.u8()
+    const q = qp >>> 3
+    // Two accumulators and two running extremes, like the kernel's f64x2 lanes.
+    let sq0 = 0
+    let sq1 = 0
+    let lo0 = Number.POSITIVE_INFINITY
+    let lo1 = Number.POSITIVE_INFINITY
+    let hi0 = Number.NEGATIVE_INFINITY
+    let hi1 = Number.NEGATIVE_INFINITY
+    for (let j = 0; j < dim; j += 2) {
+      const v0 = f32[(rq >>> 2) + j]! - f32[(rc >>> 2) + j]!
+      const v1 = f32[(rq >>> 2) + j + 1]! - f32[(rc >>> 2) + j + 1]!
+      f64[q + j] = v0
+      f64[q + j + 1] = v1
+      sq0 += v0 * v0
+      sq1 += v1 * v1
+      if (v0 < lo0) lo0 = v0
+      if (v1 < lo1) lo1 = v1
+      if (hi0 < v0) hi0 = v0
+      if (hi1 < v1) hi1 = v1
+    }
+    // biome-ignore lint/complexity/useMathMinMax: the kernel's comparison, which picks the same zero of -0 and +0
+    const lo = lo1 < lo0 ? lo1 : lo0
+    // biome-ignore lint/complexity/useMathMinMax: as above
+    const hi = hi0 < hi1 ? hi1 : hi0
+    const delta = (hi - lo) / 15
+    const s = stats >>> 3
+    f64[s] = sq0 + sq1
+    f64[s + 1] = lo
+    f64[s + 2] = delta
+    let sum = 0
+    const d = dither >>> 3
+    for (let j = 0; j < dim; j += 4) {
+      const at = lut + j * 4
+      if (!(delta > 0)) {
+        u8.fill(0, at, at + 16)
+        continue
+      }
+      u8[at] = 0
+      for (let t = 0; t < 4; t++) {
+        const raw = Math.floor((f64[q + j + t]! - lo) / delta + f64[d + j + t]!)
+        const x = Math.min(raw, 15)
+        sum += x
+        // entries n with bit t set, built from those without it
+        for (let n = 1 << t; n < 2 << t; n++) u8[at + n] = u8[at + n - (1 << t)]! + x
+      }
+    }
+    f64[s + 3] = sum
+  }
+  screen(
+    sums: number,
+    factors: number,
+    count: number,
+    params: number,
+    idx: number,
+    est: number,
+    bound: number,
+  ): number {
+    const f32 = this.f32()
+    const f64 = this.f64()
+    const u32 = this.u32()
+    const p = params >>> 3
+    const a = f64[p]!
+    const b = f64[p + 1]!
+    const c = f64[p + 2]!
+    const offset = f64[p + 3]!
+    const e = f64[p + 4]!
+    const f = f64[p + 5]!
+    const threshold = f64[p + 6]!
+    let n = 0
+    for (let v = 0; v < count; v++) {
+      const at = (factors >>> 2) + (v >>> 5) * 128 + (v & 31)
+      const scale = f32[at + 32]!
+      const err = f32[at + 64]!
+      const x = f32[at]! + offset + scale * (a * f32[at + 96]! + b * u32[(sums >>> 2) + v]! + c)
+      const bnd = Math.sqrt(err * err * e + scale * scale * f)
+      if (x - bnd < threshold) {
+        u32[(idx >>> 2) + n] = v
+        f64[(est >>> 3) + n] = x
+        f64[(bound >>> 3) + n] = bnd
+        n++
+      }
+    }
+    return n
   }
   exdot(codes: number, planes: number, pairs: number, q: number): number {
     const u32 = this.u32()

@@ -113,6 +113,158 @@
         (local.set $b (i32.add (local.get $b) (i32.const 1)))
         (br $blocks))))
 
+  ;; The query side of FastScan for one probed list, from the rotated query `rq` and the list's
+  ;; rotated centroid `rc` (f32, `dim` values, a multiple of 64), all in f64 so that the
+  ;; TypeScript twin needs no rounding steps:
+  ;;   q'_j = rq_j - rc_j, written to `qp` (f64) for the extra-bit pass;
+  ;;   stats[0] = |q'|^2 (even and odd j summed apart, then added), stats[1] = lo = min q'_j,
+  ;;   stats[2] = delta = (max q'_j - lo) / 15, stats[3] = sum of x_j, where
+  ;;   x_j = min(15, floor((q'_j - lo) / delta + dither_j)) is q' rounded to 4 bits at random
+  ;;   (dither: f64 in [0, 1)), or 0 when delta = 0;
+  ;; and `lut`, 16 bytes per group of 4 dimensions: entry n sums x_(4g+t) over the bits t set in
+  ;; n, built with four masked splats instead of 15 dependent additions.
+  (func (export "lut4")
+    (param $rq i32) (param $rc i32) (param $dim i32) (param $dither i32) (param $qp i32) (param $lut i32)
+    (param $stats i32)
+    (local $j i32) (local $v v128) (local $sq v128) (local $lov v128) (local $hiv v128)
+    (local $lo f64) (local $hi f64) (local $t f64) (local $delta f64)
+    (local $x01 v128) (local $x23 v128) (local $sum v128) (local $m15 v128)
+    (local.set $sq (v128.const f64x2 0 0))
+    (local.set $lov (v128.const f64x2 inf inf))
+    (local.set $hiv (v128.const f64x2 -inf -inf))
+    (loop $residual
+      (local.set $v (f64x2.sub
+        (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $rq) (i32.shl (local.get $j) (i32.const 2)))))
+        (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $rc) (i32.shl (local.get $j) (i32.const 2)))))))
+      (v128.store (i32.add (local.get $qp) (i32.shl (local.get $j) (i32.const 3))) (local.get $v))
+      (local.set $sq (f64x2.add (local.get $sq) (f64x2.mul (local.get $v) (local.get $v))))
+      ;; pmin(a, b) = b < a ? b : a, the same comparison the TypeScript twin makes
+      (local.set $lov (f64x2.pmin (local.get $lov) (local.get $v)))
+      (local.set $hiv (f64x2.pmax (local.get $hiv) (local.get $v)))
+      (local.set $j (i32.add (local.get $j) (i32.const 2)))
+      (br_if $residual (i32.lt_u (local.get $j) (local.get $dim))))
+    (local.set $lo (f64x2.extract_lane 0 (local.get $lov)))
+    (local.set $t (f64x2.extract_lane 1 (local.get $lov)))
+    (if (f64.lt (local.get $t) (local.get $lo)) (then (local.set $lo (local.get $t))))
+    (local.set $hi (f64x2.extract_lane 0 (local.get $hiv)))
+    (local.set $t (f64x2.extract_lane 1 (local.get $hiv)))
+    (if (f64.lt (local.get $hi) (local.get $t)) (then (local.set $hi (local.get $t))))
+    (local.set $delta (f64.div (f64.sub (local.get $hi) (local.get $lo)) (f64.const 15)))
+    (f64.store (local.get $stats)
+      (f64.add (f64x2.extract_lane 0 (local.get $sq)) (f64x2.extract_lane 1 (local.get $sq))))
+    (f64.store offset=8 (local.get $stats) (local.get $lo))
+    (f64.store offset=16 (local.get $stats) (local.get $delta))
+    (local.set $sum (v128.const i32x4 0 0 0 0))
+    (local.set $j (i32.const 0))
+    (if (f64.gt (local.get $delta) (f64.const 0))
+      (then
+        (local.set $lov (f64x2.splat (local.get $lo)))
+        (local.set $hiv (f64x2.splat (local.get $delta)))
+        (local.set $m15 (v128.const f64x2 15 15))
+        (loop $groups
+          (local.set $x01 (i32x4.trunc_sat_f64x2_s_zero (f64x2.pmin (local.get $m15) (f64x2.floor (f64x2.add
+            (f64x2.div (f64x2.sub (v128.load (i32.add (local.get $qp) (i32.shl (local.get $j) (i32.const 3))))
+              (local.get $lov)) (local.get $hiv))
+            (v128.load (i32.add (local.get $dither) (i32.shl (local.get $j) (i32.const 3)))))))))
+          (local.set $x23 (i32x4.trunc_sat_f64x2_s_zero (f64x2.pmin (local.get $m15) (f64x2.floor (f64x2.add
+            (f64x2.div (f64x2.sub (v128.load offset=16 (i32.add (local.get $qp) (i32.shl (local.get $j) (i32.const 3))))
+              (local.get $lov)) (local.get $hiv))
+            (v128.load offset=16 (i32.add (local.get $dither) (i32.shl (local.get $j) (i32.const 3)))))))))
+          (local.set $sum (i32x4.add (local.get $sum) (i32x4.add (local.get $x01) (local.get $x23))))
+          ;; entry n = x0 [n & 1] + x1 [n & 2] + x2 [n & 4] + x3 [n & 8] (each <= 15, sums <= 60)
+          (v128.store (local.get $lut)
+            (i8x16.add
+              (i8x16.add
+                (v128.and (i8x16.splat (i32x4.extract_lane 0 (local.get $x01)))
+                  (v128.const i8x16 0 255 0 255 0 255 0 255 0 255 0 255 0 255 0 255))
+                (v128.and (i8x16.splat (i32x4.extract_lane 1 (local.get $x01)))
+                  (v128.const i8x16 0 0 255 255 0 0 255 255 0 0 255 255 0 0 255 255)))
+              (i8x16.add
+                (v128.and (i8x16.splat (i32x4.extract_lane 0 (local.get $x23)))
+                  (v128.const i8x16 0 0 0 0 255 255 255 255 0 0 0 0 255 255 255 255))
+                (v128.and (i8x16.splat (i32x4.extract_lane 1 (local.get $x23)))
+                  (v128.const i8x16 0 0 0 0 0 0 0 0 255 255 255 255 255 255 255 255)))))
+          (local.set $lut (i32.add (local.get $lut) (i32.const 16)))
+          (local.set $j (i32.add (local.get $j) (i32.const 4)))
+          (br_if $groups (i32.lt_u (local.get $j) (local.get $dim)))))
+      (else
+        (loop $zeros
+          (v128.store (local.get $lut) (v128.const i32x4 0 0 0 0))
+          (local.set $lut (i32.add (local.get $lut) (i32.const 16)))
+          (local.set $j (i32.add (local.get $j) (i32.const 4)))
+          (br_if $zeros (i32.lt_u (local.get $j) (local.get $dim))))))
+    (f64.store offset=24 (local.get $stats) (f64.convert_i32_u (i32.add
+      (i32.add (i32x4.extract_lane 0 (local.get $sum)) (i32x4.extract_lane 1 (local.get $sum)))
+      (i32.add (i32x4.extract_lane 2 (local.get $sum)) (i32x4.extract_lane 3 (local.get $sum)))))))
+
+  ;; The 1-bit estimates and error bounds of `count` vectors of one list, from their FastScan
+  ;; sums (u32 at `sums`, as `fastscan` writes them), and the screen against the current k-th
+  ;; distance, so that only the vectors that can still make the top k go back to JavaScript.
+  ;; Factors lie in blocks of 32 vectors at `factors`, 512 bytes per block: 32 f32 each of
+  ;; add, scale, err and pop (see index-memory.ts for what they hold). With the per-list
+  ;; constants p = params (f64: a, b, c, offset, e, f, threshold), in f64 and in this order:
+  ;;   est   = (add + p.offset) + scale * ((p.a * pop + p.b * sum) + p.c)
+  ;;   bound = sqrt((err * err) * p.e + (scale * scale) * p.f)
+  ;; writes every vector with est - bound < p.threshold, in order: its position (u32 at
+  ;; `idx`), est and bound (f64 at `est` and `bound`); returns how many. Vectors are taken two
+  ;; at a time (f64x2); the block's padding past `count` is never written out.
+  (func (export "screen")
+    (param $sums i32) (param $factors i32) (param $count i32) (param $params i32) (param $idx i32)
+    (param $est i32) (param $bound i32) (result i32)
+    (local $v i32) (local $n i32) (local $f i32) (local $mask i32)
+    (local $a v128) (local $b v128) (local $c v128) (local $off v128) (local $e v128) (local $ff v128)
+    (local $thr v128) (local $scale v128) (local $err v128) (local $x v128) (local $bnd v128)
+    (local.set $a (v128.load64_splat (local.get $params)))
+    (local.set $b (v128.load64_splat offset=8 (local.get $params)))
+    (local.set $c (v128.load64_splat offset=16 (local.get $params)))
+    (local.set $off (v128.load64_splat offset=24 (local.get $params)))
+    (local.set $e (v128.load64_splat offset=32 (local.get $params)))
+    (local.set $ff (v128.load64_splat offset=40 (local.get $params)))
+    (local.set $thr (v128.load64_splat offset=48 (local.get $params)))
+    (block $done
+      (loop $pairs
+        (br_if $done (i32.ge_u (local.get $v) (local.get $count)))
+        (local.set $f (i32.add (local.get $factors) (i32.add
+          (i32.shl (i32.shr_u (local.get $v) (i32.const 5)) (i32.const 9))
+          (i32.shl (i32.and (local.get $v) (i32.const 31)) (i32.const 2)))))
+        (local.set $scale (f64x2.promote_low_f32x4 (v128.load64_zero offset=128 (local.get $f))))
+        (local.set $err (f64x2.promote_low_f32x4 (v128.load64_zero offset=256 (local.get $f))))
+        (local.set $x (f64x2.add
+          (f64x2.add (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $f))) (local.get $off))
+          (f64x2.mul (local.get $scale) (f64x2.add
+            (f64x2.add
+              (f64x2.mul (local.get $a) (f64x2.promote_low_f32x4 (v128.load64_zero offset=384 (local.get $f))))
+              (f64x2.mul (local.get $b) (f64x2.convert_low_i32x4_u
+                (v128.load64_zero (i32.add (local.get $sums) (i32.shl (local.get $v) (i32.const 2)))))))
+            (local.get $c)))))
+        (local.set $bnd (f64x2.sqrt (f64x2.add
+          (f64x2.mul (f64x2.mul (local.get $err) (local.get $err)) (local.get $e))
+          (f64x2.mul (f64x2.mul (local.get $scale) (local.get $scale)) (local.get $ff)))))
+        (local.set $mask (i64x2.bitmask (f64x2.lt (f64x2.sub (local.get $x) (local.get $bnd)) (local.get $thr))))
+        (if (local.get $mask)
+          (then
+            (if (i32.and (local.get $mask) (i32.const 1))
+              (then
+                (i32.store (i32.add (local.get $idx) (i32.shl (local.get $n) (i32.const 2))) (local.get $v))
+                (f64.store (i32.add (local.get $est) (i32.shl (local.get $n) (i32.const 3)))
+                  (f64x2.extract_lane 0 (local.get $x)))
+                (f64.store (i32.add (local.get $bound) (i32.shl (local.get $n) (i32.const 3)))
+                  (f64x2.extract_lane 0 (local.get $bnd)))
+                (local.set $n (i32.add (local.get $n) (i32.const 1)))))
+            (if (i32.and (i32.ge_u (local.get $mask) (i32.const 2))
+                  (i32.lt_u (i32.add (local.get $v) (i32.const 1)) (local.get $count)))
+              (then
+                (i32.store (i32.add (local.get $idx) (i32.shl (local.get $n) (i32.const 2)))
+                  (i32.add (local.get $v) (i32.const 1)))
+                (f64.store (i32.add (local.get $est) (i32.shl (local.get $n) (i32.const 3)))
+                  (f64x2.extract_lane 1 (local.get $x)))
+                (f64.store (i32.add (local.get $bound) (i32.shl (local.get $n) (i32.const 3)))
+                  (f64x2.extract_lane 1 (local.get $bnd)))
+                (local.set $n (i32.add (local.get $n) (i32.const 1)))))))
+        (local.set $v (i32.add (local.get $v) (i32.const 2)))
+        (br $pairs)))
+    (local.get $n))
+
   ;; <u, q> for one multi-bit code against an 8-bit query, both stored as bit planes.
   ;;
   ;; `codes` holds `planes` planes of `pairs` 16-byte chunks (128 dimensions each); plane j
