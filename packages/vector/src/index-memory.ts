@@ -10,6 +10,7 @@ import { readCodeBlock } from './codes.js'
 import { DimensionMismatchError, InvalidOptionError, RerankUnavailableError } from './errors.js'
 import type { KernelChoice, KernelKind } from './kernels/kernels.js'
 import { DEFAULT_EPSILON0, type SpatialIndex, type VectorCompressor } from './model.js'
+import { nearestFirst } from './nearest-first.js'
 import { Prng } from './prng.js'
 import { toMatrix, toQuery, type VectorInput, type VectorsInput } from './vectors.js'
 
@@ -135,6 +136,8 @@ const BLOCK = 32
  * `pop`, the layout the `screen` kernel reads (see #insert for what they hold).
  */
 const FACTOR_BLOCK_BYTES = 512
+/** Most exact distances per `distances` call. */
+const RERANK_BATCH = 16
 /** Seed of the fixed dither of the query's randomized rounding (so a query always gives the same answer). */
 const DITHER_SEED = 0x9e3779b9
 
@@ -185,6 +188,8 @@ class MemoryVectorIndex implements VectorIndex {
   readonly #candidateIdOff: number
   readonly #candidateEstOff: number
   readonly #candidateBoundOff: number
+  readonly #rerankRowsOff: number
+  readonly #rerankOutOff: number
   readonly #regionBase: number
   #end: number
   #garbage = 0
@@ -192,6 +197,8 @@ class MemoryVectorIndex implements VectorIndex {
   /** Dither of the 8-bit rounding for the extra-bit estimate (the 4-bit one is on the heap). */
   readonly #dither8: Float64Array
   readonly #rotatedQuery: Float32Array
+  /** Positions (in the list being scanned) of the rows queued for reranking. */
+  readonly #pendingPositions = new Uint32Array(RERANK_BATCH)
 
   constructor(init: VectorIndexInit) {
     this.#codec = new Codec(init.spatialIndex, init.compressor, init.kernels ?? 'auto')
@@ -220,7 +227,9 @@ class MemoryVectorIndex implements VectorIndex {
     this.#candidateIdOff = this.#paramsOff + 64
     this.#candidateEstOff = this.#candidateIdOff + CHUNK_BLOCKS * BLOCK * 4
     this.#candidateBoundOff = this.#candidateEstOff + CHUNK_BLOCKS * BLOCK * 8
-    this.#regionBase = this.#candidateBoundOff + CHUNK_BLOCKS * BLOCK * 8
+    this.#rerankRowsOff = this.#candidateBoundOff + CHUNK_BLOCKS * BLOCK * 8
+    this.#rerankOutOff = this.#rerankRowsOff + RERANK_BATCH * 4
+    this.#regionBase = this.#rerankOutOff + RERANK_BATCH * 4
     this.#end = this.#regionBase
     const k = this.#codec.k
     k.reserve(this.#end)
@@ -514,13 +523,9 @@ class MemoryVectorIndex implements VectorIndex {
     codec.loadRow(q, 0)
     const heap = codec.scoreLoadedRow()
     const dots = heap.slice(codec.scoresOff >>> 2, (codec.scoresOff >>> 2) + lists)
-    const order = new Uint32Array(lists)
     const keys = new Float64Array(lists)
-    for (let l = 0; l < lists; l++) {
-      order[l] = l
-      keys[l] = l2 ? codec.centroidNorms[l]! - 2 * dots[l]! : -dots[l]!
-    }
-    order.sort((a, b) => keys[a]! - keys[b]! || a - b)
+    for (let l = 0; l < lists; l++) keys[l] = l2 ? codec.centroidNorms[l]! - 2 * dots[l]! : -dots[l]!
+    const order = nearestFirst(keys, nprobe)
 
     codec.rotation.apply(k, q, 0, this.compressor.dim, this.#rotatedQuery, 0)
     k.f32().set(this.#rotatedQuery, this.#rotatedQueryOff >>> 2)
@@ -594,6 +599,7 @@ class MemoryVectorIndex implements VectorIndex {
         )
         stats.estimated += count
         const u32 = k.u32()
+        let pending = 0
         for (let c = 0; c < candidates; c++) {
           const v = first + u32[candidateIdAt + c]!
           const est = f64[candidateEstAt + c]!
@@ -631,19 +637,40 @@ class MemoryVectorIndex implements VectorIndex {
             d = estEx
           }
           if (rerank) {
+            // Exact distances go in batches (rows read side by side in the kernel); the
+            // k-th they are screened against is at most a batch behind.
             stats.reranked++
-            const at = list.vectors!.off + v * this.#vecStride
-            const n4 = this.#vecStride >>> 2
-            d = l2
-              ? k.l2sq(at, this.#queryOff, n4)
-              : metric === 'ip'
-                ? -k.dot(at, this.#queryOff, n4)
-                : 1 - k.dot(at, this.#queryOff, n4)
+            u32[(this.#rerankRowsOff >>> 2) + pending] = list.vectors!.off + v * this.#vecStride
+            this.#pendingPositions[pending++] = v
+            if (pending === RERANK_BATCH) pending = this.#rerankPending(pending, l, top)
+            continue
           }
           top.push(d, l, v)
         }
+        if (pending > 0) pending = this.#rerankPending(pending, l, top)
       }
     }
+  }
+
+  /** Exact distances of the rows queued for reranking (all of list l), into the top k; returns 0. */
+  #rerankPending(pending: number, l: number, top: TopK): number {
+    const k = this.#codec.k
+    const metric = this.compressor.metric
+    k.distances(
+      this.#queryOff,
+      this.#rerankRowsOff,
+      pending,
+      this.#vecStride >>> 2,
+      metric === 'l2' ? 1 : 0,
+      this.#rerankOutOff,
+    )
+    const f32 = k.f32()
+    const out = this.#rerankOutOff >>> 2
+    for (let i = 0; i < pending; i++) {
+      const exact = f32[out + i]!
+      top.push(metric === 'l2' ? exact : metric === 'ip' ? -exact : 1 - exact, l, this.#pendingPositions[i]!)
+    }
+    return 0
   }
 
   /** The `add` factor of vector v of a list: |r|^2 under l2, -<o - c, c> otherwise. */

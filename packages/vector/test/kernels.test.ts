@@ -98,7 +98,9 @@ describe('kernels', () => {
       const qp = Array.from(rq, (x, j) => x - rc[j]!)
       const lo = Math.min(...qp)
       const delta = (Math.max(...qp) - lo) / 15
-      const x = qp.map((v, j) => (delta > 0 ? Math.min(15, Math.floor((v - lo) / delta + dither[j]!)) : 0))
+      const x = qp.map((v, j) =>
+        delta > 0 ? Math.min(15, Math.floor((v - lo) * (1 / delta) + dither[j]!)) : 0,
+      )
       const stats = a.f64().subarray(statsOff / 8, statsOff / 8 + 4)
       const norm2 = qp.reduce((s, v) => s + v * v, 0)
       expect(Math.abs(stats[0]! - norm2)).toBeLessThanOrEqual(1e-12 * norm2)
@@ -230,6 +232,29 @@ describe('kernels', () => {
       f[3 * n + 1] = k.l2sq(0, 2 * n * 4, 128)
       k.dots(0, 4, 10, 16, (3 * n + 4) * 4)
     }
+    // distances (and dots, four rows at a time) give dot and l2sq of each row, bit for bit
+    const rows = [0, 64, 1024, 48, 512, 16, 160] // byte offsets of 7 rows (a quad and 3 more)
+    for (const k of [a, b]) {
+      const base = 4 * n * 4
+      k.reserve(base + 4096)
+      k.u32().set(rows, base / 4)
+      for (const l2 of [0, 1]) {
+        for (const count of [7, 4, 1]) {
+          k.distances(2 * n * 4, base, count, 52, l2, base + 64)
+          for (let r = 0; r < count; r++) {
+            const want = l2 ? k.l2sq(rows[r]!, 2 * n * 4, 52) : k.dot(rows[r]!, 2 * n * 4, 52)
+            expect(k.f32()[base / 4 + 16 + r]).toBe(want)
+          }
+        }
+      }
+      k.dots(2 * n * 4, 0, 9, 20, base + 128)
+      for (let r = 0; r < 9; r++) expect(k.f32()[base / 4 + 32 + r]).toBe(k.dot(2 * n * 4, r * 80, 20))
+    }
+    expect(
+      Buffer.from(a.u8().subarray(0, 4 * n * 4 + 4096)).equals(
+        Buffer.from(b.u8().subarray(0, 4 * n * 4 + 4096)),
+      ),
+    ).toBe(true)
     expect(
       Buffer.from(a.u8().subarray(0, bytes.length)).equals(Buffer.from(b.u8().subarray(0, bytes.length))),
     ).toBe(true)

@@ -46,6 +46,7 @@ export interface Kernels {
   dot(a: number, b: number, n: number): number
   l2sq(a: number, b: number, n: number): number
   dots(x: number, rows: number, count: number, n: number, out: number): void
+  distances(x: number, rows: number, count: number, n: number, l2: number, out: number): void
 }
 
 const PAGE = 65536
@@ -133,6 +134,7 @@ interface WasmExports {
   dot(a: number, b: number, n: number): number
   l2sq(a: number, b: number, n: number): number
   dots(x: number, rows: number, count: number, n: number, out: number): void
+  distances(x: number, rows: number, count: number, n: number, l2: number, out: number): void
 }
 
 class WasmKernels extends Views implements Kernels {
@@ -190,6 +192,9 @@ class WasmKernels extends Views implements Kernels {
   }
   dots(x: number, rows: number, count: number, n: number, out: number): void {
     this.#x.dots(x, rows, count, n, out)
+  }
+  distances(x: number, rows: number, count: number, n: number, l2: number, out: number): void {
+    this.#x.distances(x, rows, count, n, l2, out)
   }
 }
 
@@ -271,6 +276,7 @@ class JsKernels extends Views implements Kernels {
     f64[s + 2] = delta
     let sum = 0
     const d = dither >>> 3
+    const inverse = 1 / delta
     for (let j = 0; j < dim; j += 4) {
       const at = lut + j * 4
       if (!(delta > 0)) {
@@ -279,7 +285,7 @@ class JsKernels extends Views implements Kernels {
       }
       u8[at] = 0
       for (let t = 0; t < 4; t++) {
-        const raw = Math.floor((f64[q + j + t]! - lo) / delta + f64[d + j + t]!)
+        const raw = Math.floor((f64[q + j + t]! - lo) * inverse + f64[d + j + t]!)
         const x = Math.min(raw, 15)
         sum += x
         // entries n with bit t set, built from those without it
@@ -419,6 +425,14 @@ class JsKernels extends Views implements Kernels {
   dots(x: number, rows: number, count: number, n: number, out: number): void {
     const f32 = this.f32()
     for (let r = 0; r < count; r++) f32[(out >>> 2) + r] = this.dot(x, rows + r * n * 4, n)
+  }
+  distances(x: number, rows: number, count: number, n: number, l2: number, out: number): void {
+    const u32 = this.u32()
+    const f32 = this.f32()
+    for (let r = 0; r < count; r++) {
+      const at = u32[(rows >>> 2) + r]!
+      f32[(out >>> 2) + r] = l2 ? this.l2sq(at, x, n) : this.dot(at, x, n)
+    }
   }
 }
 

@@ -119,7 +119,7 @@
   ;;   q'_j = rq_j - rc_j, written to `qp` (f64) for the extra-bit pass;
   ;;   stats[0] = |q'|^2 (even and odd j summed apart, then added), stats[1] = lo = min q'_j,
   ;;   stats[2] = delta = (max q'_j - lo) / 15, stats[3] = sum of x_j, where
-  ;;   x_j = min(15, floor((q'_j - lo) / delta + dither_j)) is q' rounded to 4 bits at random
+  ;;   x_j = min(15, floor((q'_j - lo) * (1 / delta) + dither_j)) is q' rounded to 4 bits at random
   ;;   (dither: f64 in [0, 1)), or 0 when delta = 0;
   ;; and `lut`, 16 bytes per group of 4 dimensions: entry n sums x_(4g+t) over the bits t set in
   ;; n, built with four masked splats instead of 15 dependent additions.
@@ -159,15 +159,16 @@
     (if (f64.gt (local.get $delta) (f64.const 0))
       (then
         (local.set $lov (f64x2.splat (local.get $lo)))
-        (local.set $hiv (f64x2.splat (local.get $delta)))
+        ;; one division, not one per dimension
+        (local.set $hiv (f64x2.splat (f64.div (f64.const 1) (local.get $delta))))
         (local.set $m15 (v128.const f64x2 15 15))
         (loop $groups
           (local.set $x01 (i32x4.trunc_sat_f64x2_s_zero (f64x2.pmin (local.get $m15) (f64x2.floor (f64x2.add
-            (f64x2.div (f64x2.sub (v128.load (i32.add (local.get $qp) (i32.shl (local.get $j) (i32.const 3))))
+            (f64x2.mul (f64x2.sub (v128.load (i32.add (local.get $qp) (i32.shl (local.get $j) (i32.const 3))))
               (local.get $lov)) (local.get $hiv))
             (v128.load (i32.add (local.get $dither) (i32.shl (local.get $j) (i32.const 3)))))))))
           (local.set $x23 (i32x4.trunc_sat_f64x2_s_zero (f64x2.pmin (local.get $m15) (f64x2.floor (f64x2.add
-            (f64x2.div (f64x2.sub (v128.load offset=16 (i32.add (local.get $qp) (i32.shl (local.get $j) (i32.const 3))))
+            (f64x2.mul (f64x2.sub (v128.load offset=16 (i32.add (local.get $qp) (i32.shl (local.get $j) (i32.const 3))))
               (local.get $lov)) (local.get $hiv))
             (v128.load offset=16 (i32.add (local.get $dither) (i32.shl (local.get $j) (i32.const 3)))))))))
           (local.set $sum (i32x4.add (local.get $sum) (i32x4.add (local.get $x01) (local.get $x23))))
@@ -427,7 +428,7 @@
       (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
 
   ;; Squared Euclidean distance of n f32 values (n a multiple of 4), summed like `dot`.
-  (func (export "l2sq") (param $a i32) (param $b i32) (param $n i32) (result f32)
+  (func $l2sq (export "l2sq") (param $a i32) (param $b i32) (param $n i32) (result f32)
     (local $end i32) (local $acc v128) (local $d v128)
     (local.set $acc (v128.const f32x4 0 0 0 0))
     (local.set $end (i32.add (local.get $a) (i32.shl (local.get $n) (i32.const 2))))
@@ -443,14 +444,111 @@
       (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
       (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
 
-  ;; out[r] = dot(x, rows[r]) for `count` rows of n f32 values each (n a multiple of 4).
+  ;; Exact distances from the row at `x` to `count` rows at the byte offsets listed (u32) at
+  ;; `rows`, n f32 values each (n a multiple of 4): `dot` when `l2` is 0, `l2sq` otherwise, each
+  ;; row summed exactly as those do (so the results are theirs, bit for bit), f32 at `out`.
+  (func (export "distances")
+    (param $x i32) (param $rows i32) (param $count i32) (param $n i32) (param $l2 i32) (param $out i32)
+    (local $r i32) (local $p i32)
+    (block $quads_done
+      (loop $quads
+        (br_if $quads_done (i32.gt_u (i32.add (local.get $r) (i32.const 4)) (local.get $count)))
+        (local.set $p (i32.add (local.get $rows) (i32.shl (local.get $r) (i32.const 2))))
+        (call $quad (local.get $x)
+          (i32.load (local.get $p)) (i32.load offset=4 (local.get $p))
+          (i32.load offset=8 (local.get $p)) (i32.load offset=12 (local.get $p))
+          (local.get $n) (local.get $l2) (i32.add (local.get $out) (i32.shl (local.get $r) (i32.const 2))))
+        (local.set $r (i32.add (local.get $r) (i32.const 4)))
+        (br $quads)))
+    (block $rest_done
+      (loop $rest
+        (br_if $rest_done (i32.ge_u (local.get $r) (local.get $count)))
+        (local.set $p (i32.load (i32.add (local.get $rows) (i32.shl (local.get $r) (i32.const 2)))))
+        (f32.store (i32.add (local.get $out) (i32.shl (local.get $r) (i32.const 2)))
+          (if (result f32) (local.get $l2)
+            (then (call $l2sq (local.get $p) (local.get $x) (local.get $n)))
+            (else (call $dot (local.get $p) (local.get $x) (local.get $n)))))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rest))))
+
+  ;; `dot` (l2 = 0) or `l2sq` of the row at x against four rows p0..p3 at once, bit for bit
+  ;; theirs, into out[0..3]: four independent sums instead of one chain of dependent adds, and
+  ;; four streams of loads in flight (what reranking rows that are not in cache waits on).
+  (func $quad
+    (param $x i32) (param $p0 i32) (param $p1 i32) (param $p2 i32) (param $p3 i32) (param $n i32)
+    (param $l2 i32) (param $out i32)
+    (local $j i32) (local $bytes i32) (local $q v128) (local $d v128)
+    (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)
+    (local.set $bytes (i32.shl (local.get $n) (i32.const 2)))
+    (local.set $s0 (v128.const f32x4 0 0 0 0))
+    (local.set $s1 (v128.const f32x4 0 0 0 0))
+    (local.set $s2 (v128.const f32x4 0 0 0 0))
+    (local.set $s3 (v128.const f32x4 0 0 0 0))
+    (if (local.get $l2)
+      (then
+        (block $done
+          (loop $step
+            (br_if $done (i32.ge_u (local.get $j) (local.get $bytes)))
+            (local.set $q (v128.load (i32.add (local.get $x) (local.get $j))))
+            (local.set $d (f32x4.sub (v128.load (i32.add (local.get $p0) (local.get $j))) (local.get $q)))
+            (local.set $s0 (f32x4.add (local.get $s0) (f32x4.mul (local.get $d) (local.get $d))))
+            (local.set $d (f32x4.sub (v128.load (i32.add (local.get $p1) (local.get $j))) (local.get $q)))
+            (local.set $s1 (f32x4.add (local.get $s1) (f32x4.mul (local.get $d) (local.get $d))))
+            (local.set $d (f32x4.sub (v128.load (i32.add (local.get $p2) (local.get $j))) (local.get $q)))
+            (local.set $s2 (f32x4.add (local.get $s2) (f32x4.mul (local.get $d) (local.get $d))))
+            (local.set $d (f32x4.sub (v128.load (i32.add (local.get $p3) (local.get $j))) (local.get $q)))
+            (local.set $s3 (f32x4.add (local.get $s3) (f32x4.mul (local.get $d) (local.get $d))))
+            (local.set $j (i32.add (local.get $j) (i32.const 16)))
+            (br $step))))
+      (else
+        ;; rows times x, the operand order of `dot` (a product does not depend on it anyway)
+        (block $done
+          (loop $step
+            (br_if $done (i32.ge_u (local.get $j) (local.get $bytes)))
+            (local.set $q (v128.load (i32.add (local.get $x) (local.get $j))))
+            (local.set $s0 (f32x4.add (local.get $s0)
+              (f32x4.mul (v128.load (i32.add (local.get $p0) (local.get $j))) (local.get $q))))
+            (local.set $s1 (f32x4.add (local.get $s1)
+              (f32x4.mul (v128.load (i32.add (local.get $p1) (local.get $j))) (local.get $q))))
+            (local.set $s2 (f32x4.add (local.get $s2)
+              (f32x4.mul (v128.load (i32.add (local.get $p2) (local.get $j))) (local.get $q))))
+            (local.set $s3 (f32x4.add (local.get $s3)
+              (f32x4.mul (v128.load (i32.add (local.get $p3) (local.get $j))) (local.get $q))))
+            (local.set $j (i32.add (local.get $j) (i32.const 16)))
+            (br $step)))))
+    (f32.store (local.get $out) (call $lanes (local.get $s0)))
+    (f32.store offset=4 (local.get $out) (call $lanes (local.get $s1)))
+    (f32.store offset=8 (local.get $out) (call $lanes (local.get $s2)))
+    (f32.store offset=12 (local.get $out) (call $lanes (local.get $s3))))
+
+  ;; (s0 + s1) + (s2 + s3) of one f32x4, the last step of `dot` and `l2sq`.
+  (func $lanes (param $s v128) (result f32)
+    (f32.add
+      (f32.add (f32x4.extract_lane 0 (local.get $s)) (f32x4.extract_lane 1 (local.get $s)))
+      (f32.add (f32x4.extract_lane 2 (local.get $s)) (f32x4.extract_lane 3 (local.get $s)))))
+
+  ;; out[r] = dot(rows[r], x) for `count` consecutive rows of n f32 values each (n a multiple
+  ;; of 4), four rows at a time through $quad (the same bits as `dot` row by row).
   (func (export "dots") (param $x i32) (param $rows i32) (param $count i32) (param $n i32) (param $out i32)
     (local $r i32) (local $stride i32)
     (local.set $stride (i32.shl (local.get $n) (i32.const 2)))
+    (block $quads_done
+      (loop $quads
+        (br_if $quads_done (i32.gt_u (i32.add (local.get $r) (i32.const 4)) (local.get $count)))
+        (call $quad (local.get $x)
+          (local.get $rows)
+          (i32.add (local.get $rows) (local.get $stride))
+          (i32.add (local.get $rows) (i32.shl (local.get $stride) (i32.const 1)))
+          (i32.add (local.get $rows) (i32.mul (local.get $stride) (i32.const 3)))
+          (local.get $n) (i32.const 0) (local.get $out))
+        (local.set $rows (i32.add (local.get $rows) (i32.shl (local.get $stride) (i32.const 2))))
+        (local.set $out (i32.add (local.get $out) (i32.const 16)))
+        (local.set $r (i32.add (local.get $r) (i32.const 4)))
+        (br $quads)))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $r) (local.get $count)))
-        (f32.store (local.get $out) (call $dot (local.get $x) (local.get $rows) (local.get $n)))
+        (f32.store (local.get $out) (call $dot (local.get $rows) (local.get $x) (local.get $n)))
         (local.set $rows (i32.add (local.get $rows) (local.get $stride)))
         (local.set $out (i32.add (local.get $out) (i32.const 4)))
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
