@@ -138,6 +138,33 @@ export class ShardChangedError extends CliError {
   readonly code = ShardChangedError.code
 }
 
+/**
+ * Another `ingest` holds the dataset's ingest lease (design/0006): it is running, or it
+ * stopped less than a lease's lifetime ago on another host. `holder` says who.
+ */
+export class IngestLockedError extends CliError {
+  static readonly code = 'ERR_CLI_INGEST_LOCKED'
+  override readonly name = 'IngestLockedError'
+  readonly code = IngestLockedError.code
+  constructor(
+    readonly dataset: string,
+    readonly holder: { host: string; pid: number; acquired: number; expires: number; command: string },
+    hint?: string,
+  ) {
+    super(
+      `Another ingest into '${dataset}' is running: pid ${holder.pid} on ${holder.host}, since ${new Date(holder.acquired).toISOString()}${holder.command ? ` (${holder.command})` : ''}`,
+      hint,
+    )
+  }
+}
+
+/** This ingest's lease was taken over (it stopped renewing it in time): it stops before the next commit. */
+export class IngestLeaseLostError extends CliError {
+  static readonly code = 'ERR_CLI_INGEST_LEASE_LOST'
+  override readonly name = 'IngestLeaseLostError'
+  readonly code = IngestLeaseLostError.code
+}
+
 /** `search --like-anchor N` names a record the ref does not have. */
 export class AnchorNotFoundError extends CliError {
   static readonly code = 'ERR_CLI_ANCHOR_NOT_FOUND'
@@ -174,6 +201,8 @@ const CONFLICT = new Set([
   OutputExistsError.code,
   SchemaMismatchError.code,
   ShardChangedError.code,
+  IngestLockedError.code,
+  IngestLeaseLostError.code,
 ])
 
 const HINTS: Record<string, string> = {

@@ -202,6 +202,20 @@ Field families:
         .default(2)
         .argParser(positiveInt('--concurrency')),
     )
+    .addOption(
+      new Option(
+        '--wait [seconds]',
+        'if another ingest into the dataset is running, wait for it (default 600 s) instead of failing with ERR_CLI_INGEST_LOCKED',
+      ).argParser(positiveInt('--wait')),
+    )
+    .addOption(
+      new Option(
+        '--lease-ttl <seconds>',
+        "how long this ingest's lease on the dataset outlives its last renewal (renewed every quarter of it)",
+      )
+        .default(60)
+        .argParser(positiveInt('--lease-ttl')),
+    )
     .option('--no-progress', 'no progress bar or lines on stderr')
     .addOption(new Option('--json', 'print a JSON summary when done (progress still goes to stderr)'))
     .addHelpText(
@@ -213,6 +227,11 @@ Field families:
       )}
 Resuming: run the same command again after an interruption; the rows already committed
 (recorded in each commit's message, see dreamdb log) are skipped.
+
+One at a time: an ingest holds a lease on the dataset while it writes (renewed every 15 s,
+expiring after 60 s). A second ingest into the same dataset fails with ERR_CLI_INGEST_LOCKED
+(exit 4) naming the running one, or waits for it with --wait. The lease of an ingest that
+was killed is taken over at once on the same host, and after it expires elsewhere.
 `,
     )
     .action(action((ctx, options: IngestCommandOptions) => ingest(ctx, options)))

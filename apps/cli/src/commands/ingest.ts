@@ -1,6 +1,7 @@
 import { type Context, withRepository } from '../context.js'
 import { UsageError } from '../errors.js'
 import { type EmbeddingSource, type IngestEvent, type IngestResult, ingest as run } from '../ingest/ingest.js'
+import { describeHolder } from '../ingest/lease.js'
 import type { ModelOptions } from '../ingest/model.js'
 import { type OutStream, write } from '../io.js'
 import { type ProgressState, progressLine } from '../render/progress.js'
@@ -24,6 +25,10 @@ export interface IngestCommandOptions {
   batchRecords: number
   concurrency: number
   progress?: boolean
+  /** Seconds to wait for another ingest of the dataset (`--wait [seconds]`; true: 10 minutes). */
+  wait?: number | true
+  /** Seconds the lease outlives its last renewal. */
+  leaseTtl?: number
 }
 
 /** Flags that only make sense together, checked before anything is read. */
@@ -84,6 +89,9 @@ interface Reporter {
   update(state: ProgressState, force?: boolean): void
   stop(): Promise<void>
 }
+
+/** `--wait` without a number: how long to wait for another ingest of the dataset. */
+export const DEFAULT_WAIT_S = 600
 
 /** Plain lines at most this often, except the plan, the first commit, the last, and phases. */
 const PLAIN_INTERVAL_MS = 1000
@@ -174,6 +182,12 @@ export async function ingest(ctx: Context, options: IngestCommandOptions): Promi
       state.bytes += event.bytes
       state.last = `committed ${event.split} ${event.shard} rows ${event.start}-${event.end}`
       reporter?.update(state, first || state.done >= state.total)
+    } else if (event.kind === 'lease-wait') {
+      state.phase = `waiting for another ingest into '${options.datasetName}' (${describeHolder(event.holder)})`
+      reporter?.update(state, true)
+    } else if (event.kind === 'lease-taken-over') {
+      state.last = `took over the ingest lease of ${describeHolder(event.holder)} (${event.why === 'dead' ? 'its process is gone' : 'it expired'})`
+      reporter?.update(state, true)
     } else if (event.kind === 'waiting') {
       // Shown until the next commit.
       state.phase = event.message
@@ -196,6 +210,16 @@ export async function ingest(ctx: Context, options: IngestCommandOptions): Promi
           index,
           batchRecords: options.batchRecords,
           concurrency: options.concurrency,
+          lease: {
+            waitMs:
+              options.wait === undefined
+                ? 0
+                : options.wait === true
+                  ? DEFAULT_WAIT_S * 1000
+                  : options.wait * 1000,
+            ...(options.leaseTtl !== undefined ? { ttlMs: options.leaseTtl * 1000 } : {}),
+            command: `dreamdb ingest --root ${options.root} --splits ${options.splits.join(',')}`,
+          },
           cwd: ctx.io.cwd,
           signal: ctx.signal,
           onProgress,

@@ -20,6 +20,7 @@ import type { Field, FieldInput, Repository } from '@dreamdb/manifest'
 import { log } from '@dreamdb/manifest'
 import type { Table, Vector } from 'apache-arrow'
 import { EmbeddingColumnError, SchemaMismatchError, ShardChangedError, ShardError } from '../errors.js'
+import { acquireIngestLease, type IngestLease, type LeaseHolder } from './lease.js'
 import { type Embedder, loadModel, type ModelOptions } from './model.js'
 import { findShards, type OpenShard, openShard, readRows } from './shards.js'
 
@@ -39,6 +40,11 @@ export interface IngestOptions {
   concurrency?: number
   /** For relative model paths. */
   cwd: string
+  /**
+   * The ingest lease (design/0006): one ingest per dataset at a time. `waitMs` is how long
+   * to wait for another ingest's lease (0: fail at once with `ERR_CLI_INGEST_LOCKED`).
+   */
+  lease?: { waitMs?: number; ttlMs?: number; command?: string }
   signal?: AbortSignal
   onProgress?: (event: IngestEvent) => void
 }
@@ -64,6 +70,10 @@ export type IngestEvent =
   | { kind: 'indexing'; algorithm: string; bits: number }
   /** A ref is locked (a writer killed mid-commit leaves its lock): waiting for it to go stale. */
   | { kind: 'waiting'; message: string }
+  /** Another ingest holds the dataset's lease; waiting for it (`--wait`). */
+  | { kind: 'lease-wait'; holder: LeaseHolder }
+  /** The lease of an ingest that is gone (dead on this host, or expired) was taken over. */
+  | { kind: 'lease-taken-over'; holder: LeaseHolder; why: 'expired' | 'dead' }
 
 export interface SplitSummary {
   shards: number
@@ -337,8 +347,32 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     dim = await columnDim(shards, source.column)
   }
 
+  let lease: IngestLease | undefined
   try {
-    // 3. The dataset: its schema must match, and its history says what is already in.
+    // 3. The lease, before reading what is already in: an ingest that waited for another
+    // one then sees everything that one committed.
+    lease = await acquireIngestLease(repo.store, options.dataset, {
+      ...(options.lease?.waitMs !== undefined ? { waitMs: options.lease.waitMs } : {}),
+      ...(options.lease?.ttlMs !== undefined ? { ttlMs: options.lease.ttlMs } : {}),
+      ...(options.lease?.command !== undefined ? { command: options.lease.command } : {}),
+      signal,
+      onWait: (holder) => options.onProgress?.({ kind: 'lease-wait', holder }),
+      onTakeOver: (holder, why) => options.onProgress?.({ kind: 'lease-taken-over', holder, why }),
+    })
+    const held = lease
+    const leaseSignal = AbortSignal.any([signal, held.signal])
+    return await work(held, leaseSignal).catch((error: unknown) => {
+      // Work stopped because the lease was lost: say that, not "interrupted".
+      if (held.signal.aborted) throw held.signal.reason
+      throw error
+    })
+  } finally {
+    await lease?.release()
+    await embedder?.close()
+  }
+
+  async function work(lease: IngestLease, signal: AbortSignal): Promise<IngestResult> {
+    // 4. The dataset: its schema must match, and its history says what is already in.
     const existing = await repo.readRef(options.dataset, { signal })
     let committed: Committed = { ranges: new Map() }
     let opened: Promise<Dataset> | undefined
@@ -393,15 +427,14 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     // before that (an unreadable image, Ctrl-C) leaves nothing behind.
     let created = false
     const dataset = (): Promise<Dataset> => {
-      opened ??= retryLocked(
-        () =>
-          Dataset.create(options.dataset, {
-            backend: repo.store,
-            schema: { fields: ingestSchema(dim) },
-            signal,
-          }),
-        wait,
-      ).then((ds) => {
+      opened ??= retryLocked(() => {
+        lease.assertHeld()
+        return Dataset.create(options.dataset, {
+          backend: repo.store,
+          schema: { fields: ingestSchema(dim) },
+          signal,
+        })
+      }, wait).then((ds) => {
         created = true
         return ds
       })
@@ -414,7 +447,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     await bounded(chunks, options.concurrency ?? 2, signal, async (chunk) => {
       // A signal per chunk: listeners that writes leave on it (a commit's retry backoff)
       // are dropped with it instead of piling up on the command's signal.
-      const signal = AbortSignal.any([options.signal ?? new AbortController().signal])
+      const chunkSignal = AbortSignal.any([signal])
       const columns = ['image', 'label', ...(embeddingColumn !== undefined ? [embeddingColumn] : [])]
       const table = await readRows(chunk.shard, chunk.start, chunk.end, columns)
       const images = imagesOf(table, chunk.shard, chunk.start)
@@ -423,7 +456,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
         embedder !== undefined
           ? await embedder.embed(images, (i) => `${chunk.shard.name} row ${chunk.start + i}`)
           : embeddingsOf(table.getChild(embeddingColumn!)!, chunk.shard, chunk.start, dim, embeddingColumn!)
-      signal.throwIfAborted()
+      chunkSignal.throwIfAborted()
       const records = images.map((image, i) => ({
         image,
         embedding: vectors[i]!,
@@ -431,7 +464,11 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
         split: chunk.shard.split,
       }))
       const ds = await dataset()
-      await retryLocked(() => ds.appendMany(records, { message: chunkMessage(chunk), signal }), wait)
+      await retryLocked(() => {
+        // Commit only while the lease is surely ours (design/0006).
+        lease.assertHeld()
+        return ds.appendMany(records, { message: chunkMessage(chunk), signal: chunkSignal })
+      }, wait)
       const size = images.reduce((n, b) => n + b.byteLength, 0)
       bytes += size
       commits++
@@ -458,17 +495,16 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
       if (trained) {
         options.onProgress?.({ kind: 'indexing', ...options.index })
         const { algorithm, bits } = options.index
-        await retryLocked(
-          () =>
-            ds.migrate({
-              field: 'embedding',
-              algorithm,
-              bits,
-              signal,
-              message: `ingest: ${algorithm} (${bits} bit${bits === 1 ? '' : 's'}) on embedding`,
-            }),
-          wait,
-        )
+        await retryLocked(() => {
+          lease.assertHeld()
+          return ds.migrate({
+            field: 'embedding',
+            algorithm,
+            bits,
+            signal,
+            message: `ingest: ${algorithm} (${bits} bit${bits === 1 ? '' : 's'}) on embedding`,
+          })
+        }, wait)
       }
       index = { ...options.index, trained }
     }
@@ -489,8 +525,6 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
       index,
       seconds: (Date.now() - started) / 1000,
     }
-  } finally {
-    await embedder?.close()
   }
 }
 
