@@ -194,8 +194,7 @@ class MemoryVectorIndex implements VectorIndex {
   #end: number
   #garbage = 0
   #size = 0
-  /** Dither of the 8-bit rounding for the extra-bit estimate (the 4-bit one is on the heap). */
-  readonly #dither8: Float64Array
+  readonly #dither8Off: number
   readonly #rotatedQuery: Float32Array
   /** Positions (in the list being scanned) of the rows queued for reranking. */
   readonly #pendingPositions = new Uint32Array(RERANK_BATCH)
@@ -222,7 +221,8 @@ class MemoryVectorIndex implements VectorIndex {
     this.#rotatedCentroidsOff = this.#rotatedQueryOff + D * 4
     this.#qprimeOff = this.#rotatedCentroidsOff + lists * D * 4
     this.#ditherOff = this.#qprimeOff + D * 8
-    this.#statsOff = this.#ditherOff + D * 8
+    this.#dither8Off = this.#ditherOff + D * 8
+    this.#statsOff = this.#dither8Off + D * 8
     this.#paramsOff = this.#statsOff + 64
     this.#candidateIdOff = this.#paramsOff + 64
     this.#candidateEstOff = this.#candidateIdOff + CHUNK_BLOCKS * BLOCK * 4
@@ -238,7 +238,8 @@ class MemoryVectorIndex implements VectorIndex {
     const prng = new Prng(DITHER_SEED)
     const dither4 = k.f64().subarray(this.#ditherOff >>> 3, (this.#ditherOff >>> 3) + D)
     for (let j = 0; j < D; j++) dither4[j] = prng.next()
-    this.#dither8 = Float64Array.from({ length: D }, () => prng.next())
+    const dither8 = k.f64().subarray(this.#dither8Off >>> 3, (this.#dither8Off >>> 3) + D)
+    for (let j = 0; j < D; j++) dither8[j] = prng.next()
     this.#rotatedQuery = new Float32Array(D)
     for (let l = 0; l < lists; l++) this.#lists.push(this.#newList(0))
   }
@@ -692,29 +693,13 @@ class MemoryVectorIndex implements VectorIndex {
 
   /** Quantize q' (left on the heap by lut4) to 8 bits with randomized rounding, as bit planes on the heap. */
   #quantize8(): { lo8: number; delta8: number; sumQhat8: number } {
-    const D = this.#D
-    const f64 = this.#codec.k.f64()
-    const q = this.#qprimeOff >>> 3
-    let lo = Number.POSITIVE_INFINITY
-    let hi = Number.NEGATIVE_INFINITY
-    for (let j = q; j < q + D; j++) {
-      if (f64[j]! < lo) lo = f64[j]!
-      if (f64[j]! > hi) hi = f64[j]!
-    }
-    const delta = (hi - lo) / 255
-    const stride = this.#pairs * 16
-    const u8 = this.#codec.k.u8()
-    u8.fill(0, this.#qPlanesOff, this.#qPlanesOff + 8 * stride)
-    const dither = this.#dither8
-    let sum = 0
-    for (let j = 0; j < D; j++) {
-      const x = delta > 0 ? Math.min(255, Math.floor((f64[q + j]! - lo) / delta + dither[j]!)) : 0
-      sum += x
-      const byte = j >>> 3
-      const bit = 1 << (j & 7)
-      for (let p = 0; p < 8; p++) if ((x >>> p) & 1) u8[this.#qPlanesOff + p * stride + byte]! |= bit
-    }
-    return { lo8: lo, delta8: delta, sumQhat8: D * lo + delta * sum }
+    const k = this.#codec.k
+    k.planes8(this.#qprimeOff, this.#D, this.#dither8Off, this.#qPlanesOff, this.#pairs * 16, this.#statsOff)
+    const f64 = k.f64()
+    const at = this.#statsOff >>> 3
+    const lo = f64[at + 1]!
+    const delta = f64[at + 5]!
+    return { lo8: lo, delta8: delta, sumQhat8: this.#D * lo + delta * f64[at + 6]! }
   }
 }
 

@@ -120,6 +120,50 @@ describe('kernels', () => {
     }
   })
 
+  it('planes8: identical bit planes in TypeScript and WASM, equal to the plain definition', () => {
+    for (const [dim, seed, spread] of [
+      [64, 1, 1],
+      [832, 2, 100],
+      [128, 3, 0], // hi = lo: every x is 0
+    ] as const) {
+      const prng = new Prng(seed)
+      const qp = Float64Array.from({ length: dim }, () => gaussian(prng) * spread)
+      const dither = Float64Array.from({ length: dim }, () => prng.next())
+      const stride = Math.ceil(dim / 128) * 16
+      const qpOff = 0
+      const ditherOff = dim * 8
+      const statsOff = dim * 16
+      const planesOff = statsOff + 64
+      const heap = new Uint8Array(planesOff + 8 * stride)
+      heap.set(new Uint8Array(qp.buffer), qpOff)
+      heap.set(new Uint8Array(dither.buffer), ditherOff)
+      const lo = Math.min(...qp)
+      const hi = Math.max(...qp)
+      new Float64Array(heap.buffer, statsOff, 8).set([0, lo, 0, 0, hi])
+      heap.fill(0xff, planesOff, planesOff + 8 * stride) // stale planes from an earlier list
+      const [a, b] = both(heap)
+      a.planes8(qpOff, dim, ditherOff, planesOff, stride, statsOff)
+      b.planes8(qpOff, dim, ditherOff, planesOff, stride, statsOff)
+      expect(
+        Buffer.from(a.u8().subarray(0, heap.length)).equals(Buffer.from(b.u8().subarray(0, heap.length))),
+      ).toBe(true)
+      const delta = (hi - lo) / 255
+      const x = Array.from(qp, (v, j) =>
+        delta > 0 ? Math.min(255, Math.floor((v - lo) * (1 / delta) + dither[j]!)) : 0,
+      )
+      const stats = a.f64().subarray(statsOff / 8, statsOff / 8 + 8)
+      expect(stats[5]).toBe(delta)
+      expect(stats[6]).toBe(x.reduce((s, v) => s + v, 0))
+      const u8 = a.u8()
+      for (let j = 0; j < dim; j++) {
+        for (let p = 0; p < 8; p++) {
+          expect((u8[planesOff + p * stride + (j >> 3)]! >> (j & 7)) & 1).toBe((x[j]! >> p) & 1)
+        }
+      }
+      if (spread > 0) expect(x.includes(255) && x.includes(0)).toBe(true)
+    }
+  })
+
   it('screen: identical candidates, estimates and bounds in TypeScript and WASM, equal to the definition', () => {
     for (const [count, seed] of [
       [1, 1],

@@ -29,6 +29,7 @@ export interface Kernels {
   /** See kernels.wat for each function's contract. */
   fastscan(codes: number, nblocks: number, lut: number, groups: number, out: number): void
   lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void
+  planes8(qp: number, dim: number, dither: number, planes: number, stride: number, stats: number): void
   screen(
     sums: number,
     factors: number,
@@ -117,6 +118,7 @@ interface WasmExports {
   memory: WasmMemory
   fastscan(codes: number, nblocks: number, lut: number, groups: number, out: number): void
   lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void
+  planes8(qp: number, dim: number, dither: number, planes: number, stride: number, stats: number): void
   screen(
     sums: number,
     factors: number,
@@ -157,6 +159,9 @@ class WasmKernels extends Views implements Kernels {
   }
   lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void {
     this.#x.lut4(rq, rc, dim, dither, qp, lut, stats)
+  }
+  planes8(qp: number, dim: number, dither: number, planes: number, stride: number, stats: number): void {
+    this.#x.planes8(qp, dim, dither, planes, stride, stats)
   }
   screen(
     sums: number,
@@ -274,6 +279,7 @@ class JsKernels extends Views implements Kernels {
     f64[s] = sq0 + sq1
     f64[s + 1] = lo
     f64[s + 2] = delta
+    f64[s + 4] = hi
     let sum = 0
     const d = dither >>> 3
     const inverse = 1 / delta
@@ -293,6 +299,28 @@ class JsKernels extends Views implements Kernels {
       }
     }
     f64[s + 3] = sum
+  }
+  planes8(qp: number, dim: number, dither: number, planes: number, stride: number, stats: number): void {
+    const f64 = this.f64()
+    const u8 = this.u8()
+    const s = stats >>> 3
+    const q = qp >>> 3
+    const d = dither >>> 3
+    const lo = f64[s + 1]!
+    const delta = (f64[s + 4]! - lo) / 255
+    const inverse = 1 / delta
+    f64[s + 5] = delta
+    let sum = 0
+    for (let j = 0; j < dim; j += 8) {
+      for (let p = 0; p < 8; p++) u8[planes + p * stride + (j >>> 3)] = 0
+      for (let t = 0; t < 8; t++) {
+        const x =
+          delta > 0 ? Math.min(255, Math.floor((f64[q + j + t]! - lo) * inverse + f64[d + j + t]!)) : 0
+        sum += x
+        for (let p = 0; p < 8; p++) if ((x >>> p) & 1) u8[planes + p * stride + (j >>> 3)]! |= 1 << t
+      }
+    }
+    f64[s + 6] = sum
   }
   screen(
     sums: number,

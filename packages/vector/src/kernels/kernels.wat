@@ -118,7 +118,7 @@
   ;; TypeScript twin needs no rounding steps:
   ;;   q'_j = rq_j - rc_j, written to `qp` (f64) for the extra-bit pass;
   ;;   stats[0] = |q'|^2 (even and odd j summed apart, then added), stats[1] = lo = min q'_j,
-  ;;   stats[2] = delta = (max q'_j - lo) / 15, stats[3] = sum of x_j, where
+  ;;   stats[2] = delta = (hi - lo) / 15 with hi = max q'_j, stats[3] = sum of x_j, stats[4] = hi, where
   ;;   x_j = min(15, floor((q'_j - lo) * (1 / delta) + dither_j)) is q' rounded to 4 bits at random
   ;;   (dither: f64 in [0, 1)), or 0 when delta = 0;
   ;; and `lut`, 16 bytes per group of 4 dimensions: entry n sums x_(4g+t) over the bits t set in
@@ -154,6 +154,7 @@
       (f64.add (f64x2.extract_lane 0 (local.get $sq)) (f64x2.extract_lane 1 (local.get $sq))))
     (f64.store offset=8 (local.get $stats) (local.get $lo))
     (f64.store offset=16 (local.get $stats) (local.get $delta))
+    (f64.store offset=32 (local.get $stats) (local.get $hi))
     (local.set $sum (v128.const i32x4 0 0 0 0))
     (local.set $j (i32.const 0))
     (if (f64.gt (local.get $delta) (f64.const 0))
@@ -197,6 +198,79 @@
     (f64.store offset=24 (local.get $stats) (f64.convert_i32_u (i32.add
       (i32.add (i32x4.extract_lane 0 (local.get $sum)) (i32x4.extract_lane 1 (local.get $sum)))
       (i32.add (i32x4.extract_lane 2 (local.get $sum)) (i32x4.extract_lane 3 (local.get $sum)))))))
+
+  ;; The 8-bit query for the extra-bit estimate of one list, from q' (f64 at `qp`, `dim` values,
+  ;; a multiple of 64) and the lo and hi `lut4` left in stats[1] and stats[4]:
+  ;; x_j = min(255, floor((q'_j - lo) * (1 / delta) + dither_j)) with delta = (hi - lo) / 255
+  ;; (x = 0 when delta = 0), written as 8 bit planes `stride` bytes apart at `planes` (plane p,
+  ;; byte j / 8, bit j % 8 holds bit p of x_j; bytes past dim / 8 are left alone);
+  ;; stats[5] = delta, stats[6] = sum of x_j. Sixteen dimensions a step: their x narrowed to
+  ;; bytes, and each plane's 16 bits taken with one bitmask.
+  (func (export "planes8")
+    (param $qp i32) (param $dim i32) (param $dither i32) (param $planes i32) (param $stride i32)
+    (param $stats i32)
+    (local $j i32) (local $p i32) (local $at i32) (local $lo f64) (local $delta f64)
+    (local $lov v128) (local $inv v128) (local $max v128) (local $x v128) (local $sum v128)
+    (local $a v128) (local $b v128) (local $c v128) (local $d v128)
+    (local.set $lo (f64.load offset=8 (local.get $stats)))
+    (local.set $delta (f64.div (f64.sub (f64.load offset=32 (local.get $stats)) (local.get $lo)) (f64.const 255)))
+    (f64.store offset=40 (local.get $stats) (local.get $delta))
+    (local.set $lov (f64x2.splat (local.get $lo)))
+    (local.set $inv (f64x2.splat (f64.div (f64.const 1) (local.get $delta))))
+    (local.set $max (v128.const f64x2 255 255))
+    (local.set $sum (v128.const i32x4 0 0 0 0))
+    (loop $step
+      (if (f64.gt (local.get $delta) (f64.const 0))
+        (then
+          (local.set $at (i32.add (local.get $qp) (i32.shl (local.get $j) (i32.const 3))))
+          (local.set $p (i32.add (local.get $dither) (i32.shl (local.get $j) (i32.const 3))))
+          ;; four pairs of x_j at a time, each pair two i32 lanes, joined into one i32x4
+          (local.set $a (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+            (call $round8 (v128.load (local.get $at)) (v128.load (local.get $p)) (local.get $lov) (local.get $inv) (local.get $max))
+            (call $round8 (v128.load offset=16 (local.get $at)) (v128.load offset=16 (local.get $p)) (local.get $lov) (local.get $inv) (local.get $max))))
+          (local.set $b (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+            (call $round8 (v128.load offset=32 (local.get $at)) (v128.load offset=32 (local.get $p)) (local.get $lov) (local.get $inv) (local.get $max))
+            (call $round8 (v128.load offset=48 (local.get $at)) (v128.load offset=48 (local.get $p)) (local.get $lov) (local.get $inv) (local.get $max))))
+          (local.set $c (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+            (call $round8 (v128.load offset=64 (local.get $at)) (v128.load offset=64 (local.get $p)) (local.get $lov) (local.get $inv) (local.get $max))
+            (call $round8 (v128.load offset=80 (local.get $at)) (v128.load offset=80 (local.get $p)) (local.get $lov) (local.get $inv) (local.get $max))))
+          (local.set $d (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+            (call $round8 (v128.load offset=96 (local.get $at)) (v128.load offset=96 (local.get $p)) (local.get $lov) (local.get $inv) (local.get $max))
+            (call $round8 (v128.load offset=112 (local.get $at)) (v128.load offset=112 (local.get $p)) (local.get $lov) (local.get $inv) (local.get $max))))
+          (local.set $sum (i32x4.add (local.get $sum)
+            (i32x4.add (i32x4.add (local.get $a) (local.get $b)) (i32x4.add (local.get $c) (local.get $d)))))
+          (local.set $x (i8x16.narrow_i16x8_u
+            (i16x8.narrow_i32x4_u (local.get $a) (local.get $b))
+            (i16x8.narrow_i32x4_u (local.get $c) (local.get $d)))))
+        (else (local.set $x (v128.const i32x4 0 0 0 0))))
+      ;; plane p: bit p of each byte moved to the top, where bitmask reads it
+      (local.set $at (i32.add (local.get $planes) (i32.shr_u (local.get $j) (i32.const 3))))
+      (i32.store16 (local.get $at) (i8x16.bitmask (i8x16.shl (local.get $x) (i32.const 7))))
+      (local.set $at (i32.add (local.get $at) (local.get $stride)))
+      (i32.store16 (local.get $at) (i8x16.bitmask (i8x16.shl (local.get $x) (i32.const 6))))
+      (local.set $at (i32.add (local.get $at) (local.get $stride)))
+      (i32.store16 (local.get $at) (i8x16.bitmask (i8x16.shl (local.get $x) (i32.const 5))))
+      (local.set $at (i32.add (local.get $at) (local.get $stride)))
+      (i32.store16 (local.get $at) (i8x16.bitmask (i8x16.shl (local.get $x) (i32.const 4))))
+      (local.set $at (i32.add (local.get $at) (local.get $stride)))
+      (i32.store16 (local.get $at) (i8x16.bitmask (i8x16.shl (local.get $x) (i32.const 3))))
+      (local.set $at (i32.add (local.get $at) (local.get $stride)))
+      (i32.store16 (local.get $at) (i8x16.bitmask (i8x16.shl (local.get $x) (i32.const 2))))
+      (local.set $at (i32.add (local.get $at) (local.get $stride)))
+      (i32.store16 (local.get $at) (i8x16.bitmask (i8x16.shl (local.get $x) (i32.const 1))))
+      (local.set $at (i32.add (local.get $at) (local.get $stride)))
+      (i32.store16 (local.get $at) (i8x16.bitmask (local.get $x)))
+      (local.set $j (i32.add (local.get $j) (i32.const 16)))
+      (br_if $step (i32.lt_u (local.get $j) (local.get $dim))))
+    (f64.store offset=48 (local.get $stats) (f64.convert_i32_u (i32.add
+      (i32.add (i32x4.extract_lane 0 (local.get $sum)) (i32x4.extract_lane 1 (local.get $sum)))
+      (i32.add (i32x4.extract_lane 2 (local.get $sum)) (i32x4.extract_lane 3 (local.get $sum)))))))
+
+  ;; min(255, floor((q - lo) * inv + dither)) of two f64 lanes, as i32 lanes 0 and 1.
+  (func $round8 (param $q v128) (param $dither v128) (param $lo v128) (param $inv v128) (param $max v128)
+    (result v128)
+    (i32x4.trunc_sat_f64x2_s_zero (f64x2.pmin (local.get $max) (f64x2.floor (f64x2.add
+      (f64x2.mul (f64x2.sub (local.get $q) (local.get $lo)) (local.get $inv)) (local.get $dither))))))
 
   ;; The 1-bit estimates and error bounds of `count` vectors of one list, from their FastScan
   ;; sums (u32 at `sums`, as `fastscan` writes them), and the screen against the current k-th
