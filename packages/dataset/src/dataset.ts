@@ -47,7 +47,10 @@ export type DatasetRecord = Record<string, unknown>
 export type Sample = readonly [anchor: bigint | number, value: unknown]
 
 export interface AppendOptions extends AbortOptions {
-  /** Records per bucket (one object per field per bucket). @default 1024 */
+  /**
+   * Records per bucket (one object per field per bucket). @default a power of two from 1 024
+   * to 8 192 that keeps a bucket's embeddings near 16 MiB (8 192 for 512-d float32)
+   */
   bucketRecords?: number
   /** Bytes of binary values per bucket, at most. @default 64 MiB */
   bucketBytes?: number
@@ -99,7 +102,10 @@ const ALGORITHMS: Record<string, 'cosine' | 'l2' | 'ip'> = {
 }
 
 export interface CompactOptions extends AbortOptions {
-  /** Merge consecutive buckets until a merged bucket would pass this many records. @default 1024 */
+  /**
+   * Merge consecutive buckets until a merged bucket would pass this many records.
+   * @default as `appendMany`'s `bucketRecords`
+   */
   targetRecords?: number
 }
 
@@ -251,7 +257,7 @@ export class Dataset {
           throw new InvalidOptionError(`records[${i}]`, Object.keys(record), `has no value for '${name}'`)
       }
     })
-    const perBucket = options.bucketRecords ?? 1024
+    const perBucket = options.bucketRecords ?? defaultBucketRecords(fields)
     const maxBytes = options.bucketBytes ?? 64 << 20
     if (!Number.isSafeInteger(perBucket) || perBucket < 1)
       throw new InvalidOptionError('bucketRecords', perBucket, 'must be >= 1')
@@ -560,7 +566,7 @@ export class Dataset {
    */
   async compact(options: CompactOptions = {}): Promise<string | undefined> {
     const ref = this.#writableRef()
-    const target = options.targetRecords ?? 1024
+    const target = options.targetRecords ?? defaultBucketRecords(this.#manifest.schema.fields)
     if (!Number.isSafeInteger(target) || target < 2)
       throw new InvalidOptionError('targetRecords', target, 'must be >= 2')
     const fields = this.#manifest.schema.fields
@@ -752,6 +758,22 @@ function contains(ranges: [bigint, bigint][], anchor: bigint): boolean {
     else return true
   }
   return false
+}
+
+/** Bytes of fixed-width values a default bucket aims at. */
+const BUCKET_TARGET_BYTES = 16 << 20
+
+/**
+ * Records per bucket when the caller does not say: as many as keep the embeddings near 16
+ * MiB, a power of two so that common batch sizes tile a bucket (an in-order batch inside
+ * one bucket is handed out without a copy), from 1 024 (metadata per record stays small) to
+ * 8 192 (a shuffled first batch reads little). Binary values are bounded by `bucketBytes`.
+ */
+export function defaultBucketRecords(fields: readonly Field[]): number {
+  const bytesPerRecord = fields.reduce((sum, f) => sum + (f.family === 'embedding' ? f.dim * 4 : 0), 0)
+  let records = 8192
+  while (records > 1024 && records * bytesPerRecord > BUCKET_TARGET_BYTES) records /= 2
+  return records
 }
 
 function splitIntoBuckets(

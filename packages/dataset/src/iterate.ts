@@ -253,8 +253,44 @@ function forEachBlock(
   }
 }
 
+/**
+ * An in-order batch that lies inside one bucket, as a view of the bytes as read: nothing is
+ * copied. `null` when the batch spans buckets or is shuffled (then it is gathered).
+ */
+function sharedColumn(field: Field, runs: Run[]): Vector | null {
+  if (field.family !== 'embedding' && field.family !== 'binary') return null
+  let block: { data: WindowData; bucket: number; row: number; count: number } | undefined
+  let blocks = 0
+  forEachBlock(runs, (data, bucket, row, count) => {
+    block = { data, bucket, row, count }
+    blocks++
+  })
+  if (blocks !== 1 || block === undefined) return null
+  const { data, bucket, row, count } = block
+  const stored = data.columns[field.name]![bucket]
+  if (stored === null || stored === undefined || stored.data.length !== 1) return null
+  const at = stored.data[0]!.offset + row
+  if (field.family === 'embedding') {
+    const child = stored.data[0]!.children[0]!
+    const start = at * field.dim + child.offset
+    return embeddingColumn(field, (child.values as Float32Array).subarray(start, start + count * field.dim))
+  }
+  // Arrow offsets may start anywhere in the data, so the batch shares the fragment's bytes.
+  return makeVector(
+    makeData({
+      type: new Binary(),
+      length: count,
+      nullCount: 0,
+      valueOffsets: stored.data[0]!.valueOffsets.subarray(at, at + count + 1),
+      data: stored.data[0]!.values,
+    }),
+  )
+}
+
 /** Build one column from runs that may span windows and buckets. */
 function gather(field: Field, runs: Run[], context: BatchContext): Vector {
+  const shared = sharedColumn(field, runs)
+  if (shared !== null) return shared
   const length = lengthOf(runs)
   const columnOf = (data: WindowData, bucket: number) => data.columns[field.name]![bucket] ?? null
   if (field.family === 'embedding') {

@@ -179,6 +179,54 @@ describe('batches of one iteration', () => {
   })
 })
 
+describe('in-order batches', () => {
+  it('hold the right values whether they lie inside one bucket (shared bytes) or span several (gathered)', async () => {
+    const { ds } = await dataset(100, { bucketRecords: 20 })
+    for (const batchSize of [5, 20, 7, 100]) {
+      const batches = await collect(ds.iterArrowBatches({ batchSize, fields: ['image', 'embedding'] }))
+      const ids = batches.flatMap(idsOf)
+      expect(ids).toEqual(Array.from({ length: 100 }, (_, i) => i))
+      const images = batches.flatMap((b) =>
+        Array.from({ length: b.numRows }, (_, i) => new TextDecoder().decode(b.getChild('image')!.get(i))),
+      )
+      expect(images).toEqual(ids.map((id) => `image-${id}`))
+      for (const batch of batches) {
+        const embedding = batch.getChild('embedding')!
+        for (let i = 0; i < batch.numRows; i++) {
+          const id = idsOf(batch)[i]!
+          expect(Array.from(embedding.get(i) as Iterable<number>)).toEqual(
+            Array.from({ length: 8 }, (_, d) => Math.fround(d === 0 ? id : Math.sin(id * (d + 1)))),
+          )
+        }
+      }
+    }
+    // Four batches of 5 inside the first bucket of 20 are views of the same bytes as read.
+    const [first, second] = await collect(ds.iterArrowBatches({ batchSize: 5, fields: ['embedding'] }))
+    const valuesOf = (b: typeof first) =>
+      b!.getChild('embedding')!.data[0]!.children[0]!.values as Float32Array
+    expect(valuesOf(first).buffer).toBe(valuesOf(second).buffer)
+  })
+})
+
+describe('appendMany without bucketRecords', () => {
+  it('sizes buckets as a power of two that keeps the embeddings near 16 MiB', async () => {
+    for (const [dim, expected] of [
+      [8, [8192, 1808]],
+      [1536, [2048, 2048, 2048, 2048, 1808]],
+    ] as const) {
+      const ds = await Dataset.create('sized', {
+        backend: 'memory://',
+        schema: { fields: [{ name: 'embedding', family: 'embedding', dim }] },
+      })
+      const vector = new Float32Array(dim).fill(0.5)
+      await ds.appendMany(Array.from({ length: 10_000 }, () => ({ embedding: vector })))
+      const sizes = []
+      for await (const { bucket } of ds.repository.buckets(ds.manifest)) sizes.push(bucket.records)
+      expect(sizes).toEqual(expected)
+    }
+  })
+})
+
 describe('fields added later', () => {
   it('read as nulls for records appended before the field existed', async () => {
     const { ds } = await dataset(10)
