@@ -1,0 +1,419 @@
+/**
+ * Ingest: records/s and MB/s of `dreamdb ingest` reading Hugging Face-style parquet shards
+ * into a folder and into MinIO, next to a plain copy of the same shard files (copyFile +
+ * fsync to a folder; PutObject to the same MinIO) in the same run.
+ *
+ * The shards have the seed's layout (an `image` struct {bytes, path}, a ClassLabel `label`,
+ * a 512-d float32 `embedding` list column) and real-sized images: 20-50 kB each, of
+ * incompressible bytes like a JPEG's (ingest stores image bytes as they are; with an
+ * embedding column it never decodes them). The ingest is the CLI's own `ingest()`, with its
+ * defaults (1024 rows per commit, 2 chunks at once), run in this process, so Node's start
+ * is not counted.
+ *
+ *   pnpm bench ingest [--quick] [--records N]
+ */
+import { randomBytes } from 'node:crypto'
+import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { Agent as HttpAgent } from 'node:http'
+import { loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { openStore } from '@dreamdb/cas'
+import { Repository } from '@dreamdb/manifest'
+import {
+  Binary,
+  Field,
+  Float32,
+  Int64,
+  List,
+  makeData,
+  makeVector,
+  RecordBatch,
+  Schema,
+  Struct,
+  Table,
+  tableToIPC,
+  Utf8,
+  vectorFromArray,
+} from 'apache-arrow'
+import { type IngestResult, ingest } from '../apps/cli/src/ingest/ingest.js'
+import { parquetWasm } from '../apps/cli/src/ingest/shards.js'
+import {
+  alternate,
+  describeMachine,
+  machineInfo,
+  mapConcurrently,
+  markdownTable,
+  median,
+  quantile,
+  type RoundPolicy,
+  timePass,
+  writeResults,
+} from './_harness.js'
+
+const argv = process.argv.slice(2)
+const quick = argv.includes('--quick')
+const recordsArg = argv.indexOf('--records')
+const RECORDS = recordsArg !== -1 ? Number(argv[recordsArg + 1]) : quick ? 600 : 3000
+const SHARD_ROWS = 500
+const ROW_GROUP = 100
+const DIM = 512
+const CLASSES = 100
+const IMAGE_MIN = 20_000
+const IMAGE_MAX = 50_000
+/** Shards uploaded at once by the plain copy to MinIO (what `aws s3 cp --recursive` would do, roughly). */
+const COPY_CONCURRENCY = 4
+const POLICY: RoundPolicy = quick
+  ? { minRounds: 1, maxRounds: 1, budgetSeconds: 0 }
+  : { minRounds: 5, maxRounds: 9, budgetSeconds: 90 }
+
+/** A deterministic generator, so every run ingests the same sizes and vectors. */
+function lcg(seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0
+    return state / 2 ** 32
+  }
+}
+
+interface Shards {
+  root: string
+  files: string[]
+  shardBytes: number
+  imageBytes: number
+}
+
+/** `RECORDS` rows in shards of `SHARD_ROWS`, the layout `datasets` writes. */
+async function writeShards(root: string): Promise<Shards> {
+  const pw = await parquetWasm()
+  const dir = join(root, 'data')
+  await mkdir(dir, { recursive: true })
+  const random = lcg(7)
+  const names = Array.from({ length: CLASSES }, (_, c) => `n${String(1_440_000 + c * 37).padStart(8, '0')}`)
+  const count = Math.ceil(RECORDS / SHARD_ROWS)
+  const files: string[] = []
+  let imageBytes = 0
+  for (let s = 0; s < count; s++) {
+    const rows = Math.min(SHARD_ROWS, RECORDS - s * SHARD_ROWS)
+    const images = Array.from({ length: rows }, () => {
+      const size = IMAGE_MIN + Math.floor(random() * (IMAGE_MAX - IMAGE_MIN))
+      const bytes = randomBytes(size)
+      bytes.set([0xff, 0xd8, 0xff, 0xe0], 0) // JPEG SOI + APP0
+      bytes.set([0xff, 0xd9], size - 2) // EOI
+      imageBytes += size
+      return new Uint8Array(bytes.buffer, bytes.byteOffset, size)
+    })
+    const paths = images.map((_, r) => `train/${s}/${r}.JPEG`)
+    const type = new Struct([new Field('bytes', new Binary(), true), new Field('path', new Utf8(), true)])
+    const image = makeVector(
+      makeData({
+        type,
+        length: rows,
+        nullCount: 0,
+        children: [
+          vectorFromArray(images, new Binary()).data[0]!,
+          vectorFromArray(paths, new Utf8()).data[0]!,
+        ],
+      }),
+    )
+    const label = vectorFromArray(
+      Array.from({ length: rows }, () => BigInt(Math.floor(random() * CLASSES))),
+      new Int64(),
+    )
+    const embedding = vectorFromArray(
+      Array.from({ length: rows }, () => Float32Array.from({ length: DIM }, () => random() - 0.5)),
+      new List(new Field('item', new Float32(), true)),
+    )
+    const plain = new Table({ image, label, embedding })
+    const features = {
+      image: { _type: 'Image' },
+      label: { names, _type: 'ClassLabel' },
+      embedding: { feature: { dtype: 'float32', _type: 'Value' }, _type: 'Sequence' },
+    }
+    const schema = new Schema(
+      plain.schema.fields,
+      new Map([['huggingface', JSON.stringify({ info: { features } })]]),
+    )
+    const table = new Table(
+      schema,
+      plain.batches.map((b) => new RecordBatch(schema, b.data)),
+    )
+    const properties = new pw.WriterPropertiesBuilder()
+      .setMaxRowGroupSize(ROW_GROUP)
+      .setCompression(pw.Compression.SNAPPY)
+      .build()
+    const path = join(dir, `train-${String(s).padStart(5, '0')}-of-${String(count).padStart(5, '0')}.parquet`)
+    await writeFile(path, pw.writeParquet(pw.Table.fromIPCStream(tableToIPC(table, 'stream')), properties))
+    files.push(path)
+  }
+  let shardBytes = 0
+  for (const f of files) shardBytes += (await stat(f)).size
+  return { root, files, shardBytes, imageBytes }
+}
+
+/** The settings `@dreamdb/cas` gives its own S3 client, for a fair baseline (as bench/cas.ts). */
+function s3Client(endpoint: string): S3Client {
+  return new S3Client({
+    endpoint,
+    region: process.env.AWS_REGION ?? 'us-east-1',
+    forcePathStyle: true,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    requestHandler: {
+      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 64 }),
+      connectionTimeout: 10_000,
+    },
+  })
+}
+
+async function runIngest(
+  backend: string,
+  shards: Shards,
+): Promise<{ seconds: number; result: IngestResult }> {
+  const store = await openStore(backend)
+  let result: IngestResult | undefined
+  try {
+    const seconds = await timePass(async () => {
+      result = await ingest(new Repository(store), {
+        root: shards.root,
+        dataset: 'imagenet-bench',
+        splits: ['train'],
+        embedding: { kind: 'column', column: 'embedding' },
+        cwd: shards.root,
+      })
+    })
+    if (result!.records.ingested !== RECORDS) {
+      throw new Error(`ingested ${result!.records.ingested} records, expected ${RECORDS}`)
+    }
+    return { seconds, result: result! }
+  } finally {
+    await store.close()
+  }
+}
+
+interface Case {
+  backend: string
+  baseline: string
+  rounds: number
+  copySeconds: number[]
+  ingestSeconds: number[]
+  commits: number
+}
+
+async function fsyncPath(path: string, flags = 'r'): Promise<void> {
+  const handle = await open(path, flags)
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+async function folderCase(work: string, shards: Shards): Promise<Case> {
+  let pass = 0
+  let commits = 0
+  const samples = await alternate(
+    POLICY,
+    async () => {
+      const dest = join(work, `copy-${pass++}`)
+      await mkdir(dest)
+      const seconds = await timePass(async () => {
+        for (const file of shards.files) {
+          const to = join(dest, file.slice(file.lastIndexOf('/') + 1))
+          await copyFile(file, to)
+          await fsyncPath(to)
+        }
+        await fsyncPath(dest)
+      })
+      await rm(dest, { recursive: true, force: true })
+      return seconds
+    },
+    async () => {
+      const dest = join(work, `store-${pass++}`)
+      const { seconds, result } = await runIngest(dest, shards)
+      commits = result.commits
+      await rm(dest, { recursive: true, force: true })
+      return seconds
+    },
+  )
+  return {
+    backend: 'folder',
+    baseline: 'fs.copyFile + fsync of each shard',
+    rounds: samples.raw.length,
+    copySeconds: samples.raw,
+    ingestSeconds: samples.subject,
+    commits,
+  }
+}
+
+async function minioCase(endpoint: string, shards: Shards): Promise<Case> {
+  const client = s3Client(endpoint)
+  const Bucket = `dreamdb-bench-ingest-${randomBytes(4).toString('hex')}`
+  await client.send(new CreateBucketCommand({ Bucket }))
+  let pass = 0
+  let commits = 0
+  try {
+    const samples = await alternate(
+      POLICY,
+      async () => {
+        const prefix = `copy-${pass++}`
+        return await timePass(async () => {
+          await mapConcurrently(shards.files, COPY_CONCURRENCY, async (file) => {
+            const Body = await readFile(file)
+            await client.send(
+              new PutObjectCommand({
+                Bucket,
+                Key: `${prefix}/data/${file.slice(file.lastIndexOf('/') + 1)}`,
+                Body,
+                ContentLength: Body.byteLength,
+              }),
+            )
+          })
+        })
+      },
+      async () => {
+        const { seconds, result } = await runIngest(`${endpoint}/${Bucket}/store-${pass++}`, shards)
+        commits = result.commits
+        return seconds
+      },
+    )
+    return {
+      backend: 'S3 (MinIO)',
+      baseline: `readFile + PutObjectCommand per shard, ${COPY_CONCURRENCY} at once`,
+      rounds: samples.raw.length,
+      copySeconds: samples.raw,
+      ingestSeconds: samples.subject,
+      commits,
+    }
+  } finally {
+    client.destroy()
+  }
+}
+
+const mb = (bytes: number) => bytes / 1e6
+const fixed = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2))
+
+async function main(): Promise<void> {
+  const date = new Date()
+  const machine = machineInfo(date)
+  // The machines are shared: say how busy this one was.
+  const load = { start: loadavg()[0]!, end: 0 }
+  const work = await mkdtemp(join(tmpdir(), 'dreamdb-bench-ingest-'))
+  try {
+    process.stderr.write(`ingest: writing ${RECORDS} records as parquet shards...\n`)
+    const shards = await writeShards(join(work, 'hf'))
+    process.stderr.write(
+      `ingest: ${shards.files.length} shards, ${fixed(mb(shards.shardBytes))} MB (${fixed(mb(shards.imageBytes))} MB of images)\n`,
+    )
+    const cases: Case[] = []
+    process.stderr.write('ingest: folder...\n')
+    cases.push(await folderCase(work, shards))
+    const endpoint = process.env.DREAMDB_TEST_S3_ENDPOINT
+    if (endpoint) {
+      process.stderr.write('ingest: MinIO...\n')
+      cases.push(await minioCase(endpoint, shards))
+    } else {
+      process.stderr.write('ingest: SKIPPED MinIO (no DREAMDB_TEST_S3_ENDPOINT; run through pnpm bench)\n')
+    }
+    load.end = loadavg()[0]!
+    const rows = cases.map((c) => {
+      const copy = median(c.copySeconds)
+      const ing = median(c.ingestSeconds)
+      const ratios = c.copySeconds.map((s, i) => s / c.ingestSeconds[i]!)
+      return {
+        ...c,
+        copyMedian: copy,
+        ingestMedian: ing,
+        copyMBps: mb(shards.shardBytes) / copy,
+        ingestMBps: mb(shards.shardBytes) / ing,
+        ingestRecordsPerSecond: RECORDS / ing,
+        copyRecordsPerSecond: RECORDS / copy,
+        ratio: copy / ing,
+        ratioQuartiles: [quantile(ratios, 0.25), quantile(ratios, 0.75)] as [number, number],
+      }
+    })
+    const table = markdownTable(
+      [
+        'backend',
+        'plain copy (baseline)',
+        'rounds',
+        'copy MB/s',
+        'copy records/s',
+        'ingest MB/s',
+        'ingest records/s',
+        'ingest/copy',
+        'middle half of rounds',
+      ],
+      rows.map((r) => [
+        r.backend,
+        r.baseline,
+        String(r.rounds),
+        fixed(r.copyMBps),
+        fixed(r.copyRecordsPerSecond),
+        fixed(r.ingestMBps),
+        fixed(r.ingestRecordsPerSecond),
+        `${r.ratio.toFixed(2)}x`,
+        `${r.ratioQuartiles[0].toFixed(2)}–${r.ratioQuartiles[1].toFixed(2)}`,
+      ]),
+    )
+    const stamp = date
+      .toISOString()
+      .replace(/\.\d{3}Z$/, 'Z')
+      .replaceAll(':', '-')
+    const section = `## ingest: Hugging Face parquet shards into a dataset, next to a plain copy
+
+Run \`pnpm bench ingest${quick ? ' --quick' : ''}\` on ${date.toISOString().slice(0, 10)} (${date.toISOString()}).
+Machine: ${describeMachine(machine)}; load average ${load.start.toFixed(1)} at the start, ${load.end.toFixed(1)} at the end.
+
+${RECORDS.toLocaleString('en-US')} records in ${shards.files.length} shards of ${SHARD_ROWS} rows (row groups of ${ROW_GROUP}, snappy), ${fixed(mb(shards.shardBytes))} MB of
+parquet: images of ${IMAGE_MIN / 1000}-${IMAGE_MAX / 1000} kB (${fixed(mb(shards.imageBytes))} MB), a ${DIM}-d float32 embedding column, a ClassLabel of
+${CLASSES} classes. \`dreamdb ingest\`'s defaults: ${rows[0]?.commits ?? '?'} commits of up to 1024 rows, 2 chunks at once.
+
+${table}
+
+- MB/s and records/s are the shards' bytes and records over the median time of a pass; MB is
+  10^6 bytes. \`ingest/copy\` is the ingest's throughput over the plain copy's (1.00x would be
+  as fast as copying the files); "middle half of rounds" is the 25th to 75th percentile of
+  the per-round ratios. Passes alternate which side goes first, after one warm-up pass each.
+- The copy moves the shard files as they are. Ingest does everything a dataset needs on top:
+  reads every footer, checks every vector, decodes the parquet (parquet-wasm), re-encodes the
+  columns as Arrow, hashes every byte into content-addressed objects (sha2-256), writes
+  them (fsynced on a folder, like the copy), mints anchors, and commits one manifest per
+  chunk with its note for resuming, under the ingest lease (design/0006).
+- Each ingest pass writes into a new, empty store (a folder, or a new prefix of one bucket),
+  so nothing is deduplicated against an earlier pass. Shards are read from the page cache on
+  both sides. Node's start-up is not counted (the CLI's \`ingest()\` runs in the bench process).
+- Every sample: \`bench/results/ingest-${stamp}.json\`.
+`
+    const paths = await writeResults(
+      'ingest',
+      date,
+      {
+        machine,
+        loadAverage: load,
+        settings: {
+          records: RECORDS,
+          shards: shards.files.length,
+          shardRows: SHARD_ROWS,
+          rowGroup: ROW_GROUP,
+          dim: DIM,
+          classes: CLASSES,
+          imageBytes: [IMAGE_MIN, IMAGE_MAX],
+          shardBytes: shards.shardBytes,
+          totalImageBytes: shards.imageBytes,
+          batchRecords: 1024,
+          concurrency: 2,
+          copyConcurrencyS3: COPY_CONCURRENCY,
+          policy: POLICY,
+        },
+        cases: rows,
+      },
+      section,
+    )
+    process.stdout.write(`${section}\nwrote ${paths.json}, ${paths.markdown}\n`)
+  } finally {
+    await rm(work, { recursive: true, force: true })
+  }
+}
+
+await main()
