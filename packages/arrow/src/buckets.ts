@@ -21,12 +21,27 @@ export interface ReadOptions extends AbortOptions {
 
 /** The anchors of a timeline bucket's records, in record order. */
 export function anchorsOf(bucket: Bucket): BigUint64Array {
+  const ranges = bucket.anchorRanges ?? []
+  const listed = ranges.reduce((n, range) => n + range.count, 0)
+  if (listed !== bucket.records)
+    throw new RangeError(`bucket lists ${listed} anchors for ${bucket.records} records`)
   const out = new BigUint64Array(bucket.records)
+  // Written as 32-bit halves (little-endian, as typed arrays are on every supported
+  // platform): one bigint per range instead of one per record.
+  const halves = new Uint32Array(out.buffer)
   let i = 0
-  for (const range of bucket.anchorRanges ?? []) {
-    for (let k = 0; k < range.count; k++) out[i++] = range.start + BigInt(k)
+  for (const range of ranges) {
+    let low = Number(range.start & 0xffffffffn)
+    let high = Number(range.start >> 32n)
+    for (let k = 0; k < range.count; k++, i++) {
+      halves[2 * i] = low
+      halves[2 * i + 1] = high
+      if (++low === 2 ** 32) {
+        low = 0
+        high++
+      }
+    }
   }
-  if (i !== bucket.records) throw new RangeError(`bucket lists ${i} anchors for ${bucket.records} records`)
   return out
 }
 

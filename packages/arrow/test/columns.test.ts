@@ -41,6 +41,29 @@ const columns = {
   caption: ['a', null, 'c'],
 }
 
+describe('anchorsOf', () => {
+  it('lists the anchors of every range in order, across a 32-bit carry and beyond 2^53', () => {
+    const ranges = [
+      { start: 2n ** 32n - 2n, count: 4 },
+      { start: 7n, count: 1 },
+      { start: 2n ** 60n + 5n, count: 2 },
+    ]
+    const bucket = { records: 7, anchorRanges: ranges } as unknown as Bucket
+    expect([...anchorsOf(bucket)]).toEqual([
+      2n ** 32n - 2n,
+      2n ** 32n - 1n,
+      2n ** 32n,
+      2n ** 32n + 1n,
+      7n,
+      2n ** 60n + 5n,
+      2n ** 60n + 6n,
+    ])
+    expect(() => anchorsOf({ records: 6, anchorRanges: ranges } as unknown as Bucket)).toThrow(
+      'bucket lists 7 anchors for 6 records',
+    )
+  })
+})
+
 describe('bucket columns', () => {
   it('round-trips every field family as Arrow columns, reading only the fields asked for', async () => {
     const store = await openStore('memory://')

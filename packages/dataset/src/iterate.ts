@@ -503,12 +503,14 @@ export function iterate(
         }
       }
     }
-    // Windows are fetched `prefetch` ahead of the one being consumed.
+    // Windows are fetched `prefetch` ahead of the one being consumed; until the first one
+    // is in hand it is fetched alone, so the first batch does not share the CPU with them.
     const upcoming = windows()
     const queue: { window: Window; data: Promise<WindowData> }[] = []
     let exhausted = false
+    let ahead = 0
     const fill = async (): Promise<void> => {
-      while (!exhausted && queue.length <= options.prefetch) {
+      while (!exhausted && queue.length <= ahead) {
         const next = await upcoming.next()
         if (next.done) {
           exhausted = true
@@ -532,6 +534,10 @@ export function iterate(
         const entry = queue.find((q) => q.window.start <= at && at < q.window.start + q.window.records)
         if (entry === undefined) throw new Error(`record ${at} of the epoch is in no window`)
         const data = await entry.data
+        if (ahead < options.prefetch) {
+          ahead = options.prefetch
+          await fill()
+        }
         const end = Math.min(to, entry.window.start + entry.window.records)
         runs.push({ data, from: at - entry.window.start, to: end - entry.window.start })
         at = end
