@@ -239,6 +239,22 @@ describe(`two ingests of one dataset at once (${DIST ? 'the built binary' : 'the
   })
 })
 
+describe('the lease and bad dataset names', () => {
+  it('a name that cannot be a dataset is refused before any lease is taken', async () => {
+    const backend = join(dir.path, 'store-names')
+    for (const name of ['_dreamdb', 'a/../b']) {
+      const result = await run(ingestArgs(backend, name))
+      expect(result.code).toBe(1)
+      expect(result.stderr).toMatch(/^dreamdb: ERR_MANIFEST_INVALID_REF_NAME: /)
+    }
+    const store = await openStore(backend)
+    const refs: string[] = []
+    for await (const name of store.listRefs('')) refs.push(name)
+    expect(refs).toEqual([])
+    await store.close()
+  })
+})
+
 describe('the lease, in process, on a folder store', () => {
   it('is taken by one of many at once, renewed, released, lost when it outlives its renewal, and taken over by CAS', async () => {
     const store = await openStore(join(dir.path, 'store-lease'))

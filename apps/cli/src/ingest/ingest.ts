@@ -17,7 +17,7 @@
  */
 import { Dataset, ReadOnlyDatasetError } from '@dreamdb/dataset'
 import type { Field, FieldInput, Repository } from '@dreamdb/manifest'
-import { log } from '@dreamdb/manifest'
+import { assertUserRefName, log } from '@dreamdb/manifest'
 import type { Table, Vector } from 'apache-arrow'
 import { EmbeddingColumnError, SchemaMismatchError, ShardChangedError, ShardError } from '../errors.js'
 import { acquireIngestLease, type IngestLease, type LeaseHolder } from './lease.js'
@@ -351,6 +351,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
   try {
     // 3. The lease, before reading what is already in: an ingest that waited for another
     // one then sees everything that one committed.
+    assertUserRefName(options.dataset)
     lease = await acquireIngestLease(repo.store, options.dataset, {
       ...(options.lease?.waitMs !== undefined ? { waitMs: options.lease.waitMs } : {}),
       ...(options.lease?.ttlMs !== undefined ? { ttlMs: options.lease.ttlMs } : {}),

@@ -148,7 +148,7 @@ export class IngestLease {
     this.#validUntil = since + ttl
     this.#timer = setInterval(
       () => {
-        this.#renewing = this.#renewing.then(() => this.#renew())
+        this.#renewing = this.#renewing.then(() => this.#renew()).catch(() => {})
       },
       Math.max(10, Math.floor(ttl / 4)),
     )
