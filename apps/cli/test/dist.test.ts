@@ -5,6 +5,8 @@
 import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
+import { tableFromIPC } from 'apache-arrow'
+import { readParquet } from 'parquet-wasm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cli, DIST_ENTRY, hasDist, prepareStore, SWEEP, tempDir } from './helpers.js'
 import { writeSplit } from './shards.js'
@@ -29,7 +31,7 @@ describe.skipIf(!hasDist())('the built binary', () => {
     expect(pkg.bin).toEqual({ dreamdb: './dist/index.js', 'dreamdb-cli': './dist/index.js' })
   })
 
-  it('runs verbs and reports errors like the sources', async () => {
+  it('runs verbs (Parquet export too) and reports errors like the sources', async () => {
     const version = await cli(['--version'], { cwd: dir.path, dist: true })
     expect(version.stdout).toBe('0.1.0\n')
     const matrix = await cli(['compare-refs', '--refs', SWEEP.join(','), '--json'], {
@@ -40,6 +42,22 @@ describe.skipIf(!hasDist())('the built binary', () => {
     expect(JSON.parse(matrix.stdout).counts).toEqual([120, 120, 120])
     const inspect = await cli(['inspect', '--ref-name', 'prod-1', '--json'], { cwd: dir.path, dist: true })
     expect(JSON.parse(inspect.stdout).splits.counts).toEqual({ train: 90, validation: 30 })
+    const parquetOut = join(dir.path, 'prod-1.parquet')
+    const exported = await cli(['export', 'prod-1', '--format', 'parquet', '--out', parquetOut], {
+      cwd: dir.path,
+      dist: true,
+    })
+    expect(exported.code, exported.stderr).toBe(0)
+    const table = tableFromIPC(readParquet(await readFile(parquetOut)).intoIPCStream())
+    expect(table.numRows).toBe(120)
+    expect(table.schema.fields.map((f) => f.name)).toEqual([
+      '_anchor',
+      'image',
+      'embedding',
+      'label',
+      'split',
+      'prediction',
+    ])
     const missing = await cli(['inspect', 'nope'], { cwd: dir.path, dist: true })
     expect(missing.code).toBe(3)
     expect(missing.stderr).toMatch(/^dreamdb: ERR_MANIFEST_REF_NOT_FOUND: /)
