@@ -198,6 +198,8 @@ class MemoryVectorIndex implements VectorIndex {
   readonly #rotatedQuery: Float32Array
   /** Positions (in the list being scanned) of the rows queued for reranking. */
   readonly #pendingPositions = new Uint32Array(RERANK_BATCH)
+  /** A chunk's vectors waiting for an exact distance, by lower bound. */
+  readonly #rerankQueue = new LowestFirst(CHUNK_BLOCKS * BLOCK)
 
   constructor(init: VectorIndexInit) {
     this.#codec = new Codec(init.spatialIndex, init.compressor, init.kernels ?? 'auto')
@@ -600,7 +602,7 @@ class MemoryVectorIndex implements VectorIndex {
         )
         stats.estimated += count
         const u32 = k.u32()
-        let pending = 0
+        const queue = this.#rerankQueue
         for (let c = 0; c < candidates; c++) {
           const v = first + u32[candidateIdAt + c]!
           const est = f64[candidateEstAt + c]!
@@ -624,6 +626,7 @@ class MemoryVectorIndex implements VectorIndex {
           if (top.full && est - bound >= top.worst) continue
           if (filter !== undefined && !filter(list.ids[v]!)) continue
           let d = est
+          let lowerEx = 0
           if (exBits > 0) {
             if (!exReady) {
               ;({ lo8, delta8, sumQhat8 } = this.#quantize8())
@@ -634,27 +637,50 @@ class MemoryVectorIndex implements VectorIndex {
             const ipEx = list.scaleEx[v]! * (lo8 * list.sumU[v]! + delta8 * x + cB * sumQhat8)
             const estEx = this.#factorAdd(list, v) + offset - twoOrOne * ipEx
             const boundEx = twoOrOne * epsilon0 * Math.hypot(list.errEx[v]! * qnorm, list.qErrEx[v]! * delta8)
-            if (top.full && estEx - boundEx >= top.worst) continue
+            lowerEx = estEx - boundEx
+            if (top.full && lowerEx >= top.worst) continue
             d = estEx
           }
           if (rerank) {
-            // Exact distances go in batches (rows read side by side in the kernel); the
-            // k-th they are screened against is at most a batch behind.
-            stats.reranked++
-            u32[(this.#rerankRowsOff >>> 2) + pending] = list.vectors!.off + v * this.#vecStride
-            this.#pendingPositions[pending++] = v
-            if (pending === RERANK_BATCH) pending = this.#rerankPending(pending, l, top)
+            queue.push(exBits > 0 ? lowerEx : est - bound, v)
             continue
           }
           top.push(d, l, v)
         }
-        if (pending > 0) pending = this.#rerankPending(pending, l, top)
+        if (rerank) this.#rerankQueued(l, top, stats)
       }
     }
   }
 
-  /** Exact distances of the rows queued for reranking (all of list l), into the top k; returns 0. */
-  #rerankPending(pending: number, l: number, top: TopK): number {
+  /**
+   * Exact distances for the queued vectors of list l, lowest lower bound first, until the
+   * next lower bound cannot beat the k-th: when the top k is still filling (the first list)
+   * the best-looking vectors set a tight k-th at once, instead of whichever came first.
+   * They go in batches (rows read side by side by the kernel), so the k-th a vector is
+   * screened against is at most one batch behind.
+   */
+  #rerankQueued(l: number, top: TopK, stats: SearchStats): void {
+    const queue = this.#rerankQueue
+    const u32 = this.#codec.k.u32()
+    const rows = this.#rerankRowsOff >>> 2
+    const vectors = this.#lists[l]!.vectors!.off
+    while (queue.size > 0) {
+      const worst = top.full ? top.worst : Number.POSITIVE_INFINITY
+      let pending = 0
+      while (pending < RERANK_BATCH && queue.size > 0 && queue.lowest < worst) {
+        const v = queue.pop()
+        u32[rows + pending] = vectors + v * this.#vecStride
+        this.#pendingPositions[pending++] = v
+      }
+      if (pending === 0) break
+      stats.reranked += pending
+      this.#rerankPending(pending, l, top)
+    }
+    queue.clear()
+  }
+
+  /** Exact distances of the rows in the rerank slots (all of list l), into the top k. */
+  #rerankPending(pending: number, l: number, top: TopK): void {
     const k = this.#codec.k
     const metric = this.compressor.metric
     k.distances(
@@ -671,7 +697,6 @@ class MemoryVectorIndex implements VectorIndex {
       const exact = f32[out + i]!
       top.push(metric === 'l2' ? exact : metric === 'ip' ? -exact : 1 - exact, l, this.#pendingPositions[i]!)
     }
-    return 0
   }
 
   /** The `add` factor of vector v of a list: |r|^2 under l2, -<o - c, c> otherwise. */
@@ -710,6 +735,58 @@ function popcount8(x: number): number {
   x -= (x >>> 1) & 0x55
   x = (x & 0x33) + ((x >>> 2) & 0x33)
   return (x + (x >>> 4)) & 0x0f
+}
+
+/** Positions keyed by a lower bound, taken lowest first: a binary min-heap on typed arrays. */
+class LowestFirst {
+  readonly #key: Float64Array
+  readonly #value: Uint32Array
+  #n = 0
+  constructor(capacity: number) {
+    this.#key = new Float64Array(capacity)
+    this.#value = new Uint32Array(capacity)
+  }
+  get size(): number {
+    return this.#n
+  }
+  get lowest(): number {
+    return this.#key[0]!
+  }
+  clear(): void {
+    this.#n = 0
+  }
+  push(key: number, value: number): void {
+    let i = this.#n++
+    while (i > 0) {
+      const parent = (i - 1) >>> 1
+      if (this.#key[parent]! <= key) break
+      this.#key[i] = this.#key[parent]!
+      this.#value[i] = this.#value[parent]!
+      i = parent
+    }
+    this.#key[i] = key
+    this.#value[i] = value
+  }
+  /** Remove the entry with the lowest key and return its value. */
+  pop(): number {
+    const top = this.#value[0]!
+    const n = --this.#n
+    const key = this.#key[n]!
+    const value = this.#value[n]!
+    let i = 0
+    for (;;) {
+      let child = 2 * i + 1
+      if (child >= n) break
+      if (child + 1 < n && this.#key[child + 1]! < this.#key[child]!) child++
+      if (this.#key[child]! >= key) break
+      this.#key[i] = this.#key[child]!
+      this.#value[i] = this.#value[child]!
+      i = child
+    }
+    this.#key[i] = key
+    this.#value[i] = value
+    return top
+  }
 }
 
 /** The k smallest distances seen, as a binary max-heap of (distance, list, position). */
@@ -776,16 +853,32 @@ class TopK {
     this.#pos = pos
   }
   sorted(lists: readonly List[]): { ids: BigUint64Array; distances: Float32Array } {
-    const order = Array.from({ length: this.#n }, (_, i) => i)
-    order.sort(
-      (a, b) => this.#d[a]! - this.#d[b]! || this.#list[a]! - this.#list[b]! || this.#pos[a]! - this.#pos[b]!,
-    )
-    const ids = new BigUint64Array(this.#n)
-    const distances = new Float32Array(this.#n)
-    order.forEach((from, i) => {
+    const n = this.#n
+    const order = new Uint32Array(n)
+    for (let i = 0; i < n; i++) order[i] = i
+    const before = (a: number, b: number): number =>
+      this.#d[a]! - this.#d[b]! || this.#list[a]! - this.#list[b]! || this.#pos[a]! - this.#pos[b]!
+    if (n <= 64) {
+      // insertion sort: the usual k is small, and a comparator sort's setup costs more
+      for (let i = 1; i < n; i++) {
+        const x = order[i]!
+        let j = i - 1
+        while (j >= 0 && before(order[j]!, x) > 0) {
+          order[j + 1] = order[j]!
+          j--
+        }
+        order[j + 1] = x
+      }
+    } else {
+      order.sort(before)
+    }
+    const ids = new BigUint64Array(n)
+    const distances = new Float32Array(n)
+    for (let i = 0; i < n; i++) {
+      const from = order[i]!
       ids[i] = lists[this.#list[from]!]!.ids[this.#pos[from]!]!
       distances[i] = this.#d[from]!
-    })
+    }
     return { ids, distances }
   }
 }
