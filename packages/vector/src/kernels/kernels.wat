@@ -23,7 +23,9 @@
   ;; `out` receives 32 little-endian u32 sums per block, in code order.
   ;;
   ;; Four lookups are summed in u8 (<= 240) before widening to u16; u16 lanes are
-  ;; flushed to u32 every 1024 groups (256 sums of <= 240 fit in 65535).
+  ;; flushed to u32 every 1024 groups (256 sums of <= 240 fit in 65535). High nibbles are
+  ;; taken with a 16-bit shift and the hoisted mask: V8 lowers i8x16.shr_u to the same shift
+  ;; plus a mask rebuilt on every use.
   (func (export "fastscan")
     (param $codes i32) (param $nblocks i32) (param $lut i32) (param $groups i32) (param $out i32)
     (local $b i32) (local $g i32) (local $end i32) (local $cp i32) (local $lp i32)
@@ -61,28 +63,28 @@
               (local.set $c (v128.load (local.get $cp)))
               (local.set $l (v128.load (local.get $lp)))
               (local.set $slo (i8x16.swizzle (local.get $l) (v128.and (local.get $c) (local.get $mask))))
-              (local.set $shi (i8x16.swizzle (local.get $l) (i8x16.shr_u (local.get $c) (i32.const 4))))
+              (local.set $shi (i8x16.swizzle (local.get $l) (v128.and (i16x8.shr_u (local.get $c) (i32.const 4)) (local.get $mask))))
               ;; group g + 1
               (local.set $c (v128.load offset=16 (local.get $cp)))
               (local.set $l (v128.load offset=16 (local.get $lp)))
               (local.set $slo (i8x16.add (local.get $slo)
                 (i8x16.swizzle (local.get $l) (v128.and (local.get $c) (local.get $mask)))))
               (local.set $shi (i8x16.add (local.get $shi)
-                (i8x16.swizzle (local.get $l) (i8x16.shr_u (local.get $c) (i32.const 4)))))
+                (i8x16.swizzle (local.get $l) (v128.and (i16x8.shr_u (local.get $c) (i32.const 4)) (local.get $mask)))))
               ;; group g + 2
               (local.set $c (v128.load offset=32 (local.get $cp)))
               (local.set $l (v128.load offset=32 (local.get $lp)))
               (local.set $slo (i8x16.add (local.get $slo)
                 (i8x16.swizzle (local.get $l) (v128.and (local.get $c) (local.get $mask)))))
               (local.set $shi (i8x16.add (local.get $shi)
-                (i8x16.swizzle (local.get $l) (i8x16.shr_u (local.get $c) (i32.const 4)))))
+                (i8x16.swizzle (local.get $l) (v128.and (i16x8.shr_u (local.get $c) (i32.const 4)) (local.get $mask)))))
               ;; group g + 3
               (local.set $c (v128.load offset=48 (local.get $cp)))
               (local.set $l (v128.load offset=48 (local.get $lp)))
               (local.set $slo (i8x16.add (local.get $slo)
                 (i8x16.swizzle (local.get $l) (v128.and (local.get $c) (local.get $mask)))))
               (local.set $shi (i8x16.add (local.get $shi)
-                (i8x16.swizzle (local.get $l) (i8x16.shr_u (local.get $c) (i32.const 4)))))
+                (i8x16.swizzle (local.get $l) (v128.and (i16x8.shr_u (local.get $c) (i32.const 4)) (local.get $mask)))))
               ;; widen the four-group sums into u16 lanes: codes 0-7, 8-15, 16-23, 24-31
               (local.set $a0 (i16x8.add (local.get $a0) (i16x8.extend_low_i8x16_u (local.get $slo))))
               (local.set $a1 (i16x8.add (local.get $a1) (i16x8.extend_high_i8x16_u (local.get $slo))))
