@@ -169,23 +169,30 @@ function s3Client(endpoint: string): S3Client {
 async function runIngest(
   backend: string,
   shards: Shards,
-): Promise<{ seconds: number; result: IngestResult }> {
+): Promise<{ seconds: number; checkSeconds: number; result: IngestResult }> {
   const store = await openStore(backend)
   let result: IngestResult | undefined
+  let started = 0
+  let planned = 0
   try {
     const seconds = await timePass(async () => {
+      started = performance.now()
       result = await ingest(new Repository(store), {
         root: shards.root,
         dataset: 'imagenet-bench',
         splits: ['train'],
         embedding: { kind: 'column', column: 'embedding' },
         cwd: shards.root,
+        // 'planned' comes when every check before the first write is done.
+        onProgress: (event) => {
+          if (event.kind === 'planned') planned = performance.now()
+        },
       })
     })
     if (result!.records.ingested !== RECORDS) {
       throw new Error(`ingested ${result!.records.ingested} records, expected ${RECORDS}`)
     }
-    return { seconds, result: result! }
+    return { seconds, checkSeconds: (planned - started) / 1000, result: result! }
   } finally {
     await store.close()
   }
@@ -197,6 +204,8 @@ interface Case {
   rounds: number
   copySeconds: number[]
   ingestSeconds: number[]
+  /** Per ingest pass (warm-up included): seconds before the first write (footers, every vector checked). */
+  checkSeconds: number[]
   commits: number
 }
 
@@ -209,9 +218,14 @@ async function fsyncPath(path: string, flags = 'r'): Promise<void> {
   }
 }
 
-async function folderCase(work: string, shards: Shards): Promise<Case> {
+/**
+ * `copyFile` is what `cp` does, and the kernel may copy without moving the bytes through
+ * the process (copy_file_range, reflinks); `write` reads and writes every byte, as ingest must.
+ */
+async function folderCase(work: string, shards: Shards, how: 'copyFile' | 'write'): Promise<Case> {
   let pass = 0
   let commits = 0
+  const checks: number[] = []
   const samples = await alternate(
     POLICY,
     async () => {
@@ -220,7 +234,8 @@ async function folderCase(work: string, shards: Shards): Promise<Case> {
       const seconds = await timePass(async () => {
         for (const file of shards.files) {
           const to = join(dest, file.slice(file.lastIndexOf('/') + 1))
-          await copyFile(file, to)
+          if (how === 'copyFile') await copyFile(file, to)
+          else await writeFile(to, await readFile(file))
           await fsyncPath(to)
         }
         await fsyncPath(dest)
@@ -230,18 +245,21 @@ async function folderCase(work: string, shards: Shards): Promise<Case> {
     },
     async () => {
       const dest = join(work, `store-${pass++}`)
-      const { seconds, result } = await runIngest(dest, shards)
+      const { seconds, checkSeconds, result } = await runIngest(dest, shards)
       commits = result.commits
+      checks.push(checkSeconds)
       await rm(dest, { recursive: true, force: true })
       return seconds
     },
   )
   return {
     backend: 'folder',
-    baseline: 'fs.copyFile + fsync of each shard',
+    baseline:
+      how === 'copyFile' ? 'fs.copyFile + fsync of each shard' : 'readFile + writeFile + fsync of each shard',
     rounds: samples.raw.length,
     copySeconds: samples.raw,
     ingestSeconds: samples.subject,
+    checkSeconds: checks,
     commits,
   }
 }
@@ -252,6 +270,7 @@ async function minioCase(endpoint: string, shards: Shards): Promise<Case> {
   await client.send(new CreateBucketCommand({ Bucket }))
   let pass = 0
   let commits = 0
+  const checks: number[] = []
   try {
     const samples = await alternate(
       POLICY,
@@ -272,8 +291,12 @@ async function minioCase(endpoint: string, shards: Shards): Promise<Case> {
         })
       },
       async () => {
-        const { seconds, result } = await runIngest(`${endpoint}/${Bucket}/store-${pass++}`, shards)
+        const { seconds, checkSeconds, result } = await runIngest(
+          `${endpoint}/${Bucket}/store-${pass++}`,
+          shards,
+        )
         commits = result.commits
+        checks.push(checkSeconds)
         return seconds
       },
     )
@@ -283,6 +306,7 @@ async function minioCase(endpoint: string, shards: Shards): Promise<Case> {
       rounds: samples.raw.length,
       copySeconds: samples.raw,
       ingestSeconds: samples.subject,
+      checkSeconds: checks,
       commits,
     }
   } finally {
@@ -307,7 +331,8 @@ async function main(): Promise<void> {
     )
     const cases: Case[] = []
     process.stderr.write('ingest: folder...\n')
-    cases.push(await folderCase(work, shards))
+    cases.push(await folderCase(work, shards, 'copyFile'))
+    cases.push(await folderCase(work, shards, 'write'))
     const endpoint = process.env.DREAMDB_TEST_S3_ENDPOINT
     if (endpoint) {
       process.stderr.write('ingest: MinIO...\n')
@@ -329,6 +354,7 @@ async function main(): Promise<void> {
         ingestRecordsPerSecond: RECORDS / ing,
         copyRecordsPerSecond: RECORDS / copy,
         ratio: copy / ing,
+        checkShare: median(c.checkSeconds) / ing,
         ratioQuartiles: [quantile(ratios, 0.25), quantile(ratios, 0.75)] as [number, number],
       }
     })
@@ -343,6 +369,7 @@ async function main(): Promise<void> {
         'ingest records/s',
         'ingest/copy',
         'middle half of rounds',
+        'checks before writing',
       ],
       rows.map((r) => [
         r.backend,
@@ -354,6 +381,7 @@ async function main(): Promise<void> {
         fixed(r.ingestRecordsPerSecond),
         `${r.ratio.toFixed(2)}x`,
         `${r.ratioQuartiles[0].toFixed(2)}–${r.ratioQuartiles[1].toFixed(2)}`,
+        `${Math.round(r.checkShare * 100)}% of the time`,
       ]),
     )
     const stamp = date
@@ -375,6 +403,12 @@ ${table}
   10^6 bytes. \`ingest/copy\` is the ingest's throughput over the plain copy's (1.00x would be
   as fast as copying the files); "middle half of rounds" is the 25th to 75th percentile of
   the per-round ratios. Passes alternate which side goes first, after one warm-up pass each.
+- Two plain copies to a folder: \`copyFile\` (what \`cp\` does; the kernel may copy without
+  the bytes passing through the process) and \`readFile\` + \`writeFile\`, which moves every
+  byte through memory as ingest must. Both fsync each file and the folder, as the store does.
+- "checks before writing" is the part of an ingest pass spent before its first write:
+  finding the shards, reading every footer and fingerprint, and reading and checking every
+  row's vector, so that bad input fails with nothing written (median over passes).
 - The copy moves the shard files as they are. Ingest does everything a dataset needs on top:
   reads every footer, checks every vector, decodes the parquet (parquet-wasm), re-encodes the
   columns as Arrow, hashes every byte into content-addressed objects (sha2-256), writes
