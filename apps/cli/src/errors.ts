@@ -13,7 +13,7 @@ export const EXIT = {
   usage: 2,
   /** A ref, field, file or backend that the command names does not exist. */
   notFound: 3,
-  /** The name is taken, or another writer moved the branch first. */
+  /** The name is taken, another writer moved the branch first, or another ingest holds the dataset. */
   conflict: 4,
   /** A bug: an error without a DreamDB code. */
   internal: 70,

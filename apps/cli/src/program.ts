@@ -34,7 +34,8 @@ const EXIT_CODES = `Exit codes:
   1   a DreamDB error (bad value, damaged or unreachable store, write to a snapshot, ...)
   2   usage: unknown verb or option, missing or contradictory flags, malformed --schema
   3   not found: a ref, field, file or backend named on the command line
-  4   conflict: the name or label is taken, or another writer moved the branch
+  4   conflict: the name or label is taken, another writer moved the branch, or
+      another ingest into the dataset is running (ERR_CLI_INGEST_LOCKED)
   70  internal error (a bug; DREAMDB_DEBUG=1 prints the stack)
   130 interrupted
 
