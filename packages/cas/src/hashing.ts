@@ -3,9 +3,8 @@
  * a buffer of the object's size, fills it, and reports how far it has written; the sink
  * hashes each stretch as it lands, so hashing overlaps the I/O still in flight.
  *
- * Hashing on a worker thread over shared memory was tried and measured (bench/cas.ts,
- * design/0002): on this 2-core machine it was slower for every size, so hashing stays
- * on the calling thread.
+ * Large folder objects are read and hashed whole on a read thread instead
+ * (backends/read-threads.ts) and handed over with `hashed`.
  */
 import { Sha256 } from './digest.js'
 
@@ -14,13 +13,17 @@ export interface ReadSink {
   buffer(size: number): Uint8Array
   /** Bytes [0, end) of the buffer are final. */
   wrote(end: number): void
+  /** Instead of the two above: the whole object, read and hashed elsewhere (a read thread). */
+  hashed?(bytes: Uint8Array, digest: Uint8Array): void
 }
 
 /** A sink that hashes as bytes land and, at the end, gives the bytes and their digest. */
 export class HashingSink implements ReadSink {
   readonly #hash = new Sha256()
-  #bytes = new Uint8Array(0)
+  #bytes: Uint8Array = new Uint8Array(0)
   #hashed = 0
+  /** Set when a read thread hashed the whole object. */
+  #digest: Uint8Array | undefined
 
   buffer(size: number): Uint8Array {
     // Every byte is overwritten by the read, so there is no need to zero the memory.
@@ -34,7 +37,12 @@ export class HashingSink implements ReadSink {
     this.#hashed = Math.max(this.#hashed, end)
   }
 
+  hashed(bytes: Uint8Array, digest: Uint8Array): void {
+    this.#bytes = bytes
+    this.#digest = digest
+  }
+
   finish(): { bytes: Uint8Array; digest: Uint8Array } {
-    return { bytes: this.#bytes, digest: this.#hash.digest() }
+    return { bytes: this.#bytes, digest: this.#digest ?? this.#hash.digest() }
   }
 }

@@ -12,7 +12,7 @@ import {
   unlink,
   utimes,
 } from 'node:fs/promises'
-import { hostname } from 'node:os'
+import { availableParallelism, hostname } from 'node:os'
 import { dirname, join } from 'node:path'
 import { sleep } from '../concurrency.js'
 import { sha256, toHex } from '../digest.js'
@@ -21,6 +21,7 @@ import type { ReadSink } from '../hashing.js'
 import { STAGING } from '../layout.js'
 import type { Backend, ConditionalWriteResult, StagedObject, VersionedBlob } from './backend.js'
 import { NotFoundSignal } from './backend.js'
+import { ReadThreads, THREAD_READ_MIN_BYTES } from './read-threads.js'
 
 /** Reads are split into chunks so hashing one chunk overlaps reading the next. */
 const READ_CHUNK = 4 << 20
@@ -65,6 +66,13 @@ const fd = {
   close: (n: number) => new Promise<void>((resolve, reject) => close(n, (e) => (e ? reject(e) : resolve()))),
 }
 
+let readThreads: ReadThreads | undefined
+/** One pool per process, whatever the number of stores open. */
+function sharedReadThreads(): ReadThreads {
+  readThreads ??= new ReadThreads()
+  return readThreads
+}
+
 async function fsyncDirectory(path: string): Promise<void> {
   const handle = await open(path, 'r')
   try {
@@ -94,9 +102,13 @@ export class FsBackend implements Backend {
    */
   readonly #refQueues = new Map<string, Promise<unknown>>()
 
-  constructor(root: string) {
+  /** Where large objects are read and hashed; `undefined` reads everything on the caller's thread. */
+  readonly #threads: ReadThreads | undefined
+
+  constructor(root: string, options: { readThreads?: boolean } = {}) {
     this.#root = root
     this.description = `file://${root}`
+    this.#threads = (options.readThreads ?? availableParallelism() > 2) ? sharedReadThreads() : undefined
   }
 
   #path(key: string): string {
@@ -113,6 +125,12 @@ export class FsBackend implements Backend {
     }
     try {
       const size = await fd.size(handle)
+      if (size >= THREAD_READ_MIN_BYTES && sink.hashed !== undefined && this.#threads !== undefined) {
+        const { bytes, digest } = await this.#threads.read(handle, size)
+        signal?.throwIfAborted()
+        sink.hashed(bytes, digest)
+        return true
+      }
       const bytes = sink.buffer(size)
       const view = Buffer.from(bytes.buffer, bytes.byteOffset, size)
       const readAt = (at: number) => fd.read(handle, view, at, Math.min(READ_CHUNK, size - at), at)

@@ -1,0 +1,108 @@
+/**
+ * Large folder objects are read and hashed on worker threads, so verification (SHA-256 over
+ * every byte, the largest cost of a streaming read) runs beside the caller's work instead of
+ * inside it. The main thread opens the file; a worker reads it through the same descriptor,
+ * hashes it, and hands the buffer back without a copy (transferred).
+ *
+ * The worker's source is inlined and started with `eval`, so the same code runs from the
+ * built package and from its TypeScript sources under a test runner.
+ *
+ * @internal
+ */
+import { availableParallelism } from 'node:os'
+import { Worker } from 'node:worker_threads'
+
+/** Objects from this size up go to a worker; below it the round trip costs more than it saves. */
+export const THREAD_READ_MIN_BYTES = 1 << 20
+
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads')
+const { readSync } = require('node:fs')
+const { createHash } = require('node:crypto')
+const CHUNK = 4 << 20
+parentPort.on('message', ({ id, fd, size }) => {
+  try {
+    const bytes = Buffer.allocUnsafeSlow(size)
+    const hash = createHash('sha256')
+    for (let at = 0; at < size; ) {
+      const read = readSync(fd, bytes, at, Math.min(CHUNK, size - at), at)
+      if (read === 0) throw Object.assign(new Error('the file shrank while it was read'), { code: 'ESHRANK' })
+      hash.update(bytes.subarray(at, at + read))
+      at += read
+    }
+    const digest = hash.digest()
+    parentPort.postMessage({ id, buffer: bytes.buffer, digest: new Uint8Array(digest) }, [bytes.buffer])
+  } catch (error) {
+    parentPort.postMessage({ id, error: { message: String(error && error.message), code: error && error.code } })
+  }
+})
+`
+
+interface Pending {
+  worker: Worker
+  resolve: (reply: Reply) => void
+  reject: (error: unknown) => void
+}
+
+interface Reply {
+  id: number
+  buffer?: ArrayBuffer
+  digest?: Uint8Array
+  error?: { message: string; code?: string }
+}
+
+/** A small pool of reading threads, started on first use, that never keeps the process alive when idle. */
+export class ReadThreads {
+  readonly #size: number
+  #workers: Worker[] = []
+  #next = 0
+  #lastId = 0
+  readonly #pending = new Map<number, Pending>()
+
+  constructor(size = Math.max(1, Math.min(4, availableParallelism() - 1))) {
+    this.#size = size
+  }
+
+  /** Read `size` bytes of an open descriptor from offset 0 and hash them, on a worker. */
+  async read(fd: number, size: number): Promise<{ bytes: Uint8Array; digest: Uint8Array }> {
+    const id = ++this.#lastId
+    const reply = await new Promise<Reply>((resolve, reject) => {
+      const worker = this.#worker()
+      this.#pending.set(id, { worker, resolve, reject })
+      if (this.#pending.size === 1) for (const w of this.#workers) w.ref()
+      worker.postMessage({ id, fd, size })
+    })
+    if (reply.error !== undefined) {
+      throw Object.assign(new Error(reply.error.message), { code: reply.error.code })
+    }
+    return { bytes: new Uint8Array(reply.buffer!), digest: new Uint8Array(reply.digest!) }
+  }
+
+  #worker(): Worker {
+    if (this.#workers.length < this.#size) {
+      const worker = new Worker(WORKER_SOURCE, { eval: true })
+      worker.on('message', (reply: Reply) => this.#settle(reply.id, (p) => p.resolve(reply)))
+      // A dead worker fails what it held; the next read starts a fresh one.
+      worker.on('error', (error) => this.#failAll(worker, error))
+      worker.on('exit', () => this.#failAll(worker, new Error('a read thread exited')))
+      this.#workers.push(worker)
+      return worker
+    }
+    return this.#workers[this.#next++ % this.#workers.length]!
+  }
+
+  #settle(id: number, fn: (pending: Pending) => void): void {
+    const pending = this.#pending.get(id)
+    if (pending === undefined) return
+    this.#pending.delete(id)
+    if (this.#pending.size === 0) for (const w of this.#workers) w.unref()
+    fn(pending)
+  }
+
+  #failAll(worker: Worker, error: unknown): void {
+    this.#workers = this.#workers.filter((w) => w !== worker)
+    for (const [id, pending] of [...this.#pending]) {
+      if (pending.worker === worker) this.#settle(id, (p) => p.reject(error))
+    }
+  }
+}
