@@ -409,9 +409,10 @@ class MemoryVectorIndex implements VectorIndex {
       list.ids[v] = ids[i]!
       const norm = rows.norm[i]!
       const x0 = rows.x0[i]!
-      // The 1-bit estimate is est = add + offset + scale * <x̄-ish sum> (see #search): under l2
-      // |o - q|^2 = |r|^2 + |q'|^2 - 2 <r, q'>, otherwise -<o, q> = offset - radial - <r, q'>, so
-      // the signs and the factor 2 are folded in here, and err carries the bound's factor 2 under l2.
+      // Factors of the 1-bit estimate est = add + offset + scale (2 lo pop + 2 delta sum - sum q̂)
+      // (`screen`, with <r, q'> ~ |r| / (sqrt(D) x0) of the bracket): under l2 |o - q|^2 =
+      // |r|^2 + |q'|^2 - 2 <r, q'>, otherwise -<o, q> = offset - radial - <r, q'>. The signs and
+      // l2's factor 2 go into add and scale here, and the bound's factor 2 under l2 into err.
       const factors = (list.factors.off >>> 2) + (v >>> 5) * (FACTOR_BLOCK_BYTES >>> 2) + (v & 31)
       f32[factors] = l2 ? norm * norm : -rows.radial[i]!
       f32[factors + 32] = -(l2 ? 2 : 1) * (norm / (sqrtD * x0))
