@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { createCompressor, createVectorIndex, trainSpatialIndex } from '../src/index.js'
 import { bruteForce, clustered, distance, type Metric, recall, row } from './helpers/data.js'
-import { fixture } from './helpers/index.js'
+import { estimates, fixture } from './helpers/index.js'
 
 function meanRecall(
   f: Awaited<ReturnType<typeof fixture>>,
@@ -179,6 +179,39 @@ describe('search', () => {
       .filter((i) => i % 2 === 1)
       .slice(0, 10)
     expect(recall(odd.ids.map((id) => (id - 10n ** 15n) / 2n) as unknown as BigUint64Array, truth)).toBe(1)
+  })
+
+  it('lists longer than one FastScan chunk (2048 vectors): every vector estimated once, exact with rerank, same in both kernels', async () => {
+    const dim = 40
+    const n = 5000
+    const data = clustered({ n: n + 5, dim, seed: 31 })
+    const base = data.subarray(0, n * dim)
+    const spatialIndex = await trainSpatialIndex(base, { dim, metric: 'l2', lists: 2 })
+    const compressor = createCompressor({ dim, metric: 'l2' })
+    const wasm = createVectorIndex({ spatialIndex, compressor, kernels: 'wasm' })
+    const js = createVectorIndex({ spatialIndex, compressor, kernels: 'js' })
+    wasm.add(base)
+    js.add(base)
+    expect(Math.max(...wasm.listSizes())).toBeGreaterThan(2048)
+    const seen = new Uint8Array(n)
+    estimates(wasm, row(data, dim, n), 3.5, (id) => {
+      seen[Number(id)]!++
+    })
+    expect(seen.every((times) => times === 1)).toBe(true)
+    for (let qi = n; qi < n + 5; qi++) {
+      const q = row(data, dim, qi)
+      const exact = wasm.search(q, { k: 10, nprobe: 2, rerank: true })
+      expect(exact.stats.estimated).toBe(n)
+      const truth = bruteForce(base, dim, q, 10, 'l2')
+      exact.distances.forEach((d, i) => {
+        expect(d).toBeCloseTo(distance('l2', q, row(base, dim, truth[i]!)), 2)
+      })
+      for (const rerank of [true, false]) {
+        expect(js.search(q, { k: 10, nprobe: 2, rerank })).toEqual(
+          wasm.search(q, { k: 10, nprobe: 2, rerank }),
+        )
+      }
+    }
   })
 
   it('keeps duplicates and vectors equal to a centroid', async () => {
