@@ -208,6 +208,49 @@ describe('in-order batches', () => {
   })
 })
 
+describe('categorical columns', () => {
+  it('share one dictionary across batches, so a class keeps its index from batch to batch', async () => {
+    const { ds } = await dataset(100, { bucketRecords: 20 })
+    const batches = await collect(ds.iterArrowBatches({ batchSize: 16, fields: ['label'], shuffleSeed: 3 }))
+    const indexOf = new Map<string, number>()
+    for (const batch of batches) {
+      const data = batch.getChild('label')!.data[0]!
+      for (let i = 0; i < batch.numRows; i++) {
+        const label = batch.getChild('label')!.get(i) as string
+        const index = (data.values as Int32Array)[data.offset + i]!
+        expect(data.dictionary!.get(index)).toBe(label)
+        expect(indexOf.get(label) ?? index).toBe(index)
+        indexOf.set(label, index)
+      }
+    }
+    expect([...indexOf.keys()].sort()).toEqual(['class-0', 'class-1', 'class-2', 'class-3', 'class-4'])
+  })
+
+  it('beyond 65 536 distinct values, each batch carries just the values it uses', async () => {
+    const ds = await Dataset.create('captions', {
+      backend: 'memory://',
+      schema: { fields: [{ name: 'caption', family: 'scalar', kind: 'categorical' }] },
+    })
+    const count = 70_000
+    await ds.appendMany(Array.from({ length: count }, (_, i) => ({ caption: `caption ${i}` })))
+    let seen = 0
+    let largest = 0
+    for await (const batch of ds.iterArrowBatches({ batchSize: 4096 })) {
+      const column = batch.getChild('caption')!
+      largest = Math.max(largest, column.data[0]!.dictionary!.length)
+      for (let i = 0; i < batch.numRows; i++) {
+        expect(column.get(i)).toBe(`caption ${Number(batch.getChild('_anchor')!.get(i)) - 1}`)
+      }
+      seen += batch.numRows
+    }
+    expect(seen).toBe(count)
+    // Once more than 65 536 values are interned, a batch's dictionary is its own 4 096 at most.
+    const last = await collect(ds.iterArrowBatches({ batchSize: 4096 }))
+    expect(last.at(-1)!.getChild('caption')!.data[0]!.dictionary!.length).toBeLessThanOrEqual(4096)
+    expect(largest).toBeLessThanOrEqual(65_536)
+  })
+})
+
 describe('appendMany without bucketRecords', () => {
   it('sizes buckets as a power of two that keeps the embeddings near 16 MiB', async () => {
     for (const [dim, expected] of [
