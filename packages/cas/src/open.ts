@@ -13,9 +13,8 @@ export interface OpenStoreOptions extends AbortOptions {
   /** S3 only: sockets per host. @default 64 */
   maxSockets?: number
   /**
-   * Folder only: read and hash objects of 1 MiB and more on worker threads, beside the
-   * caller's work. @default true with more than two cores (with two, the threads compete
-   * with the caller and measured slower: design/0002)
+   * Folder only: read and hash objects of 1 MiB and more on worker threads (one per core,
+   * up to four), beside the caller's work. @default true with more than one core
    */
   readThreads?: boolean
 }

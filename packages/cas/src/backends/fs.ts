@@ -108,7 +108,7 @@ export class FsBackend implements Backend {
   constructor(root: string, options: { readThreads?: boolean } = {}) {
     this.#root = root
     this.description = `file://${root}`
-    this.#threads = (options.readThreads ?? availableParallelism() > 2) ? sharedReadThreads() : undefined
+    this.#threads = (options.readThreads ?? availableParallelism() > 1) ? sharedReadThreads() : undefined
   }
 
   #path(key: string): string {

@@ -59,7 +59,13 @@ export class ReadThreads {
   #lastId = 0
   readonly #pending = new Map<number, Pending>()
 
-  constructor(size = Math.max(1, Math.min(4, availableParallelism() - 1))) {
+  /**
+   * One thread per core, up to four: a thread reads and hashes one object at a time, so
+   * two threads on two cores keep both busy while the caller decodes (measured on this
+   * 2-core machine, quiet: 216 ms against 272 ms on the calling thread for 205 MB; one
+   * thread gained nothing, as it no longer overlaps reading with hashing).
+   */
+  constructor(size = Math.max(1, Math.min(4, availableParallelism()))) {
     this.#size = size
   }
 
