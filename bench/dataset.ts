@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type CasProgressEvent, openStore, type Store } from '@dreamdb/cas'
 import { Dataset } from '@dreamdb/dataset'
@@ -318,10 +318,13 @@ async function sweepFigures() {
 
 const date = new Date()
 const machine = machineInfo(date)
+// The machines are shared: say how busy this one was around the throughput figures.
+const load = { start: loadavg()[0]!, end: 0 }
 console.log('time to first batch ...')
 const firstBatch = await firstBatchFigures()
 console.log('throughput against pyarrow and pylance ...')
 const throughput = await throughputFigures()
+load.end = loadavg()[0]!
 console.log('bytes read by an embedding-only pass ...')
 const projection = await projectionFigures()
 console.log('a sweep of prediction layers ...')
@@ -355,7 +358,8 @@ of 16 384) and as a Lance dataset. DreamDB and the peers take ${CYCLES} turns of
 in the same run; each figure is the median of its ${CYCLES * ROUNDS} reads. The first row is the
 default: objects of 1 MiB and more are read and hashed on worker threads, one per core; the
 second reads and hashes on the main thread (\`openStore(root, { readThreads: false })\`); the
-third is the first with a global shuffle (the peers read in order).
+third is the first with a global shuffle (the peers read in order). Load average
+${load.start.toFixed(1)} before the first-batch figures, ${load.end.toFixed(1)} after the throughput figures.
 
 ${markdownTable(
   ['reader', 'records/s', 'MB/s', 'vs Parquet'],
