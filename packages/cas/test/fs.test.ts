@@ -49,6 +49,18 @@ describe('folder backend specifics', () => {
     }
   })
 
+  it('an object over 32 MiB (read chunk by chunk on its thread) comes back whole, and corrupted fails', async () => {
+    const { randomBytes } = await import('node:crypto')
+    const bytes = randomBytes((33 << 20) + 5)
+    const cid = await store.put(bytes)
+    const threads = await openStore(root, { readThreads: true })
+    expect(Buffer.from(await threads.get(cid)).equals(bytes)).toBe(true)
+    const hex = Buffer.from(cid.multihash.digest).toString('hex')
+    bytes[(20 << 20) + 7] = bytes[(20 << 20) + 7]! ^ 0x80
+    await writeFile(join(root, 'objects', 'sha2-256', hex.slice(0, 2), hex), bytes)
+    expect((await rejection(threads.get(cid))).code).toBe('ERR_CAS_INTEGRITY')
+  })
+
   it('breaks a lock left by a crashed writer once it is stale', async () => {
     await mkdir(join(root, 'refs', 'branches'), { recursive: true })
     const lock = join(root, 'refs', 'branches', 'main.ref.lock')

@@ -17,19 +17,44 @@ export const THREAD_READ_MIN_BYTES = 1 << 20
 
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads')
-const { readSync } = require('node:fs')
+const { read, readSync } = require('node:fs')
 const { createHash } = require('node:crypto')
 const CHUNK = 4 << 20
-parentPort.on('message', ({ id, fd, size }) => {
+// Up to this size the object is read in one go on this thread, then hashed: other threads
+// are hashing other objects meanwhile (measured 11% faster in a dataset iteration of 16 MiB
+// objects). A larger one is read chunk by chunk on the pool while this thread hashes the
+// previous chunk, so that one big read still overlaps reading with hashing.
+const SYNC_MAX = 32 << 20
+const shrank = () => Object.assign(new Error('the file shrank while it was read'), { code: 'ESHRANK' })
+const readAt = (fd, bytes, at, length) =>
+  new Promise((resolve, reject) => read(fd, bytes, at, length, at, (e, n) => (e ? reject(e) : resolve(n))))
+function readWhole(fd, bytes, hash) {
+  for (let at = 0; at < bytes.length; ) {
+    const got = readSync(fd, bytes, at, bytes.length - at, at)
+    if (got === 0) throw shrank()
+    at += got
+  }
+  hash.update(bytes)
+}
+async function readChunked(fd, bytes, hash) {
+  const size = bytes.length
+  let at = 0
+  let pending = readAt(fd, bytes, 0, Math.min(CHUNK, size))
+  while (pending !== undefined) {
+    const got = await pending
+    if (got === 0) throw shrank()
+    const start = at
+    at += got
+    pending = at < size ? readAt(fd, bytes, at, Math.min(CHUNK, size - at)) : undefined
+    hash.update(bytes.subarray(start, at))
+  }
+}
+parentPort.on('message', async ({ id, fd, size }) => {
   try {
     const bytes = Buffer.allocUnsafeSlow(size)
     const hash = createHash('sha256')
-    for (let at = 0; at < size; ) {
-      const read = readSync(fd, bytes, at, Math.min(CHUNK, size - at), at)
-      if (read === 0) throw Object.assign(new Error('the file shrank while it was read'), { code: 'ESHRANK' })
-      hash.update(bytes.subarray(at, at + read))
-      at += read
-    }
+    if (size <= SYNC_MAX) readWhole(fd, bytes, hash)
+    else await readChunked(fd, bytes, hash)
     const digest = hash.digest()
     parentPort.postMessage({ id, buffer: bytes.buffer, digest: new Uint8Array(digest) }, [bytes.buffer])
   } catch (error) {
@@ -60,10 +85,8 @@ export class ReadThreads {
   readonly #pending = new Map<number, Pending>()
 
   /**
-   * One thread per core, up to four: a thread reads and hashes one object at a time, so
-   * two threads on two cores keep both busy while the caller decodes (measured on this
-   * 2-core machine, quiet: 216 ms against 272 ms on the calling thread for 205 MB; one
-   * thread gained nothing, as it no longer overlaps reading with hashing).
+   * One thread per core, up to four, so that on two cores both are hashing while the caller
+   * decodes (design/0002).
    */
   constructor(size = Math.max(1, Math.min(4, availableParallelism()))) {
     this.#size = size
