@@ -114,30 +114,11 @@ interface WasmApi {
 }
 const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly
 
-interface WasmExports {
-  memory: WasmMemory
-  fastscan(codes: number, nblocks: number, lut: number, groups: number, out: number): void
-  lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void
-  planes8(qp: number, dim: number, dither: number, planes: number, stride: number, stats: number): void
-  screen(
-    sums: number,
-    factors: number,
-    count: number,
-    params: number,
-    idx: number,
-    est: number,
-    bound: number,
-  ): number
-  exdot(codes: number, planes: number, pairs: number, q: number): number
-  fwht(p: number, n: number): void
-  mul(x: number, s: number, n: number): void
-  scale(x: number, n: number, f: number): void
-  kac(x: number, half: number): void
-  dot(a: number, b: number, n: number): number
-  l2sq(a: number, b: number, n: number): number
-  dots(x: number, rows: number, count: number, n: number, out: number): void
-  distances(x: number, rows: number, count: number, n: number, l2: number, out: number): void
-}
+/** The module's exports: its memory and every kernel, with the signatures of `Kernels`. */
+type WasmExports = { memory: WasmMemory } & Omit<
+  Kernels,
+  'kind' | 'size' | 'reserve' | 'u8' | 'u32' | 'f32' | 'f64'
+>
 
 class WasmKernels extends Views implements Kernels {
   readonly kind = 'wasm'
