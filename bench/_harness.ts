@@ -5,9 +5,11 @@
  */
 import { execFileSync } from 'node:child_process'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { Agent as HttpAgent } from 'node:http'
 import { cpus, homedir, platform, release, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { S3Client } from '@aws-sdk/client-s3'
 
 export const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
 const RESULTS_DIR = join(BENCH_DIR, 'results')
@@ -211,4 +213,22 @@ export async function writeResults(
   }
   await writeFile(RESULTS_MD, markdown)
   return { json, latest, markdown: RESULTS_MD }
+}
+
+/**
+ * A raw S3 client with the settings `@dreamdb/cas` gives its own (createS3Client), so a
+ * baseline of plain GetObject/PutObject calls is a fair one.
+ */
+export function baselineS3Client(endpoint: string): S3Client {
+  return new S3Client({
+    endpoint,
+    region: process.env.AWS_REGION ?? 'us-east-1',
+    forcePathStyle: true,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    requestHandler: {
+      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 64 }),
+      connectionTimeout: 10_000,
+    },
+  })
 }

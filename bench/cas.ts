@@ -18,7 +18,6 @@
  */
 import { randomBytes, randomFillSync } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises'
-import { Agent as HttpAgent } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
@@ -27,11 +26,11 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   PutObjectCommand,
-  S3Client,
 } from '@aws-sdk/client-s3'
 import { openStore, type Store } from '@dreamdb/cas'
 import {
   alternate,
+  baselineS3Client,
   describeMachine,
   type MachineInfo,
   machineInfo,
@@ -273,26 +272,11 @@ async function folderContest(workDir: string): Promise<Contest> {
   }
 }
 
-/** The settings `@dreamdb/cas` gives its own S3 client (createS3Client), for a fair baseline. */
-function s3Client(endpoint: string): S3Client {
-  return new S3Client({
-    endpoint,
-    region: process.env.AWS_REGION ?? 'us-east-1',
-    forcePathStyle: true,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    requestHandler: {
-      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 64 }),
-      connectionTimeout: 10_000,
-    },
-  })
-}
-
 async function s3Contest(endpoint: string): Promise<Contest> {
   // Bucket housekeeping goes through its own client, so the baseline's sockets serve only
   // the measured calls.
-  const admin = s3Client(endpoint)
-  const baseline = s3Client(endpoint)
+  const admin = baselineS3Client(endpoint)
+  const baseline = baselineS3Client(endpoint)
   const Bucket = `dreamdb-bench-${randomBytes(6).toString('hex')}`
   await admin.send(new CreateBucketCommand({ Bucket }))
   const store = await openStore(`${endpoint}/${Bucket}`)

@@ -14,10 +14,9 @@
  */
 import { randomBytes } from 'node:crypto'
 import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises'
-import { Agent as HttpAgent } from 'node:http'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { openStore } from '@dreamdb/cas'
 import { Repository } from '@dreamdb/manifest'
 import {
@@ -40,6 +39,7 @@ import { type IngestResult, ingest } from '../apps/cli/src/ingest/ingest.js'
 import { parquetWasm } from '../apps/cli/src/ingest/shards.js'
 import {
   alternate,
+  baselineS3Client,
   describeMachine,
   machineInfo,
   mapConcurrently,
@@ -151,21 +151,6 @@ async function writeShards(root: string): Promise<Shards> {
   return { root, files, shardBytes, imageBytes }
 }
 
-/** The settings `@dreamdb/cas` gives its own S3 client, for a fair baseline (as bench/cas.ts). */
-function s3Client(endpoint: string): S3Client {
-  return new S3Client({
-    endpoint,
-    region: process.env.AWS_REGION ?? 'us-east-1',
-    forcePathStyle: true,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    requestHandler: {
-      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 64 }),
-      connectionTimeout: 10_000,
-    },
-  })
-}
-
 async function runIngest(
   backend: string,
   shards: Shards,
@@ -265,7 +250,7 @@ async function folderCase(work: string, shards: Shards, how: 'copyFile' | 'write
 }
 
 async function minioCase(endpoint: string, shards: Shards): Promise<Case> {
-  const client = s3Client(endpoint)
+  const client = baselineS3Client(endpoint)
   const Bucket = `dreamdb-bench-ingest-${randomBytes(4).toString('hex')}`
   await client.send(new CreateBucketCommand({ Bucket }))
   let pass = 0
