@@ -769,7 +769,7 @@ const BUCKET_TARGET_BYTES = 16 << 20
  * one bucket is handed out without a copy), from 1 024 (metadata per record stays small) to
  * 8 192 (a shuffled first batch reads little). Binary values are bounded by `bucketBytes`.
  */
-export function defaultBucketRecords(fields: readonly Field[]): number {
+function defaultBucketRecords(fields: readonly Field[]): number {
   const bytesPerRecord = fields.reduce((sum, f) => sum + (f.family === 'embedding' ? f.dim * 4 : 0), 0)
   let records = 8192
   while (records > 1024 && records * bytesPerRecord > BUCKET_TARGET_BYTES) records /= 2

@@ -289,7 +289,7 @@ function sharedColumn(field: Field, runs: Run[]): Vector | null {
 
 /**
  * The vectors of a batch, copied into one buffer: whole blocks in append order, one vector
- * at a time once shuffled (measured: a view and \`set\` beat an element loop by 20%).
+ * at a time once shuffled (measured: a view and `set` beat an element loop by 20%).
  */
 function gatherVectors(field: EmbeddingField, runs: Run[], length: number): Float32Array {
   const dim = field.dim
