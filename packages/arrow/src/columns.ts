@@ -203,11 +203,21 @@ export function checkVector(field: EmbeddingField, value: unknown, index: number
 }
 
 /** A FixedSizeList<Float32>[dim] vector over one contiguous Float32Array. */
-export function embeddingColumn(field: EmbeddingField, flat: Float32Array): Vector {
+export function embeddingColumn(
+  field: EmbeddingField,
+  flat: Float32Array,
+  nulls?: { bitmap: Uint8Array; count: number },
+): Vector {
   const length = flat.length / field.dim
   const child = makeData({ type: new Float32(), length: flat.length, data: flat })
   return makeVector(
-    makeData({ type: arrowTypeOf(field) as FixedSizeList<Float32>, length, nullCount: 0, child }),
+    makeData({
+      type: arrowTypeOf(field) as FixedSizeList<Float32>,
+      length,
+      child,
+      nullCount: nulls?.count ?? 0,
+      ...(nulls !== undefined && nulls.count > 0 ? { nullBitmap: nulls.bitmap } : {}),
+    }),
   )
 }
 

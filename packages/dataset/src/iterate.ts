@@ -323,13 +323,31 @@ function gatherVectors(field: EmbeddingField, runs: Run[], length: number): Floa
   return flat
 }
 
+/**
+ * The validity of a batch's values of a field: a record of a bucket written before the field
+ * existed has no value (null), not a zero vector or empty bytes.
+ */
+function missing(field: Field, runs: Run[], length: number): { bitmap: Uint8Array; count: number } {
+  const bitmap = new Uint8Array(Math.ceil(length / 8)).fill(0xff)
+  let count = 0
+  if (runs.every(({ data }) => !data.columns[field.name]!.includes(null))) return { bitmap, count }
+  forEachBlock(runs, (data, bucket, _row, blockLength, k) => {
+    if (data.columns[field.name]![bucket] !== null) return
+    for (let r = k; r < k + blockLength; r++) bitmap[r >> 3]! &= ~(1 << (r & 7))
+    count += blockLength
+  })
+  return { bitmap, count }
+}
+
 /** Build one column from runs that may span windows and buckets. */
 function gather(field: Field, runs: Run[], context: BatchContext): Vector {
   const shared = sharedColumn(field, runs)
   if (shared !== null) return shared
   const length = lengthOf(runs)
   const columnOf = (data: WindowData, bucket: number) => data.columns[field.name]![bucket] ?? null
-  if (field.family === 'embedding') return embeddingColumn(field, gatherVectors(field, runs, length))
+  if (field.family === 'embedding') {
+    return embeddingColumn(field, gatherVectors(field, runs, length), missing(field, runs, length))
+  }
   if (field.family === 'binary') {
     const pieces: Uint8Array[] = new Array(length)
     forEachRecord(runs, (data, i, k) => {
@@ -340,8 +358,16 @@ function gather(field: Field, runs: Run[], context: BatchContext): Vector {
     for (let k = 0; k < length; k++) offsets[k + 1] = offsets[k]! + pieces[k]!.byteLength
     const bytes = new Uint8Array(offsets[length]!)
     for (let k = 0; k < length; k++) bytes.set(pieces[k]!, offsets[k]!)
+    const nulls = missing(field, runs, length)
     return makeVector(
-      makeData({ type: new Binary(), length, nullCount: 0, valueOffsets: offsets, data: bytes }),
+      makeData({
+        type: new Binary(),
+        length,
+        nullCount: nulls.count,
+        ...(nulls.count > 0 ? { nullBitmap: nulls.bitmap } : {}),
+        valueOffsets: offsets,
+        data: bytes,
+      }),
     )
   }
   if (field.family === 'scalar' && field.kind === 'categorical')

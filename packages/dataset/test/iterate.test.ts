@@ -288,6 +288,45 @@ describe('fields added later', () => {
     }
     expect(splits).toEqual([...new Array(10).fill(null), 'train', 'validation'])
   })
+
+  it('embeddings and bytes read as nulls too, not as zero vectors or empty bytes', async () => {
+    const { ds } = await dataset(10)
+    await ds.repository.commit('corpus', {
+      kind: 'schema',
+      add: [
+        { name: 'clip', family: 'embedding', dim: 2 },
+        { name: 'thumb', family: 'binary', media: 'image' },
+      ],
+    })
+    await ds.refresh()
+    await ds.appendMany(
+      [50, 51].map((id) => ({ ...recordOf(id), clip: [id, 0], thumb: new Uint8Array([id]) })),
+    )
+    for (const batchSize of [4, 12]) {
+      const clips: (number[] | null)[] = []
+      const thumbs: (number[] | null)[] = []
+      for await (const batch of ds.iterArrowBatches({
+        fields: ['clip', 'thumb'],
+        batchSize,
+        shuffleSeed: 0,
+      })) {
+        for (let i = 0; i < batch.numRows; i++) {
+          const clip = batch.getChild('clip')!.get(i) as Iterable<number> | null
+          const thumb = batch.getChild('thumb')!.get(i) as Uint8Array | null
+          clips.push(clip === null ? null : [...clip])
+          thumbs.push(thumb === null ? null : [...thumb])
+        }
+      }
+      const present = (values: (number[] | null)[]) => values.filter((v) => v !== null).sort()
+      expect(clips.filter((c) => c === null)).toHaveLength(10)
+      expect(present(clips)).toEqual([
+        [50, 0],
+        [51, 0],
+      ])
+      expect(thumbs.filter((t) => t === null)).toHaveLength(10)
+      expect(present(thumbs)).toEqual([[50], [51]])
+    }
+  })
 })
 
 describe('compact', () => {
