@@ -8,10 +8,18 @@ import { execFileSync } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { CreateBucketCommand } from '@aws-sdk/client-s3'
 import { type CasProgressEvent, openStore, type Store } from '@dreamdb/cas'
 import { Dataset } from '@dreamdb/dataset'
 import { type RecordBatch, Table, tableToIPC } from 'apache-arrow'
-import { describeMachine, machineInfo, markdownTable, median, writeResults } from './_harness.js'
+import {
+  baselineS3Client,
+  describeMachine,
+  machineInfo,
+  markdownTable,
+  median,
+  writeResults,
+} from './_harness.js'
 
 const quick = process.argv.includes('--quick')
 const ROUNDS = quick ? 2 : 5
@@ -167,7 +175,21 @@ async function throughputFigures() {
         ],
       },
     })
-    await ingest(ds, records, (id) => ({ embedding: vector(id, dim), label: LABELS[id % 100] }))
+    const make = (id: number) => ({ embedding: vector(id, dim), label: LABELS[id % 100] })
+    await ingest(ds, records, make)
+    // The same records on MinIO, for DreamDB and (copied by the script) for the peers.
+    const endpoint = process.env.DREAMDB_TEST_S3_ENDPOINT
+    const stamp = Date.now().toString(36)
+    const remote = endpoint === undefined ? undefined : `${endpoint}/bench-dataset-${stamp}`
+    const peerBucket = `bench-dataset-peers-${stamp}`
+    if (remote !== undefined) {
+      const onS3 = await Dataset.create('vectors', {
+        backend: await openStore(remote, { createBucket: true }),
+        schema: ds.manifest.schema,
+      })
+      await ingest(onS3, records, make)
+      await baselineS3Client(endpoint!).send(new CreateBucketCommand({ Bucket: peerBucket }))
+    }
     // Export the same records once, for the peers to write as Parquet and Lance.
     const ipcPath = join(root, 'export.arrows')
     const exported: RecordBatch[] = []
@@ -175,8 +197,8 @@ async function throughputFigures() {
       exported.push(batch)
     await writeFile(ipcPath, tableToIPC(new Table(exported), 'stream'))
 
-    const readOnce = async (readThreads: boolean, shuffleSeed?: number) => {
-      const pinned = await Dataset.openRef('vectors', { backend: await openStore(root, { readThreads }) })
+    const readOnce = async (readThreads: boolean, shuffleSeed?: number, backend = root) => {
+      const pinned = await Dataset.openRef('vectors', { backend: await openStore(backend, { readThreads }) })
       const start = performance.now()
       let rows = 0
       let sum = 0
@@ -196,14 +218,29 @@ async function throughputFigures() {
       encoding: 'utf8',
     }).trim()
     type PeerRun = { seconds: number; samples: number[] }
-    const readPeers = () =>
+    /** The peers' reads of the local files, or with a bucket, of their copies on MinIO. */
+    const readPeers = (bucket?: string) =>
       JSON.parse(
         execFileSync(
           python,
-          [join('peers', 'read_peers.py'), ipcPath, root, String(ROUNDS), 'embedding,label'],
+          [
+            join('peers', 'read_peers.py'),
+            ipcPath,
+            root,
+            String(ROUNDS),
+            'embedding,label',
+            ...(bucket === undefined ? [] : [bucket]),
+          ],
           { encoding: 'utf8' },
         ),
-      ) as { pyarrow: string; pylance: string; parquet: PeerRun; lance: PeerRun }
+      ) as {
+        pyarrow: string
+        pylance: string
+        parquet?: PeerRun
+        lance?: PeerRun
+        parquet_s3?: PeerRun
+        lance_s3?: PeerRun
+      }
     // DreamDB and the peers take turns, so a slow spell of this shared machine falls on all.
     await readOnce(true) // warms the JIT
     await readOnce(false)
@@ -213,6 +250,9 @@ async function throughputFigures() {
       shuffled: [] as number[],
       parquet: [] as number[],
       lance: [] as number[],
+      s3: [] as number[],
+      parquetS3: [] as number[],
+      lanceS3: [] as number[],
     }
     let peers: ReturnType<typeof readPeers> | undefined
     for (let cycle = 0; cycle < CYCLES; cycle++) {
@@ -222,8 +262,15 @@ async function throughputFigures() {
         samples.shuffled.push(await readOnce(true, cycle * ROUNDS + round))
       }
       peers = readPeers()
-      samples.parquet.push(...peers.parquet.samples)
-      samples.lance.push(...peers.lance.samples)
+      samples.parquet.push(...peers.parquet!.samples)
+      samples.lance.push(...peers.lance!.samples)
+    }
+    // Then MinIO, in turns of its own, so the server's work never overlaps the local reads.
+    for (let cycle = 0; remote !== undefined && cycle < CYCLES; cycle++) {
+      for (let round = 0; round < ROUNDS; round++) samples.s3.push(await readOnce(true, undefined, remote))
+      const fromMinio = readPeers(peerBucket)
+      samples.parquetS3.push(...fromMinio.parquet_s3!.samples)
+      samples.lanceS3.push(...fromMinio.lance_s3!.samples)
     }
     const megabytes = (records * (dim * 4 + 4)) / 1e6
     const row = (name: string, seconds: number) => ({
@@ -240,6 +287,13 @@ async function throughputFigures() {
         row('DreamDB, shuffled (a new seed each read)', median(samples.shuffled)),
         row(`pyarrow ${peers!.pyarrow} Parquet iter_batches`, median(samples.parquet)),
         row(`pylance ${peers!.pylance} to_batches`, median(samples.lance)),
+        ...(remote === undefined
+          ? []
+          : [
+              row('DreamDB iterArrowBatches (MinIO)', median(samples.s3)),
+              row(`pyarrow ${peers!.pyarrow} Parquet from MinIO (S3FileSystem)`, median(samples.parquetS3)),
+              row(`pylance ${peers!.pylance} from MinIO`, median(samples.lanceS3)),
+            ]),
       ],
     }
   })
@@ -334,6 +388,19 @@ const mb = (bytes: number) => (bytes / 1e6).toFixed(2)
 const parquetRecordsPerSecond = throughput.results.find((r) =>
   r.reader.startsWith('pyarrow'),
 )!.recordsPerSecond
+const readerNamed = (part: string) => throughput.results.find((r) => r.reader.includes(part))
+const dreamdbOnMinio = readerNamed('DreamDB iterArrowBatches (MinIO)')
+const parquetOnMinio = readerNamed('Parquet from MinIO')
+const s3Sentence =
+  dreamdbOnMinio === undefined || parquetOnMinio === undefined
+    ? ''
+    : `
+The last three rows read the same records from a MinIO server on this machine (started by
+the benchmark): DreamDB its own objects, pyarrow the Parquet file through its
+S3FileSystem, pylance the Lance dataset through its object store. "vs Parquet" stays
+relative to the local file; against Parquet from MinIO, DreamDB reads at ${(
+        dreamdbOnMinio.recordsPerSecond / parquetOnMinio.recordsPerSecond
+      ).toFixed(2)}x.`
 const section = `## dataset: first batch, throughput, projection, sweep
 
 ${date.toISOString().slice(0, 10)}, ${describeMachine(machine)}${quick ? ' (--quick: smaller sizes)' : ''}.
@@ -359,7 +426,7 @@ in the same run; each figure is the median of its ${CYCLES * ROUNDS} reads. The 
 default: objects of 1 MiB and more are read and hashed on worker threads, one per core; the
 second reads and hashes on the main thread (\`openStore(root, { readThreads: false })\`); the
 third is the first with a global shuffle (the peers read in order). Load average
-${load.start.toFixed(1)} before the first-batch figures, ${load.end.toFixed(1)} after the throughput figures.
+${load.start.toFixed(1)} before the first-batch figures, ${load.end.toFixed(1)} after the throughput figures.${s3Sentence}
 
 ${markdownTable(
   ['reader', 'records/s', 'MB/s', 'vs Parquet'],

@@ -1,8 +1,11 @@
 """Time reading the same records from Parquet (pyarrow) and Lance (pylance).
 
-Usage: read_peers.py <arrow-ipc-stream> <work dir> <rounds> <columns,comma,separated>
+Usage: read_peers.py <arrow-ipc-stream> <work dir> <rounds> <columns,comma,separated> [s3 bucket]
 Writes both formats from the Arrow IPC stream DreamDB exported (once: a later call with the
 same work dir reuses them), then reads them back `rounds` times (all batches, the given columns, touching every buffer) and prints JSON.
+With an S3 bucket (the server and credentials from DREAMDB_TEST_S3_ENDPOINT and AWS_*), both
+are copied there once and read back from there instead, through pyarrow's S3FileSystem and
+Lance's object store.
 """
 import json
 import os
@@ -42,7 +45,43 @@ def timed(read):
     return {"rows": rows, "seconds": sorted(samples)[len(samples) // 2], "samples": samples}
 
 
-parquet = timed(lambda: consume(pq.ParquetFile(f"{work}/data.parquet").iter_batches(batch_size=4096, columns=columns)))
 dataset = lance.dataset(f"{work}/data.lance")
-lance_result = timed(lambda: consume(dataset.to_batches(columns=columns, batch_size=4096)))
-print(json.dumps({"pyarrow": pa.__version__, "pylance": lance.__version__, "parquet": parquet, "lance": lance_result}))
+result = {"pyarrow": pa.__version__, "pylance": lance.__version__}
+if len(sys.argv) <= 5:
+    result["parquet"] = timed(
+        lambda: consume(pq.ParquetFile(f"{work}/data.parquet").iter_batches(batch_size=4096, columns=columns))
+    )
+    result["lance"] = timed(lambda: consume(dataset.to_batches(columns=columns, batch_size=4096)))
+else:
+    import pyarrow.fs as pafs
+    from urllib.parse import urlparse
+
+    bucket = sys.argv[5]
+    endpoint = os.environ["DREAMDB_TEST_S3_ENDPOINT"]
+    key, secret = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    region = os.environ.get("AWS_REGION", "us-east-1")
+    url = urlparse(endpoint)
+    s3 = pafs.S3FileSystem(
+        access_key=key, secret_key=secret, region=region, endpoint_override=url.netloc, scheme=url.scheme
+    )
+    options = {
+        "endpoint": endpoint,
+        "aws_access_key_id": key,
+        "aws_secret_access_key": secret,
+        "region": region,
+        "allow_http": "true",
+    }
+    if s3.get_file_info(f"{bucket}/data.parquet").type == pafs.FileType.NotFound:
+        pafs.copy_files(f"{work}/data.parquet", f"{bucket}/data.parquet", destination_filesystem=s3)
+        lance.write_dataset(dataset.to_table(), f"s3://{bucket}/data.lance", storage_options=options)
+    result["parquet_s3"] = timed(
+        lambda: consume(
+            pq.ParquetFile(s3.open_input_file(f"{bucket}/data.parquet")).iter_batches(
+                batch_size=4096, columns=columns
+            )
+        )
+    )
+    remote = lance.dataset(f"s3://{bucket}/data.lance", storage_options=options)
+    result["lance_s3"] = timed(lambda: consume(remote.to_batches(columns=columns, batch_size=4096)))
+
+print(json.dumps(result))
