@@ -13,8 +13,8 @@ export interface OpenStoreOptions extends AbortOptions {
   /** S3 only: sockets per host. @default 64 */
   maxSockets?: number
   /**
-   * Folder only: read and hash objects of 1 MiB and more on worker threads (one per core,
-   * up to four), beside the caller's work. @default true with more than one core
+   * Hash objects of 1 MiB and more on worker threads (one per core, up to four), beside the
+   * caller's work; on a folder the threads read them too. @default true with more than one core
    */
   readThreads?: boolean
 }
@@ -56,6 +56,7 @@ async function openBackend(location: BackendLocation, options: OpenStoreOptions)
           ...(options.s3Client ? { client: options.s3Client } : {}),
           ...(options.createBucket !== undefined ? { createBucket: options.createBucket } : {}),
           ...(options.maxSockets !== undefined ? { maxSockets: options.maxSockets } : {}),
+          ...(options.readThreads !== undefined ? { readThreads: options.readThreads } : {}),
         },
         options.signal,
       )

@@ -21,7 +21,7 @@ import type { ReadSink } from '../hashing.js'
 import { STAGING } from '../layout.js'
 import type { Backend, ConditionalWriteResult, StagedObject, VersionedBlob } from './backend.js'
 import { NotFoundSignal } from './backend.js'
-import { ReadThreads, THREAD_READ_MIN_BYTES } from './read-threads.js'
+import { type ReadThreads, sharedReadThreads, THREAD_READ_MIN_BYTES } from './read-threads.js'
 
 /** Reads are split into chunks so hashing one chunk overlaps reading the next. */
 const READ_CHUNK = 4 << 20
@@ -64,13 +64,6 @@ const fd = {
       read(n, into, offset, length, position, (e, bytesRead) => (e ? reject(e) : resolve(bytesRead))),
     ),
   close: (n: number) => new Promise<void>((resolve, reject) => close(n, (e) => (e ? reject(e) : resolve()))),
-}
-
-let readThreads: ReadThreads | undefined
-/** One pool per process, whatever the number of stores open. */
-function sharedReadThreads(): ReadThreads {
-  readThreads ??= new ReadThreads()
-  return readThreads
 }
 
 async function fsyncDirectory(path: string): Promise<void> {

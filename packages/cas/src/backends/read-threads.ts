@@ -1,8 +1,9 @@
 /**
- * Large folder objects are read and hashed on worker threads, so verification (SHA-256 over
- * every byte, the largest cost of a streaming read) runs beside the caller's work instead of
- * inside it. The main thread opens the file; a worker reads it through the same descriptor,
- * hashes it, and hands the buffer back without a copy (transferred).
+ * Large objects are hashed on worker threads, so verification (SHA-256 over every byte, the
+ * largest cost of a streaming read) runs beside the caller's work instead of inside it. On
+ * a folder the main thread opens the file and a worker reads it through the same
+ * descriptor; an S3 body is received on the main thread and its buffer sent over. Either
+ * way the bytes come back without a copy (transferred).
  *
  * The worker's source is inlined and started with `eval`, so the same code runs from the
  * built package and from its TypeScript sources under a test runner.
@@ -49,8 +50,14 @@ async function readChunked(fd, bytes, hash) {
     hash.update(bytes.subarray(start, at))
   }
 }
-parentPort.on('message', async ({ id, fd, size }) => {
+parentPort.on('message', async ({ id, fd, size, buffer }) => {
   try {
+    if (buffer !== undefined) {
+      // Bytes already read (an S3 body): hash them and hand them back.
+      const digest = createHash('sha256').update(new Uint8Array(buffer)).digest()
+      parentPort.postMessage({ id, buffer, digest: new Uint8Array(digest) }, [buffer])
+      return
+    }
     const bytes = Buffer.allocUnsafeSlow(size)
     const hash = createHash('sha256')
     if (size <= SYNC_MAX) readWhole(fd, bytes, hash)
@@ -76,6 +83,13 @@ interface Reply {
   error?: { message: string; code?: string }
 }
 
+let shared: ReadThreads | undefined
+/** One pool per process, whatever the number of stores open. */
+export function sharedReadThreads(): ReadThreads {
+  shared ??= new ReadThreads()
+  return shared
+}
+
 /** A small pool of reading threads, started on first use, that never keeps the process alive when idle. */
 export class ReadThreads {
   readonly #size: number
@@ -94,17 +108,31 @@ export class ReadThreads {
 
   /** Read `size` bytes of an open descriptor from offset 0 and hash them, on a worker. */
   async read(fd: number, size: number): Promise<{ bytes: Uint8Array; digest: Uint8Array }> {
+    const reply = await this.#ask({ fd, size })
+    return { bytes: new Uint8Array(reply.buffer!), digest: new Uint8Array(reply.digest!) }
+  }
+
+  /**
+   * Hash bytes already in memory on a worker. The buffer is transferred there and back, so
+   * `buffer` is unusable meanwhile; the bytes come back as a new view of it.
+   */
+  async hash(buffer: ArrayBuffer): Promise<{ bytes: Uint8Array; digest: Uint8Array }> {
+    const reply = await this.#ask({ buffer }, [buffer])
+    return { bytes: new Uint8Array(reply.buffer!), digest: new Uint8Array(reply.digest!) }
+  }
+
+  async #ask(request: object, transfer: ArrayBuffer[] = []): Promise<Reply> {
     const id = ++this.#lastId
     const reply = await new Promise<Reply>((resolve, reject) => {
       const worker = this.#worker()
       this.#pending.set(id, { worker, resolve, reject })
       if (this.#pending.size === 1) for (const w of this.#workers) w.ref()
-      worker.postMessage({ id, fd, size })
+      worker.postMessage({ id, ...request }, transfer)
     })
     if (reply.error !== undefined) {
       throw Object.assign(new Error(reply.error.message), { code: reply.error.code })
     }
-    return { bytes: new Uint8Array(reply.buffer!), digest: new Uint8Array(reply.digest!) }
+    return reply
   }
 
   #worker(): Worker {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { Agent as HttpAgent } from 'node:http'
 import { Agent as HttpsAgent } from 'node:https'
+import { availableParallelism } from 'node:os'
 import { Readable } from 'node:stream'
 import {
   CopyObjectCommand,
@@ -28,6 +29,7 @@ import type { ReadSink } from '../hashing.js'
 import { PROBES, STAGING } from '../layout.js'
 import type { Backend, ConditionalWriteResult, StagedObject, VersionedBlob } from './backend.js'
 import { NotFoundSignal } from './backend.js'
+import { type ReadThreads, sharedReadThreads, THREAD_READ_MIN_BYTES } from './read-threads.js'
 
 /** Above this, a put asks whether the object exists before sending its bytes. */
 const HEAD_FIRST_BYTES = 1 << 20
@@ -51,6 +53,8 @@ export interface S3BackendInit {
   createBucket?: boolean
   /** Sockets per host. @default 64 */
   maxSockets?: number
+  /** Hash bodies of 1 MiB and more on read threads. @default true with more than one core */
+  readThreads?: boolean
 }
 
 interface S3ErrorShape {
@@ -149,11 +153,14 @@ export class S3Backend implements Backend {
   readonly #client: S3Client
   readonly #ownsClient: boolean
   readonly #location: S3Location
+  /** Where large bodies are hashed; `undefined` hashes them as they arrive, on this thread. */
+  readonly #threads: ReadThreads | undefined
 
-  private constructor(location: S3Location, client: S3Client, ownsClient: boolean) {
+  private constructor(location: S3Location, client: S3Client, ownsClient: boolean, readThreads: boolean) {
     this.#location = location
     this.#client = client
     this.#ownsClient = ownsClient
+    this.#threads = readThreads ? sharedReadThreads() : undefined
     const where = location.endpoint ?? 's3:/'
     this.description = `${where}/${location.bucket}${location.prefix === '' ? '' : `/${location.prefix.slice(0, -1)}`}`
   }
@@ -165,7 +172,12 @@ export class S3Backend implements Backend {
     signal?: AbortSignal,
   ): Promise<S3Backend> {
     const client = init.client ?? createS3Client(location, init.maxSockets)
-    const backend = new S3Backend(location, client, init.client === undefined)
+    const backend = new S3Backend(
+      location,
+      client,
+      init.client === undefined,
+      init.readThreads ?? availableParallelism() > 1,
+    )
     try {
       await backend.#ensureBucket(init.createBucket === true, signal)
     } catch (error) {
@@ -214,7 +226,16 @@ export class S3Backend implements Backend {
       if (isNotFound(error)) return false
       throw error
     }
-    await readBody(response.Body, response.ContentLength, sink)
+    const size = response.ContentLength
+    if (size !== undefined && size >= THREAD_READ_MIN_BYTES && sink.hashed !== undefined && this.#threads) {
+      // Received here, hashed on a read thread while this thread receives the next body.
+      const bytes = Buffer.allocUnsafeSlow(size)
+      await readBody(response.Body, size, { buffer: () => bytes, wrote: () => {} })
+      const { bytes: hashed, digest } = await this.#threads.hash(bytes.buffer)
+      sink.hashed(hashed, digest)
+      return true
+    }
+    await readBody(response.Body, size, sink)
     return true
   }
 
