@@ -27,7 +27,10 @@ export async function* mapOrdered<T, R>(
   while (window.length > 0) yield await window.shift()!
 }
 
-/** Resolve after `ms`, or reject with the signal's reason as soon as it aborts. */
+/**
+ * Resolve after `ms`, or reject with the signal's reason as soon as it aborts. The abort
+ * listener goes when the timer fires, so a long-lived signal does not collect one per retry.
+ */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason)

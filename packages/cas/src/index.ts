@@ -26,6 +26,7 @@
  * ```
  */
 
+export { sleep } from './concurrency.js'
 export { cidFromDigest, cidOf, DAG_CBOR_CODEC, parseCid, RAW_CODEC } from './digest.js'
 export * from './errors.js'
 export type * from './interface.js'

@@ -28,6 +28,7 @@ it('exports a small, stable public surface', async () => {
       "openStore",
       "parseBackendUrl",
       "parseCid",
+      "sleep",
     ]
   `)
 })

@@ -1,4 +1,4 @@
-import type { AbortOptions, Store } from '@dreamdb/cas'
+import { type AbortOptions, type Store, sleep } from '@dreamdb/cas'
 import { CID } from 'multiformats/cid'
 import { AnchorMinter, DEFAULT_ANCHOR_BLOCK } from './anchors.js'
 import { DAG_CBOR, decodeManifest, decodeRefTarget, encodeManifest, encodeRefTarget } from './codec.js'
@@ -108,23 +108,6 @@ export interface RepositoryInit {
 export type Source = string | CID
 
 const CONCURRENT_CHECKS = 16
-
-/** Resolve after `ms`; reject with the signal's reason if it aborts first. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason)
-    const onAbort = (): void => {
-      clearTimeout(timer)
-      reject(signal!.reason)
-    }
-    // The listener goes when the timer fires: a long-lived signal must not collect one per retry.
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
-}
 
 /**
  * Datasets, branches and snapshots on a `@dreamdb/cas` store. Every state is an immutable

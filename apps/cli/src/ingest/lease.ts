@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
-import type { RefEntry, Store } from '@dreamdb/cas'
+import { type RefEntry, type Store, sleep } from '@dreamdb/cas'
 import { IngestLeaseLostError, IngestLockedError } from '../errors.js'
 
 export const LEASE_PREFIX = '_dreamdb/leases/ingest/'
@@ -97,20 +97,6 @@ function deadHere(holder: LeaseHolder): boolean {
     return (error as NodeJS.ErrnoException).code === 'ESRCH'
   }
 }
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason)
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    const onAbort = () => {
-      clearTimeout(timer)
-      reject(signal!.reason)
-    }
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
 
 const isCode = (error: unknown, code: string) => (error as { code?: string } | null)?.code === code
 
