@@ -259,6 +259,7 @@ function forEachBlock(
  */
 function sharedColumn(field: Field, runs: Run[]): Vector | null {
   if (field.family !== 'embedding' && field.family !== 'binary') return null
+  if (runs.some(({ data }) => data.order !== null)) return null // shuffled: never one block
   let block: { data: WindowData; bucket: number; row: number; count: number } | undefined
   let blocks = 0
   forEachBlock(runs, (data, bucket, row, count) => {
