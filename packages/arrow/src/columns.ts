@@ -37,7 +37,13 @@ import {
   type Vector,
   vectorFromArray,
 } from 'apache-arrow'
-import { CorruptFieldObjectError, InvalidValueError } from './errors.js'
+import { CorruptFieldObjectError, InvalidFieldError, InvalidValueError } from './errors.js'
+
+/** The scalar kinds this package encodes (those of `@dreamdb/manifest`). */
+const SCALAR_KINDS = ['categorical', 'string', 'int', 'float', 'bool', 'timestamp'] as const
+const FAMILIES = ['binary', 'embedding', 'scalar'] as const
+const INT64_MIN = -(2n ** 63n)
+const INT64_MAX = 2n ** 63n - 1n
 
 /**
  * What encodes and decodes an embedding field whose schema names a spatial index and a
@@ -81,6 +87,13 @@ export function arrowTypeOf(field: Field): DataType {
       return new FixedSizeList(field.dim, new ArrowField('item', new Float32(), false))
     case 'scalar':
       return scalarType(field)
+    default:
+      throw new InvalidFieldError(
+        (field as { name?: string }).name ?? '?',
+        'family',
+        (field as { family?: unknown }).family,
+        FAMILIES,
+      )
   }
 }
 
@@ -98,6 +111,8 @@ function scalarType(field: ScalarField): DataType {
       return new Bool()
     case 'timestamp':
       return new TimestampMillisecond()
+    default:
+      throw new InvalidFieldError(field.name, 'kind', (field as { kind?: unknown }).kind, SCALAR_KINDS)
   }
 }
 
@@ -130,17 +145,26 @@ export function encodeField(
     }
     case 'binary':
       return encodeBinary(field.name, values)
+    default:
+      throw new InvalidFieldError(
+        (field as { name?: string }).name ?? '?',
+        'family',
+        (field as { family?: unknown }).family,
+        FAMILIES,
+      )
   }
 }
 
 function scalarVector(field: ScalarField, values: readonly unknown[]): Vector {
-  const fail = (i: number, reason: string): never => {
-    throw new InvalidValueError(field.name, i, reason)
+  const fail = (i: number, reason: string, value: unknown): never => {
+    throw new InvalidValueError(field.name, i, reason, { value })
   }
   const check = (test: (v: unknown) => boolean, expected: string) =>
     values.forEach((v, i) => {
-      if (v !== null && v !== undefined && !test(v)) fail(i, `expected ${expected}, got ${describe(v)}`)
+      if (v !== null && v !== undefined && !test(v)) fail(i, `expected ${expected}, got ${describe(v)}`, v)
     })
+  // An unknown kind is a field error, before any value is looked at.
+  if (!(SCALAR_KINDS as readonly unknown[]).includes(field.kind)) scalarType(field)
   const nullable = values.map((v) => (v === undefined ? null : v))
   switch (field.kind) {
     case 'categorical':
@@ -148,7 +172,12 @@ function scalarVector(field: ScalarField, values: readonly unknown[]): Vector {
       check((v) => typeof v === 'string', 'a string')
       return vectorFromArray(nullable as (string | null)[], scalarType(field))
     case 'int':
-      check((v) => (typeof v === 'number' && Number.isSafeInteger(v)) || typeof v === 'bigint', 'an integer')
+      check(
+        (v) =>
+          (typeof v === 'number' && Number.isSafeInteger(v)) ||
+          (typeof v === 'bigint' && v >= INT64_MIN && v <= INT64_MAX),
+        'an integer (a safe integer number or an int64 bigint)',
+      )
       return vectorFromArray(
         nullable.map((v) => (v === null ? null : BigInt(v as number | bigint))),
         new Int64(),
@@ -173,6 +202,7 @@ function scalarVector(field: ScalarField, values: readonly unknown[]): Vector {
 }
 
 function describe(value: unknown): string {
+  if (value === null || value === undefined) return String(value)
   if (typeof value === 'string')
     return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`
   if (value instanceof Uint8Array) return `${value.byteLength} bytes`
@@ -180,26 +210,74 @@ function describe(value: unknown): string {
   return `${typeof value} ${String(value).slice(0, 40)}`
 }
 
-/** Check one vector: its dimension, and that every component is finite. */
+/**
+ * Check one vector: a Float32Array, Float64Array or array of `field.dim` numbers, every
+ * component a finite number (and finite as a float32). Nothing is coerced: a string such
+ * as `'1e3'`, a boolean or a bigint component is refused, naming the component.
+ */
 export function checkVector(field: EmbeddingField, value: unknown, index: number): Float32Array {
-  const isArray = Array.isArray(value) || value instanceof Float32Array || value instanceof Float64Array
-  if (!isArray)
+  if (value instanceof Float32Array) {
+    writeVector(field, value, index, value, 0)
+    return value
+  }
+  const out = new Float32Array(field.dim)
+  writeVector(field, value, index, out, 0)
+  return out
+}
+
+/** Check one vector as `checkVector` does and copy it into `out` at `offset`. */
+function writeVector(
+  field: EmbeddingField,
+  value: unknown,
+  index: number,
+  out: Float32Array,
+  offset: number,
+): void {
+  const isTyped = value instanceof Float32Array || value instanceof Float64Array
+  if (!isTyped && !Array.isArray(value)) {
     throw new InvalidValueError(
       field.name,
       index,
       `expected a vector of ${field.dim} numbers, got ${describe(value)}`,
+      { value },
     )
-  const vector = value as ArrayLike<number>
-  if (vector.length !== field.dim) {
-    throw new InvalidValueError(field.name, index, `expected dimension ${field.dim}, got ${vector.length}`)
   }
-  const out = value instanceof Float32Array ? value : Float32Array.from(vector)
-  for (let d = 0; d < out.length; d++) {
-    if (!Number.isFinite(out[d]!)) {
-      throw new InvalidValueError(field.name, index, `component ${d} is ${vector[d]}, not a finite number`)
+  const vector = value as ArrayLike<unknown>
+  if (vector.length !== field.dim) {
+    throw new InvalidValueError(field.name, index, `expected dimension ${field.dim}, got ${vector.length}`, {
+      value: vector.length,
+    })
+  }
+  if (isTyped) {
+    // Typed arrays hold numbers only: one bulk copy, then the finiteness check.
+    if (value !== out) out.set(value as Float32Array | Float64Array, offset)
+  } else {
+    for (let d = 0; d < field.dim; d++) {
+      const x = vector[d]
+      if (typeof x !== 'number') {
+        throw new InvalidValueError(
+          field.name,
+          index,
+          `component ${d} is ${describe(x)}, not a number (values are never coerced)`,
+          { value: x },
+        )
+      }
+      out[offset + d] = x
     }
   }
-  return out
+  for (let d = 0; d < field.dim; d++) {
+    if (!Number.isFinite(out[offset + d]!)) {
+      const x = vector[d] as number
+      throw new InvalidValueError(
+        field.name,
+        index,
+        Number.isFinite(x)
+          ? `component ${d} is ${x}, beyond the float32 range`
+          : `component ${d} is ${x}, not a finite number`,
+        { value: x },
+      )
+    }
+  }
 }
 
 /** A FixedSizeList<Float32>[dim] vector over one contiguous Float32Array. */
@@ -224,7 +302,7 @@ export function embeddingColumn(
 function embeddingVector(field: EmbeddingField, values: readonly unknown[]): Vector {
   const flat = new Float32Array(values.length * field.dim)
   values.forEach((value, i) => {
-    flat.set(checkVector(field, value, i), i * field.dim)
+    writeVector(field, value, i, flat, i * field.dim)
   })
   return embeddingColumn(field, flat)
 }

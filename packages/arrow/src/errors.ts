@@ -12,12 +12,36 @@ export class InvalidValueError extends ArrowLayerError {
   static readonly code = 'ERR_ARROW_INVALID_VALUE'
   override readonly name = 'InvalidValueError'
   readonly code = InvalidValueError.code
+  /** The offending value (or component), when one value is to blame. */
+  readonly value: unknown
   constructor(
     readonly field: string,
     readonly index: number,
     readonly reason: string,
+    options?: ErrorOptions & { value?: unknown },
   ) {
-    super(`Invalid value for field '${field}' at record ${index}: ${reason}`)
+    super(`Invalid value for field '${field}' at record ${index}: ${reason}`, options)
+    this.value = options?.value
+  }
+}
+
+/**
+ * A field definition this package cannot encode (an unknown family or scalar kind), as
+ * when a layer is written with a kind that does not exist. Nothing was written.
+ */
+export class InvalidFieldError extends ArrowLayerError {
+  static readonly code = 'ERR_ARROW_INVALID_FIELD'
+  override readonly name = 'InvalidFieldError'
+  readonly code = InvalidFieldError.code
+  constructor(
+    readonly field: string,
+    readonly what: 'family' | 'kind',
+    readonly value: unknown,
+    readonly allowed: readonly string[],
+  ) {
+    super(
+      `Field '${field}' has ${what} ${JSON.stringify(value) ?? String(value)}, which is not one of ${allowed.join(', ')}`,
+    )
   }
 }
 
