@@ -2,13 +2,22 @@ import { randomBytes } from 'node:crypto'
 import { InvalidRefNameError, RefCorruptError } from './errors.js'
 
 const SEGMENT = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/
-const MAX_REF_NAME = 255
+export const MAX_REF_NAME = 255
+/**
+ * Characters in one `/`-separated segment, at most. A segment becomes a file name on a
+ * folder store and on MinIO, where names stop at 255 bytes: a folder store adds up to 25
+ * characters (`.ref`, then `.lock` or `.tmp-<16 hex>`) and MinIO 4 (`.ref`); 200 keeps
+ * room to spare on both.
+ */
+export const MAX_REF_SEGMENT = 200
 
 /**
  * Throw `InvalidRefNameError` unless `name` is a valid ref name: 1 to 255 characters of
- * `/`-separated segments, each made of `[A-Za-z0-9._-]`, not starting with `.` or `-`,
- * not ending in `.lock` or `.ref` (folder stores use those suffixes), and without `..`.
- * Ref names become object keys and file paths, so these rules keep them portable.
+ * `/`-separated segments of at most 200 characters each, made of `[A-Za-z0-9._-]`, not
+ * starting with `.` or `-`, not ending in `.` (git refuses a trailing dot), `.lock` or
+ * `.ref` (folder stores use those suffixes), and without `..`. Ref names become object
+ * keys and file paths, so these rules keep them portable; every name they accept can be
+ * stored on every backend.
  */
 export function assertValidRefName(name: string): void {
   const fail = (reason: string): never => {
@@ -18,6 +27,11 @@ export function assertValidRefName(name: string): void {
   if (name.length > MAX_REF_NAME) fail(`it is ${name.length} characters long; the limit is ${MAX_REF_NAME}`)
   for (const segment of name.split('/')) {
     if (segment.length === 0) fail('it has an empty path segment (a leading, trailing or doubled "/")')
+    if (segment.length > MAX_REF_SEGMENT) {
+      fail(
+        `segment '${segment.slice(0, 16)}…' is ${segment.length} characters long; the limit is ${MAX_REF_SEGMENT} per segment`,
+      )
+    }
     if (!SEGMENT.test(segment)) {
       fail(
         `segment '${segment}' must start with a letter, digit or "_" and use only letters, digits, ".", "_", "-"`,
@@ -27,6 +41,7 @@ export function assertValidRefName(name: string): void {
       fail(`segment '${segment}' ends in "${segment.endsWith('.ref') ? '.ref' : '.lock'}", which is reserved`)
     }
     if (segment.includes('..')) fail(`segment '${segment}' contains ".."`)
+    if (segment.endsWith('.')) fail(`segment '${segment}' ends in ".", which git refuses`)
   }
 }
 

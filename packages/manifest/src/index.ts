@@ -39,7 +39,7 @@ export {
   log,
 } from './history.js'
 export type * from './model.js'
-export { assertUserRefName } from './names.js'
+export { assertUserRefName, MAX_USER_REF_NAME } from './names.js'
 export {
   type ChangeRequest,
   type CommitOptions,
@@ -51,4 +51,4 @@ export {
   type SnapshotInfo,
   type Source,
 } from './repository.js'
-export type { BucketInput, FieldInput } from './schema.js'
+export { type BucketInput, checkLayer, type FieldInput } from './schema.js'

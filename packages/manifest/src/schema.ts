@@ -6,6 +6,7 @@ import {
   type Bucket,
   type Field,
   type FieldObject,
+  type Manifest,
   METRICS,
   SCALAR_KINDS,
   type Schema,
@@ -221,4 +222,60 @@ export function normalizeBucket(
   }
   for (const name of required) if (!(name in fields)) fail(`the object for field '${name}' is missing`)
   return { records: input.records, anchorMin, anchorMax, anchorRanges, timeMin, timeMax, fields }
+}
+
+/**
+ * Check a layer change against the state it applies to and return the layer's normalized
+ * field: a valid field definition (name, family, kind, dim, metric, ...), a name no base
+ * field has, the same definition and parent when the layer exists, and a parent that is a
+ * field or layer of the dataset. Throws InvalidSchemaError. Pure: callers run it before
+ * writing a layer's objects, and commits run it again on the head they land on.
+ */
+export function checkLayer(
+  head: {
+    schema: { fields: readonly Field[] }
+    layers: readonly Pick<Manifest['layers'][number], 'name' | 'parent' | 'field'>[]
+  },
+  request: { name: string; parent: string; field: FieldInput },
+): Field {
+  const where = `layer ${JSON.stringify(request?.name)}`
+  if (
+    typeof request !== 'object' ||
+    request === null ||
+    typeof request.field !== 'object' ||
+    request.field === null
+  ) {
+    throw new InvalidSchemaError(where, 'a layer is { name, parent, field }')
+  }
+  const field = normalizeField({ ...request.field, name: request.name } as FieldInput, where)
+  const baseNames = head.schema.fields.map((f) => f.name)
+  const existing = head.layers.find((l) => l.name === field.name)
+  if (existing === undefined && baseNames.includes(field.name)) {
+    throw new InvalidSchemaError(`layer '${field.name}'`, 'a base field already has this name')
+  }
+  if (existing !== undefined && (!sameField(existing.field, field) || existing.parent !== request.parent)) {
+    throw new InvalidSchemaError(
+      `layer '${field.name}'`,
+      `the layer exists with parent '${existing.parent}' and ${describeField(existing.field)}, not parent '${request.parent}' and ${describeField(field)}`,
+    )
+  }
+  const parents = [...baseNames, ...head.layers.map((l) => l.name)]
+  if (!parents.includes(request.parent) || request.parent === field.name) {
+    throw new InvalidSchemaError(
+      `layer '${field.name}'`,
+      `parent field '${request.parent}' is not in the dataset (fields: ${parents.join(', ')})`,
+    )
+  }
+  return field
+}
+
+function describeField(field: Field): string {
+  switch (field.family) {
+    case 'scalar':
+      return `kind '${field.kind}'`
+    case 'binary':
+      return `media '${field.media}'`
+    case 'embedding':
+      return `dim ${field.dim}, metric '${field.metric}'${field.algorithm ? `, algorithm '${field.algorithm}'` : ''}`
+  }
 }
