@@ -17,7 +17,15 @@ import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 
+export {
+  type FaultProxy,
+  type FaultProxyOptions,
+  type ProxiedRequest,
+  s3ClientFor,
+  startFaultProxy,
+} from './fault-proxy.js'
 export { adminClient, freshBucket, minioEndpoint } from './minio.js'
+export { type RawLocation, snapshotStore } from './store-snapshot.js'
 
 export interface OpenedStore {
   store: Store

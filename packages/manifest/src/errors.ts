@@ -185,3 +185,51 @@ export class MissingObjectError extends ManifestError {
     super(`${path} refers to object ${cid}, which is not in ${store}; write data objects before committing`)
   }
 }
+
+/**
+ * A commit wrote its manifest but could not learn whether the branch moved to it: the ref
+ * write's answer was lost (timeout, reset connection) and reading the branch back failed
+ * too, or the branch moved by more commits than a commit looks back through. The change may
+ * or may not be on the branch: `dreamdb log` of the branch shows whether `manifest` is in it.
+ */
+export class CommitOutcomeUnknownError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_COMMIT_UNKNOWN'
+  override readonly name = 'CommitOutcomeUnknownError'
+  readonly code = CommitOutcomeUnknownError.code
+  constructor(
+    readonly refName: string,
+    /** The manifest this commit tried to move the branch to last. */
+    readonly manifest: string,
+    readonly reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `Commit to '${refName}' may or may not have landed (manifest ${manifest}): ${reason}; check with: dreamdb log --ref-name ${refName}`,
+      options,
+    )
+  }
+}
+
+/**
+ * A walk of the timeline, a layer's segments or the history met objects that disagree:
+ * a node reached twice, a summary that does not match the node it summarises, a level out
+ * of order or beyond the nesting limit, a manifest whose counts differ from its timeline.
+ * The store is damaged or was written by something other than DreamDB. Names the object
+ * (`cid`), what disagreed (`reason`), and the two values where there are two.
+ */
+export class IntegrityError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_INTEGRITY'
+  override readonly name = 'IntegrityError'
+  readonly code = IntegrityError.code
+  constructor(
+    readonly what: string,
+    readonly cid: string,
+    readonly reason: string,
+    readonly expected?: string | number,
+    readonly actual?: string | number,
+  ) {
+    super(
+      `${what} ${cid} is inconsistent: ${reason}${expected === undefined ? '' : ` (expected ${expected}, found ${actual})`}; the store is damaged`,
+    )
+  }
+}

@@ -4,6 +4,7 @@ import { AnchorMinter, DEFAULT_ANCHOR_BLOCK } from './anchors.js'
 import { DAG_CBOR, decodeManifest, decodeRefTarget, encodeManifest, encodeRefTarget } from './codec.js'
 import {
   CommitConflictError,
+  CommitOutcomeUnknownError,
   InvalidChangeError,
   InvalidSchemaError,
   MissingObjectError,
@@ -29,11 +30,11 @@ import { assertUserRefName } from './names.js'
 import {
   assertUniqueNames,
   type BucketInput,
+  checkLayer,
   type FieldInput,
   normalizeBucket,
   normalizeField,
   normalizeSchema,
-  sameField,
 } from './schema.js'
 import {
   DEFAULT_FANOUT,
@@ -110,6 +111,29 @@ export type Source = string | CID
 const CONCURRENT_CHECKS = 16
 
 /**
+ * How many manifests a commit walks back from a new head, looking for its own manifest and
+ * checking that the others commute. A writer that falls further behind between two of its
+ * own attempts stops with CommitOutcomeUnknownError instead of guessing.
+ */
+const MAX_CATCH_UP = 10_000
+
+/** Ref writes in a row that may fail without an answer while the branch stays where it was. */
+const MAX_UNKNOWN_RETRIES = 3
+
+/**
+ * Errors of a ref write that leave its outcome open: the request may have been applied.
+ * `@dreamdb/cas` already re-reads the ref after such an error and reports success when it
+ * finds its own write; these reach a commit when that re-read found another writer's
+ * commit on top (or failed).
+ */
+const OUTCOME_UNKNOWN = new Set([
+  'ERR_CAS_STORAGE',
+  'ERR_CAS_TIMEOUT',
+  'ERR_CAS_UNREACHABLE',
+  'ERR_CAS_OUTCOME_UNKNOWN',
+])
+
+/**
  * Datasets, branches and snapshots on a `@dreamdb/cas` store. Every state is an immutable
  * manifest; a ref names one. Commits write objects first, then the manifest, then move
  * the branch by compare-and-swap, rebasing on the newest head when they lose a race and
@@ -144,6 +168,10 @@ export class Repository {
   ): Promise<RefInfo> {
     assertUserRefName(name)
     const schema = normalizeSchema(init.schema)
+    // Refuse a taken name before the empty manifest is written, so a refused create
+    // leaves nothing behind (a concurrent create can still win between the two).
+    const taken = await this.readRef(name, options)
+    if (taken !== undefined) throw new RefExistsError(name, taken.kind, taken.manifest.toString())
     const manifest: Manifest = {
       schema,
       timeline: null,
@@ -295,31 +323,114 @@ export class Repository {
     // Manifests already checked to commute with this change: a retry walks back only to
     // the head it saw last time, not all the way to the base.
     let checkedUpTo = base
+    // Every manifest this commit tried to move the branch to. A ref write whose answer was
+    // lost may have landed; before rebasing, the walk back from the new head looks for them.
+    const tried = new Map<string, { cid: CID; timeline: CID | null; parent: CID }>()
+    let unknownInARow = 0
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted()
       const started = Date.now()
       if (!head.target.manifest.equals(checkedUpTo)) {
-        await this.#assertCommutes(refName, base, checkedUpTo, head, prepared, options)
+        const landed = await this.#catchUp(refName, base, checkedUpTo, head, prepared, tried, options)
+        if (landed !== undefined) {
+          return {
+            manifest: landed.cid,
+            timeline: landed.timeline,
+            parent: landed.parent,
+            attempts: attempt - 1,
+          }
+        }
         checkedUpTo = head.target.manifest
       }
       const next = await this.#apply(prepared, head.manifest, head.target.manifest, options)
       const cid = await this.#putManifest(next, options)
+      tried.set(cid.toString(), { cid, timeline: next.timeline, parent: head.target.manifest })
       const target: RefTarget = { kind: 'branch', manifest: cid, timeline: next.timeline }
       try {
         await this.store.updateRef(refName, encodeRefTarget(target), head.version, options)
         return { manifest: cid, timeline: next.timeline, parent: head.target.manifest, attempts: attempt }
       } catch (error) {
-        if ((error as { code?: string }).code === 'ERR_CAS_REF_NOT_FOUND') {
-          throw new RefNotFoundError(refName, this.store.url)
+        const code = (error as { code?: string }).code
+        if (code === 'ERR_CAS_REF_NOT_FOUND') throw new RefNotFoundError(refName, this.store.url)
+        if (code === 'ERR_CAS_REF_CONFLICT') {
+          unknownInARow = 0
+          if (attempt >= maxAttempts) {
+            // The last write may be the one that landed (a lost answer, then a 412 against
+            // our own write): look before reporting failure.
+            const landed = await this.#landedAfterAll(refName, base, checkedUpTo, prepared, tried, options)
+            if (landed !== undefined) {
+              return {
+                manifest: landed.cid,
+                timeline: landed.timeline,
+                parent: landed.parent,
+                attempts: attempt,
+              }
+            }
+            throw new RetriesExhaustedError(refName, attempt, { cause: error })
+          }
+        } else if (
+          signal?.aborted ||
+          !OUTCOME_UNKNOWN.has(code ?? '') ||
+          (error as { requestSent?: boolean }).requestSent === false
+        ) {
+          // Aborted, refused for a reason that is certain, or never sent: nothing landed.
+          throw error
+        } else {
+          // The write may or may not have landed. Read the branch back: the walk at the top of
+          // the next attempt finds our manifest if it is there; if the branch has not moved,
+          // the same write is tried again (a few times, then the caller is told).
+          unknownInARow++
+          let reread: typeof head
+          try {
+            reread = await this.#branchHead(refName, options)
+          } catch (cause) {
+            if (signal?.aborted) throw signal.reason
+            throw new CommitOutcomeUnknownError(
+              refName,
+              cid.toString(),
+              `the ref write failed (${(error as Error).message}) and reading the branch back failed too`,
+              { cause: error },
+            )
+          }
+          if (
+            reread.target.manifest.equals(checkedUpTo) &&
+            (unknownInARow > MAX_UNKNOWN_RETRIES || attempt >= maxAttempts)
+          ) {
+            throw new CommitOutcomeUnknownError(
+              refName,
+              cid.toString(),
+              `${unknownInARow} ref writes in a row failed without an answer (${(error as Error).message})`,
+              { cause: error },
+            )
+          }
+          head = reread
+          if (!head.target.manifest.equals(checkedUpTo)) continue
         }
-        if ((error as { code?: string }).code !== 'ERR_CAS_REF_CONFLICT') throw error
-        if (attempt >= maxAttempts) throw new RetriesExhaustedError(refName, attempt, { cause: error })
       }
       // Back off for a random time scaled by how long an attempt takes here, so that
       // contenders spread over a window that fits them instead of colliding again.
       const attemptMs = Math.max(1, Date.now() - started)
       await sleep(Math.random() * attemptMs * 2 ** Math.min(attempt, 5), signal)
       head = await this.#branchHead(refName, options)
+    }
+  }
+
+  /** After the last attempt lost: is one of ours on the branch after all? */
+  async #landedAfterAll(
+    refName: string,
+    base: CID,
+    checkedUpTo: CID,
+    prepared: PreparedChange,
+    tried: Map<string, { cid: CID; timeline: CID | null; parent: CID }>,
+    options: AbortOptions,
+  ) {
+    const head = await this.#branchHead(refName, options)
+    if (head.target.manifest.equals(checkedUpTo)) return undefined
+    try {
+      return await this.#catchUp(refName, base, checkedUpTo, head, prepared, tried, options)
+    } catch (error) {
+      if ((error as { code?: string }).code === CommitConflictError.code) return undefined
+      throw error
     }
   }
 
@@ -374,30 +485,7 @@ export class Repository {
       return { kind: 'append', buckets, objects: objectsOf(buckets, 'append.buckets') }
     }
     if (request.kind === 'layer') {
-      const field = normalizeField(
-        { ...request.field, name: request.name } as FieldInput,
-        `layer '${request.name}'`,
-      )
-      const existing = head.layers.find((l) => l.name === field.name)
-      if (existing === undefined && baseNames.includes(field.name)) {
-        throw new InvalidSchemaError(`layer '${field.name}'`, 'a base field already has this name')
-      }
-      if (
-        existing !== undefined &&
-        (!sameField(existing.field, field) || existing.parent !== request.parent)
-      ) {
-        throw new InvalidSchemaError(
-          `layer '${field.name}'`,
-          `the layer exists with parent '${existing.parent}' and a different field definition`,
-        )
-      }
-      const parents = [...baseNames, ...head.layers.map((l) => l.name)]
-      if (!parents.includes(request.parent) || request.parent === field.name) {
-        throw new InvalidSchemaError(
-          `layer '${field.name}'`,
-          `parent field '${request.parent}' is not in the dataset (fields: ${parents.join(', ')})`,
-        )
-      }
+      const field = checkLayer(head, request)
       if (!Array.isArray(request.segments) || request.segments.length === 0) {
         throw new InvalidChangeError(`layer '${field.name}'`, 'a layer needs at least one segment')
       }
@@ -526,31 +614,50 @@ export class Repository {
   }
 
   /**
-   * After losing a race, check that everything committed since the last head seen
-   * (`checkedUpTo`, at first the base) commutes with this change. History is linear per
-   * branch, so this walks back parent by parent from the new head to that point.
+   * After losing a race (or not hearing back), walk back parent by parent from the new head
+   * to the head this commit tried last (`checkedUpTo`, at first the base). History is linear
+   * per branch, so if one of this commit's own manifests (`tried`) landed, it is on that
+   * path: then the commit is done and is returned, and nothing is rebased. Otherwise every
+   * change on the path must commute with this one. The walk is bounded by the head tried
+   * last (where one of ours would sit directly on top) and by MAX_CATCH_UP manifests.
    */
-  async #assertCommutes(
+  async #catchUp(
     refName: string,
     base: CID,
     checkedUpTo: CID,
     head: { target: RefTarget; manifest: Manifest },
     mine: PreparedChange,
+    tried: Map<string, { cid: CID; timeline: CID | null; parent: CID }>,
     options: AbortOptions,
-  ): Promise<void> {
+  ): Promise<{ cid: CID; timeline: CID | null; parent: CID } | undefined> {
     let cursor: CID = head.target.manifest
     let manifest = head.manifest
     const conflict = (reason: string): never => {
       throw new CommitConflictError(refName, base.toString(), head.target.manifest.toString(), reason)
     }
+    const theirs: Change[] = []
     for (let steps = 0; !cursor.equals(checkedUpTo); steps++) {
-      const reason = conflictBetween(mine, manifest.change)
-      if (reason !== undefined) conflict(reason)
+      const ours = tried.get(cursor.toString())
+      if (ours !== undefined) return ours
+      if (steps >= MAX_CATCH_UP) {
+        const last = [...tried.values()].pop()
+        throw new CommitOutcomeUnknownError(
+          refName,
+          last?.cid.toString() ?? 'none',
+          `the branch moved by more than ${MAX_CATCH_UP} commits since this commit last read it`,
+        )
+      }
+      theirs.push(manifest.change)
       const parent = manifest.parents[0]
-      if (parent === undefined || steps > 100_000) conflict('the branch was reset to an unrelated history')
+      if (parent === undefined) conflict('the branch was reset to an unrelated history')
       cursor = parent!
       manifest = await this.loadManifest(cursor, options)
     }
+    for (const change of theirs) {
+      const reason = conflictBetween(mine, change)
+      if (reason !== undefined) conflict(reason)
+    }
+    return undefined
   }
 
   /** Build the next manifest on top of `head` (the rebase is this function applied again). */
