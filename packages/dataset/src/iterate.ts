@@ -42,6 +42,13 @@ export interface IterOptions {
   worldSize?: number
   /** Only records appended within [start, end] (ms since the epoch, or Dates). */
   timeRange?: [number | Date, number | Date]
+  /**
+   * Only the epoch's batches [start, end), instead of this partition's run: for a loader that
+   * assigns batches itself (a resume with another number of workers). Batches past the
+   * epoch's last come back empty, so every caller of the same range steps the same number of
+   * times. Takes the place of `worker`/`rank`, which must be left at 0 of 1.
+   */
+  batchRange?: [number, number]
   /** Continue from a state taken with `state()` after some batch. */
   resumeFrom?: ResumeState
   /** Records per shuffle window. @default max(4 * batchSize, 4096) */
@@ -64,6 +71,8 @@ export interface ResumeState {
   worker: number
   numWorkers: number
   timeRange: [number, number] | null
+  /** The epoch's batches asked for with `batchRange`, else null (the partition's run). */
+  batchRange?: [number, number] | null
   /** Batches of this partition already yielded. */
   nextBatch: number
 }
@@ -119,6 +128,20 @@ export function normalizeIterOptions(
     }
     state.timeRange = [from, to]
   }
+  if (options.batchRange !== undefined) {
+    const range = options.batchRange
+    if (!Array.isArray(range) || range.length !== 2)
+      throw new InvalidOptionError('batchRange', range, 'must be [start, end]')
+    const start = integer('batchRange[0]', range[0], 0)
+    const end = integer('batchRange[1]', range[1], start)
+    if (state.numWorkers !== 1 || state.worldSize !== 1)
+      throw new InvalidOptionError(
+        'batchRange',
+        range,
+        'replaces worker and rank partitioning; leave them at 0 of 1',
+      )
+    state.batchRange = [start, end]
+  }
   const resume = options.resumeFrom
   if (resume !== undefined) {
     if (resume?.format !== 'dreamdb.resume/1')
@@ -140,6 +163,9 @@ export function normalizeIterOptions(
     }
     if (JSON.stringify(resume.timeRange) !== JSON.stringify(state.timeRange)) {
       throw new ResumeMismatchError('timeRange', state.timeRange, resume.timeRange)
+    }
+    if (JSON.stringify(resume.batchRange ?? null) !== JSON.stringify(state.batchRange ?? null)) {
+      throw new ResumeMismatchError('batchRange', state.batchRange ?? null, resume.batchRange ?? null)
     }
     state.nextBatch = integer('resumeFrom.nextBatch', resume.nextBatch, 0)
   }
@@ -554,7 +580,17 @@ export function iterate(
       partitions: state.worldSize * state.numWorkers,
       windowRecords: options.windowRecords,
     }
-    const plan: Plan = buildPlan(units, planOptions)
+    const partitionPlan: Plan = buildPlan(units, planOptions)
+    const range = state.batchRange
+    const plan: Plan =
+      range === null || range === undefined
+        ? partitionPlan
+        : {
+            ...partitionPlan,
+            firstBatch: range[0],
+            endBatch: Math.max(range[0], Math.min(range[1], partitionPlan.batches)),
+            batchesPerPartition: range[1] - range[0],
+          }
     if (yielded > plan.batchesPerPartition) {
       throw new InvalidOptionError(
         'resumeFrom.nextBatch',

@@ -1,0 +1,247 @@
+/**
+ * What the bridge can be asked to do: one handler per operation of `dreamdb_dataset`, each
+ * a direct call into `@dreamdb/dataset` or `@dreamdb/manifest`. Datasets stay open in the
+ * bridge under a numeric handle that the Python object holds.
+ */
+import { openStore, type Store } from '@dreamdb/cas'
+import {
+  agreementMatrix,
+  type BatchStream,
+  compareRefs,
+  Dataset,
+  type IterOptions,
+  type ResumeState,
+} from '@dreamdb/dataset'
+import { type Field, inspect, Repository } from '@dreamdb/manifest'
+import { RecordBatchStreamWriter, type Table, tableFromArrays, tableFromIPC, tableToIPC } from 'apache-arrow'
+import { type RecordsShape, recordsOf, samplesOf } from './convert.js'
+
+/** A request's arguments, as Python sent them (JSON). */
+export type Args = Record<string, unknown>
+
+/** The outcome of an operation: JSON, and optionally an Arrow table sent after it. */
+export interface Outcome {
+  json: unknown
+  table?: Table
+}
+
+/** A stream of record batches that Python pulls with credits. */
+export interface Stream {
+  state: () => ResumeState
+  batches: AsyncIterator<Uint8Array>
+}
+
+export class BadRequestError extends Error {
+  readonly code = 'ERR_BRIDGE_BAD_REQUEST'
+  override readonly name = 'BadRequestError'
+  constructor(
+    readonly op: string,
+    readonly reason: string,
+  ) {
+    super(`Bridge request '${op}': ${reason}`)
+  }
+}
+
+export class Operations {
+  readonly #stores = new Map<string, Promise<Store>>()
+  readonly #datasets = new Map<number, Dataset>()
+  #nextHandle = 1
+
+  /** One open store per backend URL for the life of the bridge. */
+  #store(backend: unknown): Promise<Store> {
+    if (typeof backend !== 'string')
+      throw new BadRequestError('open', `backend must be a string, got ${typeof backend}`)
+    let store = this.#stores.get(backend)
+    if (store === undefined) {
+      store = openStore(backend)
+      store.catch(() => this.#stores.delete(backend))
+      this.#stores.set(backend, store)
+    }
+    return store
+  }
+
+  #dataset(args: Args): Dataset {
+    const ds = this.#datasets.get(args.handle as number)
+    if (ds === undefined)
+      throw new BadRequestError('dataset', `no open dataset with handle ${String(args.handle)}`)
+    return ds
+  }
+
+  #describe(ds: Dataset): unknown {
+    const handle = this.#nextHandle++
+    this.#datasets.set(handle, ds)
+    return { handle, ...this.#info(ds) }
+  }
+
+  #info(ds: Dataset): Record<string, unknown> {
+    const { manifest } = ds
+    return {
+      ref: ds.ref,
+      manifest: ds.currentManifest(),
+      fields: manifest.schema.fields.map(plainField),
+      layers: manifest.layers.map((l) => ({
+        name: l.name,
+        parent: l.parent,
+        field: plainField(l.field),
+        records: l.records,
+      })),
+      records: manifest.stats.records,
+    }
+  }
+
+  /** Operations that answer once. */
+  async call(op: string, args: Args, data: Uint8Array, signal: AbortSignal): Promise<Outcome> {
+    const withSignal = { signal }
+    switch (op) {
+      case 'hello':
+        return { json: { pid: process.pid, node: process.versions.node } }
+      case 'create': {
+        const store = await this.#store(args.backend)
+        const ds = await Dataset.create(args.name as string, {
+          backend: store,
+          schema: args.schema as { fields: never[] },
+          signal,
+        })
+        return { json: this.#describe(ds) }
+      }
+      case 'openRef':
+        return {
+          json: this.#describe(
+            await Dataset.openRef(args.name as string, { backend: await this.#store(args.backend), signal }),
+          ),
+        }
+      case 'openAt':
+        return {
+          json: this.#describe(
+            await Dataset.openAt(args.at as string, { backend: await this.#store(args.backend), signal }),
+          ),
+        }
+      case 'release':
+        for (const handle of args.handles as number[]) this.#datasets.delete(handle)
+        return { json: null }
+      case 'describe':
+        return { json: this.#info(this.#dataset(args)) }
+      case 'refresh': {
+        const ds = this.#dataset(args)
+        await ds.refresh(withSignal)
+        return { json: this.#info(ds) }
+      }
+      case 'snapshot':
+        return { json: await this.#dataset(args).snapshot(args.label as string, withSignal) }
+      case 'branch':
+        return { json: this.#describe(await this.#dataset(args).branch(args.name as string, withSignal)) }
+      case 'appendMany': {
+        const ds = this.#dataset(args)
+        const records = recordsOf(tableFromIPC(data), args as RecordsShape)
+        const manifest = await ds.appendMany(records, {
+          ...(args.bucketRecords != null ? { bucketRecords: args.bucketRecords as number } : {}),
+          ...(args.message != null ? { message: args.message as string } : {}),
+          signal,
+        })
+        return { json: { manifest, ...this.#info(ds) } }
+      }
+      case 'addScalarLayer': {
+        const ds = this.#dataset(args)
+        const samples = samplesOf(tableFromIPC(data), args.jsonValues as unknown[] | undefined)
+        const manifest = await ds.addScalarLayer(
+          args.name as string,
+          args.parentField as string,
+          args.kind as never,
+          samples,
+          withSignal,
+        )
+        return { json: { manifest, ...this.#info(ds) } }
+      }
+      case 'addEmbeddingLayer': {
+        const ds = this.#dataset(args)
+        const samples = samplesOf(tableFromIPC(data), args.jsonValues as unknown[] | undefined)
+        const init = args.init as Record<string, unknown>
+        const manifest = await ds.addEmbeddingLayer({ ...init, samples } as never, withSignal)
+        return { json: { manifest, ...this.#info(ds) } }
+      }
+      case 'search': {
+        const ds = this.#dataset(args)
+        const query = new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4)
+        const hits = await ds.search(args.field as string, query, {
+          ...(args.options as object),
+          signal,
+        } as never)
+        return {
+          json: { hits: hits.anchors.length },
+          table: tableFromArrays({ anchor: hits.anchors, distance: hits.distances }),
+        }
+      }
+      case 'migrate': {
+        const ds = this.#dataset(args)
+        const manifest = await ds.migrate({ ...(args.options as object), signal } as never)
+        return { json: { manifest, ...this.#info(ds) } }
+      }
+      case 'compact': {
+        const ds = this.#dataset(args)
+        const manifest = await ds.compact({ ...(args.options as object), signal } as never)
+        return { json: { manifest: manifest ?? null, ...this.#info(ds) } }
+      }
+      case 'inspect': {
+        const ds = this.#dataset(args)
+        return { json: await inspect(ds.repository, ds.ref ?? ds.currentManifest(), withSignal) }
+      }
+      case 'refs': {
+        const repo = new Repository(await this.#store(args.backend))
+        const out: unknown[] = []
+        for await (const ref of repo.listRefs((args.prefix as string | undefined) ?? '', withSignal)) {
+          out.push({ name: ref.name, kind: ref.kind, manifest: ref.manifest.toString() })
+        }
+        return { json: out }
+      }
+      case 'compareRefs': {
+        const table = await compareRefs({
+          refs: args.refs as string[],
+          fields: args.fields as string[],
+          backend: await this.#store(args.backend),
+          signal,
+        })
+        return { json: { rows: table.numRows }, table }
+      }
+      case 'agreementMatrix':
+        return { json: agreementMatrix(tableFromIPC(data), args.field as string, args.refs as string[]) }
+      default:
+        throw new BadRequestError(op, 'unknown operation')
+    }
+  }
+
+  /** `iterArrowBatches`: each batch encoded as its own IPC stream, pulled by Python. */
+  iterate(args: Args, signal: AbortSignal): Stream {
+    const ds = this.#dataset(args)
+    const stream: BatchStream = ds.iterArrowBatches({ ...(args.options as IterOptions), signal })
+    const source = stream[Symbol.asyncIterator]()
+    return {
+      state: () => stream.state(),
+      batches: {
+        async next() {
+          const next = await source.next()
+          if (next.done) return { done: true, value: undefined }
+          return { done: false, value: RecordBatchStreamWriter.writeAll([next.value]).toUint8Array(true) }
+        },
+        async return() {
+          await source.return?.()
+          return { done: true, value: undefined }
+        },
+      },
+    }
+  }
+}
+
+/** A table as IPC stream bytes. */
+export function ipcOf(table: Table): Uint8Array {
+  return tableToIPC(table, 'stream')
+}
+
+function plainField(field: Field): Record<string, unknown> {
+  return field.family === 'embedding'
+    ? {
+        ...field,
+        spatialIndex: field.spatialIndex?.toString() ?? null,
+        compressor: field.compressor?.toString() ?? null,
+      }
+    : { ...field }
+}
