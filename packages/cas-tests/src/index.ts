@@ -26,6 +26,7 @@ export {
 } from './fault-proxy.js'
 export { adminClient, freshBucket, minioEndpoint } from './minio.js'
 export { type RawLocation, snapshotStore } from './store-snapshot.js'
+export { type RawLocation, snapshotStore } from './store-snapshot.js'
 
 export interface OpenedStore {
   store: Store

@@ -10,12 +10,15 @@ import {
 } from '@dreamdb/arrow'
 import { type AbortOptions, openStore, type Store } from '@dreamdb/cas'
 import {
+  assertUserRefName,
   type Bucket,
   type BucketInput,
+  checkLayer,
   type EmbeddingField,
   type Field,
   type FieldInput,
   type Manifest,
+  RefExistsError,
   Repository,
   type ScalarKind,
   type SnapshotInfo,
@@ -173,6 +176,11 @@ export class Dataset {
     init: BackendOptions & { schema: { fields: FieldInput[] } },
   ): Promise<Dataset> {
     const repo = await repositoryFor(init.backend, init.signal)
+    // A taken name is refused before the dataset's first manifest is written, so a refused
+    // create leaves nothing behind (name and schema are checked by createDataset first).
+    assertUserRefName(name)
+    const taken = await repo.readRef(name, init)
+    if (taken !== undefined) throw new RefExistsError(name, taken.kind, taken.manifest.toString())
     await repo.createDataset(name, { schema: init.schema }, init)
     return await Dataset.openRef(name, {
       backend: repo.store,
@@ -249,6 +257,13 @@ export class Dataset {
     const fields = this.#manifest.schema.fields
     const names = fields.map((f) => f.name)
     records.forEach((record, i) => {
+      if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+        throw new InvalidOptionError(
+          `records[${i}]`,
+          record === null ? 'null' : Array.isArray(record) ? 'an array' : typeof record,
+          `a record is an object with a value for each of ${names.map((n) => `'${n}'`).join(', ')}`,
+        )
+      }
       for (const key of Object.keys(record)) {
         if (!names.includes(key)) throw new UnknownFieldError(key, names)
       }
@@ -260,7 +275,10 @@ export class Dataset {
     const perBucket = options.bucketRecords ?? defaultBucketRecords(fields)
     const maxBytes = options.bucketBytes ?? 64 << 20
     if (!Number.isSafeInteger(perBucket) || perBucket < 1)
-      throw new InvalidOptionError('bucketRecords', perBucket, 'must be >= 1')
+      throw new InvalidOptionError('bucketRecords', perBucket, 'must be an integer >= 1')
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
+      throw new InvalidOptionError('bucketBytes', maxBytes, 'must be an integer >= 1')
+    assertMessage(options.message)
     const groups = splitIntoBuckets(records, fields, perBucket, maxBytes)
     // Encode everything first: a bad value fails before anything is written.
     const codecs = await this.#codecs(options)
@@ -309,6 +327,8 @@ export class Dataset {
 
   /** Add (or extend) an embedding layer, e.g. a student model's outputs. */
   async addEmbeddingLayer(init: EmbeddingLayerInit, options: AbortOptions = {}): Promise<string> {
+    if (typeof init !== 'object' || init === null)
+      throw new InvalidOptionError('init', init, 'is { name, parentField, dim, samples, ... }')
     const field: EmbeddingField = {
       name: init.name,
       family: 'embedding',
@@ -396,6 +416,23 @@ export class Dataset {
     const bits = options.bits ?? 1
     if (!Number.isInteger(bits) || bits < 1 || bits > 8)
       throw new InvalidOptionError('bits', bits, 'must be an integer from 1 to 8')
+    if (options.rerank !== undefined && typeof options.rerank !== 'boolean')
+      throw new InvalidOptionError('rerank', options.rerank, 'must be a boolean')
+    if (options.lists !== undefined && (!Number.isSafeInteger(options.lists) || options.lists < 1))
+      throw new InvalidOptionError('lists', options.lists, 'must be an integer >= 1')
+    const seed = options.seed ?? 0
+    if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff)
+      throw new InvalidOptionError('seed', seed, 'must be an integer from 0 to 4294967295')
+    assertMessage(options.message)
+    const spatialIndexCid = asCid(options.spatialIndex, 'spatialIndex')
+    const compressorCid = asCid(options.compressor, 'compressor')
+    if (algorithm === null && (spatialIndexCid !== null || compressorCid !== null)) {
+      throw new InvalidOptionError(
+        spatialIndexCid !== null ? 'spatialIndex' : 'compressor',
+        String(spatialIndexCid ?? compressorCid),
+        'plain float32 (algorithm null) uses no spatial index or compressor',
+      )
+    }
     const codecs = await this.#codecs(options)
     const exact = !isCompressed(field) || field.rerank
     if (rerank && !exact) {
@@ -423,18 +460,32 @@ export class Dataset {
         all.set(v, at)
         at += v.length
       }
-      const spatialIndex = options.spatialIndex
-        ? await loadSpatialIndex(this.store, asCid(options.spatialIndex, 'spatialIndex')!, options)
+      const spatialIndex = spatialIndexCid
+        ? await loadSpatialIndex(this.store, spatialIndexCid, options)
         : await trainSpatialIndex(all, {
             dim: field.dim,
             metric,
             ...(options.lists !== undefined ? { lists: options.lists } : {}),
-            seed: options.seed ?? 0,
+            seed,
             ...(options.signal ? { signal: options.signal } : {}),
           })
-      const compressor = options.compressor
-        ? await loadCompressor(this.store, asCid(options.compressor, 'compressor')!, options)
-        : createCompressor({ dim: field.dim, metric, bits, seed: options.seed ?? 0 })
+      const compressor = compressorCid
+        ? await loadCompressor(this.store, compressorCid, options)
+        : createCompressor({ dim: field.dim, metric, bits, seed })
+      // An operator's index or compressor for another dimension or metric is refused
+      // before anything is saved.
+      for (const [what, cid, object] of [
+        ['spatialIndex', spatialIndexCid, spatialIndex],
+        ['compressor', compressorCid, compressor],
+      ] as const) {
+        if (object.dim !== field.dim || object.metric !== metric) {
+          throw new InvalidOptionError(
+            what,
+            String(cid),
+            `is for dim ${object.dim} and metric '${object.metric}'; field '${field.name}' needs dim ${field.dim} and '${metric}'`,
+          )
+        }
+      }
       next = {
         ...next,
         spatialIndex: await saveSpatialIndex(this.store, spatialIndex, options),
@@ -639,7 +690,7 @@ export class Dataset {
   }
 
   async #addLayer(
-    field: Field,
+    input: Field,
     parentField: string,
     samples: readonly Sample[],
     options: AbortOptions,
@@ -650,6 +701,25 @@ export class Dataset {
       ...this.#manifest.layers.map((l) => l.name),
     ]
     if (!known.includes(parentField)) throw new UnknownFieldError(parentField, known)
+    // The definition against this state (name, kind, dim, metric, a clash with a base field,
+    // a layer re-added with another definition), before any object is written.
+    const field = checkLayer(this.#manifest, { name: input.name, parent: parentField, field: input })
+    if (field.family === 'embedding') {
+      if (field.algorithm !== null && !(field.algorithm in ALGORITHMS)) {
+        throw new InvalidOptionError(
+          'algorithm',
+          field.algorithm,
+          `must be one of ${Object.keys(ALGORITHMS).join(', ')} or null`,
+        )
+      }
+      if (field.spatialIndex !== null || field.compressor !== null) {
+        throw new InvalidOptionError(
+          field.spatialIndex !== null ? 'spatialIndex' : 'compressor',
+          String(field.spatialIndex ?? field.compressor),
+          'an embedding layer stores float32 vectors; compressed layers are not supported',
+        )
+      }
+    }
     if (!Array.isArray(samples) || samples.length === 0) {
       throw new InvalidSampleError(field.name, 0, 'a layer needs at least one sample')
     }
@@ -736,6 +806,12 @@ function flatVectors(column: Vector, dim: number): Float32Array {
   const child = data.children[0]!
   const start = child.offset + data.offset * dim
   return (child.values as Float32Array).subarray(start, start + column.length * dim)
+}
+
+/** A commit message is a string when given. */
+function assertMessage(message: unknown): void {
+  if (message !== undefined && typeof message !== 'string')
+    throw new InvalidOptionError('message', message, 'must be a string')
 }
 
 function isCidString(value: string): boolean {
