@@ -26,7 +26,6 @@ export {
 } from './fault-proxy.js'
 export { adminClient, freshBucket, minioEndpoint } from './minio.js'
 export { type RawLocation, snapshotStore } from './store-snapshot.js'
-export { type RawLocation, snapshotStore } from './store-snapshot.js'
 
 export interface OpenedStore {
   store: Store
