@@ -10,6 +10,7 @@ import {
   RefConflictError,
   RefNotFoundError,
   StorageError,
+  WriteOutcomeUnknownError,
 } from './errors.js'
 import { HashingSink } from './hashing.js'
 import type {
@@ -34,8 +35,29 @@ import {
 } from './refs.js'
 
 const DEFAULT_CONCURRENCY = 16
+/**
+ * A put that finds its object already stored reads it back and checks its digest when it is
+ * this small (design/0002, "Healing"); a larger one is checked by size, and by digest only
+ * once a read in this process has found it damaged.
+ */
+export const VERIFY_ON_DEDUP_BYTES = 64 << 10
+/** How many damaged digests a store remembers for its next put of those bytes. */
+const MAX_SUSPECTS = 4096
 /** How often a conditional write is retried after a server-side conflict (S3's 409). */
 const MAX_TRANSIENT_RETRIES = 8
+
+/**
+ * Whether a failed write may have been applied by the server: it was sent and no refusal
+ * came back (a timeout, a lost connection, a 5xx). A 4xx answer is a refusal.
+ */
+function mayHaveLanded(error: unknown): boolean {
+  const shape = error as { code?: unknown; requestSent?: unknown; $metadata?: { httpStatusCode?: number } }
+  if (shape?.code === 'ERR_CAS_TIMEOUT') return true
+  if (shape?.code === 'ERR_CAS_UNREACHABLE') return shape.requestSent !== false
+  if (error instanceof CasError) return false
+  const status = shape?.$metadata?.httpStatusCode
+  return status === undefined || status >= 500
+}
 
 /**
  * The one implementation of `Store`: hashing, verification, dedup and the ref protocol,
@@ -47,6 +69,8 @@ export class ContentStore implements Store {
   readonly url: string
   readonly #backend: Backend
   #conditionalWritesChecked: Promise<void> | undefined
+  /** Digests whose stored objects failed verification on a read, oldest first. */
+  readonly #suspects = new Set<string>()
 
   constructor(backend: Backend) {
     this.#backend = backend
@@ -63,10 +87,17 @@ export class ContentStore implements Store {
       const stored = await this.#storage(
         'put',
         cid,
-        () => this.#backend.writeObjectIfAbsent(key, data, signal),
+        async () => {
+          const write = await this.#backend.writeObjectIfAbsent(key, data, signal)
+          if (write.written) return { stored: true, repaired: false }
+          if (await this.#existingIsSound(cid, key, data.byteLength, write.size, signal))
+            return { stored: false, repaired: false }
+          await this.#backend.replaceObject(key, data, signal)
+          return { stored: true, repaired: true }
+        },
         signal,
       )
-      onProgress?.({ type: 'dreamdb:cas:put', cid, size: data.byteLength, stored })
+      onProgress?.({ type: 'dreamdb:cas:put', cid, size: data.byteLength, ...stored })
       return cid
     }
     const hash = new Sha256()
@@ -85,13 +116,58 @@ export class ContentStore implements Store {
     try {
       const cid = cidFromDigest(hash.digest(), codec)
       const key = objectKey(toHex(cid.multihash.digest))
-      const { stored } = await this.#storage('put (publish)', cid, () => staged.publish(key, signal), signal)
-      onProgress?.({ type: 'dreamdb:cas:put', cid, size: staged.size, stored })
+      const stored = await this.#storage(
+        'put (publish)',
+        cid,
+        async () => {
+          const write = await staged.publish(key, signal)
+          if (write.written) return { stored: true, repaired: false }
+          if (await this.#existingIsSound(cid, key, staged.size, write.size, signal))
+            return { stored: false, repaired: false }
+          await staged.replace(key, signal)
+          return { stored: true, repaired: true }
+        },
+        signal,
+      )
+      onProgress?.({ type: 'dreamdb:cas:put', cid, size: staged.size, ...stored })
       return cid
-    } catch (error) {
+    } finally {
       await staged.discard().catch(() => {})
-      throw error
     }
+  }
+
+  /**
+   * Whether the object a put found already stored holds the right bytes. Cheap by design: a
+   * size compare, plus a read and hash for small objects and for digests a read of this
+   * store has found damaged. A missing object (deleted since) is not sound: it is written.
+   */
+  async #existingIsSound(
+    cid: CID,
+    key: string,
+    size: number,
+    knownSize: number | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<boolean> {
+    const hex = toHex(cid.multihash.digest)
+    if (size <= VERIFY_ON_DEDUP_BYTES || this.#suspects.has(hex)) {
+      if (knownSize !== undefined && knownSize !== size) return false
+      const sink = new HashingSink()
+      if (!(await this.#backend.readObject(key, sink, signal))) return false
+      const sound = equalBytes(sink.finish().digest, cid.multihash.digest)
+      if (sound) this.#suspects.delete(hex)
+      return sound
+    }
+    const stored = knownSize ?? (await this.#backend.objectSize(key, signal))
+    return stored === size
+  }
+
+  /** Remember a digest whose stored object failed verification, for the next put of it. */
+  #suspect(cid: CID): void {
+    if (this.#suspects.size >= MAX_SUSPECTS) {
+      const oldest = this.#suspects.values().next().value
+      if (oldest !== undefined) this.#suspects.delete(oldest)
+    }
+    this.#suspects.add(toHex(cid.multihash.digest))
   }
 
   async get(cid: CID, options: AbortOptions & ProgressOptions = {}): Promise<Uint8Array> {
@@ -315,8 +391,21 @@ export class ContentStore implements Store {
         result = await this.#backend.writeBlob(key, body, expectedVersion, signal)
       } catch (error) {
         if (signal?.aborted) throw signal.reason
-        const mine = await this.#ownWrite(name, txn, signal)
+        // Refused before it was sent (connection refused, no such host): nothing was written.
+        if ((error as { requestSent?: unknown }).requestSent === false) throw error
+        const ambiguous = this.#backend.ambiguousWrites === true && mayHaveLanded(error)
+        let mine: RefEntry | undefined
+        try {
+          mine = await this.#ownWrite(name, txn, signal)
+        } catch (readError) {
+          if (signal?.aborted) throw signal.reason
+          if (ambiguous) throw new WriteOutcomeUnknownError(name, expectedVersion, this.url, { cause: error })
+          throw readError
+        }
         if (mine !== undefined) return mine
+        // Sent, unanswered, and not there yet: it may still land, so it must not be sent
+        // again nor reported as failed. The caller finds out (design/0003).
+        if (ambiguous) throw new WriteOutcomeUnknownError(name, expectedVersion, this.url, { cause: error })
         throw this.#wrap('write ref', name, error, signal)
       }
       if (result.ok) return { name, value, version: result.token, generation }
@@ -362,6 +451,7 @@ export class ContentStore implements Store {
 
   #verify(cid: CID, actual: Uint8Array): void {
     if (!equalBytes(actual, cid.multihash.digest)) {
+      this.#suspect(cid)
       throw new ObjectIntegrityError(cid.toString(), toHex(cid.multihash.digest), toHex(actual), this.url)
     }
   }

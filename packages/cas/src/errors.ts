@@ -27,6 +27,20 @@ export class InvalidBackendUrlError extends CasError {
   }
 }
 
+/** An `openStore` option or its environment variable has a value it cannot take. Nothing was opened. */
+export class InvalidStoreOptionError extends CasError {
+  static readonly code = 'ERR_CAS_INVALID_OPTION'
+  override readonly name = 'InvalidStoreOptionError'
+  readonly code = InvalidStoreOptionError.code
+  constructor(
+    readonly option: string,
+    readonly value: unknown,
+    readonly expected: string,
+  ) {
+    super(`Invalid store option ${option}=${String(value)}: expected ${expected}`)
+  }
+}
+
 /** A string that should have been a CID is not one, or names a hash this store cannot verify. */
 export class InvalidCidError extends CasError {
   static readonly code = 'ERR_CAS_INVALID_CID'
@@ -234,6 +248,82 @@ export class ConditionalWritesUnsupportedError extends CasError {
   ) {
     super(
       `The server at ${endpoint} ignored an ${header} conditional write, so refs cannot move safely; DreamDB needs AWS S3, MinIO >= RELEASE.2025-09-06 or SeaweedFS >= 4.17`,
+    )
+  }
+}
+
+/**
+ * A request got no answer within its deadline (`timeoutMs` of silence: no response, no body
+ * byte), on every attempt the operation allows. `endpoint` is the server that did not answer.
+ */
+export class StoreTimeoutError extends CasError {
+  static readonly code = 'ERR_CAS_TIMEOUT'
+  override readonly name = 'StoreTimeoutError'
+  readonly code = StoreTimeoutError.code
+  constructor(
+    readonly operation: string,
+    readonly target: string,
+    readonly endpoint: string,
+    readonly timeoutMs: number,
+    readonly attempts: number,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `${operation} ${target}: ${endpoint} did not answer within ${timeoutMs} ms (${attempts} attempt${attempts === 1 ? '' : 's'})`,
+      options,
+    )
+  }
+}
+
+/**
+ * The server could not be reached or could not serve (connection refused, a name that does
+ * not resolve, a reset connection, 502/503/504 such as a MinIO below its quorum), on every
+ * attempt the operation allows. `reason` is the last failure (`ECONNREFUSED`, `ENOTFOUND`,
+ * `HTTP 503 SlowDown`, ...). `requestSent` is `false` when no attempt reached the server, so a
+ * write is known not to have happened.
+ */
+export class StoreUnreachableError extends CasError {
+  static readonly code = 'ERR_CAS_UNREACHABLE'
+  override readonly name = 'StoreUnreachableError'
+  readonly code = StoreUnreachableError.code
+  constructor(
+    readonly operation: string,
+    readonly target: string,
+    readonly endpoint: string,
+    readonly reason: string,
+    readonly attempts: number,
+    readonly requestSent: boolean,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `${operation} ${target}: ${endpoint} is unreachable (${reason}; ${attempts} attempt${attempts === 1 ? '' : 's'})`,
+      options,
+    )
+  }
+}
+
+/**
+ * A compare-and-swap write of a ref was sent but no answer came back (timeout, reset
+ * connection, a 5xx), and reading the ref afterwards did not show it: it may have been
+ * applied, may be applied later, or never. The ref is not retried blindly; the caller must
+ * find out (e.g. is its own value the head, or an ancestor of it?) before writing again.
+ * `expectedVersion` is `null` for create-if-absent; `cause` is the write's failure.
+ */
+export class WriteOutcomeUnknownError extends CasError {
+  static readonly code = 'ERR_CAS_OUTCOME_UNKNOWN'
+  override readonly name = 'WriteOutcomeUnknownError'
+  readonly code = WriteOutcomeUnknownError.code
+  constructor(
+    readonly refName: string,
+    readonly expectedVersion: string | null,
+    readonly store: string,
+    options?: ErrorOptions,
+  ) {
+    const cause = options?.cause
+    const detail = cause instanceof Error ? `: ${cause.message}` : ''
+    super(
+      `The write of ref '${refName}' in ${store} may or may not have landed (no answer${detail}); read the ref to find out before writing again`,
+      options,
     )
   }
 }

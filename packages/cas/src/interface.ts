@@ -19,6 +19,11 @@ export type CasProgressEvent =
       size: number
       /** `false` when the object was already stored and nothing was written. */
       stored: boolean
+      /**
+       * `true` when a stored copy failed verification and these bytes replaced it
+       * (`stored` is then `true` as well).
+       */
+      repaired?: boolean
     }
   | { type: 'dreamdb:cas:get'; cid: CID; size: number }
 
@@ -77,7 +82,8 @@ export interface ListOptions extends AbortOptions {
 export interface ObjectStore {
   /**
    * Store bytes and return their CID. Putting bytes that are already stored writes
-   * nothing. An async iterable is streamed (hashed on the way, staged, then published
+   * nothing, unless the stored copy is damaged: then these bytes replace it (checked by
+   * size, and by digest for objects up to 64 KiB or found damaged by an earlier read). An async iterable is streamed (hashed on the way, staged, then published
    * under its digest), so a large object never has to sit in memory.
    *
    * @example

@@ -17,6 +17,19 @@ export interface OpenStoreOptions extends AbortOptions {
    * caller's work; on a folder the threads read them too. @default true with more than one core
    */
   readThreads?: boolean
+  /**
+   * S3 only: how long the server may stay silent in one request (no answer yet, or no body
+   * byte) before the attempt fails. @default `DREAMDB_S3_TIMEOUT_MS`, else 30000
+   */
+  timeoutMs?: number
+  /** S3 only: how long opening a connection may take. @default `DREAMDB_S3_CONNECT_TIMEOUT_MS`, else 10000 */
+  connectTimeoutMs?: number
+  /**
+   * S3 only: attempts of a read or an object put before it fails with `StoreTimeoutError` or
+   * `StoreUnreachableError` (1: no retry). A ref write is sent again only when no attempt
+   * reached the server. @default `DREAMDB_S3_ATTEMPTS`, else 3
+   */
+  attempts?: number
 }
 
 /**
@@ -57,6 +70,11 @@ async function openBackend(location: BackendLocation, options: OpenStoreOptions)
           ...(options.createBucket !== undefined ? { createBucket: options.createBucket } : {}),
           ...(options.maxSockets !== undefined ? { maxSockets: options.maxSockets } : {}),
           ...(options.readThreads !== undefined ? { readThreads: options.readThreads } : {}),
+          timeouts: {
+            ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+            ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+            ...(options.attempts !== undefined ? { attempts: options.attempts } : {}),
+          },
         },
         options.signal,
       )

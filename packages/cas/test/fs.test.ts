@@ -72,20 +72,6 @@ describe('folder backend specifics', () => {
     expect(await readdir(join(root, 'refs', 'branches'))).toEqual(['main.ref'])
   })
 
-  it('breaks at once a lock whose owner process on this host has died', async () => {
-    const { spawnSync } = await import('node:child_process')
-    const { hostname } = await import('node:os')
-    const dead = spawnSync(process.execPath, ['-e', '']).pid!
-    await mkdir(join(root, 'refs'), { recursive: true })
-    await writeFile(
-      join(root, 'refs', 'main.ref.lock'),
-      JSON.stringify({ host: hostname(), pid: dead, at: Date.now() }),
-    )
-    const created = await store.createRef('main', encode('m1'))
-    expect(created.generation).toBe(1)
-    expect(await readdir(join(root, 'refs'))).toEqual(['main.ref'])
-  })
-
   it('waits for a live lock instead of failing or overwriting', async () => {
     const created = await store.createRef('main', encode('m1'))
     const lock = join(root, 'refs', 'main.ref.lock')

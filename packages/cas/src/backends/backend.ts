@@ -19,16 +19,34 @@ export type ConditionalWriteResult =
   | { ok: true; token: string }
   | { ok: false; reason: 'exists' | 'changed' | 'missing' }
 
-/** Bytes streamed to a temporary place, waiting to be published under their digest. */
+/**
+ * What an object write found: `written`, or an object already there, with its size when
+ * the backend learnt it on the way (so the store can judge whether it is damaged).
+ */
+export type ObjectWrite = { written: true } | { written: false; size?: number }
+
+/**
+ * Bytes streamed to a temporary place, waiting to be published under their digest. The
+ * staging stays until `discard`, which the caller always calls last.
+ */
 export interface StagedObject {
   size: number
-  publish(key: string, signal?: AbortSignal): Promise<{ stored: boolean }>
+  /** Publish under `key` unless an object is there already. */
+  publish(key: string, signal?: AbortSignal): Promise<ObjectWrite>
+  /** Publish under `key`, replacing what is there (a damaged copy). */
+  replace(key: string, signal?: AbortSignal): Promise<void>
   discard(): Promise<void>
 }
 
 export interface Backend {
   /** The backend URL with credentials removed. */
   readonly description: string
+
+  /**
+   * `true` where a ref write that got no answer may still be applied later (S3): the store
+   * then reports `WriteOutcomeUnknownError` instead of assuming it failed.
+   */
+  readonly ambiguousWrites?: boolean
 
   /**
    * Read a whole object into `sink.buffer(size)`, reporting progress with `sink.wrote`
@@ -50,8 +68,11 @@ export interface Backend {
   /** The object's size, or `undefined` when it is absent. */
   objectSize(key: string, signal?: AbortSignal): Promise<number | undefined>
 
-  /** Write bytes under `key` unless something is already there. `true` if written. */
-  writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<boolean>
+  /** Write bytes under `key` unless something is already there. */
+  writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<ObjectWrite>
+
+  /** Write bytes under `key`, atomically replacing what is there (a damaged copy). */
+  replaceObject(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void>
 
   /** Stream chunks to a staging place; the caller publishes once it knows the digest. */
   stageObject(chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StagedObject>

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { close, createReadStream, fstat, open as openFd, read } from 'node:fs'
+import { close, createReadStream, fstat, open as openFd, read, readFileSync, readlinkSync } from 'node:fs'
 import {
   type FileHandle,
   link,
@@ -11,6 +11,7 @@ import {
   stat,
   unlink,
   utimes,
+  writeFile,
 } from 'node:fs/promises'
 import { availableParallelism, hostname } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -19,22 +20,109 @@ import { sha256, toHex } from '../digest.js'
 import { RefLockedError } from '../errors.js'
 import type { ReadSink } from '../hashing.js'
 import { STAGING } from '../layout.js'
-import type { Backend, ConditionalWriteResult, StagedObject, VersionedBlob } from './backend.js'
+import type { Backend, ConditionalWriteResult, ObjectWrite, StagedObject, VersionedBlob } from './backend.js'
 import { NotFoundSignal } from './backend.js'
 import { type ReadThreads, sharedReadThreads, THREAD_READ_MIN_BYTES } from './read-threads.js'
 
 /** Reads are split into chunks so hashing one chunk overlaps reading the next. */
 const READ_CHUNK = 4 << 20
-/** A healthy writer holds a ref lock for milliseconds; older locks are from a crashed one. */
-const STALE_LOCK_MS = 30_000
-/** How long a writer waits for a live lock before giving up: past the stale age, so a lock
- *  abandoned elsewhere is broken rather than reported. */
+/**
+ * A ref lock's lease (design/0002): an owner whose death cannot be proved (another host,
+ * another PID namespace, another boot, or no /proc) is presumed dead once its lock has
+ * stayed unchanged for this long, as timed by the waiter's own clock. A live owner renews it
+ * every LOCK_RENEW_MS; a healthy writer holds a ref lock for milliseconds.
+ */
+const LOCK_LEASE_MS = 10_000
+const LOCK_RENEW_MS = 2_500
+/**
+ * An empty or unreadable lock: never made by this version (a lock is linked into place
+ * with its owner already in it), so it is left by a crash or an older version. It is broken
+ * once it has stayed so, unchanged, this long: enough for an older writer to fill it in.
+ */
+const UNREADABLE_LOCK_MS = 500
+/** How long a writer waits for a live lock before giving up (past the lease). */
 const LOCK_WAIT_MS = 45_000
 const LOCK_SUFFIX = '.lock'
 /** Marks a ref body being written next to its ref; never listed, never read. */
 const TEMP_INFIX = '.tmp-'
 
-/** Whether a process of this host is still running. */
+/** What a lock file says about its owner (format 2). Older locks hold `{host, pid, at}`. */
+interface LockOwner {
+  v: 2
+  host: string
+  pid: number
+  /** /proc/sys/kernel/random/boot_id, where there is one. */
+  boot?: string
+  /** The PID namespace, `pid:[<inode>]` from /proc/self/ns/pid, where there is one. */
+  pidns?: string
+  /** The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat). */
+  start?: string
+  at: number
+}
+
+/** This process, as lock files describe their owner; read once. */
+let self: (Omit<LockOwner, 'at'> & { procIsOurs: boolean }) | undefined
+function lockIdentity(): Omit<LockOwner, 'at'> & { procIsOurs: boolean } {
+  if (self !== undefined) return self
+  const read = (fn: () => string): string | undefined => {
+    try {
+      return fn().trim() || undefined
+    } catch {
+      return undefined
+    }
+  }
+  // /proc numbers processes of the namespace it was mounted in; only then are
+  // /proc/<pid> entries ours to read.
+  const procIsOurs = read(() => readlinkSync('/proc/self')) === String(process.pid)
+  const boot = read(() => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8'))
+  const pidns = read(() => readlinkSync('/proc/self/ns/pid'))
+  const start = procIsOurs ? procStat(process.pid)?.start : undefined
+  self = {
+    v: 2,
+    host: hostname(),
+    pid: process.pid,
+    ...(boot ? { boot } : {}),
+    ...(pidns ? { pidns } : {}),
+    ...(start ? { start } : {}),
+    procIsOurs,
+  }
+  return self
+}
+
+/** State and start time of a process from /proc/<pid>/stat, or `undefined`. */
+function procStat(pid: number): { state: string; start: string } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
+    const state = fields[0]
+    const start = fields[19]
+    return state !== undefined && start !== undefined ? { state, start } : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Whether the owner of a lock is provably gone: it ran under this boot of this kernel, in
+ * this PID namespace (so its pid means the same process here), and that pid now runs no
+ * process, a zombie, or a process started at another time (the pid was reused). Anything
+ * less is not proof: the lease decides.
+ */
+export function lockOwnerIsDead(owner: Partial<LockOwner>): boolean {
+  const me = lockIdentity()
+  if (me.boot === undefined || me.pidns === undefined) return false
+  if (owner.v !== 2 || owner.boot !== me.boot || owner.pidns !== me.pidns) return false
+  const pid = owner.pid
+  if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0) return false
+  if (!isRunning(pid)) return true
+  if (!me.procIsOurs) return false
+  const now = procStat(pid)
+  if (now === undefined) return false
+  return now.state === 'Z' || (typeof owner.start === 'string' && now.start !== owner.start)
+}
+
+/** Whether a process of this PID namespace is still running. */
 function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0)
@@ -49,6 +137,67 @@ function isErrno(error: unknown, ...codes: string[]): boolean {
   return (
     typeof error === 'object' && error !== null && codes.includes((error as NodeJS.ErrnoException).code ?? '')
   )
+}
+
+/**
+ * Link the staged lock into place. Where a filesystem has no hard links, fall back to an
+ * exclusive create and a write: there a lock is briefly empty, which waiters allow for
+ * (UNREADABLE_LOCK_MS).
+ */
+async function linkLock(staged: string, lockPath: string): Promise<void> {
+  try {
+    await link(staged, lockPath)
+  } catch (error) {
+    if (!isErrno(error, 'EPERM', 'ENOTSUP', 'EOPNOTSUPP')) throw error
+    const handle = await open(lockPath, 'wx')
+    try {
+      await handle.writeFile(await readFile(staged))
+    } finally {
+      await handle.close()
+    }
+  }
+}
+
+/**
+ * A waiter's view of one lock file, across its polls. Time is the waiter's own clock: a
+ * lock is judged by how long *we* have seen it unchanged, never by comparing its mtime
+ * with our clock, so hosts whose clocks disagree still agree on expiry.
+ */
+class LockJudge {
+  /** The lock as last seen (inode, mtime, size) and when we first saw it so. */
+  #seen: { key: string; since: number } | undefined
+
+  /** `true` when the lock was abandoned and is now removed (or gone): try to take it. */
+  async breakIfAbandoned(lockPath: string): Promise<boolean> {
+    try {
+      const [seen, body] = await Promise.all([stat(lockPath), readFile(lockPath, 'utf8')])
+      const key = `${seen.ino}:${seen.mtimeMs}:${seen.size}`
+      const now = Date.now()
+      if (this.#seen?.key !== key) this.#seen = { key, since: now }
+      const unchangedFor = now - this.#seen.since
+      let owner: Partial<LockOwner> | undefined
+      try {
+        const parsed: unknown = JSON.parse(body)
+        if (typeof parsed === 'object' && parsed !== null) owner = parsed as Partial<LockOwner>
+      } catch {
+        // Empty or half-written: left by a crash of an older version, or one filling it in.
+      }
+      const abandoned =
+        owner === undefined
+          ? unchangedFor >= UNREADABLE_LOCK_MS
+          : lockOwnerIsDead(owner) || unchangedFor >= LOCK_LEASE_MS
+      if (!abandoned) return false
+      // Remove it only if it is still the lock judged above, not one taken since.
+      const current = await stat(lockPath)
+      if (`${current.ino}:${current.mtimeMs}:${current.size}` !== key) return false
+      await unlink(lockPath)
+      this.#seen = undefined
+      return true
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return true
+      throw error
+    }
+  }
 }
 
 // The hot read path uses the callback API on plain descriptors: the same system calls as
@@ -199,16 +348,31 @@ export class FsBackend implements Backend {
     }
   }
 
-  async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<boolean> {
+  async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<ObjectWrite> {
     signal?.throwIfAborted()
     const path = this.#path(key)
-    if (await this.#freshen(path)) return false
+    const existing = await this.#freshen(path)
+    if (existing !== undefined) return { written: false, size: existing }
     const temp = await this.#tempFile()
     try {
       await temp.handle.writeFile(bytes, signal ? { signal } : {})
       await temp.handle.sync()
       await temp.handle.close()
-      return await this.#publish(temp.path, path)
+      return (await this.#publish(temp.path, path)) ? { written: true } : { written: false }
+    } finally {
+      await temp.handle.close().catch(() => {})
+      await unlink(temp.path).catch(() => {})
+    }
+  }
+
+  async replaceObject(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted()
+    const temp = await this.#tempFile()
+    try {
+      await temp.handle.writeFile(bytes, signal ? { signal } : {})
+      await temp.handle.sync()
+      await temp.handle.close()
+      await this.#replace(temp.path, this.#path(key))
     } finally {
       await temp.handle.close().catch(() => {})
       await unlink(temp.path).catch(() => {})
@@ -239,13 +403,14 @@ export class FsBackend implements Backend {
       size,
       publish: async (key, publishSignal) => {
         publishSignal?.throwIfAborted()
-        try {
-          const path = this.#path(key)
-          if (await this.#freshen(path)) return { stored: false }
-          return { stored: await this.#publish(temp.path, path) }
-        } finally {
-          await unlink(temp.path).catch(() => {})
-        }
+        const path = this.#path(key)
+        const existing = await this.#freshen(path)
+        if (existing !== undefined) return { written: false, size: existing }
+        return (await this.#publish(temp.path, path)) ? { written: true } : { written: false }
+      },
+      replace: async (key, publishSignal) => {
+        publishSignal?.throwIfAborted()
+        await this.#replace(temp.path, this.#path(key))
       },
       discard: () => unlink(temp.path).catch(() => {}),
     }
@@ -275,7 +440,7 @@ export class FsBackend implements Backend {
     signal?: AbortSignal,
   ): Promise<ConditionalWriteResult> {
     const path = this.#path(key)
-    return await this.#underLock(key, path, signal, async () => {
+    return await this.#underLock(key, path, signal, async (stillHeld) => {
       const check = await this.#compare(key, expectedToken, signal)
       if (check !== undefined) return check
       // The new body goes to a temp file beside the ref, then replaces it in one rename.
@@ -287,6 +452,12 @@ export class FsBackend implements Backend {
           await handle.sync()
         } finally {
           await handle.close()
+        }
+        // Our lease was judged expired and the lock taken over (we were paused for longer
+        // than LOCK_LEASE_MS): write nothing; the store re-reads and tries again.
+        if (!(await stillHeld())) {
+          await unlink(temp).catch(() => {})
+          return { ok: false, reason: 'changed' }
         }
         await rename(temp, path)
       } catch (error) {
@@ -304,9 +475,10 @@ export class FsBackend implements Backend {
     signal?: AbortSignal,
   ): Promise<ConditionalWriteResult> {
     const path = this.#path(key)
-    return await this.#underLock(key, path, signal, async () => {
+    return await this.#underLock(key, path, signal, async (stillHeld) => {
       const check = await this.#compare(key, expectedToken, signal)
       if (check !== undefined) return check
+      if (!(await stillHeld())) return { ok: false, reason: 'changed' }
       await unlink(path)
       await fsyncDirectory(dirname(path))
       return { ok: true, token: expectedToken }
@@ -340,16 +512,16 @@ export class FsBackend implements Backend {
   }
 
   /**
-   * Run `fn` holding `<path>.lock`, created with O_EXCL and naming its owner (host, pid,
-   * time). Waits while another writer holds it. A lock is broken when its owner is a
-   * process of this host that no longer runs (a writer that crashed or was killed), or when
-   * it is older than STALE_LOCK_MS (an owner elsewhere that stopped answering).
+   * Run `fn` holding `<path>.lock` (design/0002, "On a folder"). Writers of this process
+   * queue per ref first; then the lock file is linked into place already holding its owner,
+   * renewed while held, and removed after, if it is still ours. `fn` can ask whether it
+   * still holds the lock right before it commits.
    */
   #underLock<T>(
     refName: string,
     path: string,
     signal: AbortSignal | undefined,
-    fn: () => Promise<T>,
+    fn: (stillHeld: () => Promise<boolean>) => Promise<T>,
   ): Promise<T> {
     const previous = this.#refQueues.get(path) ?? Promise.resolve()
     const turn = previous.catch(() => {}).then(() => this.#underFileLock(refName, path, signal, fn))
@@ -365,69 +537,96 @@ export class FsBackend implements Backend {
     refName: string,
     path: string,
     signal: AbortSignal | undefined,
-    fn: () => Promise<T>,
+    fn: (stillHeld: () => Promise<boolean>) => Promise<T>,
   ): Promise<T> {
     const lockPath = `${path}${LOCK_SUFFIX}`
     await mkdir(dirname(path), { recursive: true })
     const started = Date.now()
-    for (let attempt = 0; ; attempt++) {
-      signal?.throwIfAborted()
-      let lock: FileHandle
-      try {
-        lock = await open(lockPath, 'wx')
-      } catch (error) {
-        if (!isErrno(error, 'EEXIST')) throw error
-        if (await this.#breakIfAbandoned(lockPath)) continue
+    const judge = new LockJudge()
+    const { procIsOurs: _, ...identity } = lockIdentity()
+    // The owner is in the file before the file is the lock: link() publishes it whole, and
+    // fails with EEXIST instead of replacing a lock someone else holds.
+    const staged = `${lockPath}${TEMP_INFIX}${randomBytes(8).toString('hex')}`
+    await writeFile(staged, JSON.stringify({ ...identity, at: Date.now() } satisfies LockOwner), {
+      flag: 'wx',
+    })
+    let ours: number
+    try {
+      for (let attempt = 0; ; attempt++) {
+        signal?.throwIfAborted()
+        try {
+          await linkLock(staged, lockPath)
+          ours = (await stat(lockPath)).ino
+          break
+        } catch (error) {
+          if (!isErrno(error, 'EEXIST')) throw error
+        }
+        if (await judge.breakIfAbandoned(lockPath)) continue
         const waited = Date.now() - started
         if (waited > LOCK_WAIT_MS) throw new RefLockedError(refName, lockPath, waited)
         await sleep(Math.random() * Math.min(50, 1 + attempt), signal)
-        continue
       }
+    } finally {
+      await unlink(staged).catch(() => {})
+    }
+    const stillHeld = async (): Promise<boolean> => {
       try {
-        await lock.writeFile(JSON.stringify({ host: hostname(), pid: process.pid, at: Date.now() }))
-        await lock.close()
-        return await fn()
-      } finally {
-        await lock.close().catch(() => {})
-        await unlink(lockPath).catch(() => {})
+        return (await stat(lockPath)).ino === ours
+      } catch (error) {
+        if (isErrno(error, 'ENOENT')) return false
+        throw error
       }
+    }
+    // Renew the lease while held: a changed mtime tells waiters the owner lives.
+    const renew = setInterval(() => {
+      void stillHeld()
+        .then((held) => {
+          if (held) {
+            const now = new Date()
+            return utimes(lockPath, now, now)
+          }
+        })
+        .catch(() => {})
+    }, LOCK_RENEW_MS)
+    renew.unref()
+    try {
+      return await fn(stillHeld)
+    } finally {
+      clearInterval(renew)
+      // Remove it only while it is ours: a lock taken over after our lease ran out is not.
+      if (await stillHeld().catch(() => false)) await unlink(lockPath).catch(() => {})
     }
   }
 
-  async #breakIfAbandoned(lockPath: string): Promise<boolean> {
+  /**
+   * If the object exists, touch it so a concurrent GC sees it as fresh, and return its size
+   * (`undefined`: absent).
+   */
+  async #freshen(path: string): Promise<number | undefined> {
+    let size: number
     try {
-      const [seen, body] = await Promise.all([stat(lockPath), readFile(lockPath, 'utf8')])
-      let owner: { host?: unknown; pid?: unknown } = {}
-      try {
-        owner = JSON.parse(body)
-      } catch {
-        // Being written right now, or left half-written by a crash: judge by age alone.
-      }
-      const deadHere = owner.host === hostname() && typeof owner.pid === 'number' && !isRunning(owner.pid)
-      if (!deadHere && Date.now() - seen.mtimeMs < STALE_LOCK_MS) return false
-      // Remove it only if it is still the lock judged above, not one taken since.
-      const now = await stat(lockPath)
-      if (now.ino !== seen.ino || now.mtimeMs !== seen.mtimeMs) return false
-      await unlink(lockPath)
-      return true
+      size = (await stat(path)).size
     } catch (error) {
-      if (isErrno(error, 'ENOENT')) return true
+      if (isErrno(error, 'ENOENT')) return undefined
       throw error
     }
-  }
-
-  /** If the object exists, touch it so a concurrent GC sees it as fresh, and say so. */
-  async #freshen(path: string): Promise<boolean> {
     try {
       const now = new Date()
       await utimes(path, now, now)
-      return true
     } catch (error) {
-      if (isErrno(error, 'ENOENT')) return false
+      if (isErrno(error, 'ENOENT')) return undefined
       // Read-only object files (EPERM/EACCES) still exist.
-      if (isErrno(error, 'EPERM', 'EACCES')) return true
-      throw error
+      if (!isErrno(error, 'EPERM', 'EACCES')) throw error
     }
+    return size
+  }
+
+  /** Move a complete, fsynced temp file over whatever is at `path` (a damaged object). */
+  async #replace(tempPath: string, path: string): Promise<void> {
+    const dir = dirname(path)
+    await mkdir(dir, { recursive: true })
+    await rename(tempPath, path)
+    await fsyncDirectory(dir)
   }
 
   async #tempFile(): Promise<{ path: string; handle: FileHandle }> {

@@ -1,6 +1,6 @@
 import { sha256, toHex } from '../digest.js'
 import type { ReadSink } from '../hashing.js'
-import type { Backend, ConditionalWriteResult, StagedObject, VersionedBlob } from './backend.js'
+import type { Backend, ConditionalWriteResult, ObjectWrite, StagedObject, VersionedBlob } from './backend.js'
 import { NotFoundSignal } from './backend.js'
 
 /** What a memory store holds; shared by every store opened on the same `memory://name`. */
@@ -74,11 +74,17 @@ export class MemoryBackend implements Backend {
     return this.#state.objects.get(key)?.byteLength
   }
 
-  async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<boolean> {
+  async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<ObjectWrite> {
     signal?.throwIfAborted()
-    if (this.#state.objects.has(key)) return false
+    const existing = this.#state.objects.get(key)
+    if (existing !== undefined) return { written: false, size: existing.byteLength }
     this.#state.objects.set(key, copy(bytes))
-    return true
+    return { written: true }
+  }
+
+  async replaceObject(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted()
+    this.#state.objects.set(key, copy(bytes))
   }
 
   async stageObject(chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StagedObject> {
@@ -90,8 +96,8 @@ export class MemoryBackend implements Backend {
     const bytes = Buffer.concat(parts)
     return {
       size: bytes.byteLength,
-      publish: (key, publishSignal) =>
-        this.writeObjectIfAbsent(key, bytes, publishSignal).then((stored) => ({ stored })),
+      publish: (key, publishSignal) => this.writeObjectIfAbsent(key, bytes, publishSignal),
+      replace: (key, publishSignal) => this.replaceObject(key, bytes, publishSignal),
       discard: async () => {},
     }
   }

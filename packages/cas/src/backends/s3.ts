@@ -8,7 +8,6 @@ import {
   CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
-  type GetObjectCommandOutput,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -18,16 +17,19 @@ import {
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import { NodeHttpHandler } from '@smithy/node-http-handler'
-import { sleep } from '../concurrency.js'
+import { jitteredBackoff, sleep } from '../concurrency.js'
 import {
   AccessDeniedError,
   BucketNotFoundError,
   ConditionalWritesUnsupportedError,
+  InvalidStoreOptionError,
   ObjectTooLargeError,
+  StoreTimeoutError,
+  StoreUnreachableError,
 } from '../errors.js'
 import type { ReadSink } from '../hashing.js'
 import { PROBES, STAGING } from '../layout.js'
-import type { Backend, ConditionalWriteResult, StagedObject, VersionedBlob } from './backend.js'
+import type { Backend, ConditionalWriteResult, ObjectWrite, StagedObject, VersionedBlob } from './backend.js'
 import { NotFoundSignal } from './backend.js'
 import { type ReadThreads, sharedReadThreads, THREAD_READ_MIN_BYTES } from './read-threads.js'
 
@@ -37,6 +39,59 @@ const HEAD_FIRST_BYTES = 1 << 20
 const MAX_COPY_BYTES = 5 * 1024 ** 3
 const MULTIPART_PART_BYTES = 8 << 20
 const MAX_CONFLICT_RETRIES = 6
+
+/** How long a server may stay silent in one request (no answer, no body byte) by default. */
+export const DEFAULT_TIMEOUT_MS = 30_000
+/** How long a TCP (and TLS) connection may take to open by default. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
+/** Attempts of an operation that is safe to repeat (reads, content-addressed puts) by default. */
+export const DEFAULT_ATTEMPTS = 3
+/** A request that sends a body is allowed this much more time per byte (1 MiB/s at the slowest). */
+const MS_PER_SENT_BYTE = 1000 / (1 << 20)
+
+/** The deadlines and retries of every S3 request (see `resolveS3Timeouts`). */
+export interface S3Timeouts {
+  /** Silence allowed in one request: until the answer starts, then between body chunks. */
+  timeoutMs: number
+  /** Time allowed to open a connection. */
+  connectTimeoutMs: number
+  /** Attempts of a read or a content-addressed put before its typed error (1 = no retry). */
+  attempts: number
+}
+
+/**
+ * The S3 deadlines: each from the option when given, else from its environment variable
+ * (`DREAMDB_S3_TIMEOUT_MS`, `DREAMDB_S3_CONNECT_TIMEOUT_MS`, `DREAMDB_S3_ATTEMPTS`), else
+ * the default (30 s, 10 s, 3). Throws `InvalidStoreOptionError` for a value that is not a
+ * positive integer.
+ */
+export function resolveS3Timeouts(
+  options: Partial<S3Timeouts> = {},
+  env: Record<string, string | undefined> = process.env,
+): S3Timeouts {
+  const pick = (option: keyof S3Timeouts, variable: string, fallback: number, max: number): number => {
+    const given = options[option]
+    const [name, raw] =
+      given !== undefined ? [option, given] : [variable, env[variable] === '' ? undefined : env[variable]]
+    if (raw === undefined) return fallback
+    const value = typeof raw === 'number' ? raw : /^\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN
+    if (!Number.isSafeInteger(value) || value < 1 || value > max) {
+      throw new InvalidStoreOptionError(name, raw, `an integer from 1 to ${max}`)
+    }
+    return value
+  }
+  const day = 86_400_000
+  return {
+    timeoutMs: pick('timeoutMs', 'DREAMDB_S3_TIMEOUT_MS', DEFAULT_TIMEOUT_MS, day),
+    connectTimeoutMs: pick(
+      'connectTimeoutMs',
+      'DREAMDB_S3_CONNECT_TIMEOUT_MS',
+      DEFAULT_CONNECT_TIMEOUT_MS,
+      day,
+    ),
+    attempts: pick('attempts', 'DREAMDB_S3_ATTEMPTS', DEFAULT_ATTEMPTS, 100),
+  }
+}
 
 export interface S3Location {
   /** `undefined` for AWS (`s3://`), else the server's origin, e.g. `http://127.0.0.1:9000`. */
@@ -55,6 +110,8 @@ export interface S3BackendInit {
   maxSockets?: number
   /** Hash bodies of 1 MiB and more on read threads. @default true with more than one core */
   readThreads?: boolean
+  /** Deadlines and retries; anything not given comes from the environment or the defaults. */
+  timeouts?: Partial<S3Timeouts>
 }
 
 interface S3ErrorShape {
@@ -86,19 +143,35 @@ function isConditionalConflict(error: unknown): boolean {
   return errorName(error) === 'ConditionalRequestConflict' || status(error) === 409
 }
 
-/** Build the SDK client: path-style addressing, pooled keep-alive sockets, default credentials. */
-export function createS3Client(location: S3Location, maxSockets = 64): S3Client {
+/**
+ * Build the SDK client: path-style addressing, pooled keep-alive sockets, default
+ * credentials, a connection timeout and a socket inactivity timeout. `maxAttempts` is 1 for
+ * the client the backend sends its own requests with (it retries them itself, and never a
+ * conditional ref write whose outcome is unknown); multipart uploads use one that retries.
+ */
+export function createS3Client(
+  location: S3Location,
+  maxSockets = 64,
+  timeouts: S3Timeouts = resolveS3Timeouts(),
+  maxAttempts = 1,
+  requestHandler?: NodeHttpHandler,
+): S3Client {
   const config: S3ClientConfig = {
     forcePathStyle: true,
     // DreamDB hashes every object itself; SDK checksums would only add work and break
     // servers that reject the newer checksum headers.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-    requestHandler: new NodeHttpHandler({
-      httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
-      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
-      connectionTimeout: 10_000,
-    }),
+    maxAttempts,
+    requestHandler:
+      requestHandler ??
+      new NodeHttpHandler({
+        httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
+        httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
+        connectionTimeout: timeouts.connectTimeoutMs,
+        // Inactivity of the socket in either direction, body included.
+        socketTimeout: timeouts.timeoutMs,
+      }),
   }
   if (location.endpoint !== undefined) {
     config.endpoint = location.endpoint
@@ -108,12 +181,93 @@ export function createS3Client(location: S3Location, maxSockets = 64): S3Client 
   return new S3Client(config)
 }
 
-/** Copy a response body into `sink`, reporting progress as chunks land. */
-async function readBody(body: unknown, expectedLength: number | undefined, sink: ReadSink): Promise<void> {
+/**
+ * The deadline of one attempt: it fires after `ms` of silence. While a body is read it is
+ * re-armed at every chunk and paused while the caller holds a chunk, so only the server's
+ * silence counts, never the caller's own work or a slow but moving transfer.
+ */
+class Deadline {
+  readonly #controller = new AbortController()
+  /** Aborts when the deadline passes or the caller's signal aborts. */
+  readonly signal: AbortSignal
+  #timer: ReturnType<typeof setTimeout> | undefined
+  #expired = false
+
+  constructor(
+    readonly ms: number,
+    caller: AbortSignal | undefined,
+    firstMs = ms,
+  ) {
+    this.signal =
+      caller === undefined ? this.#controller.signal : AbortSignal.any([caller, this.#controller.signal])
+    this.#arm(firstMs)
+  }
+
+  get expired(): boolean {
+    return this.#expired
+  }
+
+  /** Progress: the server said something; the silence starts again. */
+  touch(): void {
+    this.#arm(this.ms)
+  }
+
+  /** The caller is busy with what it got; the server is not being waited for. */
+  pause(): void {
+    clearTimeout(this.#timer)
+  }
+
+  clear(): void {
+    clearTimeout(this.#timer)
+  }
+
+  #arm(ms: number): void {
+    clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => {
+      this.#expired = true
+      this.#controller.abort(Object.assign(new Error(`no answer within ${ms} ms`), { name: 'TimeoutError' }))
+    }, ms)
+  }
+}
+
+/** Chunks of a response body, failing when the deadline passes while waiting for the next. */
+async function* deadlineChunks(body: unknown, deadline: Deadline | undefined): AsyncGenerator<Buffer> {
   const stream = body as Readable
+  if (deadline === undefined) {
+    for await (const chunk of stream) yield chunk as Buffer
+    return
+  }
+  const onAbort = (): void => {
+    stream.destroy(deadline.signal.reason instanceof Error ? deadline.signal.reason : new Error('aborted'))
+  }
+  if (deadline.signal.aborted) onAbort()
+  deadline.signal.addEventListener('abort', onAbort, { once: true })
+  const chunks = stream[Symbol.asyncIterator]()
+  try {
+    for (;;) {
+      deadline.touch()
+      const next = await chunks.next()
+      deadline.pause()
+      if (next.done) return
+      yield next.value as Buffer
+    }
+  } finally {
+    deadline.signal.removeEventListener('abort', onAbort)
+    deadline.pause()
+    if (!stream.readableEnded) stream.destroy()
+  }
+}
+
+/** Copy a response body into `sink`, reporting progress as chunks land. */
+async function readBody(
+  body: unknown,
+  expectedLength: number | undefined,
+  sink: ReadSink,
+  deadline?: Deadline,
+): Promise<void> {
   if (expectedLength === undefined) {
     const parts: Buffer[] = []
-    for await (const chunk of stream) parts.push(chunk as Buffer)
+    for await (const chunk of deadlineChunks(body, deadline)) parts.push(chunk)
     const all = Buffer.concat(parts)
     sink.buffer(all.byteLength).set(all)
     sink.wrote(all.byteLength)
@@ -121,8 +275,7 @@ async function readBody(body: unknown, expectedLength: number | undefined, sink:
   }
   const bytes = sink.buffer(expectedLength)
   let offset = 0
-  for await (const chunk of stream) {
-    const piece = chunk as Buffer
+  for await (const piece of deadlineChunks(body, deadline)) {
     if (offset + piece.byteLength > expectedLength)
       throw new Error('response body longer than Content-Length')
     bytes.set(piece, offset)
@@ -130,14 +283,94 @@ async function readBody(body: unknown, expectedLength: number | undefined, sink:
     sink.wrote(offset)
   }
   if (offset !== expectedLength)
-    throw new Error(`response body ended after ${offset} of ${expectedLength} bytes`)
+    throw Object.assign(new Error(`response body ended after ${offset} of ${expectedLength} bytes`), {
+      code: 'ERR_CAS_SHORT_BODY',
+    })
 }
 
 /** A whole small body (refs, ranges) as plain bytes. */
-async function readSmallBody(body: unknown, expectedLength: number | undefined): Promise<Uint8Array> {
+async function readSmallBody(
+  body: unknown,
+  expectedLength: number | undefined,
+  deadline?: Deadline,
+): Promise<Uint8Array> {
   let bytes = new Uint8Array(0)
-  await readBody(body, expectedLength, { buffer: (size) => (bytes = new Uint8Array(size)), wrote: () => {} })
+  await readBody(
+    body,
+    expectedLength,
+    { buffer: (size) => (bytes = new Uint8Array(size)), wrote: () => {} },
+    deadline,
+  )
   return bytes
+}
+
+/**
+ * Which requests may be sent again after a failure: `'repeatable'` ones (reads, and puts of
+ * content-addressed objects, whose every outcome is the same object) after any transient
+ * failure; `'unsent'` ones (conditional ref writes) only when no attempt reached the
+ * server, since a write that was sent may have been applied.
+ */
+type RetryPolicy = 'repeatable' | 'unsent'
+
+/** What went wrong in one attempt, for retrying and for the typed error. */
+type Failure =
+  | { kind: 'timeout'; sent: true }
+  | { kind: 'unreachable'; sent: boolean; reason: string }
+  /** The server answered 500: retried when repeatable, then passed on as it is. */
+  | { kind: 'server'; sent: true }
+  /** Anything else (404, 412, 403, ...): an answer, passed on at once. */
+  | { kind: 'final' }
+
+/** Codes of a connection that never carried the request. */
+const UNSENT_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EAI_FAIL',
+  'EAI_NONAME',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'EADDRNOTAVAIL',
+])
+/** Codes of a connection lost while the request or its answer was under way. */
+const LOST_CODES = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'ERR_CAS_SHORT_BODY',
+  'UND_ERR_SOCKET',
+])
+
+function classifyFailure(error: unknown, expired: boolean): Failure {
+  if (expired) return { kind: 'timeout', sent: true }
+  const shape = error as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown } | undefined
+  const code = typeof shape?.code === 'string' ? shape.code : undefined
+  const message = typeof shape?.message === 'string' ? shape.message : ''
+  if (code !== undefined && UNSENT_CODES.has(code)) return { kind: 'unreachable', sent: false, reason: code }
+  if (shape?.name === 'TimeoutError') {
+    // The handler's connection timeout: nothing was sent. Its socket inactivity timeout: silence.
+    if (/establish a connection/.test(message))
+      return { kind: 'unreachable', sent: false, reason: 'connection timed out' }
+    if (code === undefined || /inactivity|timed out/.test(message)) return { kind: 'timeout', sent: true }
+  }
+  if (code !== undefined && LOST_CODES.has(code))
+    return { kind: 'unreachable', sent: true, reason: `connection lost (${code})` }
+  if (message === 'socket hang up' || message === 'aborted')
+    return { kind: 'unreachable', sent: true, reason: `connection lost (${message})` }
+  const httpStatus = status(error)
+  if (httpStatus === 502 || httpStatus === 503 || httpStatus === 504) {
+    return { kind: 'unreachable', sent: true, reason: `HTTP ${httpStatus} ${errorName(error) ?? ''}`.trim() }
+  }
+  if (httpStatus !== undefined && httpStatus >= 500) return { kind: 'server', sent: true }
+  if (shape?.cause !== undefined && shape.cause !== error && httpStatus === undefined) {
+    const inner = classifyFailure(shape.cause, false)
+    if (inner.kind !== 'final') return inner
+  }
+  return { kind: 'final' }
 }
 
 /**
@@ -146,20 +379,37 @@ async function readSmallBody(body: unknown, expectedLength: number | undefined):
  * to update, so the server arbitrates every race. Before the first ref write the store
  * proves the server enforces both headers.
  *
+ * Every request has a deadline (`S3Timeouts`): silence longer than `timeoutMs` fails the
+ * attempt. Reads and object puts are retried with jittered backoff up to `attempts` times;
+ * a conditional ref write is sent again only if no attempt reached the server. What is left
+ * becomes `StoreTimeoutError` or `StoreUnreachableError` naming the endpoint.
+ *
  * @internal
  */
 export class S3Backend implements Backend {
   readonly description: string
+  /** A ref write that got no answer may still land: the store must find out, not assume. */
+  readonly ambiguousWrites = true
   readonly #client: S3Client
+  /** Multipart uploads: the SDK retries their parts itself (they are repeatable). */
+  readonly #uploadClient: S3Client
   readonly #ownsClient: boolean
   readonly #location: S3Location
+  readonly #timeouts: S3Timeouts
   /** Where large bodies are hashed; `undefined` hashes them as they arrive, on this thread. */
   readonly #threads: ReadThreads | undefined
 
-  private constructor(location: S3Location, client: S3Client, ownsClient: boolean, readThreads: boolean) {
+  private constructor(
+    location: S3Location,
+    clients: { client: S3Client; uploadClient: S3Client; owned: boolean },
+    timeouts: S3Timeouts,
+    readThreads: boolean,
+  ) {
     this.#location = location
-    this.#client = client
-    this.#ownsClient = ownsClient
+    this.#client = clients.client
+    this.#uploadClient = clients.uploadClient
+    this.#ownsClient = clients.owned
+    this.#timeouts = timeouts
     this.#threads = readThreads ? sharedReadThreads() : undefined
     const where = location.endpoint ?? 's3:/'
     this.description = `${where}/${location.bucket}${location.prefix === '' ? '' : `/${location.prefix.slice(0, -1)}`}`
@@ -171,13 +421,17 @@ export class S3Backend implements Backend {
     init: S3BackendInit = {},
     signal?: AbortSignal,
   ): Promise<S3Backend> {
-    const client = init.client ?? createS3Client(location, init.maxSockets)
-    const backend = new S3Backend(
-      location,
-      client,
-      init.client === undefined,
-      init.readThreads ?? availableParallelism() > 1,
-    )
+    const timeouts = resolveS3Timeouts(init.timeouts)
+    let clients: { client: S3Client; uploadClient: S3Client; owned: boolean }
+    if (init.client !== undefined) {
+      clients = { client: init.client, uploadClient: init.client, owned: false }
+    } else {
+      const client = createS3Client(location, init.maxSockets, timeouts, 1)
+      const handler = client.config.requestHandler as NodeHttpHandler
+      const uploadClient = createS3Client(location, init.maxSockets, timeouts, timeouts.attempts, handler)
+      clients = { client, uploadClient, owned: true }
+    }
+    const backend = new S3Backend(location, clients, timeouts, init.readThreads ?? availableParallelism() > 1)
     try {
       await backend.#ensureBucket(init.createBucket === true, signal)
     } catch (error) {
@@ -191,10 +445,59 @@ export class S3Backend implements Backend {
     return this.#location.endpoint ?? 'AWS S3'
   }
 
+  /**
+   * Run one request (`attempt` sends it and reads its answer) under a deadline, again after
+   * a transient failure when `policy` allows, with jittered backoff. A caller's abort is
+   * its signal's reason; an answer the server gave (404, 412, ...) passes through as it is.
+   */
+  async #request<T>(
+    operation: string,
+    target: string,
+    policy: RetryPolicy,
+    attempt: (deadline: Deadline) => Promise<T>,
+    signal: AbortSignal | undefined,
+    sentBytes = 0,
+  ): Promise<T> {
+    const { timeoutMs, attempts } = this.#timeouts
+    let anySent = false
+    for (let tries = 1; ; tries++) {
+      signal?.throwIfAborted()
+      const deadline = new Deadline(timeoutMs, signal, timeoutMs + Math.ceil(sentBytes * MS_PER_SENT_BYTE))
+      let failure: Failure
+      try {
+        return await attempt(deadline)
+      } catch (error) {
+        if (signal?.aborted) throw signal.reason
+        failure = classifyFailure(error, deadline.expired)
+        if (failure.kind === 'final') throw error
+        anySent ||= failure.sent
+        const again = tries < attempts && (policy === 'repeatable' || !failure.sent)
+        if (!again) {
+          if (failure.kind === 'server') throw error
+          const where = this.description
+          if (failure.kind === 'timeout')
+            throw new StoreTimeoutError(operation, target, where, timeoutMs, tries, { cause: error })
+          throw new StoreUnreachableError(operation, target, where, failure.reason, tries, anySent, {
+            cause: error,
+          })
+        }
+      } finally {
+        deadline.clear()
+      }
+      await sleep(jitteredBackoff(tries, 50, 2_000), signal)
+    }
+  }
+
   async #ensureBucket(create: boolean, signal?: AbortSignal): Promise<void> {
     const Bucket = this.#location.bucket
     try {
-      await this.#client.send(new HeadBucketCommand({ Bucket }), withSignal(signal))
+      await this.#request(
+        'open bucket',
+        Bucket,
+        'repeatable',
+        (d) => this.#client.send(new HeadBucketCommand({ Bucket }), { abortSignal: d.signal }),
+        signal,
+      )
       return
     } catch (error) {
       if (status(error) === 403 || status(error) === 401) {
@@ -204,7 +507,13 @@ export class S3Backend implements Backend {
       if (!create) throw new BucketNotFoundError(Bucket, this.#endpointName, { cause: error })
     }
     try {
-      await this.#client.send(new CreateBucketCommand({ Bucket }), withSignal(signal))
+      await this.#request(
+        'create bucket',
+        Bucket,
+        'repeatable',
+        (d) => this.#client.send(new CreateBucketCommand({ Bucket }), { abortSignal: d.signal }),
+        signal,
+      )
     } catch (error) {
       const name = errorName(error)
       if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw error
@@ -216,44 +525,82 @@ export class S3Backend implements Backend {
   }
 
   async readObject(key: string, sink: ReadSink, signal?: AbortSignal): Promise<boolean> {
-    let response: GetObjectCommandOutput
     try {
-      response = await this.#client.send(
-        new GetObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }),
-        withSignal(signal),
+      return await this.#request(
+        'get',
+        key,
+        'repeatable',
+        async (deadline) => {
+          const response = await this.#client.send(
+            new GetObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }),
+            { abortSignal: deadline.signal },
+          )
+          const size = response.ContentLength
+          if (
+            size !== undefined &&
+            size >= THREAD_READ_MIN_BYTES &&
+            sink.hashed !== undefined &&
+            this.#threads
+          ) {
+            // Received here, hashed on a read thread while this thread receives the next body.
+            const bytes = Buffer.allocUnsafeSlow(size)
+            await readBody(response.Body, size, { buffer: () => bytes, wrote: () => {} }, deadline)
+            const { bytes: hashed, digest } = await this.#threads.hash(bytes.buffer)
+            sink.hashed(hashed, digest)
+            return true
+          }
+          await readBody(response.Body, size, sink, deadline)
+          return true
+        },
+        signal,
       )
     } catch (error) {
       if (isNotFound(error)) return false
       throw error
     }
-    const size = response.ContentLength
-    if (size !== undefined && size >= THREAD_READ_MIN_BYTES && sink.hashed !== undefined && this.#threads) {
-      // Received here, hashed on a read thread while this thread receives the next body.
-      const bytes = Buffer.allocUnsafeSlow(size)
-      await readBody(response.Body, size, { buffer: () => bytes, wrote: () => {} })
-      const { bytes: hashed, digest } = await this.#threads.hash(bytes.buffer)
-      sink.hashed(hashed, digest)
-      return true
-    }
-    await readBody(response.Body, size, sink)
-    return true
   }
 
   async *streamObject(key: string, signal?: AbortSignal): AsyncIterable<Uint8Array> {
     let body: Readable
+    let deadline: Deadline | undefined
     try {
-      const response = await this.#client.send(
-        new GetObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }),
-        withSignal(signal),
-      )
-      body = response.Body as Readable
+      ;({ body, deadline } = await this.#request(
+        'stream',
+        key,
+        'repeatable',
+        async (attemptDeadline) => {
+          const response = await this.#client.send(
+            new GetObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }),
+            { abortSignal: attemptDeadline.signal },
+          )
+          return { body: response.Body as Readable, deadline: attemptDeadline }
+        },
+        signal,
+      ))
     } catch (error) {
       if (isNotFound(error)) throw new NotFoundSignal(key)
       throw error
     }
+    // The body outlives the attempt: a deadline of its own while it is read.
+    deadline = new Deadline(this.#timeouts.timeoutMs, signal)
     try {
-      for await (const chunk of body) yield chunk as Buffer
+      for await (const chunk of deadlineChunks(body, deadline)) yield chunk
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason
+      if (deadline.expired) {
+        throw new StoreTimeoutError('stream', key, this.description, this.#timeouts.timeoutMs, 1, {
+          cause: error,
+        })
+      }
+      const failure = classifyFailure(error, deadline.expired)
+      if (failure.kind === 'unreachable') {
+        throw new StoreUnreachableError('stream', key, this.description, failure.reason, 1, true, {
+          cause: error,
+        })
+      }
+      throw error
     } finally {
+      deadline.clear()
       // An unconsumed body holds its socket; release it when the caller stops early.
       body.destroy()
     }
@@ -271,16 +618,24 @@ export class S3Backend implements Backend {
       return offset > size ? { outOfRange: true, size } : new Uint8Array(0)
     }
     try {
-      const response = await this.#client.send(
-        new GetObjectCommand({
-          Bucket: this.#location.bucket,
-          Key: this.#key(key),
-          Range: `bytes=${offset}-${offset + length - 1}`,
-        }),
-        withSignal(signal),
+      const { bytes, total } = await this.#request(
+        'get range of',
+        key,
+        'repeatable',
+        async (deadline) => {
+          const response = await this.#client.send(
+            new GetObjectCommand({
+              Bucket: this.#location.bucket,
+              Key: this.#key(key),
+              Range: `bytes=${offset}-${offset + length - 1}`,
+            }),
+            { abortSignal: deadline.signal },
+          )
+          const total = Number(/\/(\d+)$/.exec(response.ContentRange ?? '')?.[1])
+          return { bytes: await readSmallBody(response.Body, response.ContentLength, deadline), total }
+        },
+        signal,
       )
-      const total = Number(/\/(\d+)$/.exec(response.ContentRange ?? '')?.[1])
-      const bytes = await readSmallBody(response.Body, response.ContentLength)
       if (bytes.byteLength !== length) {
         return { outOfRange: true, size: Number.isFinite(total) ? total : offset + bytes.byteLength }
       }
@@ -297,9 +652,15 @@ export class S3Backend implements Backend {
 
   async objectSize(key: string, signal?: AbortSignal): Promise<number | undefined> {
     try {
-      const response = await this.#client.send(
-        new HeadObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }),
-        withSignal(signal),
+      const response = await this.#request(
+        'stat',
+        key,
+        'repeatable',
+        (deadline) =>
+          this.#client.send(new HeadObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }), {
+            abortSignal: deadline.signal,
+          }),
+        signal,
       )
       return response.ContentLength ?? 0
     } catch (error) {
@@ -308,11 +669,34 @@ export class S3Backend implements Backend {
     }
   }
 
-  async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<boolean> {
-    if (bytes.byteLength >= HEAD_FIRST_BYTES && (await this.objectSize(key, signal)) !== undefined)
-      return false
-    const result = await this.#conditionalPut(key, bytes, null, signal)
-    return result.ok
+  async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<ObjectWrite> {
+    if (bytes.byteLength >= HEAD_FIRST_BYTES) {
+      const size = await this.objectSize(key, signal)
+      if (size !== undefined) return { written: false, size }
+    }
+    const result = await this.#conditionalPut(key, bytes, null, 'repeatable', signal)
+    return result.ok ? { written: true } : { written: false }
+  }
+
+  async replaceObject(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+    // Unconditional: whoever else writes this key writes the same bytes.
+    await this.#request(
+      'replace',
+      key,
+      'repeatable',
+      (deadline) =>
+        this.#client.send(
+          new PutObjectCommand({
+            Bucket: this.#location.bucket,
+            Key: this.#key(key),
+            Body: bytes,
+            ContentLength: bytes.byteLength,
+          }),
+          { abortSignal: deadline.signal },
+        ),
+      signal,
+      bytes.byteLength,
+    )
   }
 
   async stageObject(chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StagedObject> {
@@ -325,39 +709,78 @@ export class S3Backend implements Backend {
       }
     }
     const upload = new Upload({
-      client: this.#client,
+      client: this.#uploadClient,
       params: { Bucket: this.#location.bucket, Key: stagingKey, Body: Readable.from(counted()) },
       partSize: MULTIPART_PART_BYTES,
       queueSize: 4,
       leavePartsOnError: false,
       ...(signal ? { abortController: linkedController(signal) } : {}),
     })
-    await upload.done()
-    const discard = async (): Promise<void> => {
-      await this.#client
-        .send(new DeleteObjectCommand({ Bucket: this.#location.bucket, Key: stagingKey }))
-        .catch(() => {})
+    try {
+      await upload.done()
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason
+      const failure = classifyFailure(error, false)
+      if (failure.kind === 'timeout') {
+        throw new StoreTimeoutError(
+          'put (staging)',
+          stagingKey,
+          this.description,
+          this.#timeouts.timeoutMs,
+          this.#timeouts.attempts,
+          { cause: error },
+        )
+      }
+      if (failure.kind === 'unreachable') {
+        throw new StoreUnreachableError(
+          'put (staging)',
+          stagingKey,
+          this.description,
+          failure.reason,
+          this.#timeouts.attempts,
+          failure.sent,
+          { cause: error },
+        )
+      }
+      throw error
     }
-    return {
-      size,
-      publish: async (key, publishSignal) => {
-        try {
-          if ((await this.objectSize(key, publishSignal)) !== undefined) return { stored: false }
-          if (size > MAX_COPY_BYTES) throw new ObjectTooLargeError(size, MAX_COPY_BYTES, this.description)
-          await this.#client.send(
+    const copy = (key: string, publishSignal: AbortSignal | undefined) =>
+      this.#request(
+        'publish',
+        key,
+        'repeatable',
+        (deadline) =>
+          this.#client.send(
             new CopyObjectCommand({
               Bucket: this.#location.bucket,
               Key: this.#key(key),
               CopySource: `${this.#location.bucket}/${encodeURI(stagingKey)}`,
             }),
-            withSignal(publishSignal),
-          )
-          return { stored: true }
-        } finally {
-          await discard()
-        }
+            { abortSignal: deadline.signal },
+          ),
+        publishSignal,
+        size,
+      )
+    return {
+      size,
+      publish: async (key, publishSignal) => {
+        const existing = await this.objectSize(key, publishSignal)
+        if (existing !== undefined) return { written: false, size: existing }
+        if (size > MAX_COPY_BYTES) throw new ObjectTooLargeError(size, MAX_COPY_BYTES, this.description)
+        await copy(key, publishSignal)
+        return { written: true }
       },
-      discard,
+      replace: async (key, publishSignal) => {
+        if (size > MAX_COPY_BYTES) throw new ObjectTooLargeError(size, MAX_COPY_BYTES, this.description)
+        await copy(key, publishSignal)
+      },
+      discard: async () => {
+        await this.#client
+          .send(new DeleteObjectCommand({ Bucket: this.#location.bucket, Key: stagingKey }), {
+            abortSignal: AbortSignal.timeout(this.#timeouts.timeoutMs),
+          })
+          .catch(() => {})
+      },
     }
   }
 
@@ -367,13 +790,21 @@ export class S3Backend implements Backend {
 
   async readBlob(key: string, signal?: AbortSignal): Promise<VersionedBlob | undefined> {
     try {
-      const response = await this.#client.send(
-        new GetObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }),
-        withSignal(signal),
+      return await this.#request(
+        'read',
+        key,
+        'repeatable',
+        async (deadline) => {
+          const response = await this.#client.send(
+            new GetObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }),
+            { abortSignal: deadline.signal },
+          )
+          const bytes = await readSmallBody(response.Body, response.ContentLength, deadline)
+          if (response.ETag === undefined) throw new Error(`the server returned no ETag for ${key}`)
+          return { bytes, token: response.ETag }
+        },
+        signal,
       )
-      const bytes = await readSmallBody(response.Body, response.ContentLength)
-      if (response.ETag === undefined) throw new Error(`the server returned no ETag for ${key}`)
-      return { bytes, token: response.ETag }
     } catch (error) {
       if (isNotFound(error)) return undefined
       throw error
@@ -386,7 +817,7 @@ export class S3Backend implements Backend {
     expectedToken: string | null,
     signal?: AbortSignal,
   ): Promise<ConditionalWriteResult> {
-    return this.#conditionalPut(key, bytes, expectedToken, signal)
+    return this.#conditionalPut(key, bytes, expectedToken, 'unsent', signal)
   }
 
   async deleteBlob(
@@ -398,13 +829,20 @@ export class S3Backend implements Backend {
     if (current === undefined) return { ok: false, reason: 'missing' }
     if (current.token !== expectedToken) return { ok: false, reason: 'changed' }
     try {
-      await this.#client.send(
-        new DeleteObjectCommand({
-          Bucket: this.#location.bucket,
-          Key: this.#key(key),
-          IfMatch: expectedToken,
-        }),
-        withSignal(signal),
+      await this.#request(
+        'delete',
+        key,
+        'unsent',
+        (deadline) =>
+          this.#client.send(
+            new DeleteObjectCommand({
+              Bucket: this.#location.bucket,
+              Key: this.#key(key),
+              IfMatch: expectedToken,
+            }),
+            { abortSignal: deadline.signal },
+          ),
+        signal,
       )
       return { ok: true, token: expectedToken }
     } catch (error) {
@@ -426,41 +864,55 @@ export class S3Backend implements Backend {
     const key = `${PROBES}${randomUUID()}`
     const body = new TextEncoder().encode('dreamdb conditional-write probe\n')
     try {
-      const created = await this.#conditionalPut(key, body, null, signal)
+      const created = await this.#conditionalPut(key, body, null, 'unsent', signal)
       if (!created.ok) throw new Error(`probe key ${key} unexpectedly exists`)
-      const again = await this.#conditionalPut(key, body, null, signal)
+      const again = await this.#conditionalPut(key, body, null, 'unsent', signal)
       if (again.ok) throw new ConditionalWritesUnsupportedError(this.#endpointName, 'If-None-Match')
       const wrongEtag = '"00000000000000000000000000000000"'
-      const replaced = await this.#conditionalPut(key, body, wrongEtag, signal)
+      const replaced = await this.#conditionalPut(key, body, wrongEtag, 'unsent', signal)
       if (replaced.ok) throw new ConditionalWritesUnsupportedError(this.#endpointName, 'If-Match')
     } finally {
       await this.#client
-        .send(new DeleteObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }))
+        .send(new DeleteObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }), {
+          abortSignal: AbortSignal.timeout(this.#timeouts.timeoutMs),
+        })
         .catch(() => {})
     }
   }
 
   async close(): Promise<void> {
-    if (this.#ownsClient) this.#client.destroy()
+    if (this.#ownsClient) {
+      this.#client.destroy()
+      this.#uploadClient.destroy()
+    }
   }
 
   async #conditionalPut(
     key: string,
     bytes: Uint8Array,
     expectedToken: string | null,
+    policy: RetryPolicy,
     signal?: AbortSignal,
   ): Promise<ConditionalWriteResult> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const response = await this.#client.send(
-          new PutObjectCommand({
-            Bucket: this.#location.bucket,
-            Key: this.#key(key),
-            Body: bytes,
-            ContentLength: bytes.byteLength,
-            ...(expectedToken === null ? { IfNoneMatch: '*' } : { IfMatch: expectedToken }),
-          }),
-          withSignal(signal),
+        const response = await this.#request(
+          expectedToken === null ? 'create' : 'update',
+          key,
+          policy,
+          (deadline) =>
+            this.#client.send(
+              new PutObjectCommand({
+                Bucket: this.#location.bucket,
+                Key: this.#key(key),
+                Body: bytes,
+                ContentLength: bytes.byteLength,
+                ...(expectedToken === null ? { IfNoneMatch: '*' } : { IfMatch: expectedToken }),
+              }),
+              { abortSignal: deadline.signal },
+            ),
+          signal,
+          bytes.byteLength,
         )
         return { ok: true, token: response.ETag ?? '' }
       } catch (error) {
@@ -469,7 +921,7 @@ export class S3Backend implements Backend {
         if (expectedToken !== null && isNotFound(error)) return { ok: false, reason: 'missing' }
         // 409: another conditional write to this key is in flight; AWS asks us to retry.
         if (isConditionalConflict(error) && attempt < MAX_CONFLICT_RETRIES) {
-          await sleep(Math.random() * 20 * 2 ** attempt, signal)
+          await sleep(jitteredBackoff(attempt, 20, 1_000), signal)
           continue
         }
         throw error
@@ -481,13 +933,21 @@ export class S3Backend implements Backend {
     const strip = this.#location.prefix.length
     let ContinuationToken: string | undefined
     do {
-      const page = await this.#client.send(
-        new ListObjectsV2Command({
-          Bucket: this.#location.bucket,
-          Prefix: this.#key(prefix),
-          ...(ContinuationToken ? { ContinuationToken } : {}),
-        }),
-        withSignal(signal),
+      const token = ContinuationToken
+      const page = await this.#request(
+        'list',
+        `keys under '${prefix}'`,
+        'repeatable',
+        (deadline) =>
+          this.#client.send(
+            new ListObjectsV2Command({
+              Bucket: this.#location.bucket,
+              Prefix: this.#key(prefix),
+              ...(token ? { ContinuationToken: token } : {}),
+            }),
+            { abortSignal: deadline.signal },
+          ),
+        signal,
       )
       for (const object of page.Contents ?? []) {
         if (object.Key !== undefined) yield { key: object.Key.slice(strip), size: object.Size ?? 0 }
@@ -495,11 +955,6 @@ export class S3Backend implements Backend {
       ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined
     } while (ContinuationToken !== undefined)
   }
-}
-
-/** SDK call options carrying the signal, if any. */
-function withSignal(signal: AbortSignal | undefined): { abortSignal?: AbortSignal } {
-  return signal === undefined ? {} : { abortSignal: signal }
 }
 
 /** An AbortController that aborts when `signal` does (lib-storage wants a controller). */
