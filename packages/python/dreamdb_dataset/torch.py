@@ -1,0 +1,366 @@
+"""``DreamDBDataset``: a PyTorch ``IterableDataset`` over a pinned dataset.
+
+Yields batches (dicts of numpy arrays, or tensors with ``as_tensors=True``) for
+``DataLoader(batch_size=None, num_workers=N)``. Every epoch's batches are numbered
+``0 .. ceil(records / batch_size) - 1`` in one deterministic order (seed, epoch, manifest);
+each rank x worker takes a contiguous share of the batches not yet done, computed in
+``__iter__`` (never in ``__init__``, where workers and ranks are not known yet).
+
+- Exactly once: every record is yielded once per epoch across all ranks and workers.
+- Even steps: shares differ by at most one batch; with ``drop_last=False`` (default) the
+  shorter ones end with an empty batch (zero rows) so every rank steps the same number of
+  times and DDP never waits on a rank that ran out; with ``drop_last=True`` the longer
+  shares drop their last batch instead (those records are skipped this epoch).
+- Resume: ``state_dict()`` says which batches are done; ``load_state_dict()`` continues the
+  epoch with nothing repeated or skipped, with the same or another number of workers or
+  ranks. Works inside torchdata's ``StatefulDataLoader`` (its per-worker states can be
+  merged with ``DreamDBDataset.merge_states`` to resume with another worker count).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .dataset import Dataset
+from .errors import InvalidInputError
+
+__all__ = ["DreamDBDataset", "batch_to_numpy"]
+
+try:  # torch is optional for the rest of the package, required here
+    import torch
+    from torch.utils.data import IterableDataset, get_worker_info
+except ImportError as error:  # pragma: no cover - exercised only without torch
+    raise ImportError("dreamdb_dataset.torch needs PyTorch: pip install torch") from error
+
+STATE_FORMAT = "dreamdb.torch/1"
+Ranges = list[list[int]]
+
+
+def _numpy_of(array: pa.Array) -> np.ndarray:
+    """A numpy view of a primitive Arrow array, writable when its buffer is (no copy)."""
+    if array.null_count == 0 and pa.types.is_primitive(array.type) and not pa.types.is_boolean(array.type):
+        data = array.buffers()[1]
+        dtype = np.dtype(array.type.to_pandas_dtype())
+        if data is not None and data.size > 0:
+            # The bytes were received into a buffer of this batch alone (see _bridge), so a
+            # writable view is safe; torch.from_numpy then needs no copy and warns of nothing.
+            writable = (ctypes.c_char * data.size).from_address(data.address)
+            writable.owner = data  # keeps the Arrow buffer alive as long as the array
+            view = np.frombuffer(writable, dtype=dtype, count=len(array) + array.offset)
+            return view[array.offset :]
+    return array.to_numpy(zero_copy_only=False)
+
+
+def batch_to_numpy(batch: pa.RecordBatch) -> dict[str, Any]:
+    """A record batch as the seed's dict: ``_anchor`` uint64, embeddings ``(n, dim)`` float32,
+    categorical and string fields as object arrays of str, binary fields as lists of bytes."""
+    out: dict[str, Any] = {}
+    n = batch.num_rows
+    for name, column in zip(batch.schema.names, batch.columns):
+        kind = column.type
+        if pa.types.is_fixed_size_list(kind):
+            dim = kind.list_size
+            if column.null_count == 0:
+                out[name] = _numpy_of(column.flatten()).reshape(n, dim)
+            else:  # records from before the field existed: NaN rows
+                rows = [np.full(dim, np.nan, np.float32) if v is None else np.asarray(v, np.float32) for v in column.to_pylist()]
+                out[name] = np.stack(rows)
+        elif pa.types.is_dictionary(kind):
+            words = column.dictionary.to_numpy(zero_copy_only=False)
+            indices = column.indices.to_numpy(zero_copy_only=False)
+            out[name] = words[indices] if column.null_count == 0 else np.array(column.to_pylist(), dtype=object)
+        elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            out[name] = column.to_pylist()
+        else:
+            out[name] = _numpy_of(column)
+    return out
+
+
+def _to_tensors(batch: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in batch.items():
+        if isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
+            out[name] = torch.from_numpy(value.astype(np.int64) if value.dtype == np.uint64 else value)
+        else:
+            out[name] = value
+    return out
+
+
+def _merge(ranges: Ranges) -> Ranges:
+    out: Ranges = []
+    for start, end in sorted((int(s), int(e)) for s, e in ranges if e > s):
+        if out and start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return out
+
+
+def _complement(done: Ranges, total: int) -> Ranges:
+    out: Ranges = []
+    at = 0
+    for start, end in _merge(done):
+        if start > at:
+            out.append([at, min(start, total)])
+        at = max(at, end)
+    if at < total:
+        out.append([at, total])
+    return [r for r in out if r[1] > r[0]]
+
+
+def _share(remaining: Ranges, part: int, parts: int) -> tuple[Ranges, int]:
+    """Partition ``part`` of ``parts``: a contiguous share of the remaining batches, and the
+    longest share's length (every partition steps that many times)."""
+    count = sum(e - s for s, e in remaining)
+    first = count * part // parts
+    last = count * (part + 1) // parts
+    mine: Ranges = []
+    seen = 0
+    for start, end in remaining:
+        lo = max(start, start + first - seen)
+        hi = min(end, start + last - seen)
+        if hi > lo:
+            mine.append([lo, hi])
+        seen += end - start
+    return mine, math.ceil(count / parts) if parts else 0
+
+
+def _rank_and_world() -> tuple[int, int]:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except ImportError:  # pragma: no cover
+        pass
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+class DreamDBDataset(IterableDataset):  # type: ignore[type-arg]
+    """Batches of a pinned dataset for ``DataLoader(dataset, batch_size=None, num_workers=N)``."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        fields: Sequence[str] | None = None,
+        batch_size: int = 256,
+        shuffle_seed: int | None = None,
+        *,
+        epoch: int = 0,
+        drop_last: bool = False,
+        as_tensors: bool = False,
+        prefetch: int | None = None,
+    ) -> None:
+        if not isinstance(dataset, Dataset):
+            raise InvalidInputError(
+                "ERR_DATASET_INVALID_OPTION",
+                f"Invalid dataset {type(dataset).__name__}: pass a dreamdb_dataset.Dataset",
+                {"option": "dataset"},
+            )
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise InvalidInputError(
+                "ERR_DATASET_INVALID_OPTION",
+                f"Invalid batchSize {batch_size!r}: must be an integer from 1",
+                {"option": "batchSize", "value": repr(batch_size)},
+            )
+        # Pinned: a branch that moves during training would change what "this epoch" means.
+        self.dataset = dataset if dataset.ref is None else Dataset.open_at(dataset.current_manifest(), dataset.backend)
+        self.fields = list(fields) if fields is not None else None
+        self.batch_size = batch_size
+        self.shuffle_seed = shuffle_seed
+        self.epoch = epoch
+        self.drop_last = drop_last
+        self.as_tensors = as_tensors
+        self.prefetch = prefetch
+        self._loaded: dict[str, Any] | None = None
+        self._progress: dict[str, Any] | None = None
+
+    @property
+    def total_batches(self) -> int:
+        """Batches in one epoch, across every rank and worker."""
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """A new deterministic order (call before each epoch, as with ``DistributedSampler``)."""
+        self.epoch = epoch
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "manifest": self.dataset.current_manifest(),
+            "batchSize": self.batch_size,
+            "fields": self.fields,
+            "shuffleSeed": self.shuffle_seed,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Which of the epoch's batches are done (in this process's view)."""
+        progress = self._progress
+        if progress is None:
+            base = self._loaded or {**self._identity(), "epoch": self.epoch, "done": []}
+            return {**base, "done": [list(r) for r in base["done"]]}
+        done = [list(r) for r in progress["done"]]
+        left = progress["yielded"]
+        for start, end in progress["assigned"]:
+            take = min(left, end - start)
+            if take > 0:
+                done.append([start, start + take])
+            left -= take
+        return {
+            **self._identity(),
+            "epoch": progress["epoch"],
+            "done": _merge(done),
+            "partition": progress["partition"],
+            "partitions": progress["partitions"],
+            "assigned": progress["assigned"],
+            "yielded": progress["yielded"],
+            "startDone": progress["done"],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the epoch ``state`` describes (from ``state_dict`` or ``merge_states``)."""
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise InvalidInputError(
+                "ERR_DATASET_RESUME_MISMATCH",
+                f"Resume state mismatch on format: expected {STATE_FORMAT!r}, got {state.get('format') if isinstance(state, dict) else type(state).__name__!r}",
+                {"key": "format"},
+            )
+        for key, ours in self._identity().items():
+            if state.get(key) != ours:
+                raise InvalidInputError(
+                    "ERR_DATASET_RESUME_MISMATCH",
+                    f"Resume state mismatch on {key}: expected {ours!r}, got {state.get(key)!r}",
+                    {"key": key, "expected": ours, "actual": state.get(key)},
+                )
+        self.epoch = int(state["epoch"])
+        self._loaded = dict(state)
+        self._progress = None
+
+    @staticmethod
+    def merge_states(states: Any) -> dict[str, Any]:
+        """One state from several (per-worker or per-rank states, or a whole
+        ``StatefulDataLoader.state_dict()`` searched for them): the union of what is done."""
+        found: list[dict[str, Any]] = []
+
+        def visit(value: Any) -> None:
+            if isinstance(value, dict):
+                if value.get("format") == STATE_FORMAT:
+                    found.append(value)
+                    return
+                for v in value.values():
+                    visit(v)
+            elif isinstance(value, (list, tuple)):
+                for v in value:
+                    visit(v)
+
+        visit(states)
+        if not found:
+            raise InvalidInputError("ERR_DATASET_RESUME_MISMATCH", "No DreamDB state found to merge", {})
+        first = found[0]
+        for other in found[1:]:
+            for key in ("manifest", "batchSize", "fields", "shuffleSeed", "epoch"):
+                if other.get(key) != first.get(key):
+                    raise InvalidInputError(
+                        "ERR_DATASET_RESUME_MISMATCH",
+                        f"Resume states disagree on {key}: {first.get(key)!r} and {other.get(key)!r}",
+                        {"key": key},
+                    )
+        done: Ranges = []
+        for state in found:
+            done.extend(state["done"])
+        base = {k: first[k] for k in ("format", "manifest", "batchSize", "fields", "shuffleSeed", "epoch")}
+        return {**base, "done": _merge(done)}
+
+    # -- iteration --------------------------------------------------------------------------
+
+    def _plan(self) -> tuple[int, int, Ranges, int, Ranges]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        rank, world = _rank_and_world()
+        partition, partitions = rank * workers + worker, world * workers
+        loaded = self._loaded if self._loaded is not None and int(self._loaded["epoch"]) == self.epoch else None
+        if loaded is not None and loaded.get("partitions") == partitions and loaded.get("partition") == partition:
+            # The same partition of the same layout: finish its own share.
+            start_done = [list(r) for r in loaded["startDone"]]
+            assigned = [list(r) for r in loaded["assigned"]]
+            remaining = _complement(start_done, self.total_batches)
+            steps = _share(remaining, partition, partitions)[1]
+            return partition, partitions, start_done, int(loaded["yielded"]), assigned if steps else []
+        done = [list(r) for r in loaded["done"]] if loaded is not None else []
+        remaining = _complement(done, self.total_batches)
+        assigned, _ = _share(remaining, partition, partitions)
+        return partition, partitions, done, 0, assigned
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        partition, partitions, done, yielded, assigned = self._plan()
+        self._loaded = None
+        remaining = _complement(done, self.total_batches)
+        count = sum(e - s for s, e in remaining)
+        steps = count // partitions if self.drop_last else math.ceil(count / partitions)
+        self._progress = {
+            "epoch": self.epoch,
+            "partition": partition,
+            "partitions": partitions,
+            "done": done,
+            "assigned": assigned,
+            "yielded": yielded,
+        }
+        progress = self._progress
+        skip = yielded
+        emitted = yielded
+        for start, end in assigned:
+            if skip >= end - start:
+                skip -= end - start
+                continue
+            stream = self.dataset.iter_arrow_batches(
+                batch_size=self.batch_size,
+                fields=self.fields,
+                shuffle_seed=self.shuffle_seed,
+                epoch=self.epoch,
+                batch_range=(start + skip, end),
+                prefetch=self.prefetch,
+            )
+            skip = 0
+            try:
+                for batch in stream:
+                    if emitted >= steps:
+                        break
+                    emitted += 1
+                    progress["yielded"] = emitted
+                    yield self._convert(batch)
+            finally:
+                stream.close()
+        while emitted < steps:
+            # An empty batch keeps every rank stepping together (see the module docstring).
+            emitted += 1
+            progress["yielded"] = emitted
+            yield self._empty()
+        self._progress = None
+
+    def _convert(self, batch: pa.RecordBatch) -> dict[str, Any]:
+        out = batch_to_numpy(batch)
+        return _to_tensors(out) if self.as_tensors else out
+
+    def _empty(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"_anchor": np.zeros(0, np.uint64)}
+        for field in self.dataset.fields:
+            if self.fields is not None and field["name"] not in self.fields:
+                continue
+            if self.fields is None and field not in self.dataset.schema["fields"]:
+                continue
+            if field["family"] == "embedding":
+                out[field["name"]] = np.zeros((0, int(field["dim"])), np.float32)
+            elif field["family"] == "binary":
+                out[field["name"]] = []
+            else:
+                out[field["name"]] = np.zeros(0, dtype=object)
+        return _to_tensors(out) if self.as_tensors else out
