@@ -25,6 +25,11 @@ import {
 } from './model.js'
 
 export const FORMAT_VERSION = 1
+/**
+ * The deepest a bucket tree may nest: a root at level 48 holds at least 2^48 buckets even at
+ * the smallest fanout (2), far more than any store; deeper is refused as corrupt.
+ */
+export const MAX_TREE_LEVEL = 48
 export const DAG_CBOR = dagCbor.code
 const UINT64_MAX = 2n ** 64n - 1n
 
@@ -163,6 +168,43 @@ function readAnchorRange(value: unknown, path: string): AnchorRange {
 }
 
 export function readBucket(value: unknown, path: string): Bucket {
+  return checkBucket(readBucketFields(value, path), path)
+}
+
+/**
+ * What every bucket holds by construction: at least one record, ordered bounds, and for a
+ * timeline bucket anchor ranges that cover exactly its records and span exactly its bounds.
+ */
+function checkBucket(bucket: Bucket, path: string): Bucket {
+  if (bucket.records < 1) throw new Invalid(`${path}.records must be at least 1`)
+  if (bucket.anchorMin > bucket.anchorMax) throw new Invalid(`${path}.anchorMin is above anchorMax`)
+  if (bucket.timeMin > bucket.timeMax) throw new Invalid(`${path}.timeMin is after timeMax`)
+  const ranges = bucket.anchorRanges
+  if (ranges === null) return bucket
+  if (ranges.length === 0) throw new Invalid(`${path}.anchorRanges is empty`)
+  let covered = 0
+  let min = ranges[0]!.start
+  let max = 0n
+  for (const [i, range] of ranges.entries()) {
+    if (range.count < 1) throw new Invalid(`${path}.anchorRanges[${i}] covers no anchor`)
+    const last = range.start + BigInt(range.count) - 1n
+    if (last > UINT64_MAX) throw new Invalid(`${path}.anchorRanges[${i}] passes the uint64 range`)
+    covered += range.count
+    if (range.start < min) min = range.start
+    if (last > max) max = last
+  }
+  if (covered !== bucket.records) {
+    throw new Invalid(`${path}.anchorRanges cover ${covered} anchors for ${bucket.records} records`)
+  }
+  if (min !== bucket.anchorMin || max !== bucket.anchorMax) {
+    throw new Invalid(
+      `${path} says anchors ${bucket.anchorMin}..${bucket.anchorMax}, its anchorRanges span ${min}..${max}`,
+    )
+  }
+  return bucket
+}
+
+function readBucketFields(value: unknown, path: string): Bucket {
   const b = object(value, path, [
     'records',
     'anchorMin',
@@ -258,7 +300,7 @@ function readManifest(m: Obj): Manifest {
     'stats',
   ])
   const stats = object(m.stats, 'stats', ['records', 'buckets', 'bytes'])
-  return {
+  const manifest: Manifest = {
     schema: readSchema(m.schema, 'schema'),
     timeline: nullable(m.timeline, (v) => link(v, 'timeline')),
     layers: array(m.layers, 'layers', readLayer),
@@ -272,6 +314,27 @@ function readManifest(m: Obj): Manifest {
       bytes: record(stats.bytes, 'stats.bytes', count),
     },
   }
+  const { timeline, parents, layers } = manifest
+  if ((timeline === null) !== (manifest.stats.buckets === 0)) {
+    throw new Invalid(
+      `stats.buckets is ${manifest.stats.buckets} with timeline ${timeline === null ? 'null' : 'set'}`,
+    )
+  }
+  if (manifest.stats.records < manifest.stats.buckets)
+    throw new Invalid('stats has fewer records than buckets')
+  if (new Set(parents.map(String)).size !== parents.length)
+    throw new Invalid('parents lists a manifest twice')
+  for (const [i, layer] of layers.entries()) {
+    if (layer.name !== layer.field.name) throw new Invalid(`layers[${i}].name differs from its field's name`)
+    if (i > 0 && !(layers[i - 1]!.name < layer.name))
+      throw new Invalid('layers are not sorted by unique name')
+    if ((layer.segments === null) !== (layer.records === 0)) {
+      throw new Invalid(
+        `layers[${i}] has ${layer.records} records with segments ${layer.segments === null ? 'null' : 'set'}`,
+      )
+    }
+  }
+  return manifest
 }
 
 function readTreeChild(value: unknown, path: string): TreeChild {
@@ -285,7 +348,7 @@ function readTreeChild(value: unknown, path: string): TreeChild {
     'timeMin',
     'timeMax',
   ])
-  return {
+  const child: TreeChild = {
     node: link(c.node, `${path}.node`),
     buckets: count(c.buckets, `${path}.buckets`),
     records: count(c.records, `${path}.records`),
@@ -295,16 +358,28 @@ function readTreeChild(value: unknown, path: string): TreeChild {
     timeMin: count(c.timeMin, `${path}.timeMin`),
     timeMax: count(c.timeMax, `${path}.timeMax`),
   }
+  if (child.buckets < 1) throw new Invalid(`${path}.buckets must be at least 1`)
+  if (child.records < child.buckets) throw new Invalid(`${path} has fewer records than buckets`)
+  if (child.anchorMin > child.anchorMax) throw new Invalid(`${path}.anchorMin is above anchorMax`)
+  if (child.timeMin > child.timeMax) throw new Invalid(`${path}.timeMin is after timeMax`)
+  return child
 }
 
 function readTree(t: Obj): TreeNode {
   const level = count(t.level, 'level')
+  if (level > MAX_TREE_LEVEL) throw new Invalid(`level ${level} is deeper than the limit (${MAX_TREE_LEVEL})`)
   if (level === 0) {
     object(t, 'node', ['v', 'type', 'level', 'buckets'])
-    return { level: 0, buckets: array(t.buckets, 'buckets', readBucket) }
+    const buckets = array(t.buckets, 'buckets', readBucket)
+    if (buckets.length === 0) throw new Invalid('a leaf must hold at least one bucket')
+    return { level: 0, buckets }
   }
   object(t, 'node', ['v', 'type', 'level', 'children'])
-  return { level, children: array(t.children, 'children', readTreeChild) }
+  const children = array(t.children, 'children', readTreeChild)
+  if (children.length === 0) throw new Invalid('an interior node must have at least one child')
+  const distinct = new Set(children.map((c) => c.node.toString()))
+  if (distinct.size !== children.length) throw new Invalid('an interior node lists the same child twice')
+  return { level, children }
 }
 
 function readRef(r: Obj): RefTarget {

@@ -6,7 +6,7 @@
 import type { AbortOptions } from '@dreamdb/cas'
 import type { CID } from 'multiformats/cid'
 import type { Bucket, Change, Field, Manifest, RefKind } from './model.js'
-import type { Repository, Source } from './repository.js'
+import { isDamage, type Repository, type Source } from './repository.js'
 import { treeNodes, walkTree } from './tree.js'
 
 export interface LogEntry {
@@ -159,7 +159,11 @@ export async function inspect(
     add({ cid: cid.toString(), role: 'timeline-node' })
   }
   const buckets: InspectedBucket[] = []
-  for await (const { position, bucket } of walkTree(repo.nodes, manifest.timeline, options)) {
+  const timelineWalk = {
+    ...options,
+    expect: { what: 'manifest', records: manifest.stats.records, buckets: manifest.stats.buckets },
+  }
+  for await (const { position, bucket } of walkTree(repo.nodes, manifest.timeline, timelineWalk)) {
     buckets.push(plainBucket(position, bucket))
     for (const [key, o] of Object.entries(bucket.fields)) {
       add({ cid: o.cid.toString(), role: 'field', field: key.split('/')[0]!, bytes: o.bytes })
@@ -171,7 +175,11 @@ export async function inspect(
     for await (const { cid } of treeNodes(repo.nodes, layer.segments, new Set(), options)) {
       add({ cid: cid.toString(), role: 'layer-node', field: layer.name })
     }
-    for await (const { bucket } of walkTree(repo.nodes, layer.segments, options)) {
+    const layerWalk = {
+      ...options,
+      expect: { what: `layer '${layer.name}'`, records: layer.records, bytes: layer.bytes },
+    }
+    for await (const { bucket } of walkTree(repo.nodes, layer.segments, layerWalk)) {
       segments++
       for (const o of Object.values(bucket.fields)) {
         add({ cid: o.cid.toString(), role: 'layer-object', field: layer.name, bytes: o.bytes })
@@ -198,7 +206,15 @@ export async function inspect(
   const cannotReach = new Set<string>()
   for await (const ref of repo.listRefs('', options)) {
     if (ref.name === resolved.name) continue
-    if (await reaches(repo, ref.manifest, manifestCid, cannotReach, options)) {
+    let reached: boolean
+    try {
+      reached = await reaches(repo, ref.manifest, manifestCid, cannotReach, options)
+    } catch (error) {
+      // Another ref's damaged history does not fail the inspection of this one.
+      if (isDamage(error)) continue
+      throw error
+    }
+    if (reached) {
       referencedBy.push({ name: ref.name, kind: ref.kind, manifest: ref.manifest.toString() })
     }
   }

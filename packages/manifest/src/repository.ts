@@ -37,10 +37,12 @@ import {
   normalizeSchema,
 } from './schema.js'
 import {
+  assertSummary,
   DEFAULT_FANOUT,
   loadRoot,
   NodeStore,
   spliceTree,
+  summarize,
   treeLeaves,
   type WalkOptions,
   walkTree,
@@ -94,6 +96,37 @@ export interface RefInfo {
   kind: RefKind
   manifest: CID
   timeline: CID | null
+}
+
+/** A ref as `scanRefs` lists it: readable with its manifest's counts, or damaged. */
+export type RefStatus =
+  | (RefInfo & { damaged: false; records: number; buckets: number })
+  | {
+      name: string
+      damaged: true
+      /** The code of the error reading it (`ERR_CAS_REF_CORRUPT`, `ERR_MANIFEST_CORRUPT`, ...). */
+      code: string
+      reason: string
+    }
+
+/** Errors that mean an object or ref is damaged (as opposed to unreachable or aborted). */
+const DAMAGE = new Set([
+  'ERR_CAS_REF_CORRUPT',
+  'ERR_CAS_INTEGRITY',
+  'ERR_CAS_NOT_FOUND',
+  'ERR_MANIFEST_CORRUPT',
+  'ERR_MANIFEST_INTEGRITY',
+  'ERR_MANIFEST_UNSUPPORTED_VERSION',
+])
+
+/** Whether `error` says a stored object is damaged, missing or unreadable as DreamDB data. */
+export function isDamage(error: unknown): boolean {
+  return DAMAGE.has((error as { code?: string } | null)?.code ?? '')
+}
+
+function damagedRef(name: string, error: unknown): RefStatus {
+  const e = error as { code: string; message: string }
+  return { name, damaged: true, code: e.code, reason: e.message }
 }
 
 export interface RepositoryInit {
@@ -268,22 +301,65 @@ export class Repository {
     }
   }
 
-  /** Datasets, branches and snapshots whose names start with `prefix`, in name order. */
+  /**
+   * Datasets, branches and snapshots whose names start with `prefix`, in name order. A ref
+   * whose body is damaged is left out (so one corrupt ref does not fail `log` or `inspect`
+   * of the others); `scanRefs` lists it, marked as damaged.
+   */
   async *listRefs(prefix = '', options: AbortOptions = {}): AsyncIterable<RefInfo> {
-    for await (const name of this.store.listRefs(prefix, options)) {
-      if (name.startsWith('_')) continue
-      const target = await this.readRef(name, options)
-      if (target !== undefined)
-        yield { name, kind: target.kind, manifest: target.manifest, timeline: target.timeline }
+    for await (const entry of this.#refEntries(prefix, false, options)) {
+      if (!entry.damaged)
+        yield { name: entry.name, kind: entry.kind, manifest: entry.manifest, timeline: entry.timeline }
     }
   }
 
-  /** The buckets of a manifest's timeline in order (metadata only; no record is read). */
+  /**
+   * Every ref under `prefix` with the counts of its manifest, or marked `damaged` with the
+   * error's code and message when its body or its manifest cannot be read as DreamDB
+   * objects (corrupt, missing, written by a newer version). Other errors (I/O, abort) fail
+   * the listing. One ref read and one manifest read per ref.
+   */
+  async *scanRefs(prefix = '', options: AbortOptions = {}): AsyncIterable<RefStatus> {
+    yield* this.#refEntries(prefix, true, options)
+  }
+
+  async *#refEntries(prefix: string, withManifest: boolean, options: AbortOptions): AsyncIterable<RefStatus> {
+    for await (const name of this.store.listRefs(prefix, options)) {
+      if (name.startsWith('_')) continue
+      let target: Awaited<ReturnType<Repository['readRef']>>
+      try {
+        target = await this.readRef(name, options)
+      } catch (error) {
+        if (!isDamage(error)) throw error
+        yield damagedRef(name, error)
+        continue
+      }
+      if (target === undefined) continue
+      const info = { name, kind: target.kind, manifest: target.manifest, timeline: target.timeline }
+      if (!withManifest) {
+        yield { ...info, damaged: false, records: 0, buckets: 0 }
+        continue
+      }
+      try {
+        const manifest = await this.loadManifest(target.manifest, options)
+        yield { ...info, damaged: false, records: manifest.stats.records, buckets: manifest.stats.buckets }
+      } catch (error) {
+        if (!isDamage(error)) throw error
+        yield damagedRef(name, error)
+      }
+    }
+  }
+
+  /**
+   * The buckets of a manifest's timeline in order (metadata only; no record is read). The
+   * walk checks every node against its parent's summary and the root against the manifest's
+   * counts, and refuses a node reached twice (IntegrityError).
+   */
   async *buckets(
     manifest: Manifest,
     options: WalkOptions = {},
   ): AsyncIterable<{ position: number; bucket: Bucket }> {
-    yield* walkTree(this.nodes, manifest.timeline, options)
+    yield* walkTree(this.nodes, manifest.timeline, withExpect(manifest, options))
   }
 
   /**
@@ -294,14 +370,21 @@ export class Repository {
     manifest: Manifest,
     options: WalkOptions = {},
   ): AsyncIterable<{ position: number; leaf: TreeChild }> {
-    yield* treeLeaves(this.nodes, manifest.timeline, options)
+    yield* treeLeaves(this.nodes, manifest.timeline, withExpect(manifest, options))
   }
 
-  /** The buckets of one leaf named by `leaves`. */
-  async leafBuckets(leaf: CID, options: AbortOptions = {}): Promise<Bucket[]> {
-    const node = await this.nodes.load(leaf, options)
+  /**
+   * The buckets of one leaf named by `leaves`. Given the leaf's summary (as `leaves` yields
+   * it), the leaf must match it, or IntegrityError.
+   */
+  async leafBuckets(leaf: CID | TreeChild, options: AbortOptions = {}): Promise<Bucket[]> {
+    const cid = CID.asCID(leaf) ?? (leaf as TreeChild).node
+    const node = await this.nodes.load(cid, options)
     if (!('buckets' in node))
-      throw new InvalidChangeError('leaf', `${leaf} is a level-${node.level} node, not a leaf`)
+      throw new InvalidChangeError('leaf', `${cid} is a level-${node.level} node, not a leaf`)
+    if (CID.asCID(leaf) === null) {
+      assertSummary(cid.toString(), 'the summary its parent keeps', leaf as TreeChild, summarize(cid, node))
+    }
     return node.buckets
   }
 
@@ -827,6 +910,14 @@ type PreparedChange = { objects: { cid: CID; path: string }[]; message?: string 
   | { kind: 'compact'; start: number; count: number; replacement: Bucket[] }
   | { kind: 'migrate'; field: Field; replacements: Record<string, FieldObject>[] }
 )
+
+/** Walk options that also check the timeline's root against the manifest's counts. */
+function withExpect(manifest: Manifest, options: WalkOptions): WalkOptions {
+  // Callers may pass a stand-in `{ timeline }` (a layer's segments) without stats.
+  const stats = (manifest as Partial<Manifest>).stats
+  if (stats === undefined || options.expect !== undefined) return options
+  return { ...options, expect: { what: 'manifest', records: stats.records, buckets: stats.buckets } }
+}
 
 function objectsOf(buckets: Bucket[], path: string): { cid: CID; path: string }[] {
   return buckets.flatMap((bucket, i) =>

@@ -11,7 +11,8 @@
  */
 import type { AbortOptions, Store } from '@dreamdb/cas'
 import type { CID } from 'multiformats/cid'
-import { DAG_CBOR, decodeTreeNode, encodeTreeNode } from './codec.js'
+import { DAG_CBOR, decodeTreeNode, encodeTreeNode, MAX_TREE_LEVEL } from './codec.js'
+import { IntegrityError } from './errors.js'
 import type { Bucket, TreeChild, TreeNode } from './model.js'
 
 /** Buckets per leaf and children per interior node. */
@@ -42,6 +43,26 @@ export class NodeStore {
     }
     const node = decodeTreeNode(await this.#store.get(cid, options), key)
     this.#remember(key, node)
+    return node
+  }
+
+  /**
+   * Load the node a parent's entry names and check it against that entry: one level below
+   * the parent, and exactly the summary the parent keeps of it (bucket, record and byte
+   * counts, anchor and time bounds). Anything else is IntegrityError naming the parent.
+   */
+  async loadChild(parent: CID, parentLevel: number, child: TreeChild, options: AbortOptions = {}) {
+    const node = await this.load(child.node, options)
+    if (node.level !== parentLevel - 1) {
+      throw new IntegrityError(
+        'Timeline node',
+        parent.toString(),
+        `its child ${child.node} is at the wrong level`,
+        parentLevel - 1,
+        node.level,
+      )
+    }
+    assertSummary(parent.toString(), `its summary of child ${child.node}`, child, summarize(child.node, node))
     return node
   }
 
@@ -90,7 +111,7 @@ export function summarize(cid: CID, node: TreeNode): TreeChild {
         }))
       : node.children
   const [first, ...rest] = parts
-  if (first === undefined) throw new Error('an empty tree node has no summary')
+  if (first === undefined) throw new IntegrityError('Timeline node', cid.toString(), 'it is empty')
   const summary: TreeChild = {
     node: cid,
     buckets: first.buckets,
@@ -111,6 +132,74 @@ export function summarize(cid: CID, node: TreeNode): TreeChild {
     summary.timeMax = Math.max(summary.timeMax, part.timeMax)
   }
   return summary
+}
+
+const SUMMARY_KEYS = ['buckets', 'records', 'bytes', 'anchorMin', 'anchorMax', 'timeMin', 'timeMax'] as const
+
+/** Throw IntegrityError unless `stated` (what an object says of a subtree) matches `actual`. */
+export function assertSummary(
+  cid: string,
+  what: string,
+  stated: Partial<Omit<TreeChild, 'node'>>,
+  actual: Omit<TreeChild, 'node'>,
+): void {
+  for (const key of SUMMARY_KEYS) {
+    const value = stated[key]
+    if (value !== undefined && value !== actual[key]) {
+      throw new IntegrityError(
+        'Timeline node',
+        cid,
+        `${what} disagrees on ${key}`,
+        String(value),
+        String(actual[key]),
+      )
+    }
+  }
+}
+
+/**
+ * The nodes one walk has reached, to refuse a node reached twice: a crafted tree whose
+ * nodes share children would otherwise be walked an exponential number of times. Keys are
+ * 16 bytes of the digest, so a walk of a million nodes keeps tens of megabytes.
+ */
+class Visited {
+  readonly #seen = new Set<string>()
+  add(cid: CID, parent: CID | null): void {
+    const d = cid.multihash.digest
+    let key = ''
+    for (let i = 0; i < 16 && i < d.length; i++) key += String.fromCharCode(d[i]!)
+    if (this.#seen.has(key)) {
+      throw new IntegrityError(
+        'Timeline node',
+        (parent ?? cid).toString(),
+        `node ${cid} is reached twice in one walk (a tree never shares a node)`,
+      )
+    }
+    this.#seen.add(key)
+  }
+}
+
+/** The root of a walk, with its summary checked against what the manifest says. */
+async function loadCheckedRoot(nodes: NodeStore, root: CID, options: WalkOptions): Promise<TreeNode> {
+  const node = await nodes.load(root, options)
+  if (node.level > MAX_TREE_LEVEL) {
+    throw new IntegrityError(
+      'Timeline node',
+      root.toString(),
+      'it nests deeper than the limit',
+      MAX_TREE_LEVEL,
+      node.level,
+    )
+  }
+  if (options.expect !== undefined) {
+    assertSummary(
+      root.toString(),
+      `the ${options.expect.what} that names it as root`,
+      options.expect,
+      summarize(root, node),
+    )
+  }
+  return node
 }
 
 function chunk<T>(items: T[], size: number): T[][] {
@@ -231,6 +320,8 @@ async function spliceNode(
     }
     const localInsert = insertsHere ? pendingInsert! : []
     if (insertsHere) pendingInsert = undefined
+    // Checked before the splice descends (level and summary), then read from the cache.
+    await nodes.loadChild(cid, node.level, child, options)
     children.push(
       ...(await spliceNode(
         nodes,
@@ -257,6 +348,12 @@ export interface WalkOptions extends AbortOptions {
   /** Only buckets whose time range overlaps [timeMin, timeMax]. */
   timeMin?: number
   timeMax?: number
+  /**
+   * What the object naming this tree says of it (a manifest's record and bucket counts, a
+   * layer's records and bytes): the root's summary must agree, or the walk fails with
+   * IntegrityError before yielding anything.
+   */
+  expect?: Partial<Omit<TreeChild, 'node'>> & { what: string }
 }
 
 /** Every bucket in order, with its position, reading only the subtrees that can match. */
@@ -269,8 +366,12 @@ export async function* walkTree(
   const from = options.from ?? 0
   const tMin = options.timeMin ?? Number.NEGATIVE_INFINITY
   const tMax = options.timeMax ?? Number.POSITIVE_INFINITY
-  async function* walk(cid: CID, offset: number): AsyncGenerator<{ position: number; bucket: Bucket }> {
-    const node = await nodes.load(cid, options)
+  const visited = new Visited()
+  async function* walk(
+    cid: CID,
+    node: TreeNode,
+    offset: number,
+  ): AsyncGenerator<{ position: number; bucket: Bucket }> {
     if ('buckets' in node) {
       for (const [i, bucket] of node.buckets.entries()) {
         if (offset + i < from || bucket.timeMax < tMin || bucket.timeMin > tMax) continue
@@ -280,11 +381,15 @@ export async function* walkTree(
     }
     for (const child of node.children) {
       const skip = offset + child.buckets <= from || child.timeMax < tMin || child.timeMin > tMax
-      if (!skip) yield* walk(child.node, offset)
+      if (!skip) {
+        visited.add(child.node, cid)
+        yield* walk(child.node, await nodes.loadChild(cid, node.level, child, options), offset)
+      }
       offset += child.buckets
     }
   }
-  yield* walk(root, 0)
+  visited.add(root, null)
+  yield* walk(root, await loadCheckedRoot(nodes, root, options), 0)
 }
 
 /**
@@ -301,13 +406,16 @@ export async function* treeLeaves(
   if (root === null) return
   const tMin = options.timeMin ?? Number.NEGATIVE_INFINITY
   const tMax = options.timeMax ?? Number.POSITIVE_INFINITY
-  const top = await nodes.load(root, options)
+  const visited = new Visited()
+  visited.add(root, null)
+  const top = await loadCheckedRoot(nodes, root, options)
   if ('buckets' in top) {
     const leaf = summarize(root, top)
     if (!(leaf.timeMax < tMin || leaf.timeMin > tMax)) yield { position: 0, leaf }
     return
   }
   async function* walk(
+    cid: CID,
     node: TreeNode,
     offset: number,
   ): AsyncGenerator<{ position: number; leaf: TreeChild }> {
@@ -315,13 +423,15 @@ export async function* treeLeaves(
     for (const child of node.children) {
       const inRange = !(child.timeMax < tMin || child.timeMin > tMax)
       if (inRange) {
+        // A leaf is named here but read later (leafBuckets checks it against this summary).
+        visited.add(child.node, cid)
         if (node.level === 1) yield { position: offset, leaf: child }
-        else yield* walk(await nodes.load(child.node, options), offset)
+        else yield* walk(child.node, await nodes.loadChild(cid, node.level, child, options), offset)
       }
       offset += child.buckets
     }
   }
-  yield* walk(top, 0)
+  yield* walk(root, top, 0)
 }
 
 /** Every node CID of a tree (for inspect and GC), skipping subtrees in `seen`. */
@@ -333,8 +443,15 @@ export async function* treeNodes(
 ): AsyncGenerator<{ cid: CID; node: TreeNode }> {
   if (root === null || seen.has(root.toString())) return
   seen.add(root.toString())
-  const node = await nodes.load(root, options)
-  yield { cid: root, node }
-  if (!('buckets' in node))
-    for (const child of node.children) yield* treeNodes(nodes, child.node, seen, options)
+  const top = await loadCheckedRoot(nodes, root, options)
+  async function* walk(cid: CID, node: TreeNode): AsyncGenerator<{ cid: CID; node: TreeNode }> {
+    yield { cid, node }
+    if ('buckets' in node) return
+    for (const child of node.children) {
+      if (seen.has(child.node.toString())) continue
+      seen.add(child.node.toString())
+      yield* walk(child.node, await nodes.loadChild(cid, node.level, child, options))
+    }
+  }
+  yield* walk(root, top)
 }

@@ -167,26 +167,34 @@ async function randomManifest(seed: number): Promise<Manifest> {
     { kind: 'schema' as const, added: [name()], replaced: [] },
     { kind: 'compact' as const, start: r.int(50), replaced: 2 + r.int(10), buckets: 1 },
   ]
+  // Consistent as every stored manifest is: no timeline means no buckets, a layer without
+  // segments has no records, parents are distinct.
+  const timeline = r.next() < 0.2 ? null : await cid()
+  const buckets = timeline === null ? 0 : 1 + r.int(1e7)
+  const parents = await Promise.all(Array.from({ length: r.int(3) }, cid))
   return {
     schema: { fields },
-    timeline: r.next() < 0.2 ? null : await cid(),
+    timeline,
     layers: await Promise.all(
-      Array.from({ length: r.int(3) }, async (_, i) => ({
-        name: `layer${i}`,
-        parent: fields[0]!.name,
-        field: { ...(await field()), name: `layer${i}` },
-        segments: r.next() < 0.3 ? null : await cid(),
-        records: r.int(1e9),
-        bytes: r.int(2 ** 40),
-      })),
+      Array.from({ length: r.int(3) }, async (_, i) => {
+        const segments = r.next() < 0.3 ? null : await cid()
+        return {
+          name: `layer${i}`,
+          parent: fields[0]!.name,
+          field: { ...(await field()), name: `layer${i}` },
+          segments,
+          records: segments === null ? 0 : 1 + r.int(1e9),
+          bytes: r.int(2 ** 40),
+        }
+      }),
     ),
-    parents: await Promise.all(Array.from({ length: r.int(3) }, cid)),
+    parents: parents.filter((p, i) => parents.findIndex((q) => q.equals(p)) === i),
     message: r.pick(['', 'append 3 records', 'ünïcødé ✓', 'x'.repeat(300)]),
     timestamp: r.int(2 ** 45),
     change: r.pick(changes),
     stats: {
-      records: r.int(2 ** 50),
-      buckets: r.int(1e7),
+      records: buckets + r.int(2 ** 50),
+      buckets,
       bytes: Object.fromEntries(fields.map((f) => [f.name, r.int(2 ** 48)])),
     },
   }
