@@ -5,9 +5,9 @@ const SEGMENT = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/
 export const MAX_REF_NAME = 255
 /**
  * Characters in one `/`-separated segment, at most. A segment becomes a file name on a
- * folder store and on MinIO, where names stop at 255 bytes: a folder store adds up to 25
- * characters (`.ref`, then `.lock` or `.tmp-<16 hex>`) and MinIO 4 (`.ref`); 200 keeps
- * room to spare on both.
+ * folder store and on MinIO, where names stop at 255 bytes: a folder store adds up to 30
+ * characters (`<segment>.ref.lock.tmp-<16 hex>`, a staged lock) and MinIO 4 (`.ref`); 200
+ * keeps room to spare on both.
  */
 export const MAX_REF_SEGMENT = 200
 
