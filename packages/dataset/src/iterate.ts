@@ -567,7 +567,8 @@ export function iterate(
         units.push({ node: leaf.node, records: leaf.records })
         continue
       }
-      const buckets = (await repo.leafBuckets(leaf.node, walk)).filter(inRange)
+      // Given the summary, the leaf is checked against it (IntegrityError when they differ).
+      const buckets = (await repo.leafBuckets(leaf, walk)).filter(inRange)
       const records = buckets.reduce((n, b) => n + b.records, 0)
       if (records > 0) units.push({ node: leaf.node, records, buckets })
     }

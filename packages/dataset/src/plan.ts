@@ -19,7 +19,7 @@
  * a record.
  */
 import { createHash } from 'node:crypto'
-import type { Bucket } from '@dreamdb/manifest'
+import { type Bucket, IntegrityError } from '@dreamdb/manifest'
 import type { CID } from 'multiformats/cid'
 
 /** A leaf of the timeline, known by its summary until it is reached. */
@@ -155,7 +155,13 @@ export function windowsOf(unit: Unit, buckets: Bucket[], options: PlanOptions): 
     start += bucket.records
   }
   if (start - unit.start !== unit.records) {
-    throw new Error(`unit ${key} holds ${start - unit.start} records, its summary said ${unit.records}`)
+    throw new IntegrityError(
+      'Timeline node',
+      key,
+      'its buckets hold another number of records than its parent summary says',
+      unit.records,
+      start - unit.start,
+    )
   }
   return windows
 }
