@@ -24,7 +24,7 @@ export {
   s3ClientFor,
   startFaultProxy,
 } from './fault-proxy.js'
-export { adminClient, freshBucket, minioEndpoint } from './minio.js'
+export { adminClient, freshBucket, minioEndpoint, type PrivateMinio, startMinio } from './minio.js'
 export { type RawLocation, snapshotStore } from './store-snapshot.js'
 
 export interface OpenedStore {
@@ -213,6 +213,68 @@ export function casConformanceTests(harness: CasHarness): void {
         expect(error.code).toBe('ERR_CAS_INTEGRITY')
         // The final chunk is held back until the digest is known.
         expect(received).toBeLessThan(bytes.byteLength)
+      })
+    })
+
+    describe('healing', () => {
+      type PutEvent = { stored: boolean; repaired: boolean }
+      const putEvents = (): { events: PutEvent[]; onProgress: (e: unknown) => void } => {
+        const events: PutEvent[] = []
+        return {
+          events,
+          onProgress: (e) => {
+            const event = e as { type: string; stored?: boolean; repaired?: boolean }
+            if (event.type === 'dreamdb:cas:put')
+              events.push({ stored: event.stored === true, repaired: event.repaired === true })
+          },
+        }
+      }
+      const flipped = (bytes: Uint8Array, at: number): Uint8Array => {
+        const evil = new Uint8Array(bytes)
+        evil[at] = evil[at]! ^ 0x01
+        return evil
+      }
+
+      it('a put of bytes whose small stored copy is damaged (same size) replaces it', async () => {
+        const bytes = randomBytes(4096)
+        const cid = await store.put(bytes)
+        await opened.corrupt(cid, flipped(bytes, 100))
+        const { events, onProgress } = putEvents()
+        expect((await store.put(new Uint8Array(bytes), { onProgress })).toString()).toBe(cid.toString())
+        expect(Buffer.from(await store.get(cid)).equals(bytes)).toBe(true)
+        // Sound again: the next put writes nothing.
+        await store.put(new Uint8Array(bytes), { onProgress })
+        expect(events).toEqual([
+          { stored: true, repaired: true },
+          { stored: false, repaired: false },
+        ])
+      })
+
+      it('a large stored copy of the wrong size is replaced by a put, one-shot or streamed', async () => {
+        const bytes = randomBytes((1 << 20) + 3)
+        const cid = await store.put(bytes)
+        const { events, onProgress } = putEvents()
+        await opened.corrupt(cid, bytes.subarray(0, bytes.byteLength - 1))
+        await store.put(new Uint8Array(bytes), { onProgress })
+        expect(Buffer.from(await store.get(cid)).equals(bytes)).toBe(true)
+        await opened.corrupt(cid, Buffer.concat([bytes, Buffer.from('tail')]))
+        await store.put(chunked(bytes, 100_000), { onProgress })
+        expect(Buffer.from(await store.get(cid)).equals(bytes)).toBe(true)
+        expect(events).toEqual([
+          { stored: true, repaired: true },
+          { stored: true, repaired: true },
+        ])
+      })
+
+      it('a large copy damaged in place is replaced by a put once a read has found it damaged', async () => {
+        const bytes = randomBytes(256 << 10)
+        const cid = await store.put(bytes)
+        await opened.corrupt(cid, flipped(bytes, 200_000))
+        expect((await rejection(store.get(cid))).code).toBe('ERR_CAS_INTEGRITY')
+        const { events, onProgress } = putEvents()
+        await store.put(new Uint8Array(bytes), { onProgress })
+        expect(events).toEqual([{ stored: true, repaired: true }])
+        expect(Buffer.from(await store.get(cid)).equals(bytes)).toBe(true)
       })
     })
 

@@ -39,3 +39,85 @@ export async function freshBucket(endpoint: string): Promise<string> {
   client.destroy()
   return bucket
 }
+
+/** A MinIO of a test's own, which it may stop (SIGSTOP) and resume; see `startMinio`. */
+export interface PrivateMinio {
+  /** `http://127.0.0.1:<port>` */
+  endpoint: string
+  pid: number
+  /** SIGSTOP: the server keeps its sockets open and answers nothing. */
+  pause(): void
+  /** SIGCONT */
+  resume(): void
+  /** Kill it and delete its data. */
+  stop(): Promise<void>
+}
+
+/**
+ * Start a MinIO of this test's own on 127.0.0.1 (the binary `tools/minio/minio.sh` built,
+ * the credentials of the run's AWS_* environment), for tests that stop the server; the
+ * shared one must keep serving the other suites. `undefined` when there is no binary or no
+ * credentials (then `minioEndpoint()` has already said SKIPPED, or failed under CI).
+ */
+export async function startMinio(): Promise<PrivateMinio | undefined> {
+  const { spawn } = await import('node:child_process')
+  const { existsSync } = await import('node:fs')
+  const { mkdtemp, rm } = await import('node:fs/promises')
+  const { createServer } = await import('node:net')
+  const { homedir, tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const cache =
+    process.env.DREAMDB_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'dreamdb')
+  const binary = join(cache, 'bin', 'minio')
+  const user = process.env.AWS_ACCESS_KEY_ID
+  const password = process.env.AWS_SECRET_ACCESS_KEY
+  if (!existsSync(binary) || !user || !password) return undefined
+  const port = await new Promise<number>((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+  const data = await mkdtemp(join(tmpdir(), 'dreamdb-minio-private-'))
+  const child = spawn(binary, ['server', data, '--address', `127.0.0.1:${port}`, '--quiet'], {
+    env: {
+      ...process.env,
+      MINIO_ROOT_USER: user,
+      MINIO_ROOT_PASSWORD: password,
+      MINIO_BROWSER: 'off',
+      MINIO_UPDATE: 'off',
+    },
+    stdio: 'ignore',
+  })
+  const endpoint = `http://127.0.0.1:${port}`
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGCONT')
+      child.kill('SIGKILL')
+      await exited
+    }
+    await rm(data, { recursive: true, force: true })
+  }
+  for (let i = 0; i < 300; i++) {
+    const live = await fetch(`${endpoint}/minio/health/live`).then(
+      (r) => r.ok,
+      () => false,
+    )
+    if (live) {
+      return {
+        endpoint,
+        pid: child.pid!,
+        pause: () => child.kill('SIGSTOP'),
+        resume: () => child.kill('SIGCONT'),
+        stop,
+      }
+    }
+    if (child.exitCode !== null) break
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  await stop()
+  throw new Error(`the private MinIO on ${endpoint} did not become live`)
+}

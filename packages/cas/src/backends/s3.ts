@@ -587,12 +587,13 @@ export class S3Backend implements Backend {
       for await (const chunk of deadlineChunks(body, deadline)) yield chunk
     } catch (error) {
       if (signal?.aborted) throw signal.reason
-      if (deadline.expired) {
+      // Chunks already went to the caller: the body cannot be asked for again.
+      const failure = classifyFailure(error, deadline.expired)
+      if (failure.kind === 'timeout') {
         throw new StoreTimeoutError('stream', key, this.description, this.#timeouts.timeoutMs, 1, {
           cause: error,
         })
       }
-      const failure = classifyFailure(error, deadline.expired)
       if (failure.kind === 'unreachable') {
         throw new StoreUnreachableError('stream', key, this.description, failure.reason, 1, true, {
           cause: error,

@@ -1,0 +1,205 @@
+/**
+ * Deadlines and typed reachability errors against a real MinIO (design/0002, "Deadlines").
+ * The server is a private one this file starts, so it can stop it with SIGSTOP: a stopped
+ * server keeps its sockets open and answers nothing, the fault that used to hang forever.
+ * No timing is asserted: each case asserts that a typed error arrived; the generous vitest
+ * timeouts (far above the deadlines) are what would catch a hang.
+ */
+import { createServer } from 'node:net'
+import { freshBucket, minioEndpoint, type PrivateMinio, rejection, startMinio } from '@dreamdb/cas-tests'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openStore } from '../src/open.js'
+
+const endpoint = minioEndpoint()
+const encode = (text: string): Uint8Array => new TextEncoder().encode(text)
+/** Short deadlines so a case takes seconds: 1.5 s of silence, two attempts. */
+const FAST = { timeoutMs: 1_500, connectTimeoutMs: 1_500, attempts: 2 } as const
+
+async function closedPort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** The error `promise` rejects with, and how long it took (printed, never asserted). */
+async function timedRejection(label: string, promise: Promise<unknown>) {
+  const started = performance.now()
+  const error = await rejection(promise)
+  console.log(
+    `[s3 faults] ${label}: ${String(error.code)} after ${Math.round(performance.now() - started)} ms`,
+  )
+  return error
+}
+
+function pattern(size: number, seed: number): Uint8Array {
+  const bytes = new Uint8Array(size)
+  for (let i = 0; i < size; i++) bytes[i] = ((i + seed) * 2654435761) >>> 24
+  return bytes
+}
+
+describe.runIf(endpoint !== undefined)('S3 deadlines and reachability (private MinIO)', () => {
+  let minio: PrivateMinio
+  let url: string
+
+  beforeAll(async () => {
+    const started = await startMinio()
+    if (started === undefined)
+      throw new Error('MinIO is running for this suite, but its binary or credentials are missing')
+    minio = started
+    url = `${minio.endpoint}/${await freshBucket(minio.endpoint)}`
+  }, 60_000)
+  afterAll(async () => {
+    await minio?.stop()
+  })
+
+  it('a closed port is ERR_CAS_UNREACHABLE naming the endpoint, nothing sent', async () => {
+    const port = await closedPort()
+    const error = await timedRejection(
+      'open, closed port',
+      openStore(`http://127.0.0.1:${port}/some-bucket`, FAST),
+    )
+    expect(error.code).toBe('ERR_CAS_UNREACHABLE')
+    expect(error.message).toContain(`127.0.0.1:${port}`)
+    expect(error).toMatchObject({ reason: 'ECONNREFUSED', attempts: 2, requestSent: false })
+    expect((error.cause as { code?: string }).code).toBe('ECONNREFUSED')
+  }, 30_000)
+
+  it('a host name that does not resolve is ERR_CAS_UNREACHABLE', async () => {
+    const error = await rejection(openStore('http://dreamdb-no-such-host.invalid:9000/some-bucket', FAST))
+    expect(error.code).toBe('ERR_CAS_UNREACHABLE')
+    expect(error.message).toContain('dreamdb-no-such-host.invalid')
+    expect(error.requestSent).toBe(false)
+  }, 30_000)
+
+  it('a server that went away after the store opened: reads, puts and ref writes fail typed', async () => {
+    const private2 = await startMinio()
+    const bucketUrl = `${private2!.endpoint}/${await freshBucket(private2!.endpoint)}`
+    const store = await openStore(bucketUrl, FAST)
+    const cid = await store.put(encode('before the server went away'))
+    const head = await store.createRef('main', encode('m1'))
+    await private2!.stop()
+    for (const call of [
+      () => store.get(cid),
+      () => store.put(encode('after')),
+      () => store.readRef('main'),
+      () => store.updateRef('main', encode('m2'), head.version),
+    ]) {
+      const error = await rejection(call())
+      expect(error.code).toBe('ERR_CAS_UNREACHABLE')
+      expect(error.message).toContain(private2!.endpoint)
+    }
+    await store.close()
+  }, 60_000)
+
+  it('SIGSTOP before a get, a put and a ref write: typed errors within the deadline, then it works again', async () => {
+    const store = await openStore(url, FAST)
+    const small = await store.put(encode('small object'))
+    const head = await store.createRef('stopped', encode('m1'))
+    minio.pause()
+    try {
+      const get = await timedRejection('get, server stopped', store.get(small))
+      expect(get.code).toBe('ERR_CAS_TIMEOUT')
+      expect(get.message).toContain(minio.endpoint)
+      expect(get).toMatchObject({ timeoutMs: FAST.timeoutMs, attempts: FAST.attempts })
+
+      const put = await timedRejection('put 4 MiB, server stopped', store.put(pattern(4 << 20, 1)))
+      expect(put.code).toBe('ERR_CAS_TIMEOUT')
+
+      const has = await timedRejection('has, server stopped', store.has(small))
+      expect(has.code).toBe('ERR_CAS_TIMEOUT')
+
+      // The request was sent and may yet be applied: not retried, not called a failure.
+      const update = await timedRejection(
+        'updateRef, server stopped',
+        store.updateRef('stopped', encode('m2'), head.version),
+      )
+      // updateRef reads first; that read times out before the write is ever sent.
+      expect(update.code).toBe('ERR_CAS_TIMEOUT')
+    } finally {
+      minio.resume()
+    }
+    expect(new TextDecoder().decode(await store.get(small))).toBe('small object')
+    await store.close()
+  }, 120_000)
+
+  it('a conditional ref write that the stopped server never answers is ERR_CAS_OUTCOME_UNKNOWN', async () => {
+    const store = await openStore(url, FAST)
+    // The first ref write probes conditional writes; do it while the server answers.
+    await store.createRef('probe-done', encode('x'))
+    minio.pause()
+    let error: Error & Record<string, unknown>
+    try {
+      // createRef sends its conditional PUT at once (no read first): sent, never answered.
+      error = await timedRejection('createRef, server stopped', store.createRef('unknown', encode('m1')))
+    } finally {
+      minio.resume()
+    }
+    expect(error.code).toBe('ERR_CAS_OUTCOME_UNKNOWN')
+    expect(error).toMatchObject({ refName: 'unknown', expectedVersion: null })
+    expect((error.cause as { code?: string }).code).toBe('ERR_CAS_TIMEOUT')
+    // Either outcome is possible once the server resumes; if it landed, it is ours.
+    const after = await store.readRef('unknown')
+    if (after !== undefined) expect(new TextDecoder().decode(after.value)).toBe('m1')
+    await store.close()
+  }, 120_000)
+
+  it('SIGSTOP in the middle of a streamed get: the stream ends in ERR_CAS_TIMEOUT', async () => {
+    const store = await openStore(url, { ...FAST, readThreads: false })
+    const bytes = pattern(64 << 20, 7)
+    const cid = await store.put(bytes)
+    let received = 0
+    let stopped = false
+    const error = await rejection(
+      (async () => {
+        for await (const chunk of store.stream(cid)) {
+          received += chunk.byteLength
+          if (!stopped) {
+            stopped = true
+            minio.pause()
+          }
+        }
+      })(),
+    )
+    minio.resume()
+    expect(error.code).toBe('ERR_CAS_TIMEOUT')
+    expect(received).toBeLessThan(64 << 20)
+    await store.close()
+  }, 120_000)
+
+  it('SIGSTOP while a get of 64 MiB is under way: ERR_CAS_TIMEOUT after its attempts', async () => {
+    const store = await openStore(url, { ...FAST, readThreads: false })
+    const bytes = pattern(64 << 20, 9)
+    const cid = await store.put(bytes)
+    // Pause the server as the get starts: the body (64 MiB) is far larger than the socket
+    // buffers, so the pause lands before the request or in the middle of the body.
+    const pending = rejection(store.get(cid))
+    await new Promise((resolve) => setImmediate(resolve))
+    minio.pause()
+    const error = await pending
+    console.log(`[s3 faults] get 64 MiB, stopped as it starts: ${String(error.code)}`)
+    minio.resume()
+    expect(error.code).toBe('ERR_CAS_TIMEOUT')
+    await store.close()
+  }, 120_000)
+
+  it('SIGSTOP in the middle of a streamed (multipart) put: ERR_CAS_TIMEOUT', async () => {
+    const store = await openStore(url, FAST)
+    const part = pattern(8 << 20, 3)
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      for (let i = 0; i < 8; i++) {
+        if (i === 3) minio.pause()
+        yield part.map((b) => b ^ i)
+      }
+    }
+    const error = await timedRejection('streamed put 64 MiB, stopped after 24 MiB', store.put(chunks()))
+    minio.resume()
+    expect(error.code).toBe('ERR_CAS_TIMEOUT')
+    expect(error.message).toContain(minio.endpoint)
+    await store.close()
+  }, 180_000)
+})
