@@ -71,13 +71,17 @@ class Dataset:
     # -- opening ------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, name: str, schema: Any, backend: str | os.PathLike[str] | None = None) -> Dataset:
+    def create(
+        cls, name: str, schema: Any, backend: str | os.PathLike[str] | None = None, *, create_bucket: bool = False
+    ) -> Dataset:
         """A new dataset whose main branch is ``name``. ``schema`` lists its fields:
         ``{"name": "embedding", "family": "embedding", "dim": 512}``,
         ``{"name": "label", "family": "scalar", "kind": "categorical"}``,
-        ``{"name": "image", "family": "binary", "media": "image"}``."""
+        ``{"name": "image", "family": "binary", "media": "image"}``. On S3, ``create_bucket=True``
+        creates the bucket when it does not exist."""
         url = _backend(backend)
-        info, _ = _bridge.bridge().call("create", {"backend": url, "name": name, "schema": _schema(schema)})
+        args = {"backend": url, "name": name, "schema": _schema(schema), "createBucket": create_bucket}
+        info, _ = _bridge.bridge().call("create", args)
         return cls(url, info)
 
     @classmethod

@@ -3,7 +3,7 @@
  * a direct call into `@dreamdb/dataset` or `@dreamdb/manifest`. Datasets stay open in the
  * bridge under a numeric handle that the Python object holds.
  */
-import { openStore, type Store } from '@dreamdb/cas'
+import { openStore, parseCid, type Store } from '@dreamdb/cas'
 import {
   agreementMatrix,
   type BatchStream,
@@ -48,12 +48,12 @@ export class Operations {
   #nextHandle = 1
 
   /** One open store per backend URL for the life of the bridge. */
-  #store(backend: unknown): Promise<Store> {
+  #store(backend: unknown, createBucket = false): Promise<Store> {
     if (typeof backend !== 'string')
       throw new BadRequestError('open', `backend must be a string, got ${typeof backend}`)
     let store = this.#stores.get(backend)
     if (store === undefined) {
-      store = openStore(backend)
+      store = openStore(backend, { createBucket })
       store.catch(() => this.#stores.delete(backend))
       this.#stores.set(backend, store)
     }
@@ -96,7 +96,7 @@ export class Operations {
       case 'hello':
         return { json: { pid: process.pid, node: process.versions.node } }
       case 'create': {
-        const store = await this.#store(args.backend)
+        const store = await this.#store(args.backend, args.createBucket === true)
         const ds = await Dataset.create(args.name as string, {
           backend: store,
           schema: args.schema as { fields: never[] },
@@ -183,7 +183,7 @@ export class Operations {
       }
       case 'inspect': {
         const ds = this.#dataset(args)
-        return { json: await inspect(ds.repository, ds.ref ?? ds.currentManifest(), withSignal) }
+        return { json: await inspect(ds.repository, ds.ref ?? parseCid(ds.currentManifest()), withSignal) }
       }
       case 'refs': {
         const repo = new Repository(await this.#store(args.backend))
