@@ -7,7 +7,7 @@
 /** Exit codes, documented in the README and in `dreamdb --help`. */
 export const EXIT = {
   ok: 0,
-  /** A typed DreamDB error: bad input, a damaged or unreachable store, a read-only target. */
+  /** A typed DreamDB error: bad input, a damaged store, a read-only target. */
   user: 1,
   /** The command line itself is wrong: unknown verb or option, missing or contradictory flags. */
   usage: 2,
@@ -15,6 +15,11 @@ export const EXIT = {
   notFound: 3,
   /** The name is taken, another writer moved the branch first, or another ingest holds the dataset. */
   conflict: 4,
+  /**
+   * The store did not answer in time or could not be reached (EX_TEMPFAIL): running the
+   * command again later may succeed. A write whose outcome is unknown is here too.
+   */
+  unavailable: 75,
   /** A bug: an error without a DreamDB code. */
   internal: 70,
   /** Interrupted (Ctrl-C). */
@@ -205,7 +210,15 @@ const CONFLICT = new Set([
   IngestLeaseLostError.code,
 ])
 
+const UNAVAILABLE = new Set(['ERR_CAS_TIMEOUT', 'ERR_CAS_UNREACHABLE', 'ERR_CAS_OUTCOME_UNKNOWN'])
+
 const HINTS: Record<string, string> = {
+  ERR_CAS_TIMEOUT:
+    'the server stopped answering; check it and run the command again (DREAMDB_S3_TIMEOUT_MS sets the deadline)',
+  ERR_CAS_UNREACHABLE:
+    'check that the server is running and the URL in --backend / DREAMDB_BACKEND, then run the command again',
+  ERR_CAS_OUTCOME_UNKNOWN:
+    'the server stopped answering during a write that may have landed; check with dreamdb log before running it again',
   ERR_MANIFEST_REF_NOT_FOUND: 'dreamdb refs lists them',
   ERR_CAS_REF_NOT_FOUND: 'dreamdb refs lists them',
   ERR_DATASET_UNKNOWN_FIELD: 'dreamdb inspect --ref-name <ref> shows the schema and layers',
@@ -277,7 +290,9 @@ export function classify(error: unknown): Classified {
         ? EXIT.notFound
         : CONFLICT.has(code)
           ? EXIT.conflict
-          : EXIT.user
+          : UNAVAILABLE.has(code)
+            ? EXIT.unavailable
+            : EXIT.user
   return { exitCode, code, message, hint: own ?? HINTS[code], internal: false }
 }
 

@@ -31,12 +31,14 @@ export const VERSION = '0.1.0'
 
 const EXIT_CODES = `Exit codes:
   0   ok
-  1   a DreamDB error (bad value, damaged or unreachable store, write to a snapshot, ...)
+  1   a DreamDB error (bad value, damaged store, write to a snapshot, ...)
   2   usage: unknown verb or option, missing or contradictory flags, malformed --schema
   3   not found: a ref, field, file or backend named on the command line
   4   conflict: the name or label is taken, another writer moved the branch, or
       another ingest into the dataset is running (ERR_CLI_INGEST_LOCKED)
   70  internal error (a bug; DREAMDB_DEBUG=1 prints the stack)
+  75  unavailable: the store did not answer in time or cannot be reached (ERR_CAS_TIMEOUT,
+      ERR_CAS_UNREACHABLE, ERR_CAS_OUTCOME_UNKNOWN); run it again later
   130 interrupted
 
 Errors are one line on stderr: dreamdb: <CODE>: <message>  (hint: <what to do>)
@@ -44,7 +46,10 @@ Errors are one line on stderr: dreamdb: <CODE>: <message>  (hint: <what to do>)
 Environment:
   DREAMDB_BACKEND  the backend when --backend is not given (default ${DEFAULT_BACKEND})
   NO_COLOR         set to anything to turn colour off (it is only ever used on a terminal)
-  DREAMDB_DEBUG    set to 1 to print the stack of an internal error`
+  DREAMDB_DEBUG    set to 1 to print the stack of an internal error
+  DREAMDB_S3_TIMEOUT_MS, DREAMDB_S3_CONNECT_TIMEOUT_MS, DREAMDB_S3_ATTEMPTS
+                   S3 deadlines: silence allowed per request (30000), connection time
+                   (10000), attempts of a read or object put (3)`
 
 /** `48x192` -> [48, 192]. */
 function sizeArg(value: string): [number, number] {

@@ -22,6 +22,11 @@ describe('classify', () => {
     expect(classify(new OutputExistsError('/x')).exitCode).toBe(EXIT.conflict)
     expect(classify(coded('ERR_CAS_INTEGRITY')).exitCode).toBe(EXIT.user)
     expect(classify(coded('ERR_ARROW_INVALID_VALUE')).exitCode).toBe(EXIT.user)
+    for (const code of ['ERR_CAS_TIMEOUT', 'ERR_CAS_UNREACHABLE', 'ERR_CAS_OUTCOME_UNKNOWN']) {
+      expect(classify(coded(code))).toMatchObject({ exitCode: EXIT.unavailable, internal: false })
+      expect(classify(coded(code)).hint).toBeDefined()
+    }
+    expect(EXIT.unavailable).toBe(75)
   })
 
   it('treats an error without a DreamDB code as internal (70)', () => {

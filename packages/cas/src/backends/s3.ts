@@ -500,7 +500,8 @@ export class S3Backend implements Backend {
       )
       return
     } catch (error) {
-      if (status(error) === 403 || status(error) === 401) {
+      // No credentials anywhere in the AWS chain is refused credentials too, not a bug.
+      if (status(error) === 403 || status(error) === 401 || errorName(error) === 'CredentialsProviderError') {
         throw new AccessDeniedError(Bucket, this.#endpointName, { cause: error })
       }
       if (!isNotFound(error)) throw error
