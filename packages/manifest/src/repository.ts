@@ -461,17 +461,17 @@ export class Repository {
         } else {
           // The write may or may not have landed. Read the branch back: the walk at the top of
           // the next attempt finds our manifest if it is there; if the branch has not moved,
-          // the same write is tried again (a few times, then the caller is told).
+          // the change is tried again (a few times, then the caller is told).
           unknownInARow++
           let reread: typeof head
           try {
             reread = await this.#branchHead(refName, options)
-          } catch (cause) {
+          } catch (readError) {
             if (signal?.aborted) throw signal.reason
             throw new CommitOutcomeUnknownError(
               refName,
               cid.toString(),
-              `the ref write failed (${(error as Error).message}) and reading the branch back failed too`,
+              `the ref write failed (${(error as Error).message}) and reading the branch back failed too (${(readError as Error).message})`,
               { cause: error },
             )
           }
