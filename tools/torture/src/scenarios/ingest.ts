@@ -1,0 +1,224 @@
+/**
+ * `dreamdb ingest` (the built CLI) SIGKILLed at random moments after its first commit, and
+ * run again each time; a last run finishes the job. Every chunk an ingest reported as
+ * committed must be in the dataset after its kill, and at the end every row of the shards
+ * exactly once (by its image bytes) under unique anchors.
+ */
+import { createHash } from 'node:crypto'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Dataset } from '@dreamdb/dataset'
+import {
+  Binary,
+  Field,
+  Float32,
+  Int64,
+  List,
+  makeData,
+  makeVector,
+  RecordBatch,
+  Schema,
+  Struct,
+  Table,
+  tableToIPC,
+  Utf8,
+  type Vector,
+  vectorFromArray,
+} from 'apache-arrow'
+import * as parquet from 'parquet-wasm'
+import { ErrorLog, exitWithin, type Result, sleep, startCli, type Target, zero } from '../lib.js'
+
+const NAMES = ['zero', 'one', 'two', 'three']
+const key = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
+
+/** One split of parquet shards in the Hugging Face layout; returns `shard#row` by image digest. */
+export async function writeShards(root: string, shards: number, rows: number): Promise<Map<string, string>> {
+  const dir = join(root, 'data')
+  await mkdir(dir, { recursive: true })
+  const where = new Map<string, string>()
+  for (let s = 0; s < shards; s++) {
+    const name = `train-${String(s).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.parquet`
+    // The image bytes are unique per row; without --model ingest stores them as they are.
+    const images = Array.from({ length: rows }, (_, r) => {
+      const bytes = new Uint8Array(64)
+      bytes.set([0x89, 0x50, 0x4e, 0x47])
+      new DataView(bytes.buffer).setUint32(8, s * 100_000 + r)
+      for (let i = 12; i < 64; i++) bytes[i] = (s * 31 + r * 7 + i) % 251
+      where.set(key(bytes), `data/${name}#${r}`)
+      return bytes
+    })
+    const type = new Struct([new Field('bytes', new Binary(), true), new Field('path', new Utf8(), true)])
+    const columns: Record<string, Vector> = {
+      image: makeVector(
+        makeData({
+          type,
+          length: rows,
+          nullCount: 0,
+          children: [
+            vectorFromArray(images, new Binary()).data[0]!,
+            vectorFromArray(
+              images.map((_, r) => `${s}/${r}.png`),
+              new Utf8(),
+            ).data[0]!,
+          ],
+        }),
+      ),
+      label: vectorFromArray(
+        images.map((_, r) => BigInt(r % NAMES.length)),
+        new Int64(),
+      ),
+      embedding: vectorFromArray(
+        images.map((_, r) => [1, s, r % 5, (r * 3) % 7]),
+        new List(new Field('item', new Float32(), true)),
+      ),
+    }
+    const plain = new Table(columns)
+    const features = { image: { _type: 'Image' }, label: { names: NAMES, _type: 'ClassLabel' } }
+    const schema = new Schema(
+      plain.schema.fields,
+      new Map([['huggingface', JSON.stringify({ info: { features } })]]),
+    )
+    const table = new Table(
+      schema,
+      plain.batches.map((b) => new RecordBatch(schema, b.data)),
+    )
+    const properties = new parquet.WriterPropertiesBuilder().setMaxRowGroupSize(8).build()
+    await writeFile(
+      join(dir, name),
+      parquet.writeParquet(parquet.Table.fromIPCStream(tableToIPC(table, 'stream')), properties),
+    )
+  }
+  return where
+}
+
+/** `shard#row` of every record in the dataset, and its anchors; empty when it does not exist yet. */
+async function readIngested(url: string, where: Map<string, string>) {
+  const rows: string[] = []
+  const anchors: bigint[] = []
+  let ds: Dataset
+  try {
+    ds = await Dataset.openRef('torture', { backend: url })
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ERR_MANIFEST_REF_NOT_FOUND') return { rows, anchors }
+    throw error
+  }
+  try {
+    for await (const batch of ds.iterArrowBatches({ fields: ['image'], batchSize: 1024 })) {
+      const image = batch.getChild('image')!
+      const anchor = batch.getChild('_anchor')!
+      for (let i = 0; i < batch.numRows; i++) {
+        rows.push(where.get(key(image.get(i) as Uint8Array)) ?? 'unknown')
+        anchors.push(anchor.get(i) as bigint)
+      }
+    }
+  } finally {
+    await ds.repository.store.close()
+  }
+  return { rows, anchors }
+}
+
+export interface IngestOptions {
+  shards: number
+  rows: number
+  batch: number
+  kills: number
+  random: () => number
+}
+
+export async function ingestKills(target: Target, _logDir: string, options: IngestOptions): Promise<Result> {
+  const started = Date.now()
+  const counts = zero()
+  const errors = new ErrorLog(counts)
+  const notes: string[] = []
+  const root = await mkdtemp(join(tmpdir(), 'dreamdb-torture-shards-'))
+  try {
+    const where = await writeShards(root, options.shards, options.rows)
+    const args = [
+      'ingest',
+      '--root',
+      root,
+      '--dataset-name',
+      'torture',
+      '--splits',
+      'train',
+      '--backend',
+      target.url,
+      '--batch-records',
+      String(options.batch),
+    ]
+    const acked = new Set<string>()
+    let killed = 0
+    let finishedEarly = 0
+    const check = async (when: string) => {
+      const state = await readIngested(target.url, where)
+      const present = new Set(state.rows)
+      const missing = [...acked].filter((row) => !present.has(row))
+      if (missing.length > 0) notes.push(`LOST ${when}: ${missing.slice(0, 5).join(', ')}`)
+      return { state, missing }
+    }
+    let lostSoFar = new Set<string>()
+    for (let k = 0; k < options.kills; k++) {
+      const cli = startCli(args)
+      const first = await cli.waitFor(/\(committed /)
+      if (first !== undefined) {
+        await sleep(options.random() * 1000)
+        cli.kill('SIGKILL')
+      }
+      const end = await exitWithin(cli, 240_000, counts)
+      for (const line of cli.lines) {
+        const m = /\(committed (\S+) (\S+) rows (\d+)-(\d+)\)/.exec(line.text)
+        if (m) for (let r = Number(m[3]); r < Number(m[4]); r++) acked.add(`${m[2]}#${r}`)
+      }
+      if (end.signal !== 'SIGKILL') {
+        finishedEarly++
+        if (end.code !== 0) {
+          const line = /dreamdb: (ERR_[A-Z_]+)/.exec(cli.stderr)
+          errors.addCode(
+            end.code === 70 ? undefined : line?.[1],
+            `ingest exit ${end.code}: ${cli.stderr.slice(-300)}`,
+          )
+        }
+      } else killed++
+      const { missing } = await check(`after kill ${k + 1}`)
+      lostSoFar = new Set([...lostSoFar, ...missing])
+      if (end.signal !== 'SIGKILL' && end.code === 0) break
+    }
+    // The last run finishes the job.
+    const last = startCli([...args, '--json', '--no-progress'])
+    const end = await exitWithin(last, 240_000, counts)
+    if (end.code !== 0) {
+      const line = /dreamdb: (ERR_[A-Z_]+)/.exec(last.stderr)
+      errors.addCode(
+        end.code === 70 ? undefined : line?.[1],
+        `final ingest exit ${end.code}: ${last.stderr.slice(-300)}`,
+      )
+    }
+    const { state } = await check('at the end')
+    const seen = new Map<string, number>()
+    for (const row of state.rows) seen.set(row, (seen.get(row) ?? 0) + 1)
+    const expected = [...where.values()]
+    const missingAtEnd = expected.filter((row) => !seen.has(row))
+    let duplicates = 0
+    for (const n of seen.values()) duplicates += n - 1
+    duplicates += state.anchors.length - new Set(state.anchors.map(String)).size
+    counts.acknowledged = acked.size
+    counts.lost = new Set([...lostSoFar, ...[...acked].filter((r) => !seen.has(r))]).size
+    counts.duplicated = duplicates
+    notes.unshift(
+      `${killed} ingests SIGKILLed${finishedEarly > 0 ? `, ${finishedEarly} ended before their kill` : ''}; ${acked.size} acknowledged rows; ${state.rows.length} records at the end for ${expected.length} rows${missingAtEnd.length > 0 ? `, ${missingAtEnd.length} never ingested` : ''}`,
+    )
+    if (missingAtEnd.length > 0)
+      errors.addCode(undefined, `the last ingest left ${missingAtEnd.length} rows out`)
+    notes.push(...errors.notes())
+  } finally {
+    await rm(root, { recursive: true, force: true })
+  }
+  return {
+    scenario: 'sigkill-ingest',
+    backend: target.backend,
+    counts,
+    seconds: (Date.now() - started) / 1000,
+    notes,
+  }
+}
