@@ -9,6 +9,7 @@
  *   --seed N             the random seed (printed by every run)
  *   --json FILE          also write the results as JSON
  *
+ * A full run of every scenario on both backends also writes bench/TORTURE.md.
  * Prints a table of counts per scenario and backend, and exits 1 when any scenario lost,
  * duplicated, hung or failed untyped.
  */
@@ -16,6 +17,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CLI_DIST, failed, folderTarget, minioTarget, prng, type Result, type Target, zero } from './lib.js'
+import { type RunRecord, writeReport } from './report.js'
 import { corruption } from './scenarios/corruption.js'
 import { ingestKills } from './scenarios/ingest.js'
 import { lostResponses } from './scenarios/lost-response.js'
@@ -171,6 +173,8 @@ function table(results: Result[]): string {
 }
 
 const started = Date.now()
+const date = new Date().toISOString()
+const loadStart = loadavg()
 const logDir = await mkdtemp(join(tmpdir(), 'dreamdb-torture-logs-'))
 console.log(
   `torture: ${slice ? 'slice' : 'full run'}, seed ${seed}, ${cpus().length} cores, load ${loadavg()
@@ -232,7 +236,9 @@ console.log(
     .map((l) => l.toFixed(2))
     .join(' ')}`,
 )
-if (jsonOut !== undefined) {
-  await writeFile(jsonOut, `${JSON.stringify({ slice, seed, seconds, load: loadavg(), results }, null, 2)}\n`)
+const record: RunRecord = { slice, seed, seconds, load: { start: loadStart, end: loadavg() }, date, results }
+if (jsonOut !== undefined) await writeFile(jsonOut, `${JSON.stringify(record, null, 2)}\n`)
+if (!slice && only === undefined && onlyBackend === undefined && endpoint !== undefined) {
+  console.log(`torture: wrote ${await writeReport(record)}`)
 }
 process.exit(bad.length === 0 ? 0 : 1)
