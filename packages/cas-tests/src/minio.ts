@@ -49,6 +49,8 @@ export interface PrivateMinio {
   pause(): void
   /** SIGCONT */
   resume(): void
+  /** Its drive folders: one, or `drives` of an erasure set (remove some to go below quorum). */
+  drives: string[]
   /** Kill it and delete its data. */
   stop(): Promise<void>
 }
@@ -59,7 +61,7 @@ export interface PrivateMinio {
  * shared one must keep serving the other suites. `undefined` when there is no binary or no
  * credentials (then `minioEndpoint()` has already said SKIPPED, or failed under CI).
  */
-export async function startMinio(): Promise<PrivateMinio | undefined> {
+export async function startMinio(options: { drives?: number } = {}): Promise<PrivateMinio | undefined> {
   const { spawn } = await import('node:child_process')
   const { existsSync } = await import('node:fs')
   const { mkdtemp, rm } = await import('node:fs/promises')
@@ -81,9 +83,14 @@ export async function startMinio(): Promise<PrivateMinio | undefined> {
     })
   })
   const data = await mkdtemp(join(tmpdir(), 'dreamdb-minio-private-'))
-  const child = spawn(binary, ['server', data, '--address', `127.0.0.1:${port}`, '--quiet'], {
+  const count = options.drives ?? 1
+  const drives = count === 1 ? [data] : Array.from({ length: count }, (_, i) => join(data, `d${i + 1}`))
+  // Several drives: one erasure set; MINIO_CI_CD lets it use folders of the root disk.
+  const where = count === 1 ? data : join(data, `d{1...${count}}`)
+  const child = spawn(binary, ['server', where, '--address', `127.0.0.1:${port}`, '--quiet'], {
     env: {
       ...process.env,
+      ...(count === 1 ? {} : { MINIO_CI_CD: '1' }),
       MINIO_ROOT_USER: user,
       MINIO_ROOT_PASSWORD: password,
       MINIO_BROWSER: 'off',
@@ -102,7 +109,7 @@ export async function startMinio(): Promise<PrivateMinio | undefined> {
     await rm(data, { recursive: true, force: true })
   }
   for (let i = 0; i < 300; i++) {
-    const live = await fetch(`${endpoint}/minio/health/live`).then(
+    const live = await fetch(`${endpoint}/minio/health/${count === 1 ? 'live' : 'cluster'}`).then(
       (r) => r.ok,
       () => false,
     )
@@ -112,6 +119,7 @@ export async function startMinio(): Promise<PrivateMinio | undefined> {
         pid: child.pid!,
         pause: () => child.kill('SIGSTOP'),
         resume: () => child.kill('SIGCONT'),
+        drives,
         stop,
       }
     }

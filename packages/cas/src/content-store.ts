@@ -51,9 +51,9 @@ const MAX_TRANSIENT_RETRIES = 8
  * came back (a timeout, a lost connection, a 5xx). A 4xx answer is a refusal.
  */
 function mayHaveLanded(error: unknown): boolean {
-  const shape = error as { code?: unknown; requestSent?: unknown; $metadata?: { httpStatusCode?: number } }
+  const shape = error as { code?: unknown; mayHaveLanded?: unknown; $metadata?: { httpStatusCode?: number } }
   if (shape?.code === 'ERR_CAS_TIMEOUT') return true
-  if (shape?.code === 'ERR_CAS_UNREACHABLE') return shape.requestSent !== false
+  if (shape?.code === 'ERR_CAS_UNREACHABLE') return shape.mayHaveLanded !== false
   if (error instanceof CasError) return false
   const status = shape?.$metadata?.httpStatusCode
   return status === undefined || status >= 500
@@ -391,8 +391,8 @@ export class ContentStore implements Store {
         result = await this.#backend.writeBlob(key, body, expectedVersion, signal)
       } catch (error) {
         if (signal?.aborted) throw signal.reason
-        // Refused before it was sent (connection refused, no such host): nothing was written.
-        if ((error as { requestSent?: unknown }).requestSent === false) throw error
+        // Never sent (connection refused, no such host) or refused (503): nothing was written.
+        if ((error as { mayHaveLanded?: unknown }).mayHaveLanded === false) throw error
         const ambiguous = this.#backend.ambiguousWrites === true && mayHaveLanded(error)
         let mine: RefEntry | undefined
         try {

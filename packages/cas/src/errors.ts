@@ -279,8 +279,9 @@ export class StoreTimeoutError extends CasError {
  * The server could not be reached or could not serve (connection refused, a name that does
  * not resolve, a reset connection, 502/503/504 such as a MinIO below its quorum), on every
  * attempt the operation allows. `reason` is the last failure (`ECONNREFUSED`, `ENOTFOUND`,
- * `HTTP 503 SlowDown`, ...). `requestSent` is `false` when no attempt reached the server, so a
- * write is known not to have happened.
+ * `HTTP 503 SlowDown`, ...). `requestSent` is `false` when no attempt reached the server;
+ * `mayHaveLanded` is `false` when no attempt can have been applied (none reached the server,
+ * or it refused them with 503): either way a write is known not to have happened.
  */
 export class StoreUnreachableError extends CasError {
   static readonly code = 'ERR_CAS_UNREACHABLE'
@@ -293,6 +294,7 @@ export class StoreUnreachableError extends CasError {
     readonly reason: string,
     readonly attempts: number,
     readonly requestSent: boolean,
+    readonly mayHaveLanded: boolean,
     options?: ErrorOptions,
   ) {
     super(

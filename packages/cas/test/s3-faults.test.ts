@@ -5,6 +5,7 @@
  * No timing is asserted: each case asserts that a typed error arrived; the generous vitest
  * timeouts (far above the deadlines) are what would catch a hang.
  */
+import { rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { freshBucket, minioEndpoint, type PrivateMinio, rejection, startMinio } from '@dreamdb/cas-tests'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -65,7 +66,12 @@ describe.runIf(endpoint !== undefined)('S3 deadlines and reachability (private M
     )
     expect(error.code).toBe('ERR_CAS_UNREACHABLE')
     expect(error.message).toContain(`127.0.0.1:${port}`)
-    expect(error).toMatchObject({ reason: 'ECONNREFUSED', attempts: 2, requestSent: false })
+    expect(error).toMatchObject({
+      reason: 'ECONNREFUSED',
+      attempts: 2,
+      requestSent: false,
+      mayHaveLanded: false,
+    })
     expect((error.cause as { code?: string }).code).toBe('ECONNREFUSED')
   }, 30_000)
 
@@ -73,7 +79,7 @@ describe.runIf(endpoint !== undefined)('S3 deadlines and reachability (private M
     const error = await rejection(openStore('http://dreamdb-no-such-host.invalid:9000/some-bucket', FAST))
     expect(error.code).toBe('ERR_CAS_UNREACHABLE')
     expect(error.message).toContain('dreamdb-no-such-host.invalid')
-    expect(error.requestSent).toBe(false)
+    expect(error.mayHaveLanded).toBe(false)
   }, 30_000)
 
   it('a server that went away after the store opened: reads, puts and ref writes fail typed', async () => {
@@ -95,6 +101,40 @@ describe.runIf(endpoint !== undefined)('S3 deadlines and reachability (private M
     }
     await store.close()
   }, 60_000)
+
+  it('a MinIO below its quorum (3 of 4 drives gone) is ERR_CAS_UNREACHABLE (503), a ref write known not applied', async () => {
+    const quorum = await startMinio({ drives: 4 })
+    try {
+      const store = await openStore(`${quorum!.endpoint}/${await freshBucket(quorum!.endpoint)}`, FAST)
+      const cid = await store.put(encode('stored while the quorum held'))
+      await store.createRef('probe-done', encode('x'))
+      for (const drive of quorum!.drives.slice(1)) await rm(drive, { recursive: true, force: true })
+      // Until MinIO notices the drives are gone it reads the missing files as missing objects
+      // (404); wait for its own cluster check to report the lost quorum.
+      for (let i = 0; i < 300; i++) {
+        const health = await fetch(`${quorum!.endpoint}/minio/health/cluster`)
+        if (health.status !== 200) break
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      for (const [label, call] of [
+        ['get below quorum', () => store.get(cid)],
+        ['put below quorum', () => store.put(encode('after'))],
+        ['readRef below quorum', () => store.readRef('probe-done')],
+      ] as const) {
+        const error = await timedRejection(label, call())
+        expect(error.code).toBe('ERR_CAS_UNREACHABLE')
+        expect(String(error.reason)).toMatch(/^HTTP 503/)
+        expect(error.message).toContain(quorum!.endpoint)
+      }
+      // 503 is a refusal: the write is known not to have landed, so it is not "unknown".
+      const create = await timedRejection('createRef below quorum', store.createRef('main', encode('m1')))
+      expect(create.code).toBe('ERR_CAS_UNREACHABLE')
+      expect(create).toMatchObject({ requestSent: true, mayHaveLanded: false, attempts: FAST.attempts })
+      await store.close()
+    } finally {
+      await quorum?.stop()
+    }
+  }, 120_000)
 
   it('SIGSTOP before a get, a put and a ref write: typed errors within the deadline, then it works again', async () => {
     const store = await openStore(url, FAST)

@@ -307,17 +307,18 @@ async function readSmallBody(
 /**
  * Which requests may be sent again after a failure: `'repeatable'` ones (reads, and puts of
  * content-addressed objects, whose every outcome is the same object) after any transient
- * failure; `'unsent'` ones (conditional ref writes) only when no attempt reached the
- * server, since a write that was sent may have been applied.
+ * failure; `'unapplied'` ones (conditional ref writes) only when the failed attempt cannot
+ * have been applied (never sent, or refused with 503), since one that was may land.
  */
-type RetryPolicy = 'repeatable' | 'unsent'
+type RetryPolicy = 'repeatable' | 'unapplied'
 
 /** What went wrong in one attempt, for retrying and for the typed error. */
 type Failure =
-  | { kind: 'timeout'; sent: true }
-  | { kind: 'unreachable'; sent: boolean; reason: string }
+  | { kind: 'timeout'; landed: true }
+  /** `sent`: it reached the server; `landed`: it may have been applied (sent, not refused). */
+  | { kind: 'unreachable'; sent: boolean; landed: boolean; reason: string }
   /** The server answered 500: retried when repeatable, then passed on as it is. */
-  | { kind: 'server'; sent: true }
+  | { kind: 'server'; landed: true }
   /** Anything else (404, 412, 403, ...): an answer, passed on at once. */
   | { kind: 'final' }
 
@@ -346,26 +347,30 @@ const LOST_CODES = new Set([
 ])
 
 function classifyFailure(error: unknown, expired: boolean): Failure {
-  if (expired) return { kind: 'timeout', sent: true }
+  if (expired) return { kind: 'timeout', landed: true }
   const shape = error as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown } | undefined
   const code = typeof shape?.code === 'string' ? shape.code : undefined
   const message = typeof shape?.message === 'string' ? shape.message : ''
-  if (code !== undefined && UNSENT_CODES.has(code)) return { kind: 'unreachable', sent: false, reason: code }
+  if (code !== undefined && UNSENT_CODES.has(code))
+    return { kind: 'unreachable', sent: false, landed: false, reason: code }
   if (shape?.name === 'TimeoutError') {
     // The handler's connection timeout: nothing was sent. Its socket inactivity timeout: silence.
     if (/establish a connection/.test(message))
-      return { kind: 'unreachable', sent: false, reason: 'connection timed out' }
-    if (code === undefined || /inactivity|timed out/.test(message)) return { kind: 'timeout', sent: true }
+      return { kind: 'unreachable', sent: false, landed: false, reason: 'connection timed out' }
+    if (code === undefined || /inactivity|timed out/.test(message)) return { kind: 'timeout', landed: true }
   }
   if (code !== undefined && LOST_CODES.has(code))
-    return { kind: 'unreachable', sent: true, reason: `connection lost (${code})` }
+    return { kind: 'unreachable', sent: true, landed: true, reason: `connection lost (${code})` }
   if (message === 'socket hang up' || message === 'aborted')
-    return { kind: 'unreachable', sent: true, reason: `connection lost (${message})` }
+    return { kind: 'unreachable', sent: true, landed: true, reason: `connection lost (${message})` }
   const httpStatus = status(error)
   if (httpStatus === 502 || httpStatus === 503 || httpStatus === 504) {
-    return { kind: 'unreachable', sent: true, reason: `HTTP ${httpStatus} ${errorName(error) ?? ''}`.trim() }
+    // 503 is the server refusing (SlowDown, a MinIO below its quorum): nothing applied. A
+    // gateway's 502/504 may come after the server behind it applied the request.
+    const reason = `HTTP ${httpStatus} ${errorName(error) ?? ''}`.trim()
+    return { kind: 'unreachable', sent: true, landed: httpStatus !== 503, reason }
   }
-  if (httpStatus !== undefined && httpStatus >= 500) return { kind: 'server', sent: true }
+  if (httpStatus !== undefined && httpStatus >= 500) return { kind: 'server', landed: true }
   if (shape?.cause !== undefined && shape.cause !== error && httpStatus === undefined) {
     const inner = classifyFailure(shape.cause, false)
     if (inner.kind !== 'final') return inner
@@ -460,6 +465,7 @@ export class S3Backend implements Backend {
   ): Promise<T> {
     const { timeoutMs, attempts } = this.#timeouts
     let anySent = false
+    let anyLanded = false
     for (let tries = 1; ; tries++) {
       signal?.throwIfAborted()
       const deadline = new Deadline(timeoutMs, signal, timeoutMs + Math.ceil(sentBytes * MS_PER_SENT_BYTE))
@@ -470,16 +476,26 @@ export class S3Backend implements Backend {
         if (signal?.aborted) throw signal.reason
         failure = classifyFailure(error, deadline.expired)
         if (failure.kind === 'final') throw error
-        anySent ||= failure.sent
-        const again = tries < attempts && (policy === 'repeatable' || !failure.sent)
+        anySent ||= failure.kind !== 'unreachable' || failure.sent
+        anyLanded ||= failure.landed
+        const again = tries < attempts && (policy === 'repeatable' || !failure.landed)
         if (!again) {
           if (failure.kind === 'server') throw error
           const where = this.description
           if (failure.kind === 'timeout')
             throw new StoreTimeoutError(operation, target, where, timeoutMs, tries, { cause: error })
-          throw new StoreUnreachableError(operation, target, where, failure.reason, tries, anySent, {
-            cause: error,
-          })
+          throw new StoreUnreachableError(
+            operation,
+            target,
+            where,
+            failure.reason,
+            tries,
+            anySent,
+            anyLanded,
+            {
+              cause: error,
+            },
+          )
         }
       } finally {
         deadline.clear()
@@ -596,7 +612,7 @@ export class S3Backend implements Backend {
         })
       }
       if (failure.kind === 'unreachable') {
-        throw new StoreUnreachableError('stream', key, this.description, failure.reason, 1, true, {
+        throw new StoreUnreachableError('stream', key, this.description, failure.reason, 1, true, true, {
           cause: error,
         })
       }
@@ -741,6 +757,7 @@ export class S3Backend implements Backend {
           failure.reason,
           this.#timeouts.attempts,
           failure.sent,
+          failure.landed,
           { cause: error },
         )
       }
@@ -819,7 +836,7 @@ export class S3Backend implements Backend {
     expectedToken: string | null,
     signal?: AbortSignal,
   ): Promise<ConditionalWriteResult> {
-    return this.#conditionalPut(key, bytes, expectedToken, 'unsent', signal)
+    return this.#conditionalPut(key, bytes, expectedToken, 'unapplied', signal)
   }
 
   async deleteBlob(
@@ -834,7 +851,7 @@ export class S3Backend implements Backend {
       await this.#request(
         'delete',
         key,
-        'unsent',
+        'unapplied',
         (deadline) =>
           this.#client.send(
             new DeleteObjectCommand({
@@ -866,12 +883,12 @@ export class S3Backend implements Backend {
     const key = `${PROBES}${randomUUID()}`
     const body = new TextEncoder().encode('dreamdb conditional-write probe\n')
     try {
-      const created = await this.#conditionalPut(key, body, null, 'unsent', signal)
+      const created = await this.#conditionalPut(key, body, null, 'unapplied', signal)
       if (!created.ok) throw new Error(`probe key ${key} unexpectedly exists`)
-      const again = await this.#conditionalPut(key, body, null, 'unsent', signal)
+      const again = await this.#conditionalPut(key, body, null, 'unapplied', signal)
       if (again.ok) throw new ConditionalWritesUnsupportedError(this.#endpointName, 'If-None-Match')
       const wrongEtag = '"00000000000000000000000000000000"'
-      const replaced = await this.#conditionalPut(key, body, wrongEtag, 'unsent', signal)
+      const replaced = await this.#conditionalPut(key, body, wrongEtag, 'unapplied', signal)
       if (replaced.ok) throw new ConditionalWritesUnsupportedError(this.#endpointName, 'If-Match')
     } finally {
       await this.#client
