@@ -244,7 +244,9 @@ export function startWorker(
   return track(
     spawn(argv[0]!, argv.slice(1), {
       cwd: TORTURE_ROOT,
-      env: { ...process.env, ...options.env },
+      // The packages' sources (tsconfig paths), as the runner itself uses: a rebuild of their
+      // dist/ by someone else meanwhile cannot break a run.
+      env: { ...process.env, TSX_TSCONFIG_PATH: join(TORTURE_ROOT, 'tsconfig.json'), ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   )
