@@ -189,17 +189,22 @@ export function createS3Client(
 class Deadline {
   readonly #controller = new AbortController()
   /** Aborts when the deadline passes or the caller's signal aborts. */
-  readonly signal: AbortSignal
+  readonly signal: AbortSignal = this.#controller.signal
+  readonly #caller: AbortSignal | undefined
   #timer: ReturnType<typeof setTimeout> | undefined
   #expired = false
+  // Not AbortSignal.any: on a long-lived caller signal (a whole ingest) it kept about 50 bytes
+  // per request alive (measured on Node 20); a listener removed in `clear` keeps nothing.
+  readonly #onCallerAbort = (): void => this.#controller.abort(this.#caller?.reason)
 
   constructor(
     readonly ms: number,
     caller: AbortSignal | undefined,
     firstMs = ms,
   ) {
-    this.signal =
-      caller === undefined ? this.#controller.signal : AbortSignal.any([caller, this.#controller.signal])
+    this.#caller = caller
+    if (caller?.aborted) this.#controller.abort(caller.reason)
+    else caller?.addEventListener('abort', this.#onCallerAbort, { once: true })
     this.#arm(firstMs)
   }
 
@@ -219,6 +224,7 @@ class Deadline {
 
   clear(): void {
     clearTimeout(this.#timer)
+    this.#caller?.removeEventListener('abort', this.#onCallerAbort)
   }
 
   #arm(ms: number): void {
