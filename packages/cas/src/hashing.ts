@@ -9,7 +9,10 @@
 import { Sha256 } from './digest.js'
 
 export interface ReadSink {
-  /** The buffer to fill; called once, when the size is known. */
+  /**
+   * The buffer to fill, when the size is known. Called again when a read is retried (an S3
+   * body that stalled): everything before is forgotten, and hashing starts over.
+   */
   buffer(size: number): Uint8Array
   /** Bytes [0, end) of the buffer are final. */
   wrote(end: number): void
@@ -19,7 +22,7 @@ export interface ReadSink {
 
 /** A sink that hashes as bytes land and, at the end, gives the bytes and their digest. */
 export class HashingSink implements ReadSink {
-  readonly #hash = new Sha256()
+  #hash = new Sha256()
   #bytes: Uint8Array = new Uint8Array(0)
   #hashed = 0
   /** Set when a read thread hashed the whole object. */
@@ -29,6 +32,10 @@ export class HashingSink implements ReadSink {
     // Every byte is overwritten by the read, so there is no need to zero the memory.
     const buffer = Buffer.allocUnsafe(size)
     this.#bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, size)
+    if (this.#hashed > 0) {
+      this.#hash = new Sha256()
+      this.#hashed = 0
+    }
     return this.#bytes
   }
 
