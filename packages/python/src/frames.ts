@@ -94,18 +94,29 @@ export class FrameWriter {
     return this.#closed
   }
 
-  async write(kind: FrameKind, id: number, json: unknown, binary: Uint8Array = EMPTY): Promise<void> {
+  /** One frame; `binary` may come in pieces, sent back to back in one writev (not joined). */
+  async write(
+    kind: FrameKind,
+    id: number,
+    json: unknown,
+    binary: Uint8Array | readonly Uint8Array[] = EMPTY,
+  ): Promise<void> {
     if (this.#closed) return
     const text = json === undefined ? EMPTY : Buffer.from(JSON.stringify(json, plain), 'utf8')
+    const pieces = binary instanceof Uint8Array ? [binary] : binary
+    let binaryBytes = 0
+    for (const piece of pieces) binaryBytes += piece.byteLength
     const head = Buffer.alloc(HEADER)
     head.writeUInt8(kind, 0)
     head.writeUInt32LE(id, 4)
     head.writeUInt32LE(text.length, 8)
-    head.writeUInt32LE(binary.length, 12)
+    head.writeUInt32LE(binaryBytes, 12)
+    this.#out.cork()
     this.#out.write(head)
     if (text.length > 0) this.#out.write(text)
-    const flushed = binary.length > 0 ? this.#out.write(binary) : true
-    if (!flushed && !this.#closed) {
+    for (const piece of pieces) if (piece.byteLength > 0) this.#out.write(piece)
+    this.#out.uncork()
+    if (this.#out.writableNeedDrain && !this.#closed) {
       await new Promise<void>((resolve) => {
         const done = () => {
           this.#out.off('drain', done)

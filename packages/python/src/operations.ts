@@ -28,7 +28,24 @@ export interface Outcome {
 /** A stream of record batches that Python pulls with credits. */
 export interface Stream {
   state: () => ResumeState
-  batches: AsyncIterator<Uint8Array>
+  /** Each batch as one IPC stream, in pieces written back to back (never joined: a copy). */
+  batches: AsyncIterator<Uint8Array[]>
+}
+
+/**
+ * A stream writer that keeps the pieces it writes (message headers, padding, and the batch's
+ * own buffers, not copied) so the frame can go out with one writev: `toUint8Array(true)`
+ * would join them, a copy of every batch that cost about as much as encoding it.
+ */
+class PiecesWriter extends RecordBatchStreamWriter {
+  readonly pieces: Uint8Array[] = []
+  protected override _write(chunk: unknown): this {
+    const before = this._position
+    super._write(chunk as never)
+    if (this._position > before && ArrayBuffer.isView(chunk))
+      this.pieces.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength))
+    return this
+  }
 }
 
 export class BadRequestError extends Error {
@@ -220,7 +237,10 @@ export class Operations {
         async next() {
           const next = await source.next()
           if (next.done) return { done: true, value: undefined }
-          return { done: false, value: RecordBatchStreamWriter.writeAll([next.value]).toUint8Array(true) }
+          const writer = new PiecesWriter()
+          writer.write(next.value)
+          writer.finish()
+          return { done: false, value: writer.pieces }
         },
         async return() {
           await source.return?.()

@@ -1,0 +1,166 @@
+"""DreamDBDataset in DataLoader and DDP: every record exactly once per epoch across ranks and
+workers, the same number of steps on every rank, and exact resumption."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import dreamdb_dataset as vd  # noqa: E402
+from dreamdb_dataset.torch import DreamDBDataset  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+N = 1000
+
+
+@pytest.fixture
+def pinned(folder: str) -> vd.Dataset:
+    ds = vd.Dataset.create(
+        "d",
+        schema=[
+            {"name": "embedding", "family": "embedding", "dim": 16},
+            {"name": "label", "family": "scalar", "kind": "categorical"},
+        ],
+        backend=folder,
+    )
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((N, 16)).astype(np.float32)
+    vectors[:, 0] = np.arange(N)  # a record's first component tells its anchor (anchor - 1)
+    ds.append_many([{"embedding": vectors[i], "label": str(i % 10)} for i in range(N)], bucket_records=128)
+    return vd.Dataset.open_at(ds.snapshot("train"), backend=folder)
+
+
+def epoch(loader: Any) -> tuple[list[int], int]:
+    anchors: list[int] = []
+    steps = 0
+    for batch in loader:
+        a = np.asarray(batch["_anchor"]).astype(np.int64)
+        e = np.asarray(batch["embedding"])
+        assert e.shape == (len(a), 16)
+        assert (e[:, 0] == a - 1).all(), "a vector arrived with another record's anchor"
+        anchors.extend(a.tolist())
+        steps += 1
+    return anchors, steps
+
+
+@pytest.mark.parametrize("workers", [0, 2, 3])
+def test_every_record_once_per_epoch(pinned: vd.Dataset, workers: int) -> None:
+    dataset = DreamDBDataset(pinned, fields=["embedding", "label"], batch_size=64, shuffle_seed=3)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers)
+    orders = []
+    for e in range(2):
+        dataset.set_epoch(e)
+        anchors, steps = epoch(loader)
+        assert sorted(anchors) == list(range(1, N + 1))
+        assert steps == workers_steps(N, 64, max(workers, 1))
+        orders.append(anchors)
+    assert orders[0] != orders[1], "set_epoch gave the same order"
+    dataset.set_epoch(0)
+    assert epoch(loader)[0] == orders[0], "the same epoch gave another order"
+
+
+def workers_steps(n: int, batch: int, parts: int) -> int:
+    batches = -(-n // batch)
+    return parts * -(-batches // parts)
+
+
+def test_ranks_step_together(pinned: vd.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    steps = []
+    for rank in range(3):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "3")
+        dataset = DreamDBDataset(pinned, fields=["embedding"], batch_size=100, shuffle_seed=5)
+        anchors, count = epoch(torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2))
+        seen.extend(anchors)
+        steps.append(count)
+    assert sorted(seen) == list(range(1, N + 1))
+    assert len(set(steps)) == 1, f"ranks stepped {steps} times"
+
+
+def test_drop_last_gives_full_batches_only(pinned: vd.Dataset) -> None:
+    dataset = DreamDBDataset(pinned, fields=["embedding"], batch_size=64, drop_last=True)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=3)
+    anchors, steps = epoch(loader)
+    assert len(set(anchors)) == len(anchors)
+    assert steps == 3 * (16 // 3)
+
+
+@pytest.mark.parametrize("before, after", [(0, 0), (0, 3), (2, 0)])
+def test_resume_mid_epoch_with_another_worker_count(pinned: vd.Dataset, before: int, after: int) -> None:
+    dataset = DreamDBDataset(pinned, fields=["embedding", "label"], batch_size=50, shuffle_seed=9, epoch=4)
+    if before == 0:
+        it = iter(dataset)
+        first = [np.asarray(next(it)["_anchor"]).tolist() for _ in range(7)]
+        state = dataset.state_dict()
+        consumed = sum(first, [])
+    else:
+        from torchdata.stateful_dataloader import StatefulDataLoader
+
+        loader = StatefulDataLoader(dataset, batch_size=None, num_workers=before)
+        consumed = []
+        for i, batch in enumerate(loader):
+            consumed.extend(np.asarray(batch["_anchor"]).tolist())
+            if i == 6:
+                state = DreamDBDataset.merge_states(loader.state_dict())
+                break
+    resumed = DreamDBDataset(pinned, fields=["embedding", "label"], batch_size=50, shuffle_seed=9)
+    resumed.load_state_dict(json.loads(json.dumps(state)))  # a state survives JSON
+    rest, _ = epoch(torch.utils.data.DataLoader(resumed, batch_size=None, num_workers=after))
+    both = consumed + rest
+    assert sorted(both) == list(range(1, N + 1)), f"{len(both)} anchors, {len(set(both))} distinct"
+
+
+def test_a_state_from_other_options_is_refused(pinned: vd.Dataset) -> None:
+    state = DreamDBDataset(pinned, batch_size=50).state_dict()
+    with pytest.raises(vd.InvalidInputError) as caught:
+        DreamDBDataset(pinned, batch_size=64).load_state_dict(state)
+    assert caught.value.code == "ERR_DATASET_RESUME_MISMATCH" and "batchSize" in str(caught.value)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def torchrun(tmp: Path, backend: str, snapshot: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}", "--master_addr=127.0.0.1",
+         str(HERE / "ddp_train.py"), "--backend", backend, "--snapshot", snapshot, "--out", str(tmp), *extra],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp,
+    )
+
+
+def test_torchrun_two_ranks_two_workers_exactly_once_and_resume_after_kill(pinned: vd.Dataset, tmp_path: Path) -> None:
+    pytest.importorskip("torchdata")
+    snapshot = pinned.current_manifest()
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    done = torchrun(clean, pinned.backend, snapshot)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = [json.loads((clean / f"rank{r}.json").read_text()) for r in range(2)]
+    union = runs[0]["anchors"] + runs[1]["anchors"]
+    assert sorted(union) == list(range(1, N + 1)), f"{len(union)} anchors, {len(set(union))} distinct"
+    assert runs[0]["steps"] == runs[1]["steps"]
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    crashed = torchrun(killed, pinned.backend, snapshot, "--kill-at-step", "4")
+    assert crashed.returncode != 0, "rank 0 should have been killed"
+    resumed = torchrun(killed, pinned.backend, snapshot, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    runs = [json.loads((killed / f"rank{r}.json").read_text()) for r in range(2)]
+    union = runs[0]["anchors"] + runs[1]["anchors"]
+    assert sorted(union) == list(range(1, N + 1)), f"{len(union)} anchors, {len(set(union))} distinct"
