@@ -2,6 +2,7 @@ import { anchorColumn, arrowTypeOf } from '@dreamdb/arrow'
 import { openStore, type Store } from '@dreamdb/cas'
 import type { Field } from '@dreamdb/manifest'
 import { Table as ArrowTable, type Vector, vectorFromArray } from 'apache-arrow'
+import { loadCodecs } from './codecs.js'
 import { Dataset } from './dataset.js'
 import { InvalidOptionError, UnknownFieldError } from './errors.js'
 import { loadLayer } from './iterate.js'
@@ -20,8 +21,10 @@ async function valuesByAnchor(
   signal?: AbortSignal,
 ): Promise<{ field: Field; values: Map<bigint, unknown> }> {
   const layer = ds.manifest.layers.find((l) => l.name === name)
-  if (layer !== undefined)
-    return { field: layer.field, values: await loadLayer(ds.repository, layer, signal) }
+  if (layer !== undefined) {
+    const codecs = await loadCodecs(ds.store, [layer.field], new Map(), signal ? { signal } : {})
+    return { field: layer.field, values: await loadLayer(ds.repository, layer, signal, codecs) }
+  }
   const field = ds.manifest.schema.fields.find((f) => f.name === name)
   if (field === undefined) {
     throw new UnknownFieldError(name, [

@@ -35,6 +35,7 @@ import {
 } from '@dreamdb/vector'
 import type { Vector } from 'apache-arrow'
 import { CID } from 'multiformats/cid'
+import { ALGORITHMS, loadCodecs } from './codecs.js'
 import { InvalidOptionError, InvalidSampleError, ReadOnlyDatasetError, UnknownFieldError } from './errors.js'
 import { type BatchStream, type IterOptions, iterate, normalizeIterOptions } from './iterate.js'
 
@@ -96,12 +97,6 @@ export interface MigrateOptions extends AbortOptions {
   /** Seeds the training sample and the rotation. @default 0 */
   seed?: number
   message?: string
-}
-
-const ALGORITHMS: Record<string, 'cosine' | 'l2' | 'ip'> = {
-  'dreamdb.ivf-cosine': 'cosine',
-  'dreamdb.ivf-l2': 'l2',
-  'dreamdb.ivf-ip': 'ip',
 }
 
 export interface CompactOptions extends AbortOptions {
@@ -333,7 +328,7 @@ export class Dataset {
       name: init.name,
       family: 'embedding',
       dim: init.dim,
-      metric: init.metric ?? 'cosine',
+      metric: init.metric ?? (init.algorithm ? (ALGORITHMS[init.algorithm] ?? 'cosine') : 'cosine'),
       algorithm: init.algorithm ?? null,
       spatialIndex: asCid(init.spatialIndex, 'spatialIndex'),
       compressor: asCid(init.compressor, 'compressor'),
@@ -712,11 +707,26 @@ export class Dataset {
           `must be one of ${Object.keys(ALGORITHMS).join(', ')} or null`,
         )
       }
-      if (field.spatialIndex !== null || field.compressor !== null) {
+      const compressed = field.spatialIndex !== null || field.compressor !== null
+      if (
+        compressed &&
+        (field.algorithm === null || field.spatialIndex === null || field.compressor === null)
+      ) {
         throw new InvalidOptionError(
-          field.spatialIndex !== null ? 'spatialIndex' : 'compressor',
-          String(field.spatialIndex ?? field.compressor),
-          'an embedding layer stores float32 vectors; compressed layers are not supported',
+          field.algorithm === null
+            ? 'algorithm'
+            : field.spatialIndex === null
+              ? 'spatialIndex'
+              : 'compressor',
+          String(field.algorithm ?? field.spatialIndex ?? field.compressor),
+          'a compressed embedding layer names its algorithm, spatial index and compressor (from trainEmbeddingCodec)',
+        )
+      }
+      if (field.algorithm !== null && ALGORITHMS[field.algorithm] !== field.metric) {
+        throw new InvalidOptionError(
+          'metric',
+          field.metric,
+          `algorithm '${field.algorithm}' means metric '${ALGORITHMS[field.algorithm]}'`,
         )
       }
     }
@@ -740,13 +750,15 @@ export class Dataset {
         throw new InvalidSampleError(field.name, i, `anchor ${anchor} is not a record of this dataset`)
       }
     })
-    // Values are validated by their encoding, before the segment is stored.
+    // A compressed layer's codec is loaded (and checked against its dim and metric) and its
+    // values validated by their encoding, before the segment is stored.
+    const codecs = await loadCodecs(this.store, [field], this.#codecCache, options)
     const segment = await writeLayerSegment(
       this.store,
       field,
       anchors,
       samples.map((s) => s[1]),
-      options,
+      { ...options, codecs },
     )
     const result = await this.repository.commit(
       ref,
@@ -767,22 +779,8 @@ export class Dataset {
 
   /** The codecs of this state's compressed embedding fields, loaded once per CID pair. */
   async #codecs(options: AbortOptions = {}): Promise<Codecs> {
-    const codecs = new Map<string, EmbeddingCodec>()
-    for (const field of [...this.#manifest.schema.fields, ...this.#manifest.layers.map((l) => l.field)]) {
-      if (field.family !== 'embedding' || !isCompressed(field)) continue
-      const key = `${field.spatialIndex}/${field.compressor}`
-      let codec = this.#codecCache.get(key)
-      if (codec === undefined) {
-        codec = Promise.all([
-          loadSpatialIndex(this.store, field.spatialIndex!, options),
-          loadCompressor(this.store, field.compressor!, options),
-        ]).then(([spatialIndex, compressor]) => ({ spatialIndex, compressor }))
-        codec.catch(() => this.#codecCache.delete(key))
-        this.#codecCache.set(key, codec)
-      }
-      codecs.set(field.name, await codec)
-    }
-    return codecs
+    const fields = [...this.#manifest.schema.fields, ...this.#manifest.layers.map((l) => l.field)]
+    return await loadCodecs(this.store, fields, this.#codecCache, options)
   }
 
   #writableRef(): string {

@@ -28,6 +28,7 @@
  * const table = await compareRefs({ refs: ['sweep/lr0.01'], fields: ['prediction'], backend: './.dreamdb' })
  * ```
  */
+export { type TrainCodecOptions, trainEmbeddingCodec } from './codecs.js'
 export { type AgreementMatrix, agreementMatrix, type CompareOptions, compareRefs } from './compare.js'
 export {
   type AppendOptions,

@@ -503,11 +503,15 @@ export async function loadLayer(
   repo: Repository,
   layer: Layer,
   signal?: AbortSignal,
+  codecs?: Codecs,
 ): Promise<Map<bigint, unknown>> {
   const values = new Map<bigint, unknown>()
   const manifestLike = { timeline: layer.segments } as Manifest
   for await (const { bucket } of repo.buckets(manifestLike, signal ? { signal } : {})) {
-    const segment = await readLayerSegment(repo.store, layer.field, bucket, signal ? { signal } : {})
+    const segment = await readLayerSegment(repo.store, layer.field, bucket, {
+      ...(signal ? { signal } : {}),
+      ...(codecs ? { codecs } : {}),
+    })
     segment.anchors.forEach((anchor, i) => {
       const value = segment.values.get(i)
       values.set(anchor, value instanceof Float32Array ? Float32Array.from(value) : value)
@@ -551,7 +555,7 @@ export function iterate(
     }
     const codecs = await options.codecs()
     const layerValues = new Map<string, Map<bigint, unknown>>()
-    for (const layer of layers) layerValues.set(layer.name, await loadLayer(repo, layer, signal))
+    for (const layer of layers) layerValues.set(layer.name, await loadLayer(repo, layer, signal, codecs))
 
     const tMin = state.timeRange?.[0] ?? Number.NEGATIVE_INFINITY
     const tMax = state.timeRange?.[1] ?? Number.POSITIVE_INFINITY
