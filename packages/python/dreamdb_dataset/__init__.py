@@ -12,7 +12,15 @@ IPC over pipes): the seed's API with its names.
 """
 
 from ._bridge import shutdown
-from .dataset import DEFAULT_BACKEND, BatchIterator, Dataset, agreement_matrix, compare_refs, refs
+from .dataset import (
+    DEFAULT_BACKEND,
+    BatchIterator,
+    Dataset,
+    agreement_matrix,
+    compare_refs,
+    refs,
+    train_embedding_codec,
+)
 from .errors import (
     BridgeError,
     ConflictError,
@@ -38,4 +46,5 @@ __all__ = [
     "compare_refs",
     "refs",
     "shutdown",
+    "train_embedding_codec",
 ]

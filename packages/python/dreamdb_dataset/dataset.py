@@ -18,7 +18,15 @@ from . import _bridge
 from ._convert import ipc_bytes, records_payload, samples_payload, table_from_ipc
 from .errors import InvalidInputError
 
-__all__ = ["Dataset", "BatchIterator", "compare_refs", "agreement_matrix", "refs", "DEFAULT_BACKEND"]
+__all__ = [
+    "Dataset",
+    "BatchIterator",
+    "compare_refs",
+    "agreement_matrix",
+    "refs",
+    "train_embedding_codec",
+    "DEFAULT_BACKEND",
+]
 
 DEFAULT_BACKEND = "./.dreamdb"
 """The embedded default: a folder, relative to the current directory."""
@@ -443,3 +451,38 @@ def refs(backend: str | os.PathLike[str] | None = None, prefix: str = "") -> lis
     """Every branch and snapshot: ``[{"name", "kind", "manifest"}]``."""
     info, _ = _bridge.bridge().call("refs", {"backend": _backend(backend), "prefix": prefix})
     return list(info)
+
+
+def train_embedding_codec(
+    vectors: Any,
+    algorithm: str = "dreamdb.ivf-cosine",
+    *,
+    lists: int | None = None,
+    bits: int = 1,
+    seed: int = 0,
+    backend: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Train a spatial index on sample vectors (a 2-d array) and create a compressor, save both
+    in the store, and return ``{"spatial_index", "compressor", "algorithm", "dim"}``: what an
+    operator publishes for ``add_embedding_layer(..., spatial_index=, compressor=)``."""
+    matrix = np.asarray(vectors)
+    if matrix.ndim != 2 or matrix.dtype.kind not in "fiu":
+        raise InvalidInputError(
+            "ERR_DATASET_INVALID_OPTION",
+            f"Invalid vectors of dtype {matrix.dtype} and shape {matrix.shape}: a 2-d numeric array",
+            {"option": "vectors"},
+        )
+    options: dict[str, Any] = {"algorithm": algorithm, "dim": int(matrix.shape[1]), "bits": bits, "seed": seed}
+    if lists is not None:
+        options["lists"] = lists
+    info, _ = _bridge.bridge().call(
+        "trainEmbeddingCodec",
+        {"backend": _backend(backend), "options": options},
+        np.ascontiguousarray(matrix, dtype=np.float32),
+    )
+    return {
+        "spatial_index": info["spatialIndex"],
+        "compressor": info["compressor"],
+        "algorithm": info["algorithm"],
+        "dim": info["dim"],
+    }

@@ -11,6 +11,8 @@ import {
   Dataset,
   type IterOptions,
   type ResumeState,
+  type TrainCodecOptions,
+  trainEmbeddingCodec,
 } from '@dreamdb/dataset'
 import { type Field, inspect, Repository } from '@dreamdb/manifest'
 import { RecordBatchStreamWriter, type Table, tableFromArrays, tableFromIPC, tableToIPC } from 'apache-arrow'
@@ -218,6 +220,17 @@ export class Operations {
           signal,
         })
         return { json: { rows: table.numRows }, table }
+      }
+      case 'trainEmbeddingCodec': {
+        const vectors = new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4)
+        const options = args.options as Omit<TrainCodecOptions, 'backend' | 'signal'>
+        return {
+          json: await trainEmbeddingCodec(vectors, {
+            ...options,
+            backend: await this.#store(args.backend),
+            signal,
+          }),
+        }
       }
       case 'agreementMatrix':
         return { json: agreementMatrix(tableFromIPC(data), args.field as string, args.refs as string[]) }
