@@ -16,6 +16,9 @@ import { HashingSink } from './hashing.js'
 import type {
   AbortOptions,
   AwaitIterable,
+  DeletedObject,
+  DeleteObjectsOptions,
+  Leftover,
   ListedObject,
   ListOptions,
   ManyOptions,
@@ -35,6 +38,8 @@ import {
 } from './refs.js'
 
 const DEFAULT_CONCURRENCY = 16
+/** Objects handed to a backend per delete call (S3's DeleteObjects takes up to 1000). */
+const DELETE_BATCH = 1000
 /**
  * A put that finds its object already stored reads it back and checks its digest when it is
  * this small (design/0002, "Healing"); a larger one is checked by size, and by digest only
@@ -279,14 +284,66 @@ export class ContentStore implements Store {
       throw new RangeError(`digestPrefix must be lowercase hex, got '${digestPrefix}'`)
     }
     try {
-      for await (const { key, size } of this.#backend.listObjects(objectListPrefix(digestPrefix), signal)) {
+      for await (const { key, size, mtime } of this.#backend.listObjects(
+        objectListPrefix(digestPrefix),
+        signal,
+      )) {
         const hex = digestFromObjectKey(key)
         if (hex === undefined || !hex.startsWith(digestPrefix)) continue
-        yield { cid: cidFromDigest(Buffer.from(hex, 'hex'), RAW_CODEC), size }
+        yield { cid: cidFromDigest(Buffer.from(hex, 'hex'), RAW_CODEC), size, mtime }
       }
     } catch (error) {
       throw this.#wrap('list', `objects with digest prefix '${digestPrefix}'`, error, signal)
     }
+  }
+
+  async *deleteObjects(
+    cids: AwaitIterable<CID>,
+    options: DeleteObjectsOptions = {},
+  ): AsyncIterable<DeletedObject> {
+    const { signal, modifiedBefore } = options
+    let batch: CID[] = []
+    const flush = async function* (this: ContentStore, cids: CID[]): AsyncIterable<DeletedObject> {
+      const keys = cids.map((cid) => objectKey(toHex(asSha256Cid(cid).multihash.digest)))
+      const results = await this.#storage(
+        'delete',
+        `${keys.length} objects`,
+        () => this.#backend.deleteObjects(keys, modifiedBefore, signal),
+        signal,
+      )
+      for (let i = 0; i < cids.length; i++) {
+        const result = results[i]!
+        yield result.deleted
+          ? { cid: cids[i]!, deleted: true }
+          : { cid: cids[i]!, deleted: false, skipped: result.reason }
+      }
+    }
+    for await (const cid of cids) {
+      signal?.throwIfAborted()
+      batch.push(cid)
+      if (batch.length >= DELETE_BATCH) {
+        yield* flush.call(this, batch)
+        batch = []
+      }
+    }
+    if (batch.length > 0) yield* flush.call(this, batch)
+  }
+
+  async *listLeftovers(options: AbortOptions = {}): AsyncIterable<Leftover> {
+    try {
+      yield* this.#backend.listLeftovers(options.signal)
+    } catch (error) {
+      throw this.#wrap('list', 'leftovers of writers', error, options.signal)
+    }
+  }
+
+  deleteLeftover(id: string, options: DeleteObjectsOptions = {}): Promise<boolean> {
+    return this.#storage(
+      'delete leftover',
+      id,
+      () => this.#backend.deleteLeftover(id, options.modifiedBefore, options.signal),
+      options.signal,
+    )
   }
 
   async readRef(name: string, options: AbortOptions = {}): Promise<RefEntry | undefined> {

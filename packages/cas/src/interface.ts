@@ -66,6 +66,59 @@ export interface RangeOptions extends AbortOptions {
 export interface ListedObject {
   cid: CID
   size: number
+  /**
+   * Last modification, ms since the epoch, by the store's clock (a file's mtime, S3's
+   * `LastModified`). A put that finds the object already stored freshens it (design/0008).
+   */
+  mtime: number
+}
+
+export interface DeleteObjectsOptions extends AbortOptions {
+  /**
+   * Delete an object only if it was last modified before this time (ms since the epoch, the
+   * store's clock), read again right before the delete: an object that a writer put again
+   * (and so freshened) since it was listed survives. Without it, delete unconditionally.
+   */
+  modifiedBefore?: number
+}
+
+/** What `deleteObjects` did with one object. */
+export interface DeletedObject {
+  cid: CID
+  deleted: boolean
+  /** Why not: modified since `modifiedBefore`, or already gone. */
+  skipped?: 'fresh' | 'missing'
+}
+
+/**
+ * Leftovers of writers that died: a folder's staging files (`tmp/`) and ref temp files
+ * (`<ref>.ref.tmp-*`, `<ref>.ref.lock.tmp-*`); on S3, staging objects (`tmp/`),
+ * conditional-write probes (`_probe/`) and incomplete multipart uploads.
+ */
+export type LeftoverKind = 'staging' | 'ref-temp' | 'probe' | 'upload'
+
+export interface Leftover {
+  /** Opaque: pass it to `deleteLeftover`. */
+  id: string
+  kind: LeftoverKind
+  /** Bytes (0 for an incomplete upload, whose parts S3 does not list here). */
+  size: number
+  /** Last modification (an upload: when it was started), ms since the epoch. */
+  mtime: number
+}
+
+/**
+ * What garbage collection needs from a store (design/0008): objects are listed with
+ * `list` (with their sizes and times), deleted here, and writers' leftovers found and
+ * removed. Refs are never touched.
+ */
+export interface StoreMaintenance {
+  /** Delete objects; yields one result per CID, in input order. */
+  deleteObjects(cids: AwaitIterable<CID>, options?: DeleteObjectsOptions): AsyncIterable<DeletedObject>
+  /** Every leftover of a dead or running writer (the caller judges them by age). */
+  listLeftovers(options?: AbortOptions): AsyncIterable<Leftover>
+  /** Remove a leftover if it is still older than `modifiedBefore`; `false` when it was not removed. */
+  deleteLeftover(id: string, options?: DeleteObjectsOptions): Promise<boolean>
 }
 
 export interface ListOptions extends AbortOptions {
@@ -167,7 +220,7 @@ export interface RefStore {
 }
 
 /** A store opened from a backend URL: objects and refs side by side. */
-export interface Store extends ObjectStore, RefStore {
+export interface Store extends ObjectStore, RefStore, StoreMaintenance {
   /** The backend URL with any credentials removed; safe to print. */
   readonly url: string
   /** Release sockets and file handles. */

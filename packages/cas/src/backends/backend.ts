@@ -7,6 +7,27 @@
  */
 import type { ReadSink } from '../hashing.js'
 
+/** One key as listed. */
+export interface ListedKey {
+  key: string
+  size: number
+  /** Last modification, ms since the epoch, by the store's clock. */
+  mtime: number
+}
+
+/** What `deleteObjects` did with one key. */
+export type DeleteResult =
+  | { key: string; deleted: true }
+  | { key: string; deleted: false; reason: 'fresh' | 'missing' }
+
+/** Something a dead writer left behind (see `LeftoverKind` in interface.ts). */
+export interface LeftoverEntry {
+  id: string
+  kind: 'staging' | 'ref-temp' | 'probe' | 'upload'
+  size: number
+  mtime: number
+}
+
 /** A ref object as read, with the token a conditional write must present. */
 export interface VersionedBlob {
   bytes: Uint8Array
@@ -77,8 +98,31 @@ export interface Backend {
   /** Stream chunks to a staging place; the caller publishes once it knows the digest. */
   stageObject(chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StagedObject>
 
-  /** Keys and sizes of the objects whose key starts with `prefix`. */
-  listObjects(prefix: string, signal?: AbortSignal): AsyncIterable<{ key: string; size: number }>
+  /**
+   * Keys, sizes and last-modified times (ms since the epoch, by the store's clock: a file's
+   * mtime, S3's `LastModified`) of the objects whose key starts with `prefix`.
+   */
+  listObjects(prefix: string, signal?: AbortSignal): AsyncIterable<ListedKey>
+
+  /**
+   * Delete objects (design/0008). With `modifiedBefore`, an object is deleted only if its
+   * last-modified time, read again right before the delete, is still older: one a writer
+   * has freshened since it was listed survives (`'fresh'`). Results in input order.
+   */
+  deleteObjects(
+    keys: readonly string[],
+    modifiedBefore: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<DeleteResult[]>
+
+  /**
+   * What writers leave behind when they die: staging files or uploads, ref temp files,
+   * probes. Never an object or a ref.
+   */
+  listLeftovers(signal?: AbortSignal): AsyncIterable<LeftoverEntry>
+
+  /** Remove one leftover (by the `id` `listLeftovers` gave) if still older than `modifiedBefore`. */
+  deleteLeftover(id: string, modifiedBefore: number | undefined, signal?: AbortSignal): Promise<boolean>
 
   /** A ref object and its version token, or `undefined`. */
   readBlob(key: string, signal?: AbortSignal): Promise<VersionedBlob | undefined>

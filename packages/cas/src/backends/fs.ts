@@ -19,8 +19,17 @@ import { sleep } from '../concurrency.js'
 import { sha256, toHex } from '../digest.js'
 import { RefLockedError } from '../errors.js'
 import type { ReadSink } from '../hashing.js'
-import { STAGING } from '../layout.js'
-import type { Backend, ConditionalWriteResult, ObjectWrite, StagedObject, VersionedBlob } from './backend.js'
+import { REFS, STAGING } from '../layout.js'
+import type {
+  Backend,
+  ConditionalWriteResult,
+  DeleteResult,
+  LeftoverEntry,
+  ListedKey,
+  ObjectWrite,
+  StagedObject,
+  VersionedBlob,
+} from './backend.js'
 import { NotFoundSignal } from './backend.js'
 import { type ReadThreads, sharedReadThreads, THREAD_READ_MIN_BYTES } from './read-threads.js'
 
@@ -43,6 +52,8 @@ const UNREADABLE_LOCK_MS = 500
 /** How long a writer waits for a live lock before giving up (past the lease). */
 const LOCK_WAIT_MS = 45_000
 const LOCK_SUFFIX = '.lock'
+/** A GC renames an object it deletes into `tmp/` under this prefix first (design/0008). */
+const GC_TRASH_PREFIX = 'gc-'
 /** Marks a ref body being written next to its ref; never listed, never read. */
 const TEMP_INFIX = '.tmp-'
 
@@ -416,10 +427,108 @@ export class FsBackend implements Backend {
     }
   }
 
-  async *listObjects(prefix: string, signal?: AbortSignal): AsyncIterable<{ key: string; size: number }> {
+  async *listObjects(prefix: string, signal?: AbortSignal): AsyncIterable<ListedKey> {
     for await (const key of this.#walk(prefix, signal)) {
-      const size = await this.objectSize(key, signal)
-      if (size !== undefined) yield { key, size }
+      const seen = await this.#stat(key)
+      if (seen !== undefined) yield { key, ...seen }
+    }
+  }
+
+  /**
+   * Delete objects. With `modifiedBefore`, each object is first renamed into `tmp/` (so a
+   * writer's freshen, `stat` then `utimes` by path, either lands before the rename, on the
+   * inode we then look at, or fails with ENOENT and the writer writes the object anew),
+   * then judged by the renamed file's mtime: old, it is unlinked; fresh, it is linked back.
+   */
+  async deleteObjects(
+    keys: readonly string[],
+    modifiedBefore: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<DeleteResult[]> {
+    const results: DeleteResult[] = []
+    for (const key of keys) {
+      signal?.throwIfAborted()
+      results.push(await this.#deleteObject(key, modifiedBefore))
+    }
+    return results
+  }
+
+  async #deleteObject(key: string, modifiedBefore: number | undefined): Promise<DeleteResult> {
+    const path = this.#path(key)
+    try {
+      if (modifiedBefore === undefined) {
+        await unlink(path)
+        return { key, deleted: true }
+      }
+      const before = await stat(path)
+      if (before.mtimeMs >= modifiedBefore) return { key, deleted: false, reason: 'fresh' }
+      const dir = this.#path(STAGING)
+      await mkdir(dir, { recursive: true })
+      const trash = join(
+        dir,
+        `${GC_TRASH_PREFIX}${key.slice(key.lastIndexOf('/') + 1)}-${randomBytes(4).toString('hex')}`,
+      )
+      await rename(path, trash)
+      const after = await stat(trash)
+      if (after.mtimeMs < modifiedBefore) {
+        await unlink(trash)
+        return { key, deleted: true }
+      }
+      // A writer freshened it between our stat and the rename: put it back.
+      try {
+        await link(trash, path)
+      } catch (error) {
+        // EEXIST: the writer found it gone and wrote it again meanwhile.
+        if (!isErrno(error, 'EEXIST')) throw error
+      }
+      await unlink(trash)
+      return { key, deleted: false, reason: 'fresh' }
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return { key, deleted: false, reason: 'missing' }
+      throw error
+    }
+  }
+
+  async *listLeftovers(signal?: AbortSignal): AsyncIterable<LeftoverEntry> {
+    for await (const key of this.#walk(STAGING, signal)) {
+      const seen = await this.#stat(key)
+      if (seen !== undefined) yield { id: key, kind: 'staging', ...seen }
+    }
+    for await (const key of this.#walk(REFS, signal)) {
+      if (!key.includes(TEMP_INFIX)) continue
+      const seen = await this.#stat(key)
+      if (seen !== undefined) yield { id: key, kind: 'ref-temp', ...seen }
+    }
+  }
+
+  async deleteLeftover(
+    id: string,
+    modifiedBefore: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    signal?.throwIfAborted()
+    const staging = id.startsWith(STAGING) && !id.slice(STAGING.length).includes('/')
+    const refTemp = id.startsWith(REFS) && id.includes(TEMP_INFIX)
+    if ((!staging && !refTemp) || id.includes('..')) return false
+    const seen = await this.#stat(id)
+    if (seen === undefined) return false
+    if (modifiedBefore !== undefined && seen.mtime >= modifiedBefore) return false
+    try {
+      await unlink(this.#path(id))
+      return true
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return false
+      throw error
+    }
+  }
+
+  async #stat(key: string): Promise<{ size: number; mtime: number } | undefined> {
+    try {
+      const seen = await stat(this.#path(key))
+      return { size: seen.size, mtime: Math.floor(seen.mtimeMs) }
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return undefined
+      throw error
     }
   }
 

@@ -1,11 +1,22 @@
 import { sha256, toHex } from '../digest.js'
 import type { ReadSink } from '../hashing.js'
-import type { Backend, ConditionalWriteResult, ObjectWrite, StagedObject, VersionedBlob } from './backend.js'
+import type {
+  Backend,
+  ConditionalWriteResult,
+  DeleteResult,
+  LeftoverEntry,
+  ListedKey,
+  ObjectWrite,
+  StagedObject,
+  VersionedBlob,
+} from './backend.js'
 import { NotFoundSignal } from './backend.js'
 
 /** What a memory store holds; shared by every store opened on the same `memory://name`. */
 interface MemoryState {
   objects: Map<string, Uint8Array>
+  /** Last modification of each object (ms): set by a write, freshened by a dedup hit. */
+  times: Map<string, number>
   blobs: Map<string, Uint8Array>
 }
 
@@ -31,7 +42,7 @@ export class MemoryBackend implements Backend {
     this.description = `memory://${name}`
     let state = name === '' ? undefined : named.get(name)
     if (state === undefined) {
-      state = { objects: new Map(), blobs: new Map() }
+      state = { objects: new Map(), times: new Map(), blobs: new Map() }
       if (name !== '') named.set(name, state)
     }
     this.#state = state
@@ -77,6 +88,7 @@ export class MemoryBackend implements Backend {
   async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<ObjectWrite> {
     signal?.throwIfAborted()
     const existing = this.#state.objects.get(key)
+    this.#state.times.set(key, Date.now())
     if (existing !== undefined) return { written: false, size: existing.byteLength }
     this.#state.objects.set(key, copy(bytes))
     return { written: true }
@@ -85,6 +97,7 @@ export class MemoryBackend implements Backend {
   async replaceObject(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted()
     this.#state.objects.set(key, copy(bytes))
+    this.#state.times.set(key, Date.now())
   }
 
   async stageObject(chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StagedObject> {
@@ -102,11 +115,36 @@ export class MemoryBackend implements Backend {
     }
   }
 
-  async *listObjects(prefix: string, signal?: AbortSignal): AsyncIterable<{ key: string; size: number }> {
-    for (const [key, bytes] of this.#state.objects) {
+  async *listObjects(prefix: string, signal?: AbortSignal): AsyncIterable<ListedKey> {
+    for (const [key, bytes] of [...this.#state.objects]) {
       signal?.throwIfAborted()
-      if (key.startsWith(prefix)) yield { key, size: bytes.byteLength }
+      if (key.startsWith(prefix))
+        yield { key, size: bytes.byteLength, mtime: this.#state.times.get(key) ?? 0 }
     }
+  }
+
+  async deleteObjects(
+    keys: readonly string[],
+    modifiedBefore: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<DeleteResult[]> {
+    signal?.throwIfAborted()
+    return keys.map((key): DeleteResult => {
+      if (!this.#state.objects.has(key)) return { key, deleted: false, reason: 'missing' }
+      if (modifiedBefore !== undefined && (this.#state.times.get(key) ?? 0) >= modifiedBefore)
+        return { key, deleted: false, reason: 'fresh' }
+      this.#state.objects.delete(key)
+      this.#state.times.delete(key)
+      return { key, deleted: true }
+    })
+  }
+
+  async *listLeftovers(): AsyncIterable<LeftoverEntry> {
+    // Nothing is staged in memory, and a ref write is one Map update.
+  }
+
+  async deleteLeftover(): Promise<boolean> {
+    return false
   }
 
   async readBlob(key: string, signal?: AbortSignal): Promise<VersionedBlob | undefined> {
@@ -158,6 +196,12 @@ export class MemoryBackend implements Backend {
   }
 
   async close(): Promise<void> {}
+
+  /** Set an object's last-modified time: lets tests age objects for GC. @internal */
+  setModifiedForTesting(key: string, ms: number): void {
+    if (!this.#state.objects.has(key)) throw new Error(`no object at ${key}`)
+    this.#state.times.set(key, ms)
+  }
 
   /** Replace stored bytes without hashing: lets tests prove that reads verify. @internal */
   corruptForTesting(key: string, bytes: Uint8Array): void {

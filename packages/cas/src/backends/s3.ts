@@ -4,12 +4,15 @@ import { Agent as HttpsAgent } from 'node:https'
 import { availableParallelism } from 'node:os'
 import { Readable } from 'node:stream'
 import {
+  AbortMultipartUploadCommand,
   CopyObjectCommand,
   CreateBucketCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -29,7 +32,16 @@ import {
 } from '../errors.js'
 import type { ReadSink } from '../hashing.js'
 import { PROBES, STAGING } from '../layout.js'
-import type { Backend, ConditionalWriteResult, ObjectWrite, StagedObject, VersionedBlob } from './backend.js'
+import type {
+  Backend,
+  ConditionalWriteResult,
+  DeleteResult,
+  LeftoverEntry,
+  ListedKey,
+  ObjectWrite,
+  StagedObject,
+  VersionedBlob,
+} from './backend.js'
 import { NotFoundSignal } from './backend.js'
 import { type ReadThreads, sharedReadThreads, THREAD_READ_MIN_BYTES } from './read-threads.js'
 
@@ -39,6 +51,19 @@ const HEAD_FIRST_BYTES = 1 << 20
 const MAX_COPY_BYTES = 5 * 1024 ** 3
 const MULTIPART_PART_BYTES = 8 << 20
 const MAX_CONFLICT_RETRIES = 6
+/**
+ * A put that finds its object already stored with a `LastModified` older than this copies
+ * it onto itself, which makes it fresh for a concurrent GC (design/0008). Far below the GC's
+ * one-hour floor on the grace period.
+ */
+export const FRESHEN_AFTER_MS = 10 * 60_000
+/** FRESHEN_AFTER_MS, or (tests only, since MinIO's times cannot be set back) `DREAMDB_TEST_FRESHEN_AFTER_MS`. */
+function freshenAfterMs(): number {
+  const raw = process.env.DREAMDB_TEST_FRESHEN_AFTER_MS
+  return raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : FRESHEN_AFTER_MS
+}
+/** Keys per DeleteObjects request (S3's limit). */
+const DELETE_BATCH = 1000
 
 /** How long a server may stay silent in one request (no answer, no body byte) by default. */
 export const DEFAULT_TIMEOUT_MS = 30_000
@@ -695,11 +720,70 @@ export class S3Backend implements Backend {
 
   async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<ObjectWrite> {
     if (bytes.byteLength >= HEAD_FIRST_BYTES) {
-      const size = await this.objectSize(key, signal)
-      if (size !== undefined) return { written: false, size }
+      const existing = await this.#freshen(key, signal)
+      if (existing !== undefined) return { written: false, size: existing }
     }
     const result = await this.#conditionalPut(key, bytes, null, 'repeatable', signal)
-    return result.ok ? { written: true } : { written: false }
+    if (result.ok) return { written: true }
+    const existing = await this.#freshen(key, signal)
+    return existing === undefined ? { written: false } : { written: false, size: existing }
+  }
+
+  /**
+   * An object a put found already stored: its size, after copying it onto itself when its
+   * `LastModified` is older than FRESHEN_AFTER_MS (S3 has no touch; a copy in place with new
+   * metadata is the way to move `LastModified`). `undefined` when it is absent.
+   */
+  async #freshen(key: string, signal?: AbortSignal): Promise<number | undefined> {
+    const head = await this.#head(key, signal)
+    if (head === undefined) return undefined
+    if (Date.now() - head.mtime > freshenAfterMs()) {
+      try {
+        await this.#request(
+          'freshen',
+          key,
+          'repeatable',
+          (deadline) =>
+            this.#client.send(
+              new CopyObjectCommand({
+                Bucket: this.#location.bucket,
+                Key: this.#key(key),
+                CopySource: `${this.#location.bucket}/${encodeURI(this.#key(key))}`,
+                MetadataDirective: 'REPLACE',
+                Metadata: { 'dreamdb-freshened': String(Date.now()) },
+              }),
+              { abortSignal: deadline.signal },
+            ),
+          signal,
+          head.size,
+        )
+      } catch (error) {
+        // Deleted since the HEAD (a GC): the caller writes it again.
+        if (isNotFound(error)) return undefined
+        throw error
+      }
+    }
+    return head.size
+  }
+
+  /** Size and `LastModified` (ms) of an object, or `undefined` when it is absent. */
+  async #head(key: string, signal?: AbortSignal): Promise<{ size: number; mtime: number } | undefined> {
+    try {
+      const response = await this.#request(
+        'stat',
+        key,
+        'repeatable',
+        (deadline) =>
+          this.#client.send(new HeadObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }), {
+            abortSignal: deadline.signal,
+          }),
+        signal,
+      )
+      return { size: response.ContentLength ?? 0, mtime: response.LastModified?.getTime() ?? 0 }
+    } catch (error) {
+      if (isNotFound(error)) return undefined
+      throw error
+    }
   }
 
   async replaceObject(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
@@ -789,7 +873,7 @@ export class S3Backend implements Backend {
     return {
       size,
       publish: async (key, publishSignal) => {
-        const existing = await this.objectSize(key, publishSignal)
+        const existing = await this.#freshen(key, publishSignal)
         if (existing !== undefined) return { written: false, size: existing }
         if (size > MAX_COPY_BYTES) throw new ObjectTooLargeError(size, MAX_COPY_BYTES, this.description)
         await copy(key, publishSignal)
@@ -809,8 +893,145 @@ export class S3Backend implements Backend {
     }
   }
 
-  async *listObjects(prefix: string, signal?: AbortSignal): AsyncIterable<{ key: string; size: number }> {
+  async *listObjects(prefix: string, signal?: AbortSignal): AsyncIterable<ListedKey> {
     for await (const object of this.#list(prefix, signal)) yield object
+  }
+
+  /**
+   * With `modifiedBefore`, a HEAD of each key first (16 at a time) keeps the ones freshened
+   * since they were listed; then DeleteObjects, up to 1000 keys per request.
+   */
+  async deleteObjects(
+    keys: readonly string[],
+    modifiedBefore: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<DeleteResult[]> {
+    const results = new Map<string, DeleteResult>()
+    let doomed = [...keys]
+    if (modifiedBefore !== undefined) {
+      const heads: ({ size: number; mtime: number } | undefined)[] = new Array(keys.length)
+      let next = 0
+      const worker = async (): Promise<void> => {
+        while (next < keys.length) {
+          const i = next++
+          heads[i] = await this.#head(keys[i]!, signal)
+        }
+      }
+      await Promise.all(Array.from({ length: Math.min(16, keys.length) }, worker))
+      doomed = []
+      keys.forEach((key, i) => {
+        const head = heads[i]
+        if (head === undefined) results.set(key, { key, deleted: false, reason: 'missing' })
+        else if (head.mtime >= modifiedBefore) results.set(key, { key, deleted: false, reason: 'fresh' })
+        else doomed.push(key)
+      })
+    }
+    for (let start = 0; start < doomed.length; start += DELETE_BATCH) {
+      const batch = doomed.slice(start, start + DELETE_BATCH)
+      const response = await this.#request(
+        'delete',
+        `${batch.length} objects`,
+        'repeatable',
+        (deadline) =>
+          this.#client.send(
+            new DeleteObjectsCommand({
+              Bucket: this.#location.bucket,
+              Delete: { Objects: batch.map((key) => ({ Key: this.#key(key) })), Quiet: true },
+            }),
+            { abortSignal: deadline.signal },
+          ),
+        signal,
+      )
+      const failed = response.Errors?.[0]
+      if (failed !== undefined) {
+        throw Object.assign(
+          new Error(`DeleteObjects refused ${failed.Key}: ${failed.Code} ${failed.Message}`),
+          {
+            name: failed.Code ?? 'DeleteObjectsError',
+          },
+        )
+      }
+      for (const key of batch) results.set(key, { key, deleted: true })
+    }
+    return keys.map((key) => results.get(key)!)
+  }
+
+  /** Staging objects (`tmp/`), probes (`_probe/`) and incomplete multipart uploads. */
+  async *listLeftovers(signal?: AbortSignal): AsyncIterable<LeftoverEntry> {
+    for await (const object of this.#list(STAGING, signal))
+      yield { id: object.key, kind: 'staging', ...object }
+    for await (const object of this.#list(PROBES, signal)) yield { id: object.key, kind: 'probe', ...object }
+    let KeyMarker: string | undefined
+    let UploadIdMarker: string | undefined
+    const strip = this.#location.prefix.length
+    for (;;) {
+      const [key, upload] = [KeyMarker, UploadIdMarker]
+      const page = await this.#request(
+        'list',
+        'incomplete uploads',
+        'repeatable',
+        (deadline) =>
+          this.#client.send(
+            new ListMultipartUploadsCommand({
+              Bucket: this.#location.bucket,
+              Prefix: this.#location.prefix,
+              ...(key ? { KeyMarker: key } : {}),
+              ...(upload ? { UploadIdMarker: upload } : {}),
+            }),
+            { abortSignal: deadline.signal },
+          ),
+        signal,
+      )
+      for (const u of page.Uploads ?? []) {
+        if (u.Key === undefined || u.UploadId === undefined) continue
+        yield {
+          id: `upload:${u.Initiated?.getTime() ?? 0}:${u.UploadId}:${u.Key.slice(strip)}`,
+          kind: 'upload',
+          size: 0,
+          mtime: u.Initiated?.getTime() ?? 0,
+        }
+      }
+      if (!page.IsTruncated) return
+      KeyMarker = page.NextKeyMarker
+      UploadIdMarker = page.NextUploadIdMarker
+      if (KeyMarker === undefined && UploadIdMarker === undefined) return
+    }
+  }
+
+  async deleteLeftover(
+    id: string,
+    modifiedBefore: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const upload = /^upload:(\d+):([^:]+):(.+)$/.exec(id)
+    if (upload !== null) {
+      // An upload's start time (in its id, from the listing) never changes.
+      if (modifiedBefore !== undefined && Number(upload[1]) >= modifiedBefore) return false
+      try {
+        await this.#request(
+          'abort upload',
+          upload[3]!,
+          'repeatable',
+          (deadline) =>
+            this.#client.send(
+              new AbortMultipartUploadCommand({
+                Bucket: this.#location.bucket,
+                Key: this.#key(upload[3]!),
+                UploadId: upload[2]!,
+              }),
+              { abortSignal: deadline.signal },
+            ),
+          signal,
+        )
+        return true
+      } catch (error) {
+        if (isNotFound(error) || errorName(error) === 'NoSuchUpload') return false
+        throw error
+      }
+    }
+    if (!id.startsWith(STAGING) && !id.startsWith(PROBES)) return false
+    const [result] = await this.deleteObjects([id], modifiedBefore, signal)
+    return result?.deleted === true
   }
 
   async readBlob(key: string, signal?: AbortSignal): Promise<VersionedBlob | undefined> {
@@ -884,17 +1105,24 @@ export class S3Backend implements Backend {
   /**
    * Create a probe object twice with `If-None-Match: *` and replace it with a wrong
    * `If-Match`: a server that enforces conditional writes refuses both second writes.
+   * Resending a probe write changes nothing the answer depends on, so a lost answer is
+   * retried like a read; a probe object found already there (the creating write landed but
+   * its answer was lost) counts as created when it holds this probe's own bytes.
    */
   async checkConditionalWrites(signal?: AbortSignal): Promise<void> {
     const key = `${PROBES}${randomUUID()}`
-    const body = new TextEncoder().encode('dreamdb conditional-write probe\n')
+    const body = new TextEncoder().encode(`dreamdb conditional-write probe ${key}\n`)
     try {
-      const created = await this.#conditionalPut(key, body, null, 'unapplied', signal)
-      if (!created.ok) throw new Error(`probe key ${key} unexpectedly exists`)
-      const again = await this.#conditionalPut(key, body, null, 'unapplied', signal)
+      const created = await this.#conditionalPut(key, body, null, 'repeatable', signal)
+      if (!created.ok) {
+        const found = await this.readBlob(key, signal)
+        if (found === undefined || Buffer.compare(found.bytes, body) !== 0)
+          throw new Error(`probe key ${key} unexpectedly exists`)
+      }
+      const again = await this.#conditionalPut(key, body, null, 'repeatable', signal)
       if (again.ok) throw new ConditionalWritesUnsupportedError(this.#endpointName, 'If-None-Match')
       const wrongEtag = '"00000000000000000000000000000000"'
-      const replaced = await this.#conditionalPut(key, body, wrongEtag, 'unapplied', signal)
+      const replaced = await this.#conditionalPut(key, body, wrongEtag, 'repeatable', signal)
       if (replaced.ok) throw new ConditionalWritesUnsupportedError(this.#endpointName, 'If-Match')
     } finally {
       await this.#client
@@ -954,7 +1182,7 @@ export class S3Backend implements Backend {
     }
   }
 
-  async *#list(prefix: string, signal?: AbortSignal): AsyncIterable<{ key: string; size: number }> {
+  async *#list(prefix: string, signal?: AbortSignal): AsyncIterable<ListedKey> {
     const strip = this.#location.prefix.length
     let ContinuationToken: string | undefined
     do {
@@ -975,7 +1203,12 @@ export class S3Backend implements Backend {
         signal,
       )
       for (const object of page.Contents ?? []) {
-        if (object.Key !== undefined) yield { key: object.Key.slice(strip), size: object.Size ?? 0 }
+        if (object.Key !== undefined)
+          yield {
+            key: object.Key.slice(strip),
+            size: object.Size ?? 0,
+            mtime: object.LastModified?.getTime() ?? 0,
+          }
       }
       ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined
     } while (ContinuationToken !== undefined)
