@@ -107,12 +107,16 @@ class Dataset:
         info, _ = _bridge.bridge().call("openAt", {"backend": url, "at": target})
         return cls(url, info)
 
-    def _call(self, op: str, args: dict[str, Any], data: Any = None) -> tuple[Any, pa.Buffer | None]:
+    def _connected(self) -> _bridge.Bridge:
+        """This process's bridge, with this dataset open in it under ``self._handle``."""
         bridge = _bridge.bridge()
         if self._pid != os.getpid() or bridge is not getattr(self, "_bridge_of_handle", bridge):
             self._reopen(bridge)
         self._bridge_of_handle = bridge
-        return bridge.call(op, {"handle": self._handle, **args}, data)
+        return bridge
+
+    def _call(self, op: str, args: dict[str, Any], data: Any = None) -> tuple[Any, pa.Buffer | None]:
+        return self._connected().call(op, {"handle": self._handle, **args}, data)
 
     def _reopen(self, bridge: _bridge.Bridge) -> None:
         # A new process (or a restarted bridge): the same ref, at the same manifest.
@@ -319,24 +323,17 @@ class Dataset:
             "rank": rank,
             "worldSize": world_size,
         }
-        if fields is not None:
-            options["fields"] = list(fields) if not isinstance(fields, str) else [fields]
-        if shuffle_seed is not None:
-            options["shuffleSeed"] = shuffle_seed
-        if time_range is not None:
-            options["timeRange"] = [_ms(t) for t in time_range]
-        if resume_from is not None:
-            options["resumeFrom"] = resume_from
-        if shuffle_window is not None:
-            options["shuffleWindow"] = shuffle_window
-        if prefetch is not None:
-            options["prefetch"] = prefetch
-        if batch_range is not None:
-            options["batchRange"] = list(batch_range)
-        bridge = _bridge.bridge()
-        if self._pid != os.getpid() or bridge is not getattr(self, "_bridge_of_handle", bridge):
-            self._reopen(bridge)
-        self._bridge_of_handle = bridge
+        given = {
+            "fields": None if fields is None else [fields] if isinstance(fields, str) else list(fields),
+            "shuffleSeed": shuffle_seed,
+            "timeRange": None if time_range is None else [_ms(t) for t in time_range],
+            "resumeFrom": resume_from,
+            "shuffleWindow": shuffle_window,
+            "prefetch": prefetch,
+            "batchRange": None if batch_range is None else list(batch_range),
+        }
+        options.update((key, value) for key, value in given.items() if value is not None)
+        bridge = self._connected()
         return BatchIterator(bridge.stream("iter", {"handle": self._handle, "options": options}))
 
     def search(
@@ -357,13 +354,8 @@ class Dataset:
                 f"Invalid query of dtype {vector.dtype} and shape {vector.shape}: a 1-d numeric vector",
                 {"option": "query"},
             )
-        options: dict[str, Any] = {"k": k}
-        if nprobe is not None:
-            options["nprobe"] = nprobe
-        if rerank is not None:
-            options["rerank"] = rerank
-        if filter is not None:
-            options["filter"] = filter
+        given = {"k": k, "nprobe": nprobe, "rerank": rerank, "filter": filter}
+        options = {key: value for key, value in given.items() if value is not None}
         _, data = self._call(
             "search", {"field": field, "options": options}, np.ascontiguousarray(vector, dtype=np.float32)
         )
