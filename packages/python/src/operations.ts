@@ -17,6 +17,7 @@ import {
 import { type Field, inspect, Repository } from '@dreamdb/manifest'
 import { RecordBatchStreamWriter, type Table, tableFromArrays, tableFromIPC, tableToIPC } from 'apache-arrow'
 import { type RecordsShape, recordsOf, samplesOf } from './convert.js'
+import { BadRequestError } from './errors.js'
 
 /** A request's arguments, as Python sent them (JSON). */
 export type Args = Record<string, unknown>
@@ -47,17 +48,6 @@ class PiecesWriter extends RecordBatchStreamWriter {
     if (this._position > before && ArrayBuffer.isView(chunk))
       this.pieces.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength))
     return this
-  }
-}
-
-export class BadRequestError extends Error {
-  readonly code = 'ERR_BRIDGE_BAD_REQUEST'
-  override readonly name = 'BadRequestError'
-  constructor(
-    readonly op: string,
-    readonly reason: string,
-  ) {
-    super(`Bridge request '${op}': ${reason}`)
   }
 }
 
