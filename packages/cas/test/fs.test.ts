@@ -107,4 +107,51 @@ describe('folder backend specifics', () => {
     const putError = await rejection(broken.put(encode('y')))
     expect(putError.code).toBe('ERR_CAS_STORAGE')
   })
+
+  it('an empty object file is ERR_CAS_INTEGRITY, not NOT_FOUND; an absent one is NOT_FOUND; a put heals it', async () => {
+    const { randomBytes } = await import('node:crypto')
+    const objectFile = (cid: { multihash: { digest: Uint8Array } }) => {
+      const hex = Buffer.from(cid.multihash.digest).toString('hex')
+      return join(root, 'objects', 'sha2-256', hex.slice(0, 2), hex)
+    }
+    // Small (verified on a dedup put) and large (read on a read thread, size-checked on a put).
+    for (const bytes of [encode('the real bytes'), randomBytes((1 << 20) + 7)]) {
+      const cid = await store.put(bytes)
+      await writeFile(objectFile(cid), new Uint8Array(0))
+      for (const readThreads of [true, false]) {
+        // A fresh store: nothing it knows of the damage beforehand.
+        const reader = await openStore(root, { readThreads })
+        try {
+          for (const read of [
+            () => reader.get(cid),
+            async () => {
+              for await (const _ of reader.getMany([cid])) {
+              }
+            },
+            async () => {
+              for await (const _ of reader.stream(cid)) {
+              }
+            },
+          ]) {
+            const error = await rejection(read())
+            expect(error.code).toBe('ERR_CAS_INTEGRITY')
+            expect(error.message).toContain(cid.toString())
+          }
+          expect(await reader.has(cid)).toBe(true)
+        } finally {
+          await reader.close()
+        }
+      }
+      const healer = await openStore(root)
+      const events: unknown[] = []
+      await healer.put(new Uint8Array(bytes), { onProgress: (e) => events.push(e) })
+      expect(events).toMatchObject([{ type: 'dreamdb:cas:put', stored: true, repaired: true }])
+      expect(Buffer.from(await healer.get(cid)).equals(Buffer.from(bytes))).toBe(true)
+      await healer.close()
+    }
+    const absent = await store.put(encode('deleted behind the store'))
+    await rm(objectFile(absent))
+    expect((await rejection(store.get(absent))).code).toBe('ERR_CAS_NOT_FOUND')
+    expect(await store.has(absent)).toBe(false)
+  })
 })

@@ -1,5 +1,10 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { openStore } from '@dreamdb/cas'
+import { rejection, snapshotStore } from '@dreamdb/cas-tests'
 import { describe, expect, it } from 'vitest'
-import { assertUserRefName, checkLayer } from '../src/index.js'
+import { assertUserRefName, checkLayer, Repository } from '../src/index.js'
 
 describe('user ref names follow git check-ref-format', () => {
   const refused: [string, RegExp][] = [
@@ -105,6 +110,32 @@ describe('layer checks, before anything is written', () => {
       }
       expect(error, JSON.stringify(request)).toMatchObject({ code: 'ERR_MANIFEST_INVALID_SCHEMA' })
       expect((error as Error).message).toMatch(reason)
+    }
+  })
+})
+
+describe('createDataset of a taken name', () => {
+  it('is refused before its empty manifest is written: the folder store is unchanged', async () => {
+    const folder = await mkdtemp(join(tmpdir(), 'dreamdb-create-taken-'))
+    const store = await openStore(folder)
+    try {
+      const repo = new Repository(store)
+      await repo.createDataset('corpus', {
+        schema: { fields: [{ name: 'label', family: 'scalar', kind: 'categorical' }] },
+      })
+      const before = await snapshotStore(store, { folder })
+      // Another schema and message: its empty manifest would be a new object.
+      const error = await rejection(
+        repo.createDataset('corpus', {
+          schema: { fields: [{ name: 'text', family: 'scalar', kind: 'string' }] },
+          message: 'a second create',
+        }),
+      )
+      expect(error).toMatchObject({ code: 'ERR_MANIFEST_REF_EXISTS' })
+      expect(await snapshotStore(store, { folder })).toEqual(before)
+    } finally {
+      await store.close()
+      await rm(folder, { recursive: true, force: true })
     }
   })
 })
