@@ -210,7 +210,12 @@ const CONFLICT = new Set([
   IngestLeaseLostError.code,
 ])
 
-const UNAVAILABLE = new Set(['ERR_CAS_TIMEOUT', 'ERR_CAS_UNREACHABLE', 'ERR_CAS_OUTCOME_UNKNOWN'])
+const UNAVAILABLE = new Set([
+  'ERR_CAS_TIMEOUT',
+  'ERR_CAS_UNREACHABLE',
+  'ERR_CAS_OUTCOME_UNKNOWN',
+  'ERR_MANIFEST_COMMIT_UNKNOWN',
+])
 
 const HINTS: Record<string, string> = {
   ERR_CAS_TIMEOUT:
@@ -219,6 +224,8 @@ const HINTS: Record<string, string> = {
     'check that the server is running and the URL in --backend / DREAMDB_BACKEND, then run the command again',
   ERR_CAS_OUTCOME_UNKNOWN:
     'the server stopped answering during a write that may have landed; check with dreamdb log before running it again',
+  ERR_MANIFEST_COMMIT_UNKNOWN:
+    'the commit may or may not be on the branch; dreamdb log --ref-name <ref> shows whether its manifest is there before you run it again',
   ERR_MANIFEST_REF_NOT_FOUND: 'dreamdb refs lists them',
   ERR_CAS_REF_NOT_FOUND: 'dreamdb refs lists them',
   ERR_DATASET_UNKNOWN_FIELD: 'dreamdb inspect --ref-name <ref> shows the schema and layers',
@@ -241,6 +248,8 @@ const HINTS: Record<string, string> = {
   ERR_CAS_INTEGRITY: 'the store is damaged: an object does not match its CID; restore it from a copy',
   ERR_CAS_NOT_FOUND: 'the store is missing an object this state references; restore it from a copy',
   ERR_MANIFEST_CORRUPT: 'the store is damaged; restore the object from a copy',
+  ERR_MANIFEST_INTEGRITY:
+    'the store is damaged: objects of this state disagree with each other; restore them from a copy',
   ERR_MANIFEST_UNSUPPORTED_VERSION: 'upgrade dreamdb',
   ERR_CAS_NO_CONDITIONAL_WRITES: 'this S3 server ignores conditional writes; use MinIO >= 2025-09 or AWS S3',
   ERR_CLI_USAGE: 'dreamdb <verb> --help shows the options',

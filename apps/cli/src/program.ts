@@ -38,7 +38,8 @@ const EXIT_CODES = `Exit codes:
       another ingest into the dataset is running (ERR_CLI_INGEST_LOCKED)
   70  internal error (a bug; DREAMDB_DEBUG=1 prints the stack)
   75  unavailable: the store did not answer in time or cannot be reached (ERR_CAS_TIMEOUT,
-      ERR_CAS_UNREACHABLE, ERR_CAS_OUTCOME_UNKNOWN); run it again later
+      ERR_CAS_UNREACHABLE, ERR_CAS_OUTCOME_UNKNOWN, ERR_MANIFEST_COMMIT_UNKNOWN); run it
+      again later (after a write of unknown outcome, check dreamdb log first)
   130 interrupted
 
 Errors are one line on stderr: dreamdb: <CODE>: <message>  (hint: <what to do>)

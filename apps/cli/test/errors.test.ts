@@ -29,6 +29,39 @@ describe('classify', () => {
     expect(EXIT.unavailable).toBe(75)
   })
 
+  it('a commit of unknown outcome is unavailable (75), a manifest integrity error is a damaged store (1); both hinted', () => {
+    const unknown = classify(coded('ERR_MANIFEST_COMMIT_UNKNOWN'))
+    expect(unknown).toMatchObject({ exitCode: EXIT.unavailable, internal: false })
+    expect(unknown.hint).toMatch(/dreamdb log --ref-name/)
+    const integrity = classify(coded('ERR_MANIFEST_INTEGRITY'))
+    expect(integrity).toMatchObject({ exitCode: EXIT.user, internal: false })
+    expect(integrity.hint).toMatch(/damaged/)
+  })
+
+  it('the README documents each of these codes under its exit code, and the damaged-ref fields of refs --json', async () => {
+    const { readFile } = await import('node:fs/promises')
+    const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+    const rows = new Map(
+      readme
+        .split('\n')
+        .map((line) => /^\| (\d+) \|(.*)$/.exec(line))
+        .filter((m): m is RegExpExecArray => m !== null)
+        .map((m) => [Number(m[1]), m[2]!] as const),
+    )
+    for (const code of [
+      'ERR_CAS_TIMEOUT',
+      'ERR_CAS_UNREACHABLE',
+      'ERR_CAS_OUTCOME_UNKNOWN',
+      'ERR_MANIFEST_COMMIT_UNKNOWN',
+      'ERR_MANIFEST_INTEGRITY',
+      'ERR_CAS_INTEGRITY',
+    ]) {
+      expect(rows.get(classify(coded(code)).exitCode), code).toContain(`\`${code}\``)
+    }
+    const refsRow = readme.split('\n').find((line) => line.startsWith('| `refs` |'))
+    expect(refsRow).toContain('damaged: true, code, message')
+  })
+
   it('treats an error without a DreamDB code as internal (70)', () => {
     const c = classify(new TypeError('undefined is not a function'))
     expect(c).toMatchObject({ exitCode: 70, code: 'ERR_CLI_INTERNAL', internal: true })
