@@ -233,3 +233,66 @@ export class IntegrityError extends ManifestError {
     )
   }
 }
+
+/**
+ * A ref was not where the caller expected it: it moved (or was deleted, or re-created)
+ * since the caller read it, so a delete by compare-and-swap did nothing. Names what was
+ * expected and what is there now (`null`: gone).
+ */
+export class RefMovedError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_REF_MOVED'
+  override readonly name = 'RefMovedError'
+  readonly code = RefMovedError.code
+  constructor(
+    readonly refName: string,
+    readonly expectedManifest: string,
+    readonly actualManifest: string | null,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `'${refName}' moved: expected it at manifest ${expectedManifest}, it is ${actualManifest === null ? 'gone' : `at ${actualManifest}`} now; nothing was deleted`,
+      options,
+    )
+  }
+}
+
+/** A garbage-collection option is out of bounds (a grace period under the floor); nothing was read. */
+export class InvalidGcOptionError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_INVALID_GC_OPTION'
+  override readonly name = 'InvalidGcOptionError'
+  readonly code = InvalidGcOptionError.code
+  constructor(
+    readonly option: string,
+    readonly value: unknown,
+    readonly reason: string,
+  ) {
+    super(`Invalid ${option} ${JSON.stringify(value)}: ${reason}`)
+  }
+}
+
+/**
+ * Garbage collection stopped before deleting anything: a ref could not be read, or an object
+ * the refs reach (a manifest, a tree node) is missing or damaged, so the set of live objects
+ * is not known. `dreamdb fsck` names the damage.
+ */
+export class GcRefusedError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_GC_REFUSED'
+  override readonly name = 'GcRefusedError'
+  readonly code = GcRefusedError.code
+  constructor(
+    readonly unreadableRefs: string[],
+    readonly damagedObjects: string[],
+  ) {
+    const parts = [
+      unreadableRefs.length > 0
+        ? `${unreadableRefs.length} unreadable ref(s) (${unreadableRefs.slice(0, 3).join(', ')})`
+        : '',
+      damagedObjects.length > 0
+        ? `${damagedObjects.length} missing or damaged object(s) reached from the refs (${damagedObjects.slice(0, 3).join(', ')})`
+        : '',
+    ].filter((p) => p !== '')
+    super(
+      `Garbage collection stopped before deleting anything: ${parts.join(' and ')}; the live set is not known`,
+    )
+  }
+}

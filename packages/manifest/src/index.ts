@@ -28,6 +28,15 @@
 
 export { decodeManifest, decodeRefTarget, encodeManifest, encodeRefTarget, FORMAT_VERSION } from './codec.js'
 export * from './errors.js'
+export { type Counted, type FsckObject, type FsckOptions, type FsckReport, fsck } from './fsck.js'
+export {
+  checkGrace,
+  collectGarbage,
+  DEFAULT_GRACE_MS,
+  type GcOptions,
+  type GcReport,
+  MIN_GRACE_MS,
+} from './gc.js'
 export {
   type Diff,
   diff,
@@ -38,6 +47,7 @@ export {
   type LogEntry,
   log,
 } from './history.js'
+export { type DeletedRef, type DeleteRefOptions, deleteRef } from './lifecycle.js'
 export type * from './model.js'
 export { assertUserRefName, MAX_USER_REF_NAME } from './names.js'
 export {
@@ -54,3 +64,15 @@ export {
   type Source,
 } from './repository.js'
 export { type BucketInput, checkLayer, type FieldInput } from './schema.js'
+export {
+  digestKey,
+  type Reached,
+  type ReachedKind,
+  readRoots,
+  type UnreadableRef,
+  type WalkedRef,
+  type WalkOptions as ReachableWalkOptions,
+  type WalkProblem,
+  type WalkResult,
+  walkReachable,
+} from './walk.js'

@@ -14,6 +14,7 @@ import {
   SnapshotImmutableError,
   SnapshotLabelTakenError,
 } from './errors.js'
+import { type DeleteRefOptions, deleteRef } from './lifecycle.js'
 import type {
   Bucket,
   Change,
@@ -286,19 +287,12 @@ export class Repository {
     return await this.#createRef(name, { ...target, kind: 'branch' }, options)
   }
 
-  /** Delete a branch. Snapshots never move, so they cannot be deleted here. */
-  async deleteBranch(name: string, options: AbortOptions = {}): Promise<void> {
-    for (;;) {
-      const current = await this.readRef(name, options)
-      if (current === undefined) throw new RefNotFoundError(name, this.store.url)
-      if (current.kind === 'snapshot') throw new SnapshotImmutableError(name, 'delete')
-      try {
-        await this.store.deleteRef(name, current.version, options)
-        return
-      } catch (error) {
-        if ((error as { code?: string }).code !== 'ERR_CAS_REF_CONFLICT') throw error
-      }
-    }
+  /**
+   * Delete a branch by compare-and-swap: a commit that moves it meanwhile is not lost but a
+   * `RefMovedError`. Snapshots need `deleteRef(repo, name, { force: true })` (lifecycle.ts).
+   */
+  async deleteBranch(name: string, options: Omit<DeleteRefOptions, 'kind' | 'force'> = {}): Promise<void> {
+    await deleteRef(this, name, { ...options, kind: 'branch' })
   }
 
   /**
