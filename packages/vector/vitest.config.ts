@@ -6,7 +6,6 @@ export default defineConfig({
     // Test against the sources of the layers below, not their last build.
     alias: {
       '@dreamdb/cas': fileURLToPath(new URL('../cas/src/index.ts', import.meta.url)),
-      '@dreamdb/manifest': fileURLToPath(new URL('../manifest/src/index.ts', import.meta.url)),
     },
   },
   test: {

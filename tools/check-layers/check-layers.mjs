@@ -1,28 +1,56 @@
 #!/usr/bin/env node
-// Fails when a workspace package depends on, or imports, a package above it in the stack
-// cas <- manifest <- vector <- arrow <- dataset <- apps/cli. Checked in both package.json
-// dependencies and every import/require/export-from specifier under src/ and test/.
+// Fails when a workspace package depends on, or imports, a package it does not sit on. The
+// layers form a small graph, not a line: manifest and vector both sit on cas and neither
+// uses the other; arrow sits on both. Checked in both package.json dependencies and every
+// import/require/export-from specifier under src/ and test/.
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-/** Lower index = lower layer. Test-only helpers sit beside the layer they test. */
-export const STACK = [
-  '@dreamdb/cas',
-  '@dreamdb/manifest',
-  '@dreamdb/vector',
-  '@dreamdb/arrow',
-  '@dreamdb/dataset',
-  '@dreamdb/cli',
-]
-const LEVEL_OF_TOOLING = STACK.length // quickstart, bench, conformance suites: may use anything
+/**
+ * Each layer and the layers directly beneath it; a layer may use whatever it reaches going
+ * down. Test-only helpers sit beside the layer they test. Anything not named (quickstart,
+ * bench, torture, the Python bridge) is tooling and may use anything.
+ */
+export const LAYERS = {
+  '@dreamdb/cas': [],
+  '@dreamdb/manifest': ['@dreamdb/cas'],
+  '@dreamdb/vector': ['@dreamdb/cas'],
+  '@dreamdb/arrow': ['@dreamdb/manifest', '@dreamdb/vector'],
+  '@dreamdb/dataset': ['@dreamdb/arrow'],
+  '@dreamdb/cli': ['@dreamdb/dataset'],
+}
+const SAME_LAYER = { '@dreamdb/cas-tests': '@dreamdb/cas' }
 
-export function layerOf(name) {
-  const index = STACK.indexOf(name)
-  if (index !== -1) return index
-  if (name === '@dreamdb/cas-tests') return 0
-  return LEVEL_OF_TOOLING
+function layerOf(name) {
+  const layer = SAME_LAYER[name] ?? name
+  return Object.hasOwn(LAYERS, layer) ? layer : undefined
+}
+
+/** Whether package `from` may depend on package `to`. */
+export function mayUse(from, to) {
+  const own = layerOf(from)
+  const target = layerOf(to)
+  if (own === undefined) return true // tooling
+  if (target === undefined) return false // a layer never uses tooling
+  const seen = new Set()
+  const pending = [own]
+  while (pending.length > 0) {
+    const layer = pending.pop()
+    if (layer === target) return true
+    if (seen.has(layer)) continue
+    seen.add(layer)
+    pending.push(...LAYERS[layer])
+  }
+  return false
+}
+
+/** One line per layer: what it sits on. */
+export function describeLayers() {
+  return Object.entries(LAYERS)
+    .map(([name, beneath]) => `${name} on ${beneath.length > 0 ? beneath.join(' + ') : 'nothing'}`)
+    .join('; ')
 }
 
 function workspacePackages(root) {
@@ -59,18 +87,17 @@ const SPECIFIER = /(?:from\s+|import\s*\(\s*|require\s*\(\s*|import\s+)['"](@dre
 export function violations(root = repoRoot) {
   const found = []
   for (const { dir, pkg } of workspacePackages(root)) {
-    const own = layerOf(pkg.name)
     const deps = { ...pkg.dependencies, ...pkg.peerDependencies, ...pkg.optionalDependencies }
     for (const dep of Object.keys(deps)) {
-      if (dep.startsWith('@dreamdb/') && layerOf(dep) > own) {
-        found.push(`${pkg.name} depends on ${dep}, which is above it (package.json)`)
+      if (dep.startsWith('@dreamdb/') && !mayUse(pkg.name, dep)) {
+        found.push(`${pkg.name} depends on ${dep}, which it does not sit on (package.json)`)
       }
     }
     for (const file of [...sourceFiles(join(dir, 'src')), ...sourceFiles(join(dir, 'test'))]) {
       for (const match of readFileSync(file, 'utf8').matchAll(SPECIFIER)) {
         const target = match[1]
-        if (layerOf(target) > own) {
-          found.push(`${relative(root, file)} imports ${target}, which is above ${pkg.name}`)
+        if (!mayUse(pkg.name, target)) {
+          found.push(`${relative(root, file)} imports ${target}, which ${pkg.name} does not sit on`)
         }
       }
     }
@@ -81,9 +108,9 @@ export function violations(root = repoRoot) {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const found = violations()
   if (found.length > 0) {
-    console.error(`Layering violations (the stack is ${STACK.join(' <- ')}):`)
+    console.error(`Layering violations (the layers: ${describeLayers()}):`)
     for (const line of found) console.error(`  ${line}`)
     process.exit(1)
   }
-  console.log(`layers ok: ${STACK.join(' <- ')}`)
+  console.log(`layers ok: ${describeLayers()}`)
 }

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, expect, it } from 'vitest'
-import { violations } from './check-layers.mjs'
+import { mayUse, violations } from './check-layers.mjs'
 
 const scratch = []
 afterEach(() => {
@@ -37,7 +37,34 @@ it('reports an upward import and an upward dependency, and allows downward ones'
     },
   })
   expect(violations(root)).toEqual([
-    'packages/cas/src/a.ts imports @dreamdb/dataset, which is above @dreamdb/cas',
-    '@dreamdb/manifest depends on @dreamdb/vector, which is above it (package.json)',
+    'packages/cas/src/a.ts imports @dreamdb/dataset, which @dreamdb/cas does not sit on',
+    '@dreamdb/manifest depends on @dreamdb/vector, which it does not sit on (package.json)',
   ])
+})
+
+it('forbids vector -> manifest: both sit on cas and neither uses the other', () => {
+  const root = workspace({
+    'packages/vector': {
+      name: '@dreamdb/vector',
+      dependencies: { '@dreamdb/cas': 'workspace:*', '@dreamdb/manifest': 'workspace:*' },
+      files: {
+        'src/model.ts':
+          "import type { Metric } from '@dreamdb/manifest'\nimport { cidOf } from '@dreamdb/cas'\n",
+      },
+    },
+    'packages/arrow': {
+      name: '@dreamdb/arrow',
+      files: { 'src/ok.ts': "import '@dreamdb/manifest'\nimport '@dreamdb/vector'\nimport '@dreamdb/cas'\n" },
+    },
+  })
+  expect(violations(root)).toEqual([
+    '@dreamdb/vector depends on @dreamdb/manifest, which it does not sit on (package.json)',
+    'packages/vector/src/model.ts imports @dreamdb/manifest, which @dreamdb/vector does not sit on',
+  ])
+  expect(mayUse('@dreamdb/vector', '@dreamdb/manifest')).toBe(false)
+  expect(mayUse('@dreamdb/manifest', '@dreamdb/vector')).toBe(false)
+  expect(mayUse('@dreamdb/dataset', '@dreamdb/cas')).toBe(true)
+  expect(mayUse('@dreamdb/cas-tests', '@dreamdb/cas')).toBe(true)
+  expect(mayUse('@dreamdb/cas', '@dreamdb/quickstart')).toBe(false)
+  expect(mayUse('@dreamdb/quickstart', '@dreamdb/cli')).toBe(true)
 })

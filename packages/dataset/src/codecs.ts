@@ -1,18 +1,25 @@
 import type { Codecs, EmbeddingCodec } from '@dreamdb/arrow'
 import { type AbortOptions, openStore, type Store } from '@dreamdb/cas'
-import type { EmbeddingField, Field } from '@dreamdb/manifest'
+import type { EmbeddingField, Field, Metric as SchemaMetric } from '@dreamdb/manifest'
 import {
   createCompressor,
   loadCompressor,
   loadSpatialIndex,
+  type Metric,
   saveCompressor,
   saveSpatialIndex,
   trainSpatialIndex,
 } from '@dreamdb/vector'
 import { InvalidOptionError } from './errors.js'
 
+/**
+ * The schema's metric values (manifest) and the vector layer's `Metric` are defined once in
+ * each layer, neither importing the other; this stops compiling if the two ever differ.
+ */
+export const METRICS_AGREE: [Metric, SchemaMetric] extends [SchemaMetric, Metric] ? true : never = true
+
 /** `dreamdb.ivf-*` algorithms and the metric each one means. */
-export const ALGORITHMS: Record<string, 'cosine' | 'l2' | 'ip'> = {
+export const ALGORITHMS: Record<string, Metric> = {
   'dreamdb.ivf-cosine': 'cosine',
   'dreamdb.ivf-l2': 'l2',
   'dreamdb.ivf-ip': 'ip',

@@ -28,6 +28,7 @@ import {
   createVectorIndex,
   loadCompressor,
   loadSpatialIndex,
+  type Metric,
   saveCompressor,
   saveSpatialIndex,
   trainSpatialIndex,
@@ -116,7 +117,7 @@ export interface EmbeddingLayerInit {
   spatialIndex?: string | CID | null
   compressor?: string | CID | null
   rerank?: boolean
-  metric?: 'cosine' | 'l2' | 'ip'
+  metric?: Metric
   samples: readonly Sample[]
 }
 

@@ -15,7 +15,10 @@ export const SCALAR_KINDS: readonly ScalarKind[] = [
 export type BinaryMedia = 'image' | 'video' | 'audio' | 'bytes'
 export const BINARY_MEDIA: readonly BinaryMedia[] = ['image', 'video', 'audio', 'bytes']
 
-/** The distance an embedding field is compared with. */
+/**
+ * The distance an embedding field is compared with, as the schema names it. `@dreamdb/vector`
+ * (which does not sit on this package) defines the same three values as its own `Metric`.
+ */
 export type Metric = 'cosine' | 'l2' | 'ip'
 export const METRICS: readonly Metric[] = ['cosine', 'l2', 'ip']
 

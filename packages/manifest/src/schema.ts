@@ -8,6 +8,7 @@ import {
   type FieldObject,
   type Manifest,
   METRICS,
+  type Metric,
   SCALAR_KINDS,
   type Schema,
 } from './model.js'
@@ -23,13 +24,12 @@ export type FieldInput =
       name: string
       family: 'embedding'
       dim: number
-      metric?: EmbeddingMetric
+      metric?: Metric
       algorithm?: string | null
       spatialIndex?: CID | null
       compressor?: CID | null
       rerank?: boolean
     }
-type EmbeddingMetric = 'cosine' | 'l2' | 'ip'
 
 /** Validate one field definition and fill in defaults. Throws InvalidSchemaError. */
 export function normalizeField(input: FieldInput, path: string): Field {

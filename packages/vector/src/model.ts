@@ -1,6 +1,9 @@
-import type { Metric } from '@dreamdb/manifest'
-
-export type { Metric }
+/**
+ * The distance vectors are compared with: squared Euclidean (`l2`), negative inner product
+ * (`ip`) or one minus cosine similarity (`cosine`). The vector layer owns this concept; the
+ * manifest's schema names the same three values for an embedding field.
+ */
+export type Metric = 'l2' | 'ip' | 'cosine'
 
 export const METRICS: readonly Metric[] = ['l2', 'ip', 'cosine']
 
