@@ -201,6 +201,7 @@ const CONFLICT = new Set([
   'ERR_MANIFEST_LABEL_TAKEN',
   'ERR_MANIFEST_CONFLICT',
   'ERR_MANIFEST_RETRIES_EXHAUSTED',
+  'ERR_MANIFEST_REF_MOVED',
   'ERR_CAS_REF_CONFLICT',
   'ERR_CAS_REF_LOCKED',
   OutputExistsError.code,
@@ -253,6 +254,9 @@ const HINTS: Record<string, string> = {
   ERR_MANIFEST_UNSUPPORTED_VERSION: 'upgrade dreamdb',
   ERR_CAS_NO_CONDITIONAL_WRITES: 'this S3 server ignores conditional writes; use MinIO >= 2025-09 or AWS S3',
   ERR_CLI_USAGE: 'dreamdb <verb> --help shows the options',
+  ERR_MANIFEST_REF_MOVED: 'someone moved it since you looked; dreamdb log --ref-name <ref> shows what landed',
+  ERR_MANIFEST_GC_REFUSED: 'dreamdb fsck names the damage; nothing was deleted',
+  ERR_MANIFEST_INVALID_GC_OPTION: 'the grace period is at least 1h (default 7d)',
 }
 
 export interface Classified {

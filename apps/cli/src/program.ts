@@ -10,6 +10,7 @@ import { head } from './commands/head.js'
 import { type IngestCommandOptions, ingest } from './commands/ingest.js'
 import { init } from './commands/init.js'
 import { inspect } from './commands/inspect.js'
+import { deleteRefCommand, fsckCommand, gcCommand } from './commands/lifecycle.js'
 import { log } from './commands/log.js'
 import { ALGORITHMS, type MigrateCommandOptions, migrate } from './commands/migrate.js'
 import { branch, snapshot } from './commands/pin.js'
@@ -36,6 +37,8 @@ const EXIT_CODES = `Exit codes:
   3   not found: a ref, field, file or backend named on the command line
   4   conflict: the name or label is taken, another writer moved the branch, or
       another ingest into the dataset is running (ERR_CLI_INGEST_LOCKED)
+  5   fsck: the store is damaged (a missing or corrupt object reached from a ref, or an
+      unreadable ref)
   70  internal error (a bug; DREAMDB_DEBUG=1 prints the stack)
   75  unavailable: the store did not answer in time or cannot be reached (ERR_CAS_TIMEOUT,
       ERR_CAS_UNREACHABLE, ERR_CAS_OUTCOME_UNKNOWN, ERR_MANIFEST_COMMIT_UNKNOWN); run it
@@ -259,26 +262,92 @@ was killed is taken over at once on the same host, and after it expires elsewher
       'Pin the current state of a ref under <label>. Free to create; never moves. The same label on the same state is a no-op.',
     )
     .argument('<label>', 'the snapshot label')
-    .requiredOption('--from <ref>', 'the ref (or manifest CID) whose state to pin')
+    .option('--from <ref>', 'the ref (or manifest CID) whose state to pin')
+    .option('-d, --delete', 'delete the snapshot instead (needs --force); its objects stay until dreamdb gc')
+    .option('--force', 'with --delete: really delete a snapshot')
     .addOption(json())
     .addHelpText(
       'after',
       examples(
         'dreamdb snapshot model-v2-prep --from imagenet-100',
         'dreamdb snapshot prod-2026-05-15-abc --from sweep/lr0.01 --json',
+        'dreamdb snapshot old-prep --delete --force',
       ),
     )
-    .action(action((ctx, label: string, options: { from: string }) => snapshot(ctx, label, options)))
+    .action(
+      action((ctx, label: string, options: { from?: string; delete?: boolean; force?: boolean }) => {
+        if (options.delete) {
+          if (options.from !== undefined) throw new UsageError('--delete takes no --from')
+          return deleteRefCommand(ctx, label, { kind: 'snapshot', force: options.force === true })
+        }
+        if (options.from === undefined) throw new UsageError("required option '--from <ref>' not specified")
+        return snapshot(ctx, label, { from: options.from })
+      }),
+    )
 
   program
     .command('branch')
     .summary('start a branch at a state')
     .description('Create a writable branch <name> at the state of a ref. One small write; no data is copied.')
     .argument('<name>', 'the new branch')
-    .requiredOption('--from <ref>', 'the ref (or manifest CID) to branch from')
+    .option('--from <ref>', 'the ref (or manifest CID) to branch from')
+    .option(
+      '-d, --delete',
+      'delete the branch instead, by compare-and-swap: a commit landing meanwhile makes it fail (ERR_MANIFEST_REF_MOVED, exit 4)',
+    )
+    .option('--expect <manifest>', 'with --delete: only if the branch is still at this manifest')
     .addOption(json())
-    .addHelpText('after', examples('dreamdb branch sweep/lp-lr0.001-bs128 --from sweep-baseline'))
-    .action(action((ctx, name: string, options: { from: string }) => branch(ctx, name, options)))
+    .addHelpText(
+      'after',
+      examples(
+        'dreamdb branch sweep/lp-lr0.001-bs128 --from sweep-baseline',
+        'dreamdb branch sweep/lp-lr0.001-bs128 --delete',
+      ),
+    )
+    .action(
+      action((ctx, name: string, options: { from?: string; delete?: boolean; expect?: string }) => {
+        if (options.delete) {
+          if (options.from !== undefined) throw new UsageError('--delete takes no --from')
+          return deleteRefCommand(ctx, name, {
+            kind: 'branch',
+            ...(options.expect !== undefined ? { expect: options.expect } : {}),
+          })
+        }
+        if (options.expect !== undefined) throw new UsageError('--expect goes with --delete')
+        if (options.from === undefined) throw new UsageError("required option '--from <ref>' not specified")
+        return branch(ctx, name, { from: options.from })
+      }),
+    )
+
+  program
+    .command('fsck')
+    .summary('check that the store is whole')
+    .description(
+      'Walk everything every ref reaches (user refs and hidden ones such as ingest leases) and check that each object exists and verifies. Reports missing, corrupt and unreachable objects and leftover temporary files, with counts and bytes. Writes nothing. Exits 0 when whole, 5 when damaged.',
+    )
+    .option('--metadata-only', 'read manifests and tree nodes; check data objects only by their presence')
+    .addOption(json())
+    .addHelpText('after', examples('dreamdb fsck', 'dreamdb fsck --json > fsck.json || echo damaged'))
+    .action(action((ctx, options: { metadataOnly?: boolean }) => fsckCommand(ctx, options)))
+
+  program
+    .command('gc')
+    .summary('delete objects no ref reaches (dry run unless --apply)')
+    .description(
+      'Garbage collection: mark from every ref, list the store, mark again, then delete objects no ref reaches that are older than the grace period, and temporary files of dead writers. A dry run unless --apply. Stops without deleting anything if a ref or an object it reaches cannot be read (run dreamdb fsck).',
+    )
+    .option('--apply', 'delete (without it, only report what would be deleted)')
+    .option(
+      '--grace <duration>',
+      'keep unreachable objects younger than this: 7d, 36h, 90m; at least 1h',
+      '7d',
+    )
+    .addOption(json())
+    .addHelpText(
+      'after',
+      examples('dreamdb gc', 'dreamdb gc --apply', 'dreamdb gc --apply --grace 2d --json'),
+    )
+    .action(action((ctx, options: { apply?: boolean; grace?: string }) => gcCommand(ctx, options)))
 
   program
     .command('log')
