@@ -8,6 +8,7 @@
 import { Codec, type EncodedRows } from './codec.js'
 import { readCodeBlock } from './codes.js'
 import { DimensionMismatchError, InvalidOptionError, RerankUnavailableError } from './errors.js'
+import { Heap } from './heap.js'
 import type { KernelChoice, KernelKind } from './kernels/kernels.js'
 import { DEFAULT_EPSILON0, type SpatialIndex, type VectorCompressor } from './model.js'
 import { nearestFirst } from './nearest-first.js'
@@ -199,7 +200,7 @@ class MemoryVectorIndex implements VectorIndex {
   /** Positions (in the list being scanned) of the rows queued for reranking. */
   readonly #pendingPositions = new Uint32Array(RERANK_BATCH)
   /** A chunk's vectors waiting for an exact distance, by lower bound. */
-  readonly #rerankQueue = new LowestFirst(CHUNK_BLOCKS * BLOCK)
+  readonly #rerankQueue = new Heap('min', CHUNK_BLOCKS * BLOCK)
 
   constructor(init: VectorIndexInit) {
     this.#codec = new Codec(init.spatialIndex, init.compressor, init.kernels ?? 'auto')
@@ -498,9 +499,9 @@ class MemoryVectorIndex implements VectorIndex {
     }
     const q = toQuery(query, this.compressor.dim, this.compressor.metric)
     const stats: SearchStats = { lists: 0, estimated: 0, refined: 0, reranked: 0 }
-    const top = new TopK(k)
+    const top = topK(k)
     if (this.#size > 0) this.#search(q, nprobe, rerank, epsilon0, filter, top, stats)
-    const { ids, distances } = top.sorted(this.#lists)
+    const { ids, distances } = nearestOf(top, this.#lists)
     return { ids, distances, stats }
   }
 
@@ -510,7 +511,7 @@ class MemoryVectorIndex implements VectorIndex {
     rerank: boolean,
     epsilon0: number,
     filter: ((id: bigint) => boolean) | undefined,
-    top: TopK,
+    top: Heap,
     stats: SearchStats,
     visit?: EstimateVisitor,
   ): void {
@@ -591,7 +592,7 @@ class MemoryVectorIndex implements VectorIndex {
         k.fastscan(list.codes.off + b0 * this.#blockBytes, nb, this.#lutOff, this.#groups, this.#sumsOff)
         f64 = k.f64()
         // Only vectors whose lower bound beats the current k-th come back (all of them for `visit`).
-        f64[paramsAt + 6] = visit === undefined && top.full ? top.worst : Number.POSITIVE_INFINITY
+        f64[paramsAt + 6] = visit === undefined && top.full ? top.topKey : Number.POSITIVE_INFINITY
         const candidates = k.screen(
           this.#sumsOff,
           list.factors.off + b0 * FACTOR_BLOCK_BYTES,
@@ -624,7 +625,7 @@ class MemoryVectorIndex implements VectorIndex {
             visit(list.ids[v]!, est, bound, estEx, boundEx)
             continue
           }
-          if (top.full && est - bound >= top.worst) continue
+          if (top.full && est - bound >= top.topKey) continue
           if (filter !== undefined && !filter(list.ids[v]!)) continue
           let d = est
           let lowerEx = 0
@@ -639,14 +640,14 @@ class MemoryVectorIndex implements VectorIndex {
             const estEx = this.#factorAdd(list, v) + offset - twoOrOne * ipEx
             const boundEx = twoOrOne * epsilon0 * Math.hypot(list.errEx[v]! * qnorm, list.qErrEx[v]! * delta8)
             lowerEx = estEx - boundEx
-            if (top.full && lowerEx >= top.worst) continue
+            if (top.full && lowerEx >= top.topKey) continue
             d = estEx
           }
           if (rerank) {
             queue.push(exBits > 0 ? lowerEx : est - bound, v)
             continue
           }
-          top.push(d, l, v)
+          top.offer(d, l, v)
         }
         if (rerank) this.#rerankQueued(l, top, stats)
       }
@@ -660,16 +661,17 @@ class MemoryVectorIndex implements VectorIndex {
    * They go in batches (rows read side by side by the kernel), so the k-th a vector is
    * screened against is at most one batch behind.
    */
-  #rerankQueued(l: number, top: TopK, stats: SearchStats): void {
+  #rerankQueued(l: number, top: Heap, stats: SearchStats): void {
     const queue = this.#rerankQueue
     const u32 = this.#codec.k.u32()
     const rows = this.#rerankRowsOff >>> 2
     const vectors = this.#lists[l]!.vectors!.off
     while (queue.size > 0) {
-      const worst = top.full ? top.worst : Number.POSITIVE_INFINITY
+      const worst = top.full ? top.topKey : Number.POSITIVE_INFINITY
       let pending = 0
-      while (pending < RERANK_BATCH && queue.size > 0 && queue.lowest < worst) {
-        const v = queue.pop()
+      while (pending < RERANK_BATCH && queue.size > 0 && queue.topKey < worst) {
+        const v = queue.topA
+        queue.pop()
         u32[rows + pending] = vectors + v * this.#vecStride
         this.#pendingPositions[pending++] = v
       }
@@ -681,7 +683,7 @@ class MemoryVectorIndex implements VectorIndex {
   }
 
   /** Exact distances of the rows in the rerank slots (all of list l), into the top k. */
-  #rerankPending(pending: number, l: number, top: TopK): void {
+  #rerankPending(pending: number, l: number, top: Heap): void {
     const k = this.#codec.k
     const metric = this.compressor.metric
     k.distances(
@@ -696,7 +698,7 @@ class MemoryVectorIndex implements VectorIndex {
     const out = this.#rerankOutOff >>> 2
     for (let i = 0; i < pending; i++) {
       const exact = f32[out + i]!
-      top.push(metric === 'l2' ? exact : metric === 'ip' ? -exact : 1 - exact, l, this.#pendingPositions[i]!)
+      top.offer(metric === 'l2' ? exact : metric === 'ip' ? -exact : 1 - exact, l, this.#pendingPositions[i]!)
     }
   }
 
@@ -714,7 +716,7 @@ class MemoryVectorIndex implements VectorIndex {
   estimates(query: VectorInput, epsilon0: number, visit: EstimateVisitor): void {
     const q = toQuery(query, this.compressor.dim, this.compressor.metric)
     const stats: SearchStats = { lists: 0, estimated: 0, refined: 0, reranked: 0 }
-    this.#search(q, this.spatialIndex.lists, false, epsilon0, undefined, new TopK(1), stats, visit)
+    this.#search(q, this.spatialIndex.lists, false, epsilon0, undefined, topK(1), stats, visit)
   }
 
   /** Quantize q' (left on the heap by lut4) to 8 bits with randomized rounding, as bit planes on the heap. */
@@ -738,148 +740,23 @@ function popcount8(x: number): number {
   return (x + (x >>> 4)) & 0x0f
 }
 
-/** Positions keyed by a lower bound, taken lowest first: a binary min-heap on typed arrays. */
-class LowestFirst {
-  readonly #key: Float64Array
-  readonly #value: Uint32Array
-  #n = 0
-  constructor(capacity: number) {
-    this.#key = new Float64Array(capacity)
-    this.#value = new Uint32Array(capacity)
-  }
-  get size(): number {
-    return this.#n
-  }
-  get lowest(): number {
-    return this.#key[0]!
-  }
-  clear(): void {
-    this.#n = 0
-  }
-  push(key: number, value: number): void {
-    let i = this.#n++
-    while (i > 0) {
-      const parent = (i - 1) >>> 1
-      if (this.#key[parent]! <= key) break
-      this.#key[i] = this.#key[parent]!
-      this.#value[i] = this.#value[parent]!
-      i = parent
-    }
-    this.#key[i] = key
-    this.#value[i] = value
-  }
-  /** Remove the entry with the lowest key and return its value. */
-  pop(): number {
-    const top = this.#value[0]!
-    const n = --this.#n
-    const key = this.#key[n]!
-    const value = this.#value[n]!
-    let i = 0
-    for (;;) {
-      let child = 2 * i + 1
-      if (child >= n) break
-      if (child + 1 < n && this.#key[child + 1]! < this.#key[child]!) child++
-      if (this.#key[child]! >= key) break
-      this.#key[i] = this.#key[child]!
-      this.#value[i] = this.#value[child]!
-      i = child
-    }
-    this.#key[i] = key
-    this.#value[i] = value
-    return top
-  }
+/**
+ * The k nearest of a search: a max heap (its top is the k-th distance) of (distance, list,
+ * position in the list), so equal distances keep the lowest list and position.
+ */
+function topK(k: number): Heap {
+  return new Heap('max', k, Math.min(k, 1 << 16))
 }
 
-/** The k smallest distances seen, as a binary max-heap of (distance, list, position). */
-class TopK {
-  readonly #k: number
-  #d: Float64Array
-  #list: Uint32Array
-  #pos: Uint32Array
-  #n = 0
-  constructor(k: number) {
-    const cap = Math.min(k, 1 << 16)
-    this.#k = k
-    this.#d = new Float64Array(cap)
-    this.#list = new Uint32Array(cap)
-    this.#pos = new Uint32Array(cap)
+/** The ids and distances `top` holds, nearest first (by distance, list, position); empties it. */
+function nearestOf(top: Heap, lists: readonly List[]): { ids: BigUint64Array; distances: Float32Array } {
+  const n = top.size
+  const ids = new BigUint64Array(n)
+  const distances = new Float32Array(n)
+  for (let i = n - 1; i >= 0; i--) {
+    ids[i] = lists[top.topA]!.ids[top.topB]!
+    distances[i] = top.topKey
+    top.pop()
   }
-  get full(): boolean {
-    return this.#n === this.#k
-  }
-  get worst(): number {
-    return this.#d[0]!
-  }
-  push(d: number, list: number, pos: number): void {
-    if (this.#n < this.#k) {
-      if (this.#n === this.#d.length) this.#growTo(Math.min(this.#k, this.#n * 2))
-      let i = this.#n++
-      while (i > 0) {
-        const parent = (i - 1) >>> 1
-        if (this.#d[parent]! >= d) break
-        this.#set(i, this.#d[parent]!, this.#list[parent]!, this.#pos[parent]!)
-        i = parent
-      }
-      this.#set(i, d, list, pos)
-      return
-    }
-    if (d >= this.#d[0]!) return
-    let i = 0
-    const n = this.#n
-    for (;;) {
-      const left = 2 * i + 1
-      if (left >= n) break
-      const right = left + 1
-      const child = right < n && this.#d[right]! > this.#d[left]! ? right : left
-      if (this.#d[child]! <= d) break
-      this.#set(i, this.#d[child]!, this.#list[child]!, this.#pos[child]!)
-      i = child
-    }
-    this.#set(i, d, list, pos)
-  }
-  #set(i: number, d: number, list: number, pos: number): void {
-    this.#d[i] = d
-    this.#list[i] = list
-    this.#pos[i] = pos
-  }
-  #growTo(cap: number): void {
-    const d = new Float64Array(cap)
-    const list = new Uint32Array(cap)
-    const pos = new Uint32Array(cap)
-    d.set(this.#d)
-    list.set(this.#list)
-    pos.set(this.#pos)
-    this.#d = d
-    this.#list = list
-    this.#pos = pos
-  }
-  sorted(lists: readonly List[]): { ids: BigUint64Array; distances: Float32Array } {
-    const n = this.#n
-    const order = new Uint32Array(n)
-    for (let i = 0; i < n; i++) order[i] = i
-    const before = (a: number, b: number): number =>
-      this.#d[a]! - this.#d[b]! || this.#list[a]! - this.#list[b]! || this.#pos[a]! - this.#pos[b]!
-    if (n <= 64) {
-      // insertion sort: the usual k is small, and a comparator sort's setup costs more
-      for (let i = 1; i < n; i++) {
-        const x = order[i]!
-        let j = i - 1
-        while (j >= 0 && before(order[j]!, x) > 0) {
-          order[j + 1] = order[j]!
-          j--
-        }
-        order[j + 1] = x
-      }
-    } else {
-      order.sort(before)
-    }
-    const ids = new BigUint64Array(n)
-    const distances = new Float32Array(n)
-    for (let i = 0; i < n; i++) {
-      const from = order[i]!
-      ids[i] = lists[this.#list[from]!]!.ids[this.#pos[from]!]!
-      distances[i] = this.#d[from]!
-    }
-    return { ids, distances }
-  }
+  return { ids, distances }
 }
