@@ -43,7 +43,7 @@ export interface FsckReport {
   reachable: Counted & { read: number; bytesRead: number; byKind: Record<string, number> }
   missing: FsckObject[]
   corrupt: FsckObject[]
-  /** In the store, reached by no ref: GC's candidates (once older than its grace period). */
+  /** In the store, reached by no ref: GC's candidates (once older than its grace period). `list`: raw CIDs. */
   unreachable: Counted & { list: string[] }
   /** Everything in the store. */
   stored: Counted
@@ -61,9 +61,12 @@ export async function fsck(store: Store, options: FsckOptions = {}): Promise<Fsc
     ...(concurrency ? { concurrency } : {}),
   })
   const listed = new Map<string, number>()
+  const cids = new Map<string, string>()
   let storedBytes = 0
   for await (const object of store.list({ ...(signal ? { signal } : {}) })) {
-    listed.set(digestKey(object.cid), object.size)
+    const key = digestKey(object.cid)
+    listed.set(key, object.size)
+    cids.set(key, object.cid.toString())
     storedBytes += object.size
   }
   const problem = (p: {
@@ -110,7 +113,7 @@ export async function fsck(store: Store, options: FsckOptions = {}): Promise<Fsc
     if (walk.reached.has(key)) continue
     unreachableCount++
     unreachableBytes += size
-    if (unreachable.length < listLimit) unreachable.push(key)
+    if (unreachable.length < listLimit) unreachable.push(cids.get(key)!)
   }
   const leftovers: Leftover[] = []
   const byLeftoverKind: Partial<Record<LeftoverKind, Counted>> = {}

@@ -20,7 +20,7 @@
 import type { AbortOptions, Store } from '@dreamdb/cas'
 import { CID } from 'multiformats/cid'
 import { ANCHOR_COUNTER_REF } from './anchors.js'
-import { decodeManifest, decodeRefTarget, decodeTreeNode } from './codec.js'
+import { DAG_CBOR, decodeManifest, decodeRefTarget, decodeTreeNode } from './codec.js'
 import type { Field, Manifest, TreeNode } from './model.js'
 
 /** What an object is, as the walk reached it. */
@@ -249,7 +249,10 @@ export async function readRoots(
       continue
     }
     refs.push({ name, hidden, kind: 'json' })
-    for (const cid of cidsInJson(json)) roots.push({ cid, kind: 'ref-object', via: `ref ${name}` })
+    // A DAG-CBOR CID in a DreamDB JSON ref names a manifest (the only DAG-CBOR objects a ref
+    // would pin); anything else is an opaque object.
+    for (const cid of cidsInJson(json))
+      roots.push({ cid, kind: cid.code === DAG_CBOR ? 'manifest' : 'ref-object', via: `ref ${name}` })
   }
   return { refs, roots, unreadable }
 }
@@ -267,9 +270,14 @@ export async function walkReachable(store: Store, options: WalkOptions = {}): Pr
   let objectsRead = 0
   let bytesRead = 0
   const queue: Task[] = []
+  const readsKind = (kind: ReachedKind) =>
+    kind === 'manifest' || kind === 'timeline-node' || kind === 'segment-node'
   const enqueue = (task: Task): void => {
     const key = digestKey(task.cid)
-    if (reached.has(key) || visited?.has(key)) return
+    const known = reached.get(key) ?? visited?.get(key)
+    // Reached before as something that is not read (a CID in a lease): now it is known to be
+    // metadata, so read it and follow what it names.
+    if (known !== undefined && (readsKind(known.kind) || !readsKind(task.kind))) return
     reached.set(key, {
       cid: task.cid,
       kind: task.kind,
@@ -281,7 +289,7 @@ export async function walkReachable(store: Store, options: WalkOptions = {}): Pr
   for (const root of roots) enqueue(root)
 
   const visit = async (task: Task): Promise<void> => {
-    const reads = task.kind === 'manifest' || task.kind === 'timeline-node' || task.kind === 'segment-node'
+    const reads = readsKind(task.kind)
     if (!reads && !verify) return
     let bytes: Uint8Array
     try {

