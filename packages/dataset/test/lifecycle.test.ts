@@ -249,4 +249,121 @@ describe.each(await backends())('lifecycle on %s', (_name, open) => {
       )
     expect(values.sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => i))
   }, 240_000)
+
+  it('GC in a bounded loop against concurrent appends, layer adds, aborted appends and their retries', async () => {
+    const { store } = await open()
+    // Dedup hits on garbage older than 1 s freshen it on S3 too (10 min outside tests).
+    const previous = process.env.DREAMDB_TEST_FRESHEN_AFTER_MS
+    process.env.DREAMDB_TEST_FRESHEN_AFTER_MS = '1000'
+    const GRACE_MS = 8_000
+    const ROUND_MS = 10_000
+    const ROUNDS = 3
+    try {
+      const ds = await Dataset.create('corpus', { backend: store, schema: SCHEMA })
+      await ds.appendMany(
+        Array.from({ length: 20 }, (_, i) => record(i)),
+        { bucketRecords: 20 },
+      )
+      const anchors = await anchorsOf(ds)
+      const acked = new Set<number>(Array.from({ length: 20 }, (_, i) => i))
+      const layers = new Map<string, number>()
+      let nextId = 100
+      let layerRun = 0
+      let deleted = 0
+      let keptFresh = 0
+      let gcRuns = 0
+      let aborted = 0
+      let retried = 0
+      /** Ids of aborted appends, retried once they are older than the grace period. */
+      const toRetry: { ids: number[]; at: number }[] = []
+      for (let round = 0; round < ROUNDS; round++) {
+        const until = Date.now() + ROUND_MS
+        const running = () => Date.now() < until
+        const appender = async () => {
+          const mine = await Dataset.openRef('corpus', { backend: store })
+          while (running()) {
+            const ids = [nextId++, nextId++, nextId++]
+            await mine.appendMany(ids.map(record), { bucketRecords: 20 })
+            for (const id of ids) acked.add(id)
+          }
+        }
+        const layerer = async () => {
+          while (running()) {
+            const name = `sweep/run-${layerRun++}`
+            const branch = await ds.branch(name)
+            await branch.addScalarLayer(
+              'prediction',
+              'embedding',
+              'int',
+              anchors.map((a, k) => [a, layerRun * 100 + k]),
+            )
+            // Half the runs are thrown away: their layers become garbage.
+            if (layerRun % 2 === 0) await ds.repository.deleteBranch(name)
+            else layers.set(name, layerRun)
+          }
+        }
+        const aborter = async () => {
+          const mine = await Dataset.openRef('corpus', { backend: store })
+          while (running()) {
+            const due = toRetry[0]
+            if (due !== undefined && Date.now() - due.at > GRACE_MS + 500) {
+              toRetry.shift()
+              // The same records again: their objects are old garbage now, so the put is a
+              // dedup hit that must freshen them before GC judges them.
+              await mine.appendMany(due.ids.map(record), { bucketRecords: 20 })
+              for (const id of due.ids) acked.add(id)
+              retried++
+              continue
+            }
+            const ids = [nextId++, nextId++]
+            const controller = new AbortController()
+            setTimeout(() => controller.abort(), Math.random() * 30)
+            try {
+              await mine.appendMany(ids.map(record), { bucketRecords: 20, signal: controller.signal })
+              for (const id of ids) acked.add(id)
+            } catch (error) {
+              if (!controller.signal.aborted) throw error
+              aborted++
+              toRetry.push({ ids, at: Date.now() })
+            }
+          }
+        }
+        const collector = async () => {
+          while (running()) {
+            const report = await collectGarbage(store, {
+              graceMs: GRACE_MS,
+              unsafeAllowShortGrace: true,
+              apply: true,
+            })
+            deleted += report.deleted.objects
+            keptFresh += report.keptFresh
+            gcRuns++
+          }
+        }
+        await Promise.all([appender(), appender(), layerer(), aborter(), collector()])
+        const report = await fsck(store)
+        expect(report.missing, `round ${round}`).toEqual([])
+        expect(report.corrupt, `round ${round}`).toEqual([])
+        expect(report.ok).toBe(true)
+        const ids = new Set(await idsOf(store, 'corpus'))
+        for (const id of acked) expect(ids.has(id), `record ${id} after round ${round}`).toBe(true)
+        for (const [name, run] of layers) {
+          const branch = await Dataset.openRef(name, { backend: store })
+          const values: number[] = []
+          for await (const batch of branch.iterArrowBatches({ fields: ['prediction'], batchSize: 100 }))
+            values.push(
+              ...Array.from(batch.getChild('prediction')!.toArray() as ArrayLike<number | bigint>, Number),
+            )
+          expect(values.sort((a, b) => a - b)[0], name).toBe(run * 100)
+        }
+      }
+      console.log(
+        `GC under writers: ${ROUNDS} rounds, ${gcRuns} GC runs, ${deleted} objects deleted, ${keptFresh} kept as freshened, ${acked.size} records acknowledged, ${aborted} appends aborted, ${retried} retried, ${layers.size} layers kept`,
+      )
+      expect(deleted).toBeGreaterThan(0)
+    } finally {
+      if (previous === undefined) delete process.env.DREAMDB_TEST_FRESHEN_AFTER_MS
+      else process.env.DREAMDB_TEST_FRESHEN_AFTER_MS = previous
+    }
+  }, 300_000)
 })
