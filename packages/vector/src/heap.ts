@@ -90,44 +90,44 @@ export class Heap {
 
   /** Place a mirrored entry at slot i or above it. */
   #siftUp(i: number, key: number, a: number, b: number): void {
-    const keys = this.#key
-    const as = this.#a
-    const bs = this.#b
     while (i > 0) {
       const parent = (i - 1) >>> 1
-      if (!above(key, a, b, keys[parent]!, as[parent]!, bs[parent]!)) break
-      keys[i] = keys[parent]!
-      as[i] = as[parent]!
-      bs[i] = bs[parent]!
+      if (!this.#above(key, a, b, parent)) break
+      this.#move(parent, i)
       i = parent
     }
-    keys[i] = key
-    as[i] = a
-    bs[i] = b
+    this.#set(i, key, a, b)
   }
 
   /** Put a mirrored entry at the root of the first `size` slots, then down to its place. */
   #siftDown(size: number, key: number, a: number, b: number): void {
-    const keys = this.#key
-    const as = this.#a
-    const bs = this.#b
     let i = 0
     for (;;) {
       let child = 2 * i + 1
       if (child >= size) break
       const right = child + 1
-      if (right < size && above(keys[right]!, as[right]!, bs[right]!, keys[child]!, as[child]!, bs[child]!)) {
+      if (right < size && this.#above(this.#key[right]!, this.#a[right]!, this.#b[right]!, child))
         child = right
-      }
-      if (!above(keys[child]!, as[child]!, bs[child]!, key, a, b)) break
-      keys[i] = keys[child]!
-      as[i] = as[child]!
-      bs[i] = bs[child]!
+      if (!above(this.#key[child]!, this.#a[child]!, this.#b[child]!, key, a, b)) break
+      this.#move(child, i)
       i = child
     }
-    keys[i] = key
-    as[i] = a
-    bs[i] = b
+    this.#set(i, key, a, b)
+  }
+
+  /** Whether (key, a, b) comes after the entry in slot j (mirrored values). */
+  #above(key: number, a: number, b: number, j: number): boolean {
+    return above(key, a, b, this.#key[j]!, this.#a[j]!, this.#b[j]!)
+  }
+
+  #move(from: number, to: number): void {
+    this.#set(to, this.#key[from]!, this.#a[from]!, this.#b[from]!)
+  }
+
+  #set(i: number, key: number, a: number, b: number): void {
+    this.#key[i] = key
+    this.#a[i] = a
+    this.#b[i] = b
   }
 
   #grow(): void {
