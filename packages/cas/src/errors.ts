@@ -200,6 +200,20 @@ export class RefLockedError extends CasError {
   }
 }
 
+/**
+ * A decoded DAG-CBOR value does not have the shape its reader expects (see `shape`). The
+ * layer that defines the object turns it into its own corrupt-object error, naming the
+ * object; `reason` says what is wrong and where, e.g. `dim must be an integer from 1 to 16384`.
+ */
+export class ObjectShapeError extends CasError {
+  static readonly code = 'ERR_CAS_OBJECT_SHAPE'
+  override readonly name = 'ObjectShapeError'
+  readonly code = ObjectShapeError.code
+  constructor(readonly reason: string) {
+    super(reason)
+  }
+}
+
 /** The bucket named in an S3 URL does not exist on that server. */
 export class BucketNotFoundError extends CasError {
   static readonly code = 'ERR_CAS_BUCKET_NOT_FOUND'

@@ -16,6 +16,7 @@ it('exports a small, stable public surface', async () => {
       "InvalidStoreOptionError",
       "ObjectIntegrityError",
       "ObjectNotFoundError",
+      "ObjectShapeError",
       "ObjectTooLargeError",
       "RAW_CODEC",
       "RefConflictError",
@@ -29,9 +30,12 @@ it('exports a small, stable public surface', async () => {
       "assertValidRefName",
       "cidFromDigest",
       "cidOf",
+      "decodeStrict",
+      "encodeStrict",
       "openStore",
       "parseBackendUrl",
       "parseCid",
+      "shape",
       "sleep",
     ]
   `)

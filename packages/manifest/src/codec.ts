@@ -4,8 +4,14 @@
  * wrong types, non-integers where integers belong, NaN, duplicate keys, trailing bytes
  * and non-canonical encodings are all rejected, so a state always has one CID.
  */
-import * as dagCbor from '@ipld/dag-cbor'
-import { CID } from 'multiformats/cid'
+import {
+  DAG_CBOR_CODEC,
+  decodeStrict,
+  encodeStrict,
+  ObjectShapeError,
+  type StrictMap,
+  shape,
+} from '@dreamdb/cas'
 import { CorruptObjectError, UnsupportedVersionError } from './errors.js'
 import {
   type AnchorRange,
@@ -30,93 +36,18 @@ export const FORMAT_VERSION = 1
  * the smallest fanout (2), far more than any store; deeper is refused as corrupt.
  */
 export const MAX_TREE_LEVEL = 48
-export const DAG_CBOR = dagCbor.code
+export const DAG_CBOR = DAG_CBOR_CODEC
 const UINT64_MAX = 2n ** 64n - 1n
 
 type Kind = 'manifest' | 'tree' | 'ref'
 const WHAT: Record<Kind, string> = { manifest: 'Manifest', tree: 'Timeline node', ref: 'Ref' }
 
-/** Thrown inside validators; turned into CorruptObjectError with the object's CID. */
-class Invalid extends Error {}
-
-type Obj = Record<string, unknown>
-
-function object(
-  value: unknown,
-  path: string,
-  keys: readonly string[],
-  optional: readonly string[] = [],
-): Obj {
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || CID.asCID(value) !== null) {
-    throw new Invalid(`${path} must be a map`)
-  }
-  const obj = value as Obj
-  for (const key of Object.keys(obj)) {
-    if (!keys.includes(key) && !optional.includes(key))
-      throw new Invalid(`${path} has an unknown key '${key}'`)
-  }
-  for (const key of keys) if (!(key in obj)) throw new Invalid(`${path} is missing '${key}'`)
-  return obj
-}
-
-function string(value: unknown, path: string): string {
-  if (typeof value !== 'string') throw new Invalid(`${path} must be a string`)
-  return value
-}
-
-function oneOf<T extends string>(value: unknown, path: string, allowed: readonly T[]): T {
-  if (!allowed.includes(value as T)) throw new Invalid(`${path} must be one of ${allowed.join(', ')}`)
-  return value as T
-}
-
-function count(value: unknown, path: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new Invalid(`${path} must be a non-negative integer`)
-  }
-  return value
-}
-
-function uint64(value: unknown, path: string): bigint {
-  const big = typeof value === 'number' && Number.isSafeInteger(value) ? BigInt(value) : value
-  if (typeof big !== 'bigint' || big < 0n || big > UINT64_MAX) throw new Invalid(`${path} must be a uint64`)
-  return big
-}
-
-function bool(value: unknown, path: string): boolean {
-  if (typeof value !== 'boolean') throw new Invalid(`${path} must be a boolean`)
-  return value
-}
-
-function link(value: unknown, path: string): CID {
-  const cid = CID.asCID(value)
-  if (cid === null) throw new Invalid(`${path} must be a CID link`)
-  return cid
-}
-
-function nullable<T>(value: unknown, read: (v: unknown) => T): T | null {
-  return value === null ? null : read(value)
-}
-
-function array<T>(value: unknown, path: string, read: (item: unknown, path: string) => T): T[] {
-  if (!Array.isArray(value)) throw new Invalid(`${path} must be a list`)
-  return value.map((item, i) => read(item, `${path}[${i}]`))
-}
-
-function record<T>(
-  value: unknown,
-  path: string,
-  read: (item: unknown, path: string) => T,
-): Record<string, T> {
-  const obj = object(value, path, [], Object.keys((value as Obj) ?? {}))
-  const out: Record<string, T> = {}
-  for (const [key, item] of Object.entries(obj)) out[key] = read(item, `${path}.${key}`)
-  return out
-}
+const { map, string, oneOf, count, uint64, bool, link, nullable, list, record } = shape
 
 export function readField(value: unknown, path: string): Field {
-  const family = (value as Obj | null)?.family
+  const family = (value as StrictMap | null)?.family
   if (family === 'binary') {
-    const f = object(value, path, ['name', 'family', 'media'])
+    const f = map(value, path, ['name', 'family', 'media'])
     return {
       name: string(f.name, `${path}.name`),
       family,
@@ -124,11 +55,11 @@ export function readField(value: unknown, path: string): Field {
     }
   }
   if (family === 'scalar') {
-    const f = object(value, path, ['name', 'family', 'kind'])
+    const f = map(value, path, ['name', 'family', 'kind'])
     return { name: string(f.name, `${path}.name`), family, kind: oneOf(f.kind, `${path}.kind`, SCALAR_KINDS) }
   }
   if (family === 'embedding') {
-    const f = object(value, path, [
+    const f = map(value, path, [
       'name',
       'family',
       'dim',
@@ -149,21 +80,22 @@ export function readField(value: unknown, path: string): Field {
       rerank: bool(f.rerank, `${path}.rerank`),
     }
   }
-  throw new Invalid(`${path}.family must be binary, embedding or scalar`)
+  throw new ObjectShapeError(`${path}.family must be binary, embedding or scalar`)
 }
 
 function readSchema(value: unknown, path: string): Schema {
-  const s = object(value, path, ['fields'])
-  return { fields: array(s.fields, `${path}.fields`, readField) }
+  const s = map(value, path, ['fields'])
+  return { fields: list(s.fields, `${path}.fields`, readField) }
 }
 
 function readFieldObject(value: unknown, path: string): FieldObject {
-  const o = object(value, path, ['cid', 'bytes'])
+  const o = map(value, path, ['cid', 'bytes'])
   return { cid: link(o.cid, `${path}.cid`), bytes: count(o.bytes, `${path}.bytes`) }
 }
 
 function readAnchorRange(value: unknown, path: string): AnchorRange {
-  if (!Array.isArray(value) || value.length !== 2) throw new Invalid(`${path} must be [start, count]`)
+  if (!Array.isArray(value) || value.length !== 2)
+    throw new ObjectShapeError(`${path} must be [start, count]`)
   return { start: uint64(value[0], `${path}[0]`), count: count(value[1], `${path}[1]`) }
 }
 
@@ -176,28 +108,28 @@ export function readBucket(value: unknown, path: string): Bucket {
  * timeline bucket anchor ranges that cover exactly its records and span exactly its bounds.
  */
 function checkBucket(bucket: Bucket, path: string): Bucket {
-  if (bucket.records < 1) throw new Invalid(`${path}.records must be at least 1`)
-  if (bucket.anchorMin > bucket.anchorMax) throw new Invalid(`${path}.anchorMin is above anchorMax`)
-  if (bucket.timeMin > bucket.timeMax) throw new Invalid(`${path}.timeMin is after timeMax`)
+  if (bucket.records < 1) throw new ObjectShapeError(`${path}.records must be at least 1`)
+  if (bucket.anchorMin > bucket.anchorMax) throw new ObjectShapeError(`${path}.anchorMin is above anchorMax`)
+  if (bucket.timeMin > bucket.timeMax) throw new ObjectShapeError(`${path}.timeMin is after timeMax`)
   const ranges = bucket.anchorRanges
   if (ranges === null) return bucket
-  if (ranges.length === 0) throw new Invalid(`${path}.anchorRanges is empty`)
+  if (ranges.length === 0) throw new ObjectShapeError(`${path}.anchorRanges is empty`)
   let covered = 0
   let min = ranges[0]!.start
   let max = 0n
   for (const [i, range] of ranges.entries()) {
-    if (range.count < 1) throw new Invalid(`${path}.anchorRanges[${i}] covers no anchor`)
+    if (range.count < 1) throw new ObjectShapeError(`${path}.anchorRanges[${i}] covers no anchor`)
     const last = range.start + BigInt(range.count) - 1n
-    if (last > UINT64_MAX) throw new Invalid(`${path}.anchorRanges[${i}] passes the uint64 range`)
+    if (last > UINT64_MAX) throw new ObjectShapeError(`${path}.anchorRanges[${i}] passes the uint64 range`)
     covered += range.count
     if (range.start < min) min = range.start
     if (last > max) max = last
   }
   if (covered !== bucket.records) {
-    throw new Invalid(`${path}.anchorRanges cover ${covered} anchors for ${bucket.records} records`)
+    throw new ObjectShapeError(`${path}.anchorRanges cover ${covered} anchors for ${bucket.records} records`)
   }
   if (min !== bucket.anchorMin || max !== bucket.anchorMax) {
-    throw new Invalid(
+    throw new ObjectShapeError(
       `${path} says anchors ${bucket.anchorMin}..${bucket.anchorMax}, its anchorRanges span ${min}..${max}`,
     )
   }
@@ -205,7 +137,7 @@ function checkBucket(bucket: Bucket, path: string): Bucket {
 }
 
 function readBucketFields(value: unknown, path: string): Bucket {
-  const b = object(value, path, [
+  const b = map(value, path, [
     'records',
     'anchorMin',
     'anchorMax',
@@ -218,7 +150,7 @@ function readBucketFields(value: unknown, path: string): Bucket {
     records: count(b.records, `${path}.records`),
     anchorMin: uint64(b.anchorMin, `${path}.anchorMin`),
     anchorMax: uint64(b.anchorMax, `${path}.anchorMax`),
-    anchorRanges: nullable(b.anchorRanges, (v) => array(v, `${path}.anchorRanges`, readAnchorRange)),
+    anchorRanges: nullable(b.anchorRanges, (v) => list(v, `${path}.anchorRanges`, readAnchorRange)),
     timeMin: count(b.timeMin, `${path}.timeMin`),
     timeMax: count(b.timeMax, `${path}.timeMax`),
     fields: record(b.fields, `${path}.fields`, readFieldObject),
@@ -226,7 +158,7 @@ function readBucketFields(value: unknown, path: string): Bucket {
 }
 
 function readLayer(value: unknown, path: string): Layer {
-  const l = object(value, path, ['name', 'parent', 'field', 'segments', 'records', 'bytes'])
+  const l = map(value, path, ['name', 'parent', 'field', 'segments', 'records', 'bytes'])
   return {
     name: string(l.name, `${path}.name`),
     parent: string(l.parent, `${path}.parent`),
@@ -238,13 +170,13 @@ function readLayer(value: unknown, path: string): Layer {
 }
 
 function readChange(value: unknown, path: string): Change {
-  const kind = (value as Obj | null)?.kind
+  const kind = (value as StrictMap | null)?.kind
   switch (kind) {
     case 'create':
-      object(value, path, ['kind'])
+      map(value, path, ['kind'])
       return { kind }
     case 'append': {
-      const c = object(value, path, ['kind', 'buckets', 'records'])
+      const c = map(value, path, ['kind', 'buckets', 'records'])
       return {
         kind,
         buckets: count(c.buckets, `${path}.buckets`),
@@ -252,7 +184,7 @@ function readChange(value: unknown, path: string): Change {
       }
     }
     case 'layer': {
-      const c = object(value, path, ['kind', 'name', 'segments', 'records'])
+      const c = map(value, path, ['kind', 'name', 'segments', 'records'])
       return {
         kind,
         name: string(c.name, `${path}.name`),
@@ -261,15 +193,15 @@ function readChange(value: unknown, path: string): Change {
       }
     }
     case 'schema': {
-      const c = object(value, path, ['kind', 'added', 'replaced'])
+      const c = map(value, path, ['kind', 'added', 'replaced'])
       return {
         kind,
-        added: array(c.added, `${path}.added`, string),
-        replaced: array(c.replaced, `${path}.replaced`, string),
+        added: list(c.added, `${path}.added`, string),
+        replaced: list(c.replaced, `${path}.replaced`, string),
       }
     }
     case 'compact': {
-      const c = object(value, path, ['kind', 'start', 'replaced', 'buckets'])
+      const c = map(value, path, ['kind', 'start', 'replaced', 'buckets'])
       return {
         kind,
         start: count(c.start, `${path}.start`),
@@ -278,16 +210,16 @@ function readChange(value: unknown, path: string): Change {
       }
     }
     case 'migrate': {
-      const c = object(value, path, ['kind', 'field', 'buckets'])
+      const c = map(value, path, ['kind', 'field', 'buckets'])
       return { kind, field: string(c.field, `${path}.field`), buckets: count(c.buckets, `${path}.buckets`) }
     }
     default:
-      throw new Invalid(`${path}.kind is not a known change`)
+      throw new ObjectShapeError(`${path}.kind is not a known change`)
   }
 }
 
-function readManifest(m: Obj): Manifest {
-  object(m, 'manifest', [
+function readManifest(m: StrictMap): Manifest {
+  map(m, 'manifest', [
     'v',
     'type',
     'schema',
@@ -299,12 +231,12 @@ function readManifest(m: Obj): Manifest {
     'change',
     'stats',
   ])
-  const stats = object(m.stats, 'stats', ['records', 'buckets', 'bytes'])
+  const stats = map(m.stats, 'stats', ['records', 'buckets', 'bytes'])
   const manifest: Manifest = {
     schema: readSchema(m.schema, 'schema'),
     timeline: nullable(m.timeline, (v) => link(v, 'timeline')),
-    layers: array(m.layers, 'layers', readLayer),
-    parents: array(m.parents, 'parents', link),
+    layers: list(m.layers, 'layers', readLayer),
+    parents: list(m.parents, 'parents', link),
     message: string(m.message, 'message'),
     timestamp: count(m.timestamp, 'timestamp'),
     change: readChange(m.change, 'change'),
@@ -316,20 +248,21 @@ function readManifest(m: Obj): Manifest {
   }
   const { timeline, parents, layers } = manifest
   if ((timeline === null) !== (manifest.stats.buckets === 0)) {
-    throw new Invalid(
+    throw new ObjectShapeError(
       `stats.buckets is ${manifest.stats.buckets} with timeline ${timeline === null ? 'null' : 'set'}`,
     )
   }
   if (manifest.stats.records < manifest.stats.buckets)
-    throw new Invalid('stats has fewer records than buckets')
+    throw new ObjectShapeError('stats has fewer records than buckets')
   if (new Set(parents.map(String)).size !== parents.length)
-    throw new Invalid('parents lists a manifest twice')
+    throw new ObjectShapeError('parents lists a manifest twice')
   for (const [i, layer] of layers.entries()) {
-    if (layer.name !== layer.field.name) throw new Invalid(`layers[${i}].name differs from its field's name`)
+    if (layer.name !== layer.field.name)
+      throw new ObjectShapeError(`layers[${i}].name differs from its field's name`)
     if (i > 0 && !(layers[i - 1]!.name < layer.name))
-      throw new Invalid('layers are not sorted by unique name')
+      throw new ObjectShapeError('layers are not sorted by unique name')
     if ((layer.segments === null) !== (layer.records === 0)) {
-      throw new Invalid(
+      throw new ObjectShapeError(
         `layers[${i}] has ${layer.records} records with segments ${layer.segments === null ? 'null' : 'set'}`,
       )
     }
@@ -338,7 +271,7 @@ function readManifest(m: Obj): Manifest {
 }
 
 function readTreeChild(value: unknown, path: string): TreeChild {
-  const c = object(value, path, [
+  const c = map(value, path, [
     'node',
     'buckets',
     'records',
@@ -358,32 +291,34 @@ function readTreeChild(value: unknown, path: string): TreeChild {
     timeMin: count(c.timeMin, `${path}.timeMin`),
     timeMax: count(c.timeMax, `${path}.timeMax`),
   }
-  if (child.buckets < 1) throw new Invalid(`${path}.buckets must be at least 1`)
-  if (child.records < child.buckets) throw new Invalid(`${path} has fewer records than buckets`)
-  if (child.anchorMin > child.anchorMax) throw new Invalid(`${path}.anchorMin is above anchorMax`)
-  if (child.timeMin > child.timeMax) throw new Invalid(`${path}.timeMin is after timeMax`)
+  if (child.buckets < 1) throw new ObjectShapeError(`${path}.buckets must be at least 1`)
+  if (child.records < child.buckets) throw new ObjectShapeError(`${path} has fewer records than buckets`)
+  if (child.anchorMin > child.anchorMax) throw new ObjectShapeError(`${path}.anchorMin is above anchorMax`)
+  if (child.timeMin > child.timeMax) throw new ObjectShapeError(`${path}.timeMin is after timeMax`)
   return child
 }
 
-function readTree(t: Obj): TreeNode {
+function readTree(t: StrictMap): TreeNode {
   const level = count(t.level, 'level')
-  if (level > MAX_TREE_LEVEL) throw new Invalid(`level ${level} is deeper than the limit (${MAX_TREE_LEVEL})`)
+  if (level > MAX_TREE_LEVEL)
+    throw new ObjectShapeError(`level ${level} is deeper than the limit (${MAX_TREE_LEVEL})`)
   if (level === 0) {
-    object(t, 'node', ['v', 'type', 'level', 'buckets'])
-    const buckets = array(t.buckets, 'buckets', readBucket)
-    if (buckets.length === 0) throw new Invalid('a leaf must hold at least one bucket')
+    map(t, 'node', ['v', 'type', 'level', 'buckets'])
+    const buckets = list(t.buckets, 'buckets', readBucket)
+    if (buckets.length === 0) throw new ObjectShapeError('a leaf must hold at least one bucket')
     return { level: 0, buckets }
   }
-  object(t, 'node', ['v', 'type', 'level', 'children'])
-  const children = array(t.children, 'children', readTreeChild)
-  if (children.length === 0) throw new Invalid('an interior node must have at least one child')
+  map(t, 'node', ['v', 'type', 'level', 'children'])
+  const children = list(t.children, 'children', readTreeChild)
+  if (children.length === 0) throw new ObjectShapeError('an interior node must have at least one child')
   const distinct = new Set(children.map((c) => c.node.toString()))
-  if (distinct.size !== children.length) throw new Invalid('an interior node lists the same child twice')
+  if (distinct.size !== children.length)
+    throw new ObjectShapeError('an interior node lists the same child twice')
   return { level, children }
 }
 
-function readRef(r: Obj): RefTarget {
-  object(r, 'ref', ['v', 'type', 'kind', 'manifest', 'timeline'])
+function readRef(r: StrictMap): RefTarget {
+  map(r, 'ref', ['v', 'type', 'kind', 'manifest', 'timeline'])
   return {
     kind: oneOf(r.kind, 'kind', ['branch', 'snapshot'] as const),
     manifest: link(r.manifest, 'manifest'),
@@ -395,7 +330,7 @@ const anchorRange = (r: AnchorRange): [bigint, number] => [r.start, r.count]
 const fieldObjects = (fields: Record<string, FieldObject>) =>
   Object.fromEntries(Object.entries(fields).map(([k, o]) => [k, { cid: o.cid, bytes: o.bytes }]))
 
-function bucketForm(b: Bucket): Obj {
+function bucketForm(b: Bucket): StrictMap {
   return {
     records: b.records,
     anchorMin: b.anchorMin,
@@ -408,7 +343,7 @@ function bucketForm(b: Bucket): Obj {
 }
 
 /** The plain data model of one object, as stored. */
-function form(kind: Kind, value: Manifest | TreeNode | RefTarget): Obj {
+function form(kind: Kind, value: Manifest | TreeNode | RefTarget): StrictMap {
   const head = { v: FORMAT_VERSION, type: kind }
   if (kind === 'ref') {
     const r = value as RefTarget
@@ -435,47 +370,40 @@ function form(kind: Kind, value: Manifest | TreeNode | RefTarget): Obj {
 }
 
 export function encodeManifest(manifest: Manifest): Uint8Array {
-  return dagCbor.encode(form('manifest', manifest))
+  return encodeStrict(form('manifest', manifest))
 }
 
 export function encodeTreeNode(node: TreeNode): Uint8Array {
-  return dagCbor.encode(form('tree', node))
+  return encodeStrict(form('tree', node))
 }
 
 export function encodeRefTarget(target: RefTarget): Uint8Array {
-  return dagCbor.encode(form('ref', target))
+  return encodeStrict(form('ref', target))
 }
 
 function decode(kind: Kind, id: string, bytes: Uint8Array): unknown {
-  let value: unknown
-  try {
-    value = dagCbor.decode(bytes)
-  } catch (cause) {
-    throw new CorruptObjectError(WHAT[kind], id, `not valid DAG-CBOR (${(cause as Error).message})`, {
-      cause,
-    })
-  }
-  const obj = value as Obj | null
-  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
-    throw new CorruptObjectError(WHAT[kind], id, 'the top level is not a map')
-  }
-  if (obj.type !== kind) {
-    throw new CorruptObjectError(WHAT[kind], id, `it is a ${JSON.stringify(obj.type)} object, not a ${kind}`)
-  }
-  if (obj.v !== FORMAT_VERSION) throw new UnsupportedVersionError(WHAT[kind], id, obj.v)
-  let parsed: Manifest | TreeNode | RefTarget
-  try {
-    parsed = kind === 'manifest' ? readManifest(obj) : kind === 'tree' ? readTree(obj) : readRef(obj)
-  } catch (error) {
-    if (error instanceof Invalid) throw new CorruptObjectError(WHAT[kind], id, error.message)
-    throw error
-  }
-  // One value, one encoding: anything the encoder would not have produced is rejected.
-  const canonical = dagCbor.encode(form(kind, parsed))
-  if (!Buffer.from(canonical).equals(bytes)) {
-    throw new CorruptObjectError(WHAT[kind], id, 'it is not in canonical DAG-CBOR form')
-  }
-  return parsed
+  return decodeStrict(bytes, {
+    check(value) {
+      const obj = value as StrictMap | null
+      if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
+        throw new CorruptObjectError(WHAT[kind], id, 'the top level is not a map')
+      }
+      if (obj.type !== kind) {
+        throw new CorruptObjectError(
+          WHAT[kind],
+          id,
+          `it is a ${JSON.stringify(obj.type)} object, not a ${kind}`,
+        )
+      }
+      if (obj.v !== FORMAT_VERSION) throw new UnsupportedVersionError(WHAT[kind], id, obj.v)
+    },
+    read: (value) => {
+      const obj = value as StrictMap
+      return kind === 'manifest' ? readManifest(obj) : kind === 'tree' ? readTree(obj) : readRef(obj)
+    },
+    form: (parsed) => form(kind, parsed),
+    corrupt: (reason, options) => new CorruptObjectError(WHAT[kind], id, reason, options),
+  })
 }
 
 export function decodeManifest(bytes: Uint8Array, id: string): Manifest {

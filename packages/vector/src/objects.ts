@@ -3,8 +3,17 @@
  * (codec 0x71) maps tagged with a `format` string, so a CID of another kind is recognised
  * and refused by name. Float arrays are stored as little-endian byte strings.
  */
-import { type AbortOptions, cidOf, DAG_CBOR_CODEC, type ObjectStore } from '@dreamdb/cas'
-import * as dagCbor from '@ipld/dag-cbor'
+import {
+  type AbortOptions,
+  cidOf,
+  DAG_CBOR_CODEC,
+  decodeStrict,
+  encodeStrict,
+  ObjectShapeError,
+  type ObjectStore,
+  type StrictMap,
+  shape,
+} from '@dreamdb/cas'
 import type { CID } from 'multiformats/cid'
 import {
   CorruptObjectError,
@@ -12,15 +21,7 @@ import {
   UnsupportedVersionError,
   WrongObjectKindError,
 } from './errors.js'
-import {
-  MAX_BITS,
-  MAX_DIM,
-  METRICS,
-  type Metric,
-  paddedDimOf,
-  type SpatialIndex,
-  type VectorCompressor,
-} from './model.js'
+import { MAX_BITS, MAX_DIM, METRICS, paddedDimOf, type SpatialIndex, type VectorCompressor } from './model.js'
 import { ROTATION_ROUNDS } from './rotation.js'
 
 export const SPATIAL_INDEX_FORMAT = 'dreamdb.vector.ivf'
@@ -32,32 +33,7 @@ const WHAT: Record<string, string> = {
   [COMPRESSOR_FORMAT]: 'a vector compressor (dreamdb.vector.rabitq)',
 }
 
-class Invalid extends Error {}
-type Obj = Record<string, unknown>
-
-function object(value: unknown, path: string, keys: readonly string[]): Obj {
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) {
-    throw new Invalid(`${path} must be a map`)
-  }
-  const obj = value as Obj
-  for (const key of Object.keys(obj))
-    if (!keys.includes(key)) throw new Invalid(`${path} has an unknown key '${key}'`)
-  for (const key of keys) if (!(key in obj)) throw new Invalid(`${path} is missing '${key}'`)
-  return obj
-}
-
-function int(value: unknown, path: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new Invalid(`${path} must be an integer from ${min} to ${max}`)
-  }
-  return value
-}
-
-function bytes(value: unknown, path: string, length: number): Uint8Array {
-  if (!(value instanceof Uint8Array) || value.length !== length)
-    throw new Invalid(`${path} must be ${length} bytes`)
-  return value
-}
+const { map, int, bytes, oneOf } = shape
 
 function float32Bytes(values: Float32Array): Uint8Array {
   const out = new Uint8Array(values.length * 4)
@@ -73,7 +49,7 @@ function float32s(raw: Uint8Array): Float32Array {
   return out
 }
 
-function spatialIndexForm(s: SpatialIndex): Obj {
+function spatialIndexForm(s: SpatialIndex): StrictMap {
   return {
     format: SPATIAL_INDEX_FORMAT,
     version: OBJECT_VERSION,
@@ -90,7 +66,7 @@ function spatialIndexForm(s: SpatialIndex): Obj {
   }
 }
 
-function compressorForm(c: VectorCompressor): Obj {
+function compressorForm(c: VectorCompressor): StrictMap {
   return {
     format: COMPRESSOR_FORMAT,
     version: OBJECT_VERSION,
@@ -108,7 +84,7 @@ function compressorForm(c: VectorCompressor): Obj {
 }
 
 function readSpatialIndex(value: unknown): SpatialIndex {
-  const o = object(value, 'spatial index', [
+  const o = map(value, 'spatial index', [
     'format',
     'version',
     'dim',
@@ -118,13 +94,13 @@ function readSpatialIndex(value: unknown): SpatialIndex {
     'training',
   ])
   const dim = int(o.dim, 'dim', 1, MAX_DIM)
-  const metric = readMetric(o.metric)
+  const metric = oneOf(o.metric, 'metric', METRICS)
   const lists = int(o.lists, 'lists', 1, 1 << 20)
   const centroids = float32s(bytes(o.centroids, 'centroids', lists * dim * 4))
   for (let i = 0; i < centroids.length; i++) {
-    if (!Number.isFinite(centroids[i]!)) throw new Invalid(`centroid value ${i} is not finite`)
+    if (!Number.isFinite(centroids[i]!)) throw new ObjectShapeError(`centroid value ${i} is not finite`)
   }
-  const t = object(o.training, 'training', ['seed', 'iterations', 'samples', 'maxPointsPerList'])
+  const t = map(o.training, 'training', ['seed', 'iterations', 'samples', 'maxPointsPerList'])
   return {
     kind: 'ivf',
     dim,
@@ -141,26 +117,19 @@ function readSpatialIndex(value: unknown): SpatialIndex {
 }
 
 function readCompressor(value: unknown): VectorCompressor {
-  const o = object(value, 'compressor', [
-    'format',
-    'version',
-    'dim',
-    'paddedDim',
-    'metric',
-    'bits',
-    'rotation',
-  ])
+  const o = map(value, 'compressor', ['format', 'version', 'dim', 'paddedDim', 'metric', 'bits', 'rotation'])
   const dim = int(o.dim, 'dim', 1, MAX_DIM)
   const paddedDim = int(o.paddedDim, 'paddedDim', 64, MAX_DIM)
-  if (paddedDim !== paddedDimOf(dim)) throw new Invalid(`paddedDim ${paddedDim} is not ${paddedDimOf(dim)}`)
-  const r = object(o.rotation, 'rotation', ['kind', 'seed', 'rounds', 'signs'])
-  if (r.kind !== 'fht-kac') throw new Invalid(`rotation.kind must be 'fht-kac'`)
+  if (paddedDim !== paddedDimOf(dim))
+    throw new ObjectShapeError(`paddedDim ${paddedDim} is not ${paddedDimOf(dim)}`)
+  const r = map(o.rotation, 'rotation', ['kind', 'seed', 'rounds', 'signs'])
+  if (r.kind !== 'fht-kac') throw new ObjectShapeError(`rotation.kind must be 'fht-kac'`)
   const rounds = int(r.rounds, 'rotation.rounds', ROTATION_ROUNDS, ROTATION_ROUNDS)
   return {
     kind: 'rabitq',
     dim,
     paddedDim,
-    metric: readMetric(o.metric),
+    metric: oneOf(o.metric, 'metric', METRICS),
     bits: int(o.bits, 'bits', 1, MAX_BITS),
     rotation: {
       kind: 'fht-kac',
@@ -171,19 +140,14 @@ function readCompressor(value: unknown): VectorCompressor {
   }
 }
 
-function readMetric(value: unknown): Metric {
-  if (!METRICS.includes(value as Metric)) throw new Invalid(`metric must be one of ${METRICS.join(', ')}`)
-  return value as Metric
-}
-
 /** The canonical DAG-CBOR bytes of a spatial index (its CID is `cidOf(bytes, 0x71)`). */
 export function encodeSpatialIndex(spatialIndex: SpatialIndex): Uint8Array {
-  return dagCbor.encode(spatialIndexForm(spatialIndex))
+  return encodeStrict(spatialIndexForm(spatialIndex))
 }
 
 /** The canonical DAG-CBOR bytes of a compressor. */
 export function encodeCompressor(compressor: VectorCompressor): Uint8Array {
-  return dagCbor.encode(compressorForm(compressor))
+  return encodeStrict(compressorForm(compressor))
 }
 
 function decodeObject<T>(
@@ -191,41 +155,30 @@ function decodeObject<T>(
   where: string,
   format: string,
   read: (value: unknown) => T,
-  form: (value: T) => Obj,
+  form: (value: T) => StrictMap,
 ): T {
-  let value: unknown
-  try {
-    value = dagCbor.decode(raw)
-  } catch (cause) {
-    throw new CorruptObjectError(WHAT[format]!, where, 'it is not DAG-CBOR', { cause })
-  }
-  const found = (value as Obj | null)?.format
-  if (typeof value !== 'object' || value === null || found !== format) {
-    const actual =
-      typeof found === 'string'
-        ? (WHAT[found] ?? `a '${found}' object`)
-        : 'a DAG-CBOR value without a dreamdb.vector format'
-    throw new WrongObjectKindError(where, WHAT[format]!, actual)
-  }
-  const version = (value as Obj).version
-  if (version !== OBJECT_VERSION) {
-    if (typeof version === 'number' && Number.isInteger(version) && version > OBJECT_VERSION) {
-      throw new UnsupportedVersionError(WHAT[format]!, version, OBJECT_VERSION)
-    }
-    throw new CorruptObjectError(WHAT[format]!, where, `version must be ${OBJECT_VERSION}`)
-  }
-  let parsed: T
-  try {
-    parsed = read(value)
-  } catch (cause) {
-    if (cause instanceof Invalid) throw new CorruptObjectError(WHAT[format]!, where, cause.message)
-    throw cause
-  }
-  const canonical = dagCbor.encode(form(parsed))
-  if (!Buffer.from(canonical).equals(raw)) {
-    throw new CorruptObjectError(WHAT[format]!, where, 'it is not in canonical DAG-CBOR form')
-  }
-  return parsed
+  return decodeStrict(raw, {
+    check(value) {
+      const found = (value as StrictMap | null)?.format
+      if (typeof value !== 'object' || value === null || found !== format) {
+        const actual =
+          typeof found === 'string'
+            ? (WHAT[found] ?? `a '${found}' object`)
+            : 'a DAG-CBOR value without a dreamdb.vector format'
+        throw new WrongObjectKindError(where, WHAT[format]!, actual)
+      }
+      const version = (value as StrictMap).version
+      if (version !== OBJECT_VERSION) {
+        if (typeof version === 'number' && Number.isInteger(version) && version > OBJECT_VERSION) {
+          throw new UnsupportedVersionError(WHAT[format]!, version, OBJECT_VERSION)
+        }
+        throw new CorruptObjectError(WHAT[format]!, where, `version must be ${OBJECT_VERSION}`)
+      }
+    },
+    read,
+    form,
+    corrupt: (reason, options) => new CorruptObjectError(WHAT[format]!, where, reason, options),
+  })
 }
 
 /** Decode and check a spatial index; `where` names it in errors (its CID). */
