@@ -16,8 +16,11 @@ export default defineConfig({
   },
   test: {
     globalSetup: ['./test/global-setup.ts'],
-    testTimeout: 120_000,
-    hookTimeout: 120_000,
+    // Near what a test needs: the CLI runs in process (under 3 s a test on a loaded 2-core
+    // machine); the files that run it as processes (lease, dist, tty, ingest's kill tests)
+    // give those tests 60 s. Hooks prepare stores with @dreamdb/dataset.
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
     fileParallelism: false,
   },
 })

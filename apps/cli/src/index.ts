@@ -1,8 +1,8 @@
 /**
  * @packageDocumentation
  *
- * The `dreamdb` command (also `dreamdb-cli`). This file is the one error boundary: commands
- * throw, and only here does an error become a line on stderr and an exit code.
+ * The `dreamdb` command (also `dreamdb-cli`): the process around `main` (`main.ts`, the one
+ * error boundary, where an error becomes a line on stderr and an exit code).
  *
  * @example
  * ```sh
@@ -10,9 +10,8 @@
  * dreamdb inspect --ref-name corpus --json
  * ```
  */
-import { classify, EXIT, ExitError, formatError } from './errors.js'
-import { colorFor, painter } from './io.js'
-import { run } from './program.js'
+import { EXIT } from './errors.js'
+import { main } from './main.js'
 
 const controller = new AbortController()
 process.once('SIGINT', () => controller.abort())
@@ -24,15 +23,7 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
 
 const io = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() }
 
-try {
-  await run(process.argv.slice(2), io, controller.signal)
-} catch (error) {
-  if (error instanceof ExitError) process.exit(error.exitCode)
-  const classified = classify(error)
-  const paint = painter(colorFor(process.stderr, process.env, !process.argv.includes('--no-color')))
-  process.stderr.write(`${paint('red', formatError(classified))}\n`)
-  if (classified.internal && process.env.DREAMDB_DEBUG)
-    process.stderr.write(`${(error as Error)?.stack ?? error}\n`)
-  // Let stdout drain before exiting (a pipe may still hold output).
-  process.exitCode = classified.exitCode
-}
+const { exitCode, immediate } = await main(process.argv.slice(2), io, controller.signal)
+if (immediate) process.exit(exitCode)
+// Let stdout drain before exiting (a pipe may still hold output).
+process.exitCode = exitCode

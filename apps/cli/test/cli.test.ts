@@ -1,5 +1,6 @@
 /**
- * The CLI as a user runs it: a real subprocess against a folder backend prepared with
+ * The CLI as a user runs it, in process (`main`, the binary's entry without the process
+ * around it; `dist.test.ts` runs the built binary) against a folder backend prepared with
  * @dreamdb/dataset. Outputs, JSON shapes, exit codes, and one-line errors.
  */
 import { readFile, writeFile } from 'node:fs/promises'

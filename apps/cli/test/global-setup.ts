@@ -1,5 +1,5 @@
 /**
- * The CLI runs on the packages' sources (vitest aliases, tsconfig paths for the subprocess).
+ * The CLI runs on the packages' sources (vitest aliases in process, tsconfig paths for the processes some tests start).
  * `@dreamdb/vector` imports a module generated from its WAT kernels; (re)generate it here,
  * as vector's own tests do, so `vitest run` works from a clean clone without a build.
  */

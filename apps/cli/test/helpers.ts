@@ -1,11 +1,13 @@
-/** Run the CLI as a real subprocess, and prepare a folder backend with @dreamdb/dataset. */
+/** Run the CLI (in this process, or as a child process), and prepare a folder backend with @dreamdb/dataset. */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { Dataset } from '@dreamdb/dataset'
+import { main } from '../src/main.js'
 
 export const CLI_ROOT = fileURLToPath(new URL('..', import.meta.url))
 const TSX = join(CLI_ROOT, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs')
@@ -21,8 +23,13 @@ export interface CliResult {
 export interface CliOptions {
   cwd: string
   env?: Record<string, string | undefined>
-  /** Run the built binary instead of the sources. */
+  /** Run the built binary instead of the sources (a child process). */
   dist?: boolean
+  /**
+   * Run the sources in a child process (through tsx) instead of in this one: for what only a
+   * process shows (signals, exit, its own environment variables read by the S3 client).
+   */
+  spawn?: boolean
 }
 
 /** Environment without anything that would change colour or the backend behind a test's back. */
@@ -36,8 +43,34 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS
   return env
 }
 
-/** `dreamdb ...args` in `cwd`: the sources through tsx (tsconfig paths point at the packages' sources). */
-export function cli(args: string[], options: CliOptions): Promise<CliResult> {
+/** Collects what the CLI writes, as the bytes a pipe would have carried. */
+class Capture extends Writable {
+  readonly #chunks: Buffer[] = []
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#chunks.push(chunk)
+    callback()
+  }
+  text(): string {
+    return Buffer.concat(this.#chunks).toString('utf8')
+  }
+}
+
+/**
+ * `dreamdb ...args` in `cwd`. By default in this process, through the same entry as the
+ * binary (`main`: the program and its one error boundary) with captured streams; with
+ * `dist` or `spawn`, as a child process.
+ */
+export async function cli(args: string[], options: CliOptions): Promise<CliResult> {
+  if (options.dist || options.spawn) return cliProcess(args, options)
+  const stdout = new Capture()
+  const stderr = new Capture()
+  const io = { stdout, stderr, env: cleanEnv(options.env), cwd: options.cwd }
+  const { exitCode } = await main(args, io, new AbortController().signal)
+  return { code: exitCode, stdout: stdout.text(), stderr: stderr.text() }
+}
+
+/** `dreamdb ...args` as a child process: the sources through tsx (tsconfig paths point at the packages' sources), or the built binary. */
+function cliProcess(args: string[], options: CliOptions): Promise<CliResult> {
   const argv = options.dist ? [DIST_ENTRY, ...args] : ['--import', TSX, SOURCE_ENTRY, ...args]
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, argv, {

@@ -1,5 +1,6 @@
 /**
- * `dreamdb ingest` as a user runs it: a real subprocess reading parquet shards written in
+ * `dreamdb ingest` as a user runs it (in process; the interrupted runs as processes) reading
+ * parquet shards written in
  * the test (Hugging Face layout, real MNIST digits as PNG) into a folder backend; the
  * records read back byte for byte; an interrupted run (SIGKILL, SIGINT) finished by a
  * re-run without a duplicate; and every kind of bad input refused before anything is
@@ -231,7 +232,7 @@ describe('ingest', () => {
     expect(rerun.records.skipped).toBe(count)
     expect(rerun.records.ingested).toBe(fixtures.length - count)
     await expectExactlyOnce(backend, 'mnist', fixtures)
-  })
+  }, 60_000) // processes, signalled mid-way
 
   it('stops on Ctrl-C (SIGINT) with exit 130, and a re-run finishes the job', async () => {
     const backend = join(dir.path, 'store-int')
@@ -255,7 +256,7 @@ describe('ingest', () => {
     expect(rerun.records.skipped).toBeGreaterThan(0)
     expect(rerun.records.skipped + rerun.records.ingested).toBe(fixtures.length)
     await expectExactlyOnce(backend, 'mnist', fixtures)
-  })
+  }, 60_000) // processes, signalled mid-way
 
   it('reads string labels, fixed-size and float64 vectors, and shards directly under --root', async () => {
     const other = join(dir.path, 'flat')

@@ -10,11 +10,14 @@ import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { openStore, type Store } from '@dreamdb/cas'
 import { Dataset } from '@dreamdb/dataset'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { IngestResult } from '../src/ingest/ingest.js'
 import { acquireIngestLease, decodeLease, leaseRef } from '../src/ingest/lease.js'
 import { type CliResult, cli, hasDist, spawnCli, tempDir } from './helpers.js'
 import { type FixtureRecord, writeSplit } from './shards.js'
+
+// Every test here runs the CLI as processes (a few seconds each on a loaded machine).
+vi.setConfig({ testTimeout: 60_000 })
 
 const DIST = hasDist()
 let dir: { path: string; remove: () => Promise<void> }
@@ -85,8 +88,9 @@ function start(args: string[], env?: Record<string, string | undefined>): Runnin
   }
 }
 
+// Processes, like the ingests they race: a lease names its holder's process.
 const run = (args: string[], env?: Record<string, string | undefined>) =>
-  cli(args, { cwd: dir.path, dist: DIST, ...(env ? { env } : {}) })
+  cli(args, { cwd: dir.path, dist: DIST, spawn: true, ...(env ? { env } : {}) })
 
 /** How many times each fixture's image is in the dataset. */
 async function counts(backend: string | Store, name: string): Promise<Map<string, number>> {

@@ -65,6 +65,7 @@ describe('an unreachable S3 backend', () => {
         const result = await cli(['refs', '--backend', `http://127.0.0.1:${port}/datasets`], {
           cwd,
           dist: build.dist,
+          spawn: true, // the S3 client reads its credentials and deadlines from the process
           env: S3_ENV,
         })
         expect(result.code, result.stderr).toBe(75)
@@ -85,6 +86,7 @@ describe('an unreachable S3 backend', () => {
           const result = await cli(['refs', '--backend', `http://127.0.0.1:${port}/datasets`], {
             cwd,
             dist: build.dist,
+            spawn: true,
             env: { ...S3_ENV, DREAMDB_S3_TIMEOUT_MS: '500' },
           })
           expect(result.code, result.stderr).toBe(75)
@@ -104,6 +106,7 @@ describe('an unreachable S3 backend', () => {
   it('a malformed DREAMDB_S3_TIMEOUT_MS is a typed error (1), not a bug', async () => {
     const result = await cli(['refs', '--backend', 'http://127.0.0.1:9/datasets'], {
       cwd,
+      spawn: true,
       env: { DREAMDB_S3_TIMEOUT_MS: 'soon' },
     })
     expect(result.code).toBe(1)
