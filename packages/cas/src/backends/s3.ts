@@ -64,6 +64,8 @@ function freshenAfterMs(): number {
 }
 /** Keys per DeleteObjects request (S3's limit). */
 const DELETE_BATCH = 1000
+/** Keys HEADed then deleted together when their age is checked right before the delete. */
+const CHECKED_DELETE_GROUP = 32
 
 /** How long a server may stay silent in one request (no answer, no body byte) by default. */
 export const DEFAULT_TIMEOUT_MS = 30_000
@@ -898,8 +900,10 @@ export class S3Backend implements Backend {
   }
 
   /**
-   * With `modifiedBefore`, a HEAD of each key first (16 at a time) keeps the ones freshened
-   * since they were listed; then DeleteObjects, up to 1000 keys per request.
+   * With `modifiedBefore`, keys go in groups of 32: a HEAD of each (in parallel) keeps the ones
+   * freshened since they were listed, then one DeleteObjects removes the rest of the group at
+   * once, so a writer's freshen can fall between a key's HEAD and its delete only within one
+   * group's round trip (design/0008). Without it, DeleteObjects of up to 1000 keys.
    */
   async deleteObjects(
     keys: readonly string[],
@@ -907,27 +911,22 @@ export class S3Backend implements Backend {
     signal?: AbortSignal,
   ): Promise<DeleteResult[]> {
     const results = new Map<string, DeleteResult>()
-    let doomed = [...keys]
-    if (modifiedBefore !== undefined) {
-      const heads: ({ size: number; mtime: number } | undefined)[] = new Array(keys.length)
-      let next = 0
-      const worker = async (): Promise<void> => {
-        while (next < keys.length) {
-          const i = next++
-          heads[i] = await this.#head(keys[i]!, signal)
-        }
+    const group = modifiedBefore === undefined ? DELETE_BATCH : CHECKED_DELETE_GROUP
+    for (let start = 0; start < keys.length; start += group) {
+      let doomed = keys.slice(start, start + group)
+      if (modifiedBefore !== undefined) {
+        const heads = await Promise.all(doomed.map((key) => this.#head(key, signal)))
+        const old: string[] = []
+        doomed.forEach((key, i) => {
+          const head = heads[i]
+          if (head === undefined) results.set(key, { key, deleted: false, reason: 'missing' })
+          else if (head.mtime >= modifiedBefore) results.set(key, { key, deleted: false, reason: 'fresh' })
+          else old.push(key)
+        })
+        doomed = old
       }
-      await Promise.all(Array.from({ length: Math.min(16, keys.length) }, worker))
-      doomed = []
-      keys.forEach((key, i) => {
-        const head = heads[i]
-        if (head === undefined) results.set(key, { key, deleted: false, reason: 'missing' })
-        else if (head.mtime >= modifiedBefore) results.set(key, { key, deleted: false, reason: 'fresh' })
-        else doomed.push(key)
-      })
-    }
-    for (let start = 0; start < doomed.length; start += DELETE_BATCH) {
-      const batch = doomed.slice(start, start + DELETE_BATCH)
+      if (doomed.length === 0) continue
+      const batch = doomed
       const response = await this.#request(
         'delete',
         `${batch.length} objects`,
@@ -946,9 +945,7 @@ export class S3Backend implements Backend {
       if (failed !== undefined) {
         throw Object.assign(
           new Error(`DeleteObjects refused ${failed.Key}: ${failed.Code} ${failed.Message}`),
-          {
-            name: failed.Code ?? 'DeleteObjectsError',
-          },
+          { name: failed.Code ?? 'DeleteObjectsError' },
         )
       }
       for (const key of batch) results.set(key, { key, deleted: true })
