@@ -27,7 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .errors import BridgeError, error_from_document
+from .errors import BridgeError, InvalidInputError, error_from_document
 
 REQUEST, RESULT, ERROR, BATCH, END, CREDIT, CANCEL = 1, 2, 3, 4, 5, 6, 7
 _HEADER = struct.Struct("<BxxxIII")
@@ -152,6 +152,12 @@ class Bridge:
             raise self._dead
         text = b"" if document is None else json.dumps(document, separators=(",", ":")).encode()
         payload = memoryview(binary).cast("B") if binary is not None else memoryview(b"")
+        if len(payload) >= 1 << 32 or len(text) >= 1 << 32:
+            raise InvalidInputError(
+                "ERR_BRIDGE_FRAME_TOO_LARGE",
+                f"one call carries at most 4 GiB, this one {len(payload)} bytes: split it into several calls",
+                {"bytes": len(payload)},
+            )
         head = _HEADER.pack(kind, id, len(text), len(payload))
         with self._write_lock:
             try:
