@@ -131,6 +131,7 @@ class Bridge:
         self._next_id = 1
         self._dead: BridgeError | None = None
         self._released: list[int] = []
+        self._abandoned: list[int] = []
         self.call("hello", {})
 
     # -- frames -------------------------------------------------------------------------
@@ -233,6 +234,7 @@ class Bridge:
 
     def call(self, op: str, args: dict[str, Any], data: Any = None) -> tuple[Any, pa.Buffer | None]:
         """One request, one answer: its JSON and its binary part (an IPC stream), if any."""
+        self._flush_abandoned()
         self._flush_released()
         id = self._open()
         try:
@@ -245,6 +247,7 @@ class Bridge:
         return frame.json, frame.binary
 
     def stream(self, op: str, args: dict[str, Any]) -> BatchStream:
+        self._flush_abandoned()
         self._flush_released()
         id = self._open()
         self._send(REQUEST, id, {"op": op, "args": args})
@@ -253,6 +256,17 @@ class Bridge:
             self._close(id)
             raise error_from_document(first.json)
         return BatchStream(self, id, first.json)
+
+    def abandon(self, id: int) -> None:
+        """Drop a stream nobody reads any more. Safe from ``__del__``, which the garbage
+        collector may run in the middle of this very bridge's read or write: no lock, no I/O.
+        Its frames are discarded on arrival; the bridge is told to stop at the next call."""
+        self._queues.pop(id, None)
+        self._abandoned.append(id)
+
+    def _flush_abandoned(self) -> None:
+        while self._abandoned:
+            self._send(CANCEL, self._abandoned.pop())
 
     def release(self, handle: int) -> None:
         """Forget a dataset handle at the next request (safe to call from ``__del__``)."""
@@ -321,6 +335,14 @@ class BatchStream:
             raise error_from_document(frame.json)
         self.end_state = (frame.json or {}).get("state")
         return None
+
+    def abandon(self) -> None:
+        """Stop the stream without waiting (from a finalizer): see ``Bridge.abandon``."""
+        if self._done or self._bridge._dead is not None or self._bridge.pid != os.getpid():
+            self._done = True
+            return
+        self._done = True
+        self._bridge.abandon(self.id)
 
     def cancel(self) -> None:
         """Stop the stream and drop what is in flight."""

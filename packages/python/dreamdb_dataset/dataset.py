@@ -406,7 +406,7 @@ class BatchIterator(Iterator[pa.RecordBatch]):
 
     def __del__(self) -> None:
         try:
-            self._stream.cancel()
+            self._stream.abandon()
         except Exception:  # noqa: BLE001 - never raise from a finalizer
             pass
 
