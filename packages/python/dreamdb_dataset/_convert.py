@@ -150,23 +150,25 @@ def samples_payload(samples: Any, family: str) -> tuple[pa.Table, dict[str, Any]
                 )
         anchors = [p[0] for p in pairs]
         values = [p[1] for p in pairs]
-    if two_arrays and isinstance(samples[0], np.ndarray) and samples[0].dtype.kind in "iu" and (samples[0] >= 0).all():
-        anchor_array = pa.array(np.asarray(samples[0]).astype(np.uint64, copy=False))
-    else:
-        for i, a in enumerate(anchors):
-            if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)) or int(a) < 0 or int(a) >= 1 << 64:
-                raise InvalidInputError(
-                    "ERR_DATASET_INVALID_SAMPLE",
-                    f"Invalid anchor {_jsonable(a)!r} of sample {i}: anchors are integers from 0 to 2^64 - 1",
-                    {"index": i, "anchor": _jsonable(a)},
-                )
-        anchor_array = pa.array([int(a) for a in anchors], pa.uint64())
-    array, as_json = column(values, family)
     extra: dict[str, Any] = {}
+    columns: dict[str, pa.Array] = {}
+    if two_arrays and isinstance(samples[0], np.ndarray) and samples[0].dtype.kind in "iu" and (samples[0] >= 0).all():
+        columns["anchor"] = pa.array(np.asarray(samples[0]).astype(np.uint64, copy=False))
+    elif all(_is_uint64(a) for a in anchors):
+        columns["anchor"] = pa.array([int(a) for a in anchors], pa.uint64())
+    else:
+        # Not all uint64: sent as they are, for the core to refuse and name the sample.
+        extra["jsonAnchors"] = [_jsonable(a) for a in anchors]
+    array, as_json = column(values, family)
     if array is None:
         extra["jsonValues"] = as_json
-        return pa.table({"anchor": anchor_array}), extra
-    return pa.table({"anchor": anchor_array, "value": array}), extra
+    else:
+        columns["value"] = array
+    return pa.table(columns) if columns else pa.table({}), extra
+
+
+def _is_uint64(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and 0 <= int(value) < 1 << 64
 
 
 def ipc_bytes(table: pa.Table) -> pa.Buffer:

@@ -100,10 +100,16 @@ export function recordsOf(table: Table, shape: RecordsShape = {}): DatasetRecord
 }
 
 /** Layer samples `[anchor, value]` from a table of `anchor` and `value` columns. */
-export function samplesOf(table: Table | RecordBatch, jsonValues?: unknown[]): Sample[] {
-  const anchors = table.getChild('anchor')
-  if (anchors === null) return []
-  const anchorValues = columnValues(anchors)
-  const values = jsonValues ?? columnValues(table.getChild('value')!)
-  return anchorValues.map((a, i) => [typeof a === 'number' ? BigInt(a) : (a as bigint), values[i]] as const)
+export function samplesOf(
+  table: Table | RecordBatch,
+  json: { jsonAnchors?: unknown[]; jsonValues?: unknown[] } = {},
+): Sample[] {
+  const anchors = json.jsonAnchors ?? columnValues(table.getChild('anchor')!)
+  const values = json.jsonValues ?? columnValues(table.getChild('value')!)
+  // Whole numbers become bigints as a TypeScript caller's would; anything else goes to the
+  // dataset as it came, which refuses it and names the sample.
+  return anchors.map(
+    (a, i) =>
+      [typeof a === 'number' && Number.isSafeInteger(a) ? BigInt(a) : (a as bigint), values[i]] as const,
+  )
 }

@@ -151,7 +151,10 @@ export class Operations {
       }
       case 'addScalarLayer': {
         const ds = this.#dataset(args)
-        const samples = samplesOf(tableFromIPC(data), args.jsonValues as unknown[] | undefined)
+        const samples = samplesOf(
+          tableFromIPC(data),
+          args as { jsonAnchors?: unknown[]; jsonValues?: unknown[] },
+        )
         const manifest = await ds.addScalarLayer(
           args.name as string,
           args.parentField as string,
@@ -163,7 +166,10 @@ export class Operations {
       }
       case 'addEmbeddingLayer': {
         const ds = this.#dataset(args)
-        const samples = samplesOf(tableFromIPC(data), args.jsonValues as unknown[] | undefined)
+        const samples = samplesOf(
+          tableFromIPC(data),
+          args as { jsonAnchors?: unknown[]; jsonValues?: unknown[] },
+        )
         const init = args.init as Record<string, unknown>
         const manifest = await ds.addEmbeddingLayer({ ...init, samples } as never, withSignal)
         return { json: { manifest, ...this.#info(ds) } }

@@ -45,6 +45,7 @@ REFUSED: list[tuple[str, Callable[[vd.Dataset], Any], str, str]] = [
     ("layer of an unknown kind", lambda ds: ds.add_scalar_layer("p", "embedding", "colour", [(1, "a")]), "ERR_MANIFEST_INVALID_SCHEMA", "colour"),
     ("layer on an unknown anchor", lambda ds: ds.add_scalar_layer("p", "embedding", "categorical", [(999, "a")]), "ERR_DATASET_INVALID_SAMPLE", "999"),
     ("negative anchor", lambda ds: ds.add_scalar_layer("p", "embedding", "categorical", [(-1, "a")]), "ERR_DATASET_INVALID_SAMPLE", "-1"),
+    ("fractional anchor", lambda ds: ds.add_scalar_layer("p", "embedding", "categorical", [(1.5, "a")]), "ERR_DATASET_INVALID_SAMPLE", "1.5"),
     ("layer named as a base field", lambda ds: ds.add_scalar_layer("label", "embedding", "categorical", [(1, "a")]), "ERR_MANIFEST_INVALID_SCHEMA", "label"),
     ("embedding layer of dim 0", lambda ds: ds.add_embedding_layer(name="s", parent_field="embedding", dim=0, samples=[(1, [])]), "ERR_MANIFEST_INVALID_SCHEMA", "dim"),
     ("embedding layer with wrong dims", lambda ds: ds.add_embedding_layer(name="s", parent_field="embedding", dim=2, samples=[(1, [1.0, 2.0, 3.0])]), "ERR_ARROW_INVALID_VALUE", "dimension 2"),
