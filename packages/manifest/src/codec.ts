@@ -13,6 +13,7 @@ import {
   shape,
 } from '@dreamdb/cas'
 import { CorruptObjectError, UnsupportedVersionError } from './errors.js'
+import { readMeta } from './meta.js'
 import {
   type AnchorRange,
   BINARY_MEDIA,
@@ -219,18 +220,12 @@ function readChange(value: unknown, path: string): Change {
 }
 
 function readManifest(m: StrictMap): Manifest {
-  map(m, 'manifest', [
-    'v',
-    'type',
-    'schema',
-    'timeline',
-    'layers',
-    'parents',
-    'message',
-    'timestamp',
-    'change',
-    'stats',
-  ])
+  map(
+    m,
+    'manifest',
+    ['v', 'type', 'schema', 'timeline', 'layers', 'parents', 'message', 'timestamp', 'change', 'stats'],
+    ['meta'],
+  )
   const stats = map(m.stats, 'stats', ['records', 'buckets', 'bytes'])
   const manifest: Manifest = {
     schema: readSchema(m.schema, 'schema'),
@@ -246,6 +241,7 @@ function readManifest(m: StrictMap): Manifest {
       bytes: record(stats.bytes, 'stats.bytes', count),
     },
   }
+  if ('meta' in m) manifest.meta = readMeta(m.meta, 'meta')
   const { timeline, parents, layers } = manifest
   if ((timeline === null) !== (manifest.stats.buckets === 0)) {
     throw new ObjectShapeError(
@@ -366,6 +362,8 @@ function form(kind: Kind, value: Manifest | TreeNode | RefTarget): StrictMap {
     timestamp: m.timestamp,
     change: { ...m.change },
     stats: { records: m.stats.records, buckets: m.stats.buckets, bytes: { ...m.stats.bytes } },
+    // Absent, not null, without meta: manifests written before meta existed keep their CIDs.
+    ...(m.meta === undefined ? {} : { meta: m.meta }),
   }
 }
 

@@ -172,6 +172,23 @@ export class InvalidChangeError extends ManifestError {
   }
 }
 
+/**
+ * A commit's `meta` is not a small map of plain values (strings, safe integers, booleans,
+ * null, lists, maps) or is too large; nothing was written. `key` names the offending entry
+ * (`meta.progress.offset`, `meta.files[2]`, or `meta` for the whole map).
+ */
+export class InvalidMetaError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_INVALID_META'
+  override readonly name = 'InvalidMetaError'
+  readonly code = InvalidMetaError.code
+  constructor(
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(`Invalid commit metadata at ${key}: ${reason}`)
+  }
+}
+
 /** A change refers to a data object that is not in the store; nothing was committed. */
 export class MissingObjectError extends ManifestError {
   static readonly code = 'ERR_MANIFEST_MISSING_OBJECT'

@@ -5,7 +5,7 @@
  */
 import type { AbortOptions } from '@dreamdb/cas'
 import type { CID } from 'multiformats/cid'
-import type { Bucket, Change, Field, Manifest, RefKind } from './model.js'
+import type { Bucket, Change, CommitMeta, Field, Manifest, RefKind } from './model.js'
 import { isDamage, type Repository, type Source } from './repository.js'
 import { treeNodes, walkTree } from './tree.js'
 
@@ -15,6 +15,8 @@ export interface LogEntry {
   message: string
   timestamp: number
   change: Change
+  /** The commit's structured metadata; present only when it had some. */
+  meta?: CommitMeta
   records: number
   buckets: number
   /** Refs that point at exactly this manifest. */
@@ -53,6 +55,7 @@ export async function log(
       message: manifest.message,
       timestamp: manifest.timestamp,
       change: manifest.change,
+      ...(manifest.meta === undefined ? {} : { meta: manifest.meta }),
       records: manifest.stats.records,
       buckets: manifest.stats.buckets,
       refs: refs.get(cid.toString()) ?? [],
@@ -90,6 +93,8 @@ export interface Inspection {
   manifest: string
   timeline: string | null
   message: string
+  /** The commit's structured metadata; present only when it had some. */
+  meta?: CommitMeta
   timestamp: number
   parents: string[]
   /** Length of the history behind this state (this manifest included). */
@@ -223,6 +228,7 @@ export async function inspect(
     manifest: manifestCid,
     timeline: manifest.timeline?.toString() ?? null,
     message: manifest.message,
+    ...(manifest.meta === undefined ? {} : { meta: manifest.meta }),
     timestamp: manifest.timestamp,
     parents: manifest.parents.map(String),
     depth: ancestors.size,

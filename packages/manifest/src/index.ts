@@ -48,6 +48,7 @@ export {
   log,
 } from './history.js'
 export { type DeletedRef, type DeleteRefOptions, deleteRef } from './lifecycle.js'
+export { checkMeta, MAX_META_BYTES } from './meta.js'
 export type * from './model.js'
 export { assertUserRefName, MAX_USER_REF_NAME } from './names.js'
 export {

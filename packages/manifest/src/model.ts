@@ -117,6 +117,16 @@ export type Change =
   | { kind: 'compact'; start: number; replaced: number; buckets: number }
   | { kind: 'migrate'; field: string; buckets: number }
 
+/** A value in a commit's `meta`: plain data only, so every reader sees the same thing. */
+export type MetaValue = string | number | boolean | null | MetaValue[] | { [key: string]: MetaValue }
+
+/**
+ * Structured metadata a commit carries beside its message (ingest progress, a run's
+ * settings): string keys to strings, safe integers, booleans, null, lists and maps, at
+ * most 16 KiB encoded. Readers take it as data; nothing in DreamDB interprets it.
+ */
+export type CommitMeta = { [key: string]: MetaValue }
+
 export interface ManifestStats {
   records: number
   buckets: number
@@ -138,6 +148,8 @@ export interface Manifest {
   timestamp: number
   change: Change
   stats: ManifestStats
+  /** The commit's structured metadata; absent when it had none (then the key is not stored). */
+  meta?: CommitMeta
 }
 
 export type RefKind = 'branch' | 'snapshot'

@@ -1,4 +1,5 @@
-import { type AbortOptions, type Store, sleep } from '@dreamdb/cas'
+import { setTimeout as delay } from 'node:timers/promises'
+import type { AbortOptions, Store } from '@dreamdb/cas'
 import { CID } from 'multiformats/cid'
 import { AnchorMinter, DEFAULT_ANCHOR_BLOCK } from './anchors.js'
 import { DAG_CBOR, decodeManifest, decodeRefTarget, encodeManifest, encodeRefTarget } from './codec.js'
@@ -15,9 +16,11 @@ import {
   SnapshotLabelTakenError,
 } from './errors.js'
 import { type DeleteRefOptions, deleteRef } from './lifecycle.js'
+import { checkMeta } from './meta.js'
 import type {
   Bucket,
   Change,
+  CommitMeta,
   Field,
   FieldObject,
   Layer,
@@ -64,6 +67,11 @@ export type ChangeRequest =
 
 export interface CommitOptions extends AbortOptions {
   message?: string
+  /**
+   * Structured metadata kept in the manifest beside the message (see `CommitMeta`); checked
+   * before anything is read or written (InvalidMetaError naming the key).
+   */
+  meta?: CommitMeta
   /** How many times to rebase and retry after losing the race. @default 100 */
   maxAttempts?: number
 }
@@ -197,11 +205,12 @@ export class Repository {
   /** Create a dataset: a branch named `name` at an empty manifest with this schema. */
   async createDataset(
     name: string,
-    init: { schema: { fields: FieldInput[] }; message?: string },
+    init: { schema: { fields: FieldInput[] }; message?: string; meta?: CommitMeta },
     options: AbortOptions = {},
   ): Promise<RefInfo> {
     assertUserRefName(name)
     const schema = normalizeSchema(init.schema)
+    const meta = checkMeta(init.meta)
     // Refuse a taken name before the empty manifest is written, so a refused create
     // leaves nothing behind (a concurrent create can still win between the two).
     const taken = await this.readRef(name, options)
@@ -215,6 +224,7 @@ export class Repository {
       timestamp: Date.now(),
       change: { kind: 'create' },
       stats: { records: 0, buckets: 0, bytes: Object.fromEntries(schema.fields.map((f) => [f.name, 0])) },
+      ...(meta === undefined ? {} : { meta }),
     }
     const cid = await this.#putManifest(manifest, options)
     return await this.#createRef(name, { kind: 'branch', manifest: cid, timeline: null }, options)
@@ -390,11 +400,13 @@ export class Repository {
   async commit(refName: string, request: ChangeRequest, options: CommitOptions = {}): Promise<CommitResult> {
     const { signal } = options
     assertUserRefName(refName)
+    const meta = checkMeta(options.meta)
     const maxAttempts = options.maxAttempts ?? this.#maxAttempts
     const first = await this.#branchHead(refName, options)
     const base = first.target.manifest
     const prepared = this.#prepare(request, first.manifest, Date.now())
     if (options.message !== undefined) prepared.message = options.message
+    if (meta !== undefined) prepared.meta = meta
     await this.#assertObjectsStored(prepared.objects, options)
     let head = first
     // Manifests already checked to commute with this change: a retry walks back only to
@@ -487,7 +499,14 @@ export class Repository {
       // Back off for a random time scaled by how long an attempt takes here, so that
       // contenders spread over a window that fits them instead of colliding again.
       const attemptMs = Math.max(1, Date.now() - started)
-      await sleep(Math.random() * attemptMs * 2 ** Math.min(attempt, 5), signal)
+      await delay(
+        Math.random() * attemptMs * 2 ** Math.min(attempt, 5),
+        undefined,
+        signal ? { signal } : {},
+      ).catch((error: unknown) => {
+        signal?.throwIfAborted()
+        throw error
+      })
       head = await this.#branchHead(refName, options)
     }
   }
@@ -754,8 +773,10 @@ export class Repository {
         }
       }
     }
+    // The head's meta described the head's commit, not this one.
+    const { meta: _theirs, ...kept } = head
     const next: Manifest = {
-      ...head,
+      ...kept,
       parents: [headCid],
       timestamp: now,
       message: '',
@@ -893,11 +914,12 @@ export class Repository {
       })
     }
     if (change.message !== undefined) next.message = change.message
+    if (change.meta !== undefined) next.meta = change.meta
     return next
   }
 }
 
-type PreparedChange = { objects: { cid: CID; path: string }[]; message?: string } & (
+type PreparedChange = { objects: { cid: CID; path: string }[]; message?: string; meta?: CommitMeta } & (
   | { kind: 'append'; buckets: Bucket[] }
   | { kind: 'layer'; layer: Omit<Layer, 'segments' | 'records' | 'bytes'>; segments: Bucket[] }
   | { kind: 'schema'; add: Field[]; replace: Field[] }
