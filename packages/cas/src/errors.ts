@@ -41,6 +41,27 @@ export class InvalidStoreOptionError extends CasError {
   }
 }
 
+/**
+ * An S3 or http(s) URL was opened where the AWS SDK is not installed. It is an optional peer
+ * of this package, so that folder and memory users never download it; `missing` is the
+ * package Node could not find, `packages` every one S3 needs. Nothing was opened.
+ */
+export class S3SupportMissingError extends CasError {
+  static readonly code = 'ERR_CAS_S3_SDK_MISSING'
+  override readonly name = 'S3SupportMissingError'
+  readonly code = S3SupportMissingError.code
+  constructor(
+    readonly missing: string,
+    readonly packages: readonly string[],
+    options?: ErrorOptions,
+  ) {
+    super(
+      `S3 backends need the package '${missing}', which is not installed; install them with: npm install ${packages.join(' ')}`,
+      options,
+    )
+  }
+}
+
 /** A string that should have been a CID is not one, or names a hash this store cannot verify. */
 export class InvalidCidError extends CasError {
   static readonly code = 'ERR_CAS_INVALID_CID'

@@ -31,6 +31,6 @@ export { decodeStrict, encodeStrict, type StrictDecoder, type StrictMap, shape }
 export { cidFromDigest, cidOf, DAG_CBOR_CODEC, parseCid, RAW_CODEC } from './digest.js'
 export * from './errors.js'
 export type * from './interface.js'
-export { type OpenStoreOptions, openStore } from './open.js'
+export { type OpenStoreOptions, openStore, type S3ClientLike } from './open.js'
 export { assertValidRefName } from './refs.js'
 export { type BackendLocation, parseBackendUrl } from './url.js'

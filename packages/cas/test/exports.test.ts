@@ -23,6 +23,7 @@ it('exports a small, stable public surface', async () => {
       "RefCorruptError",
       "RefLockedError",
       "RefNotFoundError",
+      "S3SupportMissingError",
       "StorageError",
       "StoreTimeoutError",
       "StoreUnreachableError",
