@@ -28,19 +28,14 @@
  * const table = await compareRefs({ refs: ['sweep/lr0.01'], fields: ['prediction'], backend: './.dreamdb' })
  * ```
  */
+
+export type { AppendOptions, DatasetRecord } from './append.js'
 export { type TrainCodecOptions, trainEmbeddingCodec } from './codecs.js'
+export type { CompactOptions } from './compact.js'
 export { type AgreementMatrix, agreementMatrix, type CompareOptions, compareRefs } from './compare.js'
-export {
-  type AppendOptions,
-  type BackendOptions,
-  type CompactOptions,
-  Dataset,
-  type DatasetRecord,
-  type EmbeddingLayerInit,
-  type MigrateOptions,
-  type Sample,
-  type SearchHits,
-  type SearchOptions,
-} from './dataset.js'
+export { type BackendOptions, Dataset } from './dataset.js'
 export * from './errors.js'
 export type { BatchStream, IterOptions, ResumeState } from './iterate.js'
+export type { EmbeddingLayerInit, Sample } from './layers.js'
+export type { MigrateOptions } from './migrate.js'
+export type { SearchHits, SearchOptions } from './search.js'

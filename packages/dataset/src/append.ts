@@ -1,0 +1,141 @@
+import { encodeBucket, putEncodedBucket } from '@dreamdb/arrow'
+import type { AbortOptions } from '@dreamdb/cas'
+import type { BucketInput, Field } from '@dreamdb/manifest'
+import type { Dataset } from './dataset.js'
+import { InvalidOptionError, UnknownFieldError } from './errors.js'
+import { assertMessage, type DatasetInternals } from './internal.js'
+
+/** One record: a value per base field. */
+export type DatasetRecord = Record<string, unknown>
+
+export interface AppendOptions extends AbortOptions {
+  /**
+   * Records per bucket (one object per field per bucket). @default a power of two from 1 024
+   * to 8 192 that keeps a bucket's embeddings near 16 MiB (8 192 for 512-d float32)
+   */
+  bucketRecords?: number
+  /** Bytes of binary values per bucket, at most. @default 64 MiB */
+  bucketBytes?: number
+  message?: string
+}
+
+/**
+ * `Dataset.appendMany`: values are checked against the schema, encoded per field into
+ * objects of at most `bucketRecords` records, stored, then committed in one manifest.
+ */
+export async function appendMany(
+  ds: Dataset,
+  internals: DatasetInternals,
+  records: readonly DatasetRecord[],
+  options: AppendOptions,
+): Promise<string> {
+  const ref = internals.writableRef()
+  if (!Array.isArray(records) || records.length === 0) {
+    throw new InvalidOptionError(
+      'records',
+      Array.isArray(records) ? 'an empty list' : typeof records,
+      'append at least one record',
+    )
+  }
+  const fields = ds.manifest.schema.fields
+  const names = fields.map((f) => f.name)
+  records.forEach((record, i) => {
+    if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+      throw new InvalidOptionError(
+        `records[${i}]`,
+        record === null ? 'null' : Array.isArray(record) ? 'an array' : typeof record,
+        `a record is an object with a value for each of ${names.map((n) => `'${n}'`).join(', ')}`,
+      )
+    }
+    for (const key of Object.keys(record)) {
+      if (!names.includes(key)) throw new UnknownFieldError(key, names)
+    }
+    for (const name of names) {
+      if (!(name in record))
+        throw new InvalidOptionError(`records[${i}]`, Object.keys(record), `has no value for '${name}'`)
+    }
+  })
+  const perBucket = options.bucketRecords ?? defaultBucketRecords(fields)
+  const maxBytes = options.bucketBytes ?? 64 << 20
+  if (!Number.isSafeInteger(perBucket) || perBucket < 1)
+    throw new InvalidOptionError('bucketRecords', perBucket, 'must be an integer >= 1')
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
+    throw new InvalidOptionError('bucketBytes', maxBytes, 'must be an integer >= 1')
+  assertMessage(options.message)
+  const groups = splitIntoBuckets(records, fields, perBucket, maxBytes)
+  // Encode everything first: a bad value fails before anything is written.
+  const codecs = await internals.codecs(options)
+  const encoded = groups.map((group) =>
+    encodeBucket(
+      fields,
+      Object.fromEntries(fields.map((f) => [f.name, group.map((r) => r[f.name])])),
+      group.length,
+      codecs,
+    ),
+  )
+  const buckets: BucketInput[] = []
+  const now = Date.now()
+  for (const [g, group] of groups.entries()) {
+    const objects = await putEncodedBucket(ds.store, encoded[g]!, options)
+    const start = await ds.repository.mintAnchors(group.length, options)
+    buckets.push({
+      records: group.length,
+      anchorRanges: [{ start, count: group.length }],
+      timeMin: now,
+      timeMax: now,
+      fields: objects,
+    })
+  }
+  const result = await ds.repository.commit(
+    ref,
+    { kind: 'append', buckets },
+    {
+      ...options,
+      ...(options.message ? { message: options.message } : {}),
+    },
+  )
+  return await internals.moved(result.manifest, options)
+}
+
+/** Bytes of fixed-width values a default bucket aims at. */
+const BUCKET_TARGET_BYTES = 16 << 20
+
+/**
+ * Records per bucket when the caller does not say: as many as keep the embeddings near 16
+ * MiB, a power of two so that common batch sizes tile a bucket (an in-order batch inside
+ * one bucket is handed out without a copy), from 1 024 (metadata per record stays small) to
+ * 8 192 (a shuffled first batch reads little). Binary values are bounded by `bucketBytes`.
+ */
+export function defaultBucketRecords(fields: readonly Field[]): number {
+  const bytesPerRecord = fields.reduce((sum, f) => sum + (f.family === 'embedding' ? f.dim * 4 : 0), 0)
+  let records = 8192
+  while (records > 1024 && records * bytesPerRecord > BUCKET_TARGET_BYTES) records /= 2
+  return records
+}
+
+function splitIntoBuckets(
+  records: readonly DatasetRecord[],
+  fields: readonly Field[],
+  perBucket: number,
+  maxBytes: number,
+): DatasetRecord[][] {
+  const binary = fields.filter((f) => f.family === 'binary').map((f) => f.name)
+  const groups: DatasetRecord[][] = []
+  let current: DatasetRecord[] = []
+  let bytes = 0
+  for (const record of records) {
+    const size = binary.reduce(
+      (sum, name) => sum + ((record[name] as Uint8Array | undefined)?.byteLength ?? 0),
+      0,
+    )
+    if (current.length > 0 && (current.length >= perBucket || bytes + size > maxBytes)) {
+      groups.push(current)
+      current = []
+      bytes = 0
+    }
+    current.push(record)
+    bytes += size
+  }
+  if (current.length > 0) groups.push(current)
+  return groups
+}
