@@ -1,6 +1,8 @@
-# Sourced by the tools/*.sh entry points: puts a pinned pnpm on PATH without touching
-# the machine (it lives in a cache folder outside the repository) and sets shared paths.
-set -euo pipefail
+# Sourced by the tools/*.sh entry points, and usable in an interactive shell
+# (`source tools/env.sh`): puts a pinned pnpm on PATH without touching the machine (it lives
+# in a cache folder outside the repository) and sets shared paths. It leaves the caller's
+# shell options alone: the scripts that want `set -euo pipefail` set it themselves, and a
+# terminal that sources this must not close at its next failing command.
 DREAMDB_CACHE="${DREAMDB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dreamdb}"
 export DREAMDB_CACHE
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,8 +13,10 @@ if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm -v 2>/dev/null)" != "$PNPM_VER
   pnpm_dir="$DREAMDB_CACHE/pnpm-$PNPM_VERSION"
   if [ ! -x "$pnpm_dir/node_modules/.bin/pnpm" ]; then
     echo "dreamdb: installing pnpm $PNPM_VERSION into $pnpm_dir" >&2
-    mkdir -p "$pnpm_dir"
-    npm install --prefix "$pnpm_dir" --no-audit --no-fund --loglevel=error "pnpm@$PNPM_VERSION" >&2
+    # Without set -e here, a failed install must still stop a script that sources this.
+    mkdir -p "$pnpm_dir" &&
+      npm install --prefix "$pnpm_dir" --no-audit --no-fund --loglevel=error "pnpm@$PNPM_VERSION" >&2 ||
+      { echo "dreamdb: installing pnpm $PNPM_VERSION failed" >&2; return 1 2>/dev/null || exit 1; }
   fi
   export PATH="$pnpm_dir/node_modules/.bin:$PATH"
 fi

@@ -2,6 +2,7 @@
 # A Python virtual environment for the benchmarks' peers (pyarrow, pylance, torch, faiss,
 # lancedb), built once into the cache folder outside the repository. Prints the path of its
 # python. DREAMDB_PYTHON_VENV puts it elsewhere (an existing venv gets what it lacks).
+set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 VENV="${DREAMDB_PYTHON_VENV:-$DREAMDB_CACHE/venv}"
 REQUIREMENTS="$REPO_ROOT/bench/peers/requirements.txt"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's second command (and what .ci/run calls): install, lint, typecheck, build,
 # then run every test with a real MinIO server that this script builds and starts.
+set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$REPO_ROOT"
 pnpm install --frozen-lockfile --reporter=silent

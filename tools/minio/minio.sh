@@ -8,6 +8,7 @@
 #
 # With CI=true a MinIO that cannot be built or started fails the run; elsewhere CMD still
 # runs and the S3 suites report themselves as skipped.
+set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../env.sh"
 
 MINIO_BIN="$DREAMDB_CACHE/bin/minio"

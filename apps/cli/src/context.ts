@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs'
 import { openStore, parseBackendUrl, type Store } from '@dreamdb/cas'
 import { Repository } from '@dreamdb/manifest'
 import { CID } from 'multiformats/cid'
+import { readProjectConfig } from './config.js'
 import { BackendNotFoundError, UsageError } from './errors.js'
 import { colorFor, type Io, painter, type Style, toJson, write } from './io.js'
 
@@ -15,11 +16,20 @@ export interface GlobalOptions {
   json?: boolean
 }
 
+/** Where the backend URL came from. */
+export type BackendSource = 'flag' | 'env' | 'config' | 'default'
+
 export interface Context {
   io: Io
   signal: AbortSignal
-  /** The backend URL: --backend, else $DREAMDB_BACKEND, else ./.dreamdb. */
+  /**
+   * The backend URL: --backend, else $DREAMDB_BACKEND, else the project's `.dreamdb.json`
+   * (found by walking up from the current directory), else ./.dreamdb.
+   */
   backend: string
+  backendSource: BackendSource
+  /** The project config file that was found (whether or not it chose the backend). */
+  configPath: string | undefined
   /** Print JSON instead of text. */
   json: boolean
   /** Colour on stdout. */
@@ -38,11 +48,21 @@ export interface Context {
 
 export function makeContext(io: Io, signal: AbortSignal, options: GlobalOptions): Context {
   const color = colorFor(io.stdout, io.env, options.color !== false)
-  const backend = options.backend ?? (io.env.DREAMDB_BACKEND || DEFAULT_BACKEND)
+  const config = readProjectConfig(io.cwd)
+  const [backend, backendSource]: [string, BackendSource] =
+    options.backend !== undefined
+      ? [options.backend, 'flag']
+      : io.env.DREAMDB_BACKEND
+        ? [io.env.DREAMDB_BACKEND, 'env']
+        : config?.backend !== undefined
+          ? [config.backend, 'config']
+          : [DEFAULT_BACKEND, 'default']
   return {
     io,
     signal,
     backend,
+    backendSource,
+    configPath: config?.path,
     json: options.json === true,
     color,
     errColor: colorFor(io.stderr, io.env, options.color !== false),
@@ -60,13 +80,13 @@ export function makeContext(io: Io, signal: AbortSignal, options: GlobalOptions)
 export async function withRepository<T>(
   ctx: Context,
   fn: (repo: Repository, store: Store) => Promise<T>,
-  { create = false }: { create?: boolean } = {},
+  { create = false, createBucket = false }: { create?: boolean; createBucket?: boolean } = {},
 ): Promise<T> {
   const location = parseBackendUrl(ctx.backend, ctx.io.cwd)
   if (location.kind === 'fs' && !create && !existsSync(location.root)) {
     throw new BackendNotFoundError(location.root)
   }
-  const store = await openStore(ctx.backend, { cwd: ctx.io.cwd, signal: ctx.signal })
+  const store = await openStore(ctx.backend, { cwd: ctx.io.cwd, signal: ctx.signal, createBucket })
   try {
     return await fn(new Repository(store), store)
   } finally {

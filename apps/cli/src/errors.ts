@@ -22,9 +22,29 @@ export const EXIT = {
   unavailable: 75,
   /** A bug: an error without a DreamDB code. */
   internal: 70,
-  /** Interrupted (Ctrl-C). */
+  /** Interrupted (Ctrl-C, SIGINT): 128 + 2, as a shell reports a process killed by it. */
   interrupted: 130,
+  /** Terminated (SIGTERM, e.g. `kill` or a CI runner's timeout): 128 + 15. */
+  terminated: 143,
 } as const
+
+/** The signals the program stops on, and the exit code of each (128 + the signal's number). */
+export const SIGNAL_EXIT = { SIGINT: EXIT.interrupted, SIGTERM: EXIT.terminated } as const
+export type StopSignal = keyof typeof SIGNAL_EXIT
+
+/**
+ * The abort reason when the process receives SIGINT or SIGTERM. Named `AbortError` like the
+ * default reason, so that every layer that recognises an abort (and releases what it holds,
+ * e.g. ingest's lease) treats it as one; `signalName` picks the exit code.
+ */
+export class InterruptedError extends Error {
+  static readonly code = 'ERR_CLI_INTERRUPTED'
+  override readonly name = 'AbortError'
+  readonly code = InterruptedError.code
+  constructor(readonly signalName: StopSignal) {
+    super(signalName === 'SIGINT' ? 'interrupted' : `terminated (${signalName})`)
+  }
+}
 
 export abstract class CliError extends Error {
   abstract readonly code: string
@@ -67,6 +87,27 @@ export class BackendNotFoundError extends CliError {
       'create one with dreamdb init <name> --schema ..., or point --backend or DREAMDB_BACKEND at an existing store',
     )
   }
+}
+
+/** The project's `.dreamdb.json` cannot be read or is not what it should be. */
+export class ConfigError extends CliError {
+  static readonly code = 'ERR_CLI_BAD_CONFIG'
+  override readonly name = 'ConfigError'
+  readonly code = ConfigError.code
+  constructor(
+    readonly path: string,
+    problem: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${path} ${problem}`, 'fix or delete the file; --backend or DREAMDB_BACKEND override it', options)
+  }
+}
+
+/** A verb was given a field of the wrong family (`search --field label`: not an embedding). */
+export class FieldKindError extends CliError {
+  static readonly code = 'ERR_CLI_WRONG_FIELD_KIND'
+  override readonly name = 'FieldKindError'
+  readonly code = FieldKindError.code
 }
 
 /** An output file exists and `--force` was not given. */
@@ -177,10 +218,17 @@ export class AnchorNotFoundError extends CliError {
   readonly code = AnchorNotFoundError.code
 }
 
-/** Exit with a code and print nothing more (help, version). */
+/**
+ * Exit with a code and print nothing more: help and version (at once), or a verb that has
+ * printed its answer and reports it in its exit code (`diff --exit-code`, `inspect --verify`
+ * finding damage): `settled`, after stdout drains.
+ */
 export class ExitError extends Error {
   override readonly name = 'ExitError'
-  constructor(readonly exitCode: number) {
+  constructor(
+    readonly exitCode: number,
+    readonly settled = false,
+  ) {
     super(`exit ${exitCode}`)
   }
 }
@@ -243,8 +291,10 @@ const HINTS: Record<string, string> = {
   ERR_MANIFEST_INVALID_SCHEMA: 'dreamdb init --help shows the schema format',
   ERR_CAS_INVALID_URL:
     '--backend takes a folder, file:///abs/path, http(s)://host:port/<bucket> or s3://<bucket>',
-  ERR_CAS_BUCKET_NOT_FOUND: 'create the bucket first, or check the URL in --backend / DREAMDB_BACKEND',
-  ERR_CAS_ACCESS_DENIED: 'check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE',
+  ERR_CAS_BUCKET_NOT_FOUND:
+    'dreamdb init <name> --schema ... --create-bucket creates it; or check the bucket in --backend / DREAMDB_BACKEND / .dreamdb.json',
+  ERR_CAS_ACCESS_DENIED:
+    'set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (for MinIO: its root user and password or an access key), or AWS_PROFILE',
   ERR_CAS_STORAGE: 'check that the backend is reachable and writable',
   ERR_CAS_INTEGRITY: 'the store is damaged: an object does not match its CID; restore it from a copy',
   ERR_CAS_NOT_FOUND: 'the store is missing an object this state references; restore it from a copy',
@@ -268,19 +318,36 @@ export interface Classified {
   internal: boolean
 }
 
+/**
+ * The prefixes of DreamDB's own error codes (one per package). Node's own codes also start
+ * with `ERR_` (`ERR_INVALID_ARG_TYPE`, `ERR_STREAM_PREMATURE_CLOSE`): those are bugs of ours,
+ * not something the user did, so they are internal (exit 70, stack with DREAMDB_DEBUG).
+ */
+const OWN_CODE = /^ERR_(CLI|CAS|MANIFEST|DATASET|ARROW|VECTOR|INGEST|BRIDGE)_[A-Z0-9_]+$/
+
 function codeOf(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code
-  return typeof code === 'string' && code.startsWith('ERR_') ? code : undefined
+  return typeof code === 'string' && OWN_CODE.test(code) ? code : undefined
+}
+
+/** The signal behind an abort: the reason given by the program's signal handler, if any. */
+function interruption(error: unknown): InterruptedError | undefined {
+  for (let e = error, depth = 0; e != null && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof InterruptedError) return e
+  }
+  return undefined
 }
 
 /** Map any thrown value to what the user sees and the exit code. */
 export function classify(error: unknown): Classified {
   const message = error instanceof Error ? error.message : String(error)
   if ((error as { name?: string } | null)?.name === 'AbortError') {
+    // Node's own AbortError carries the signal's reason as its cause.
+    const by = interruption(error)
     return {
-      exitCode: EXIT.interrupted,
-      code: 'ERR_CLI_INTERRUPTED',
-      message: 'interrupted',
+      exitCode: by ? SIGNAL_EXIT[by.signalName] : EXIT.interrupted,
+      code: InterruptedError.code,
+      message: by?.message ?? 'interrupted',
       hint: undefined,
       internal: false,
     }
@@ -297,7 +364,7 @@ export function classify(error: unknown): Classified {
   }
   const own = error instanceof CliError ? error.hint : undefined
   const exitCode =
-    code === UsageError.code
+    code === UsageError.code || code === FieldKindError.code
       ? EXIT.usage
       : NOT_FOUND.has(code)
         ? EXIT.notFound

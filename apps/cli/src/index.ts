@@ -12,9 +12,10 @@
  */
 import { EXIT } from './errors.js'
 import { main } from './main.js'
+import { quietProcess, stopOnSignals } from './process.js'
 
-const controller = new AbortController()
-process.once('SIGINT', () => controller.abort())
+quietProcess(process)
+const controller = stopOnSignals(process)
 // `dreamdb export ... --out - | head`: a closed pipe is the reader saying it has enough.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   if (error.code === 'EPIPE') process.exit(EXIT.ok)

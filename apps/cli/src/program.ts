@@ -43,12 +43,17 @@ const EXIT_CODES = `Exit codes:
   75  unavailable: the store did not answer in time or cannot be reached (ERR_CAS_TIMEOUT,
       ERR_CAS_UNREACHABLE, ERR_CAS_OUTCOME_UNKNOWN, ERR_MANIFEST_COMMIT_UNKNOWN); run it
       again later (after a write of unknown outcome, check dreamdb log first)
-  130 interrupted
+  130 interrupted (Ctrl-C, SIGINT); 143 terminated (SIGTERM)
+  diff --exit-code exits 1 when the states differ, like git diff --exit-code
 
-Errors are one line on stderr: dreamdb: <CODE>: <message>  (hint: <what to do>)
+Errors are one line on stderr: dreamdb: <CODE>: <message>  (hint: <what to do>); with
+--json, also a document on stdout: {"format":"dreamdb.error/1","error":{"code","message",...}}
+
+The backend: --backend, else $DREAMDB_BACKEND, else "backend" in the project's .dreamdb.json
+(the nearest one at or above the current directory; dreamdb init writes it), else ${DEFAULT_BACKEND}.
 
 Environment:
-  DREAMDB_BACKEND  the backend when --backend is not given (default ${DEFAULT_BACKEND})
+  DREAMDB_BACKEND  the backend when --backend is not given
   NO_COLOR         set to anything to turn colour off (it is only ever used on a terminal)
   DREAMDB_DEBUG    set to 1 to print the stack of an internal error
   DREAMDB_S3_TIMEOUT_MS, DREAMDB_S3_CONNECT_TIMEOUT_MS, DREAMDB_S3_ATTEMPTS
@@ -108,10 +113,12 @@ export function buildProgram(io: Io, signal: AbortSignal): Command {
     .version(VERSION, '-V, --version')
     .option(
       '--backend <url>',
-      `where the data lives: a folder, file:///abs/path, http(s)://host:port/<bucket>[/<prefix>], s3://<bucket> (default: $DREAMDB_BACKEND or ${DEFAULT_BACKEND})`,
+      `where the data lives: a folder, file:///abs/path, http(s)://host:port/<bucket>[/<prefix>], s3://<bucket> (default: $DREAMDB_BACKEND, else the project's .dreamdb.json, else ${DEFAULT_BACKEND})`,
     )
     .option('--no-color', 'no colour even on a terminal (NO_COLOR does the same)')
     .showSuggestionAfterError(true)
+    // Each verb's --help lists --backend and --no-color too (they work before or after the verb).
+    .configureHelp({ showGlobalOptions: true })
     .addHelpText(
       'after',
       `${examples(
@@ -134,20 +141,33 @@ export function buildProgram(io: Io, signal: AbortSignal): Command {
       '--schema <json|file>',
       'the fields, as inline JSON or a JSON file: [{"name":..., "family":"binary"|"embedding"|"scalar", ...}] or {"fields":[...]}',
     )
+    .option('--create-bucket', 'S3: create the bucket if it does not exist (needs s3:CreateBucket)')
+    .option(
+      '--no-save-config',
+      `do not record the backend as the project default in ./.dreamdb.json (it is written when no project config exists yet)`,
+    )
     .addOption(json())
     .addHelpText(
       'after',
       `${examples(
         `dreamdb init corpus --schema '[{"name":"image","family":"binary","media":"image"},{"name":"embedding","family":"embedding","dim":512},{"name":"label","family":"scalar","kind":"categorical"},{"name":"split","family":"scalar","kind":"categorical"}]'`,
-        'dreamdb init corpus --schema schema.json --backend http://127.0.0.1:9000/datasets',
+        'dreamdb init corpus --schema schema.json --backend http://127.0.0.1:9000/datasets --create-bucket',
       )}
+The backend it was given becomes the project's default: init writes ./.dreamdb.json
+({"backend": "..."}) unless a .dreamdb.json is found at or above the current directory, and
+later verbs run here or below use it without --backend (--backend and DREAMDB_BACKEND win).
+
 Field families:
   binary     {"name":"image","family":"binary","media":"image"|"video"|"audio"|"bytes"}
   embedding  {"name":"embedding","family":"embedding","dim":512, "metric":"cosine"|"l2"|"ip"}
   scalar     {"name":"label","family":"scalar","kind":"categorical"|"string"|"int"|"float"|"bool"|"timestamp"}
 `,
     )
-    .action(action((ctx, name: string, options: { schema: string }) => init(ctx, name, options)))
+    .action(
+      action((ctx, name: string, options: { schema: string; createBucket?: boolean; saveConfig?: boolean }) =>
+        init(ctx, name, options),
+      ),
+    )
 
   program
     .command('ingest')
@@ -409,12 +429,17 @@ was killed is taken over at once on the same host, and after it expires elsewher
     )
     .argument('<a>', 'a ref or manifest CID')
     .argument('<b>', 'a ref or manifest CID')
+    .option('--exit-code', 'exit 1 when the states differ, 0 when they do not (as git diff --exit-code)')
     .addOption(json())
     .addHelpText(
       'after',
-      examples('dreamdb diff prep-v1 corpus', 'dreamdb diff sweep-baseline sweep/lr0.01 --json'),
+      examples(
+        'dreamdb diff prep-v1 corpus',
+        'dreamdb diff sweep-baseline sweep/lr0.01 --json',
+        'dreamdb diff prod-1 corpus --exit-code > /dev/null || echo "corpus moved since prod-1"',
+      ),
     )
-    .action(action((ctx, a: string, b: string) => diff(ctx, a, b)))
+    .action(action((ctx, a: string, b: string, options: { exitCode?: boolean }) => diff(ctx, a, b, options)))
 
   program
     .command('head')

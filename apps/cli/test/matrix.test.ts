@@ -12,7 +12,7 @@ import {
   percent,
   plainLines,
 } from '../src/render/matrix.js'
-import { MatrixView } from '../src/render/matrix-view.js'
+import { HEAT_COLORS, MatrixView } from '../src/render/matrix-view.js'
 
 const LRS = ['0.001', '0.003', '0.01', '0.03', '0.1', '0.3', '1']
 const BATCHES = ['128', '512', '2048']
@@ -87,6 +87,20 @@ describe('layoutAgreement at 80 columns', () => {
     expect(lines.join('\n')).toContain('--json has every pair')
   })
 
+  it.each([80, 60, 45])('the fallback explanation wraps at words, none cut, at %i columns', (width) => {
+    const lines = plainLines(layoutAgreement(sweep(30), { width }))
+    expect(widest(lines)).toBeLessThanOrEqual(width)
+    const start = lines.findIndex((l) => l.startsWith('too many refs'))
+    const end = lines.findIndex((l, i) => i >= start && l.endsWith('pair)'))
+    expect(start).toBeGreaterThan(0)
+    expect(end).toBeGreaterThanOrEqual(start)
+    const sentence = lines.slice(start, end + 1)
+    for (const line of sentence) expect(line).not.toContain('…')
+    expect(sentence.join(' ')).toBe(
+      `too many refs for a ${width}-column matrix; extremes follow (--json has every pair)`,
+    )
+  })
+
   it('uses the room it has: 16 refs drop the glyphs, 20 refs fit 120 columns', () => {
     const sixteen = layoutAgreement(sweep(16), { width: 80 })
     expect(sixteen.mode).toBe('matrix')
@@ -130,6 +144,13 @@ describe('helpers', () => {
 })
 
 describe('the Ink view', () => {
+  it('colours the five heat levels with five different hues (not two shades of one)', () => {
+    const hue = (name: string) => name.replace(/Bright$/, '')
+    const hues = Object.values(HEAT_COLORS).map((c) => hue(c.bg))
+    expect(new Set(hues).size).toBe(5)
+    expect(hue(HEAT_COLORS[1].bg)).not.toBe(hue(HEAT_COLORS[2].bg))
+  })
+
   it('renders the same lines as the plain output', () => {
     const layout = layoutAgreement(sweep(12), { width: 80 })
     const { lastFrame, unmount } = render(createElement(MatrixView, { layout, color: false }))

@@ -2,6 +2,7 @@ import { parseCid, type Store } from '@dreamdb/cas'
 import { Dataset } from '@dreamdb/dataset'
 import { type Inspection, inspect as inspectState, type LogEntry, log } from '@dreamdb/manifest'
 import { type Context, sourceOf, withRepository } from '../context.js'
+import { CliError } from '../errors.js'
 import { formatBytes, formatTime } from '../render/text.js'
 import { describeChange, historyLines } from './log.js'
 
@@ -14,9 +15,19 @@ export interface SplitCounts {
   counts: Record<string, number>
 }
 
+export interface BadObject {
+  cid: string
+  /** `ERR_CAS_INTEGRITY` (its bytes do not match the CID) or `ERR_CAS_NOT_FOUND` (missing). */
+  code: string
+  message: string
+}
+
 export interface Verification {
+  /** Objects read back and verified. */
   objects: number
   bytes: number
+  /** Every object that is missing or does not match its CID (empty when the state is whole). */
+  bad: BadObject[]
 }
 
 export interface InspectResult extends Inspection {
@@ -55,18 +66,44 @@ async function countSplits(store: Store, manifest: string, signal: AbortSignal):
   return { field: SPLIT_FIELD, counts: Object.fromEntries(sorted) }
 }
 
-/** Read every object back; the store checks each against its CID. */
+const DAMAGE = new Set(['ERR_CAS_INTEGRITY', 'ERR_CAS_NOT_FOUND'])
+
+/**
+ * Read every object back; the store checks each against its CID. A missing or corrupt object
+ * is noted and the reading goes on after it, so an audit names all the damage at once.
+ */
 async function verifyObjects(store: Store, cids: string[], signal: AbortSignal): Promise<Verification> {
   let objects = 0
   let bytes = 0
-  for await (const got of store.getMany(
-    cids.map((c) => parseCid(c)),
-    { signal },
-  )) {
-    objects++
-    bytes += got.bytes.byteLength
+  const bad: BadObject[] = []
+  // getMany yields in input order: when it fails, the object at `next` is the one that failed.
+  for (let next = 0; next < cids.length; ) {
+    try {
+      for await (const got of store.getMany(
+        cids.slice(next).map((c) => parseCid(c)),
+        { signal },
+      )) {
+        next++
+        objects++
+        bytes += got.bytes.byteLength
+      }
+    } catch (error) {
+      const code = (error as { code?: unknown }).code
+      if (typeof code !== 'string' || !DAMAGE.has(code)) throw error
+      bad.push({ cid: cids[next]!, code, message: (error as Error).message })
+      next++
+    }
   }
-  return { objects, bytes }
+  return { objects, bytes, bad }
+}
+
+/** `inspect --verify` found damage: its report is printed; this is the exit code and the line on stderr. */
+export class DamagedStateError extends CliError {
+  static readonly code = 'ERR_CLI_DAMAGED'
+  override readonly name = 'DamagedStateError'
+  readonly code = DamagedStateError.code
+  /** The report (text or JSON) is already on stdout. */
+  readonly reported = true
 }
 
 function describeField(field: Record<string, unknown>): string {
@@ -112,8 +149,15 @@ export async function inspect(ctx: Context, ref: string, options: InspectOptions
       pointingInto,
       verified,
     }
-    if (ctx.json) return await ctx.outJson('inspect', result)
-    await printInspection(ctx, ref, result, options.history ?? 10)
+    if (ctx.json) await ctx.outJson('inspect', result)
+    else await printInspection(ctx, ref, result, options.history ?? 10)
+    if (verified && verified.bad.length > 0) {
+      const missing = verified.bad.filter((b) => b.code === 'ERR_CAS_NOT_FOUND').length
+      throw new DamagedStateError(
+        `${verified.bad.length} of ${inspection.objects.length} objects of ${ref} are damaged: ${verified.bad.length - missing} corrupt, ${missing} missing`,
+        'the store is damaged; restore those objects from a copy (dreamdb fsck checks every ref)',
+      )
+    }
   })
 }
 
@@ -175,12 +219,22 @@ async function printInspection(ctx: Context, asked: string, r: InspectResult, hi
   await row(
     'objects',
     `${r.objects.length} referenced${objectBytes ? ` (${formatBytes(objectBytes)} of data)` : ''}${
-      r.verified
-        ? paint(
-            'green',
-            `, all ${r.verified.objects} read back and verified (${formatBytes(r.verified.bytes)})`,
-          )
-        : ''
+      r.verified === null
+        ? ''
+        : r.verified.bad.length === 0
+          ? paint(
+              'green',
+              `, all ${r.verified.objects} read back and verified (${formatBytes(r.verified.bytes)})`,
+            )
+          : paint(
+              'red',
+              `, ${r.verified.objects} verified (${formatBytes(r.verified.bytes)}), ${r.verified.bad.length} damaged:`,
+            )
     }`,
   )
+  for (const bad of r.verified?.bad ?? []) {
+    await ctx.out(
+      `${pad}${paint('red', bad.code === 'ERR_CAS_NOT_FOUND' ? 'missing' : 'corrupt')} ${bad.cid}`,
+    )
+  }
 }

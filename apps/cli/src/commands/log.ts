@@ -1,6 +1,6 @@
 import { type Change, type LogEntry, log as manifestLog } from '@dreamdb/manifest'
 import { type Context, withRepository } from '../context.js'
-import { formatTime } from '../render/text.js'
+import { formatTime, shortCid } from '../render/text.js'
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
 
@@ -39,7 +39,7 @@ export function historyLines(ctx: Context, entries: LogEntry[], indent = ''): st
   for (const entry of entries) {
     const refs = entry.refs.map((r) => `${r.name} (${r.kind})`).join(', ')
     lines.push(
-      `${indent}${ctx.paint('yellow', entry.manifest)}${refs ? `  ${ctx.paint('cyan', `<- ${refs}`)}` : ''}`,
+      `${indent}${ctx.paint('yellow', shortCid(entry.manifest))}${refs ? `  ${ctx.paint('cyan', `<- ${refs}`)}` : ''}`,
     )
     lines.push(
       `${indent}  ${formatTime(entry.timestamp)}  ${describeChange(entry.change)}  (${plural(entry.records, 'record')} in total)`,

@@ -1,5 +1,5 @@
 import { type Context, withRepository } from '../context.js'
-import { table } from '../render/text.js'
+import { shortCid, table } from '../render/text.js'
 
 export interface RefRow {
   name: string
@@ -51,7 +51,9 @@ export async function refs(ctx: Context, prefix: string | undefined): Promise<vo
       [
         ['NAME', 'KIND', 'RECORDS', 'MANIFEST'],
         ...rows.map((r) =>
-          r.damaged ? [r.name, 'damaged', '-', r.code] : [r.name, r.kind, String(r.records), r.manifest],
+          r.damaged
+            ? [r.name, 'damaged', '-', r.code]
+            : [r.name, r.kind, String(r.records), shortCid(r.manifest)],
         ),
       ],
       { right: [2], header: (t) => ctx.paint('bold', t) },

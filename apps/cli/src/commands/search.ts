@@ -1,7 +1,7 @@
 import type { Dataset, SearchOptions } from '@dreamdb/dataset'
 import type { Field } from '@dreamdb/manifest'
 import { type Context, withRepository } from '../context.js'
-import { AnchorNotFoundError, UsageError } from '../errors.js'
+import { AnchorNotFoundError, FieldKindError, UsageError } from '../errors.js'
 import { table } from '../render/text.js'
 import { displayValue, plainValue } from '../render/values.js'
 import { fieldsOf, openSource, pickFields } from './head.js'
@@ -175,6 +175,16 @@ export async function search(ctx: Context, ref: string, options: SearchCommandOp
     const known = fieldsOf(ds.manifest)
     const field = ds.manifest.schema.fields.find((f) => f.name === options.field)
     pickFields(known, [options.field])
+    const family = known.get(options.field)?.family
+    if (family !== 'embedding') {
+      const embeddings = [...known.values()].filter((f) => f.family === 'embedding').map((f) => f.name)
+      throw new FieldKindError(
+        `search --field '${options.field}' is a ${family} field; search compares embedding vectors`,
+        embeddings.length > 0
+          ? `the embedding fields of ${ref}: ${embeddings.join(', ')}`
+          : `${ref} has no embedding field`,
+      )
+    }
     const filter = options.filter !== undefined ? parseFilter(options.filter, known) : undefined
     const shown = pickFields(
       known,

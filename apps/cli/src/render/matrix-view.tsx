@@ -5,15 +5,18 @@ import { Box, Text } from 'ink'
 import type { HeatLevel, Line, MatrixLayout } from './matrix.js'
 
 /**
- * Red to green through yellow, in the 16 colours every terminal has (hex colours fall back
- * to whatever is nearest, which can merge neighbouring levels).
+ * Five hues that no terminal palette confuses, in the 16 colours every terminal has (hex
+ * colours fall back to whatever is nearest, which can merge neighbouring levels): red for
+ * disagreement, green for agreement, and between them magenta, yellow and cyan. Two shades
+ * of one hue (yellow and yellowBright) looked the same on common palettes. The glyphs
+ * (· ░ ▒ ▓ █) carry the level too.
  */
-const HEAT_COLORS: Record<HeatLevel, { bg: string; fg: string }> = {
+export const HEAT_COLORS: Record<HeatLevel, { bg: string; fg: string }> = {
   0: { bg: 'red', fg: 'whiteBright' },
-  1: { bg: 'yellow', fg: 'black' },
-  2: { bg: 'yellowBright', fg: 'black' },
-  3: { bg: 'greenBright', fg: 'black' },
-  4: { bg: 'green', fg: 'whiteBright' },
+  1: { bg: 'magenta', fg: 'whiteBright' },
+  2: { bg: 'yellow', fg: 'black' },
+  3: { bg: 'cyan', fg: 'black' },
+  4: { bg: 'green', fg: 'black' },
 }
 
 export interface MatrixViewProps {

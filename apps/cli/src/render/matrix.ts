@@ -117,10 +117,31 @@ export function layoutAgreement(input: MatrixInput, options: LayoutOptions = {})
   return pairsLayout(input, width, options.pairs ?? 5)
 }
 
+/** Break `text` into lines of at most `width` at spaces (a word longer than a line is cut in its middle). */
+export function wrapWords(text: string, width: number): string[] {
+  const lines: string[] = []
+  let line = ''
+  for (const word of text.split(/\s+/).filter((w) => w !== '')) {
+    const piece = middle(word, width)
+    if (line === '') line = piece
+    else if (line.length + 1 + piece.length <= width) line += ` ${piece}`
+    else {
+      lines.push(line)
+      line = piece
+    }
+  }
+  if (line !== '') lines.push(line)
+  return lines
+}
+
+/** Sentences wrap at words rather than losing their middle. */
+const prose = (text: string, width: number, style: Omit<Segment, 'text'>): Line[] =>
+  wrapWords(text, width).map((t) => [{ text: t, ...style }])
+
 function title(input: MatrixInput, width: number): Line[] {
   return [
     [{ text: middle(`'${input.field}' agreement across ${input.refs.length} refs`, width), strong: true }],
-    [{ text: middle('cells: % of the records both refs have a value for that agree', width), dim: true }],
+    ...prose('cells: % of the records both refs have a value for that agree', width, { dim: true }),
   ]
 }
 
@@ -135,7 +156,10 @@ function legendLine(width: number): Line {
   return fit(line, width)
 }
 
-/** Drop trailing text so the line fits. */
+/**
+ * Drop trailing segments so the line fits: whole segments, so no word is cut (only a first
+ * segment wider than the line is shortened).
+ */
 function fit(line: Line, width: number): Line {
   const out: Line = []
   let used = 0
@@ -144,8 +168,7 @@ function fit(line: Line, width: number): Line {
       out.push(segment)
       used += segment.text.length
     } else {
-      const room = width - used
-      if (room > 0) out.push({ ...segment, text: segment.text.slice(0, room) })
+      if (out.length === 0) out.push({ ...segment, text: middle(segment.text, width) })
       break
     }
   }
@@ -217,15 +240,11 @@ function pairsLayout(input: MatrixInput, width: number, k: number): MatrixLayout
   // Ties break by ref order, so the output is stable.
   pairs.sort((a, b) => b.share - a.share || a.i - b.i || a.j - b.j)
   const lines: Line[] = title(input, width)
-  lines.push([
-    {
-      text: middle(
-        `too many refs for a ${width}-column matrix; the extremes follow (--json has every pair)`,
-        width,
-      ),
+  lines.push(
+    ...prose(`too many refs for a ${width}-column matrix; extremes follow (--json has every pair)`, width, {
       dim: true,
-    },
-  ])
+    }),
+  )
   const showAll = pairs.length <= 2 * k
   const sections: [string, Pair[]][] = showAll
     ? [['pairs, most agreeing first', pairs]]

@@ -17,6 +17,15 @@ export function formatTime(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z')
 }
 
+/**
+ * A CID as people read it, like git's short hashes: the first 16 characters
+ * (`bafyrei` + 9 of the digest), so that `refs` and `log` fit 80 columns. `--json` and
+ * `inspect` give the whole CID, which is what other verbs take.
+ */
+export function shortCid(cid: string): string {
+  return cid.length > 16 ? cid.slice(0, 16) : cid
+}
+
 /** Shorten `text` to `max` characters, cutting in the middle (`sweep/lp…bs128`). */
 export function truncateMiddle(text: string, max: number): string {
   if (text.length <= max) return text
