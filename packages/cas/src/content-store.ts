@@ -1,6 +1,7 @@
+import { LRUCache } from 'lru-cache'
 import type { CID } from 'multiformats/cid'
 import { type Backend, NotFoundSignal } from './backends/backend.js'
-import { jitteredBackoff, mapOrdered, sleep } from './concurrency.js'
+import { mapOrdered, retry } from './concurrency.js'
 import { asSha256Cid, cidFromDigest, equalBytes, RAW_CODEC, Sha256, sha256, toHex } from './digest.js'
 import {
   CasError,
@@ -50,6 +51,18 @@ export const VERIFY_ON_DEDUP_BYTES = 64 << 10
 const MAX_SUSPECTS = 4096
 /** How often a conditional write is retried after a server-side conflict (S3's 409). */
 const MAX_TRANSIENT_RETRIES = 8
+/**
+ * Retries of a ref write or delete: after a conflict that left the ref at the version the
+ * caller expected (a server-side race, S3's 409), never after anything else. A short
+ * randomized backoff spreads writers that collided apart.
+ */
+const transientConflicts = (signal: AbortSignal | undefined) => ({
+  attempts: MAX_TRANSIENT_RETRIES + 1,
+  retryable: (error: unknown) =>
+    error instanceof RefConflictError && error.actualVersion === error.expectedVersion,
+  backoff: { minMs: 5, maxMs: 500 },
+  signal,
+})
 
 /**
  * Whether a failed write may have been applied by the server: it was sent and no refusal
@@ -74,8 +87,8 @@ export class ContentStore implements Store {
   readonly url: string
   readonly #backend: Backend
   #conditionalWritesChecked: Promise<void> | undefined
-  /** Digests whose stored objects failed verification on a read, oldest first. */
-  readonly #suspects = new Set<string>()
+  /** Digests whose stored objects failed verification on a read (the most recent MAX_SUSPECTS). */
+  readonly #suspects = new LRUCache<string, true>({ max: MAX_SUSPECTS })
 
   constructor(backend: Backend) {
     this.#backend = backend
@@ -168,11 +181,7 @@ export class ContentStore implements Store {
 
   /** Remember a digest whose stored object failed verification, for the next put of it. */
   #suspect(cid: CID): void {
-    if (this.#suspects.size >= MAX_SUSPECTS) {
-      const oldest = this.#suspects.values().next().value
-      if (oldest !== undefined) this.#suspects.delete(oldest)
-    }
-    this.#suspects.add(toHex(cid.multihash.digest))
+    this.#suspects.set(toHex(cid.multihash.digest), true)
   }
 
   async get(cid: CID, options: AbortOptions & ProgressOptions = {}): Promise<Uint8Array> {
@@ -383,8 +392,7 @@ export class ContentStore implements Store {
     assertValidRefName(name)
     const { signal } = options
     await this.#ensureConditionalWrites(signal)
-    for (let attempt = 0; ; attempt++) {
-      signal?.throwIfAborted()
+    await retry(async () => {
       const result = await this.#storage(
         'delete ref',
         name,
@@ -395,13 +403,9 @@ export class ContentStore implements Store {
       if (result.reason === 'missing') throw new RefNotFoundError(name, this.url)
       const current = await this.readRef(name, { signal })
       if (current === undefined) throw new RefNotFoundError(name, this.url)
-      // A conflict with the ref still at the expected version is a transient server-side
-      // race (S3's 409); anything else means the ref moved.
-      if (current.version !== expectedVersion || attempt >= MAX_TRANSIENT_RETRIES) {
-        throw new RefConflictError(name, expectedVersion, current.version, this.url)
-      }
-      await sleep(jitteredBackoff(attempt), signal)
-    }
+      // Still at the expected version: a transient server-side race, retried (above).
+      throw new RefConflictError(name, expectedVersion, current.version, this.url)
+    }, transientConflicts(signal))
   }
 
   async *listRefs(prefix = '', options: AbortOptions = {}): AsyncIterable<string> {
@@ -441,8 +445,7 @@ export class ContentStore implements Store {
     const txn = newTxn()
     const body = encodeRefEnvelope({ generation, txn, value })
     const key = refKey(name)
-    for (let attempt = 0; ; attempt++) {
-      signal?.throwIfAborted()
+    return await retry(async () => {
       let result: Awaited<ReturnType<Backend['writeBlob']>>
       try {
         result = await this.#backend.writeBlob(key, body, expectedVersion, signal)
@@ -472,13 +475,10 @@ export class ContentStore implements Store {
       if (result.reason === 'missing' || (expectedVersion !== null && current === undefined)) {
         throw new RefNotFoundError(name, this.url)
       }
-      const unchanged =
-        expectedVersion === null ? current === undefined : current?.version === expectedVersion
-      if (!unchanged || attempt >= MAX_TRANSIENT_RETRIES) {
-        throw new RefConflictError(name, expectedVersion, current?.version ?? null, this.url)
-      }
-      await sleep(jitteredBackoff(attempt), signal)
-    }
+      // Still at the expected version (absent, for a create): a transient server-side race,
+      // retried (above); moved: a conflict for the caller.
+      throw new RefConflictError(name, expectedVersion, current?.version ?? null, this.url)
+    }, transientConflicts(signal))
   }
 
   async #ownWrite(name: string, txn: string, signal: AbortSignal | undefined): Promise<RefEntry | undefined> {

@@ -37,7 +37,6 @@ it('exports a small, stable public surface', async () => {
       "parseBackendUrl",
       "parseCid",
       "shape",
-      "sleep",
     ]
   `)
 })

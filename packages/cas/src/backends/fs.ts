@@ -15,7 +15,8 @@ import {
 } from 'node:fs/promises'
 import { availableParallelism, hostname } from 'node:os'
 import { dirname, join } from 'node:path'
-import { sleep } from '../concurrency.js'
+import pLimit, { type LimitFunction } from 'p-limit'
+import { retry } from '../concurrency.js'
 import { sha256, toHex } from '../digest.js'
 import { RefLockedError } from '../errors.js'
 import type { ReadSink } from '../hashing.js'
@@ -56,6 +57,13 @@ const LOCK_SUFFIX = '.lock'
 const GC_TRASH_PREFIX = 'gc-'
 /** Marks a ref body being written next to its ref; never listed, never read. */
 const TEMP_INFIX = '.tmp-'
+
+/** A ref lock someone else holds, or one we just broke as abandoned: try to take it again. */
+class LockTaken extends Error {
+  constructor(readonly by: 'held' | 'broken') {
+    super(`the ref lock is ${by}`)
+  }
+}
 
 /** What a lock file says about its owner (format 2). Older locks hold `{host, pid, at}`. */
 interface LockOwner {
@@ -249,11 +257,11 @@ export class FsBackend implements Backend {
   readonly description: string
   readonly #root: string
   /**
-   * Ref operations of this process, chained per ref: writers of one process queue here
-   * instead of meeting at the lock file, so two of them can never both judge the same
-   * abandoned lock and break each other's fresh one.
+   * Ref operations of this process, one at a time per ref (a limit of 1 each): writers of one
+   * process queue here instead of meeting at the lock file, so two of them can never both
+   * judge the same abandoned lock and break each other's fresh one.
    */
-  readonly #refQueues = new Map<string, Promise<unknown>>()
+  readonly #refQueues = new Map<string, LimitFunction>()
 
   /** Where large objects are read and hashed; `undefined` reads everything on the caller's thread. */
   readonly #threads: ReadThreads | undefined
@@ -268,14 +276,19 @@ export class FsBackend implements Backend {
     return join(this.#root, ...key.split('/'))
   }
 
-  async readObject(key: string, sink: ReadSink, signal?: AbortSignal): Promise<boolean> {
-    let handle: number
+  /** A descriptor of an object file open for reading, or `undefined` when there is no such file. */
+  async #openObject(key: string): Promise<number | undefined> {
     try {
-      handle = await fd.open(this.#path(key))
+      return await fd.open(this.#path(key))
     } catch (error) {
-      if (isErrno(error, 'ENOENT')) return false
+      if (isErrno(error, 'ENOENT')) return undefined
       throw error
     }
+  }
+
+  async readObject(key: string, sink: ReadSink, signal?: AbortSignal): Promise<boolean> {
+    const handle = await this.#openObject(key)
+    if (handle === undefined) return false
     try {
       const size = await fd.size(handle)
       if (size >= THREAD_READ_MIN_BYTES && sink.hashed !== undefined && this.#threads !== undefined) {
@@ -326,13 +339,8 @@ export class FsBackend implements Backend {
     signal?: AbortSignal,
   ): Promise<Uint8Array | undefined | { outOfRange: true; size: number }> {
     signal?.throwIfAborted()
-    let handle: number
-    try {
-      handle = await fd.open(this.#path(key))
-    } catch (error) {
-      if (isErrno(error, 'ENOENT')) return undefined
-      throw error
-    }
+    const handle = await this.#openObject(key)
+    if (handle === undefined) return undefined
     try {
       const size = await fd.size(handle)
       if (offset + length > size) return { outOfRange: true, size }
@@ -632,13 +640,19 @@ export class FsBackend implements Backend {
     signal: AbortSignal | undefined,
     fn: (stillHeld: () => Promise<boolean>) => Promise<T>,
   ): Promise<T> {
-    const previous = this.#refQueues.get(path) ?? Promise.resolve()
-    const turn = previous.catch(() => {}).then(() => this.#underFileLock(refName, path, signal, fn))
-    const settled = turn.catch(() => {})
-    this.#refQueues.set(path, settled)
-    void settled.then(() => {
-      if (this.#refQueues.get(path) === settled) this.#refQueues.delete(path)
-    })
+    let queue = this.#refQueues.get(path)
+    if (queue === undefined) {
+      queue = pLimit(1)
+      this.#refQueues.set(path, queue)
+    }
+    const turn = queue(() => this.#underFileLock(refName, path, signal, fn))
+    // p-limit counts a call done before its caller hears of it: an idle queue is dropped here.
+    void turn
+      .catch(() => {})
+      .then(() => {
+        if (queue.activeCount === 0 && queue.pendingCount === 0 && this.#refQueues.get(path) === queue)
+          this.#refQueues.delete(path)
+      })
     return turn
   }
 
@@ -661,20 +675,27 @@ export class FsBackend implements Backend {
     })
     let ours: number
     try {
-      for (let attempt = 0; ; attempt++) {
-        signal?.throwIfAborted()
-        try {
-          await linkLock(staged, lockPath)
-          ours = (await stat(lockPath)).ino
-          break
-        } catch (error) {
-          if (!isErrno(error, 'EEXIST')) throw error
-        }
-        if (await judge.breakIfAbandoned(lockPath)) continue
-        const waited = Date.now() - started
-        if (waited > LOCK_WAIT_MS) throw new RefLockedError(refName, lockPath, waited)
-        await sleep(Math.random() * Math.min(50, 1 + attempt), signal)
-      }
+      ours = await retry(
+        async () => {
+          try {
+            await linkLock(staged, lockPath)
+            return (await stat(lockPath)).ino
+          } catch (error) {
+            if (!isErrno(error, 'EEXIST')) throw error
+          }
+          if (await judge.breakIfAbandoned(lockPath)) throw new LockTaken('broken')
+          const waited = Date.now() - started
+          if (waited > LOCK_WAIT_MS) throw new RefLockedError(refName, lockPath, waited)
+          throw new LockTaken('held')
+        },
+        {
+          attempts: Number.POSITIVE_INFINITY,
+          // A lock just broken is tried again at once; a held one after a short random wait.
+          retryable: (error) => (error instanceof LockTaken ? (error.by === 'broken' ? 'now' : true) : false),
+          backoff: { minMs: 1, maxMs: 50, factor: 1.25 },
+          signal,
+        },
+      )
     } finally {
       await unlink(staged).catch(() => {})
     }

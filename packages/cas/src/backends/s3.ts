@@ -13,14 +13,15 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
-  ListObjectsV2Command,
+  type ListObjectsV2Command,
   PutObjectCommand,
+  paginateListObjectsV2,
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import { NodeHttpHandler } from '@smithy/node-http-handler'
-import { jitteredBackoff, sleep } from '../concurrency.js'
+import { retry } from '../concurrency.js'
 import {
   AccessDeniedError,
   BucketNotFoundError,
@@ -379,6 +380,25 @@ const LOST_CODES = new Set([
   'UND_ERR_SOCKET',
 ])
 
+/** What is left of a request that failed for good: its typed error (a timeout, an unreachable server) or the failure itself. */
+function finalError(
+  request: { operation: string; target: string; store: string; timeoutMs: number },
+  failure: Failure,
+  tries: number,
+  error: unknown,
+  sent: boolean = failure.kind !== 'unreachable' || failure.sent,
+  landed: boolean = failure.kind !== 'final' && failure.landed,
+): unknown {
+  const { operation, target, store, timeoutMs } = request
+  if (failure.kind === 'timeout')
+    return new StoreTimeoutError(operation, target, store, timeoutMs, tries, { cause: error })
+  if (failure.kind === 'unreachable')
+    return new StoreUnreachableError(operation, target, store, failure.reason, tries, sent, landed, {
+      cause: error,
+    })
+  return error
+}
+
 function classifyFailure(error: unknown, expired: boolean): Failure {
   if (expired) return { kind: 'timeout', landed: true }
   const shape = error as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown } | undefined
@@ -485,7 +505,7 @@ export class S3Backend implements Backend {
 
   /**
    * Run one request (`attempt` sends it and reads its answer) under a deadline, again after
-   * a transient failure when `policy` allows, with jittered backoff. A caller's abort is
+   * a transient failure when `policy` allows, with randomized backoff. A caller's abort is
    * its signal's reason; an answer the server gave (404, 412, ...) passes through as it is.
    */
   async #request<T>(
@@ -497,54 +517,120 @@ export class S3Backend implements Backend {
     sentBytes = 0,
   ): Promise<T> {
     const { timeoutMs, attempts } = this.#timeouts
+    // The last attempt's failure, and whether any attempt reached the server or may have landed.
+    let failure: Failure = { kind: 'final' }
+    let tries = 0
     let anySent = false
     let anyLanded = false
-    for (let tries = 1; ; tries++) {
-      signal?.throwIfAborted()
-      const deadline = new Deadline(timeoutMs, signal, timeoutMs + Math.ceil(sentBytes * MS_PER_SENT_BYTE))
-      let failure: Failure
-      try {
-        return await attempt(deadline)
-      } catch (error) {
-        if (signal?.aborted) throw signal.reason
-        failure = classifyFailure(error, deadline.expired)
-        if (failure.kind === 'final') throw error
-        anySent ||= failure.kind !== 'unreachable' || failure.sent
-        anyLanded ||= failure.landed
-        const again = tries < attempts && (policy === 'repeatable' || !failure.landed)
-        if (!again) {
-          if (failure.kind === 'server') throw error
-          const where = this.description
-          if (failure.kind === 'timeout')
-            throw new StoreTimeoutError(operation, target, where, timeoutMs, tries, { cause: error })
-          throw new StoreUnreachableError(
-            operation,
-            target,
-            where,
-            failure.reason,
-            tries,
-            anySent,
-            anyLanded,
-            {
-              cause: error,
-            },
+    try {
+      return await retry(
+        async (n) => {
+          tries = n
+          const deadline = new Deadline(
+            timeoutMs,
+            signal,
+            timeoutMs + Math.ceil(sentBytes * MS_PER_SENT_BYTE),
           )
-        }
-      } finally {
-        deadline.clear()
-      }
-      await sleep(jitteredBackoff(tries, 50, 2_000), signal)
+          try {
+            return await attempt(deadline)
+          } catch (error) {
+            failure = classifyFailure(error, deadline.expired)
+            if (failure.kind !== 'final') {
+              anySent ||= failure.kind !== 'unreachable' || failure.sent
+              anyLanded ||= failure.landed
+            }
+            throw error
+          } finally {
+            deadline.clear()
+          }
+        },
+        {
+          attempts,
+          retryable: () => failure.kind !== 'final' && (policy === 'repeatable' || !failure.landed),
+          backoff: { minMs: 50, maxMs: 2_000 },
+          signal,
+        },
+      )
+    } catch (error) {
+      if (signal?.aborted) throw error
+      const request = { operation, target, store: this.description, timeoutMs }
+      throw finalError(request, failure, tries, error, anySent, anyLanded)
     }
+  }
+
+  /** One request whose answer is all that is wanted: `send` gets the attempt's abort signal. */
+  #send<T>(
+    operation: string,
+    target: string,
+    policy: RetryPolicy,
+    send: (options: { abortSignal: AbortSignal }) => Promise<T>,
+    signal: AbortSignal | undefined,
+    sentBytes = 0,
+  ): Promise<T> {
+    return this.#request(
+      operation,
+      target,
+      policy,
+      (deadline) => send({ abortSignal: deadline.signal }),
+      signal,
+      sentBytes,
+    )
+  }
+
+  /** The bucket and the full key of an object of this store, as every object command takes them. */
+  #at(key: string): { Bucket: string; Key: string } {
+    return { Bucket: this.#location.bucket, Key: this.#key(key) }
+  }
+
+  /** GetObject of a key (or a byte range of it) under an attempt's deadline. */
+  #getObject(key: string, deadline: Deadline, Range?: string) {
+    return this.#client.send(new GetObjectCommand({ ...this.#at(key), ...(Range ? { Range } : {}) }), {
+      abortSignal: deadline.signal,
+    })
+  }
+
+  /** CopyObject of a full source key (this store's prefix included) onto `key`. */
+  #copy(
+    operation: string,
+    key: string,
+    source: string,
+    signal: AbortSignal | undefined,
+    size: number,
+    Metadata?: Record<string, string>,
+  ): Promise<unknown> {
+    const CopySource = `${this.#location.bucket}/${encodeURI(source)}`
+    const command = new CopyObjectCommand({
+      ...this.#at(key),
+      CopySource,
+      ...(Metadata ? { MetadataDirective: 'REPLACE', Metadata } : {}),
+    })
+    return this.#send(
+      operation,
+      key,
+      'repeatable',
+      (options) => this.#client.send(command, options),
+      signal,
+      size,
+    )
+  }
+
+  /** Delete a full key once, without retries, for cleanup that may fail (a staging object, a probe). */
+  async #deleteQuietly(fullKey: string): Promise<void> {
+    await this.#client
+      .send(new DeleteObjectCommand({ Bucket: this.#location.bucket, Key: fullKey }), {
+        abortSignal: AbortSignal.timeout(this.#timeouts.timeoutMs),
+      })
+      .catch(() => {})
   }
 
   async #ensureBucket(create: boolean, signal?: AbortSignal): Promise<void> {
     const Bucket = this.#location.bucket
     try {
-      await this.#request(
+      await this.#send(
         'open bucket',
         Bucket,
         'repeatable',
-        (d) => this.#client.send(new HeadBucketCommand({ Bucket }), { abortSignal: d.signal }),
+        (options) => this.#client.send(new HeadBucketCommand({ Bucket }), options),
         signal,
       )
       return
@@ -557,11 +643,11 @@ export class S3Backend implements Backend {
       if (!create) throw new BucketNotFoundError(Bucket, this.#endpointName, { cause: error })
     }
     try {
-      await this.#request(
+      await this.#send(
         'create bucket',
         Bucket,
         'repeatable',
-        (d) => this.#client.send(new CreateBucketCommand({ Bucket }), { abortSignal: d.signal }),
+        (options) => this.#client.send(new CreateBucketCommand({ Bucket }), options),
         signal,
       )
     } catch (error) {
@@ -581,10 +667,7 @@ export class S3Backend implements Backend {
         key,
         'repeatable',
         async (deadline) => {
-          const response = await this.#client.send(
-            new GetObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }),
-            { abortSignal: deadline.signal },
-          )
+          const response = await this.#getObject(key, deadline)
           const size = response.ContentLength
           if (
             size !== undefined &&
@@ -619,10 +702,7 @@ export class S3Backend implements Backend {
         key,
         'repeatable',
         async (attemptDeadline) => {
-          const response = await this.#client.send(
-            new GetObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }),
-            { abortSignal: attemptDeadline.signal },
-          )
+          const response = await this.#getObject(key, attemptDeadline)
           return { body: response.Body as Readable, deadline: attemptDeadline }
         },
         signal,
@@ -638,18 +718,13 @@ export class S3Backend implements Backend {
     } catch (error) {
       if (signal?.aborted) throw signal.reason
       // Chunks already went to the caller: the body cannot be asked for again.
-      const failure = classifyFailure(error, deadline.expired)
-      if (failure.kind === 'timeout') {
-        throw new StoreTimeoutError('stream', key, this.description, this.#timeouts.timeoutMs, 1, {
-          cause: error,
-        })
+      const request = {
+        operation: 'stream',
+        target: key,
+        store: this.description,
+        timeoutMs: this.#timeouts.timeoutMs,
       }
-      if (failure.kind === 'unreachable') {
-        throw new StoreUnreachableError('stream', key, this.description, failure.reason, 1, true, true, {
-          cause: error,
-        })
-      }
-      throw error
+      throw finalError(request, classifyFailure(error, deadline.expired), 1, error, true, true)
     } finally {
       deadline.clear()
       // An unconsumed body holds its socket; release it when the caller stops early.
@@ -674,14 +749,7 @@ export class S3Backend implements Backend {
         key,
         'repeatable',
         async (deadline) => {
-          const response = await this.#client.send(
-            new GetObjectCommand({
-              Bucket: this.#location.bucket,
-              Key: this.#key(key),
-              Range: `bytes=${offset}-${offset + length - 1}`,
-            }),
-            { abortSignal: deadline.signal },
-          )
+          const response = await this.#getObject(key, deadline, `bytes=${offset}-${offset + length - 1}`)
           const total = Number(/\/(\d+)$/.exec(response.ContentRange ?? '')?.[1])
           return { bytes: await readSmallBody(response.Body, response.ContentLength, deadline), total }
         },
@@ -702,22 +770,7 @@ export class S3Backend implements Backend {
   }
 
   async objectSize(key: string, signal?: AbortSignal): Promise<number | undefined> {
-    try {
-      const response = await this.#request(
-        'stat',
-        key,
-        'repeatable',
-        (deadline) =>
-          this.#client.send(new HeadObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }), {
-            abortSignal: deadline.signal,
-          }),
-        signal,
-      )
-      return response.ContentLength ?? 0
-    } catch (error) {
-      if (isNotFound(error)) return undefined
-      throw error
-    }
+    return (await this.#head(key, signal))?.size
   }
 
   async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<ObjectWrite> {
@@ -741,24 +794,9 @@ export class S3Backend implements Backend {
     if (head === undefined) return undefined
     if (Date.now() - head.mtime > freshenAfterMs()) {
       try {
-        await this.#request(
-          'freshen',
-          key,
-          'repeatable',
-          (deadline) =>
-            this.#client.send(
-              new CopyObjectCommand({
-                Bucket: this.#location.bucket,
-                Key: this.#key(key),
-                CopySource: `${this.#location.bucket}/${encodeURI(this.#key(key))}`,
-                MetadataDirective: 'REPLACE',
-                Metadata: { 'dreamdb-freshened': String(Date.now()) },
-              }),
-              { abortSignal: deadline.signal },
-            ),
-          signal,
-          head.size,
-        )
+        await this.#copy('freshen', key, this.#key(key), signal, head.size, {
+          'dreamdb-freshened': String(Date.now()),
+        })
       } catch (error) {
         // Deleted since the HEAD (a GC): the caller writes it again.
         if (isNotFound(error)) return undefined
@@ -771,14 +809,11 @@ export class S3Backend implements Backend {
   /** Size and `LastModified` (ms) of an object, or `undefined` when it is absent. */
   async #head(key: string, signal?: AbortSignal): Promise<{ size: number; mtime: number } | undefined> {
     try {
-      const response = await this.#request(
+      const response = await this.#send(
         'stat',
         key,
         'repeatable',
-        (deadline) =>
-          this.#client.send(new HeadObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }), {
-            abortSignal: deadline.signal,
-          }),
+        (options) => this.#client.send(new HeadObjectCommand(this.#at(key)), options),
         signal,
       )
       return { size: response.ContentLength ?? 0, mtime: response.LastModified?.getTime() ?? 0 }
@@ -790,23 +825,7 @@ export class S3Backend implements Backend {
 
   async replaceObject(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
     // Unconditional: whoever else writes this key writes the same bytes.
-    await this.#request(
-      'replace',
-      key,
-      'repeatable',
-      (deadline) =>
-        this.#client.send(
-          new PutObjectCommand({
-            Bucket: this.#location.bucket,
-            Key: this.#key(key),
-            Body: bytes,
-            ContentLength: bytes.byteLength,
-          }),
-          { abortSignal: deadline.signal },
-        ),
-      signal,
-      bytes.byteLength,
-    )
+    await this.#putObject('replace', key, bytes, undefined, 'repeatable', signal)
   }
 
   async stageObject(chunks: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StagedObject> {
@@ -830,48 +849,12 @@ export class S3Backend implements Backend {
       await upload.done()
     } catch (error) {
       if (signal?.aborted) throw signal.reason
-      const failure = classifyFailure(error, false)
-      if (failure.kind === 'timeout') {
-        throw new StoreTimeoutError(
-          'put (staging)',
-          stagingKey,
-          this.description,
-          this.#timeouts.timeoutMs,
-          this.#timeouts.attempts,
-          { cause: error },
-        )
-      }
-      if (failure.kind === 'unreachable') {
-        throw new StoreUnreachableError(
-          'put (staging)',
-          stagingKey,
-          this.description,
-          failure.reason,
-          this.#timeouts.attempts,
-          failure.sent,
-          failure.landed,
-          { cause: error },
-        )
-      }
-      throw error
+      const { timeoutMs, attempts } = this.#timeouts
+      const request = { operation: 'put (staging)', target: stagingKey, store: this.description, timeoutMs }
+      throw finalError(request, classifyFailure(error, false), attempts, error)
     }
     const copy = (key: string, publishSignal: AbortSignal | undefined) =>
-      this.#request(
-        'publish',
-        key,
-        'repeatable',
-        (deadline) =>
-          this.#client.send(
-            new CopyObjectCommand({
-              Bucket: this.#location.bucket,
-              Key: this.#key(key),
-              CopySource: `${this.#location.bucket}/${encodeURI(stagingKey)}`,
-            }),
-            { abortSignal: deadline.signal },
-          ),
-        publishSignal,
-        size,
-      )
+      this.#copy('publish', key, stagingKey, publishSignal, size)
     return {
       size,
       publish: async (key, publishSignal) => {
@@ -885,13 +868,7 @@ export class S3Backend implements Backend {
         if (size > MAX_COPY_BYTES) throw new ObjectTooLargeError(size, MAX_COPY_BYTES, this.description)
         await copy(key, publishSignal)
       },
-      discard: async () => {
-        await this.#client
-          .send(new DeleteObjectCommand({ Bucket: this.#location.bucket, Key: stagingKey }), {
-            abortSignal: AbortSignal.timeout(this.#timeouts.timeoutMs),
-          })
-          .catch(() => {})
-      },
+      discard: () => this.#deleteQuietly(stagingKey),
     }
   }
 
@@ -927,18 +904,13 @@ export class S3Backend implements Backend {
       }
       if (doomed.length === 0) continue
       const batch = doomed
-      const response = await this.#request(
+      const Delete = { Objects: batch.map((key) => ({ Key: this.#key(key) })), Quiet: true }
+      const response = await this.#send(
         'delete',
         `${batch.length} objects`,
         'repeatable',
-        (deadline) =>
-          this.#client.send(
-            new DeleteObjectsCommand({
-              Bucket: this.#location.bucket,
-              Delete: { Objects: batch.map((key) => ({ Key: this.#key(key) })), Quiet: true },
-            }),
-            { abortSignal: deadline.signal },
-          ),
+        (options) =>
+          this.#client.send(new DeleteObjectsCommand({ Bucket: this.#location.bucket, Delete }), options),
         signal,
       )
       const failed = response.Errors?.[0]
@@ -958,25 +930,22 @@ export class S3Backend implements Backend {
     for await (const object of this.#list(STAGING, signal))
       yield { id: object.key, kind: 'staging', ...object }
     for await (const object of this.#list(PROBES, signal)) yield { id: object.key, kind: 'probe', ...object }
+    // The SDK has no paginator for ListMultipartUploads (its two markers), so it is paged here.
     let KeyMarker: string | undefined
     let UploadIdMarker: string | undefined
     const strip = this.#location.prefix.length
     for (;;) {
-      const [key, upload] = [KeyMarker, UploadIdMarker]
-      const page = await this.#request(
+      const markers = { ...(KeyMarker ? { KeyMarker } : {}), ...(UploadIdMarker ? { UploadIdMarker } : {}) }
+      const command = new ListMultipartUploadsCommand({
+        Bucket: this.#location.bucket,
+        Prefix: this.#location.prefix,
+        ...markers,
+      })
+      const page = await this.#send(
         'list',
         'incomplete uploads',
         'repeatable',
-        (deadline) =>
-          this.#client.send(
-            new ListMultipartUploadsCommand({
-              Bucket: this.#location.bucket,
-              Prefix: this.#location.prefix,
-              ...(key ? { KeyMarker: key } : {}),
-              ...(upload ? { UploadIdMarker: upload } : {}),
-            }),
-            { abortSignal: deadline.signal },
-          ),
+        (options) => this.#client.send(command, options),
         signal,
       )
       for (const u of page.Uploads ?? []) {
@@ -1005,19 +974,12 @@ export class S3Backend implements Backend {
       // An upload's start time (in its id, from the listing) never changes.
       if (modifiedBefore !== undefined && Number(upload[1]) >= modifiedBefore) return false
       try {
-        await this.#request(
+        const command = new AbortMultipartUploadCommand({ ...this.#at(upload[3]!), UploadId: upload[2]! })
+        await this.#send(
           'abort upload',
           upload[3]!,
           'repeatable',
-          (deadline) =>
-            this.#client.send(
-              new AbortMultipartUploadCommand({
-                Bucket: this.#location.bucket,
-                Key: this.#key(upload[3]!),
-                UploadId: upload[2]!,
-              }),
-              { abortSignal: deadline.signal },
-            ),
+          (options) => this.#client.send(command, options),
           signal,
         )
         return true
@@ -1038,10 +1000,7 @@ export class S3Backend implements Backend {
         key,
         'repeatable',
         async (deadline) => {
-          const response = await this.#client.send(
-            new GetObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }),
-            { abortSignal: deadline.signal },
-          )
+          const response = await this.#getObject(key, deadline)
           const bytes = await readSmallBody(response.Body, response.ContentLength, deadline)
           if (response.ETag === undefined) throw new Error(`the server returned no ETag for ${key}`)
           return { bytes, token: response.ETag }
@@ -1072,21 +1031,8 @@ export class S3Backend implements Backend {
     if (current === undefined) return { ok: false, reason: 'missing' }
     if (current.token !== expectedToken) return { ok: false, reason: 'changed' }
     try {
-      await this.#request(
-        'delete',
-        key,
-        'unapplied',
-        (deadline) =>
-          this.#client.send(
-            new DeleteObjectCommand({
-              Bucket: this.#location.bucket,
-              Key: this.#key(key),
-              IfMatch: expectedToken,
-            }),
-            { abortSignal: deadline.signal },
-          ),
-        signal,
-      )
+      const command = new DeleteObjectCommand({ ...this.#at(key), IfMatch: expectedToken })
+      await this.#send('delete', key, 'unapplied', (options) => this.#client.send(command, options), signal)
       return { ok: true, token: expectedToken }
     } catch (error) {
       if (isPreconditionFailed(error) || isConditionalConflict(error)) return { ok: false, reason: 'changed' }
@@ -1122,11 +1068,7 @@ export class S3Backend implements Backend {
       const replaced = await this.#conditionalPut(key, body, wrongEtag, 'repeatable', signal)
       if (replaced.ok) throw new ConditionalWritesUnsupportedError(this.#endpointName, 'If-Match')
     } finally {
-      await this.#client
-        .send(new DeleteObjectCommand({ Bucket: this.#location.bucket, Key: this.#key(key) }), {
-          abortSignal: AbortSignal.timeout(this.#timeouts.timeoutMs),
-        })
-        .catch(() => {})
+      await this.#deleteQuietly(this.#key(key))
     }
   }
 
@@ -1137,6 +1079,31 @@ export class S3Backend implements Backend {
     }
   }
 
+  /** PutObject of `bytes` at `key`, unconditional or under `If-None-Match: *` / `If-Match`. */
+  #putObject(
+    operation: string,
+    key: string,
+    bytes: Uint8Array,
+    condition: { IfNoneMatch: '*' } | { IfMatch: string } | undefined,
+    policy: RetryPolicy,
+    signal: AbortSignal | undefined,
+  ) {
+    const command = new PutObjectCommand({
+      ...this.#at(key),
+      Body: bytes,
+      ContentLength: bytes.byteLength,
+      ...condition,
+    })
+    return this.#send(
+      operation,
+      key,
+      policy,
+      (options) => this.#client.send(command, options),
+      signal,
+      bytes.byteLength,
+    )
+  }
+
   async #conditionalPut(
     key: string,
     bytes: Uint8Array,
@@ -1144,61 +1111,45 @@ export class S3Backend implements Backend {
     policy: RetryPolicy,
     signal?: AbortSignal,
   ): Promise<ConditionalWriteResult> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const response = await this.#request(
-          expectedToken === null ? 'create' : 'update',
-          key,
-          policy,
-          (deadline) =>
-            this.#client.send(
-              new PutObjectCommand({
-                Bucket: this.#location.bucket,
-                Key: this.#key(key),
-                Body: bytes,
-                ContentLength: bytes.byteLength,
-                ...(expectedToken === null ? { IfNoneMatch: '*' } : { IfMatch: expectedToken }),
-              }),
-              { abortSignal: deadline.signal },
-            ),
+    const create = expectedToken === null
+    const condition = create ? { IfNoneMatch: '*' as const } : { IfMatch: expectedToken }
+    try {
+      const response = await retry(
+        () => this.#putObject(create ? 'create' : 'update', key, bytes, condition, policy, signal),
+        {
+          // 409: another conditional write to this key is in flight; AWS asks us to retry.
+          attempts: MAX_CONFLICT_RETRIES + 1,
+          retryable: isConditionalConflict,
+          backoff: { minMs: 10, maxMs: 1_000 },
           signal,
-          bytes.byteLength,
-        )
-        return { ok: true, token: response.ETag ?? '' }
-      } catch (error) {
-        if (isPreconditionFailed(error))
-          return { ok: false, reason: expectedToken === null ? 'exists' : 'changed' }
-        if (expectedToken !== null && isNotFound(error)) return { ok: false, reason: 'missing' }
-        // 409: another conditional write to this key is in flight; AWS asks us to retry.
-        if (isConditionalConflict(error) && attempt < MAX_CONFLICT_RETRIES) {
-          await sleep(jitteredBackoff(attempt, 20, 1_000), signal)
-          continue
-        }
-        throw error
-      }
+        },
+      )
+      return { ok: true, token: response.ETag ?? '' }
+    } catch (error) {
+      if (isPreconditionFailed(error)) return { ok: false, reason: create ? 'exists' : 'changed' }
+      if (!create && isNotFound(error)) return { ok: false, reason: 'missing' }
+      throw error
     }
   }
 
   async *#list(prefix: string, signal?: AbortSignal): AsyncIterable<ListedKey> {
     const strip = this.#location.prefix.length
-    let ContinuationToken: string | undefined
-    do {
-      const token = ContinuationToken
-      const page = await this.#request(
+    // The SDK's paginator, on a view of the client whose `send` runs each page as every other
+    // request runs (a deadline, retries, typed errors): the paginator takes only an S3Client.
+    const send = (command: ListObjectsV2Command) =>
+      this.#send(
         'list',
         `keys under '${prefix}'`,
         'repeatable',
-        (deadline) =>
-          this.#client.send(
-            new ListObjectsV2Command({
-              Bucket: this.#location.bucket,
-              Prefix: this.#key(prefix),
-              ...(token ? { ContinuationToken: token } : {}),
-            }),
-            { abortSignal: deadline.signal },
-          ),
+        (options) => this.#client.send(command, options),
         signal,
       )
+    const client = Object.create(this.#client, { send: { value: send } }) as S3Client
+    const pages = paginateListObjectsV2(
+      { client, stopOnSameToken: true },
+      { Bucket: this.#location.bucket, Prefix: this.#key(prefix) },
+    )
+    for await (const page of pages) {
       for (const object of page.Contents ?? []) {
         if (object.Key !== undefined)
           yield {
@@ -1207,8 +1158,7 @@ export class S3Backend implements Backend {
             mtime: object.LastModified?.getTime() ?? 0,
           }
       }
-      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined
-    } while (ContinuationToken !== undefined)
+    }
   }
 }
 
