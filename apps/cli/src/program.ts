@@ -2,6 +2,7 @@
  * The command line: verbs, options, help with examples. Parsing only; each verb's work is in
  * `commands/`, and errors go up to the one boundary in `index.ts`.
  */
+import { readFileSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
 import { compareRefs } from './commands/compare-refs.js'
 import { diff } from './commands/diff.js'
@@ -28,7 +29,13 @@ import {
 import { EXIT, ExitError, UsageError } from './errors.js'
 import type { Io } from './io.js'
 
-export const VERSION = '0.1.0'
+/**
+ * This package's version, from its package.json (one folder above both src/ and the built
+ * dist/), so that `changeset version` is the only place a release changes it.
+ */
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version
 
 const EXIT_CODES = `Exit codes:
   0   ok

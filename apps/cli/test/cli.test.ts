@@ -85,7 +85,8 @@ describe('help and version', () => {
 
   it('prints the version', async () => {
     const result = await run(['--version'])
-    expect(result).toEqual({ code: 0, stdout: '0.1.0\n', stderr: '' })
+    const { version } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'))
+    expect(result).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' })
   })
 })
 

@@ -36,7 +36,8 @@ describe.skipIf(!hasDist())('the built binary', () => {
 
   it('runs verbs (Parquet export too) and reports errors like the sources', async () => {
     const version = await cli(['--version'], { cwd: dir.path, dist: true })
-    expect(version.stdout).toBe('0.1.0\n')
+    const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'))
+    expect(version.stdout).toBe(`${pkg.version}\n`)
     const matrix = await cli(['compare-refs', '--refs', SWEEP.join(','), '--json'], {
       cwd: dir.path,
       dist: true,
