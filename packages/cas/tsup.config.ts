@@ -1,12 +1,10 @@
 import { defineConfig } from 'tsup'
+import { library } from '../../tsup.base'
 
-export default defineConfig({
-  // The read thread's module is a file of its own (src/backends/read-threads.ts finds it beside the bundle).
-  entry: { index: 'src/index.ts', 'read-worker': 'src/backends/read-worker.js' },
-  format: ['esm'],
-  // tsup 8 sets `baseUrl` for its declaration build, which TypeScript 6 deprecates.
-  dts: { entry: { index: 'src/index.ts' }, compilerOptions: { ignoreDeprecations: '6.0' } },
-  clean: true,
-  sourcemap: true,
-  target: 'node20',
-})
+export default defineConfig(
+  library({
+    // The read threads' module is a file of its own, found beside the bundle (src/backends/read-threads.ts).
+    entry: { index: 'src/index.ts', 'read-worker': 'src/backends/read-worker.js' },
+    dts: { entry: { index: 'src/index.ts' } },
+  }),
+)

@@ -6,7 +6,8 @@ import { library } from '../../tsup.base'
 // is opened (bridge start time, design/0007).
 export default defineConfig(
   library({
-    entry: { bridge: 'src/main.ts' },
+    // The read threads of @dreamdb/cas run a module of their own, looked for beside the bundle.
+    entry: { bridge: 'src/main.ts', 'read-worker': '../cas/src/backends/read-worker.js' },
     outDir: 'dreamdb_dataset/_node',
     outExtension: () => ({ js: '.mjs' }),
     splitting: true,
