@@ -210,6 +210,32 @@ export function createS3Client(
 }
 
 /**
+ * The requests in flight under each caller signal, and the one 'abort' listener that signal
+ * gets for all of them. A listener per request tripped Node's MaxListenersExceededWarning
+ * (`dreamdb export` and `inspect --verify` read more than 10 objects at once under one
+ * signal); this way a signal holds one listener and the set empties as requests end.
+ */
+const inFlight = new WeakMap<AbortSignal, Set<Deadline>>()
+
+function watchCaller(caller: AbortSignal, deadline: Deadline): void {
+  let deadlines = inFlight.get(caller)
+  if (deadlines === undefined) {
+    const created = new Set<Deadline>()
+    deadlines = created
+    inFlight.set(caller, created)
+    caller.addEventListener(
+      'abort',
+      () => {
+        inFlight.delete(caller)
+        for (const d of created) d.abort(caller.reason)
+      },
+      { once: true },
+    )
+  }
+  deadlines.add(deadline)
+}
+
+/**
  * The deadline of one attempt: it fires after `ms` of silence. While a body is read it is
  * re-armed at every chunk and paused while the caller holds a chunk, so only the server's
  * silence counts, never the caller's own work or a slow but moving transfer.
@@ -222,8 +248,7 @@ class Deadline {
   #timer: ReturnType<typeof setTimeout> | undefined
   #expired = false
   // Not AbortSignal.any: on a long-lived caller signal (a whole ingest) it kept about 50 bytes
-  // per request alive (measured on Node 20); a listener removed in `clear` keeps nothing.
-  readonly #onCallerAbort = (): void => this.#controller.abort(this.#caller?.reason)
+  // per request alive (measured on Node 20); an entry removed in `clear` keeps nothing.
 
   constructor(
     readonly ms: number,
@@ -232,8 +257,13 @@ class Deadline {
   ) {
     this.#caller = caller
     if (caller?.aborted) this.#controller.abort(caller.reason)
-    else caller?.addEventListener('abort', this.#onCallerAbort, { once: true })
+    else if (caller !== undefined) watchCaller(caller, this)
     this.#arm(firstMs)
+  }
+
+  /** The caller's signal aborted (see `watchCaller`). */
+  abort(reason: unknown): void {
+    this.#controller.abort(reason)
   }
 
   get expired(): boolean {
@@ -252,7 +282,7 @@ class Deadline {
 
   clear(): void {
     clearTimeout(this.#timer)
-    this.#caller?.removeEventListener('abort', this.#onCallerAbort)
+    if (this.#caller !== undefined) inFlight.get(this.#caller)?.delete(this)
   }
 
   #arm(ms: number): void {
