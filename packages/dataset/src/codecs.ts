@@ -26,6 +26,16 @@ export const ALGORITHMS: Record<string, Metric> = {
 }
 
 /**
+ * Loaded codecs by `spatialIndex/compressor` CIDs: a `Map` for one call, or a dataset's
+ * bounded `LRUCache`. A load that fails is deleted, so the next call retries it.
+ */
+export interface CodecCache {
+  get(key: string): Promise<EmbeddingCodec> | undefined
+  set(key: string, value: Promise<EmbeddingCodec>): unknown
+  delete(key: string): unknown
+}
+
+/**
  * The spatial index and compressor of each compressed embedding field among `fields`, loaded
  * once per pair of CIDs (`cache` is the caller's), and checked against the field's dimension
  * and metric.
@@ -33,7 +43,7 @@ export const ALGORITHMS: Record<string, Metric> = {
 export async function loadCodecs(
   store: Store,
   fields: readonly Field[],
-  cache: Map<string, Promise<EmbeddingCodec>>,
+  cache: CodecCache,
   options: AbortOptions = {},
 ): Promise<Codecs> {
   const codecs = new Map<string, EmbeddingCodec>()

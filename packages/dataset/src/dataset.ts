@@ -10,6 +10,7 @@ import {
   type ScalarKind,
   type SnapshotInfo,
 } from '@dreamdb/manifest'
+import { LRUCache } from 'lru-cache'
 import { CID } from 'multiformats/cid'
 import { type AppendOptions, appendMany, type DatasetRecord } from './append.js'
 import { loadCodecs } from './codecs.js'
@@ -19,12 +20,24 @@ import type { DatasetInternals } from './internal.js'
 import { type BatchStream, type IterOptions, iterate, normalizeIterOptions } from './iterate.js'
 import { addEmbeddingLayer, addScalarLayer, type EmbeddingLayerInit, type Sample } from './layers.js'
 import { type MigrateOptions, migrate } from './migrate.js'
-import { type SearchHits, type SearchIndexes, type SearchOptions, search } from './search.js'
+import {
+  createSearchIndexes,
+  type SearchHits,
+  type SearchIndexes,
+  type SearchOptions,
+  search,
+} from './search.js'
 
 /** Where a dataset lives: a backend URL (a folder by default) or an open store. */
 export interface BackendOptions extends AbortOptions {
   backend: string | Store
 }
+
+/**
+ * Codec pairs a dataset keeps loaded. A state needs one per compressed embedding field or
+ * layer; more than that only after migrations, whose older pairs are rarely read again.
+ */
+const CODEC_CACHE_ENTRIES = 16
 
 /**
  * One `Repository` per open store, so datasets opened on the same store share its anchor
@@ -57,10 +70,14 @@ export class Dataset {
   readonly ref: string | null
   #manifestCid: CID
   #manifest: Manifest
-  /** Loaded spatial indexes and compressors, by `spatialIndex/compressor` CIDs. */
-  readonly #codecCache = new Map<string, Promise<EmbeddingCodec>>()
-  /** Search indexes, by manifest and field. */
-  readonly #searchIndexes: SearchIndexes = new Map()
+  /**
+   * Loaded spatial indexes and compressors, by `spatialIndex/compressor` CIDs, at most
+   * `CODEC_CACHE_ENTRIES`, least recently used dropped first (a dropped pair is loaded again
+   * when next needed: two reads).
+   */
+  readonly #codecCache = new LRUCache<string, Promise<EmbeddingCodec>>({ max: CODEC_CACHE_ENTRIES })
+  /** Search indexes: one per field, at the state last searched (see `createSearchIndexes`). */
+  readonly #searchIndexes: SearchIndexes = createSearchIndexes()
   /** What the verbs' modules may do to this dataset's private state. */
   readonly #internals: DatasetInternals = {
     codecs: (options, fields) => this.#codecs(options, fields),

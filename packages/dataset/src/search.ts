@@ -1,7 +1,8 @@
 import { anchorsOf, isCompressed, readBucketColumns } from '@dreamdb/arrow'
 import type { AbortOptions } from '@dreamdb/cas'
 import type { EmbeddingField } from '@dreamdb/manifest'
-import { createVectorIndex, type VectorIndex } from '@dreamdb/vector'
+import { createExactScan, createVectorIndex, type VectorIndex } from '@dreamdb/vector'
+import { LRUCache } from 'lru-cache'
 import type { Dataset } from './dataset.js'
 import { InvalidOptionError, UnknownFieldError } from './errors.js'
 import { type DatasetInternals, flatVectors } from './internal.js'
@@ -24,8 +25,24 @@ export interface SearchHits {
   distances: Float32Array
 }
 
-/** Search indexes built from stored codes, by manifest CID and field name. */
-export type SearchIndexes = Map<string, Promise<VectorIndex>>
+/**
+ * A dataset's search indexes, built from stored codes, by field name: each at the state
+ * (manifest CID) it was last searched at. Searching the field at another state (after an
+ * append, a migrate or a refresh) builds that state's index and drops the old one, so an
+ * append-and-search loop holds one index per field, not one per state.
+ */
+export type SearchIndexes = LRUCache<string, { manifest: string; index: Promise<VectorIndex> }>
+
+/**
+ * At most this many fields' indexes per dataset, least recently searched dropped first. An
+ * index holds every code of its field, and its full vectors when it reranks, so the bound
+ * is small: a dataset is rarely searched on more than a couple of embedding fields.
+ */
+export const SEARCH_INDEX_FIELDS = 4
+
+export function createSearchIndexes(): SearchIndexes {
+  return new LRUCache({ max: SEARCH_INDEX_FIELDS })
+}
 
 /**
  * `Dataset.search`: the `k` records nearest to `query` under the field's metric, through
@@ -75,25 +92,28 @@ async function searchIndex(
   field: EmbeddingField,
   options: AbortOptions,
 ): Promise<VectorIndex> {
-  const key = `${ds.currentManifest()}/${field.name}`
-  let index = indexes.get(key)
-  if (index === undefined) {
-    const manifest = ds.manifest
-    index = (async () => {
-      const codec = (await internals.codecs(options)).get(field.name)!
-      const built = createVectorIndex({ ...codec, keepVectors: field.rerank })
-      for await (const { bucket } of ds.repository.buckets(manifest, options)) {
-        const block = await ds.store.get(bucket.fields[field.name]!.cid, options)
-        const vectors = field.rerank
-          ? flatVectors((await readBucketColumns(ds.store, [field], bucket, options))[field.name]!, field.dim)
-          : undefined
-        built.addCodes(block, { ids: anchorsOf(bucket), ...(vectors ? { vectors } : {}) })
-      }
-      return built
-    })()
-    index.catch(() => indexes.delete(key))
-    indexes.set(key, index)
-  }
+  const manifestCid = ds.currentManifest()
+  const cached = indexes.get(field.name)
+  if (cached?.manifest === manifestCid) return await cached.index
+  const manifest = ds.manifest
+  const index = (async () => {
+    const codec = (await internals.codecs(options)).get(field.name)!
+    const built = createVectorIndex({ ...codec, keepVectors: field.rerank })
+    for await (const { bucket } of ds.repository.buckets(manifest, options)) {
+      const block = await ds.store.get(bucket.fields[field.name]!.cid, options)
+      const vectors = field.rerank
+        ? flatVectors((await readBucketColumns(ds.store, [field], bucket, options))[field.name]!, field.dim)
+        : undefined
+      built.addCodes(block, { ids: anchorsOf(bucket), ...(vectors ? { vectors } : {}) })
+    }
+    return built
+  })()
+  const entry = { manifest: manifestCid, index }
+  // A failed build (an abort, a read error) is not kept: the next search builds again.
+  index.catch(() => {
+    if (indexes.peek(field.name) === entry) indexes.delete(field.name)
+  })
+  indexes.set(field.name, entry)
   return await index
 }
 
@@ -113,35 +133,21 @@ async function exactSearch(
     )
   if (!query.every(Number.isFinite))
     throw new InvalidOptionError('query', 'a vector', 'has NaN or infinite components')
-  const norm = Math.hypot(...query)
-  if (field.metric === 'cosine' && norm === 0)
+  if (field.metric === 'cosine' && query.every((x) => x === 0))
     throw new InvalidOptionError('query', 'the zero vector', 'has no direction under cosine')
-  const hits: { anchor: bigint; distance: number }[] = []
+  // The scan and its top k are the vector layer's; this layer streams the field's batches.
+  const scan = createExactScan(query, {
+    dim: field.dim,
+    metric: field.metric,
+    k,
+    ...(allowed ? { filter: (id: bigint) => allowed.has(id) } : {}),
+  })
   for await (const batch of ds.iterArrowBatches({ fields: [field.name], batchSize: 4096, ...options })) {
     const anchors = batch.getChild('_anchor')!.toArray() as BigUint64Array
-    const values = flatVectors(batch.getChild(field.name)!, field.dim)
-    for (let r = 0; r < batch.numRows; r++) {
-      if (allowed && !allowed.has(anchors[r]!)) continue
-      let dot = 0
-      let l2 = 0
-      let vnorm = 0
-      for (let d = 0; d < field.dim; d++) {
-        const x = values[r * field.dim + d]!
-        dot += x * query[d]!
-        l2 += (x - query[d]!) ** 2
-        vnorm += x * x
-      }
-      const distance =
-        field.metric === 'l2' ? l2 : field.metric === 'ip' ? -dot : 1 - dot / (Math.sqrt(vnorm) * norm || 1)
-      hits.push({ anchor: anchors[r]!, distance })
-    }
+    scan.add(flatVectors(batch.getChild(field.name)!, field.dim), anchors)
   }
-  hits.sort((a, b) => a.distance - b.distance)
-  const top = hits.slice(0, k)
-  return {
-    anchors: BigUint64Array.from(top.map((h) => h.anchor)),
-    distances: Float32Array.from(top.map((h) => h.distance)),
-  }
+  const { ids, distances } = scan.result()
+  return { anchors: ids, distances }
 }
 
 /** Anchors whose scalar fields equal the filter's values, or undefined for no filter. */

@@ -4,7 +4,8 @@
  * `@dreamdb/vector` is DreamDB's vector layer: an IVF spatial index (k-means lists), RaBitQ
  * and extended-RaBitQ compression (1 to 8 bits per dimension after a seeded random
  * rotation), an unbiased distance estimator with an error bound, search that reranks with
- * exact distances only where the bound says a vector can still make the top k, decoding of
+ * exact distances only where the bound says a vector can still make the top k, an exact
+ * (brute-force) scan with top-k for vectors kept without an index, decoding of
  * codes back to approximate vectors, and kernels in WebAssembly SIMD (built from the
  * `kernels.wat` source in this package) with identical TypeScript twins.
  *
@@ -37,6 +38,7 @@
 export { type CompressorOptions, createCompressor } from './compressor.js'
 export { decodeCodes, encodeCodes } from './encode.js'
 export * from './errors.js'
+export { createExactScan, type ExactHits, type ExactScan, type ExactScanOptions } from './exact.js'
 export {
   type AddCodesOptions,
   type AddOptions,

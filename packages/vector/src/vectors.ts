@@ -89,11 +89,26 @@ function prepareRow(
 
 /** One query vector, checked and (under cosine) normalised. */
 export function toQuery(query: VectorInput, dim: number, metric: Metric): Float32Array {
+  const out = Float32Array.from(checkQueryShape(query, dim))
+  prepareRow(out, 0, dim, metric, 'query', 0)
+  return out
+}
+
+/** A query vector's type and dimension. */
+function checkQueryShape(query: VectorInput, dim: number): VectorInput {
   if (query === null || typeof query !== 'object' || typeof query.length !== 'number') {
     throw new InvalidOptionError('query', typeof query, 'must be a Float32Array or number[]')
   }
   if (query.length !== dim) throw new DimensionMismatchError('query', dim, query.length)
-  const out = Float32Array.from(query)
-  prepareRow(out, 0, dim, metric, 'query', 0)
+  return query
+}
+
+/** One query vector as given (not rounded to float32), checked: its dimension, every component finite. */
+export function checkQuery(query: VectorInput, dim: number): Float64Array {
+  const out = Float64Array.from(checkQueryShape(query, dim))
+  for (let j = 0; j < dim; j++) {
+    const v = out[j]!
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new NonFiniteValueError('query', 0, j, v)
+  }
   return out
 }

@@ -17,6 +17,7 @@ it('exports a small, stable public surface', async () => {
       "WrongObjectKindError",
       "ZeroVectorError",
       "createCompressor",
+      "createExactScan",
       "createVectorIndex",
       "decodeCodes",
       "decodeCompressor",
