@@ -1,17 +1,15 @@
 import type { AbortOptions, Store } from '@dreamdb/cas'
 import type { Bucket, Field, FieldObject } from '@dreamdb/manifest'
-import { Table as ArrowTable, tableFromIPC, tableToIPC, type Vector } from 'apache-arrow'
+import type { Vector } from 'apache-arrow'
 import {
-  anchorColumn,
   type Codecs,
   decodeField,
   decodeFragmentIndex,
   type EncodedField,
   encodeField,
-  isCompressed,
   keysToRead,
 } from './columns.js'
-import { CorruptFieldObjectError, InvalidValueError } from './errors.js'
+import { InvalidValueError } from './errors.js'
 
 export interface ReadOptions extends AbortOptions {
   /** Requests in flight at once. @default 8 */
@@ -89,20 +87,6 @@ export async function putEncodedBucket(
   return out
 }
 
-/**
- * Encode every field's values for one bucket and store them. All values are validated
- * before the first object is written, so bad input writes nothing.
- */
-export async function writeBucketFields(
-  store: Store,
-  fields: readonly Field[],
-  columns: Readonly<Record<string, readonly unknown[]>>,
-  records: number,
-  options: AbortOptions & { codecs?: Codecs } = {},
-): Promise<Record<string, FieldObject>> {
-  return await putEncodedBucket(store, encodeBucket(fields, columns, records, options.codecs), options)
-}
-
 /** Read and decode the columns of `fields` for one bucket, fetching only their objects. */
 export async function readBucketColumns(
   store: Store,
@@ -167,101 +151,4 @@ export async function readBinaryRecord(
     length: lengths[position]!,
     sha256: sha256.subarray(position * 32, position * 32 + 32),
   })
-}
-
-/** Encode and store a layer segment: values keyed by anchor (scalar and embedding layers). */
-export async function writeLayerSegment(
-  store: Store,
-  field: Field,
-  anchors: readonly bigint[],
-  values: readonly unknown[],
-  options: AbortOptions & { codecs?: Codecs } = {},
-): Promise<{ records: number; anchorMin: bigint; anchorMax: bigint; fields: Record<string, FieldObject> }> {
-  if (field.family === 'binary') throw new InvalidValueError(field.name, 0, 'binary layers are not supported')
-  if (anchors.length === 0 || anchors.length !== values.length) {
-    throw new InvalidValueError(field.name, 0, `${anchors.length} anchors for ${values.length} values`)
-  }
-  const encoded = encodeField(field, values, options.codecs)
-  const anchorVector = anchorColumn(BigUint64Array.from(anchors))
-  // A compressed layer keeps its codes (and full vectors, with rerank) as a bucket does, and
-  // its anchors beside them; a plain one is one table of anchors and values.
-  const objects: [key: string, bytes: Uint8Array][] = isCompressed(field)
-    ? [
-        [field.name, encoded.main],
-        [`${field.name}/anchors`, tableToIPC(new ArrowTable({ _anchor: anchorVector }), 'stream')],
-        ...Object.entries(encoded.parts).map(
-          ([part, bytes]) => [`${field.name}/${part}`, bytes] as [string, Uint8Array],
-        ),
-      ]
-    : [
-        [
-          field.name,
-          tableToIPC(
-            new ArrowTable({
-              _anchor: anchorVector,
-              [field.name]: tableFromIPC(encoded.main).getChild(field.name)!,
-            }),
-            'stream',
-          ),
-        ],
-      ]
-  let anchorMin = anchors[0]!
-  let anchorMax = anchors[0]!
-  for (const a of anchors) {
-    if (a < anchorMin) anchorMin = a
-    if (a > anchorMax) anchorMax = a
-  }
-  const fields: Record<string, FieldObject> = {}
-  for (const [key, bytes] of objects)
-    fields[key] = { cid: await store.put(bytes, options), bytes: bytes.byteLength }
-  return { records: anchors.length, anchorMin, anchorMax, fields }
-}
-
-/** A layer segment's anchors and values; a compressed layer's vectors decoded with its codec. */
-export async function readLayerSegment(
-  store: Store,
-  field: Field,
-  segment: Bucket,
-  options: AbortOptions & { codecs?: Codecs } = {},
-): Promise<{ anchors: BigUint64Array; values: Vector }> {
-  const object = segment.fields[field.name]
-  if (object === undefined) throw new RangeError(`segment has no object for layer '${field.name}'`)
-  if (isCompressed(field)) {
-    const anchorsObject = segment.fields[`${field.name}/anchors`]
-    if (anchorsObject === undefined)
-      throw new CorruptFieldObjectError(field.name, object.cid.toString(), 'the anchors part is missing')
-    const keys = keysToRead(field, Object.keys(segment.fields))
-    const read = async (key: string) => {
-      const cid = segment.fields[key]!.cid
-      return { cid: cid.toString(), bytes: await store.get(cid, options) }
-    }
-    const [anchorBytes, ...parts] = await Promise.all([read(`${field.name}/anchors`), ...keys.map(read)])
-    const anchors = tableFromIPC(anchorBytes!.bytes).getChild('_anchor')
-    if (anchors === null || anchors.length !== segment.records) {
-      throw new CorruptFieldObjectError(field.name, anchorBytes!.cid, `expected ${segment.records} anchors`)
-    }
-    const byKey = Object.fromEntries(
-      keys.map((k, i) => [k === field.name ? '' : k.slice(field.name.length + 1), parts[i]!]),
-    )
-    const { '': main, ...rest } = byKey
-    const values = decodeField(field, segment.records, main, rest, options.codecs)
-    return { anchors: anchors.toArray() as BigUint64Array, values }
-  }
-  const bytes = await store.get(object.cid, options)
-  const table = tableFromIPC(bytes)
-  const anchors = table.getChild('_anchor')
-  const values = table.getChild(field.name)
-  if (
-    anchors === null ||
-    values === null ||
-    anchors.length !== segment.records ||
-    values.length !== segment.records
-  ) {
-    throw new CorruptFieldObjectError(
-      field.name,
-      object.cid.toString(),
-      `expected _anchor and ${field.name} for ${segment.records} records`,
-    )
-  }
-  return { anchors: anchors.toArray() as BigUint64Array, values }
 }

@@ -132,9 +132,9 @@ export function encodeField(
 ): EncodedField {
   switch (field.family) {
     case 'scalar':
-      return { main: ipcOf(field.name, scalarVector(field, values)), parts: {} }
+      return { main: ipcOf(field.name, valuesColumn(field, values)), parts: {} }
     case 'embedding': {
-      const vectors = embeddingVector(field, values)
+      const vectors = valuesColumn(field, values)
       if (!isCompressed(field)) return { main: ipcOf(field.name, vectors), parts: {} }
       const codec = codecs.get(field.name)
       if (codec === undefined)
@@ -153,6 +153,15 @@ export function encodeField(
         FAMILIES,
       )
   }
+}
+
+/**
+ * Validate `values` (one per record) for a scalar or embedding field and build the column
+ * `encodeField` stores (a compressed embedding's float32 vectors, before coding). Throws
+ * InvalidValueError.
+ */
+export function valuesColumn(field: ScalarField | EmbeddingField, values: readonly unknown[]): Vector {
+  return field.family === 'embedding' ? embeddingVector(field, values) : scalarVector(field, values)
 }
 
 function scalarVector(field: ScalarField, values: readonly unknown[]): Vector {

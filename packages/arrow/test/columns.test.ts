@@ -4,10 +4,11 @@ import type { Bucket, Field } from '@dreamdb/manifest'
 import { describe, expect, it } from 'vitest'
 import {
   anchorsOf,
+  encodeBucket,
+  putEncodedBucket,
   readBinaryRecord,
   readBucketColumns,
   readLayerSegment,
-  writeBucketFields,
   writeLayerSegment,
 } from '../src/index.js'
 
@@ -67,7 +68,7 @@ describe('anchorsOf', () => {
 describe('bucket columns', () => {
   it('round-trips every field family as Arrow columns, reading only the fields asked for', async () => {
     const store = await openStore('memory://')
-    const objects = await writeBucketFields(store, fields, columns, 3)
+    const objects = await putEncodedBucket(store, encodeBucket(fields, columns, 3))
     expect(Object.keys(objects).sort()).toEqual([...fields.map((f) => f.name), 'image/index'].sort())
     const bucket: Bucket = {
       records: 3,
@@ -133,9 +134,10 @@ describe('bucket columns', () => {
   ])('rejects %s = %j before writing anything', async (name, values, words) => {
     const store = await openStore('memory://')
     const field = fields.find((f) => f.name === name)!
-    const error = await rejection(
-      writeBucketFields(store, [fields[2]!, field], { label: ['x'], [name]: values }, 1),
-    )
+    // Encoding validates every value; nothing reaches the store when one is refused.
+    const write = async () =>
+      await putEncodedBucket(store, encodeBucket([fields[2]!, field], { label: ['x'], [name]: values }, 1))
+    const error = await rejection(write())
     expect(error.code).toBe('ERR_ARROW_INVALID_VALUE')
     expect(error.message).toContain(`'${name}'`)
     expect(error.message).toContain(words)

@@ -1,7 +1,8 @@
 import { openStore } from '@dreamdb/cas'
 import type { EmbeddingField, Field } from '@dreamdb/manifest'
 import { describe, expect, it } from 'vitest'
-import { checkVector, encodeField, writeBucketFields, writeLayerSegment } from '../src/index.js'
+import { checkVector, encodeField } from '../src/columns.js'
+import { encodeBucket, putEncodedBucket, writeLayerSegment } from '../src/index.js'
 
 const embedding: EmbeddingField = {
   name: 'embedding',
@@ -39,7 +40,7 @@ describe('embedding components are numbers, never coerced', () => {
       const values = [[1, 0, 0], vector]
       let error: unknown
       try {
-        await writeBucketFields(store, [embedding], { embedding: values }, 2)
+        await putEncodedBucket(store, encodeBucket([embedding], { embedding: values }, 2))
       } catch (e) {
         error = e
       }

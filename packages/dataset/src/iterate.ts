@@ -1,27 +1,14 @@
 import {
-  anchorColumn,
   anchorsOf,
-  arrowTypeOf,
+  BatchGatherer,
+  Blocks,
   type Codecs,
-  embeddingColumn,
   readBucketColumns,
   readLayerSegment,
 } from '@dreamdb/arrow'
 import type { Store } from '@dreamdb/cas'
-import type { Bucket, EmbeddingField, Field, Layer, Manifest, Repository } from '@dreamdb/manifest'
-import {
-  Table as ArrowTable,
-  Binary,
-  type DataType,
-  type Dictionary,
-  type Int32,
-  makeData,
-  makeVector,
-  type RecordBatch,
-  Utf8,
-  type Vector,
-  vectorFromArray,
-} from 'apache-arrow'
+import type { Bucket, Field, Layer, Manifest, Repository } from '@dreamdb/manifest'
+import type { RecordBatch, Vector } from 'apache-arrow'
 import { InvalidOptionError, ResumeMismatchError, UnknownFieldError } from './errors.js'
 import { buildPlan, type Plan, permutation, type Unit, type Window, windowsOf } from './plan.js'
 
@@ -174,9 +161,11 @@ export function normalizeIterOptions(
 
 /** A window's records, decoded: per field, a way to take rows in any order. */
 interface WindowData {
-  anchors: BigUint64Array
-  /** For each base field, one column per bucket, and the bucket/row of each window record. */
+  /** Each bucket's anchors, in record order. */
+  anchors: BigUint64Array[]
+  /** For each base field, one column per bucket (null: the bucket predates the field). */
   columns: Record<string, (Vector | null)[]>
+  /** The bucket and row of each window record. */
   bucketOf: Uint32Array
   rowOf: Uint32Array
   /** Window offset of each bucket's first record, plus the window's length at the end. */
@@ -196,41 +185,29 @@ async function loadWindow(
       readBucketColumns(store, baseFields, bucket, { codecs, ...(signal ? { signal } : {}) }),
     ),
   )
-  const anchors = new BigUint64Array(window.records)
   const bucketOf = new Uint32Array(window.records)
   const rowOf = new Uint32Array(window.records)
   const bucketStart = new Uint32Array(window.buckets.length + 1)
   let at = 0
   window.buckets.forEach((bucket, b) => {
     bucketStart[b] = at
-    anchors.set(anchorsOf(bucket), at)
     for (let r = 0; r < bucket.records; r++) {
       bucketOf[at + r] = b
       rowOf[at + r] = r
     }
     at += bucket.records
   })
+  bucketStart[window.buckets.length] = at
   const columns: WindowData['columns'] = {}
   for (const field of baseFields) columns[field.name] = decoded.map((d) => d[field.name] ?? null)
-  bucketStart[window.buckets.length] = at
   return {
-    anchors,
+    anchors: window.buckets.map(anchorsOf),
     columns,
     bucketOf,
     rowOf,
     bucketStart,
     order: window.seed === null ? null : permutation(window.records, window.seed),
   }
-}
-
-/**
- * One Arrow type per field for the whole iteration (a dictionary type made per batch would
- * get a new dictionary id each time, and batches could not be put in one Table), and the
- * iteration's interned categorical strings.
- */
-interface BatchContext {
-  types: Map<string, DataType>
-  interner: Interner
 }
 
 /** A stretch of a window in the epoch's order: its positions [from, to). */
@@ -240,300 +217,92 @@ interface Run {
   to: number
 }
 
-function lengthOf(runs: Run[]): number {
-  return runs.reduce((n, r) => n + r.to - r.from, 0)
-}
-
-/** Call `fn(data, i, k)` for each record: `i` its index in the window, `k` its row in the batch. */
-function forEachRecord(runs: Run[], fn: (data: WindowData, i: number, k: number) => void): void {
-  let k = 0
-  for (const { data, from, to } of runs) {
-    for (let p = from; p < to; p++) fn(data, data.order === null ? p : data.order[p]!, k++)
-  }
-}
-
 /**
- * Call `fn(data, bucket, row, count, k)` for each stretch of consecutive rows of one bucket:
- * whole blocks in append order, single rows once shuffled.
+ * The rows of a batch as blocks over the buckets of its runs (bucket `b` of the run's window
+ * is source `b` plus the buckets of the runs before it): whole stretches of a bucket in
+ * append order, one row at a time once shuffled.
  */
-function forEachBlock(
-  runs: Run[],
-  fn: (data: WindowData, bucket: number, row: number, count: number, k: number) => void,
-): void {
-  let k = 0
+function blocksOf(runs: Run[]): Blocks {
+  const blocks = new Blocks()
+  let base = 0
   for (const { data, from, to } of runs) {
-    if (data.order !== null) {
+    if (data.order === null) {
+      for (let p = from; p < to; ) {
+        const bucket = data.bucketOf[p]!
+        const count = Math.min(to, data.bucketStart[bucket + 1]!) - p
+        blocks.push(base + bucket, data.rowOf[p]!, count)
+        p += count
+      }
+    } else {
       for (let p = from; p < to; p++) {
         const i = data.order[p]!
-        fn(data, data.bucketOf[i]!, data.rowOf[i]!, 1, k++)
+        blocks.push(base + data.bucketOf[i]!, data.rowOf[i]!, 1)
       }
-      continue
     }
-    for (let p = from; p < to; ) {
-      const bucket = data.bucketOf[p]!
-      const count = Math.min(to, data.bucketStart[bucket + 1]!) - p
-      fn(data, bucket, data.rowOf[p]!, count, k)
-      k += count
-      p += count
-    }
+    base += data.anchors.length
   }
+  return blocks
 }
 
-/**
- * An in-order batch that lies inside one bucket, as a view of the bytes as read: nothing is
- * copied. `null` when the batch spans buckets or is shuffled (then it is gathered).
- */
-function sharedColumn(field: Field, runs: Run[]): Vector | null {
-  if (field.family !== 'embedding' && field.family !== 'binary') return null
-  if (runs.some(({ data }) => data.order !== null)) return null // shuffled: never one block
-  let block: { data: WindowData; bucket: number; row: number; count: number } | undefined
-  let blocks = 0
-  forEachBlock(runs, (data, bucket, row, count) => {
-    block = { data, bucket, row, count }
-    blocks++
-  })
-  if (blocks !== 1 || block === undefined) return null
-  const { data, bucket, row, count } = block
-  const stored = data.columns[field.name]![bucket]
-  if (stored === null || stored === undefined || stored.data.length !== 1) return null
-  const at = stored.data[0]!.offset + row
-  if (field.family === 'embedding') {
-    const child = stored.data[0]!.children[0]!
-    const start = at * field.dim + child.offset
-    return embeddingColumn(field, (child.values as Float32Array).subarray(start, start + count * field.dim))
-  }
-  // Arrow offsets may start anywhere in the data, so the batch shares the fragment's bytes.
-  return makeVector(
-    makeData({
-      type: new Binary(),
-      length: count,
-      nullCount: 0,
-      valueOffsets: stored.data[0]!.valueOffsets.subarray(at, at + count + 1),
-      data: stored.data[0]!.values,
-    }),
-  )
+/** A layer's values, kept as its segments decoded them, and where each anchor's value is. */
+interface LayerValues {
+  /** Each segment's values, then `null` (the source of an anchor the layer has no value for). */
+  sources: (Vector | null)[]
+  /** Anchor to its segment and row, packed as `segment * 2^32 + row`. */
+  at: Map<bigint, number>
 }
 
-/**
- * The vectors of a batch, copied into one buffer: whole blocks in append order, one vector
- * at a time once shuffled (measured: a view and `set` beat an element loop by 20%).
- */
-function gatherVectors(field: EmbeddingField, runs: Run[], length: number): Float32Array {
-  const dim = field.dim
-  const flat = new Float32Array(length * dim)
-  let k = 0
-  for (const { data, from, to } of runs) {
-    // Each bucket's stored values and the position of its first vector in them.
-    const stored = data.columns[field.name]!.map((vector) => {
-      if (vector === null) return null
-      const child = vector.data[0]!.children[0]!
-      return { values: child.values as Float32Array, base: vector.data[0]!.offset * dim + child.offset }
-    })
-    for (let p = from; p < to; p++, k++) {
-      const i = data.order === null ? p : data.order[p]!
-      const source = stored[data.bucketOf[i]!]
-      if (source === null || source === undefined) continue
-      const { values } = source
-      if (data.order === null) {
-        // In append order the rest of this bucket's rows follow: one copy for all of them.
-        const count = Math.min(to, data.bucketStart[data.bucketOf[i]! + 1]!) - p
-        const start = source.base + data.rowOf[i]! * dim
-        flat.set(values.subarray(start, start + count * dim), k * dim)
-        p += count - 1
-        k += count - 1
-        continue
-      }
-      const start = source.base + data.rowOf[i]! * dim
-      flat.set(values.subarray(start, start + dim), k * dim)
-    }
-  }
-  return flat
-}
-
-/**
- * The validity of a batch's values of a field: a record of a bucket written before the field
- * existed has no value (null), not a zero vector or empty bytes.
- */
-function missing(field: Field, runs: Run[], length: number): { bitmap: Uint8Array; count: number } {
-  const bitmap = new Uint8Array(Math.ceil(length / 8)).fill(0xff)
-  let count = 0
-  if (runs.every(({ data }) => !data.columns[field.name]!.includes(null))) return { bitmap, count }
-  forEachBlock(runs, (data, bucket, _row, blockLength, k) => {
-    if (data.columns[field.name]![bucket] !== null) return
-    for (let r = k; r < k + blockLength; r++) bitmap[r >> 3]! &= ~(1 << (r & 7))
-    count += blockLength
-  })
-  return { bitmap, count }
-}
-
-/** Build one column from runs that may span windows and buckets. */
-function gather(field: Field, runs: Run[], context: BatchContext): Vector {
-  const shared = sharedColumn(field, runs)
-  if (shared !== null) return shared
-  const length = lengthOf(runs)
-  const columnOf = (data: WindowData, bucket: number) => data.columns[field.name]![bucket] ?? null
-  if (field.family === 'embedding') {
-    return embeddingColumn(field, gatherVectors(field, runs, length), missing(field, runs, length))
-  }
-  if (field.family === 'binary') {
-    const pieces: Uint8Array[] = new Array(length)
-    forEachRecord(runs, (data, i, k) => {
-      pieces[k] =
-        (columnOf(data, data.bucketOf[i]!)?.get(data.rowOf[i]!) as Uint8Array | null) ?? new Uint8Array(0)
-    })
-    const offsets = new Int32Array(length + 1)
-    for (let k = 0; k < length; k++) offsets[k + 1] = offsets[k]! + pieces[k]!.byteLength
-    const bytes = new Uint8Array(offsets[length]!)
-    for (let k = 0; k < length; k++) bytes.set(pieces[k]!, offsets[k]!)
-    const nulls = missing(field, runs, length)
-    return makeVector(
-      makeData({
-        type: new Binary(),
-        length,
-        nullCount: nulls.count,
-        ...(nulls.count > 0 ? { nullBitmap: nulls.bitmap } : {}),
-        valueOffsets: offsets,
-        data: bytes,
-      }),
-    )
-  }
-  if (field.family === 'scalar' && field.kind === 'categorical')
-    return gatherCategorical(field.name, runs, length, context)
-  const values: unknown[] = new Array(length)
-  forEachRecord(runs, (data, i, k) => {
-    values[k] = columnOf(data, data.bucketOf[i]!)?.get(data.rowOf[i]!) ?? null
-  })
-  return vectorFromArray(values, context.types.get(field.name)!)
-}
-
-/**
- * Interns the strings of stored dictionaries for one iteration: each bucket's dictionary is
- * mapped once to ids shared by every bucket, so gathering a row is an integer lookup.
- */
-class Interner {
-  readonly #tables = new WeakMap<object, Int32Array>()
-  readonly strings: string[] = []
-  readonly #ids = new Map<string, number>()
-  #dictionary: Vector | undefined
-
-  idsOf(dictionary: Vector): Int32Array {
-    let table = this.#tables.get(dictionary)
-    if (table === undefined) {
-      table = new Int32Array(dictionary.length)
-      for (let k = 0; k < dictionary.length; k++) {
-        const value = dictionary.get(k) as string
-        let id = this.#ids.get(value)
-        if (id === undefined) {
-          id = this.strings.length
-          this.strings.push(value)
-          this.#ids.set(value, id)
-        }
-        table[k] = id
-      }
-      this.#tables.set(dictionary, table)
-    }
-    return table
-  }
-
-  /** Every string interned so far, as one vector, rebuilt only when a new one arrives. */
-  dictionary(): Vector {
-    if (this.#dictionary === undefined || this.#dictionary.length !== this.strings.length) {
-      this.#dictionary = vectorFromArray(this.strings, new Utf8())
-    }
-    return this.#dictionary
-  }
-}
-
-/**
- * Up to this many distinct values, a categorical batch carries every value seen so far as
- * its dictionary (one vector shared by the batches, built once) and the ids stay the same
- * from batch to batch; beyond it (ids, captions) each batch carries just the values it uses.
- */
-const SHARED_DICTIONARY_MAX = 65_536
-
-/** A categorical column gathered by index: each bucket's dictionary is interned once. */
-function gatherCategorical(name: string, runs: Run[], length: number, context: BatchContext): Vector {
-  const ids = new Int32Array(length)
-  const nulls = new Uint8Array(Math.ceil(length / 8)).fill(0xff)
-  let nullCount = 0
-  forEachRecord(runs, (window, i, k) => {
-    const vector = window.columns[name]![window.bucketOf[i]!]
-    const row = window.rowOf[i]!
-    if (vector === null || vector === undefined || !vector.isValid(row)) {
-      nulls[k >> 3]! &= ~(1 << (k & 7))
-      nullCount++
-      return
-    }
-    const data = vector.data[0]!
-    ids[k] = context.interner.idsOf(data.dictionary!)[(data.values as Int32Array)[data.offset + row]!]!
-  })
-  let dictionary: Vector
-  if (context.interner.strings.length <= SHARED_DICTIONARY_MAX) {
-    dictionary = context.interner.dictionary()
-  } else {
-    const batchIndex = new Map<number, number>()
-    const values: string[] = []
-    for (let k = 0; k < length; k++) {
-      if (nullCount > 0 && (nulls[k >> 3]! & (1 << (k & 7))) === 0) continue
-      let index = batchIndex.get(ids[k]!)
-      if (index === undefined) {
-        index = values.length
-        values.push(context.interner.strings[ids[k]!]!)
-        batchIndex.set(ids[k]!, index)
-      }
-      ids[k] = index
-    }
-    dictionary = vectorFromArray(values, new Utf8())
-  }
-  const type = context.types.get(name) as Dictionary<Utf8, Int32>
-  return makeVector(
-    makeData({
-      type,
-      length,
-      nullCount,
-      ...(nullCount > 0 ? { nullBitmap: nulls } : {}),
-      data: ids,
-      dictionary,
-    }),
-  )
-}
-
-/** Every value of a layer, keyed by anchor, read once per iteration. */
-export async function loadLayer(
+/** Every segment of a layer, read once per iteration; a later segment's anchor wins. */
+async function loadLayerValues(
   repo: Repository,
   layer: Layer,
   signal?: AbortSignal,
   codecs?: Codecs,
-): Promise<Map<bigint, unknown>> {
-  const values = new Map<bigint, unknown>()
+): Promise<LayerValues> {
+  const sources: (Vector | null)[] = []
+  const at = new Map<bigint, number>()
   const manifestLike = { timeline: layer.segments } as Manifest
   for await (const { bucket } of repo.buckets(manifestLike, signal ? { signal } : {})) {
     const segment = await readLayerSegment(repo.store, layer.field, bucket, {
       ...(signal ? { signal } : {}),
       ...(codecs ? { codecs } : {}),
     })
-    segment.anchors.forEach((anchor, i) => {
-      const value = segment.values.get(i)
-      values.set(anchor, value instanceof Float32Array ? Float32Array.from(value) : value)
+    const base = sources.length * 2 ** 32
+    segment.anchors.forEach((anchor, row) => {
+      at.set(anchor, base + row)
     })
+    sources.push(segment.values)
+  }
+  sources.push(null)
+  return { sources, at }
+}
+
+/** Every value of a layer, keyed by anchor (for `compareRefs`). */
+export async function loadLayer(
+  repo: Repository,
+  layer: Layer,
+  signal?: AbortSignal,
+  codecs?: Codecs,
+): Promise<Map<bigint, unknown>> {
+  const { sources, at } = await loadLayerValues(repo, layer, signal, codecs)
+  const values = new Map<bigint, unknown>()
+  for (const [anchor, packed] of at) {
+    const value = sources[Math.floor(packed / 2 ** 32)]!.get(packed % 2 ** 32)
+    values.set(anchor, value instanceof Float32Array ? Float32Array.from(value) : value)
   }
   return values
 }
 
-function layerColumn(
-  layer: Layer,
-  values: Map<bigint, unknown>,
-  anchors: bigint[],
-  context: BatchContext,
-): Vector {
-  const picked = anchors.map((a) => values.get(a) ?? null)
-  if (layer.field.family === 'embedding') {
-    return vectorFromArray(
-      picked.map((v) => (v === null ? null : [...(v as Float32Array)])),
-      context.types.get(layer.name)!,
-    )
+/** The rows of a layer's segments that hold the values of `anchors`, in that order. */
+function layerBlocks(layer: LayerValues, anchors: BigUint64Array): Blocks {
+  const blocks = new Blocks()
+  const none = layer.sources.length - 1
+  for (const anchor of anchors) {
+    const packed = layer.at.get(anchor)
+    if (packed === undefined) blocks.push(none, 0, 1)
+    else blocks.push(Math.floor(packed / 2 ** 32), packed % 2 ** 32, 1)
   }
-  return vectorFromArray(picked, context.types.get(layer.name)!)
+  return blocks
 }
 
 /** The iteration itself: plan, prefetch windows, gather batches, pad the partition. */
@@ -549,13 +318,11 @@ export function iterate(
     const { signal } = options
     const baseFields = manifest.schema.fields.filter((f) => state.fields.includes(f.name))
     const layers = manifest.layers.filter((l) => state.fields.includes(l.name))
-    const context: BatchContext = {
-      types: new Map([...baseFields, ...layers.map((l) => l.field)].map((f) => [f.name, arrowTypeOf(f)])),
-      interner: new Interner(),
-    }
+    const gatherer = new BatchGatherer([...baseFields, ...layers.map((l) => l.field)])
     const codecs = await options.codecs()
-    const layerValues = new Map<string, Map<bigint, unknown>>()
-    for (const layer of layers) layerValues.set(layer.name, await loadLayer(repo, layer, signal, codecs))
+    const layerValues = new Map<string, LayerValues>()
+    for (const layer of layers)
+      layerValues.set(layer.name, await loadLayerValues(repo, layer, signal, codecs))
 
     const tMin = state.timeRange?.[0] ?? Number.NEGATIVE_INFINITY
     const tMax = state.timeRange?.[1] ?? Number.POSITIVE_INFINITY
@@ -658,42 +425,48 @@ export function iterate(
         runs.push({ data, from: at - entry.window.start, to: end - entry.window.start })
         at = end
       }
-      const batch = buildBatch(runs, baseFields, layers, layerValues, state.fields, context)
+      const batch = buildBatch(runs, baseFields, layers, layerValues, state.fields, gatherer)
       // Counted before it is handed over: a consumer that stops after this batch has seen it.
       yielded++
       yield batch
     }
     while (yielded < plan.batchesPerPartition) {
       yielded++
-      yield buildBatch([], baseFields, layers, layerValues, state.fields, context)
+      yield buildBatch([], baseFields, layers, layerValues, state.fields, gatherer)
     }
   }
   return { [Symbol.asyncIterator]: run, state: snapshotState }
 }
 
+/** One batch: its rows located in the runs' buckets, then each field gathered from them. */
 function buildBatch(
   runs: Run[],
   baseFields: Field[],
   layers: Layer[],
-  layerValues: Map<string, Map<bigint, unknown>>,
+  layerValues: Map<string, LayerValues>,
   order: string[],
-  context: BatchContext,
+  gatherer: BatchGatherer,
 ): RecordBatch {
-  const anchorValues = new BigUint64Array(lengthOf(runs))
-  forEachBlock(runs, (data, bucket, row, count, k) => {
-    const start = data.bucketStart[bucket]! + row
-    anchorValues.set(data.anchors.subarray(start, start + count), k)
-  })
-  // Plain bigints only when a layer needs to look values up by anchor.
-  const anchors = layers.length > 0 ? Array.from(anchorValues) : []
-  const columns: Record<string, Vector> = { _anchor: anchorColumn(anchorValues) }
-  for (const name of order) {
+  const blocks = blocksOf(runs)
+  const anchors = gatherer.anchors(
+    runs.flatMap((r) => r.data.anchors),
+    blocks,
+  )
+  const columns = order.map((name): [string, Vector] => {
     const field = baseFields.find((f) => f.name === name)
-    columns[name] =
-      field !== undefined
-        ? gather(field, runs, context)
-        : layerColumn(layers.find((l) => l.name === name)!, layerValues.get(name)!, anchors, context)
-  }
-  const table = new ArrowTable(columns)
-  return table.batches[0]!
+    if (field !== undefined) {
+      return [
+        name,
+        gatherer.column(
+          field,
+          runs.flatMap((r) => r.data.columns[name]!),
+          blocks,
+        ),
+      ]
+    }
+    const layer = layers.find((l) => l.name === name)!
+    const values = layerValues.get(name)!
+    return [name, gatherer.column(layer.field, values.sources, layerBlocks(values, anchors))]
+  })
+  return gatherer.batch(anchors, columns)
 }
