@@ -462,6 +462,21 @@ export function casConformanceTests(harness: CasHarness): void {
         expect(decode((await store.readRef('b'))!.value)).toBe('2')
       })
 
+      it('updateRef given the entry read: writes the next generation; a stale or deleted entry still fails', async () => {
+        const v1 = await store.createRef('e', encode('1'))
+        const read = (await store.readRef('e'))!
+        const v2 = await store.updateRef('e', encode('2'), read)
+        expect(v2.generation).toBe(2)
+        expect(decode((await store.readRef('e'))!.value)).toBe('2')
+        const stale = await rejection(store.updateRef('e', encode('3'), v1))
+        expect(stale.code).toBe('ERR_CAS_REF_CONFLICT')
+        expect(stale.expectedVersion).toBe(v1.version)
+        expect(stale.actualVersion).toBe(v2.version)
+        await store.deleteRef('e', v2.version)
+        expect((await rejection(store.updateRef('e', encode('4'), v2))).code).toBe('ERR_CAS_REF_NOT_FOUND')
+        expect(await store.readRef('e')).toBeUndefined()
+      })
+
       it('updating or deleting a missing ref is RefNotFoundError', async () => {
         expect((await rejection(store.updateRef('nope', encode('x'), 'v'))).code).toBe(
           'ERR_CAS_REF_NOT_FOUND',

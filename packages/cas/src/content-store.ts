@@ -376,10 +376,19 @@ export class ContentStore implements Store {
   async updateRef(
     name: string,
     value: Uint8Array,
-    expectedVersion: string,
+    expected: string | Pick<RefEntry, 'version' | 'generation'>,
     options: AbortOptions = {},
   ): Promise<RefEntry> {
     assertValidRefName(name)
+    if (typeof expected !== 'string') {
+      if (!Number.isSafeInteger(expected.generation) || expected.generation < 1) {
+        throw new TypeError(`Ref '${name}': the expected entry's generation must be a positive integer`)
+      }
+      // The caller read the ref: its version decides the conditional write, and a moved or
+      // deleted ref is found by #writeRef's re-read after the write is refused.
+      return await this.#writeRef(name, value, expected.version, expected.generation + 1, options.signal)
+    }
+    const expectedVersion = expected
     const current = await this.readRef(name, options)
     if (current === undefined) throw new RefNotFoundError(name, this.url)
     if (current.version !== expectedVersion) {

@@ -201,14 +201,18 @@ export interface RefStore {
   createRef(name: string, value: Uint8Array, options?: AbortOptions): Promise<RefEntry>
 
   /**
-   * Update-if-unchanged: write `value` only if the ref is still at `expectedVersion`.
+   * Update-if-unchanged: write `value` only if the ref is still at the expected version.
    * Otherwise `RefConflictError` (moved) or `RefNotFoundError` (deleted). A write whose
    * response was lost is recognised on retry and reported as the success it was.
+   *
+   * `expected` is the version, or the entry the caller read (its `version` and
+   * `generation`): given the entry, the store writes at once, without reading the ref
+   * first to learn its generation (one request fewer; the write is conditional either way).
    */
   updateRef(
     name: string,
     value: Uint8Array,
-    expectedVersion: string,
+    expected: string | Pick<RefEntry, 'version' | 'generation'>,
     options?: AbortOptions,
   ): Promise<RefEntry>
 
