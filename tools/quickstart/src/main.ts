@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
-import { parseCid } from '@dreamdb/cas'
+import { openStore, parseCid } from '@dreamdb/cas'
 import { agreementMatrix, compareRefs, Dataset } from '@dreamdb/dataset'
 import { inspect, log } from '@dreamdb/manifest'
 import type { RecordBatch } from 'apache-arrow'
@@ -63,6 +63,15 @@ function loadDigits() {
 }
 
 console.log(`DreamDB quickstart on ${backend}`)
+
+// A fresh MinIO has no bucket yet: the quickstart makes the one its URL names (as
+// `dreamdb init --create-bucket` does). Anything that goes wrong is one line, not a stack.
+process.on('uncaughtException', (error: Error & { code?: string }) => {
+  console.error(`quickstart: ${error.code ? `${error.code}: ` : ''}${error.message}`)
+  if (process.env.DREAMDB_DEBUG) console.error(error.stack)
+  process.exit(1)
+})
+await (await openStore(backend, { createBucket: true })).close()
 
 step(1, `Ingest ${PER_CLASS * 10} MNIST digits: image (PGM bytes), 49-d embedding, label, split`)
 let src: Dataset
