@@ -10,3 +10,9 @@ pnpm turbo run typecheck build --output-logs=errors-only
 "$REPO_ROOT/tools/minio/minio.sh" run -- pnpm turbo run test --concurrency=1 --output-logs=full
 # A bounded slice of the torture suite (issue 11; `pnpm torture` runs it in full), in a MinIO of its own.
 pnpm torture --slice
+# The CI audit example (examples/audit.mjs) with the built CLI, on a store the quickstart fills:
+# every prod- tag reads back whole (inspect --verify --json) and equals the dataset (diff --exit-code).
+audit_store="$(mktemp -d "${TMPDIR:-/tmp}/dreamdb-audit.XXXXXX")"
+DREAMDB_BACKEND="$audit_store" pnpm quickstart >/dev/null
+DREAMDB_CLI="node $REPO_ROOT/apps/cli/dist/index.js" node examples/audit.mjs --backend "$audit_store" --prefix prod- --against mnist
+rm -rf "$audit_store"
