@@ -4,6 +4,7 @@ import {
   classify,
   EXIT,
   formatError,
+  InterruptedError,
   OutputExistsError,
   UsageError,
 } from '../src/errors.js'
@@ -67,6 +68,45 @@ describe('classify', () => {
     expect(c).toMatchObject({ exitCode: 70, code: 'ERR_CLI_INTERNAL', internal: true })
     expect(classify('a string').exitCode).toBe(70)
     expect(classify(coded('ENOENT')).exitCode).toBe(70)
+  })
+
+  it("treats Node's own ERR_ codes as bugs (70, stack with DREAMDB_DEBUG), only DreamDB's as the user's", () => {
+    for (const code of [
+      'ERR_INVALID_ARG_TYPE',
+      'ERR_STREAM_PREMATURE_CLOSE',
+      'ERR_OUT_OF_RANGE',
+      'ERR_MODULE_NOT_FOUND',
+    ]) {
+      expect(classify(coded(code)), code).toMatchObject({
+        exitCode: 70,
+        code: 'ERR_CLI_INTERNAL',
+        internal: true,
+      })
+    }
+    for (const code of [
+      'ERR_CAS_INTEGRITY',
+      'ERR_DATASET_READ_ONLY',
+      'ERR_VECTOR_BAD_DIM',
+      'ERR_INGEST_BAD_SHARD',
+    ]) {
+      expect(classify(coded(code)), code).toMatchObject({ exitCode: 1, code, internal: false })
+    }
+  })
+
+  it('SIGINT and SIGTERM are 130 and 143, also when a layer wraps the reason in its own AbortError', () => {
+    const int = new InterruptedError('SIGINT')
+    const term = new InterruptedError('SIGTERM')
+    expect(classify(int)).toMatchObject({
+      exitCode: 130,
+      code: 'ERR_CLI_INTERRUPTED',
+      message: 'interrupted',
+    })
+    expect(classify(term)).toMatchObject({ exitCode: 143, message: 'terminated (SIGTERM)' })
+    // What Node's own APIs throw when their signal aborts: an AbortError whose cause is the reason.
+    const wrapped = Object.assign(new Error('The operation was aborted', { cause: term }), {
+      name: 'AbortError',
+    })
+    expect(classify(wrapped).exitCode).toBe(143)
   })
 
   it('treats an abort as an interruption (130)', () => {
