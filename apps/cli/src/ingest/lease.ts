@@ -16,7 +16,8 @@
  */
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
-import { type RefEntry, type Store, sleep } from '@dreamdb/cas'
+import { setTimeout as delay } from 'node:timers/promises'
+import type { RefEntry, Store } from '@dreamdb/cas'
 import { IngestLeaseLostError, IngestLockedError } from '../errors.js'
 
 export const LEASE_PREFIX = '_dreamdb/leases/ingest/'
@@ -279,7 +280,7 @@ export async function acquireIngestLease(
         waitMs - waited,
         Math.max(10, holder!.expires - at + 10),
       )
-      await sleep(poll, options.signal)
+      await delay(poll, undefined, options.signal ? { signal: options.signal } : {})
     } catch (error) {
       // Another taker got there first: look again.
       if (isCode(error, 'ERR_CAS_REF_CONFLICT') || isCode(error, 'ERR_CAS_REF_NOT_FOUND')) continue
