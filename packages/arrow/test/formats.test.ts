@@ -66,4 +66,18 @@ describe('stored bytes', () => {
       embedding: 'bafkreiavpygftmtb7sd3t3kqk2mzwnhrc5spyxiu6hzogguq4ryk4d74um',
     })
   })
+
+  // Arrow numbers dictionary types per process (0, 1, ... in order of creation) and writes
+  // the number into the stream, so a categorical object's bytes depend on how many were
+  // made before it. This file makes no other: the segment gets 0 and the bucket object 1.
+  it('a categorical segment and bucket object keep the CIDs they had', async () => {
+    const label: Field = { name: 'label', family: 'scalar', kind: 'categorical' }
+    const store = await openStore('memory://')
+    const segment = await writeLayerSegment(store, label, anchors, ['cat', null, 'dog'])
+    const [[, bytes]] = encodeBucket([label], { label: ['cat', null, 'dog'] }, 3) as [[string, Uint8Array]]
+    expect([segment.fields.label!.cid.toString(), (await store.put(bytes)).toString()]).toEqual([
+      'bafkreifgfxn5cuzv543m6vgbjjkz2mvy2w66qzypaoqaygp2p3iav6o6e4',
+      'bafkreigeejzoele77zcyzt7ck4gnjdjvdtv2d7ncz3tnujbvotf7joa6py',
+    ])
+  })
 })
