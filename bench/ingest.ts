@@ -6,7 +6,7 @@
  * The shards have the seed's layout (an `image` struct {bytes, path}, a ClassLabel `label`,
  * a 512-d float32 `embedding` list column) and real-sized images: 20-50 kB each, of
  * incompressible bytes like a JPEG's (ingest stores image bytes as they are; with an
- * embedding column it never decodes them). The ingest is the CLI's own `ingest()`, with its
+ * embedding column it never decodes them). The ingest is `@dreamdb/ingest`'s `ingest()` (what the CLI calls), with its
  * defaults (1024 rows per commit, 2 chunks at once), run in this process, so Node's start
  * is not counted.
  *
@@ -18,25 +18,10 @@ import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { openStore } from '@dreamdb/cas'
+import { type IngestResult, ingest } from '@dreamdb/ingest'
+import { imageColumn, shardFileName, writeHfShard } from '@dreamdb/ingest/testing'
 import { Repository } from '@dreamdb/manifest'
-import {
-  Binary,
-  Field,
-  Float32,
-  Int64,
-  List,
-  makeData,
-  makeVector,
-  RecordBatch,
-  Schema,
-  Struct,
-  Table,
-  tableToIPC,
-  Utf8,
-  vectorFromArray,
-} from 'apache-arrow'
-import { type IngestResult, ingest } from '../apps/cli/src/ingest/ingest.js'
-import { parquetWasm } from '../apps/cli/src/ingest/shards.js'
+import { Field, Float32, Int64, List, vectorFromArray } from 'apache-arrow'
 import {
   alternate,
   baselineS3Client,
@@ -85,9 +70,7 @@ interface Shards {
 
 /** `RECORDS` rows in shards of `SHARD_ROWS`, the layout `datasets` writes. */
 async function writeShards(root: string): Promise<Shards> {
-  const pw = await parquetWasm()
   const dir = join(root, 'data')
-  await mkdir(dir, { recursive: true })
   const random = lcg(7)
   const names = Array.from({ length: CLASSES }, (_, c) => `n${String(1_440_000 + c * 37).padStart(8, '0')}`)
   const count = Math.ceil(RECORDS / SHARD_ROWS)
@@ -103,47 +86,25 @@ async function writeShards(root: string): Promise<Shards> {
       imageBytes += size
       return new Uint8Array(bytes.buffer, bytes.byteOffset, size)
     })
-    const paths = images.map((_, r) => `train/${s}/${r}.JPEG`)
-    const type = new Struct([new Field('bytes', new Binary(), true), new Field('path', new Utf8(), true)])
-    const image = makeVector(
-      makeData({
-        type,
-        length: rows,
-        nullCount: 0,
-        children: [
-          vectorFromArray(images, new Binary()).data[0]!,
-          vectorFromArray(paths, new Utf8()).data[0]!,
-        ],
-      }),
+    const path = join(dir, shardFileName('train', s, count))
+    await writeHfShard(
+      path,
+      {
+        image: imageColumn(
+          images,
+          images.map((_, r) => `train/${s}/${r}.JPEG`),
+        ),
+        label: vectorFromArray(
+          Array.from({ length: rows }, () => BigInt(Math.floor(random() * CLASSES))),
+          new Int64(),
+        ),
+        embedding: vectorFromArray(
+          Array.from({ length: rows }, () => Float32Array.from({ length: DIM }, () => random() - 0.5)),
+          new List(new Field('item', new Float32(), true)),
+        ),
+      },
+      { labelNames: names, rowGroup: ROW_GROUP },
     )
-    const label = vectorFromArray(
-      Array.from({ length: rows }, () => BigInt(Math.floor(random() * CLASSES))),
-      new Int64(),
-    )
-    const embedding = vectorFromArray(
-      Array.from({ length: rows }, () => Float32Array.from({ length: DIM }, () => random() - 0.5)),
-      new List(new Field('item', new Float32(), true)),
-    )
-    const plain = new Table({ image, label, embedding })
-    const features = {
-      image: { _type: 'Image' },
-      label: { names, _type: 'ClassLabel' },
-      embedding: { feature: { dtype: 'float32', _type: 'Value' }, _type: 'Sequence' },
-    }
-    const schema = new Schema(
-      plain.schema.fields,
-      new Map([['huggingface', JSON.stringify({ info: { features } })]]),
-    )
-    const table = new Table(
-      schema,
-      plain.batches.map((b) => new RecordBatch(schema, b.data)),
-    )
-    const properties = new pw.WriterPropertiesBuilder()
-      .setMaxRowGroupSize(ROW_GROUP)
-      .setCompression(pw.Compression.SNAPPY)
-      .build()
-    const path = join(dir, `train-${String(s).padStart(5, '0')}-of-${String(count).padStart(5, '0')}.parquet`)
-    await writeFile(path, pw.writeParquet(pw.Table.fromIPCStream(tableToIPC(table, 'stream')), properties))
     files.push(path)
   }
   let shardBytes = 0

@@ -12,6 +12,10 @@ export default defineConfig({
       '@dreamdb/vector': source('vector'),
       '@dreamdb/arrow': source('arrow'),
       '@dreamdb/dataset': source('dataset'),
+      '@dreamdb/ingest/testing': fileURLToPath(
+        new URL('../../packages/ingest/src/testing.ts', import.meta.url),
+      ),
+      '@dreamdb/ingest': source('ingest'),
     },
   },
   test: {

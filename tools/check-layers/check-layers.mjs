@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Fails when a workspace package depends on, or imports, a package it does not sit on. The
 // layers form a small graph, not a line: manifest and vector both sit on cas and neither
-// uses the other; arrow sits on both. Checked in both package.json dependencies and every
+// uses the other; arrow sits on both; ingest sits on dataset, and the CLI on ingest. Checked in both package.json dependencies and every
 // import/require/export-from specifier under src/ and test/.
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
@@ -19,7 +19,8 @@ export const LAYERS = {
   '@dreamdb/vector': ['@dreamdb/cas'],
   '@dreamdb/arrow': ['@dreamdb/manifest', '@dreamdb/vector'],
   '@dreamdb/dataset': ['@dreamdb/arrow'],
-  '@dreamdb/cli': ['@dreamdb/dataset'],
+  '@dreamdb/ingest': ['@dreamdb/dataset'],
+  '@dreamdb/cli': ['@dreamdb/ingest'],
 }
 const SAME_LAYER = { '@dreamdb/cas-tests': '@dreamdb/cas' }
 

@@ -68,3 +68,30 @@ it('forbids vector -> manifest: both sit on cas and neither uses the other', () 
   expect(mayUse('@dreamdb/cas', '@dreamdb/quickstart')).toBe(false)
   expect(mayUse('@dreamdb/quickstart', '@dreamdb/cli')).toBe(true)
 })
+
+it('ingest sits on dataset and the CLI on ingest: nothing below imports ingest', () => {
+  const root = workspace({
+    'packages/dataset': {
+      name: '@dreamdb/dataset',
+      files: { 'src/up.ts': "import { ingest } from '@dreamdb/ingest'\n" },
+    },
+    'packages/ingest': {
+      name: '@dreamdb/ingest',
+      dependencies: { '@dreamdb/dataset': 'workspace:*', '@dreamdb/manifest': 'workspace:*' },
+      files: { 'src/ok.ts': "import '@dreamdb/dataset'\nimport '@dreamdb/cas'\nimport '@dreamdb/cli'\n" },
+    },
+    'apps/cli': {
+      name: '@dreamdb/cli',
+      files: { 'src/ok.ts': "import '@dreamdb/ingest'\nimport '@dreamdb/dataset'\n" },
+    },
+  })
+  expect(violations(root)).toEqual([
+    'packages/dataset/src/up.ts imports @dreamdb/ingest, which @dreamdb/dataset does not sit on',
+    'packages/ingest/src/ok.ts imports @dreamdb/cli, which @dreamdb/ingest does not sit on',
+  ])
+  expect(mayUse('@dreamdb/cli', '@dreamdb/ingest')).toBe(true)
+  expect(mayUse('@dreamdb/cli', '@dreamdb/dataset')).toBe(true)
+  expect(mayUse('@dreamdb/ingest', '@dreamdb/arrow')).toBe(true)
+  expect(mayUse('@dreamdb/dataset', '@dreamdb/ingest')).toBe(false)
+  expect(mayUse('@dreamdb/ingest', '@dreamdb/cli')).toBe(false)
+})

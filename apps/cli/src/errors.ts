@@ -120,97 +120,6 @@ export class OutputExistsError extends CliError {
   }
 }
 
-/** A split named in `--splits` has no parquet shards under `--root`, or some are missing. */
-export class NoShardsError extends CliError {
-  static readonly code = 'ERR_CLI_NO_SHARDS'
-  override readonly name = 'NoShardsError'
-  readonly code = NoShardsError.code
-}
-
-/** A parquet shard is malformed, lacks an expected column, or holds a value of the wrong type. */
-export class ShardError extends CliError {
-  static readonly code = 'ERR_CLI_BAD_SHARD'
-  override readonly name = 'ShardError'
-  readonly code = ShardError.code
-  constructor(
-    readonly file: string,
-    message: string,
-    hint?: string,
-    options?: ErrorOptions,
-  ) {
-    super(`${file}: ${message}`, hint, options)
-  }
-}
-
-/** The embedding column has the wrong type, a null, a non-finite value or another dimension. */
-export class EmbeddingColumnError extends CliError {
-  static readonly code = 'ERR_CLI_BAD_EMBEDDING'
-  override readonly name = 'EmbeddingColumnError'
-  readonly code = EmbeddingColumnError.code
-  constructor(
-    readonly file: string,
-    message: string,
-    hint?: string,
-  ) {
-    super(`${file}: ${message}`, hint)
-  }
-}
-
-/** The embedding model cannot be loaded or run, or its output is not a vector per image. */
-export class ModelError extends CliError {
-  static readonly code = 'ERR_CLI_BAD_MODEL'
-  override readonly name = 'ModelError'
-  readonly code = ModelError.code
-}
-
-/** An image in a shard cannot be decoded (computing embeddings with --model). */
-export class ImageError extends CliError {
-  static readonly code = 'ERR_CLI_BAD_IMAGE'
-  override readonly name = 'ImageError'
-  readonly code = ImageError.code
-}
-
-/** `ingest` into a dataset that exists with other fields than the ones it writes. */
-export class SchemaMismatchError extends CliError {
-  static readonly code = 'ERR_CLI_SCHEMA_MISMATCH'
-  override readonly name = 'SchemaMismatchError'
-  readonly code = SchemaMismatchError.code
-}
-
-/** A shard was partly ingested before, and the file under that name has changed since. */
-export class ShardChangedError extends CliError {
-  static readonly code = 'ERR_CLI_SHARD_CHANGED'
-  override readonly name = 'ShardChangedError'
-  readonly code = ShardChangedError.code
-}
-
-/**
- * Another `ingest` holds the dataset's ingest lease (design/0006): it is running, or it
- * stopped less than a lease's lifetime ago on another host. `holder` says who.
- */
-export class IngestLockedError extends CliError {
-  static readonly code = 'ERR_CLI_INGEST_LOCKED'
-  override readonly name = 'IngestLockedError'
-  readonly code = IngestLockedError.code
-  constructor(
-    readonly dataset: string,
-    readonly holder: { host: string; pid: number; acquired: number; expires: number; command: string },
-    hint?: string,
-  ) {
-    super(
-      `Another ingest into '${dataset}' is running: pid ${holder.pid} on ${holder.host}, since ${new Date(holder.acquired).toISOString()}${holder.command ? ` (${holder.command})` : ''}`,
-      hint,
-    )
-  }
-}
-
-/** This ingest's lease was taken over (it stopped renewing it in time): it stops before the next commit. */
-export class IngestLeaseLostError extends CliError {
-  static readonly code = 'ERR_CLI_INGEST_LEASE_LOST'
-  override readonly name = 'IngestLeaseLostError'
-  readonly code = IngestLeaseLostError.code
-}
-
 /** `search --like-anchor N` names a record the ref does not have. */
 export class AnchorNotFoundError extends CliError {
   static readonly code = 'ERR_CLI_ANCHOR_NOT_FOUND'
@@ -240,8 +149,9 @@ const NOT_FOUND = new Set([
   'ERR_DATASET_UNKNOWN_FIELD',
   FileNotFoundError.code,
   BackendNotFoundError.code,
-  NoShardsError.code,
   AnchorNotFoundError.code,
+  'ERR_INGEST_FILE_NOT_FOUND',
+  'ERR_INGEST_NO_SHARDS',
 ])
 
 const CONFLICT = new Set([
@@ -253,10 +163,10 @@ const CONFLICT = new Set([
   'ERR_CAS_REF_CONFLICT',
   'ERR_CAS_REF_LOCKED',
   OutputExistsError.code,
-  SchemaMismatchError.code,
-  ShardChangedError.code,
-  IngestLockedError.code,
-  IngestLeaseLostError.code,
+  'ERR_INGEST_SCHEMA_MISMATCH',
+  'ERR_INGEST_SHARD_CHANGED',
+  'ERR_INGEST_LOCKED',
+  'ERR_INGEST_LEASE_LOST',
 ])
 
 const UNAVAILABLE = new Set([
@@ -362,9 +272,11 @@ export function classify(error: unknown): Classified {
       internal: true,
     }
   }
-  const own = error instanceof CliError ? error.hint : undefined
+  // The CLI's own errors and @dreamdb/ingest's carry a hint for people.
+  const hint = (error as { hint?: unknown }).hint
+  const own = typeof hint === 'string' ? hint : undefined
   const exitCode =
-    code === UsageError.code || code === FieldKindError.code
+    code === UsageError.code || code === FieldKindError.code || code === 'ERR_INGEST_INVALID_OPTION'
       ? EXIT.usage
       : NOT_FOUND.has(code)
         ? EXIT.notFound

@@ -43,7 +43,7 @@ const EXIT_CODES = `Exit codes:
   2   usage: unknown verb or option, missing or contradictory flags, malformed --schema
   3   not found: a ref, field, file or backend named on the command line
   4   conflict: the name or label is taken, another writer moved the branch, or
-      another ingest into the dataset is running (ERR_CLI_INGEST_LOCKED)
+      another ingest into the dataset is running (ERR_INGEST_LOCKED)
   5   fsck: the store is damaged (a missing or corrupt object reached from a ref, or an
       unreadable ref)
   70  internal error (a bug; DREAMDB_DEBUG=1 prints the stack)
@@ -180,7 +180,7 @@ Field families:
     .command('ingest')
     .summary('ingest Hugging Face parquet shards (images, labels, embeddings); resumable')
     .description(
-      "Read Hugging Face-style parquet shards (<split>-00000-of-00017.parquet under --root or --root/data, with an image {bytes, path} column and a label) into a dataset with the fields image, embedding, label and split, creating it if needed. Embeddings come from a column of the shards or from an ONNX image model run in process. Each commit appends a range of one shard's rows and records it in its message: interrupted and run again, ingest appends only what is missing, never a record twice. Progress: a bar on a terminal, a line per second otherwise (stderr).",
+      "Read Hugging Face-style parquet shards (<split>-00000-of-00017.parquet under --root or --root/data, with an image {bytes, path} column and a label) into a dataset with the fields image, embedding, label and split, plus every other scalar column of the shards (id, caption, ...), the image's path (image_path) and each record's source_shard and source_row (--columns core leaves those out), creating it if needed. Embeddings come from a column of the shards or from an ONNX image model run in process. Anchors follow the source order (shard, row). Each commit appends a range of one shard's rows and records it in its metadata: interrupted and run again, ingest appends only what is missing, never a record twice, with the anchors the first run would have given. Progress: a bar on a terminal, a line per second otherwise (stderr).",
     )
     .requiredOption('--root <dir>', 'the folder of parquet shards (or whose data/ folder holds them)')
     .requiredOption('--dataset-name <name>', 'the dataset to create or append to')
@@ -242,7 +242,7 @@ Field families:
     .addOption(
       new Option(
         '--wait [seconds]',
-        'if another ingest into the dataset is running, wait for it (default 600 s) instead of failing with ERR_CLI_INGEST_LOCKED',
+        'if another ingest into the dataset is running, wait for it (default 600 s) instead of failing with ERR_INGEST_LOCKED',
       ).argParser(positiveInt('--wait')),
     )
     .addOption(
@@ -252,6 +252,12 @@ Field families:
       )
         .default(60)
         .argParser(positiveInt('--lease-ttl')),
+    )
+    .addOption(
+      new Option(
+        '--columns <which>',
+        'all: every source column a scalar field can hold, the image path, source shard and row (default); core: image, embedding, label and split only',
+      ).choices(['all', 'core']),
     )
     .option('--no-progress', 'no progress bar or lines on stderr')
     .addOption(new Option('--json', 'print a JSON summary when done (progress still goes to stderr)'))
@@ -263,10 +269,10 @@ Field families:
         'dreamdb --backend http://127.0.0.1:9000/imagenet-100 ingest --root ./imagenet-100 --dataset-name imagenet-100 --splits train --model clip-vit-b32-visual.onnx --json',
       )}
 Resuming: run the same command again after an interruption; the rows already committed
-(recorded in each commit's message, see dreamdb log) are skipped.
+(recorded in each commit's metadata, see dreamdb log) are skipped.
 
 One at a time: an ingest holds a lease on the dataset while it writes (renewed every 15 s,
-expiring after 60 s). A second ingest into the same dataset fails with ERR_CLI_INGEST_LOCKED
+expiring after 60 s). A second ingest into the same dataset fails with ERR_INGEST_LOCKED
 (exit 4) naming the running one, or waits for it with --wait. The lease of an ingest that
 was killed is taken over at once on the same host, and after it expires elsewhere.
 `,

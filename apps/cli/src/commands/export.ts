@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { arrowTypeOf } from '@dreamdb/arrow'
+import { type ParquetCompression, parquetStream } from '@dreamdb/ingest'
 import {
   Field as ArrowField,
   type RecordBatch,
@@ -15,7 +16,6 @@ import {
 } from 'apache-arrow'
 import { type Context, withRepository } from '../context.js'
 import { FileNotFoundError, OutputExistsError, UsageError } from '../errors.js'
-import { type ParquetCompression, parquetStream } from '../export/parquet.js'
 import { toJson, write } from '../io.js'
 import { batchRows } from '../render/values.js'
 import { fieldsOf, openSource, pickFields } from './head.js'

@@ -1,8 +1,14 @@
+import {
+  type ColumnMode,
+  describeHolder,
+  type EmbeddingSource,
+  type IngestEvent,
+  type IngestResult,
+  type ModelOptions,
+  ingest as run,
+} from '@dreamdb/ingest'
 import { type Context, withRepository } from '../context.js'
 import { UsageError } from '../errors.js'
-import { type EmbeddingSource, type IngestEvent, type IngestResult, ingest as run } from '../ingest/ingest.js'
-import { describeHolder } from '../ingest/lease.js'
-import type { ModelOptions } from '../ingest/model.js'
 import { type OutStream, write } from '../io.js'
 import { type ProgressState, progressLine } from '../render/progress.js'
 import { formatBytes, table } from '../render/text.js'
@@ -29,6 +35,8 @@ export interface IngestCommandOptions {
   wait?: number | true
   /** Seconds the lease outlives its last renewal. */
   leaseTtl?: number
+  /** `all` (every source column) or `core` (image, embedding, label, split). */
+  columns?: ColumnMode
 }
 
 /** Flags that only make sense together, checked before anything is read. */
@@ -174,6 +182,9 @@ export async function ingest(ctx: Context, options: IngestCommandOptions): Promi
         event.skipped > 0
           ? `${event.skipped.toLocaleString('en-US')} records of these shards already in '${options.datasetName}'`
           : `${event.chunks} chunks from ${event.shards} shards`
+      if (event.skippedColumns.length > 0) {
+        state.last += `; not ingested: ${event.skippedColumns.map((c) => `${c.name} (${c.type})`).join(', ')}`
+      }
       reporter?.update(state, true)
     } else if (event.kind === 'chunk') {
       const first = state.done === 0
@@ -210,6 +221,7 @@ export async function ingest(ctx: Context, options: IngestCommandOptions): Promi
           index,
           batchRecords: options.batchRecords,
           concurrency: options.concurrency,
+          ...(options.columns !== undefined ? { columns: options.columns } : {}),
           lease: {
             waitMs:
               options.wait === undefined
@@ -260,6 +272,9 @@ async function printSummary(ctx: Context, r: IngestResult): Promise<void> {
       `index      ${r.index.algorithm}, ${r.index.bits} bit${r.index.bits === 1 ? '' : 's'}${r.index.trained ? ' (trained now)' : ' (already trained; dreamdb migrate retrains)'}`,
     )
   }
+  await ctx.out(
+    `columns    ${r.columns.fields.join(', ')}${r.columns.skipped.length > 0 ? `; not ingested: ${r.columns.skipped.map((c) => c.name).join(', ')}` : ''}`,
+  )
   await ctx.out(`records    ${n(r.records.total)} in '${r.dataset}'`)
   await ctx.out(`manifest   ${ctx.paint('dim', r.manifest)}`)
 }

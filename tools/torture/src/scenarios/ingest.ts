@@ -5,28 +5,12 @@
  * exactly once (by its image bytes) under unique anchors.
  */
 import { createHash } from 'node:crypto'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Dataset } from '@dreamdb/dataset'
-import {
-  Binary,
-  Field,
-  Float32,
-  Int64,
-  List,
-  makeData,
-  makeVector,
-  RecordBatch,
-  Schema,
-  Struct,
-  Table,
-  tableToIPC,
-  Utf8,
-  type Vector,
-  vectorFromArray,
-} from 'apache-arrow'
-import * as parquet from 'parquet-wasm'
+import { imageColumn, shardFileName, writeHfShard } from '@dreamdb/ingest/testing'
+import { Field, Float32, Int64, List, vectorFromArray } from 'apache-arrow'
 import { ErrorLog, exitWithin, type Result, sleep, startCli, type Target, zero } from '../lib.js'
 
 const NAMES = ['zero', 'one', 'two', 'three']
@@ -34,11 +18,9 @@ const key = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('he
 
 /** One split of parquet shards in the Hugging Face layout; returns `shard#row` by image digest. */
 export async function writeShards(root: string, shards: number, rows: number): Promise<Map<string, string>> {
-  const dir = join(root, 'data')
-  await mkdir(dir, { recursive: true })
   const where = new Map<string, string>()
   for (let s = 0; s < shards; s++) {
-    const name = `train-${String(s).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.parquet`
+    const name = shardFileName('train', s, shards)
     // The image bytes are unique per row; without --model ingest stores them as they are.
     const images = Array.from({ length: rows }, (_, r) => {
       const bytes = new Uint8Array(64)
@@ -48,45 +30,23 @@ export async function writeShards(root: string, shards: number, rows: number): P
       where.set(key(bytes), `data/${name}#${r}`)
       return bytes
     })
-    const type = new Struct([new Field('bytes', new Binary(), true), new Field('path', new Utf8(), true)])
-    const columns: Record<string, Vector> = {
-      image: makeVector(
-        makeData({
-          type,
-          length: rows,
-          nullCount: 0,
-          children: [
-            vectorFromArray(images, new Binary()).data[0]!,
-            vectorFromArray(
-              images.map((_, r) => `${s}/${r}.png`),
-              new Utf8(),
-            ).data[0]!,
-          ],
-        }),
-      ),
-      label: vectorFromArray(
-        images.map((_, r) => BigInt(r % NAMES.length)),
-        new Int64(),
-      ),
-      embedding: vectorFromArray(
-        images.map((_, r) => [1, s, r % 5, (r * 3) % 7]),
-        new List(new Field('item', new Float32(), true)),
-      ),
-    }
-    const plain = new Table(columns)
-    const features = { image: { _type: 'Image' }, label: { names: NAMES, _type: 'ClassLabel' } }
-    const schema = new Schema(
-      plain.schema.fields,
-      new Map([['huggingface', JSON.stringify({ info: { features } })]]),
-    )
-    const table = new Table(
-      schema,
-      plain.batches.map((b) => new RecordBatch(schema, b.data)),
-    )
-    const properties = new parquet.WriterPropertiesBuilder().setMaxRowGroupSize(8).build()
-    await writeFile(
-      join(dir, name),
-      parquet.writeParquet(parquet.Table.fromIPCStream(tableToIPC(table, 'stream')), properties),
+    await writeHfShard(
+      join(root, 'data', name),
+      {
+        image: imageColumn(
+          images,
+          images.map((_, r) => `${s}/${r}.png`),
+        ),
+        label: vectorFromArray(
+          images.map((_, r) => BigInt(r % NAMES.length)),
+          new Int64(),
+        ),
+        embedding: vectorFromArray(
+          images.map((_, r) => [1, s, r % 5, (r * 3) % 7]),
+          new List(new Field('item', new Float32(), true)),
+        ),
+      },
+      { labelNames: NAMES, rowGroup: 8 },
     )
   }
   return where

@@ -10,7 +10,7 @@
 import { Readable } from 'node:stream'
 import { type RecordBatch, type Schema, Table, tableToIPC } from 'apache-arrow'
 import type * as ParquetWasm from 'parquet-wasm'
-import { parquetWasm } from '../ingest/shards.js'
+import { parquetWasm } from './shards.js'
 
 export type ParquetCompression = 'snappy' | 'zstd' | 'gzip' | 'none'
 

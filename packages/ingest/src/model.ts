@@ -8,7 +8,7 @@
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import type { InferenceSession, Tensor } from 'onnxruntime-node'
-import { FileNotFoundError, ImageError, ModelError, UsageError } from '../errors.js'
+import { ImageError, IngestFileNotFoundError, InvalidIngestOptionError, ModelError } from './errors.js'
 import { decodeImage, imageToTensor, type Preprocess } from './images.js'
 
 export interface ModelOptions {
@@ -85,7 +85,7 @@ export async function loadModel(options: ModelOptions, cwd: string): Promise<Emb
   try {
     bytes = await readFile(path)
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new FileNotFoundError(path, 'Model')
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new IngestFileNotFoundError(path, 'Model')
     throw new ModelError(`${path} cannot be read (${(error as Error).message})`)
   }
   const ort = await loadRuntime()
@@ -121,7 +121,7 @@ export async function loadModel(options: ModelOptions, cwd: string): Promise<Emb
   if (options.inputSize && size[0] !== undefined && size[1] !== undefined) {
     if (options.inputSize[0] !== size[0] || options.inputSize[1] !== size[1]) {
       await session.release()
-      throw new UsageError(
+      throw new InvalidIngestOptionError(
         `--model-input-size ${options.inputSize.join('x')} contradicts the model, which takes ${size[0]}x${size[1]}`,
         'leave --model-input-size out for a model with a fixed input size',
       )

