@@ -143,7 +143,13 @@ describe('refs', () => {
         cwd: other.path,
         env: { DREAMDB_BACKEND: backend },
       })
-      expectError(viaFlag, 3, 'ERR_CLI_BACKEND_NOT_FOUND')
+      expect(viaFlag.code).toBe(3)
+      expect(viaFlag.stderr).toMatch(/^dreamdb: ERR_CLI_BACKEND_NOT_FOUND: /)
+      // --json: the failure is a JSON document on stdout too.
+      expect(JSON.parse(viaFlag.stdout).error).toMatchObject({
+        code: 'ERR_CLI_BACKEND_NOT_FOUND',
+        exitCode: 3,
+      })
       const before = await cli(['--backend', `file://${backend}`, 'refs', 'prep'], { cwd: other.path })
       expect(before.stdout).toContain('prep-v1')
     } finally {
