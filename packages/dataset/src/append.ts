@@ -1,6 +1,6 @@
 import { encodeBucket, putEncodedBucket } from '@dreamdb/arrow'
 import type { AbortOptions } from '@dreamdb/cas'
-import type { BucketInput, Field } from '@dreamdb/manifest'
+import { type BucketInput, type CommitMeta, checkMeta, type Field, type FieldObject } from '@dreamdb/manifest'
 import type { Dataset } from './dataset.js'
 import { InvalidOptionError, UnknownFieldError } from './errors.js'
 import { assertMessage, type DatasetInternals } from './internal.js'
@@ -17,6 +17,18 @@ export interface AppendOptions extends AbortOptions {
   /** Bytes of binary values per bucket, at most. @default 64 MiB */
   bucketBytes?: number
   message?: string
+  /**
+   * Structured metadata kept with the commit beside the message (e.g. ingest progress),
+   * read back by `log` and `inspect`; checked before anything is written.
+   */
+  meta?: CommitMeta
+  /**
+   * The anchor of the first record: the records get `anchorStart` .. `anchorStart + n - 1`,
+   * in order, instead of anchors minted here. For a writer that assigns anchors itself (an
+   * ingest that keeps its source's order across interrupted runs); it reserves them first
+   * with `repository.mintAnchors`, so that no other writer can be given them.
+   */
+  anchorStart?: bigint
 }
 
 /**
@@ -62,6 +74,12 @@ export async function appendMany(
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
     throw new InvalidOptionError('bucketBytes', maxBytes, 'must be an integer >= 1')
   assertMessage(options.message)
+  // Bad meta is refused before any object is stored or anchor minted.
+  const meta = checkMeta(options.meta)
+  const anchorStart = options.anchorStart
+  if (anchorStart !== undefined && (typeof anchorStart !== 'bigint' || anchorStart < 1n)) {
+    throw new InvalidOptionError('anchorStart', anchorStart, 'must be a bigint >= 1 (a minted anchor)')
+  }
   const groups = splitIntoBuckets(records, fields, perBucket, maxBytes)
   // Encode everything first: a bad value fails before anything is written.
   const codecs = await internals.codecs(options)
@@ -74,10 +92,18 @@ export async function appendMany(
     ),
   )
   const buckets: BucketInput[] = []
+  // Stored just now by this call: the commit need not ask the store for them again.
+  const written: FieldObject['cid'][] = []
   const now = Date.now()
+  let placed = 0n
   for (const [g, group] of groups.entries()) {
     const objects = await putEncodedBucket(ds.store, encoded[g]!, options)
-    const start = await ds.repository.mintAnchors(group.length, options)
+    for (const object of Object.values(objects)) written.push(object.cid)
+    const start =
+      anchorStart !== undefined
+        ? anchorStart + placed
+        : await ds.repository.mintAnchors(group.length, options)
+    placed += BigInt(group.length)
     buckets.push({
       records: group.length,
       anchorRanges: [{ start, count: group.length }],
@@ -92,6 +118,8 @@ export async function appendMany(
     {
       ...options,
       ...(options.message ? { message: options.message } : {}),
+      ...(meta !== undefined ? { meta } : {}),
+      written,
     },
   )
   return await internals.moved(result.manifest, options)

@@ -6,7 +6,8 @@
 import type { AbortOptions } from '@dreamdb/cas'
 import type { CID } from 'multiformats/cid'
 import type { Bucket, Change, CommitMeta, Field, Manifest, RefKind } from './model.js'
-import { isDamage, type Repository, type Source } from './repository.js'
+import { isDamage } from './refs.js'
+import type { Repository, Source } from './repository.js'
 import { treeNodes, walkTree } from './tree.js'
 
 export interface LogEntry {

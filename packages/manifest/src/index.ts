@@ -26,7 +26,9 @@
  * ```
  */
 
+export type { ChangeRequest } from './changes/index.js'
 export { decodeManifest, decodeRefTarget, encodeManifest, encodeRefTarget, FORMAT_VERSION } from './codec.js'
+export type { CommitOptions, CommitResult } from './commit.js'
 export * from './errors.js'
 export { type Counted, type FsckObject, type FsckOptions, type FsckReport, fsck } from './fsck.js'
 export {
@@ -51,19 +53,8 @@ export { type DeletedRef, type DeleteRefOptions, deleteRef } from './lifecycle.j
 export { checkMeta, MAX_META_BYTES } from './meta.js'
 export type * from './model.js'
 export { assertUserRefName, MAX_USER_REF_NAME } from './names.js'
-export {
-  type ChangeRequest,
-  type CommitOptions,
-  type CommitResult,
-  isDamage,
-  type RefInfo,
-  type RefStatus,
-  Repository,
-  type RepositoryInit,
-  type Resolved,
-  type SnapshotInfo,
-  type Source,
-} from './repository.js'
+export { isDamage, type RefInfo, type RefStatus, type SnapshotInfo } from './refs.js'
+export { Repository, type RepositoryInit, type Resolved, type Source } from './repository.js'
 export { type BucketInput, checkLayer, type FieldInput } from './schema.js'
 export {
   digestKey,

@@ -10,6 +10,7 @@
  * their CIDs (which is also what makes `diff` cheap).
  */
 import type { AbortOptions, Store } from '@dreamdb/cas'
+import { LRUCache } from 'lru-cache'
 import type { CID } from 'multiformats/cid'
 import { DAG_CBOR, decodeTreeNode, encodeTreeNode, MAX_TREE_LEVEL } from './codec.js'
 import { IntegrityError } from './errors.js'
@@ -21,28 +22,24 @@ export const DEFAULT_FANOUT = 32
 /** Reads and writes tree nodes, remembering decoded nodes by CID (they never change). */
 export class NodeStore {
   readonly #store: Store
-  readonly #cache = new Map<string, TreeNode>()
-  readonly #limit: number
+  /** Nodes are immutable (named by their CID), so a cached one never goes stale. */
+  readonly #cache: LRUCache<string, TreeNode> | undefined
   /** Bytes of node objects this instance wrote (dedup hits excluded). */
   bytesWritten = 0
   nodesWritten = 0
 
   constructor(store: Store, cacheLimit = 4096) {
     this.#store = store
-    this.#limit = cacheLimit
+    // 0 keeps nothing (every load reads the store).
+    this.#cache = cacheLimit > 0 ? new LRUCache({ max: cacheLimit }) : undefined
   }
 
   async load(cid: CID, options: AbortOptions = {}): Promise<TreeNode> {
     const key = cid.toString()
-    const cached = this.#cache.get(key)
-    if (cached !== undefined) {
-      // Refresh its place in the LRU order.
-      this.#cache.delete(key)
-      this.#cache.set(key, cached)
-      return cached
-    }
+    const cached = this.#cache?.get(key)
+    if (cached !== undefined) return cached
     const node = decodeTreeNode(await this.#store.get(cid, options), key)
-    this.#remember(key, node)
+    this.#cache?.set(key, node)
     return node
   }
 
@@ -80,13 +77,8 @@ export class NodeStore {
       this.bytesWritten += bytes.byteLength
       this.nodesWritten++
     }
-    this.#remember(cid.toString(), node)
+    this.#cache?.set(cid.toString(), node)
     return cid
-  }
-
-  #remember(key: string, node: TreeNode): void {
-    this.#cache.set(key, node)
-    if (this.#cache.size > this.#limit) this.#cache.delete(this.#cache.keys().next().value!)
   }
 }
 

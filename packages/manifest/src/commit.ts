@@ -1,0 +1,376 @@
+/**
+ * The commit protocol: objects first (already stored by the caller), then the manifest,
+ * then a compare-and-swap of the branch. A commit that loses the race re-reads the head
+ * and rebases when the changes commute; a ref write whose answer was lost is found on the
+ * branch afterwards instead of being applied twice (design/0003). The kinds of change live
+ * in changes/; this module knows none of them.
+ */
+import { setTimeout as delay } from 'node:timers/promises'
+import type { AbortOptions, Store } from '@dreamdb/cas'
+import type { CID } from 'multiformats/cid'
+import pRetry from 'p-retry'
+import { type ApplyContext, type ChangeRequest, type PreparedChange, prepareChange } from './changes/index.js'
+import { encodeRefTarget } from './codec.js'
+import {
+  CommitConflictError,
+  CommitOutcomeUnknownError,
+  MissingObjectError,
+  RefNotFoundError,
+  RetriesExhaustedError,
+} from './errors.js'
+import { checkMeta } from './meta.js'
+import type { Change, CommitMeta, Manifest, RefTarget } from './model.js'
+import type { NodeStore } from './tree.js'
+
+export interface CommitOptions extends AbortOptions {
+  message?: string
+  /**
+   * Structured metadata kept in the manifest beside the message (see `CommitMeta`); checked
+   * before anything is read or written (InvalidMetaError naming the key).
+   */
+  meta?: CommitMeta
+  /** How many times to rebase and retry after losing the race. @default 100 */
+  maxAttempts?: number
+  /**
+   * Objects the caller has itself just written to this store (their `put` returned), such
+   * as the data objects of the buckets it appends: the commit does not ask the store about
+   * them again. Every other object the change names is checked, one request each.
+   */
+  written?: Iterable<CID>
+}
+
+export interface CommitResult {
+  manifest: CID
+  timeline: CID | null
+  /** The head this commit landed on (after any rebase). */
+  parent: CID
+  /** 1 when the first attempt won. */
+  attempts: number
+}
+
+/** A branch as a commit sees it: where it points, the version to swap against, its manifest. */
+export interface BranchHead {
+  target: RefTarget
+  version: string
+  generation: number
+  manifest: Manifest
+}
+
+/** What the protocol needs from the repository it commits in. */
+export interface CommitHost {
+  store: Store
+  nodes: NodeStore
+  fanout: number
+  maxAttempts: number
+  loadManifest(cid: CID, options: AbortOptions): Promise<Manifest>
+  putManifest(manifest: Manifest, options: AbortOptions): Promise<CID>
+  /** The branch as stored now (one ref read, and its manifest unless cached). */
+  readBranch(name: string, options: AbortOptions): Promise<BranchHead>
+  /**
+   * The branch as this repository last read or moved it, if it remembers: the first
+   * attempt swaps against it without reading the ref (a stale one costs a failed swap).
+   */
+  knownBranch(name: string, options: AbortOptions): Promise<BranchHead | undefined>
+  /** Remember where the branch is after this commit moved it. */
+  moved(name: string, head: Omit<BranchHead, 'manifest'>): void
+}
+
+const CONCURRENT_CHECKS = 16
+
+/**
+ * How many manifests a commit walks back from a new head, looking for its own manifest and
+ * checking that the others commute. A writer that falls further behind between two of its
+ * own attempts stops with CommitOutcomeUnknownError instead of guessing.
+ */
+const MAX_CATCH_UP = 10_000
+
+/** Ref writes in a row that may fail without an answer while the branch stays where it was. */
+const MAX_UNKNOWN_RETRIES = 3
+
+/**
+ * Errors of a ref write that leave its outcome open: the request may have been applied.
+ * `@dreamdb/cas` already re-reads the ref after such an error and reports success when it
+ * finds its own write; these reach a commit when that re-read found another writer's
+ * commit on top (or failed).
+ */
+const OUTCOME_UNKNOWN = new Set([
+  'ERR_CAS_STORAGE',
+  'ERR_CAS_TIMEOUT',
+  'ERR_CAS_UNREACHABLE',
+  'ERR_CAS_OUTCOME_UNKNOWN',
+])
+
+/** Every attempt lost the race (`lost`: the last conflict). */
+class OutOfAttempts extends Error {
+  constructor(readonly lost: unknown) {
+    super('out of attempts')
+  }
+}
+
+type Landed = { cid: CID; timeline: CID | null; parent: CID }
+
+const codeOf = (error: unknown): string | undefined => (error as { code?: string } | null)?.code
+
+/** Apply `request` to branch `refName` (see `Repository.commit`). */
+export async function commit(
+  host: CommitHost,
+  refName: string,
+  request: ChangeRequest,
+  options: CommitOptions = {},
+): Promise<CommitResult> {
+  const { signal } = options
+  const meta = checkMeta(options.meta)
+  const maxAttempts = options.maxAttempts ?? host.maxAttempts
+  const known = await host.knownBranch(refName, options)
+  // Swapping against a remembered head that turns out stale costs one failed write; that
+  // attempt is then not counted and the commit starts over from the branch as it is.
+  let remembered = known !== undefined
+  let head = known ?? (await host.readBranch(refName, options))
+  let prepared = prepareChange(request, head.manifest, Date.now())
+  const written = new Set([...(options.written ?? [])].map(String))
+  await assertObjectsStored(
+    host,
+    prepared.objects.filter((o) => !written.has(o.cid.toString())),
+    options,
+  )
+  let base = head.target.manifest
+  // Manifests already checked to commute with this change: a retry walks back only to
+  // the head it saw last time, not all the way to the base.
+  let checkedUpTo = base
+  // Every manifest this commit tried to move the branch to. A ref write whose answer was
+  // lost may have landed; before rebasing, the walk back from the new head looks for them.
+  const tried = new Map<string, Landed>()
+  let unknownInARow = 0
+  let attempts = 0
+  let started = 0
+  // Whether the attempt failed in its ref write (the only failure tried again).
+  let writing = false
+  const context: ApplyContext = { ...options, nodes: host.nodes, fanout: host.fanout }
+
+  const attempt = async (): Promise<CommitResult> => {
+    signal?.throwIfAborted()
+    attempts++
+    started = Date.now()
+    writing = false
+    if (!head.target.manifest.equals(checkedUpTo)) {
+      const landed = await catchUp(host, refName, base, checkedUpTo, head, prepared, tried, options)
+      if (landed !== undefined)
+        return {
+          manifest: landed.cid,
+          timeline: landed.timeline,
+          parent: landed.parent,
+          attempts: attempts - 1,
+        }
+      checkedUpTo = head.target.manifest
+    }
+    const next = await nextManifest(prepared, head, context, options.message, meta)
+    const cid = await host.putManifest(next, options)
+    tried.set(cid.toString(), { cid, timeline: next.timeline, parent: head.target.manifest })
+    const target: RefTarget = { kind: 'branch', manifest: cid, timeline: next.timeline }
+    writing = true
+    // Swap against the entry as read: the store need not read the ref again first.
+    const expected = { version: head.version, generation: head.generation }
+    const entry = await host.store.updateRef(refName, encodeRefTarget(target), expected, options)
+    host.moved(refName, { target, version: entry.version, generation: entry.generation })
+    return { manifest: cid, timeline: next.timeline, parent: head.target.manifest, attempts }
+  }
+
+  /** Between attempts: decide from the error whether and how to try again (or throw). */
+  const afterFailure = async (error: unknown): Promise<void> => {
+    const code = codeOf(error)
+    const wasRemembered = remembered
+    remembered = false
+    if (!writing) throw error
+    if (code === 'ERR_CAS_REF_NOT_FOUND') throw new RefNotFoundError(refName, host.store.url)
+    if (code === 'ERR_CAS_REF_CONFLICT') {
+      unknownInARow = 0
+      if (wasRemembered) {
+        // The remembered head was stale: the swap was refused, so nothing landed. Start
+        // over as a fresh commit would, validating against the branch as it is.
+        head = await host.readBranch(refName, options)
+        prepared = prepareChange(request, head.manifest, Date.now())
+        base = checkedUpTo = head.target.manifest
+        tried.clear()
+        attempts--
+        return
+      }
+      if (attempts >= maxAttempts) throw new OutOfAttempts(error)
+      await backOff()
+      head = await host.readBranch(refName, options)
+      return
+    }
+    if (
+      signal?.aborted ||
+      !OUTCOME_UNKNOWN.has(code ?? '') ||
+      (error as { requestSent?: boolean }).requestSent === false
+    ) {
+      // Aborted, refused for a reason that is certain, or never sent: nothing landed.
+      throw error
+    }
+    // The write may or may not have landed. Read the branch back: the walk at the top of
+    // the next attempt finds our manifest if it is there; if the branch has not moved,
+    // the change is tried again (a few times, then the caller is told).
+    unknownInARow++
+    const last = [...tried.values()].pop()!.cid.toString()
+    let reread: BranchHead
+    try {
+      reread = await host.readBranch(refName, options)
+    } catch (readError) {
+      if (signal?.aborted) throw signal.reason
+      throw new CommitOutcomeUnknownError(
+        refName,
+        last,
+        `the ref write failed (${(error as Error).message}) and reading the branch back failed too (${(readError as Error).message})`,
+        { cause: error },
+      )
+    }
+    if (
+      reread.target.manifest.equals(checkedUpTo) &&
+      (unknownInARow > MAX_UNKNOWN_RETRIES || attempts >= maxAttempts)
+    ) {
+      throw new CommitOutcomeUnknownError(
+        refName,
+        last,
+        `${unknownInARow} ref writes in a row failed without an answer (${(error as Error).message})`,
+        { cause: error },
+      )
+    }
+    head = reread
+    if (!head.target.manifest.equals(checkedUpTo)) return
+    await backOff()
+    head = await host.readBranch(refName, options)
+  }
+
+  // Back off for a random time scaled by how long an attempt takes here, so that
+  // contenders spread over a window that fits them instead of colliding again.
+  const backOff = async (): Promise<void> => {
+    const attemptMs = Math.max(1, Date.now() - started)
+    await delay(
+      Math.random() * attemptMs * 2 ** Math.min(attempts, 5),
+      undefined,
+      signal ? { signal } : {},
+    ).catch((error: unknown) => {
+      signal?.throwIfAborted()
+      throw error
+    })
+  }
+
+  try {
+    return await pRetry(attempt, {
+      // afterFailure decides: it throws what ends the commit, OutOfAttempts included
+      // (attempts that start over from a stale remembered head are not counted).
+      retries: Number.POSITIVE_INFINITY,
+      // The wait is ours (backOff, scaled to this store), taken in afterFailure.
+      minTimeout: 0,
+      onFailedAttempt: ({ error }) => afterFailure(error),
+      signal,
+    })
+  } catch (error) {
+    if (!(error instanceof OutOfAttempts)) throw error
+    // The last write may be the one that landed (a lost answer, then a 412 against our
+    // own write): look before reporting failure.
+    const landed = await landedAfterAll(host, refName, base, checkedUpTo, prepared, tried, options)
+    if (landed !== undefined)
+      return { manifest: landed.cid, timeline: landed.timeline, parent: landed.parent, attempts }
+    throw new RetriesExhaustedError(refName, attempts, { cause: error.lost })
+  }
+}
+
+/** The next manifest: the change applied on `head`, with this commit's message and meta. */
+async function nextManifest(
+  prepared: PreparedChange,
+  head: BranchHead,
+  context: ApplyContext,
+  message: string | undefined,
+  meta: CommitMeta | undefined,
+): Promise<Manifest> {
+  // The head's meta described the head's commit, not this one.
+  const { meta: _theirs, ...kept } = head.manifest
+  const update = await prepared.apply(head.manifest, context)
+  const next: Manifest = { ...kept, ...update, parents: [head.target.manifest], timestamp: Date.now() }
+  if (message !== undefined) next.message = message
+  if (meta !== undefined) next.meta = meta
+  return next
+}
+
+async function assertObjectsStored(
+  host: CommitHost,
+  objects: { cid: CID; path: string }[],
+  options: AbortOptions,
+): Promise<void> {
+  for (let i = 0; i < objects.length; i += CONCURRENT_CHECKS) {
+    const batch = objects.slice(i, i + CONCURRENT_CHECKS)
+    const present = await Promise.all(batch.map((o) => host.store.has(o.cid, options)))
+    const missing = batch.find((_, j) => !present[j])
+    if (missing !== undefined)
+      throw new MissingObjectError(missing.cid.toString(), missing.path, host.store.url)
+  }
+}
+
+/**
+ * After losing a race (or not hearing back), walk back parent by parent from the new head
+ * to the head this commit tried last (`checkedUpTo`, at first the base). History is linear
+ * per branch, so if one of this commit's own manifests (`tried`) landed, it is on that
+ * path: then the commit is done and is returned, and nothing is rebased. Otherwise every
+ * change on the path must commute with this one. The walk is bounded by the head tried
+ * last (where one of ours would sit directly on top) and by MAX_CATCH_UP manifests.
+ */
+async function catchUp(
+  host: CommitHost,
+  refName: string,
+  base: CID,
+  checkedUpTo: CID,
+  head: BranchHead,
+  mine: PreparedChange,
+  tried: Map<string, Landed>,
+  options: AbortOptions,
+): Promise<Landed | undefined> {
+  let cursor: CID = head.target.manifest
+  let manifest = head.manifest
+  const conflict = (reason: string): never => {
+    throw new CommitConflictError(refName, base.toString(), head.target.manifest.toString(), reason)
+  }
+  const theirs: Change[] = []
+  for (let steps = 0; !cursor.equals(checkedUpTo); steps++) {
+    const ours = tried.get(cursor.toString())
+    if (ours !== undefined) return ours
+    if (steps >= MAX_CATCH_UP) {
+      const last = [...tried.values()].pop()
+      throw new CommitOutcomeUnknownError(
+        refName,
+        last?.cid.toString() ?? 'none',
+        `the branch moved by more than ${MAX_CATCH_UP} commits since this commit last read it`,
+      )
+    }
+    theirs.push(manifest.change)
+    const parent = manifest.parents[0]
+    if (parent === undefined) conflict('the branch was reset to an unrelated history')
+    cursor = parent!
+    manifest = await host.loadManifest(cursor, options)
+  }
+  for (const change of theirs) {
+    const reason = mine.conflict(change)
+    if (reason !== undefined) conflict(reason)
+  }
+  return undefined
+}
+
+/** After the last attempt: is one of ours on the branch after all? */
+async function landedAfterAll(
+  host: CommitHost,
+  refName: string,
+  base: CID,
+  checkedUpTo: CID,
+  prepared: PreparedChange,
+  tried: Map<string, Landed>,
+  options: AbortOptions,
+): Promise<Landed | undefined> {
+  const head = await host.readBranch(refName, options)
+  if (head.target.manifest.equals(checkedUpTo)) return undefined
+  try {
+    return await catchUp(host, refName, base, checkedUpTo, head, prepared, tried, options)
+  } catch (error) {
+    if (codeOf(error) === CommitConflictError.code) return undefined
+    throw error
+  }
+}
