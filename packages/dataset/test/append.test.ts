@@ -1,0 +1,89 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { openStore, type Store } from '@dreamdb/cas'
+import { log } from '@dreamdb/manifest'
+import { afterAll, describe, expect, it } from 'vitest'
+import { Dataset } from '../src/index.js'
+import { record, SCHEMA } from './helpers.js'
+
+/** Every object key and ref version in the store, to see that a refused call wrote nothing. */
+async function contents(store: Store): Promise<string[]> {
+  const out: string[] = []
+  for await (const o of store.list()) out.push(o.cid.toString())
+  for await (const name of store.listRefs('')) out.push(`${name}@${(await store.readRef(name))?.version}`)
+  return out.sort()
+}
+
+describe('appendMany meta', () => {
+  it('is kept with the commit and shown by log', async () => {
+    const store = await openStore('memory://')
+    const ds = await Dataset.create('corpus', { backend: store, schema: SCHEMA })
+    const meta = { shard: 'part-0003', rows: 2, done: true }
+    await ds.appendMany([record(1), record(2)], { meta })
+    const [entry] = await log(ds.repository, 'corpus', { limit: 1 })
+    expect(entry!.meta).toEqual(meta)
+  })
+
+  it('bad meta is refused before any object, anchor or ref is written', async () => {
+    const store = await openStore('memory://')
+    const ds = await Dataset.create('corpus', { backend: store, schema: SCHEMA })
+    const before = await contents(store)
+    await expect(ds.appendMany([record(1)], { meta: { progress: { offset: 1.5 } } })).rejects.toMatchObject({
+      code: 'ERR_MANIFEST_INVALID_META',
+      key: 'meta.progress.offset',
+    })
+    expect(await contents(store)).toEqual(before)
+  })
+})
+
+/** Requests through a store: one per call, one per item a putMany stores. */
+function counting(store: Store) {
+  const calls: string[] = []
+  const proxy = new Proxy(store, {
+    get(target, key, receiver) {
+      const value = Reflect.get(target, key, receiver)
+      if (typeof value !== 'function' || key === 'close') return value
+      if (key === 'putMany') {
+        return (items: Iterable<Uint8Array>, ...rest: unknown[]) => {
+          const counted = [...items].map((item) => {
+            calls.push('put')
+            return item
+          })
+          return value.apply(target, [counted, ...rest])
+        }
+      }
+      return (...args: unknown[]) => {
+        calls.push(String(key))
+        return value.apply(target, args)
+      }
+    },
+  })
+  return { store: proxy as Store, calls }
+}
+
+const folders: string[] = []
+afterAll(async () => {
+  await Promise.all(folders.map((f) => rm(f, { recursive: true, force: true })))
+})
+
+describe.each(['memory', 'folder'])('what one appendMany costs (%s)', (backend) => {
+  it('its data objects, the timeline leaf, the manifest and one ref write: 7 requests', async () => {
+    let url = 'memory://'
+    if (backend === 'folder') {
+      url = await mkdtemp(join(tmpdir(), 'dreamdb-append-'))
+      folders.push(url)
+    }
+    const { store, calls } = counting(await openStore(url))
+    const ds = await Dataset.create('corpus', { backend: store, schema: SCHEMA })
+    // The first append also reserves a block of anchors (a ref read and write per 65 536).
+    await ds.appendMany([record(0)])
+    for (let i = 1; i <= 3; i++) {
+      calls.length = 0
+      await ds.appendMany([record(2 * i), record(2 * i + 1)])
+      // The bucket's 4 data objects, then the timeline leaf, the manifest and the ref.
+      expect(calls).toEqual(['put', 'put', 'put', 'put', 'put', 'put', 'updateRef'])
+    }
+    expect((await ds.refresh(), ds.manifest.stats.records)).toBe(7)
+  })
+})
