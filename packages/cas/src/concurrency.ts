@@ -1,13 +1,52 @@
 /**
  * The one retry and the one ordered map of this package, on p-retry and p-map (issue #15:
- * one of each utility). Every retry and every bounded fan-out in `@dreamdb/cas` goes
- * through these two functions, so abort, backoff and ordering behave the same everywhere.
+ * one of each utility), and the one way to hear a caller's abort. Every retry and every
+ * bounded fan-out in `@dreamdb/cas` goes through these, so abort, backoff and ordering
+ * behave the same everywhere.
  *
  * @internal
  */
 import { pMapIterable } from 'p-map'
 import pRetry from 'p-retry'
 import type { AwaitIterable } from './interface.js'
+
+/** The callbacks waiting on each caller signal; the signal itself holds one listener for all. */
+const waiting = new WeakMap<AbortSignal, Set<(reason: unknown) => void>>()
+
+/**
+ * Call `fn` with the reason when `signal` aborts (at once if it has); the function returned
+ * stops that. All callbacks of one signal share its one 'abort' listener: a listener per
+ * request tripped Node's MaxListenersExceededWarning (`dreamdb export` and `inspect
+ * --verify` read more than 10 objects at once under one signal), and `AbortSignal.any` kept
+ * about 50 bytes per request alive on a long-lived signal (a whole ingest; Node 20).
+ */
+export function onAbort(signal: AbortSignal, fn: (reason: unknown) => void): () => void {
+  if (signal.aborted) {
+    fn(signal.reason)
+    return () => {}
+  }
+  let callbacks = waiting.get(signal)
+  if (callbacks === undefined) {
+    const created = new Set<(reason: unknown) => void>()
+    callbacks = created
+    waiting.set(signal, created)
+    signal.addEventListener(
+      'abort',
+      () => {
+        waiting.delete(signal)
+        for (const callback of created) callback(signal.reason)
+      },
+      { once: true },
+    )
+  }
+  // An entry of its own, so that one function registered twice is stopped once at a time.
+  const entry = (reason: unknown): void => fn(reason)
+  const registered = callbacks
+  registered.add(entry)
+  return () => {
+    registered.delete(entry)
+  }
+}
 
 /**
  * Map `source` through `fn` with at most `concurrency` calls in flight, yielding results
@@ -72,6 +111,10 @@ class AttemptFailed extends Error {
  */
 export async function retry<T>(fn: (attempt: number) => Promise<T>, options: RetryOptions): Promise<T> {
   const { attempts, retryable, backoff, signal } = options
+  // p-retry listens to the signal it is given during each backoff: give it one of this call's
+  // own, so that many retries under one caller signal still add one listener there (onAbort).
+  const controller = signal === undefined ? undefined : new AbortController()
+  const unwatch = signal === undefined ? undefined : onAbort(signal, (reason) => controller?.abort(reason))
   try {
     return await pRetry(
       async (attempt) => {
@@ -89,11 +132,13 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, options: Ret
         randomize: true,
         shouldRetry: ({ error }) => (error as AttemptFailed).decision !== false,
         shouldConsumeRetry: ({ error }) => (error as AttemptFailed).decision !== 'now',
-        ...(signal ? { signal } : {}),
+        ...(controller ? { signal: controller.signal } : {}),
       },
     )
   } catch (error) {
     if (signal?.aborted) throw signal.reason
     throw error instanceof AttemptFailed ? error.failure : error
+  } finally {
+    unwatch?.()
   }
 }

@@ -1,5 +1,6 @@
+import { getEventListeners } from 'node:events'
 import { expect, it } from 'vitest'
-import { mapOrdered, retry } from '../src/concurrency.js'
+import { mapOrdered, onAbort, retry } from '../src/concurrency.js'
 
 const quick = { minMs: 1, maxMs: 2 }
 
@@ -97,4 +98,39 @@ it('mapOrdered keeps input order with at most `concurrency` calls in flight and 
   expect(out).toEqual(Array.from({ length: 20 }, (_, i) => i * 10))
   expect(most).toBeLessThanOrEqual(3)
   await expect(mapOrdered([1], async (i) => i, 0).next()).rejects.toThrow(RangeError)
+})
+
+it('20 retries waiting under one signal add one abort listener to it, and all end with its reason', async () => {
+  const controller = new AbortController()
+  const reason = new Error('stopped')
+  let failed = 0
+  const pending = Array.from({ length: 20 }, () =>
+    retry(
+      async () => {
+        failed++
+        throw new Error('transient')
+      },
+      {
+        attempts: 3,
+        retryable: () => true,
+        backoff: { minMs: 60_000, maxMs: 60_000 },
+        signal: controller.signal,
+      },
+    ).catch((e: unknown) => e),
+  )
+  while (failed < 20) await new Promise((resolve) => setImmediate(resolve))
+  expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1)
+  controller.abort(reason)
+  expect(await Promise.all(pending)).toEqual(Array(20).fill(reason))
+})
+
+it('onAbort: a stopped callback is not called; on an aborted signal it is called at once', () => {
+  const controller = new AbortController()
+  const heard: string[] = []
+  const stop = onAbort(controller.signal, () => heard.push('a'))
+  onAbort(controller.signal, () => heard.push('b'))
+  stop()
+  controller.abort()
+  onAbort(controller.signal, () => heard.push('c'))
+  expect(heard).toEqual(['b', 'c'])
 })
