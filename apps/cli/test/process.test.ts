@@ -55,6 +55,9 @@ const ingestArgs = (backend: string) => [
   '3',
   '--concurrency',
   '1',
+  // The exported file has an _anchor column, which cannot be a field: keep the core columns.
+  '--columns',
+  'core',
 ]
 
 /** Leases left in a store (hidden refs under `_dreamdb/leases/`, design/0006). */
