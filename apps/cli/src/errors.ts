@@ -110,6 +110,18 @@ export class FieldKindError extends CliError {
   readonly code = FieldKindError.code
 }
 
+/**
+ * `inspect --verify` found missing or corrupt objects. Its report (text or JSON) is already on
+ * stdout, naming every one; this is the line on stderr and the exit code (1: a damaged store).
+ */
+export class DamagedStateError extends CliError {
+  static readonly code = 'ERR_CLI_DAMAGED'
+  override readonly name = 'DamagedStateError'
+  readonly code = DamagedStateError.code
+  /** The report is printed: the boundary adds no JSON error document under --json. */
+  readonly reported = true
+}
+
 /** An output file exists and `--force` was not given. */
 export class OutputExistsError extends CliError {
   static readonly code = 'ERR_CLI_OUTPUT_EXISTS'

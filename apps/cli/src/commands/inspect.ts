@@ -2,7 +2,7 @@ import { parseCid, type Store } from '@dreamdb/cas'
 import { Dataset } from '@dreamdb/dataset'
 import { type Inspection, inspect as inspectState, type LogEntry, log } from '@dreamdb/manifest'
 import { type Context, sourceOf, withRepository } from '../context.js'
-import { CliError } from '../errors.js'
+import { DamagedStateError } from '../errors.js'
 import { formatBytes, formatTime } from '../render/text.js'
 import { describeChange, historyLines } from './log.js'
 
@@ -95,15 +95,6 @@ async function verifyObjects(store: Store, cids: string[], signal: AbortSignal):
     }
   }
   return { objects, bytes, bad }
-}
-
-/** `inspect --verify` found damage: its report is printed; this is the exit code and the line on stderr. */
-export class DamagedStateError extends CliError {
-  static readonly code = 'ERR_CLI_DAMAGED'
-  override readonly name = 'DamagedStateError'
-  readonly code = DamagedStateError.code
-  /** The report (text or JSON) is already on stdout. */
-  readonly reported = true
 }
 
 function describeField(field: Record<string, unknown>): string {
