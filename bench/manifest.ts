@@ -1,14 +1,16 @@
 /**
  * Manifest-layer costs: requests and time to open, branch and snapshot a dataset of 1
- * thousand and of 1 million records (next to one raw tiny write on the same backend), and
- * the objects and metadata bytes an append writes, including after 10 000 one-record appends.
+ * thousand and of 1 million records (next to one raw tiny write on the same backend), the
+ * requests of one `appendMany`, and the objects and metadata bytes an append writes,
+ * including after 10 000 one-record appends.
  */
 import { randomUUID } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import { type CasProgressEvent, openStore, type Store } from '@dreamdb/cas'
+import { Dataset } from '@dreamdb/dataset'
 import { type BucketInput, Repository } from '@dreamdb/manifest'
 import { describeMachine, machineInfo, markdownTable, median, writeResults } from './_harness.js'
 
@@ -20,6 +22,10 @@ const ONE_RECORD_APPENDS = 10_000
 /** Counts what a block of work costs: store calls, HTTP requests (S3), objects and bytes written. */
 class Meter {
   calls = 0
+  /** Requests through the store: one per call, one per object a putMany stores. */
+  requests = 0
+  /** Store calls by method, in order. */
+  methods: string[] = []
   http = 0
   dataObjects = 0
   dataBytes = 0
@@ -28,6 +34,8 @@ class Meter {
   reset(): void {
     Object.assign(this, {
       calls: 0,
+      requests: 0,
+      methods: [],
       http: 0,
       dataObjects: 0,
       dataBytes: 0,
@@ -36,8 +44,17 @@ class Meter {
     })
   }
   snapshot() {
-    const { calls, http, dataObjects, dataBytes, metadataObjects, metadataBytes } = this
-    return { calls, http, dataObjects, dataBytes, metadataObjects, metadataBytes }
+    const { calls, requests, http, dataObjects, dataBytes, metadataObjects, metadataBytes } = this
+    return {
+      calls,
+      requests,
+      http,
+      dataObjects,
+      dataBytes,
+      metadataObjects,
+      metadataBytes,
+      methods: [...this.methods],
+    }
   }
 }
 
@@ -49,7 +66,17 @@ function metered(store: Store, meter: Meter): Store {
       if (typeof value !== 'function' || key === 'close') return value
       return (...args: unknown[]) => {
         meter.calls++
-        if (key === 'put') {
+        if (key === 'putMany' && Symbol.iterator in (args[0] as object)) {
+          args[0] = [...(args[0] as Iterable<Uint8Array>)].map((item) => {
+            meter.requests++
+            meter.methods.push('put')
+            return item
+          })
+        } else {
+          meter.requests++
+          meter.methods.push(String(key))
+        }
+        if (key === 'put' || key === 'putMany') {
           const options = (args[1] ?? {}) as { codec?: number; onProgress?: (e: CasProgressEvent) => void }
           args[1] = {
             ...options,
@@ -217,6 +244,49 @@ async function measureDataset(backend: Backend, records: number) {
   }
 }
 
+const APPEND_MANY_ROUNDS = 10
+const APPEND_MANY_RECORDS = 100
+
+/**
+ * The requests of one `Dataset.appendMany` of 100 records (one bucket: an image, an 8-d
+ * embedding stored as two objects, and a label) on a dataset that has been appended to
+ * before: the steady state of a writer that keeps its dataset open.
+ */
+async function measureAppendMany(backend: Backend) {
+  const location = await backend.fresh()
+  const meter = new Meter()
+  try {
+    const store = await backend.open(location.url, meter)
+    const ds = await Dataset.create('corpus', {
+      backend: store,
+      schema: {
+        fields: [
+          { name: 'image', family: 'binary', media: 'image' },
+          { name: 'embedding', family: 'embedding', dim: 8 },
+          { name: 'label', family: 'scalar', kind: 'categorical' },
+        ],
+      },
+    })
+    const records = (round: number) =>
+      Array.from({ length: APPEND_MANY_RECORDS }, (_, i) => ({
+        image: new TextEncoder().encode(`image ${round}.${i}`),
+        embedding: Array.from({ length: 8 }, (_, d) => Math.sin(round * 1000 + i + d)),
+        label: `class-${i % 5}`,
+      }))
+    // The first append also reserves a block of anchors (a ref read and write per 65 536).
+    await ds.appendMany(records(-1))
+    const rounds: ReturnType<Meter['snapshot']>[] = []
+    for (let round = 0; round < APPEND_MANY_ROUNDS; round++) {
+      meter.reset()
+      await ds.appendMany(records(round))
+      rounds.push(meter.snapshot())
+    }
+    return { backend: backend.name, rounds }
+  } finally {
+    await location.cleanup()
+  }
+}
+
 async function measureOneRecordAppends(backend: Backend) {
   const location = await backend.fresh()
   const meter = new Meter()
@@ -247,6 +317,9 @@ async function measureOneRecordAppends(backend: Backend) {
 
 const date = new Date()
 const machine = machineInfo(date)
+/** 1-minute load average, so a reader knows how busy the machine was. */
+const load = () => loadavg()[0]!.toFixed(1)
+const loadAtStart = load()
 const endpoint = process.env.DREAMDB_TEST_S3_ENDPOINT
 const backends = [fsBackend, ...(endpoint ? [s3Backend(endpoint)] : [])]
 if (!endpoint)
@@ -263,6 +336,11 @@ for (const backend of backends) {
     console.log(`${backend.name}: ${records.toLocaleString('en-US')} records ...`)
     datasets.push({ backend: backend.name, ...(await measureDataset(backend, records)) })
   }
+}
+const appendMany: Awaited<ReturnType<typeof measureAppendMany>>[] = []
+for (const backend of backends) {
+  console.log(`${backend.name}: ${APPEND_MANY_ROUNDS} appendMany calls ...`)
+  appendMany.push(await measureAppendMany(backend))
 }
 console.log(`fs: ${ONE_RECORD_APPENDS.toLocaleString('en-US')} one-record appends ...`)
 const streaming = await measureOneRecordAppends(fsBackend)
@@ -288,9 +366,24 @@ const appendRows = datasets.map((d) => [
   String(d.append1000.metadataBytes),
   String(d.append1000.calls),
 ])
+const appendManyRows = appendMany.map((a) => {
+  const requests = a.rounds.map((r) => r.requests)
+  const http = a.rounds.map((r) => r.http)
+  return [
+    a.backend,
+    `${Math.min(...requests)}-${Math.max(...requests)}`,
+    a.backend === 'fs' ? '-' : `${Math.min(...http)}-${Math.max(...http)}`,
+    a.rounds[0]!.methods.join(' '),
+  ]
+})
+for (const a of appendMany) {
+  console.log(
+    `${a.backend}: requests per appendMany ${a.rounds.map((r) => r.requests).join(' ')}; HTTP ${a.rounds.map((r) => r.http).join(' ')}`,
+  )
+}
 const section = `## manifest: open, branch, snapshot, append
 
-${date.toISOString().slice(0, 10)}, ${describeMachine(machine)}.
+${date.toISOString().slice(0, 10)}, ${describeMachine(machine)}; load average ${loadAtStart} at the start, ${load()} at the end.
 
 Requests to open, snapshot and branch a dataset do not depend on its size: the 1 thousand
 and 1 million record rows must show the same counts. "store calls" are calls into
@@ -301,8 +394,17 @@ the ratio is the operation's median over it (${ROUNDS} rounds, a fresh \`Reposit
 
 ${markdownTable(['backend', 'records', 'operation', 'store calls', 'HTTP', 'median ms', 'raw write ms', 'ratio'], operationRows)}
 
-A 1 000-record append (one bucket; 2 data objects written by the caller beforehand, not
-counted) writes:
+One \`Dataset.appendMany\` of ${APPEND_MANY_RECORDS} records (one bucket of 4 data objects: an image, an 8-d
+embedding in two objects, a label) on a dataset its writer holds open, ${APPEND_MANY_ROUNDS} rounds after a
+first append (which also reserves a block of anchors). "requests" counts every call into
+\`@dreamdb/cas\` and every object of a \`putMany\`; "HTTP" counts what MinIO served. Issue #15's
+budget is 7; before it the same append cost 13 (a ref read, a HEAD per data object it had just
+written, and a second ref read inside the ref update).
+
+${markdownTable(['backend', 'requests per append', 'HTTP per append', 'requests of the first round'], appendManyRows)}
+
+A 1 000-record append through a fresh \`Repository\` (one bucket; 2 data objects written by the caller
+beforehand and not named as \`written\`, so each is checked once) writes:
 
 ${markdownTable(['backend', 'dataset records', 'data objects', 'metadata objects', 'metadata bytes', 'store calls'], appendRows)}
 
@@ -313,4 +415,4 @@ ${streaming.nextAppend.metadataBytes} metadata bytes, in ${streaming.nextAppend.
 the manifest and the ref, growing with log(buckets), not with the dataset.
 `
 console.log(section)
-await writeResults('manifest', date, { machine, datasets, oneRecordAppends: streaming }, section)
+await writeResults('manifest', date, { machine, datasets, appendMany, oneRecordAppends: streaming }, section)
