@@ -556,10 +556,7 @@ export class FsBackend implements Backend {
     expectedToken: string | null,
     signal?: AbortSignal,
   ): Promise<ConditionalWriteResult> {
-    const path = this.#path(key)
-    return await this.#underLock(key, path, signal, async (stillHeld) => {
-      const check = await this.#compare(key, expectedToken, signal)
-      if (check !== undefined) return check
+    return await this.#ifAt(key, expectedToken, signal, async (path, stillHeld) => {
       // The new body goes to a temp file beside the ref, then replaces it in one rename.
       const temp = `${path}${TEMP_INFIX}${randomBytes(8).toString('hex')}`
       try {
@@ -591,10 +588,7 @@ export class FsBackend implements Backend {
     expectedToken: string,
     signal?: AbortSignal,
   ): Promise<ConditionalWriteResult> {
-    const path = this.#path(key)
-    return await this.#underLock(key, path, signal, async (stillHeld) => {
-      const check = await this.#compare(key, expectedToken, signal)
-      if (check !== undefined) return check
+    return await this.#ifAt(key, expectedToken, signal, async (path, stillHeld) => {
       if (!(await stillHeld())) return { ok: false, reason: 'changed' }
       await unlink(path)
       await fsyncDirectory(dirname(path))
@@ -616,16 +610,25 @@ export class FsBackend implements Backend {
 
   async close(): Promise<void> {}
 
-  /** `undefined` when the current body matches the expectation, else why not. */
-  async #compare(
+  /**
+   * Under the ref's lock, run `fn` if the ref is at `expectedToken` (`null`: absent); else
+   * say why not, without running it.
+   */
+  #ifAt(
     key: string,
     expectedToken: string | null,
-    signal?: AbortSignal,
-  ): Promise<ConditionalWriteResult | undefined> {
-    const current = await this.readBlob(key, signal)
-    if (expectedToken === null) return current === undefined ? undefined : { ok: false, reason: 'exists' }
-    if (current === undefined) return { ok: false, reason: 'missing' }
-    return current.token === expectedToken ? undefined : { ok: false, reason: 'changed' }
+    signal: AbortSignal | undefined,
+    fn: (path: string, stillHeld: () => Promise<boolean>) => Promise<ConditionalWriteResult>,
+  ): Promise<ConditionalWriteResult> {
+    const path = this.#path(key)
+    return this.#underLock(key, path, signal, async (stillHeld) => {
+      const current = await this.readBlob(key, signal)
+      if (expectedToken === null) {
+        if (current !== undefined) return { ok: false, reason: 'exists' }
+      } else if (current === undefined) return { ok: false, reason: 'missing' }
+      else if (current.token !== expectedToken) return { ok: false, reason: 'changed' }
+      return await fn(path, stillHeld)
+    })
   }
 
   /**
