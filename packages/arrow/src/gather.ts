@@ -101,7 +101,8 @@ export class BatchGatherer {
     if (chunks.includes(undefined)) return this.#values(type, sources, blocks)
     const data = chunks as (Data | null)[]
     if (field.family === 'embedding') {
-      const shared = blocks.length === 1 ? sharedVectors(field.dim, data[blocks.source[0]!]!, blocks) : null
+      const shared =
+        blocks.length === 1 ? sharedVectors(field.dim, data[blocks.source[0]!] ?? null, blocks) : null
       if (shared !== null) return embeddingColumn(field, shared)
       return embeddingColumn(field, gatherVectors(field.dim, data, blocks), missing(data, blocks))
     }
