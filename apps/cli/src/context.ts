@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs'
 import { openStore, parseBackendUrl, type Store } from '@dreamdb/cas'
 import { Repository } from '@dreamdb/manifest'
 import { CID } from 'multiformats/cid'
-import { readProjectConfig } from './config.js'
+import { findConfigFile, readProjectConfig } from './config.js'
 import { BackendNotFoundError, UsageError } from './errors.js'
 import { colorFor, type Io, painter, type Style, toJson, write } from './io.js'
 
@@ -48,7 +48,10 @@ export interface Context {
 
 export function makeContext(io: Io, signal: AbortSignal, options: GlobalOptions): Context {
   const color = colorFor(io.stdout, io.env, options.color !== false)
-  const config = readProjectConfig(io.cwd)
+  const overridden = options.backend !== undefined || Boolean(io.env.DREAMDB_BACKEND)
+  // The file is read only when it decides the backend: a broken one does not stop a verb
+  // given --backend or DREAMDB_BACKEND (init still needs to know that it exists).
+  const config = overridden ? undefined : readProjectConfig(io.cwd)
   const [backend, backendSource]: [string, BackendSource] =
     options.backend !== undefined
       ? [options.backend, 'flag']
@@ -62,7 +65,7 @@ export function makeContext(io: Io, signal: AbortSignal, options: GlobalOptions)
     signal,
     backend,
     backendSource,
-    configPath: config?.path,
+    configPath: overridden ? findConfigFile(io.cwd) : config?.path,
     json: options.json === true,
     color,
     errColor: colorFor(io.stderr, io.env, options.color !== false),

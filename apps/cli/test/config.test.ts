@@ -72,5 +72,13 @@ describe('.dreamdb.json', () => {
     expect(result.stderr).toMatch(/^dreamdb: ERR_CLI_BAD_CONFIG: .*\.dreamdb\.json "backend" must be/)
     await writeFile(join(dir.path, '.dreamdb.json'), '{not json')
     expect((await cli(['refs'], { cwd: dir.path })).stderr).toMatch(/ERR_CLI_BAD_CONFIG: .*is not valid JSON/)
+    // --backend and DREAMDB_BACKEND do not need the file.
+    await cli(['init', 'ds', '--schema', SCHEMA, '--backend', './s'], { cwd: dir.path })
+    expect((await cli(['refs', '--backend', './s'], { cwd: dir.path })).code).toBe(0)
+    expect((await cli(['refs'], { cwd: dir.path, env: { DREAMDB_BACKEND: join(dir.path, 's') } })).code).toBe(
+      0,
+    )
+    // and init leaves the broken file alone for its owner to fix.
+    expect(await readFile(join(dir.path, '.dreamdb.json'), 'utf8')).toBe('{not json')
   })
 })
