@@ -90,7 +90,7 @@ export async function fsckCommand(ctx: Context, options: { metadataOnly?: boolea
     else for (const line of fsckText(r, store.url)) await ctx.out(line)
     return r
   })
-  if (!report.ok) throw new ExitError(EXIT_DAMAGED)
+  if (!report.ok) throw new ExitError(EXIT_DAMAGED, true) // after the report drains
 }
 
 export async function gcCommand(ctx: Context, options: { apply?: boolean; grace?: string }): Promise<void> {
