@@ -62,7 +62,8 @@ The backend: --backend, else $DREAMDB_BACKEND, else "backend" in the project's .
 Environment:
   DREAMDB_BACKEND  the backend when --backend is not given
   NO_COLOR         set to anything to turn colour off (it is only ever used on a terminal)
-  DREAMDB_DEBUG    set to 1 to print the stack of an internal error, and Node's warnings
+  DREAMDB_DEBUG    set to 1 to print the stack of an internal error (and Node's
+                   process warnings, otherwise kept off stderr)
   DREAMDB_S3_TIMEOUT_MS, DREAMDB_S3_CONNECT_TIMEOUT_MS, DREAMDB_S3_ATTEMPTS
                    S3 deadlines: silence allowed per request (30000), connection time
                    (10000), attempts of a read or object put (3)`
