@@ -7,6 +7,9 @@ cd "$REPO_ROOT"
 pnpm install --frozen-lockfile --reporter=silent
 pnpm lint
 pnpm turbo run typecheck build --output-logs=errors-only
+# The published packages as a user gets them: pnpm pack, then npm install into empty projects
+# next to two apache-arrow minors, a nodenext type-check, a cas-only, a dataset and a CLI run.
+tools/pack-check.sh
 "$REPO_ROOT/tools/minio/minio.sh" run -- pnpm turbo run test --concurrency=1 --output-logs=full
 # A bounded slice of the torture suite (issue 11; `pnpm torture` runs it in full), in a MinIO of its own.
 pnpm torture --slice
