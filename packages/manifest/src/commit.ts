@@ -71,8 +71,11 @@ export interface CommitHost {
    * attempt swaps against it without reading the ref (a stale one costs a failed swap).
    */
   knownBranch(name: string, options: AbortOptions): Promise<BranchHead | undefined>
-  /** Remember where the branch is after this commit moved it. */
-  moved(name: string, head: Omit<BranchHead, 'manifest'>): void
+  /**
+   * Remember where the branch is after this commit moved it, and whether the commit met
+   * another writer (then the next commit reads the branch first instead of trusting it).
+   */
+  moved(name: string, head: Omit<BranchHead, 'manifest'>, contended: boolean): void
 }
 
 const CONCURRENT_CHECKS = 16
@@ -142,6 +145,8 @@ export async function commit(
   const tried = new Map<string, Landed>()
   let unknownInARow = 0
   let attempts = 0
+  // Whether a remembered head turned out stale (another writer is on this branch).
+  let metOthers = false
   let started = 0
   // Whether the attempt failed in its ref write (the only failure tried again).
   let writing = false
@@ -171,7 +176,11 @@ export async function commit(
     // Swap against the entry as read: the store need not read the ref again first.
     const expected = { version: head.version, generation: head.generation }
     const entry = await host.store.updateRef(refName, encodeRefTarget(target), expected, options)
-    host.moved(refName, { target, version: entry.version, generation: entry.generation })
+    host.moved(
+      refName,
+      { target, version: entry.version, generation: entry.generation },
+      metOthers || attempts > 1,
+    )
     return { manifest: cid, timeline: next.timeline, parent: head.target.manifest, attempts }
   }
 
@@ -192,6 +201,7 @@ export async function commit(
         base = checkedUpTo = head.target.manifest
         tried.clear()
         attempts--
+        metOthers = true
         return
       }
       if (attempts >= maxAttempts) throw new OutOfAttempts(error)

@@ -70,9 +70,12 @@ export class Repository {
   /**
    * Branches as this repository last read or moved them. A commit swaps against the one it
    * remembers without reading the ref first; the swap itself checks it (a stale one fails
-   * and the commit starts over from the branch as it is).
+   * and the commit starts over from the branch as it is). A branch where the last commit
+   * met another writer is `contended`: commits read it first, until one wins at once.
    */
-  readonly #branches = new LRUCache<string, Omit<BranchHead, 'manifest'>>({ max: CACHED })
+  readonly #branches = new LRUCache<string, Omit<BranchHead, 'manifest'> & { contended?: boolean }>({
+    max: CACHED,
+  })
   readonly #commitHost: CommitHost
 
   constructor(store: Store, init: RepositoryInit = {}) {
@@ -91,10 +94,12 @@ export class Repository {
       readBranch: (name, options) => this.#readBranch(name, options),
       knownBranch: async (name, options) => {
         const known = this.#branches.get(name)
-        if (known === undefined) return undefined
-        return { ...known, manifest: await this.loadManifest(known.target.manifest, options) }
+        // A branch other writers commit to is read first: a stale swap costs more than a read.
+        if (known === undefined || known.contended === true) return undefined
+        const { contended: _, ...head } = known
+        return { ...head, manifest: await this.loadManifest(known.target.manifest, options) }
       },
-      moved: (name, head) => this.#branches.set(name, head),
+      moved: (name, head, contended) => this.#branches.set(name, { ...head, contended }),
     }
   }
 
@@ -153,7 +158,9 @@ export class Repository {
       version: entry.version,
       generation: entry.generation,
     }
-    if (head.target.kind === 'branch') this.#branches.set(name, head)
+    // A read keeps what commits learned about other writers on the branch.
+    if (head.target.kind === 'branch')
+      this.#branches.set(name, { ...head, contended: this.#branches.get(name)?.contended === true })
     else this.#branches.delete(name)
     return head
   }

@@ -72,9 +72,10 @@ describe.each(['memory', 'folder'])('what one append costs (%s)', (backend) => {
     expect(calls).toEqual(['has', 'has', 'put', 'put', 'updateRef'])
   })
 
-  it('a fresh repository reads the branch once; one whose branch moved meanwhile starts over and lands on top', async () => {
+  it('a fresh repository reads the branch once; one whose branch moved meanwhile starts over, lands on top, and reads first next time', async () => {
     const shared = await open()
-    const a = new Repository(shared)
+    const counted = counting(shared)
+    const a = new Repository(counted.store)
     await a.createDataset('corpus', { schema: SCHEMA })
     await a.commit('corpus', { kind: 'append', buckets: [await writeBucket(a, 2, 'a0')] })
 
@@ -100,5 +101,21 @@ describe.each(['memory', 'folder'])('what one append costs (%s)', (backend) => {
     ])
     expect(history[0]!.records).toBe(10)
     expect(history[0]!.parents).toEqual([history[1]!.manifest])
+
+    // Having met another writer, `a` reads the branch before its next commit (a read is
+    // cheaper than a refused swap), until a commit of its own wins at once.
+    for (const expected of [
+      ['readRef', 'put', 'put', 'updateRef'],
+      ['put', 'put', 'updateRef'],
+    ]) {
+      const next = await writeBucket(a, 1, `a${expected.length}`)
+      counted.calls.length = 0
+      await a.commit(
+        'corpus',
+        { kind: 'append', buckets: [next] },
+        { written: Object.values(next.fields).map((f) => f.cid) },
+      )
+      expect(counted.calls).toEqual(expected)
+    }
   })
 })
