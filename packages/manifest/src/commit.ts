@@ -8,6 +8,7 @@
 import { setTimeout as delay } from 'node:timers/promises'
 import type { AbortOptions, Store } from '@dreamdb/cas'
 import type { CID } from 'multiformats/cid'
+import pLimit from 'p-limit'
 import pRetry from 'p-retry'
 import { type ApplyContext, type ChangeRequest, type PreparedChange, prepareChange } from './changes/index.js'
 import { encodeRefTarget } from './codec.js'
@@ -308,13 +309,11 @@ async function assertObjectsStored(
   objects: { cid: CID; path: string }[],
   options: AbortOptions,
 ): Promise<void> {
-  for (let i = 0; i < objects.length; i += CONCURRENT_CHECKS) {
-    const batch = objects.slice(i, i + CONCURRENT_CHECKS)
-    const present = await Promise.all(batch.map((o) => host.store.has(o.cid, options)))
-    const missing = batch.find((_, j) => !present[j])
-    if (missing !== undefined)
-      throw new MissingObjectError(missing.cid.toString(), missing.path, host.store.url)
-  }
+  const limit = pLimit(CONCURRENT_CHECKS)
+  const present = await limit.map(objects, (o) => host.store.has(o.cid, options))
+  const missing = objects.find((_, i) => !present[i])
+  if (missing !== undefined)
+    throw new MissingObjectError(missing.cid.toString(), missing.path, host.store.url)
 }
 
 /**

@@ -19,6 +19,7 @@
  */
 import type { AbortOptions, Store } from '@dreamdb/cas'
 import { CID } from 'multiformats/cid'
+import pLimit from 'p-limit'
 import { ANCHOR_COUNTER_REF } from './anchors.js'
 import { DAG_CBOR, decodeManifest, decodeRefTarget, decodeTreeNode } from './codec.js'
 import type { Field, Manifest, TreeNode } from './model.js'
@@ -269,7 +270,11 @@ export async function walkReachable(store: Store, options: WalkOptions = {}): Pr
   const problems: WalkProblem[] = []
   let objectsRead = 0
   let bytesRead = 0
-  const queue: Task[] = []
+  // A failure clears the slots' queue; what was waiting rejects and is dropped below.
+  const limit = pLimit({ concurrency, rejectOnClear: true })
+  // Visits in flight or waiting for a slot; a visit adds the ones it finds.
+  const pending: Promise<void>[] = []
+  let failure: unknown
   const readsKind = (kind: ReachedKind) =>
     kind === 'manifest' || kind === 'timeline-node' || kind === 'segment-node'
   const enqueue = (task: Task): void => {
@@ -284,9 +289,13 @@ export async function walkReachable(store: Store, options: WalkOptions = {}): Pr
       via: task.via,
       ...(task.field ? { field: task.field } : {}),
     })
-    queue.push(task)
+    pending.push(
+      limit(() => (failure === undefined ? visit(task) : undefined)).catch((error: unknown) => {
+        failure ??= error
+        limit.clearQueue()
+      }),
+    )
   }
-  for (const root of roots) enqueue(root)
 
   const visit = async (task: Task): Promise<void> => {
     const reads = readsKind(task.kind)
@@ -331,34 +340,8 @@ export async function walkReachable(store: Store, options: WalkOptions = {}): Pr
     }
   }
 
-  // A pool of workers draining one queue that visits keep filling.
-  let active = 0
-  let failure: unknown
-  await new Promise<void>((resolve) => {
-    const pump = (): void => {
-      if (failure !== undefined) {
-        if (active === 0) resolve()
-        return
-      }
-      while (active < concurrency && queue.length > 0) {
-        const task = queue.pop()!
-        active++
-        visit(task).then(
-          () => {
-            active--
-            pump()
-          },
-          (error: unknown) => {
-            active--
-            failure ??= error
-            pump()
-          },
-        )
-      }
-      if (active === 0 && queue.length === 0) resolve()
-    }
-    pump()
-  })
+  for (const root of roots) enqueue(root)
+  while (pending.length > 0) await Promise.all(pending.splice(0))
   if (failure !== undefined) throw failure
   signal?.throwIfAborted()
   return { refs, unreadableRefs: unreadable, reached, problems, objectsRead, bytesRead }
