@@ -9,8 +9,9 @@
  *   appends only what is missing), one ingest per dataset at a time (the ingest lease,
  *   design/0006), every source column kept (other scalar columns become scalar fields; each
  *   record names its source shard and row), anchors assigned in source order.
- * - {@link parquetStream}: Arrow record batches (a ref's `iterArrowBatches`) to a Parquet
- *   file, streamed one row group at a time.
+ * - {@link exportRecords}: a dataset's records as an Arrow IPC stream or a Parquet file
+ *   (`_anchor` and the fields and layers asked for), streamed batch by batch;
+ *   {@link parquetStream} writes any Arrow record batches as Parquet.
  *
  * Nothing here prints or exits: progress comes through `onProgress` callbacks, failures as
  * errors with stable `ERR_INGEST_…` codes.
@@ -35,6 +36,7 @@
  * ```
  */
 export * from './errors.js'
+export { type ExportOptions, type ExportStream, exportableFields, exportRecords } from './export.js'
 export {
   CHUNK_META_FORMAT,
   type ColumnMode,

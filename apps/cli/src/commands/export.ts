@@ -3,17 +3,8 @@ import { rename, rm } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { arrowTypeOf } from '@dreamdb/arrow'
-import { type ParquetCompression, parquetStream } from '@dreamdb/ingest'
-import {
-  Field as ArrowField,
-  type RecordBatch,
-  RecordBatchStreamWriter,
-  Schema,
-  Table,
-  tableToIPC,
-  Uint64,
-} from 'apache-arrow'
+import { exportRecords as exportStream, type ParquetCompression } from '@dreamdb/ingest'
+import type { RecordBatch } from 'apache-arrow'
 import { type Context, withRepository } from '../context.js'
 import { FileNotFoundError, OutputExistsError, UsageError } from '../errors.js'
 import { toJson, write } from '../io.js'
@@ -68,11 +59,8 @@ export async function exportRecords(ctx: Context, ref: string, options: ExportOp
     const ds = await openSource(ref, { backend: store, signal: ctx.signal })
     const known = fieldsOf(ds.manifest)
     const fields = pickFields(known, options.fields)
-    const schema = new Schema([
-      new ArrowField('_anchor', new Uint64(), false),
-      ...fields.map((name) => new ArrowField(name, arrowTypeOf(known.get(name)!), true)),
-    ])
     let records = 0
+    // JSON lines: the batches, rendered here.
     async function* batches(): AsyncGenerator<RecordBatch> {
       if (ds.manifest.stats.records === 0) return
       for await (const batch of ds.iterArrowBatches({
@@ -89,30 +77,7 @@ export async function exportRecords(ctx: Context, ref: string, options: ExportOp
     const temp = toStdout ? '' : `${path}.${process.pid}.${Date.now()}.partial`
     const sink: Writable = toStdout ? stdoutSink(ctx) : createWriteStream(temp)
     try {
-      if (options.format === 'arrow') {
-        const source = batches()
-        const first = await source.next()
-        if (first.done) {
-          // No records: a stream with the schema and no batches.
-          await pipeline(Readable.from([tableToIPC(new Table(schema), 'stream')]), sink)
-        } else {
-          async function* all() {
-            yield first.value as RecordBatch
-            yield* source
-          }
-          await pipeline(Readable.from(all()), RecordBatchStreamWriter.throughNode(), sink)
-        }
-      } else if (options.format === 'parquet') {
-        // Row groups of --batch-size records (and at most 128 MiB), written as they fill.
-        const bytes = await parquetStream(schema, batches(), {
-          rowGroupRecords: options.batchSize ?? 4096,
-          compression: options.compression ?? 'snappy',
-          binaryColumns: fields.filter((name) => known.get(name)!.family === 'binary'),
-          metadata: { 'dreamdb.ref': ref, 'dreamdb.manifest': ds.currentManifest() },
-          signal: ctx.signal,
-        })
-        await pipeline(bytes, sink)
-      } else {
+      if (options.format === 'jsonl') {
         async function* lines() {
           for await (const batch of batches()) {
             const rows = batchRows(batch, known, 'base64')
@@ -120,6 +85,18 @@ export async function exportRecords(ctx: Context, ref: string, options: ExportOp
           }
         }
         await pipeline(Readable.from(lines()), sink)
+      } else {
+        // Arrow IPC or Parquet (row groups of --batch-size records, at most 128 MiB each).
+        const exported = await exportStream(ds, {
+          format: options.format,
+          fields,
+          batchSize: options.batchSize ?? 4096,
+          ...(options.compression !== undefined ? { compression: options.compression } : {}),
+          metadata: { 'dreamdb.ref': ref },
+          signal: ctx.signal,
+        })
+        await pipeline(exported.stream, sink)
+        records = exported.records()
       }
       if (!toStdout) await rename(temp, path)
     } catch (error) {
