@@ -6,12 +6,14 @@
 #     the libraries next to apache-arrow 21.2.0 (without the AWS SDK: it must not be installed),
 #     and every package, the CLI too, next to apache-arrow 21.1.0 (npm --strict-peer-deps);
 #  3. in each, type-checks a TypeScript consumer under moduleResolution nodenext (skipLibCheck
-#     off), runs a cas-only script (folder put/get; an S3 URL without the SDK is a typed error)
-#     and a dataset script (create, append, snapshot, iterate on a folder);
+#     off), runs a cas-only script (a folder put/get loads no AWS SDK; an S3 URL without the
+#     SDK is a typed error, with it loads it) and a dataset script (create, append, snapshot,
+#     iterate on a folder);
 #  4. runs `npx dreamdb --help`, `--version` (the packed version) and `refs` on that folder.
 # Third-party packages come from the npm registry through a cache outside the repository
-# ($DREAMDB_CACHE/npm; npm --prefer-offline), so a warm run downloads nothing.
-# Usage: tools/pack-check.sh (after `pnpm build`); PACK_CHECK_KEEP=1 keeps the work folder.
+# ($DREAMDB_CACHE/npm, or $PACK_CHECK_NPM_CACHE; npm --prefer-offline), so a warm run
+# downloads nothing. Usage: tools/pack-check.sh (after `pnpm build`); PACK_CHECK_KEEP=1 keeps
+# the work folder.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$REPO_ROOT"
@@ -24,7 +26,7 @@ if [ "${PACK_CHECK_KEEP:-}" = 1 ]; then
 else
   trap 'rm -rf "$work"' EXIT
 fi
-npm_cache="$DREAMDB_CACHE/npm"
+npm_cache="${PACK_CHECK_NPM_CACHE:-$DREAMDB_CACHE/npm}"
 tsc="$REPO_ROOT/node_modules/typescript/bin/tsc"
 types_node="$(node -p "require('$REPO_ROOT/node_modules/@types/node/package.json').version")"
 
@@ -118,7 +120,8 @@ all="$work/all"
 project "$all" 21.1.0 "${libraries[@]}" "$cli"
 (
   cd "$all"
-  AWS_ACCESS_KEY_ID=pack-check AWS_SECRET_ACCESS_KEY=pack-check AWS_REGION=us-east-1 node out/cas-only.js --sdk
+  AWS_ACCESS_KEY_ID=pack-check AWS_SECRET_ACCESS_KEY=pack-check AWS_REGION=us-east-1 \
+    DREAMDB_TRACE_SDK="$all/sdk-modules.txt" node --import ./out/trace-sdk.js out/cas-only.js --sdk
   node out/dataset.js "$all/store"
   help="$(npx --no -- dreamdb --help)"
   [[ "$help" == "Usage: dreamdb"* ]] || { echo "pack-check: dreamdb --help printed: $help" >&2; exit 1; }
