@@ -147,8 +147,11 @@ export class BatchGatherer {
     const nulls = new Uint8Array(Math.ceil(length / 8)).fill(0xff)
     let nullCount = 0
     const interner = this.#interner
+    // Each source's ids in the iteration's numbering, looked up once per batch, not per row.
+    const tables: (Int32Array | undefined)[] = new Array(sources.length)
     for (let b = 0, k = 0; b < blocks.length; b++) {
-      const data = sources[blocks.source[b]!] ?? null
+      const s = blocks.source[b]!
+      const data = sources[s] ?? null
       const row = blocks.row[b]!
       const end = row + blocks.count[b]!
       if (data === null) {
@@ -156,7 +159,8 @@ export class BatchGatherer {
         nullCount += end - row
         continue
       }
-      const table = interner.idsOf(data.dictionary!)
+      let table = tables[s]
+      if (table === undefined) table = tables[s] = interner.idsOf(data.dictionary!)
       const values = data.values as Int32Array
       for (let r = row; r < end; r++, k++) {
         if (data.nullCount > 0 && !data.getValid(r)) {
@@ -214,12 +218,13 @@ function sharedVectors(dim: number, data: Data | null, blocks: Blocks): Float32A
  */
 function gatherVectors(dim: number, sources: readonly (Data | null)[], blocks: Blocks): Float32Array {
   const flat = new Float32Array(blocks.rows * dim)
+  const stored = sources.map((data) => (data === null ? null : (data.children[0]!.values as Float32Array)))
   for (let b = 0, k = 0; b < blocks.length; b++) {
-    const data = sources[blocks.source[b]!] ?? null
+    const values = stored[blocks.source[b]!] ?? null
     const count = blocks.count[b]!
-    if (data !== null) {
+    if (values !== null) {
       const start = blocks.row[b]! * dim
-      flat.set((data.children[0]!.values as Float32Array).subarray(start, start + count * dim), k * dim)
+      flat.set(values.subarray(start, start + count * dim), k * dim)
     }
     k += count
   }
