@@ -273,7 +273,7 @@ export async function acquireIngestLease(
           holder!,
           waitMs > 0
             ? `waited ${Math.round(waited / 1000)} s; it is still running, or its lease expires at ${new Date(holder!.expires).toISOString()}`
-            : `run it again when that one is done, or pass --wait to wait for it (its lease expires at ${new Date(holder!.expires).toISOString()} unless renewed)`,
+            : `run it again when that one is done, or wait for it (lease.waitMs; dreamdb ingest --wait) (its lease expires at ${new Date(holder!.expires).toISOString()} unless renewed)`,
         )
       }
       if (waitedFor !== holder!.token) {

@@ -1,8 +1,8 @@
 /**
  * Embeddings computed in process by an ONNX image model through onnxruntime-node (an
- * optional dependency, loaded only when `--model` is given). The model's first input is an
+ * optional dependency, loaded only when a model is given). The model's first input is an
  * image batch (NCHW or NHWC float32); its output, or any tensor of its graph named with
- * `--model-output` (the penultimate layer of a classifier is the usual image embedding), is
+ * `output` (the penultimate layer of a classifier is the usual image embedding), is
  * pooled to one vector per image.
  */
 import { readFile } from 'node:fs/promises'
@@ -71,7 +71,7 @@ async function exposeOutput(bytes: Uint8Array, name: string, path: string): Prom
     const outputs = graph.output.map((o) => o.name)
     throw new ModelError(
       `${path} has no tensor named '${name}'`,
-      `its outputs are ${outputs.join(', ')}; --model-output takes an output or any tensor a node produces`,
+      `its outputs are ${outputs.join(', ')}; the model's output option (--model-output) takes an output or any tensor a node produces`,
     )
   }
   graph.output.push(proto.onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: 1 } } }))
@@ -96,7 +96,7 @@ export async function loadModel(options: ModelOptions, cwd: string): Promise<Emb
   } catch (error) {
     throw new ModelError(
       `${path} is not an ONNX model that onnxruntime can load (${(error as Error).message.split('\n')[0]})`,
-      '--model takes an .onnx file of an image model (input: a float32 image batch)',
+      'the model is an .onnx file of an image model (input: a float32 image batch)',
     )
   }
   const input = session.inputMetadata[0]
@@ -122,8 +122,8 @@ export async function loadModel(options: ModelOptions, cwd: string): Promise<Emb
     if (options.inputSize[0] !== size[0] || options.inputSize[1] !== size[1]) {
       await session.release()
       throw new InvalidIngestOptionError(
-        `--model-input-size ${options.inputSize.join('x')} contradicts the model, which takes ${size[0]}x${size[1]}`,
-        'leave --model-input-size out for a model with a fixed input size',
+        `inputSize ${options.inputSize.join('x')} (--model-input-size) contradicts the model, which takes ${size[0]}x${size[1]}`,
+        'leave inputSize (--model-input-size) out for a model with a fixed input size',
       )
     }
   }
@@ -179,7 +179,7 @@ export async function loadModel(options: ModelOptions, cwd: string): Promise<Emb
           } catch (error) {
             throw new ImageError(
               `${where(start + i)}: the image cannot be decoded (${(error as Error).message})`,
-              '--model decodes JPEG, PNG and PGM/PPM images',
+              'embedding with a model decodes JPEG, PNG and PGM/PPM images',
             )
           }
           imageToTensor(pixels, preprocess, tensor, i * perImage)
@@ -201,7 +201,7 @@ function pool(tensor: Tensor, n: number, path: string, output: string): Float32A
   if (tensor.type !== 'float32' || dims[0] !== n || dims.length < 2 || dims.length > 4) {
     throw new ModelError(
       `${path}: output '${output}' is ${tensor.type} of shape [${dims.join(', ')}], not one float32 vector per image`,
-      'name the tensor that holds the embeddings with --model-output',
+      'name the tensor that holds the embeddings with the output option (--model-output)',
     )
   }
   const data = tensor.data as Float32Array

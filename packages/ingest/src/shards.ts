@@ -21,7 +21,7 @@ export interface ShardFile {
   split: string
   /** Absolute path. */
   path: string
-  /** The path relative to `--root`, with `/` separators: the shard's name in commit messages. */
+  /** The path relative to the root, with `/` separators: the shard's name in commit messages. */
   name: string
 }
 
@@ -69,8 +69,8 @@ export async function findShards(root: string, splits: readonly string[]): Promi
       throw new NoShardsError(
         `No parquet shards for split '${split}' under ${root} (looked for ${split}-*.parquet and ${split}/*.parquet in it and in data/)`,
         others.length > 0
-          ? `the shards there are for ${others.map((s) => `'${s}'`).join(', ')}; pass those with --splits`
-          : 'point --root at the folder that holds the dataset (or its data/ folder)',
+          ? `the shards there are for ${others.map((s) => `'${s}'`).join(', ')}; ingest those splits (--splits)`
+          : 'point the root (--root) at the folder that holds the dataset (or its data/ folder)',
       )
     }
     checkNumbering(split, paths)
@@ -184,7 +184,7 @@ function errorText(error: unknown): string {
 }
 
 const LAYOUT_HINT =
-  'ingest reads the Hugging Face layout: an image column {bytes, path}, a label column, and the embeddings in --embedding-column (or computed with --model)'
+  'ingest reads the Hugging Face layout: an image column {bytes, path}, a label column, and the embeddings in a column (--embedding-column) or computed by a model (--model)'
 
 function checkColumns(file: string, schema: Schema, embeddingColumn: string | undefined): ShardLayout {
   const names = schema.fields.map((f) => f.name)
@@ -238,7 +238,7 @@ function checkColumns(file: string, schema: Schema, embeddingColumn: string | un
       throw new EmbeddingColumnError(
         file,
         `has no column '${embeddingColumn}'; its columns are ${names.join(', ')}`,
-        'name the column that holds the vectors with --embedding-column, or compute them with --model',
+        'name the column that holds the vectors (--embedding-column), or compute them with a model (--model)',
       )
     }
     const type = field.type as DataType
