@@ -358,11 +358,14 @@ ${table}
 - The copy moves the shard files as they are. Ingest does everything a dataset needs on top:
   reads every footer, checks every vector, decodes the parquet (parquet-wasm), re-encodes the
   columns as Arrow, hashes every byte into content-addressed objects (sha2-256), writes
-  them (fsynced on a folder, like the copy), mints anchors, and commits one manifest per
-  chunk with its note for resuming, under the ingest lease (design/0006).
+  them (fsynced on a folder, like the copy), reserves the plan's anchors, and commits one
+  manifest per chunk with its metadata for resuming, under the ingest lease (design/0006).
+  Every source column is kept (\`image_path\`, \`source_shard\`, \`source_row\` besides
+  image, embedding, label and split).
 - Each ingest pass writes into a new, empty store (a folder, or a new prefix of one bucket),
   so nothing is deduplicated against an earlier pass. Shards are read from the page cache on
-  both sides. Node's start-up is not counted (the CLI's \`ingest()\` runs in the bench process).
+  both sides. Node's start-up is not counted (\`@dreamdb/ingest\`'s \`ingest()\`, which the CLI
+  calls, runs in the bench process).
 - Every sample: \`bench/results/ingest-${stamp}.json\`.
 `
     const paths = await writeResults(
