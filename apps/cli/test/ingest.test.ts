@@ -283,6 +283,30 @@ describe('ingest', () => {
     expect(result.stdout).toMatch(
       /^columns {4}image, embedding, label, split, image_path, source_shard, source_row$/m,
     )
+    // --columns core: the four fields only, and the JSON summary says so.
+    const core = parse(
+      await run([
+        'ingest',
+        '--root',
+        root,
+        '--dataset-name',
+        'digits-core',
+        '--splits',
+        'validation',
+        '--backend',
+        backend,
+        '--columns',
+        'core',
+        '--no-progress',
+        '--json',
+      ]),
+    )
+    expect(core.columns).toEqual({
+      mode: 'core',
+      fields: ['image', 'embedding', 'label', 'split'],
+      kept: [],
+      skipped: [],
+    })
   })
 })
 
