@@ -274,7 +274,8 @@ export async function commit(
       // The wait is ours (backOff, scaled to this store), taken in afterFailure.
       minTimeout: 0,
       onFailedAttempt: ({ error }) => afterFailure(error),
-      signal,
+      // No signal here: p-retry would turn a commit that landed just as the signal fired
+      // into an abort. Each attempt and each wait checks the signal itself.
     })
   } catch (error) {
     if (!(error instanceof OutOfAttempts)) throw error
