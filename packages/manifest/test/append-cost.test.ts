@@ -119,3 +119,22 @@ describe.each(['memory', 'folder'])('what one append costs (%s)', (backend) => {
     }
   })
 })
+
+describe('an aborted commit', () => {
+  it('stops before its ref write and the branch stays where it was', async () => {
+    const repo = new Repository(await openStore('memory://'))
+    await repo.createDataset('corpus', { schema: SCHEMA })
+    const before = await repo.readRef('corpus')
+    const bucket = await writeBucket(repo, 2, 'x')
+    const controller = new AbortController()
+    controller.abort(new Error('stop'))
+    await expect(
+      repo.commit('corpus', { kind: 'append', buckets: [bucket] }, { signal: controller.signal }),
+    ).rejects.toThrow('stop')
+    expect((await repo.readRef('corpus'))!.version).toBe(before!.version)
+    // The same change commits once the caller tries again.
+    const result = await repo.commit('corpus', { kind: 'append', buckets: [bucket] })
+    expect(result.attempts).toBe(1)
+    expect((await repo.resolve('corpus')).manifest.stats.records).toBe(2)
+  })
+})
