@@ -155,7 +155,6 @@ export function coreSchema(dim: number): FieldInput[] {
 
 /** Fields ingest names itself; a source column under one of these names is refused. */
 const OWN_FIELDS = ['image', 'embedding', 'label', 'split', 'image_path', 'source_shard', 'source_row']
-const FIELD_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,127}$/
 const CORE_HINT =
   "keep only image, embedding, label and split with columns: 'core' (dreamdb ingest --columns core)"
 
@@ -167,12 +166,10 @@ export function fullSchema(dim: number, shard: OpenShard): FieldInput[] {
   fields.push({ name: 'source_row', family: 'scalar', kind: 'int' })
   for (const column of shard.layout.others) {
     if (column.kind === null) continue
-    if (OWN_FIELDS.includes(column.name) || !FIELD_NAME.test(column.name)) {
+    if (OWN_FIELDS.includes(column.name)) {
       throw new ShardError(
         shard.name,
-        OWN_FIELDS.includes(column.name)
-          ? `column '${column.name}' has the name of a field ingest writes itself (${OWN_FIELDS.join(', ')})`
-          : `column '${column.name}' cannot be a field name (a letter, then letters, digits, '_', '.', '-')`,
+        `column '${column.name}' has the name of a field ingest writes itself (${OWN_FIELDS.join(', ')})`,
         CORE_HINT,
       )
     }

@@ -122,6 +122,24 @@ export interface SourceColumn {
   /** The Arrow type, as text (`Utf8`, `Int64`, `List<Utf8>`). */
   type: string
   kind: 'string' | 'categorical' | 'int' | 'float' | 'bool' | 'timestamp' | null
+  /** Why it is not kept, when `kind` is null. */
+  reason?: 'no scalar field holds its type' | 'its name cannot be a field name'
+}
+
+/** A field name (`@dreamdb/manifest`'s rule): a letter, then letters, digits, `_`, `.`, `-`. */
+const FIELD_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,127}$/
+
+/** How a column other than image, label and embedding is kept, or why not. */
+function sourceColumn(field: Field): SourceColumn {
+  const type = String(field.type)
+  // `_anchor` (a DreamDB export read back), `__index_level_0__` (pandas): not field names.
+  if (!FIELD_NAME.test(field.name)) {
+    return { name: field.name, type, kind: null, reason: 'its name cannot be a field name' }
+  }
+  const kind = scalarKindOf(field.type as DataType)
+  return kind === null
+    ? { name: field.name, type, kind, reason: 'no scalar field holds its type' }
+    : { name: field.name, type, kind }
 }
 
 /** The scalar field kind that holds a column of this Arrow type, or null. */
@@ -258,7 +276,7 @@ function checkColumns(file: string, schema: Schema, embeddingColumn: string | un
     image.type.children.some((c) => c.name === 'path' && isStringType(c.type as DataType))
   const others = schema.fields
     .filter((f) => f.name !== 'image' && f.name !== 'label' && f.name !== embeddingColumn)
-    .map((f) => ({ name: f.name, type: String(f.type), kind: scalarKindOf(f.type as DataType) }))
+    .map(sourceColumn)
   return {
     image: imageKind,
     labelNames: labelType === 'int' ? classLabelNames(schema) : null,

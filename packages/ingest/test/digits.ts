@@ -75,7 +75,8 @@ export interface ShardSpec {
   /**
    * Columns beyond image, label and embedding, as Hub datasets have them: `id` (string,
    * first), `caption` (string, null every fifth row), `width` (int32), `score` (float64),
-   * and `tags` (a list of strings, which no scalar field can hold).
+   * `tags` (a list of strings, which no scalar field can hold) and `__index_level_0__`
+   * (pandas' index, whose name cannot be a field's).
    */
   extra?: boolean
 }
@@ -165,6 +166,11 @@ export async function writeSplit(root: string, spec: ShardSpec): Promise<Fixture
       columns.tags = vectorFromArray(
         rows.map(() => ['digit']),
         new List(new Field('item', new Utf8(), true)),
+      )
+      // What pandas leaves in many Hub shards: a column no field can be named after.
+      columns.__index_level_0__ = vectorFromArray(
+        rows.map((_, r) => BigInt(r)),
+        new Int64(),
       )
     }
     await writeHfShard(join(dir, name), columns, {

@@ -224,7 +224,10 @@ describe('every source column (issue #14)', () => {
       ],
       kept: ['id', 'caption', 'width', 'score'],
       // A list of strings has no scalar field: said, not dropped silently.
-      skipped: [{ name: 'tags', type: 'List<Utf8>', kind: null }],
+      skipped: [
+        { name: 'tags', type: 'List<Utf8>', kind: null, reason: 'no scalar field holds its type' },
+        { name: '__index_level_0__', type: 'Int64', kind: null, reason: 'its name cannot be a field name' },
+      ],
     })
     const fields = ['image', 'image_path', 'source_shard', 'source_row', 'id', 'caption', 'width', 'score']
     const { rows, schema } = await records(backend, 'extra', fields)
@@ -259,7 +262,14 @@ describe('every source column (issue #14)', () => {
     const backend = join(dir.path, 'store-core')
     const out = await run(backend, { root: extra, dataset: 'core', splits: ['train'], columns: 'core' })
     expect(out.columns.fields).toEqual(['image', 'embedding', 'label', 'split'])
-    expect(out.columns.skipped.map((c) => c.name)).toEqual(['id', 'caption', 'width', 'score', 'tags'])
+    expect(out.columns.skipped.map((c) => c.name)).toEqual([
+      'id',
+      'caption',
+      'width',
+      'score',
+      'tags',
+      '__index_level_0__',
+    ])
     await expectExactlyOnce(backend, 'core', expected)
     // Into a dataset with every column, 'core' is a contradiction, not a silent switch.
     await run(backend, { root: extra, dataset: 'full', splits: ['train'] })
