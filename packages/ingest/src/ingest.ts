@@ -12,7 +12,9 @@
  * SIGKILL, a lost connection) and run again, it finishes the job without duplicating a
  * record. Datasets ingested before the metadata existed resume from the message alone.
  *
- * Anchors follow the source: the plan (every shard in order, its rows) gets one range of
+ * Records follow the source: chunks commit in (shard, row) order while reading and
+ * embedding run ahead, so records iterate in that order and an interrupted run leaves a
+ * prefix of the plan; and the plan (every shard in order, its rows) gets one range of
  * anchors, shard by shard and row by row, recorded in the metadata, so a re-run gives the
  * rows it appends the anchors the first run would have, whichever chunk's upload finished
  * first.
@@ -73,6 +75,13 @@ export interface IngestOptions {
   batchRecords?: number
   /** Chunks read, embedded and uploaded at once. @default 2 */
   concurrency?: number
+  /**
+   * `source` (default): chunks commit in source order (shard, row), so records iterate in
+   * that order, also after an interrupted run; reading and embedding run `concurrency`
+   * chunks ahead. `landing`: each chunk commits as soon as it is ready (uploads overlap);
+   * records iterate in the order their commits landed (their anchors still follow the source).
+   */
+  order?: 'source' | 'landing'
   /** For relative model paths. */
   cwd: string
   /**
@@ -686,7 +695,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     let bytes = 0
     let commits = 0
     const columns = ['image', 'label', ...(embeddingColumn !== undefined ? [embeddingColumn] : []), ...kept]
-    const commitChunk = async (chunk: Chunk) => {
+    const commitChunk = async (chunk: Chunk, turn: () => Promise<void>) => {
       // A signal per chunk: listeners that writes leave on it (a commit's retry backoff)
       // are dropped with it instead of piling up on the command's signal.
       const chunkSignal = AbortSignal.any([signal])
@@ -715,6 +724,10 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
         }
         return record
       })
+      // In source order, each chunk commits after the one before it (reading and embedding
+      // still run ahead): the records then iterate in (shard, row) order, and what an
+      // interrupted run leaves is a prefix of the plan.
+      await turn()
       const ds = await dataset()
       const anchor = await anchorOf(chunk)
       const plan = { digest, anchor: await planAnchor() }
@@ -744,15 +757,30 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     }
     const limit = pLimit(options.concurrency ?? 2)
     let failure: { error: unknown } | undefined
+    // `done[i]` settles when chunk i has committed, failed or been skipped.
+    const done = chunks.map(() => {
+      let resolve = () => {}
+      const promise = new Promise<void>((r) => {
+        resolve = r
+      })
+      return { promise, resolve }
+    })
+    const ordered = (options.order ?? 'source') === 'source'
     await Promise.allSettled(
-      chunks.map((chunk) =>
+      chunks.map((chunk, i) =>
         limit(async () => {
-          if (failure !== undefined) return
           try {
+            if (failure !== undefined) return
             signal.throwIfAborted()
-            await commitChunk(chunk)
+            await commitChunk(chunk, async () => {
+              if (ordered && i > 0) await done[i - 1]!.promise
+              // The chunk before failed: this one stops too, before writing.
+              if (failure !== undefined) throw failure.error
+            })
           } catch (error) {
             failure ??= { error }
+          } finally {
+            done[i]!.resolve()
           }
         }),
       ),

@@ -291,7 +291,7 @@ describe('anchors in source order (issue #14)', () => {
     return BigInt(order.indexOf(shard) * 40 + row)
   }
 
-  it('follow (shard, row) whichever upload finishes first, and an interrupted run changes none of them', async () => {
+  it('follow (shard, row) whichever upload finishes first, and an interrupted run changes none of them; records iterate in that order', async () => {
     const backend = join(dir.path, 'store-anchors')
     // Stopped after a few commits, with four chunks in flight at a time.
     const stop = new AbortController()
@@ -328,6 +328,13 @@ describe('anchors in source order (issue #14)', () => {
         position(r.source_shard as string, Number(r.source_row)),
       )
     }
+    // Commits land in source order too: the records iterate in (shard, row) order, the
+    // interrupted run's first.
+    const order = rows.map((r) => position(r.source_shard as string, Number(r.source_row)))
+    expect(order).toEqual([...order].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)))
+    expect(rows.slice(0, partial.rows.length).map((r) => r._anchor)).toEqual(
+      partial.rows.map((r) => r._anchor),
+    )
     // The records of the first run kept their anchors.
     for (const p of partial.rows) {
       expect(rows.find((r) => r._anchor === p._anchor)).toMatchObject({
