@@ -236,7 +236,10 @@ Field families:
         .argParser(positiveInt('--batch-records')),
     )
     .addOption(
-      new Option('--concurrency <n>', 'chunks read, embedded and uploaded at once')
+      new Option(
+        '--concurrency <n>',
+        'chunks read and embedded at once (they commit one after another, in source order)',
+      )
         .default(2)
         .argParser(positiveInt('--concurrency')),
     )

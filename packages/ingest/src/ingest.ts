@@ -73,7 +73,7 @@ export interface IngestOptions {
   columns?: ColumnMode
   /** Rows per commit. @default 1024 */
   batchRecords?: number
-  /** Chunks read, embedded and uploaded at once. @default 2 */
+  /** Chunks read and embedded at once (with `order: 'landing'`, also uploaded). @default 2 */
   concurrency?: number
   /**
    * `source` (default): chunks commit in source order (shard, row), so records iterate in
