@@ -111,6 +111,18 @@ class OutOfAttempts extends Error {
   }
 }
 
+/** Where a commit stands, as the walk back from a new head needs it. */
+interface Progress {
+  refName: string
+  /** The head the change was prepared on. */
+  base: CID
+  /** The newest head already checked to commute with the change. */
+  checkedUpTo: CID
+  mine: PreparedChange
+  /** Every manifest this commit tried to move the branch to, by CID. */
+  tried: Map<string, Landed>
+}
+
 type Landed = { cid: CID; timeline: CID | null; parent: CID }
 
 const codeOf = (error: unknown): string | undefined => (error as { code?: string } | null)?.code
@@ -152,6 +164,7 @@ export async function commit(
   // Whether the attempt failed in its ref write (the only failure tried again).
   let writing = false
   const context: ApplyContext = { ...options, nodes: host.nodes, fanout: host.fanout }
+  const progress = (): Progress => ({ refName, base, checkedUpTo, mine: prepared, tried })
 
   const attempt = async (): Promise<CommitResult> => {
     signal?.throwIfAborted()
@@ -159,7 +172,7 @@ export async function commit(
     started = Date.now()
     writing = false
     if (!head.target.manifest.equals(checkedUpTo)) {
-      const landed = await catchUp(host, refName, base, checkedUpTo, head, prepared, tried, options)
+      const landed = await catchUp(host, progress(), head, options)
       if (landed !== undefined)
         return {
           manifest: landed.cid,
@@ -281,7 +294,7 @@ export async function commit(
     if (!(error instanceof OutOfAttempts)) throw error
     // The last write may be the one that landed (a lost answer, then a 412 against our
     // own write): look before reporting failure.
-    const landed = await landedAfterAll(host, refName, base, checkedUpTo, prepared, tried, options)
+    const landed = await landedAfterAll(host, progress(), options)
     if (landed !== undefined)
       return { manifest: landed.cid, timeline: landed.timeline, parent: landed.parent, attempts }
     throw new RetriesExhaustedError(refName, attempts, { cause: error.lost })
@@ -327,12 +340,8 @@ async function assertObjectsStored(
  */
 async function catchUp(
   host: CommitHost,
-  refName: string,
-  base: CID,
-  checkedUpTo: CID,
+  { refName, base, checkedUpTo, mine, tried }: Progress,
   head: BranchHead,
-  mine: PreparedChange,
-  tried: Map<string, Landed>,
   options: AbortOptions,
 ): Promise<Landed | undefined> {
   let cursor: CID = head.target.manifest
@@ -368,17 +377,13 @@ async function catchUp(
 /** After the last attempt: is one of ours on the branch after all? */
 async function landedAfterAll(
   host: CommitHost,
-  refName: string,
-  base: CID,
-  checkedUpTo: CID,
-  prepared: PreparedChange,
-  tried: Map<string, Landed>,
+  progress: Progress,
   options: AbortOptions,
 ): Promise<Landed | undefined> {
-  const head = await host.readBranch(refName, options)
-  if (head.target.manifest.equals(checkedUpTo)) return undefined
+  const head = await host.readBranch(progress.refName, options)
+  if (head.target.manifest.equals(progress.checkedUpTo)) return undefined
   try {
-    return await catchUp(host, refName, base, checkedUpTo, head, prepared, tried, options)
+    return await catchUp(host, progress, head, options)
   } catch (error) {
     if (codeOf(error) === CommitConflictError.code) return undefined
     throw error

@@ -1,27 +1,12 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { openStore, type Store } from '@dreamdb/cas'
+import { openStore } from '@dreamdb/cas'
 import type { CID } from 'multiformats/cid'
 import { afterAll, describe, expect, it } from 'vitest'
 import { log, Repository } from '../src/index.js'
+import { counting } from './helpers/counting.js'
 import { SCHEMA } from './helpers/records.js'
-
-/** Counts the requests a block makes through a store: one per call, one per item of putMany/getMany. */
-function counting(store: Store) {
-  const calls: string[] = []
-  const proxy = new Proxy(store, {
-    get(target, key, receiver) {
-      const value = Reflect.get(target, key, receiver)
-      if (typeof value !== 'function' || key === 'close') return value
-      return (...args: unknown[]) => {
-        calls.push(String(key))
-        return value.apply(target, args)
-      }
-    },
-  })
-  return { store: proxy as Store, calls }
-}
 
 /** One bucket's data objects, written by the caller the way the dataset layer does. */
 async function writeBucket(repo: Repository, count: number, tag: string) {
