@@ -1,5 +1,5 @@
 import { encodeBucket, putEncodedBucket } from '@dreamdb/arrow'
-import type { AbortOptions } from '@dreamdb/cas'
+import type { AbortOptions, ProgressOptions } from '@dreamdb/cas'
 import { type BucketInput, type CommitMeta, checkMeta, type Field, type FieldObject } from '@dreamdb/manifest'
 import type { Dataset } from './dataset.js'
 import { InvalidOptionError, UnknownFieldError } from './errors.js'
@@ -92,13 +92,20 @@ export async function appendMany(
     ),
   )
   const buckets: BucketInput[] = []
-  // Stored just now by this call: the commit need not ask the store for them again.
+  // Objects this call's puts wrote (not dedup hits): new, so the commit need not ask the
+  // store for them again. A dedup hit may be an old unreferenced object a GC is judging
+  // (design/0008): the commit checks that one is still there.
   const written: FieldObject['cid'][] = []
+  const putOptions: AbortOptions & ProgressOptions = {
+    ...(options.signal ? { signal: options.signal } : {}),
+    onProgress: (event) => {
+      if (event.type === 'dreamdb:cas:put' && event.stored) written.push(event.cid)
+    },
+  }
   const now = Date.now()
   let placed = 0n
   for (const [g, group] of groups.entries()) {
-    const objects = await putEncodedBucket(ds.store, encoded[g]!, options)
-    for (const object of Object.values(objects)) written.push(object.cid)
+    const objects = await putEncodedBucket(ds.store, encoded[g]!, putOptions)
     const start =
       anchorStart !== undefined
         ? anchorStart + placed

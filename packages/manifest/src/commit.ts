@@ -33,9 +33,12 @@ export interface CommitOptions extends AbortOptions {
   /** How many times to rebase and retry after losing the race. @default 100 */
   maxAttempts?: number
   /**
-   * Objects the caller has itself just written to this store (their `put` returned), such
-   * as the data objects of the buckets it appends: the commit does not ask the store about
-   * them again. Every other object the change names is checked, one request each.
+   * Objects the caller's own puts have just written to this store (put events with
+   * `stored: true`), such as the data objects of the buckets it appends: new objects, so the
+   * commit does not ask the store about them again. Leave out dedup hits: such an object may
+   * be old garbage a GC is judging right now (design/0008), and the check is what stops a
+   * commit naming one the GC deleted. Every other object the change names is checked, one
+   * request each.
    */
   written?: Iterable<CID>
 }
