@@ -82,13 +82,20 @@ function counting(store: Store) {
   return { store: proxy as Store, counts }
 }
 
-/** A deterministic pseudo-random vector (the content does not matter, the bytes do). */
+/**
+ * A deterministic pseudo-random vector: every element drawn from a 32-bit PRNG (mulberry32,
+ * in integer arithmetic) seeded by the record id, so the values are distinct across records
+ * and no reader gets a dictionary-encodable column for free. (The former float LCG lost its
+ * low bits past 2^53 and collapsed to ~4 000 distinct values in 100k records.)
+ */
 function vector(id: number, dim: number): Float32Array {
   const out = new Float32Array(dim)
-  let state = (id + 1) * 2654435761
+  let state = Math.imul(id + 1, 0x9e3779b9) >>> 0
   for (let d = 0; d < dim; d++) {
-    state = (state * 1103515245 + 12345) >>> 0
-    out[d] = state / 2 ** 32 - 0.5
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = Math.imul(state ^ (state >>> 15), state | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    out[d] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 32 - 0.5
   }
   return out
 }
@@ -237,6 +244,7 @@ async function throughputFigures() {
         pyarrow: string
         pylance: string
         parquet?: PeerRun
+        parquet_uncompressed?: PeerRun
         lance?: PeerRun
         parquet_s3?: PeerRun
         lance_s3?: PeerRun
@@ -249,6 +257,7 @@ async function throughputFigures() {
       inline: [] as number[],
       shuffled: [] as number[],
       parquet: [] as number[],
+      parquetUncompressed: [] as number[],
       lance: [] as number[],
       s3: [] as number[],
       parquetS3: [] as number[],
@@ -263,6 +272,7 @@ async function throughputFigures() {
       }
       peers = readPeers()
       samples.parquet.push(...peers.parquet!.samples)
+      samples.parquetUncompressed.push(...peers.parquet_uncompressed!.samples)
       samples.lance.push(...peers.lance!.samples)
     }
     // Then MinIO, in turns of its own, so the server's work never overlaps the local reads.
@@ -286,6 +296,10 @@ async function throughputFigures() {
         row('DreamDB, read threads off', median(samples.inline)),
         row('DreamDB, shuffled (a new seed each read)', median(samples.shuffled)),
         row(`pyarrow ${peers!.pyarrow} Parquet iter_batches`, median(samples.parquet)),
+        row(
+          `pyarrow ${peers!.pyarrow} Parquet uncompressed iter_batches`,
+          median(samples.parquetUncompressed),
+        ),
         row(`pylance ${peers!.pylance} to_batches`, median(samples.lance)),
         ...(remote === undefined
           ? []
@@ -420,8 +434,10 @@ Ratio: ${(firstBatch[1]!.medianMs / firstBatch[0]!.medianMs).toFixed(2)}x.
 **Throughput**: ${throughput.records.toLocaleString('en-US')} records of a ${throughput.dim}-d float32 embedding
 and a categorical label, stored with the default bucket sizing, all batches of 4 096 read in
 order with every object verified by its SHA-256, every column touched, from the page cache.
-The peers read the very same records, exported by DreamDB and written as Parquet (row groups
-of 16 384) and as a Lance dataset. DreamDB and the peers take ${CYCLES} turns of ${ROUNDS} reads each
+The embeddings are distinct pseudo-random float32 values (a seeded 32-bit PRNG per record), so
+no format can dictionary-encode them. The peers read the very same records, exported by DreamDB
+and written as Parquet (row groups of 16 384; snappy, pyarrow's default and the "vs Parquet"
+reference, and uncompressed) and as a Lance dataset. DreamDB and the peers take ${CYCLES} turns of ${ROUNDS} reads each
 in the same run; each figure is the median of its ${CYCLES * ROUNDS} reads. The first row is the
 default: objects of 1 MiB and more are read and hashed on worker threads, one per core; the
 second reads and hashes on the main thread (\`openStore(root, { readThreads: false })\`); the

@@ -2,7 +2,8 @@
 
 Usage: read_peers.py <arrow-ipc-stream> <work dir> <rounds> <columns,comma,separated> [s3 bucket]
 Writes both formats from the Arrow IPC stream DreamDB exported (once: a later call with the
-same work dir reuses them), then reads them back `rounds` times (all batches, the given columns, touching every buffer) and prints JSON.
+same work dir reuses them; Parquet twice, snappy as pyarrow's default and uncompressed, since
+snappy buys nothing on random floats), then reads them back `rounds` times (all batches, the given columns, touching every buffer) and prints JSON.
 With an S3 bucket (the server and credentials from DREAMDB_TEST_S3_ENDPOINT and AWS_*), both
 are copied there once and read back from there instead, through pyarrow's S3FileSystem and
 Lance's object store.
@@ -22,6 +23,7 @@ if not os.path.exists(f"{work}/data.lance"):  # written once, read in every call
     with pa.memory_map(source) as f:
         table = ipc.open_stream(f).read_all()
     pq.write_table(table, f"{work}/data.parquet", row_group_size=16384)
+    pq.write_table(table, f"{work}/data-uncompressed.parquet", row_group_size=16384, compression=None)
     lance.write_dataset(table, f"{work}/data.lance", mode="overwrite")
 
 
@@ -50,6 +52,11 @@ result = {"pyarrow": pa.__version__, "pylance": lance.__version__}
 if len(sys.argv) <= 5:
     result["parquet"] = timed(
         lambda: consume(pq.ParquetFile(f"{work}/data.parquet").iter_batches(batch_size=4096, columns=columns))
+    )
+    result["parquet_uncompressed"] = timed(
+        lambda: consume(
+            pq.ParquetFile(f"{work}/data-uncompressed.parquet").iter_batches(batch_size=4096, columns=columns)
+        )
     )
     result["lance"] = timed(lambda: consume(dataset.to_batches(columns=columns, batch_size=4096)))
 else:
