@@ -1,7 +1,8 @@
-import { anchorsOf, isCompressed, readBucketColumns } from '@dreamdb/arrow'
+import { anchorsOf, isCompressed, readBucketColumns, readLayerSegment } from '@dreamdb/arrow'
 import type { AbortOptions } from '@dreamdb/cas'
-import type { EmbeddingField } from '@dreamdb/manifest'
+import type { Bucket, EmbeddingField, Layer, Manifest } from '@dreamdb/manifest'
 import { createExactScan, createVectorIndex, type VectorIndex } from '@dreamdb/vector'
+import { tableFromIPC } from 'apache-arrow'
 import { LRUCache } from 'lru-cache'
 import type { Dataset } from './dataset.js'
 import { InvalidOptionError, UnknownFieldError } from './errors.js'
@@ -31,7 +32,7 @@ export interface SearchHits {
  * append, a migrate or a refresh) builds that state's index and drops the old one, so an
  * append-and-search loop holds one index per field, not one per state.
  */
-export type SearchIndexes = LRUCache<string, { manifest: string; index: Promise<VectorIndex> }>
+export type SearchIndexes = LRUCache<string, { manifest: string; index: Promise<BuiltIndex> }>
 
 /**
  * At most this many fields' indexes per dataset, least recently searched dropped first. An
@@ -56,28 +57,81 @@ export async function search(
   query: readonly number[] | Float32Array,
   options: SearchOptions,
 ): Promise<SearchHits> {
-  const fields = ds.manifest.schema.fields
-  const field = fields.find((f) => f.name === fieldName)
+  const { fields } = ds.manifest.schema
+  const layer = ds.manifest.layers.find((l) => l.name === fieldName)
+  const field = fields.find((f) => f.name === fieldName) ?? layer?.field
   if (field === undefined)
-    throw new UnknownFieldError(
-      fieldName,
-      fields.map((f) => f.name),
-    )
+    throw new UnknownFieldError(fieldName, [
+      ...fields.map((f) => f.name),
+      ...ds.manifest.layers.map((l) => l.name),
+    ])
   if (field.family !== 'embedding')
     throw new InvalidOptionError('field', fieldName, `is a ${field.family} field, not an embedding`)
   const k = options?.k
   if (!Number.isSafeInteger(k) || k < 1) throw new InvalidOptionError('k', k, 'must be an integer >= 1')
   const allowed = await filterAnchors(ds, options.filter, options)
   const vectorsQuery = Array.from(query as ArrayLike<number>)
-  if (!isCompressed(field)) return await exactSearch(ds, field, vectorsQuery, k, allowed, options)
-  const index = await searchIndex(ds, internals, indexes, field, options)
+  if (!isCompressed(field)) return await exactSearch(ds, field, layer, vectorsQuery, k, allowed, options)
+  const { index, anchorOf } = await searchIndex(ds, internals, indexes, field, layer, options)
+  // A layer's anchor given again in a later segment has its older rows searched as ids that
+  // `anchorOf` does not map (so the filter drops them); base fields' ids are their anchors.
+  const keep =
+    anchorOf === undefined
+      ? allowed && ((id: bigint) => allowed.has(id))
+      : (id: bigint) => {
+          const anchor = anchorOf[Number(id)]!
+          return anchor !== STALE && (allowed === undefined || allowed.has(anchor))
+        }
   const result = index.search(vectorsQuery, {
     k,
     ...(options.nprobe !== undefined ? { nprobe: options.nprobe } : {}),
     ...(options.rerank !== undefined ? { rerank: options.rerank } : {}),
-    ...(allowed ? { filter: (id: bigint) => allowed.has(id) } : {}),
+    ...(keep ? { filter: keep } : {}),
   })
-  return { anchors: result.ids, distances: result.distances }
+  const anchors = anchorOf === undefined ? result.ids : result.ids.map((id) => anchorOf[Number(id)]!)
+  return { anchors, distances: result.distances }
+}
+
+/** Marks a layer row whose anchor a later segment gives again (only the latest value counts). */
+const STALE = 0xffffffffffffffffn
+
+/** A built index; `anchorOf` maps its ids (row numbers) to anchors where a layer repeats anchors. */
+interface BuiltIndex {
+  index: VectorIndex
+  anchorOf?: BigUint64Array
+}
+
+/** A layer's segments, in order, each with its anchors. */
+async function* layerSegments(
+  ds: Dataset,
+  layer: Layer,
+  options: AbortOptions,
+): AsyncGenerator<{ segment: Bucket; anchors: BigUint64Array }> {
+  if (layer.segments === null) return
+  for await (const { bucket } of ds.repository.buckets({ timeline: layer.segments } as Manifest, options)) {
+    const part = bucket.fields[`${layer.name}/anchors`]
+    const anchors = part
+      ? (tableFromIPC(await ds.store.get(part.cid, options))
+          .getChild('_anchor')!
+          .toArray() as BigUint64Array)
+      : (await readLayerSegment(ds.store, layer.field, bucket, options)).anchors
+    yield { segment: bucket, anchors }
+  }
+}
+
+/** Row numbers (over all segments) of rows a later segment overrides, or an empty set. */
+function staleRows(anchorLists: readonly BigUint64Array[]): Set<number> {
+  const latest = new Map<bigint, number>()
+  const stale = new Set<number>()
+  let row = 0
+  for (const anchors of anchorLists) {
+    for (const anchor of anchors) {
+      const before = latest.get(anchor)
+      if (before !== undefined) stale.add(before)
+      latest.set(anchor, row++)
+    }
+  }
+  return stale
 }
 
 /**
@@ -90,23 +144,48 @@ async function searchIndex(
   internals: DatasetInternals,
   indexes: SearchIndexes,
   field: EmbeddingField,
+  layer: Layer | undefined,
   options: AbortOptions,
-): Promise<VectorIndex> {
+): Promise<BuiltIndex> {
   const manifestCid = ds.currentManifest()
   const cached = indexes.get(field.name)
   if (cached?.manifest === manifestCid) return await cached.index
   const manifest = ds.manifest
-  const index = (async () => {
-    const codec = (await internals.codecs(options)).get(field.name)!
+  const index = (async (): Promise<BuiltIndex> => {
+    const codec = (await internals.codecs(options, [field])).get(field.name)!
     const built = createVectorIndex({ ...codec, keepVectors: field.rerank })
-    for await (const { bucket } of ds.repository.buckets(manifest, options)) {
-      const block = await ds.store.get(bucket.fields[field.name]!.cid, options)
-      const vectors = field.rerank
-        ? flatVectors((await readBucketColumns(ds.store, [field], bucket, options))[field.name]!, field.dim)
-        : undefined
-      built.addCodes(block, { ids: anchorsOf(bucket), ...(vectors ? { vectors } : {}) })
+    if (layer === undefined) {
+      for await (const { bucket } of ds.repository.buckets(manifest, options)) {
+        const block = await ds.store.get(bucket.fields[field.name]!.cid, options)
+        const vectors = field.rerank
+          ? flatVectors((await readBucketColumns(ds.store, [field], bucket, options))[field.name]!, field.dim)
+          : undefined
+        built.addCodes(block, { ids: anchorsOf(bucket), ...(vectors ? { vectors } : {}) })
+      }
+      return { index: built }
     }
-    return built
+    const segments: { segment: Bucket; anchors: BigUint64Array }[] = []
+    for await (const s of layerSegments(ds, layer, options)) segments.push(s)
+    const stale = staleRows(segments.map((s) => s.anchors))
+    const rows = segments.reduce((n, s) => n + s.anchors.length, 0)
+    const anchorOf = stale.size > 0 ? new BigUint64Array(rows) : undefined
+    let row = 0
+    for (const { segment, anchors } of segments) {
+      const block = await ds.store.get(segment.fields[field.name]!.cid, options)
+      const vectors = field.rerank
+        ? flatVectors((await readLayerSegment(ds.store, field, segment, options)).values, field.dim)
+        : undefined
+      let ids = anchors
+      if (anchorOf !== undefined) {
+        ids = new BigUint64Array(anchors.length)
+        for (let i = 0; i < anchors.length; i++, row++) {
+          ids[i] = BigInt(row)
+          anchorOf[row] = stale.has(row) ? STALE : anchors[i]!
+        }
+      }
+      built.addCodes(block, { ids, ...(vectors ? { vectors } : {}) })
+    }
+    return anchorOf === undefined ? { index: built } : { index: built, anchorOf }
   })()
   const entry = { manifest: manifestCid, index }
   // A failed build (an abort, a read error) is not kept: the next search builds again.
@@ -120,6 +199,7 @@ async function searchIndex(
 async function exactSearch(
   ds: Dataset,
   field: EmbeddingField,
+  layer: Layer | undefined,
   query: number[],
   k: number,
   allowed: Set<bigint> | undefined,
@@ -142,9 +222,38 @@ async function exactSearch(
     k,
     ...(allowed ? { filter: (id: bigint) => allowed.has(id) } : {}),
   })
-  for await (const batch of ds.iterArrowBatches({ fields: [field.name], batchSize: 4096, ...options })) {
-    const anchors = batch.getChild('_anchor')!.toArray() as BigUint64Array
-    scan.add(flatVectors(batch.getChild(field.name)!, field.dim), anchors)
+  if (layer === undefined) {
+    for await (const batch of ds.iterArrowBatches({ fields: [field.name], batchSize: 4096, ...options })) {
+      const anchors = batch.getChild('_anchor')!.toArray() as BigUint64Array
+      scan.add(flatVectors(batch.getChild(field.name)!, field.dim), anchors)
+    }
+  } else if (layer.segments !== null) {
+    // A layer's own segments (records without a value have none to compare), latest first:
+    // an anchor a later segment gives again counts once, with its latest value.
+    const segments: Bucket[] = []
+    for await (const { bucket } of ds.repository.buckets({ timeline: layer.segments } as Manifest, options))
+      segments.push(bucket)
+    const seen = new Set<bigint>()
+    for (const segment of segments.reverse()) {
+      const { anchors, values } = await readLayerSegment(ds.store, field, segment, options)
+      const vectors = flatVectors(values, field.dim)
+      const live: number[] = []
+      for (let i = 0; i < anchors.length; i++) {
+        if (!seen.has(anchors[i]!)) live.push(i)
+        seen.add(anchors[i]!)
+      }
+      if (live.length === anchors.length) scan.add(vectors, anchors)
+      else {
+        const kept = new Float32Array(live.length * field.dim)
+        live.forEach((i, j) => {
+          kept.set(vectors.subarray(i * field.dim, (i + 1) * field.dim), j * field.dim)
+        })
+        scan.add(
+          kept,
+          BigUint64Array.from(live, (i) => anchors[i]!),
+        )
+      }
+    }
   }
   const { ids, distances } = scan.result()
   return { anchors: ids, distances }

@@ -30,6 +30,15 @@ const cosine = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   return dot / Math.sqrt(na * nb)
 }
 
+/** Anchors (1-based) of the k outputs nearest to the query by cosine, nearest first. */
+function nearest(outputs: Float32Array[], query: Float32Array, k: number): bigint[] {
+  return outputs
+    .map((v, i) => [1 - cosine(v, query), BigInt(i + 1)] as const)
+    .sort((a, b) => a[0] - b[0] || Number(a[1] - b[1]))
+    .slice(0, k)
+    .map(([, anchor]) => anchor)
+}
+
 async function stores(): Promise<[string, () => Promise<Store>][]> {
   const out: [string, () => Promise<Store>][] = [
     ['folder', async () => openStore(await mkdtemp(join(tmpdir(), 'dreamdb-distill-')))],
@@ -40,7 +49,7 @@ async function stores(): Promise<[string, () => Promise<Store>][]> {
   return out
 }
 
-describe.each(await stores())('the distillation pattern on %s', (_kind, open) => {
+describe.each(await stores())('the distillation pattern on %s', { timeout: 30_000 }, (_kind, open) => {
   it('a compressed student layer on a branch: written with an operator-trained codec, decoded when iterated, compared', async () => {
     const store = await open()
     const records = mnistRecords(30)
@@ -86,7 +95,38 @@ describe.each(await stores())('the distillation pattern on %s', (_kind, open) =>
         }
       }
       expect(seen).toBe(records.length)
+      // Searched through the layer's own index (every list probed: the exact top 3 with rerank).
+      const query = outputs[4]!
+      const hits = await reopened.search('embedding_student', query, { k: 3, nprobe: 8 })
+      if (rerank) expect([...hits.anchors]).toEqual(nearest(outputs, query, 3))
+      else expect([...hits.anchors]).toContain(5n)
     }
+    // Given again for anchor 1, the layer's latest value is the one searched, never both.
+    const branch = await Dataset.openRef('distill/student-true', { backend: store })
+    await branch.addEmbeddingLayer({
+      name: 'embedding_student',
+      parentField: 'image',
+      dim: STUDENT,
+      algorithm: 'dreamdb.ivf-cosine',
+      spatialIndex: codec.spatialIndex,
+      compressor: codec.compressor,
+      rerank: true,
+      samples: [[1n, outputs[9]!]],
+    })
+    const hits = await branch.search('embedding_student', outputs[9]!, { k: 3, nprobe: 8 })
+    expect([...hits.anchors].slice(0, 2).sort()).toEqual([1n, 10n])
+    expect(hits.anchors[2]).not.toBe(1n)
+    const old = await branch.search('embedding_student', outputs[0]!, { k: 30, nprobe: 8 })
+    expect(old.anchors.filter((a) => a === 1n)).toHaveLength(1)
+    // A float32 layer is scanned exactly, also over its own segments.
+    await branch.addEmbeddingLayer({
+      name: 'embedding_plain',
+      parentField: 'image',
+      dim: STUDENT,
+      samples: outputs.slice(0, 20).map((v, i) => [BigInt(i + 1), v] as const),
+    })
+    const plain = await branch.search('embedding_plain', outputs[4]!, { k: 3 })
+    expect([...plain.anchors]).toEqual(nearest(outputs.slice(0, 20), outputs[4]!, 3))
     const table = await compareRefs({
       refs: ['distill/student-true', 'distill/student-false'],
       fields: ['embedding_student'],
