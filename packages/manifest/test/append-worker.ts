@@ -1,8 +1,9 @@
 /**
  * One of the processes of the concurrent-append test:
  *   node --import tsx append-worker.ts <store url> <branch> <appends> <worker id>
- * Appends <appends> small batches to <branch>, taking a snapshot and a branch after
- * every fifth append, and prints what it did as JSON.
+ * Says `ready` on stderr and waits for a line on stdin, then appends <appends> small
+ * batches to <branch>, taking a snapshot and a branch after every fifth append, and prints
+ * what it did as JSON.
  */
 import { openStore } from '@dreamdb/cas'
 import { Repository } from '../src/index.js'
@@ -12,6 +13,10 @@ const [url, branch, appends, worker] = process.argv.slice(2)
 if (!url || !branch || !appends || !worker)
   throw new Error('usage: append-worker <url> <branch> <appends> <worker>')
 const repo = new Repository(await openStore(url))
+// Ready; the test starts every worker's appends at once (a line on stdin).
+process.stderr.write('ready\n')
+await new Promise((resolve) => process.stdin.once('data', resolve))
+process.stdin.destroy()
 const attempts: number[] = []
 const pins: { name: string; manifest: string }[] = []
 for (let i = 0; i < Number(appends); i++) {

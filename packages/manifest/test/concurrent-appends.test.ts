@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process'
+import { type ChildProcess, execFile } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -9,31 +9,59 @@ import { describe, expect, it } from 'vitest'
 import { inspect, log, Repository } from '../src/index.js'
 import { SCHEMA } from './helpers/records.js'
 
-const PROCESSES = 16
-const APPENDS = 25
+/**
+ * Small enough for the suite (each process starts tsx, about half a second), large enough
+ * that commits race and retry and every writer pins twice while the others append. The
+ * torture suite's concurrent-append scenario runs 8 processes x 25 appends (and SIGKILLs
+ * writers in sigkill-append).
+ */
+const PROCESSES = 4
+const APPENDS = 5
 const worker = fileURLToPath(new URL('./append-worker.ts', import.meta.url))
 
-function runWorker(url: string, id: number) {
-  return new Promise<{ attempts: number[]; pins: { name: string; manifest: string }[] }>(
-    (resolve, reject) => {
-      execFile(
-        process.execPath,
-        ['--import', 'tsx', worker, url, 'corpus', String(APPENDS), String(id)],
-        { env: process.env, timeout: 600_000, maxBuffer: 1 << 24 },
-        (error, stdout, stderr) =>
-          error
-            ? reject(new Error(`worker ${id}: ${error.message}\n${stderr}`))
-            : resolve(JSON.parse(stdout)),
-      )
-    },
-  )
+interface WorkerResult {
+  attempts: number[]
+  pins: { name: string; manifest: string }[]
+}
+
+/**
+ * Start a worker; it opens the store, says `ready` on stderr and waits for a line on stdin,
+ * so that all of them append at once whatever their start-up takes.
+ */
+function startWorker(
+  url: string,
+  id: number,
+): { ready: Promise<void>; go(): void; done: Promise<WorkerResult> } {
+  let signalReady!: () => void
+  const ready = new Promise<void>((resolve) => {
+    signalReady = resolve
+  })
+  let child!: ChildProcess
+  const done = new Promise<WorkerResult>((resolve, reject) => {
+    child = execFile(
+      process.execPath,
+      ['--import', 'tsx', worker, url, 'corpus', String(APPENDS), String(id)],
+      { env: process.env, timeout: 60_000, maxBuffer: 1 << 24 },
+      (error, stdout, stderr) =>
+        error ? reject(new Error(`worker ${id}: ${error.message}\n${stderr}`)) : resolve(JSON.parse(stdout)),
+    )
+  })
+  child.stderr!.on('data', (chunk: Buffer) => {
+    if (chunk.toString().includes('ready')) signalReady()
+  })
+  // A worker that dies before it is ready fails `done`; let `ready` settle too.
+  done.catch(() => signalReady())
+  return { ready, go: () => child.stdin!.end('go\n'), done }
 }
 
 async function concurrentAppends(url: string, label: string): Promise<void> {
   const repo = new Repository(await openStore(url))
   await repo.createDataset('corpus', { schema: SCHEMA })
   const started = Date.now()
-  const results = await Promise.all(Array.from({ length: PROCESSES }, (_, id) => runWorker(url, id)))
+  const workers = Array.from({ length: PROCESSES }, (_, id) => startWorker(url, id))
+  await Promise.all(workers.map((w) => w.ready))
+  for (const w of workers) w.go()
+  const results = await Promise.all(workers.map((w) => w.done))
   const attempts = results.flatMap((r) => r.attempts)
   console.log(
     `[${label}] ${PROCESSES} processes x ${APPENDS} appends in ${Date.now() - started} ms: ` +
@@ -56,7 +84,7 @@ async function concurrentAppends(url: string, label: string): Promise<void> {
   // Every object it references is present and verifies (get hashes every byte).
   for (const object of state.objects)
     await repo.store.get((await import('@dreamdb/cas')).parseCid(object.cid))
-  // The bucket objects carry the tags of all 400 appends.
+  // The bucket objects carry the tags of all the appends.
   const tags = new Set<string>()
   for await (const { bytes } of repo.store.getMany(
     state.buckets.map((b) => parseCid(b.objects.label!.cid)),
@@ -83,7 +111,7 @@ async function concurrentAppends(url: string, label: string): Promise<void> {
   await repo.store.close()
 }
 
-describe('16 processes appending to one branch', () => {
+describe(`${PROCESSES} processes appending to one branch`, () => {
   it('on a folder: every append lands, nothing is lost, pins stay pinned', async () => {
     const root = await mkdtemp(join(tmpdir(), 'dreamdb-manifest-'))
     try {
