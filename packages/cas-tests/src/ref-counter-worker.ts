@@ -1,19 +1,26 @@
 /**
  * One of the processes in the multi-process compare-and-swap test:
- *   node --import tsx ref-counter-worker.ts <module exporting openStore> <url> <ref> <increments>
- * It increments the decimal counter in <ref> <increments> times, retrying lost races, and
+ *   node --import tsx ref-counter-worker.ts <module exporting openStore> <url> <ref> <increments> [wait]
+ * With `wait`, once its store is open it says `ready` on stderr and waits for a line on
+ * stdin. It increments the decimal counter in <ref> <increments> times, retrying lost races, and
  * prints how many conflicts it retried.
  */
 import { pathToFileURL } from 'node:url'
 import type { Store } from '@dreamdb/cas'
 
-const [modulePath, url, ref, count] = process.argv.slice(2)
+const [modulePath, url, ref, count, wait] = process.argv.slice(2)
 if (!modulePath || !url || !ref || !count)
-  throw new Error('usage: ref-counter-worker <module> <url> <ref> <n>')
+  throw new Error('usage: ref-counter-worker <module> <url> <ref> <n> [wait]')
 const { openStore } = (await import(pathToFileURL(modulePath).href)) as {
   openStore: (url: string) => Promise<Store>
 }
 const store = await openStore(url)
+if (wait === 'wait') {
+  // Ready; the test starts every worker's increments at once (a line on stdin).
+  process.stderr.write('ready\n')
+  await new Promise((resolve) => process.stdin.once('data', resolve))
+  process.stdin.destroy()
+}
 let conflicts = 0
 for (let i = 0; i < Number(count); i++) {
   for (;;) {
