@@ -17,6 +17,7 @@ import { ALGORITHMS, type MigrateCommandOptions, migrate } from './commands/migr
 import { branch, snapshot } from './commands/pin.js'
 import { refs } from './commands/refs.js'
 import { type SearchCommandOptions, search } from './commands/search.js'
+import { registerUi } from './commands/ui.js'
 import {
   type Context,
   DEFAULT_BACKEND,
@@ -669,6 +670,7 @@ was killed is taken over at once on the same host, and after it expires elsewher
       }),
     )
 
+  registerUi(program, contextOf)
   configure(program, io)
   return program
 }

@@ -1,0 +1,251 @@
+/**
+ * The viewer's JSON API in process (node:http on a free loopback port), against the store
+ * `prepareStore` builds: what each endpoint answers checked against the records it was made
+ * from, and what the server refuses (non-loopback binds, hostile ref names, other hosts).
+ */
+import { request } from 'node:http'
+import { inflateSync } from 'node:zlib'
+import { openStore, type Store } from '@dreamdb/cas'
+import { Repository } from '@dreamdb/manifest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { encodePng, webImage } from '../src/ui/images.js'
+import { startViewer, type Viewer } from '../src/ui/server.js'
+import { cli, LABELS, prepareStore, record, SWEEP, tempDir } from './helpers.js'
+
+let dir: Awaited<ReturnType<typeof tempDir>>
+let store: Store
+let viewer: Viewer
+const stop = new AbortController()
+
+beforeAll(async () => {
+  dir = await tempDir()
+  const { backend } = await prepareStore(dir.path)
+  store = await openStore(backend)
+  viewer = await startViewer({ repo: new Repository(store), store, port: 0, signal: stop.signal })
+})
+
+afterAll(async () => {
+  stop.abort()
+  await viewer?.close()
+  await store?.close()
+  await dir?.remove()
+})
+
+interface Got {
+  status: number
+  type: string
+  body: Buffer
+  // biome-ignore lint/suspicious/noExplicitAny: API documents, checked field by field below
+  json: () => any
+}
+
+/** A GET (or other method) with an optional Host header, as raw as a browser would send it. */
+function get(path: string, init: { method?: string; host?: string } = {}): Promise<Got> {
+  const url = new URL(viewer.url)
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path,
+        method: init.method ?? 'GET',
+        headers: init.host ? { host: init.host } : {},
+      },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => {
+          const body = Buffer.concat(chunks)
+          resolve({
+            status: res.statusCode ?? 0,
+            type: String(res.headers['content-type']),
+            body,
+            json: () => JSON.parse(body.toString('utf8')),
+          })
+        })
+      },
+    )
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+const api = async (path: string) => {
+  const got = await get(path)
+  expect(got.status, got.body.toString()).toBe(200)
+  return got.json()
+}
+
+describe('dreamdb ui: the JSON API', { timeout: 15_000 }, () => {
+  it('lists refs and draws the history DAG with parents and the refs at each state', async () => {
+    const refs = await api('/api/refs')
+    expect(refs.format).toBe('dreamdb.ui.refs/1')
+    const names = refs.refs.map((r: { name: string }) => r.name)
+    expect(names).toEqual(expect.arrayContaining(['corpus', 'prep-v1', 'prod-1', ...SWEEP]))
+    const graph = await api('/api/graph')
+    const byManifest = new Map(graph.nodes.map((n: { manifest: string }) => [n.manifest, n]))
+    const corpus = refs.refs.find((r: { name: string }) => r.name === 'corpus')
+    const head = byManifest.get(corpus.manifest) as {
+      parents: string[]
+      records: number
+      refs: { name: string }[]
+    }
+    expect(head.records).toBe(150)
+    expect(head.refs.map((r) => r.name)).toContain('corpus')
+    for (const parent of head.parents) expect(byManifest.has(parent)).toBe(true)
+    const commit = await api(`/api/commit?ref=${corpus.manifest}`)
+    expect(commit.stats.records).toBe(150)
+    expect(commit.objects.count).toBeGreaterThan(0)
+  })
+
+  it('pages records of any ref: the values are the records appended, images as URLs', async () => {
+    const page = await api('/api/records?ref=corpus&offset=95&limit=10')
+    expect(page.total).toBe(150)
+    expect(page.next).toBe(105)
+    expect(page.records.map((r: { position: number }) => r.position)).toEqual(
+      Array.from({ length: 10 }, (_, i) => 95 + i),
+    )
+    for (const r of page.records) {
+      const want = record(r.position)
+      expect(r.values.label).toBe(want.label)
+      expect(r.values.split).toBe(want.split)
+      expect(r.values.image.bytes).toBe(want.image.byteLength)
+      expect(r.values.embedding.head).toEqual(want.embedding)
+      const image = await get(r.values.image.url)
+      expect(image.status).toBe(200)
+      expect(new Uint8Array(image.body)).toEqual(want.image)
+    }
+    // Not an image format a browser draws: served as bytes, never sniffed.
+    expect((await get(page.records[0].values.image.url)).type).toBe('application/octet-stream')
+  })
+
+  it('filters by scalar fields and layers with a cursor, without reading past a page', async () => {
+    const want = Array.from({ length: 150 }, (_, i) => i).filter(
+      (i) => record(i).label === 'dog' && record(i).split === 'train',
+    )
+    const first = await api(
+      '/api/records?ref=corpus&filter=label%3Ddog,split%3Dtrain&limit=7&fields=label,split',
+    )
+    expect(first.records.map((r: { position: number }) => r.position)).toEqual(want.slice(0, 7))
+    expect(first.next).toBe(want[6]! + 1)
+    const second = await api(
+      `/api/records?ref=corpus&filter=label%3Ddog,split%3Dtrain&limit=7&from=${first.next}`,
+    )
+    expect(second.records.map((r: { position: number }) => r.position)).toEqual(want.slice(7, 14))
+    // Wrong predictions of a sweep run: prediction differs from label.
+    const wrong = await api(`/api/records?ref=${SWEEP[1]}&differ=prediction,label&limit=500`)
+    expect(wrong.records.map((r: { position: number }) => r.position)).toEqual(
+      Array.from({ length: 120 }, (_, i) => i).filter((i) => i % 3 === 0),
+    )
+    expect(wrong.next).toBeNull()
+    const bad = await get('/api/records?ref=corpus&filter=image%3Dx')
+    expect(bad.status).toBe(400)
+    expect(bad.json().error.code).toBe('ERR_CLI_WRONG_FIELD_KIND')
+  })
+
+  it('shows one record with every field and layer; finds it by anchor too', async () => {
+    const one = await api(`/api/record?ref=${SWEEP[0]}&position=7`)
+    expect(one.record.values.embedding).toEqual(record(7).embedding)
+    expect(one.record.values.prediction).toBe(LABELS[7 % 4])
+    expect(one.fields.find((f: { name: string }) => f.name === 'prediction').layer).toBe(true)
+    const again = await api(`/api/record?ref=${SWEEP[0]}&anchor=${one.record.anchor}`)
+    expect(again.record.position).toBe(7)
+    const none = await get('/api/record?ref=corpus&position=150')
+    expect(none.status).toBe(404)
+    expect(none.json().error.code).toBe('ERR_CLI_UI_NO_SUCH_RECORD')
+  })
+
+  it('compares a sweep: the matrix, accuracy per run, and the records two runs disagree on', async () => {
+    const cmp = await api('/api/compare?prefix=sweep/&field=prediction')
+    expect(cmp.refs).toEqual(SWEEP)
+    expect(cmp.label).toBe('label')
+    // Run k predicts 'wrong' for every (k+2)th record of 120.
+    SWEEP.forEach((_, k) => {
+      const wrong = Array.from({ length: 120 }, (_, i) => i).filter((i) => i % (k + 2) === 0).length
+      expect(cmp.accuracy[k]).toBeCloseTo(1 - wrong / 120, 10)
+    })
+    const differ = Array.from({ length: 120 }, (_, i) => i).filter((i) => (i % 2 === 0) !== (i % 3 === 0))
+    expect(cmp.agreement[0][1]).toBeCloseTo(1 - differ.length / 120, 10)
+    const page = await api(
+      `/api/disagreements?refs=${SWEEP[0]},${SWEEP[1]}&context=${SWEEP.join(',')}&limit=5`,
+    )
+    expect(page.total).toBe(differ.length)
+    expect(page.records.map((r: { position: number }) => r.position)).toEqual(differ.slice(0, 5))
+    for (const r of page.records) {
+      expect(r.a).not.toBe(r.b)
+      expect(r.label).toBe(LABELS[r.position % 4])
+      expect(r.values.image.url).toMatch(/^\/api\/image\?/)
+    }
+    // A run against the label (the matrix's diagonal).
+    const self = await api(`/api/disagreements?refs=${SWEEP[2]}&limit=500`)
+    expect(self.total).toBe(30)
+  })
+
+  it('inspects a tag (splits, history) and diffs two states (records appended)', async () => {
+    const tag = await api('/api/inspect?ref=prod-1')
+    expect(tag.ref).toEqual({ name: 'prod-1', kind: 'snapshot' })
+    expect(tag.splits).toEqual({ train: 90, validation: 30 })
+    expect(tag.history[0].summary).toMatch(/^layer 'prediction'/)
+    const d = await api('/api/diff?a=prep-v1&b=corpus')
+    expect(d.records).toEqual({ added: 30, removed: 0 })
+    expect(d.appended).toEqual({ ref: 'corpus', offset: 120, count: 30 })
+    expect(d.same).toBe(false)
+  })
+
+  it('finds the nearest records of a record through search', async () => {
+    const near = await api('/api/similar?ref=corpus&position=10&k=3')
+    expect(near.hits[0].position).toBe(10)
+    expect(near.hits[0].distance).toBeCloseTo(0, 5)
+    expect(near.hits).toHaveLength(3)
+  })
+
+  it('refuses hostile ref names, other hosts, writes and unknown routes with error documents', async () => {
+    for (const ref of ['../../etc/passwd', '..', '_dreamdb/anchors', 'a/../b', '%2e%2e/x', 'x\\y', '/abs']) {
+      const got = await get(`/api/records?ref=${encodeURIComponent(ref)}`)
+      expect(got.status, ref).toBe(400)
+      expect(got.json()).toMatchObject({
+        format: 'dreamdb.error/1',
+        error: { code: 'ERR_MANIFEST_INVALID_REF_NAME' },
+      })
+    }
+    expect((await get('/api/compare?prefix=../')).json().error.code).toBe('ERR_MANIFEST_INVALID_REF_NAME')
+    const missing = await get('/api/records?ref=nope')
+    expect(missing.status).toBe(404)
+    expect(missing.json().error).toMatchObject({ code: 'ERR_MANIFEST_REF_NOT_FOUND', exitCode: 3 })
+    const rebinding = await get('/api/refs', { host: 'evil.example:80' })
+    expect(rebinding.status).toBe(403)
+    expect(rebinding.json().error.code).toBe('ERR_CLI_UI_NOT_LOOPBACK')
+    expect((await get('/api/refs', { method: 'POST' })).status).toBe(400)
+    const unknown = await get('/../../etc/passwd')
+    expect(unknown.status).toBe(404)
+    expect(unknown.json().error.code).toBe('ERR_CLI_UI_NOT_FOUND')
+    expect((await get('/')).type).toMatch(/^text\/html/)
+  })
+
+  it('refuses to bind a non-loopback address unless asked', async () => {
+    await expect(
+      startViewer({ repo: new Repository(store), store, host: '0.0.0.0', port: 0, signal: stop.signal }),
+    ).rejects.toMatchObject({ code: 'ERR_CLI_UI_NOT_LOOPBACK' })
+    const usage = await cli(['ui', '--port', '70000'], { cwd: dir.path })
+    expect(usage.code).toBe(2)
+    expect(usage.stderr).toMatch(/--port must be 0 to 65535/)
+  })
+})
+
+describe('dreamdb ui: images for the browser', () => {
+  it('serves netpbm as PNG and known formats as they are', () => {
+    const pgm = new Uint8Array([...new TextEncoder().encode('P5\n# c\n3 2\n255\n'), 1, 2, 3, 4, 5, 6])
+    const png = webImage(pgm)
+    expect(png.type).toBe('image/png')
+    // IDAT holds one filter byte then the pixels, per row.
+    const idat = Buffer.from(png.bytes).indexOf('IDAT')
+    const length = Buffer.from(png.bytes).readUInt32BE(idat - 4)
+    expect([...inflateSync(png.bytes.subarray(idat + 4, idat + 4 + length))]).toEqual([
+      0, 1, 2, 3, 0, 4, 5, 6,
+    ])
+    expect(webImage(png.bytes).type).toBe('image/png')
+    expect(webImage(encodePng(1, 1, 3, new Uint8Array(3))).bytes[25]).toBe(2)
+    expect(webImage(Uint8Array.of(0xff, 0xd8, 0xff, 0xe0)).type).toBe('image/jpeg')
+    expect(webImage(new TextEncoder().encode('<svg onload=alert(1)>')).type).toBe('application/octet-stream')
+  })
+})
