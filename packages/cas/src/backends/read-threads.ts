@@ -2,8 +2,9 @@
  * Large objects are hashed on worker threads, so verification (SHA-256 over every byte, the
  * largest cost of a streaming read) runs beside the caller's work instead of inside it. On
  * a folder the main thread opens the file and a worker reads it through the same
- * descriptor; an S3 body is received on the main thread and its buffer sent over. Either
- * way the bytes come back without a copy (transferred).
+ * descriptor; an S3 object is fetched by a worker over plain HTTP with headers the main
+ * thread signed (`get`), or, through the SDK, received on the main thread and its buffer
+ * sent over (`hash`). Either way the bytes come back without a copy (transferred).
  *
  * The worker is an ordinary module file, read-worker.js, beside this one: in src/backends/
  * under a test runner, in dist/ when built (tsup builds it as a second entry), and in a
@@ -31,6 +32,8 @@ interface Pending {
 
 interface Reply {
   id: number
+  status?: number
+  body?: string
   buffer?: ArrayBuffer
   digest?: Uint8Array
   error?: { message: string; code?: string }
@@ -74,13 +77,42 @@ export class ReadThreads {
     return { bytes: new Uint8Array(reply.buffer!), digest: new Uint8Array(reply.digest!) }
   }
 
-  async #ask(request: object, transfer: ArrayBuffer[] = []): Promise<Reply> {
+  /**
+   * An HTTP GET sent and received on a worker (`request`: URL and signed headers), its body
+   * hashed there as it lands. An answer other than 200 comes back as its status and the
+   * start of its body; a failed connection or a deadline as an error with a `code`
+   * (`ERR_CAS_SILENT`: no answer or no body byte within `timeoutMs`;
+   * `ERR_CAS_CONNECT_TIMEOUT`; `ERR_CAS_SHORT_BODY`; or the socket's own, such as
+   * ECONNREFUSED). An abort of `signal` stops the request on the worker.
+   */
+  async get(
+    request: { url: string; headers: Record<string, string>; timeoutMs: number; connectTimeoutMs: number },
+    signal?: AbortSignal,
+  ): Promise<{ status: number; body?: string; bytes?: Uint8Array; digest?: Uint8Array }> {
+    const reply = await this.#ask({ get: request }, [], signal)
+    return reply.buffer === undefined
+      ? { status: reply.status!, body: reply.body ?? '' }
+      : { status: reply.status!, bytes: new Uint8Array(reply.buffer), digest: new Uint8Array(reply.digest!) }
+  }
+
+  async #ask(request: object, transfer: ArrayBuffer[] = [], signal?: AbortSignal): Promise<Reply> {
+    signal?.throwIfAborted()
     const id = ++this.#lastId
+    let stop: (() => void) | undefined
     const reply = await new Promise<Reply>((resolve, reject) => {
       const worker = this.#worker()
       this.#pending.set(id, { worker, resolve, reject })
       if (this.#pending.size === 1) for (const w of this.#workers) w.ref()
       worker.postMessage({ id, ...request }, transfer)
+      if (signal !== undefined) {
+        stop = () => {
+          worker.postMessage({ id, cancel: true })
+          this.#settle(id, (p) => p.reject(signal.reason))
+        }
+        signal.addEventListener('abort', stop, { once: true })
+      }
+    }).finally(() => {
+      if (stop !== undefined) signal?.removeEventListener('abort', stop)
     })
     if (reply.error !== undefined) {
       throw Object.assign(new Error(reply.error.message), { code: reply.error.code })

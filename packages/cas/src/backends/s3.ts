@@ -45,6 +45,7 @@ import type {
 } from './backend.js'
 import { NotFoundSignal } from './backend.js'
 import { type ReadThreads, sharedReadThreads, THREAD_READ_MIN_BYTES } from './read-threads.js'
+import { signGet } from './sigv4.js'
 
 /** Above this, a put asks whether the object exists before sending its bytes. */
 const HEAD_FIRST_BYTES = 1 << 20
@@ -401,6 +402,10 @@ function classifyFailure(error: unknown, expired: boolean): Failure {
   const shape = error as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown } | undefined
   const code = typeof shape?.code === 'string' ? shape.code : undefined
   const message = typeof shape?.message === 'string' ? shape.message : ''
+  // A GET sent by a read thread (read-threads.ts) reports its deadlines by these codes.
+  if (code === 'ERR_CAS_SILENT') return { kind: 'timeout', landed: true }
+  if (code === 'ERR_CAS_CONNECT_TIMEOUT')
+    return { kind: 'unreachable', sent: false, landed: false, reason: 'connection timed out' }
   if (code !== undefined && UNSENT_CODES.has(code))
     return { kind: 'unreachable', sent: false, landed: false, reason: code }
   if (shape?.name === 'TimeoutError') {
@@ -428,6 +433,17 @@ function classifyFailure(error: unknown, expired: boolean): Failure {
   return { kind: 'final' }
 }
 
+/** An answer other than 200 to a GET a read thread sent, shaped as the SDK's errors are. */
+function httpError(httpStatusCode: number, body: string): Error {
+  const code = /<Code>([^<]*)<\/Code>/.exec(body)?.[1]
+  const message = /<Message>([^<]*)<\/Message>/.exec(body)?.[1]
+  return Object.assign(new Error(message ?? `HTTP ${httpStatusCode}`), {
+    name: code ?? `HTTP ${httpStatusCode}`,
+    ...(code === undefined ? {} : { Code: code }),
+    $metadata: { httpStatusCode },
+  })
+}
+
 /**
  * Any S3-compatible server. Objects are written with `If-None-Match: *` (a 412 means the
  * object is already there), refs with `If-None-Match: *` to create and `If-Match: <etag>`
@@ -453,6 +469,13 @@ export class S3Backend implements Backend {
   readonly #timeouts: S3Timeouts
   /** Where large bodies are hashed; `undefined` hashes them as they arrive, on this thread. */
   readonly #threads: ReadThreads | undefined
+  /**
+   * Whether object reads are sent by the read threads over plain HTTP (signed here) instead
+   * of through the SDK: with read threads, a server the caller named (not AWS, whose
+   * endpoints the SDK resolves) and the store's own client (a caller's client may carry
+   * middleware that every request must pass through).
+   */
+  readonly #directGets: boolean
 
   private constructor(
     location: S3Location,
@@ -466,6 +489,7 @@ export class S3Backend implements Backend {
     this.#ownsClient = clients.owned
     this.#timeouts = timeouts
     this.#threads = readThreads ? sharedReadThreads() : undefined
+    this.#directGets = this.#threads !== undefined && clients.owned && location.endpoint !== undefined
     const where = location.endpoint ?? 's3:/'
     this.description = `${where}/${location.bucket}${location.prefix === '' ? '' : `/${location.prefix.slice(0, -1)}`}`
   }
@@ -657,7 +681,49 @@ export class S3Backend implements Backend {
     return `${this.#location.prefix}${key}`
   }
 
+  /**
+   * A GET of an object sent and received on a read thread, hashed there as it lands: the
+   * main thread only signs it (design/0002: the SDK's body stream cost this thread most of
+   * an iteration from MinIO, and its garbage). Same deadlines, retries and errors as the
+   * SDK path: the thread enforces the silence and connection deadlines and reports them by
+   * code; an abort cancels the request there.
+   */
+  async #directGet(key: string, sink: ReadSink, signal?: AbortSignal): Promise<boolean> {
+    const { timeoutMs, connectTimeoutMs } = this.#timeouts
+    try {
+      return await this.#request(
+        'get',
+        key,
+        'repeatable',
+        async (deadline) => {
+          // The thread keeps the deadline; this one only passes the caller's abort on.
+          deadline.pause()
+          const [credentials, region] = await Promise.all([
+            this.#client.config.credentials(),
+            this.#client.config.region(),
+          ])
+          const signed = signGet(
+            this.#location.endpoint!,
+            this.#location.bucket,
+            this.#key(key),
+            credentials,
+            region,
+          )
+          const reply = await this.#threads!.get({ ...signed, timeoutMs, connectTimeoutMs }, deadline.signal)
+          if (reply.status !== 200) throw httpError(reply.status, reply.body ?? '')
+          sink.hashed!(reply.bytes!, reply.digest!)
+          return true
+        },
+        signal,
+      )
+    } catch (error) {
+      if (isNotFound(error)) return false
+      throw error
+    }
+  }
+
   async readObject(key: string, sink: ReadSink, signal?: AbortSignal): Promise<boolean> {
+    if (this.#directGets && sink.hashed !== undefined) return await this.#directGet(key, sink, signal)
     try {
       return await this.#request(
         'get',
