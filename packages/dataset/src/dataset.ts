@@ -24,8 +24,11 @@ import {
   createSearchIndexes,
   type SearchHits,
   type SearchIndexes,
+  type SearchManyHits,
   type SearchOptions,
+  type SearchQueries,
   search,
+  searchMany,
 } from './search.js'
 
 /** Where a dataset lives: a backend URL (a folder by default) or an open store. */
@@ -214,6 +217,15 @@ export class Dataset {
     options: SearchOptions,
   ): Promise<SearchHits> {
     return await search(this, this.#internals, this.#searchIndexes, fieldName, query, options)
+  }
+
+  /** `search` for many queries at once: row i of the result answers query i. */
+  async searchMany(
+    fieldName: string,
+    queries: SearchQueries,
+    options: SearchOptions,
+  ): Promise<SearchManyHits> {
+    return await searchMany(this, this.#internals, this.#searchIndexes, fieldName, queries, options)
   }
 
   /**

@@ -1,7 +1,13 @@
 import { anchorsOf, isCompressed, readBucketColumns, readLayerSegment } from '@dreamdb/arrow'
 import type { AbortOptions } from '@dreamdb/cas'
 import type { Bucket, EmbeddingField, Layer, Manifest } from '@dreamdb/manifest'
-import { createExactScan, createVectorIndex, type VectorIndex } from '@dreamdb/vector'
+import {
+  createExactScan,
+  createVectorIndex,
+  type ExactScan,
+  type SearchOptions as IndexSearchOptions,
+  type VectorIndex,
+} from '@dreamdb/vector'
 import { tableFromIPC } from 'apache-arrow'
 import { LRUCache } from 'lru-cache'
 import type { Dataset } from './dataset.js'
@@ -45,6 +51,19 @@ export function createSearchIndexes(): SearchIndexes {
   return new LRUCache({ max: SEARCH_INDEX_FIELDS })
 }
 
+/** `Dataset.searchMany`: row i (k entries, closest first) answers query i. */
+export interface SearchManyHits {
+  /** queries x k anchors, row-major; past `counts[i]` a row holds 0. */
+  anchors: BigUint64Array
+  /** queries x k distances, row-major; past `counts[i]` a row holds +Infinity. */
+  distances: Float32Array
+  /** Records found per query: k unless the dataset (or the filter) leaves fewer. */
+  counts: Uint32Array
+}
+
+/** Queries for `searchMany`: one flat row-major `Float32Array`, or a list of vectors. */
+export type SearchQueries = Float32Array | readonly (readonly number[] | Float32Array)[]
+
 /**
  * `Dataset.search`: the `k` records nearest to `query` under the field's metric, through
  * the field's IVF-RaBitQ index when it is compressed, by an exact scan when it is float32.
@@ -57,6 +76,66 @@ export async function search(
   query: readonly number[] | Float32Array,
   options: SearchOptions,
 ): Promise<SearchHits> {
+  const { field, layer, k, allowed } = await resolve(ds, fieldName, options)
+  if (!isCompressed(field)) {
+    const [scan] = await exactSearch(ds, field, layer, [query], k, allowed, options)
+    const { ids, distances } = scan!.result()
+    return { anchors: ids, distances }
+  }
+  const built = await searchIndex(ds, internals, indexes, field, layer, options)
+  // The query goes to the index as given: it checks and converts it once (no Array.from here).
+  const result = built.index.search(query, indexOptions(built, k, allowed, options))
+  const anchors =
+    built.anchorOf === undefined ? result.ids : result.ids.map((id) => built.anchorOf![Number(id)]!)
+  return { anchors, distances: result.distances }
+}
+
+/**
+ * `Dataset.searchMany`: `search` for every query at once. A compressed field's index checks
+ * the options and sets up its working memory once for all queries; a float32 field is read
+ * once for all of them.
+ */
+export async function searchMany(
+  ds: Dataset,
+  internals: DatasetInternals,
+  indexes: SearchIndexes,
+  fieldName: string,
+  queries: SearchQueries,
+  options: SearchOptions,
+): Promise<SearchManyHits> {
+  const { field, layer, k, allowed } = await resolve(ds, fieldName, options)
+  if (!isCompressed(field)) {
+    const rows = queryRows(queries, field.dim)
+    const scans = await exactSearch(ds, field, layer, rows, k, allowed, options)
+    const anchors = new BigUint64Array(rows.length * k)
+    const distances = new Float32Array(rows.length * k).fill(Number.POSITIVE_INFINITY)
+    const counts = new Uint32Array(rows.length)
+    scans.forEach((scan, i) => {
+      const hits = scan.result()
+      anchors.set(hits.ids, i * k)
+      distances.set(hits.distances, i * k)
+      counts[i] = hits.ids.length
+    })
+    return { anchors, distances, counts }
+  }
+  const built = await searchIndex(ds, internals, indexes, field, layer, options)
+  const result = built.index.searchMany(queries, indexOptions(built, k, allowed, options))
+  const anchors = result.ids
+  if (built.anchorOf !== undefined) {
+    for (let i = 0; i < result.counts.length; i++) {
+      for (let j = 0; j < result.counts[i]!; j++)
+        anchors[i * k + j] = built.anchorOf[Number(anchors[i * k + j])]!
+    }
+  }
+  return { anchors, distances: result.distances, counts: result.counts }
+}
+
+/** The searched field (a base field or a layer), k and the filter's anchors, checked. */
+async function resolve(
+  ds: Dataset,
+  fieldName: string,
+  options: SearchOptions,
+): Promise<{ field: EmbeddingField; layer: Layer | undefined; k: number; allowed: Set<bigint> | undefined }> {
   const { fields } = ds.manifest.schema
   const layer = ds.manifest.layers.find((l) => l.name === fieldName)
   const field = fields.find((f) => f.name === fieldName) ?? layer?.field
@@ -70,11 +149,19 @@ export async function search(
   const k = options?.k
   if (!Number.isSafeInteger(k) || k < 1) throw new InvalidOptionError('k', k, 'must be an integer >= 1')
   const allowed = await filterAnchors(ds, options.filter, options)
-  const vectorsQuery = Array.from(query as ArrayLike<number>)
-  if (!isCompressed(field)) return await exactSearch(ds, field, layer, vectorsQuery, k, allowed, options)
-  const { index, anchorOf } = await searchIndex(ds, internals, indexes, field, layer, options)
+  return { field, layer, k, allowed }
+}
+
+/** The index's search options: a layer's stale rows and the filter's anchors as one filter. */
+function indexOptions(
+  built: BuiltIndex,
+  k: number,
+  allowed: Set<bigint> | undefined,
+  options: SearchOptions,
+): IndexSearchOptions {
+  const { anchorOf } = built
   // A layer's anchor given again in a later segment has its older rows searched as ids that
-  // `anchorOf` does not map (so the filter drops them); base fields' ids are their anchors.
+  // `anchorOf` marks stale (so the filter drops them); base fields' ids are their anchors.
   const keep =
     anchorOf === undefined
       ? allowed && ((id: bigint) => allowed.has(id))
@@ -82,14 +169,24 @@ export async function search(
           const anchor = anchorOf[Number(id)]!
           return anchor !== STALE && (allowed === undefined || allowed.has(anchor))
         }
-  const result = index.search(vectorsQuery, {
+  return {
     k,
     ...(options.nprobe !== undefined ? { nprobe: options.nprobe } : {}),
     ...(options.rerank !== undefined ? { rerank: options.rerank } : {}),
     ...(keep ? { filter: keep } : {}),
-  })
-  const anchors = anchorOf === undefined ? result.ids : result.ids.map((id) => anchorOf[Number(id)]!)
-  return { anchors, distances: result.distances }
+  }
+}
+
+/** Queries as rows of `dim` values (views, not copies). */
+function queryRows(queries: SearchQueries, dim: number): (readonly number[] | Float32Array)[] {
+  if (queries instanceof Float32Array) {
+    if (queries.length % dim !== 0)
+      throw new InvalidOptionError('queries', `${queries.length} values`, `is not a multiple of dim ${dim}`)
+    return Array.from({ length: queries.length / dim }, (_, i) => queries.subarray(i * dim, (i + 1) * dim))
+  }
+  if (!Array.isArray(queries))
+    throw new InvalidOptionError('queries', typeof queries, 'must be a Float32Array or an array of vectors')
+  return [...queries]
 }
 
 /** Marks a layer row whose anchor a later segment gives again (only the latest value counts). */
@@ -200,32 +297,29 @@ async function exactSearch(
   ds: Dataset,
   field: EmbeddingField,
   layer: Layer | undefined,
-  query: number[],
+  queries: readonly (readonly number[] | Float32Array)[],
   k: number,
   allowed: Set<bigint> | undefined,
   options: AbortOptions,
-): Promise<SearchHits> {
-  if (query.length !== field.dim)
-    throw new InvalidOptionError(
-      'query',
-      `${query.length} dimensions`,
-      `field '${field.name}' has ${field.dim}`,
-    )
-  if (!query.every(Number.isFinite))
-    throw new InvalidOptionError('query', 'a vector', 'has NaN or infinite components')
-  if (field.metric === 'cosine' && query.every((x) => x === 0))
-    throw new InvalidOptionError('query', 'the zero vector', 'has no direction under cosine')
-  // The scan and its top k are the vector layer's; this layer streams the field's batches.
-  const scan = createExactScan(query, {
-    dim: field.dim,
-    metric: field.metric,
-    k,
-    ...(allowed ? { filter: (id: bigint) => allowed.has(id) } : {}),
-  })
+): Promise<ExactScan[]> {
+  for (const query of queries) checkExactQuery(field, query)
+  // The scan and its top k are the vector layer's; this layer streams the field's batches,
+  // once for every query.
+  const scans = queries.map((query) =>
+    createExactScan(query, {
+      dim: field.dim,
+      metric: field.metric,
+      k,
+      ...(allowed ? { filter: (id: bigint) => allowed.has(id) } : {}),
+    }),
+  )
+  const add = (vectors: Float32Array, anchors: BigUint64Array) => {
+    for (const scan of scans) scan.add(vectors, anchors)
+  }
   if (layer === undefined) {
     for await (const batch of ds.iterArrowBatches({ fields: [field.name], batchSize: 4096, ...options })) {
       const anchors = batch.getChild('_anchor')!.toArray() as BigUint64Array
-      scan.add(flatVectors(batch.getChild(field.name)!, field.dim), anchors)
+      add(flatVectors(batch.getChild(field.name)!, field.dim), anchors)
     }
   } else if (layer.segments !== null) {
     // A layer's own segments (records without a value have none to compare), latest first:
@@ -242,21 +336,39 @@ async function exactSearch(
         if (!seen.has(anchors[i]!)) live.push(i)
         seen.add(anchors[i]!)
       }
-      if (live.length === anchors.length) scan.add(vectors, anchors)
+      if (live.length === anchors.length) add(vectors, anchors)
       else {
         const kept = new Float32Array(live.length * field.dim)
         live.forEach((i, j) => {
           kept.set(vectors.subarray(i * field.dim, (i + 1) * field.dim), j * field.dim)
         })
-        scan.add(
+        add(
           kept,
           BigUint64Array.from(live, (i) => anchors[i]!),
         )
       }
     }
   }
-  const { ids, distances } = scan.result()
-  return { anchors: ids, distances }
+  return scans
+}
+
+/** A query for an exact scan: the field's dimension, finite, a direction under cosine. */
+function checkExactQuery(field: EmbeddingField, query: readonly number[] | Float32Array): void {
+  if (query === null || typeof query !== 'object' || query.length !== field.dim)
+    throw new InvalidOptionError(
+      'query',
+      `${query?.length} dimensions`,
+      `field '${field.name}' has ${field.dim}`,
+    )
+  let zero = true
+  for (let i = 0; i < query.length; i++) {
+    const x = query[i]!
+    if (!Number.isFinite(x))
+      throw new InvalidOptionError('query', 'a vector', 'has NaN or infinite components')
+    if (x !== 0) zero = false
+  }
+  if (field.metric === 'cosine' && zero)
+    throw new InvalidOptionError('query', 'the zero vector', 'has no direction under cosine')
 }
 
 /** Anchors whose scalar fields equal the filter's values, or undefined for no filter. */

@@ -58,6 +58,11 @@ describe('search and migrate', () => {
     expect([...before.get(exact.anchors[0]!)!].map((x) => Math.fround(x))).toEqual(
       query.map((x) => Math.fround(x)),
     )
+    // searchMany: row i is what search gives for query i (float32: one read for all queries).
+    const many = await ds.searchMany('embedding', [query, Float32Array.from(data[3]!)], { k: 10 })
+    expect(many.anchors.subarray(0, 10)).toEqual(exact.anchors)
+    expect(many.anchors.subarray(10)).toEqual((await ds.search('embedding', data[3]!, { k: 10 })).anchors)
+    expect([...many.counts]).toEqual([10, 10])
     const filtered = await ds.search('embedding', query, { k: 5, filter: { label: 'c3' } })
     for (const anchor of filtered.anchors) {
       expect(cosine(before.get(anchor)!, data[3]!)).toBeGreaterThan(0.8)
@@ -71,6 +76,9 @@ describe('search and migrate', () => {
     // Reranked search finds the same neighbours as the exact scan.
     const approximate = await ds.search('embedding', query, { k: 10, nprobe: 8 })
     expect([...approximate.anchors]).toEqual([...exact.anchors])
+    const approximateMany = await ds.searchMany('embedding', Float32Array.from(query), { k: 10, nprobe: 8 })
+    expect(approximateMany.anchors).toEqual(approximate.anchors)
+    expect(approximateMany.distances).toEqual(approximate.distances)
     // The snapshot taken before still reads float32 objects, unchanged.
     expect(await allVectors(await Dataset.openAt(snap, { backend: ds.store }))).toEqual(before)
 

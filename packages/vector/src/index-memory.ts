@@ -92,6 +92,22 @@ export interface SearchResult {
   stats: SearchStats
 }
 
+/**
+ * The results of `searchMany`: row i of `ids` and `distances` (k entries each, closest
+ * first) belongs to query i; `counts[i]` of them are results, the rest of the row is id 0
+ * at distance +Infinity (fewer vectors matched).
+ */
+export interface SearchManyResult {
+  /** queries x k ids, row-major. */
+  ids: BigUint64Array
+  /** queries x k distances, row-major, as `search` reports them. */
+  distances: Float32Array
+  /** Results per query (k unless fewer vectors matched). */
+  counts: Uint32Array
+  /** Summed over the queries. */
+  stats: SearchStats
+}
+
 /** An in-memory index over a trained spatial index and a compressor. Not thread-safe. */
 export interface VectorIndex {
   readonly spatialIndex: SpatialIndex
@@ -108,6 +124,12 @@ export interface VectorIndex {
   /** Add the vectors of a code block (from `encodeCodes`) without re-encoding them. */
   addCodes(block: Uint8Array, options?: AddCodesOptions): void
   search(query: VectorInput, options: SearchOptions): SearchResult
+  /**
+   * Search many queries with the same options: each gets exactly what `search` would
+   * return, but the options are checked, the queries converted and the working memory set up
+   * once for all of them, and the results come back as two matrices.
+   */
+  searchMany(queries: VectorsInput, options: SearchOptions): SearchManyResult
 }
 
 /**
@@ -197,6 +219,9 @@ class MemoryVectorIndex implements VectorIndex {
   #size = 0
   readonly #dither8Off: number
   readonly #rotatedQuery: Float32Array
+  /** A query's score against every centroid, and the key lists are ranked by (reused). */
+  readonly #dots: Float32Array
+  readonly #keys: Float64Array
   /** Positions (in the list being scanned) of the rows queued for reranking. */
   readonly #pendingPositions = new Uint32Array(RERANK_BATCH)
   /** A chunk's vectors waiting for an exact distance, by lower bound. */
@@ -244,6 +269,8 @@ class MemoryVectorIndex implements VectorIndex {
     const dither8 = k.f64().subarray(this.#dither8Off >>> 3, (this.#dither8Off >>> 3) + D)
     for (let j = 0; j < D; j++) dither8[j] = prng.next()
     this.#rotatedQuery = new Float32Array(D)
+    this.#dots = new Float32Array(lists)
+    this.#keys = new Float64Array(lists)
     for (let l = 0; l < lists; l++) this.#lists.push(this.#newList(0))
   }
 
@@ -466,6 +493,43 @@ class MemoryVectorIndex implements VectorIndex {
   // ---- search --------------------------------------------------------------------------
 
   search(query: VectorInput, options: SearchOptions): SearchResult {
+    const { k, nprobe, rerank, epsilon0, filter } = this.#checkSearch(options)
+    const q = toQuery(query, this.compressor.dim, this.compressor.metric)
+    const stats: SearchStats = { lists: 0, estimated: 0, refined: 0, reranked: 0 }
+    const top = topK(k)
+    if (this.#size > 0) this.#search(q, nprobe, rerank, epsilon0, filter, top, stats)
+    const ids = new BigUint64Array(top.size)
+    const distances = new Float32Array(top.size)
+    nearestOf(top, this.#lists, ids, distances, 0)
+    return { ids, distances, stats }
+  }
+
+  searchMany(queries: VectorsInput, options: SearchOptions): SearchManyResult {
+    const { k, nprobe, rerank, epsilon0, filter } = this.#checkSearch(options)
+    const dim = this.compressor.dim
+    const data = toMatrix(queries, dim, this.compressor.metric, 'query')
+    const count = data.length / dim
+    const stats: SearchStats = { lists: 0, estimated: 0, refined: 0, reranked: 0 }
+    const ids = new BigUint64Array(count * k)
+    const distances = new Float32Array(count * k).fill(Number.POSITIVE_INFINITY)
+    const counts = new Uint32Array(count)
+    const top = topK(k)
+    for (let i = 0; i < count; i++) {
+      if (this.#size > 0)
+        this.#search(data.subarray(i * dim, (i + 1) * dim), nprobe, rerank, epsilon0, filter, top, stats)
+      counts[i] = top.size
+      nearestOf(top, this.#lists, ids, distances, i * k)
+    }
+    return { ids, distances, counts, stats }
+  }
+
+  #checkSearch(options: SearchOptions): {
+    k: number
+    nprobe: number
+    rerank: boolean
+    epsilon0: number
+    filter: ((id: bigint) => boolean) | undefined
+  } {
     if (options === null || typeof options !== 'object') {
       throw new InvalidOptionError(
         'search options',
@@ -497,12 +561,7 @@ class MemoryVectorIndex implements VectorIndex {
     if (filter !== undefined && typeof filter !== 'function') {
       throw new InvalidOptionError('filter', typeof filter, 'must be a function (id: bigint) => boolean')
     }
-    const q = toQuery(query, this.compressor.dim, this.compressor.metric)
-    const stats: SearchStats = { lists: 0, estimated: 0, refined: 0, reranked: 0 }
-    const top = topK(k)
-    if (this.#size > 0) this.#search(q, nprobe, rerank, epsilon0, filter, top, stats)
-    const { ids, distances } = nearestOf(top, this.#lists)
-    return { ids, distances, stats }
+    return { k, nprobe, rerank, epsilon0, filter }
   }
 
   #search(
@@ -527,8 +586,9 @@ class MemoryVectorIndex implements VectorIndex {
     // Rank the lists: by |q - c|^2 under l2, by <q, c> otherwise (how vectors were assigned).
     codec.loadRow(q, 0)
     const heap = codec.scoreLoadedRow()
-    const dots = heap.slice(codec.scoresOff >>> 2, (codec.scoresOff >>> 2) + lists)
-    const keys = new Float64Array(lists)
+    const dots = this.#dots
+    dots.set(heap.subarray(codec.scoresOff >>> 2, (codec.scoresOff >>> 2) + lists))
+    const keys = this.#keys
     for (let l = 0; l < lists; l++) keys[l] = l2 ? codec.centroidNorms[l]! - 2 * dots[l]! : -dots[l]!
     const order = nearestFirst(keys, nprobe)
 
@@ -748,15 +808,20 @@ function topK(k: number): Heap {
   return new Heap('max', k, Math.min(k, 1 << 16))
 }
 
-/** The ids and distances `top` holds, nearest first (by distance, list, position); empties it. */
-function nearestOf(top: Heap, lists: readonly List[]): { ids: BigUint64Array; distances: Float32Array } {
-  const n = top.size
-  const ids = new BigUint64Array(n)
-  const distances = new Float32Array(n)
-  for (let i = n - 1; i >= 0; i--) {
-    ids[i] = lists[top.topA]!.ids[top.topB]!
-    distances[i] = top.topKey
+/**
+ * The ids and distances `top` holds, nearest first (by distance, list, position), written
+ * from `at` on; empties it.
+ */
+function nearestOf(
+  top: Heap,
+  lists: readonly List[],
+  ids: BigUint64Array,
+  distances: Float32Array,
+  at: number,
+): void {
+  for (let i = top.size - 1; i >= 0; i--) {
+    ids[at + i] = lists[top.topA]!.ids[top.topB]!
+    distances[at + i] = top.topKey
     top.pop()
   }
-  return { ids, distances }
 }

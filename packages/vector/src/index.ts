@@ -44,6 +44,7 @@ export {
   type AddOptions,
   createVectorIndex,
   type IdsInput,
+  type SearchManyResult,
   type SearchOptions,
   type SearchResult,
   type SearchStats,

@@ -137,6 +137,47 @@ describe('search', () => {
     expect(one.ids[0]).toBe(0n)
   })
 
+  it('searchMany answers each query as search does, with rows padded where fewer match', async () => {
+    const dim = 20
+    const data = clustered({ n: 600, dim, seed: 5 })
+    const spatialIndex = await trainSpatialIndex(data, { dim, metric: 'cosine', lists: 12 })
+    for (const bits of [1, 4]) {
+      const compressor = createCompressor({ dim, metric: 'cosine', bits })
+      const index = createVectorIndex({ spatialIndex, compressor })
+      index.add(data)
+      const queries = [
+        row(data, dim, 3),
+        row(data, dim, 400),
+        Float32Array.from(row(data, dim, 9), (x) => -x),
+      ]
+      for (const options of [
+        { k: 7, nprobe: 3 },
+        { k: 5, nprobe: 12, rerank: false },
+        { k: 4, filter: (id: bigint) => id % 3n === 0n },
+      ]) {
+        const many = index.searchMany(queries, options)
+        let reranked = 0
+        queries.forEach((q, i) => {
+          const one = index.search(q, options)
+          reranked += one.stats.reranked
+          expect(many.counts[i]).toBe(one.ids.length)
+          expect(many.ids.subarray(i * options.k, i * options.k + one.ids.length)).toEqual(one.ids)
+          expect(many.distances.subarray(i * options.k, i * options.k + one.ids.length)).toEqual(
+            one.distances,
+          )
+        })
+        expect(many.stats.reranked).toBe(reranked)
+      }
+      // A flat matrix of queries; a filter leaving 2 vectors pads each row with +Infinity.
+      const two = index.searchMany(data.subarray(0, 2 * dim), { k: 3, nprobe: 12, filter: (id) => id < 2n })
+      expect([...two.counts]).toEqual([2, 2])
+      expect(two.ids[0]).toBe(0n)
+      expect(two.ids[3]).toBe(1n)
+      expect(two.distances[2]).toBe(Number.POSITIVE_INFINITY)
+      expect(() => index.searchMany([row(data, dim, 0).subarray(1)], { k: 1 })).toThrow(/dim|dimension/i)
+    }
+  })
+
   it('vectors added after training go to the nearest existing centroid and are found', async () => {
     const dim = 32
     const data = clustered({ n: 2000, dim, seed: 8 })
