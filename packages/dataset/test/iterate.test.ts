@@ -253,16 +253,17 @@ describe('categorical columns', () => {
 
 describe('appendMany without bucketRecords', () => {
   it('sizes buckets as a power of two that keeps the embeddings near 16 MiB', async () => {
-    for (const [dim, expected] of [
-      [8, [8192, 1808]],
-      [1536, [2048, 2048, 2048, 2048, 1808]],
+    for (const [dim, records, expected] of [
+      [8, 40_000, [32_768, 7232]],
+      [512, 10_000, [8192, 1808]],
+      [1536, 10_000, [2048, 2048, 2048, 2048, 1808]],
     ] as const) {
       const ds = await Dataset.create('sized', {
         backend: 'memory://',
         schema: { fields: [{ name: 'embedding', family: 'embedding', dim }] },
       })
       const vector = new Float32Array(dim).fill(0.5)
-      await ds.appendMany(Array.from({ length: 10_000 }, () => ({ embedding: vector })))
+      await ds.appendMany(Array.from({ length: records }, () => ({ embedding: vector })))
       const sizes = []
       for await (const { bucket } of ds.repository.buckets(ds.manifest)) sizes.push(bucket.records)
       expect(sizes).toEqual(expected)
