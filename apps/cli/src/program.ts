@@ -44,7 +44,7 @@ const EXIT_CODES = `Exit codes:
   2   usage: unknown verb or option, missing or contradictory flags, malformed --schema
   3   not found: a ref, field, file or backend named on the command line
   4   conflict: the name or label is taken, another writer moved the branch, or
-      another ingest into the dataset is running (ERR_INGEST_LOCKED)
+      an older DreamDB's ingest into the dataset is running (ERR_INGEST_LOCKED)
   5   fsck: the store is damaged (a missing or corrupt object reached from a ref, or an
       unreadable ref)
   70  internal error (a bug; DREAMDB_DEBUG=1 prints the stack)
@@ -239,7 +239,7 @@ Field families:
     .addOption(
       new Option(
         '--concurrency <n>',
-        'chunks read and embedded at once (they commit one after another, in source order)',
+        'chunks read and embedded at once (they commit one after another, in source order within this ingest)',
       )
         .default(2)
         .argParser(positiveInt('--concurrency')),
@@ -247,13 +247,13 @@ Field families:
     .addOption(
       new Option(
         '--wait [seconds]',
-        'if another ingest into the dataset is running, wait for it (default 600 s) instead of failing with ERR_INGEST_LOCKED',
+        "if an older DreamDB's ingest (one without shard claims) into the dataset is running, wait for it (default 600 s) instead of failing with ERR_INGEST_LOCKED",
       ).argParser(positiveInt('--wait')),
     )
     .addOption(
       new Option(
         '--lease-ttl <seconds>',
-        "how long this ingest's lease on the dataset outlives its last renewal (renewed every quarter of it)",
+        "how long this ingest's claim on a shard outlives its last renewal (renewed every quarter of it)",
       )
         .default(60)
         .argParser(positiveInt('--lease-ttl')),
@@ -276,10 +276,12 @@ Field families:
 Resuming: run the same command again after an interruption; the rows already committed
 (recorded in each commit's metadata, see dreamdb log) are skipped.
 
-One at a time: an ingest holds a lease on the dataset while it writes (renewed every 15 s,
-expiring after 60 s). A second ingest into the same dataset fails with ERR_INGEST_LOCKED
-(exit 4) naming the running one, or waits for it with --wait. The lease of an ingest that
-was killed is taken over at once on the same host, and after it expires elsewhere.
+Many at once: run the same command on several machines (or several times on one) to split
+the work. Each ingest claims a shard at a time (renewed every 15 s, expiring after 60 s),
+writes its rows, and takes the next free one; all commit to the one dataset. An ingest
+with nothing left to claim waits for the others' shards, and returns when all are in. The
+shards of an ingest that was killed are taken over at once on the same host, and after
+their claims expire elsewhere.
 `,
     )
     .action(action((ctx, options: IngestCommandOptions) => ingest(ctx, options)))

@@ -6,8 +6,9 @@
  *
  * - {@link ingest}: Hugging Face-style Parquet shards into a dataset, resumable (each
  *   commit records, as structured commit metadata, the shard rows it appended; a re-run
- *   appends only what is missing), one ingest per dataset at a time (the ingest lease,
- *   design/0006), every source column kept (other scalar columns become scalar fields; each
+ *   appends only what is missing), any number of ingests of one dataset at once, on one
+ *   machine or many, each writing the shards it claimed (shard claims, design/0006), every
+ *   source column kept (other scalar columns become scalar fields; each
  *   record names its source shard and row), anchors assigned in source order.
  * - {@link exportRecords}: a dataset's records as an Arrow IPC stream or a Parquet file
  *   (`_anchor` and the fields and layers asked for), streamed batch by batch;
@@ -54,7 +55,10 @@ export {
 } from './ingest.js'
 export {
   acquireIngestLease,
+  CLAIM_PREFIX,
+  claimRef,
   DEFAULT_LEASE_TTL_MS,
+  decodeClaim,
   decodeLease,
   describeHolder,
   type IngestLease,

@@ -30,20 +30,28 @@
  * goes to a callback.
  */
 import { createHash } from 'node:crypto'
+import { setTimeout as delay } from 'node:timers/promises'
 import { Dataset, type DatasetRecord, ReadOnlyDatasetError } from '@dreamdb/dataset'
-import type { CommitMeta, Field, FieldInput, MetaValue, Repository } from '@dreamdb/manifest'
+import type { CommitMeta, Field, FieldInput, Manifest, MetaValue, Repository } from '@dreamdb/manifest'
 import { assertUserRefName, log } from '@dreamdb/manifest'
 import type { Table, Vector } from 'apache-arrow'
-import pLimit from 'p-limit'
 import pRetry from 'p-retry'
 import {
   EmbeddingColumnError,
   IngestHistoryError,
+  IngestLockedError,
   SchemaMismatchError,
   ShardChangedError,
   ShardError,
 } from './errors.js'
-import { acquireIngestLease, type IngestLease, type LeaseHolder } from './lease.js'
+import {
+  DEFAULT_LEASE_TTL_MS,
+  holderToken,
+  type IngestLease,
+  type LeaseHolder,
+  liveLease,
+  takeShardClaim,
+} from './lease.js'
 import { type Embedder, loadModel, type ModelOptions } from './model.js'
 import { findShards, type OpenShard, openShard, readRows, type SourceColumn } from './shards.js'
 
@@ -118,10 +126,17 @@ export type IngestEvent =
   | { kind: 'indexing'; algorithm: string; bits: number }
   /** A ref is locked (a writer killed mid-commit leaves its lock): waiting for it to go stale. */
   | { kind: 'waiting'; message: string }
-  /** Another ingest holds the dataset's lease; waiting for it. */
+  /** An ingest from before shard claims holds the dataset's lease (design/0006); waiting for it. */
   | { kind: 'lease-wait'; holder: LeaseHolder }
-  /** The lease of an ingest that is gone (dead on this host, or expired) was taken over. */
+  /** The claim (or lease) of an ingest that is gone (dead on this host, or expired) was taken over. */
   | { kind: 'lease-taken-over'; holder: LeaseHolder; why: 'expired' | 'dead' }
+  /**
+   * Every shard left is being written by other ingests (their claims): this one waits for
+   * them to finish, or takes a shard over when its holder dies. Sent when the list changes.
+   */
+  | { kind: 'claims-wait'; shards: { shard: string; holder: LeaseHolder }[] }
+  /** Records of these shards that other ingests committed, seen while waiting for them. */
+  | { kind: 'others'; records: number }
 
 export interface SplitSummary {
   shards: number
@@ -313,6 +328,24 @@ function chunkOf(entry: { manifest: string; message: string; meta?: CommitMeta }
   }
 }
 
+type ChunkRecord = NonNullable<ReturnType<typeof chunkOf>>
+
+/** Add one chunk commit to what is known (commits met newest first: the first plan anchor met wins). */
+function addChunk({ ranges, plans }: Committed, chunk: ChunkRecord): void {
+  const known = ranges.get(chunk.shard) ?? {
+    split: chunk.split,
+    rows: chunk.rows,
+    fingerprint: chunk.fingerprint,
+    ranges: [],
+    anchor: undefined,
+  }
+  known.ranges.push([chunk.start, chunk.end])
+  if (chunk.anchor !== undefined) known.anchor ??= chunk.anchor - BigInt(chunk.start)
+  ranges.set(chunk.shard, known)
+  if (chunk.plan !== undefined && !plans.has(chunk.plan.digest))
+    plans.set(chunk.plan.digest, chunk.plan.anchor)
+}
+
 /**
  * What the history of `ref` says is already ingested: each chunk commit's metadata, or, for
  * commits made before ingest wrote metadata, its message.
@@ -324,22 +357,11 @@ export async function committedChunks(
 ): Promise<Committed> {
   const ranges: Committed['ranges'] = new Map()
   const plans: Committed['plans'] = new Map()
+  const committed: Committed = { ranges, plans }
   for (const entry of await log(repo, ref, options)) {
     if (entry.change.kind !== 'append') continue
     const chunk = chunkOf(entry)
-    if (chunk === undefined) continue
-    const known = ranges.get(chunk.shard) ?? {
-      split: chunk.split,
-      rows: chunk.rows,
-      fingerprint: chunk.fingerprint,
-      ranges: [],
-      anchor: undefined,
-    }
-    known.ranges.push([chunk.start, chunk.end])
-    if (chunk.anchor !== undefined) known.anchor ??= chunk.anchor - BigInt(chunk.start)
-    ranges.set(chunk.shard, known)
-    if (chunk.plan !== undefined && !plans.has(chunk.plan.digest))
-      plans.set(chunk.plan.digest, chunk.plan.anchor)
+    if (chunk !== undefined) addChunk(committed, chunk)
   }
   return { ranges, plans }
 }
@@ -479,6 +501,84 @@ function pathsOf(table: Table): (string | null)[] {
   )
 }
 
+/** The claim of training the index, beside the shards' (no shard's name is this: they end in `.parquet`). */
+const INDEX_CLAIM = '(index)'
+
+/**
+ * What the branch's history says is ingested, read incrementally: each refresh walks back
+ * from the head only to the commits already read (`committedChunks` reads it all).
+ */
+class History {
+  readonly committed: Committed = { ranges: new Map(), plans: new Map() }
+  /** Rows of the commits read so far, this run's own excepted. */
+  rows = 0
+  readonly #seen = new Set<string>()
+  readonly #own = new Set<string>()
+  constructor(
+    private readonly repo: Repository,
+    private readonly ref: string,
+  ) {}
+
+  /** A commit of this run (its rows are not counted as others'). */
+  own(manifest: string): void {
+    this.#own.add(manifest)
+  }
+
+  async refresh(signal: AbortSignal): Promise<void> {
+    const head = await this.repo.readRef(this.ref, { signal })
+    if (head === undefined) return
+    const queue = [head.manifest]
+    const found: { manifest: string; entry: Manifest }[] = []
+    while (queue.length > 0) {
+      const cid = queue.shift()!
+      const key = cid.toString()
+      if (this.#seen.has(key)) continue
+      this.#seen.add(key)
+      const manifest = await this.repo.loadManifest(cid, { signal })
+      found.push({ manifest: key, entry: manifest })
+      queue.push(...manifest.parents)
+    }
+    for (const { manifest, entry } of found) {
+      if (entry.change.kind !== 'append') continue
+      const chunk = chunkOf({ manifest, message: entry.message, ...(entry.meta ? { meta: entry.meta } : {}) })
+      if (chunk === undefined) continue
+      addChunk(this.committed, chunk)
+      if (!this.#own.has(manifest)) this.rows += chunk.end - chunk.start
+    }
+  }
+}
+
+/** Wait (`lease.waitMs`) while an ingest from before shard claims holds the dataset's lease. */
+async function waitForOldLease(repo: Repository, options: IngestOptions, signal: AbortSignal): Promise<void> {
+  const started = Date.now()
+  const waitMs = options.lease?.waitMs ?? 0
+  let waitedFor: string | undefined
+  for (;;) {
+    const holder = await liveLease(repo.store, options.dataset, { signal })
+    if (holder === undefined) return
+    const waited = Date.now() - started
+    if (waited >= waitMs) {
+      throw new IngestLockedError(
+        options.dataset,
+        holder,
+        `that ingest is an older DreamDB's, which takes the whole dataset; run this one when it is done, or wait for it (lease.waitMs; dreamdb ingest --wait) (its lease expires at ${new Date(holder.expires).toISOString()} unless renewed)`,
+      )
+    }
+    if (waitedFor !== holder.token) {
+      waitedFor = holder.token
+      options.onProgress?.({ kind: 'lease-wait', holder })
+    }
+    await delay(
+      Math.max(
+        10,
+        Math.min(options.lease?.pollMs ?? 1000, waitMs - waited, holder.expires - Date.now() + 10),
+      ),
+      undefined,
+      { signal },
+    )
+  }
+}
+
 const isCode = (error: unknown, code: string) => (error as { code?: string } | null)?.code === code
 
 /** Ingest the shards of `options.splits` under `options.root` into `options.dataset` on `repo`. */
@@ -507,35 +607,21 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     dim = await columnDim(shards, source.column)
   }
 
-  let lease: IngestLease | undefined
+  const token = holderToken()
+  /** Claims this run holds now (released in `finally`, whatever happened). */
+  const held = new Set<IngestLease>()
   try {
-    // 3. The lease, before reading what is already in: an ingest that waited for another
-    // one then sees everything that one committed.
+    // 3. An ingest from before shard claims holds the whole dataset's lease and knows no
+    // claims: wait for it (design/0006). Then read what is already in.
     assertUserRefName(options.dataset)
-    const l = options.lease ?? {}
-    lease = await acquireIngestLease(repo.store, options.dataset, {
-      ...(l.waitMs !== undefined ? { waitMs: l.waitMs } : {}),
-      ...(l.ttlMs !== undefined ? { ttlMs: l.ttlMs } : {}),
-      ...(l.renewMs !== undefined ? { renewMs: l.renewMs } : {}),
-      ...(l.pollMs !== undefined ? { pollMs: l.pollMs } : {}),
-      ...(l.command !== undefined ? { command: l.command } : {}),
-      signal,
-      onWait: (holder) => options.onProgress?.({ kind: 'lease-wait', holder }),
-      onTakeOver: (holder, why) => options.onProgress?.({ kind: 'lease-taken-over', holder, why }),
-    })
-    const held = lease
-    const leaseSignal = AbortSignal.any([signal, held.signal])
-    return await work(held, leaseSignal).catch((error: unknown) => {
-      // Work stopped because the lease was lost: say that, not "interrupted".
-      if (held.signal.aborted) throw held.signal.reason
-      throw error
-    })
+    await waitForOldLease(repo, options, signal)
+    return await work()
   } finally {
-    await lease?.release()
+    await Promise.all([...held].map((claim) => claim.release()))
     await embedder?.close()
   }
 
-  async function work(lease: IngestLease, signal: AbortSignal): Promise<IngestResult> {
+  async function work(): Promise<IngestResult> {
     // 4. The fields: every shard has the same columns (in `all` mode), an existing
     // dataset's schema must match, and its history says what is already in.
     let mode: ColumnMode = options.columns ?? 'all'
@@ -555,12 +641,10 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
       return fullSchema(dim, first)
     }
     let fields = mode === 'core' ? coreSchema(dim) : full()
-    const existing = await repo.readRef(options.dataset, { signal })
-    let committed: Committed = { ranges: new Map(), plans: new Map() }
+    const history = new History(repo, options.dataset)
     let opened: Promise<Dataset> | undefined
-    if (existing !== undefined) {
-      const ds = await Dataset.openRef(options.dataset, { backend: repo.store, signal })
-      opened = Promise.resolve(ds)
+    /** Whether an existing dataset has the fields this ingest writes (adopting `core` for an old one). */
+    const checkSchema = (ds: Dataset) => {
       if (ds.ref === null) throw new ReadOnlyDatasetError(`the snapshot '${options.dataset}'`)
       const have = ds.manifest.schema.fields
       if (mode === 'all' && !sameFields(have, fields) && sameFields(have, coreSchema(dim))) {
@@ -574,19 +658,19 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
           `choose another dataset name; dreamdb inspect --ref-name ${options.dataset} shows its schema`,
         )
       }
-      committed = await committedChunks(repo, options.dataset, { signal })
+    }
+    if ((await repo.readRef(options.dataset, { signal })) !== undefined) {
+      const ds = await Dataset.openRef(options.dataset, { backend: repo.store, signal })
+      opened = Promise.resolve(ds)
+      checkSchema(ds)
+      await history.refresh(signal)
     }
     const kept = mode === 'all' ? first.layout.others.filter((c) => c.kind !== null).map((c) => c.name) : []
     const skippedColumns = first.layout.others.filter((c) => mode === 'core' || c.kind === null)
 
-    const chunks: Chunk[] = []
-    const splits: Record<string, SplitSummary> = {}
-    for (const shard of shards) {
-      splits[shard.split] ??= { shards: 0, records: 0, ingested: 0, skipped: 0 }
-      const summary = splits[shard.split]!
-      summary.shards++
-      summary.records += shard.rows
-      const done = committed.ranges.get(shard.name)
+    /** The shard's rows not yet in the dataset, as chunks; throws if the shard changed. */
+    const pendingOf = (shard: OpenShard): Chunk[] => {
+      const done = history.committed.ranges.get(shard.name)
       if (done !== undefined && (done.fingerprint !== shard.fingerprint || done.rows !== shard.rows)) {
         throw new ShardChangedError(
           `${shard.name} has changed since part of it was ingested into '${options.dataset}' (then ${done.rows} rows [${done.fingerprint}], now ${shard.rows} rows [${shard.fingerprint}])`,
@@ -599,37 +683,37 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
           'ingest into a new dataset name to change the splits',
         )
       }
-      const pending = pendingChunks(shard, done?.ranges ?? [], batchRecords)
-      const pendingRows = pending.reduce((n, c) => n + c.end - c.start, 0)
-      summary.skipped += shard.rows - pendingRows
-      chunks.push(...pending)
+      return pendingChunks(shard, done?.ranges ?? [], batchRecords)
     }
-
-    // 5. Every pending row's embedding, checked before the first write (that column alone).
-    if (source.kind === 'column') {
-      for (const chunk of chunks) {
-        signal.throwIfAborted()
-        const table = await readRows(chunk.shard, chunk.start, chunk.end, [source.column])
-        embeddingsOf(table.getChild(source.column)!, chunk.shard, chunk.start, dim, source.column)
-      }
+    const splits: Record<string, SplitSummary> = {}
+    let total = 0
+    let chunkCount = 0
+    for (const shard of shards) {
+      splits[shard.split] ??= { shards: 0, records: 0, ingested: 0, skipped: 0 }
+      const summary = splits[shard.split]!
+      summary.shards++
+      summary.records += shard.rows
+      const pending = pendingOf(shard)
+      chunkCount += pending.length
+      total += pending.reduce((n, c) => n + c.end - c.start, 0)
     }
-
-    const total = chunks.reduce((n, c) => n + c.end - c.start, 0)
-    const skipped = Object.values(splits).reduce((n, s) => n + s.skipped, 0)
+    const skipped = shards.reduce((n, s) => n + s.rows, 0) - total
     options.onProgress?.({
       kind: 'planned',
       total,
       skipped,
       shards: shards.length,
-      chunks: chunks.length,
+      chunks: chunkCount,
       skippedColumns,
     })
 
-    // 6. Anchors in source order: row r of the plan's shard s is anchor `plan + offset(s) + r`.
+    // 5. Anchors in source order: row r of the plan's shard s is anchor `plan + offset(s) + r`.
     // A re-run of the same plan finds its first anchor in the history and gives the rows it
-    // appends the anchors the interrupted run would have; a shard begun under another plan
-    // keeps the anchors it began with. The plan's range is reserved when the first chunk is
-    // ready to commit, so that a failure before that leaves nothing behind.
+    // appends the anchors the interrupted run would have; a shard begun (by any ingest, under
+    // any plan) keeps the anchors it began with. The plan's range is reserved when the first
+    // chunk is ready to commit, so that a failure before that leaves nothing behind; ingests
+    // running at once that both find no plan in the history reserve one each (anchors stay
+    // unique: each shard's come from the range of whichever ingest began it).
     const digest = planDigest(shards)
     const offsets = new Map<string, bigint>()
     let planRows = 0n
@@ -638,15 +722,15 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
       planRows += BigInt(shard.rows)
     }
     let reserved: Promise<bigint> | undefined
-    const known = committed.plans.get(digest)
-    if (known !== undefined) reserved = Promise.resolve(known)
     const planAnchor = (): Promise<bigint> => {
+      const known = history.committed.plans.get(digest)
+      if (known !== undefined) return Promise.resolve(known)
       reserved ??= repo.mintAnchors(Number(planRows), { signal })
       return reserved
     }
     const anchorOf = async (chunk: Chunk): Promise<bigint> => {
       const start = BigInt(chunk.start)
-      const own = committed.ranges.get(chunk.shard.name)?.anchor
+      const own = history.committed.ranges.get(chunk.shard.name)?.anchor
       if (own !== undefined) return own + start
       return (await planAnchor()) + offsets.get(chunk.shard.name)! + start
     }
@@ -671,34 +755,87 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
         },
       })
 
-    // 7. The dataset: created when the first chunk is ready to commit, so that a failure
-    // before that (an unreadable image, Ctrl-C) leaves nothing behind.
+    // 6. The dataset: created when the first chunk is ready to commit, so that a failure
+    // before that (an unreadable image, Ctrl-C) leaves nothing behind. Another ingest may
+    // create it first: then it is opened, and must have these fields.
     let created = false
-    const dataset = (): Promise<Dataset> => {
-      opened ??= retryLocked(() => {
-        lease.assertHeld()
-        return Dataset.create(options.dataset, {
-          backend: repo.store,
-          schema: { fields },
-          signal,
-        })
-      }).then((ds) => {
-        created = true
-        return ds
+    const dataset = (claim: IngestLease): Promise<Dataset> => {
+      opened ??= retryLocked(async () => {
+        claim.assertHeld()
+        try {
+          const ds = await Dataset.create(options.dataset, {
+            backend: repo.store,
+            schema: { fields },
+            signal,
+          })
+          created = true
+          return ds
+        } catch (error) {
+          if (!isCode(error, 'ERR_MANIFEST_REF_EXISTS')) throw error
+          const ds = await Dataset.openRef(options.dataset, { backend: repo.store, signal })
+          checkSchema(ds)
+          return ds
+        }
       })
       return opened
     }
 
-    // 8. Chunks: read, embed, append; a few at once, each its own commit. The first failure
-    // stops the chunks not yet started; the ones running finish before it is thrown (no
-    // commit lands after this returns and the lease is released).
+    // 7. Shards are claimed one at a time (design/0006), in plan order, skipping those
+    // complete and those another live ingest holds; the history is read again after each
+    // claim, so the rows another ingest committed before it let go are not written twice.
+    // Reading and embedding run `concurrency` chunks ahead; chunks commit one at a time, in
+    // claim order (source order for one ingest alone). When every shard left is held by
+    // others, this ingest commits what it has, then waits for them to finish, or to die
+    // and be taken over, so that whichever ingest returns last returns with everything in.
+    const l = options.lease ?? {}
+    const claimOptions = {
+      ...(l.ttlMs !== undefined ? { ttlMs: l.ttlMs } : {}),
+      ...(l.renewMs !== undefined ? { renewMs: l.renewMs } : {}),
+      ...(l.command !== undefined ? { command: l.command } : {}),
+      signal,
+      onTakeOver: (holder: LeaseHolder, why: 'expired' | 'dead') =>
+        options.onProgress?.({ kind: 'lease-taken-over', holder, why }),
+    }
+    const pollMs = l.pollMs ?? Math.min(1000, Math.max(10, (l.ttlMs ?? DEFAULT_LEASE_TTL_MS) / 8))
+    /** Shards this run has finished, or found finished. */
+    const finished = new Set<string>()
+    /** Chunks of a claimed shard not committed yet, by shard name. */
+    const remaining = new Map<string, { claim: IngestLease; chunks: number }>()
+    type Next = { claim: IngestLease; chunks: Chunk[] } | { busy: { shard: string; holder: LeaseHolder }[] }
+    const claimNext = async (): Promise<Next | undefined> => {
+      const busy: { shard: string; holder: LeaseHolder }[] = []
+      for (const shard of shards) {
+        if (finished.has(shard.name) || remaining.has(shard.name)) continue
+        if (pendingOf(shard).length === 0) {
+          finished.add(shard.name)
+          continue
+        }
+        const taken = await takeShardClaim(repo.store, options.dataset, shard.name, token, claimOptions)
+        if ('busy' in taken) {
+          busy.push({ shard: shard.name, holder: taken.busy })
+          continue
+        }
+        held.add(taken.lease)
+        await history.refresh(signal)
+        const chunks = pendingOf(shard)
+        if (chunks.length === 0) {
+          finished.add(shard.name)
+          held.delete(taken.lease)
+          await taken.lease.release()
+          continue
+        }
+        remaining.set(shard.name, { claim: taken.lease, chunks: chunks.length })
+        return { claim: taken.lease, chunks }
+      }
+      return busy.length > 0 ? { busy } : undefined
+    }
+
+    // 8. Chunks: read and embed ahead, then append, each its own commit.
     let bytes = 0
     let commits = 0
     const columns = ['image', 'label', ...(embeddingColumn !== undefined ? [embeddingColumn] : []), ...kept]
-    const commitChunk = async (chunk: Chunk, turn: () => Promise<void>) => {
-      // A signal per chunk: listeners that writes leave on it (a commit's retry backoff)
-      // are dropped with it instead of piling up on the command's signal.
-      const chunkSignal = AbortSignal.any([signal])
+    /** Read, decode and embed a chunk: its records. Every value is checked here, before its commit. */
+    const prepare = async (chunk: Chunk): Promise<{ records: DatasetRecord[]; size: number }> => {
       const table = await readRows(chunk.shard, chunk.start, chunk.end, columns)
       const images = imagesOf(table, chunk.shard, chunk.start)
       const labels = labelsOf(table, chunk.shard, chunk.start)
@@ -706,7 +843,6 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
         embedder !== undefined
           ? await embedder.embed(images, (i) => `${chunk.shard.name} row ${chunk.start + i}`)
           : embeddingsOf(table.getChild(embeddingColumn!)!, chunk.shard, chunk.start, dim, embeddingColumn!)
-      chunkSignal.throwIfAborted()
       const paths = mode === 'all' && chunk.shard.layout.imagePath ? pathsOf(table) : undefined
       const others = kept.map((name) => [name, table.getChild(name)!] as const)
       const records = images.map((image, i) => {
@@ -724,16 +860,26 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
         }
         return record
       })
-      // In source order, each chunk commits after the one before it (reading and embedding
-      // still run ahead): the records then iterate in (shard, row) order, and what an
-      // interrupted run leaves is a prefix of the plan.
-      await turn()
-      const ds = await dataset()
+      return { records, size: images.reduce((n, b) => n + b.byteLength, 0) }
+    }
+    type Flight = {
+      chunk: Chunk
+      claim: IngestLease
+      ready: Promise<{ records: DatasetRecord[]; size: number }>
+    }
+    const commitOne = async ({ chunk, claim, ready }: Flight) => {
+      const { records, size } = await ready
+      // A signal per chunk: listeners that writes leave on it (a commit's retry backoff)
+      // are dropped with it instead of piling up on the command's signal. A lost claim
+      // stops the commit too.
+      const chunkSignal = AbortSignal.any([signal, claim.signal])
+      chunkSignal.throwIfAborted()
+      const ds = await dataset(claim)
       const anchor = await anchorOf(chunk)
       const plan = { digest, anchor: await planAnchor() }
-      await retryLocked(() => {
-        // Commit only while the lease is surely ours (design/0006).
-        lease.assertHeld()
+      const manifest = await retryLocked(() => {
+        // Commit only while the claim is surely ours (design/0006).
+        claim.assertHeld()
         return ds.appendMany(records, {
           message: chunkMessage(chunk),
           meta: chunkMeta(chunk, anchor, plan),
@@ -741,7 +887,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
           signal: chunkSignal,
         })
       })
-      const size = images.reduce((n, b) => n + b.byteLength, 0)
+      history.own(manifest)
       bytes += size
       commits++
       splits[chunk.shard.split]!.ingested += records.length
@@ -754,63 +900,121 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
         records: records.length,
         bytes: size,
       })
+      const left = remaining.get(chunk.shard.name)!
+      if (--left.chunks === 0) {
+        remaining.delete(chunk.shard.name)
+        finished.add(chunk.shard.name)
+        held.delete(claim)
+        await claim.release()
+      }
     }
-    const limit = pLimit(options.concurrency ?? 2)
-    let failure: { error: unknown } | undefined
-    // `done[i]` settles when chunk i has committed, failed or been skipped.
-    const done = chunks.map(() => {
-      let resolve = () => {}
-      const promise = new Promise<void>((r) => {
-        resolve = r
-      })
-      return { promise, resolve }
-    })
     const ordered = (options.order ?? 'source') === 'source'
-    await Promise.allSettled(
-      chunks.map((chunk, i) =>
-        limit(async () => {
-          try {
-            if (failure !== undefined) return
-            signal.throwIfAborted()
-            await commitChunk(chunk, async () => {
-              if (ordered && i > 0) await done[i - 1]!.promise
-              // The chunk before failed: this one stops too, before writing.
-              if (failure !== undefined) throw failure.error
-            })
-          } catch (error) {
-            failure ??= { error }
-          } finally {
-            done[i]!.resolve()
+    const concurrency = Math.max(1, options.concurrency ?? 2)
+    const flights: Flight[] = []
+    const commitNext = async () => {
+      let index = 0
+      if (!ordered) {
+        // The first chunk ready (a failed one counts as ready: its error is thrown now).
+        index = await Promise.race(
+          flights.map((f, i) =>
+            f.ready.then(
+              () => i,
+              () => i,
+            ),
+          ),
+        )
+      }
+      const [flight] = flights.splice(index, 1)
+      await commitOne(flight!)
+    }
+    let waitingFor = ''
+    try {
+      for (;;) {
+        signal.throwIfAborted()
+        const next = await claimNext()
+        if (next === undefined) break
+        if ('busy' in next) {
+          // Everything left is another ingest's: finish ours, then look again.
+          while (flights.length > 0) await commitNext()
+          const key = next.busy.map((b) => `${b.shard} ${b.holder.token}`).join('\n')
+          if (key !== waitingFor) {
+            waitingFor = key
+            options.onProgress?.({ kind: 'claims-wait', shards: next.busy })
           }
-        }),
-      ),
-    )
-    if (failure !== undefined) throw failure.error
+          const soonest = Math.min(...next.busy.map((b) => b.holder.expires))
+          await delay(Math.max(10, Math.min(pollMs, soonest - Date.now() + 10)), undefined, { signal })
+          const before = history.rows
+          await history.refresh(signal)
+          if (history.rows > before) options.onProgress?.({ kind: 'others', records: history.rows - before })
+          continue
+        }
+        for (const chunk of next.chunks) {
+          const ready = prepare(chunk)
+          // Settled before it is awaited when an earlier commit fails: not unhandled.
+          ready.catch(() => {})
+          flights.push({ chunk, claim: next.claim, ready })
+          while (flights.length >= concurrency) await commitNext()
+        }
+      }
+      while (flights.length > 0) await commitNext()
+    } catch (error) {
+      // Nothing lands after this returns: the reads still running are let go (their
+      // results are dropped), and no commit is in flight (they run one at a time).
+      await Promise.allSettled(flights.map((f) => f.ready))
+      // Work stopped because a claim was lost: say that, not "interrupted".
+      const lost = [...held].find((c) => c.signal.aborted)
+      if (lost !== undefined) throw lost.signal.reason
+      throw error
+    }
+    // Rows of these shards that other ingests appended while this one ran.
+    for (const shard of shards) {
+      const summary = splits[shard.split]!
+      summary.skipped = summary.records - summary.ingested
+    }
 
     // 9. IVF + RaBitQ on the embedding field, unless it already has them (appends since are
-    // encoded against its centroids; `dreamdb migrate` retrains).
-    const ds = await dataset()
-    await ds.refresh({ signal })
+    // encoded against its centroids; `dreamdb migrate` retrains). Of ingests finishing
+    // together, the one that claims the index trains it; the others wait for it.
+    // Another ingest may have created the dataset and written every shard while this one waited.
+    opened ??= Dataset.openRef(options.dataset, { backend: repo.store, signal }).then((ds) => {
+      checkSchema(ds)
+      return ds
+    })
+    const ds = await opened
     let index: IngestResult['index'] = null
     if (options.index !== undefined) {
-      const field = ds.manifest.schema.fields.find((f) => f.name === 'embedding')
-      const trained = !(field?.family === 'embedding' && field.algorithm === options.index.algorithm)
-      if (trained) {
-        options.onProgress?.({ kind: 'indexing', ...options.index })
-        const { algorithm, bits } = options.index
-        await retryLocked(() => {
-          lease.assertHeld()
-          return ds.migrate({
-            field: 'embedding',
-            algorithm,
-            bits,
-            signal,
-            message: `ingest: ${algorithm} (${bits} bit${bits === 1 ? '' : 's'}) on embedding`,
+      const { algorithm, bits } = options.index
+      let trained = false
+      for (;;) {
+        const taken = await takeShardClaim(repo.store, options.dataset, INDEX_CLAIM, token, claimOptions)
+        if ('busy' in taken) {
+          await delay(pollMs, undefined, { signal })
+          continue
+        }
+        held.add(taken.lease)
+        await ds.refresh({ signal })
+        const field = ds.manifest.schema.fields.find((f) => f.name === 'embedding')
+        if (!(field?.family === 'embedding' && field.algorithm === algorithm)) {
+          options.onProgress?.({ kind: 'indexing', algorithm, bits })
+          await retryLocked(() => {
+            taken.lease.assertHeld()
+            return ds.migrate({
+              field: 'embedding',
+              algorithm,
+              bits,
+              signal: AbortSignal.any([signal, taken.lease.signal]),
+              message: `ingest: ${algorithm} (${bits} bit${bits === 1 ? '' : 's'}) on embedding`,
+            })
           })
-        })
+          trained = true
+        }
+        held.delete(taken.lease)
+        await taken.lease.release()
+        break
       }
-      index = { ...options.index, trained }
+      index = { algorithm, bits, trained }
     }
+    await ds.refresh({ signal })
     const ingested = Object.values(splits).reduce((n, s) => n + s.ingested, 0)
     return {
       dataset: options.dataset,
@@ -823,7 +1027,11 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
           : { source: 'column', column: embeddingColumn!, dim },
       columns: { mode, fields: fields.map((f) => f.name), kept, skipped: skippedColumns },
       splits,
-      records: { ingested, skipped, total: ds.manifest.stats.records },
+      records: {
+        ingested,
+        skipped: shards.reduce((n, s) => n + s.rows, 0) - ingested,
+        total: ds.manifest.stats.records,
+      },
       bytes,
       commits,
       index,

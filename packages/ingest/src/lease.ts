@@ -1,27 +1,34 @@
 /**
- * The ingest lease: at most one `ingest` writes into a dataset at a time (design/0006).
+ * Leases and shard claims of ingest (design/0006): refs of the store that name a holder and
+ * when it expires, moved only by the store's compare-and-swap (taken with create-if-absent,
+ * renewed and taken over with update-if-unchanged, released with delete-if-unchanged), so
+ * two holders can never both believe they hold one, on a folder or on S3, in one process or
+ * on two machines.
  *
- * A lease is a ref of the store, `_dreamdb/leases/ingest/<dataset>` (refs starting with `_`
- * are DreamDB's own; `dreamdb refs` never lists them), whose value names its holder (host,
- * pid, a random token, the command) and when it expires. It moves only by the store's
- * compare-and-swap: taken with create-if-absent, renewed and taken over with
- * update-if-unchanged, released with delete-if-unchanged. Two ingests can therefore never
- * both believe they hold it, on a folder or on S3, in one process or on two machines.
+ * - A **shard claim**, `_dreamdb/leases/ingest-shards/<dataset key>/<shard key>`, is what an
+ *   ingest holds while it writes the rows of one shard; any number of ingests of a dataset
+ *   run at once, each on the shards it claimed ({@link takeShardClaim}).
+ * - The **ingest lease**, `_dreamdb/leases/ingest/<dataset>`, is what ingests before issue
+ *   #13 took for a whole dataset ({@link acquireIngestLease}). Ingest no longer takes it; it
+ *   only waits while a live one is held, since such an ingest does not know claims.
  *
- * The holder renews it every `ttl / 4`; a holder that stops renewing (killed, its machine
- * gone) loses it when it expires, and a holder on this host whose process is gone loses it
- * at once. Before each commit the holder checks that its last renewal is recent enough
- * (`ttl / 2`), so that a process paused for longer than that (a laptop lid, a stopped
- * container) stops instead of committing beside the ingest that took its lease over.
+ * The holder renews what it holds every `ttl / 4`; a holder that stops renewing (killed, its
+ * machine gone) loses it when it expires, and a holder on this host whose process is gone
+ * loses it at once. Before each commit the holder checks that its last renewal is recent
+ * enough (`ttl / 2`), so that a process paused for longer than that (a laptop lid, a stopped
+ * container) stops instead of committing beside the ingest that took its claim over.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { RefEntry, Store } from '@dreamdb/cas'
 import { IngestLeaseLostError, IngestLockedError } from './errors.js'
 
 export const LEASE_PREFIX = '_dreamdb/leases/ingest/'
+/** Where shard claims live (not under LEASE_PREFIX: a lease ref there is a file, not a folder). */
+export const CLAIM_PREFIX = '_dreamdb/leases/ingest-shards/'
 const FORMAT = 'dreamdb.ingest-lease/1'
+const CLAIM_FORMAT = 'dreamdb.ingest-claim/1'
 /** How long a lease lives without renewal. @default 60 s */
 export const DEFAULT_LEASE_TTL_MS = 60_000
 
@@ -61,16 +68,44 @@ export interface LeaseOptions {
 
 export const leaseRef = (dataset: string): string => `${LEASE_PREFIX}${dataset}`
 
-function encode(holder: LeaseHolder): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify({ format: FORMAT, ...holder }))
+const key16 = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 16)
+/**
+ * The claim ref of one shard of a dataset. Both names are hashed: a dataset name may have
+ * up to 200 characters and `/`s (`a` and `a/b` must not collide, nor overflow the ref name
+ * limit); the claim's value names both in full.
+ */
+export const claimRef = (dataset: string, shard: string): string =>
+  `${CLAIM_PREFIX}${key16(dataset)}/${key16(shard)}`
+
+/** What a claim says besides its holder. */
+interface ClaimSubject {
+  dataset: string
+  shard: string
+}
+
+function encode(holder: LeaseHolder, subject?: ClaimSubject): Uint8Array {
+  return new TextEncoder().encode(
+    JSON.stringify(
+      subject === undefined ? { format: FORMAT, ...holder } : { format: CLAIM_FORMAT, ...subject, ...holder },
+    ),
+  )
 }
 
 /** A lease's holder, or `undefined` for a value that is not one (then it is treated as expired). */
 export function decodeLease(bytes: Uint8Array): LeaseHolder | undefined {
+  return decodeHolder(bytes, FORMAT)
+}
+
+/** A shard claim's holder, or `undefined` for a value that is not one (then it is treated as expired). */
+export function decodeClaim(bytes: Uint8Array): LeaseHolder | undefined {
+  return decodeHolder(bytes, CLAIM_FORMAT)
+}
+
+function decodeHolder(bytes: Uint8Array, format: string): LeaseHolder | undefined {
   try {
     const v = JSON.parse(new TextDecoder().decode(bytes)) as Partial<LeaseHolder> & { format?: string }
     if (
-      v.format !== FORMAT ||
+      v.format !== format ||
       typeof v.host !== 'string' ||
       typeof v.pid !== 'number' ||
       typeof v.token !== 'string' ||
@@ -105,10 +140,21 @@ function deadHere(holder: LeaseHolder): boolean {
 
 const isCode = (error: unknown, code: string) => (error as { code?: string } | null)?.code === code
 
-/** A lease this process holds: renewed in the background until released. */
+/** What a held ref is, for the holder record and the messages when it is lost. */
+interface Held {
+  ref: string
+  subject: ClaimSubject | undefined
+  /** `the ingest lease on 'x'`, `the claim on shard s of 'x'`. */
+  what: string
+}
+
+/** A lease or a shard claim this process holds: renewed in the background until released. */
 export class IngestLease {
   readonly dataset: string
+  /** The shard, for a shard claim. */
+  readonly shard: string | undefined
   readonly #store: Store
+  readonly #held: Held
   readonly #ttl: number
   readonly #now: () => number
   #entry: RefEntry
@@ -118,31 +164,32 @@ export class IngestLease {
   #timer: NodeJS.Timeout | undefined
   #renewing: Promise<void> = Promise.resolve()
   #lost: IngestLeaseLostError | undefined
+  #released = false
   readonly #controller = new AbortController()
 
   /** @internal */
   constructor(
     store: Store,
     dataset: string,
+    held: Held,
     entry: RefEntry,
     holder: LeaseHolder,
-    ttl: number,
-    now: () => number,
-    since: number,
-    renewMs: number,
+    timing: { ttl: number; now: () => number; since: number; renewMs: number },
   ) {
     this.#store = store
     this.dataset = dataset
+    this.shard = held.subject?.shard
+    this.#held = held
     this.#entry = entry
     this.#holder = holder
-    this.#ttl = ttl
-    this.#now = now
-    this.#validUntil = since + ttl
+    this.#ttl = timing.ttl
+    this.#now = timing.now
+    this.#validUntil = timing.since + timing.ttl
     this.#timer = setInterval(
       () => {
         this.#renewing = this.#renewing.then(() => this.#renew()).catch(() => {})
       },
-      Math.max(10, renewMs),
+      Math.max(10, timing.renewMs),
     )
     this.#timer.unref()
   }
@@ -165,7 +212,7 @@ export class IngestLease {
     if (this.#lost) throw this.#lost
     if (this.#now() > this.#validUntil - this.#ttl / 2) {
       this.#lose(
-        `its last renewal is ${Math.round((this.#now() - (this.#validUntil - this.#ttl)) / 1000)} s old (the lease lives ${this.#ttl / 1000} s)`,
+        `its last renewal is ${Math.round((this.#now() - (this.#validUntil - this.#ttl)) / 1000)} s old (it lives ${this.#ttl / 1000} s)`,
       )
       throw this.#lost
     }
@@ -173,7 +220,7 @@ export class IngestLease {
 
   #lose(why: string): void {
     this.#lost ??= new IngestLeaseLostError(
-      `Lost the ingest lease on '${this.dataset}': ${why}; stopped before the next commit`,
+      `Lost ${this.#held.what}: ${why}; stopped before the next commit`,
       'run the same ingest again: it resumes from the commits made, without duplicates',
     )
     this.#stop()
@@ -185,13 +232,17 @@ export class IngestLease {
     const started = this.#now()
     const holder = { ...this.#holder, renewed: started, expires: started + this.#ttl }
     try {
-      this.#entry = await this.#store.updateRef(leaseRef(this.dataset), encode(holder), this.#entry.version)
+      this.#entry = await this.#store.updateRef(
+        this.#held.ref,
+        encode(holder, this.#held.subject),
+        this.#entry.version,
+      )
       this.#holder = holder
       this.#validUntil = started + this.#ttl
     } catch (error) {
       if (isCode(error, 'ERR_CAS_REF_CONFLICT') || isCode(error, 'ERR_CAS_REF_NOT_FOUND')) {
-        const now = await this.#store.readRef(leaseRef(this.dataset)).catch(() => undefined)
-        const other = now === undefined ? undefined : decodeLease(now.value)
+        const now = await this.#store.readRef(this.#held.ref).catch(() => undefined)
+        const other = now === undefined ? undefined : decodeHolder(now.value, formatOf(this.#held))
         this.#lose(other === undefined ? 'it was deleted' : `it was taken over by ${describeHolder(other)}`)
       }
       // Anything else (a timeout, a lost connection): try again at the next tick; assertHeld
@@ -204,21 +255,123 @@ export class IngestLease {
     this.#timer = undefined
   }
 
-  /** Stop renewing and delete the lease if it is still ours. Never throws. */
+  /** Stop renewing and delete the lease if it is still ours. Never throws; a second call does nothing. */
   async release(): Promise<void> {
+    if (this.#released) return
+    this.#released = true
     this.#stop()
     await this.#renewing.catch(() => {})
     if (this.#lost) return
     try {
-      await this.#store.deleteRef(leaseRef(this.dataset), this.#entry.version)
+      await this.#store.deleteRef(this.#held.ref, this.#entry.version)
     } catch {
       // Taken over, or the store is unreachable: it expires on its own.
     }
   }
 }
 
+const formatOf = (held: Held) => (held.subject === undefined ? FORMAT : CLAIM_FORMAT)
+
 export function describeHolder(h: LeaseHolder): string {
   return `pid ${h.pid} on ${h.host}${h.acquired ? ` since ${new Date(h.acquired).toISOString()}` : ''}`
+}
+
+/** Options of one attempt at a lease or claim. */
+type TakeOptions = Pick<LeaseOptions, 'ttlMs' | 'renewMs' | 'command' | 'signal' | 'onTakeOver' | 'now'>
+
+/**
+ * One look at a lease or claim: create it if absent; take it over if its holder's lease
+ * has expired or its holder was a process of this host that is gone; otherwise say who
+ * holds it. A lost compare-and-swap (another taker was first) looks again.
+ */
+async function tryTake(
+  store: Store,
+  dataset: string,
+  held: Held,
+  token: string,
+  options: TakeOptions,
+): Promise<{ lease: IngestLease } | { busy: LeaseHolder }> {
+  const ttl = options.ttlMs ?? DEFAULT_LEASE_TTL_MS
+  const renewMs = options.renewMs ?? Math.floor(ttl / 4)
+  const now = options.now ?? Date.now
+  for (;;) {
+    options.signal?.throwIfAborted()
+    const at = now()
+    const mine: LeaseHolder = {
+      host: hostname(),
+      pid: process.pid,
+      token,
+      command: options.command ?? '',
+      acquired: at,
+      renewed: at,
+      expires: at + ttl,
+    }
+    const timing = { ttl, now, since: at, renewMs }
+    const signal = options.signal ? { signal: options.signal } : {}
+    const current = await store.readRef(held.ref, signal)
+    try {
+      if (current === undefined) {
+        const entry = await store.createRef(held.ref, encode(mine, held.subject), signal)
+        return { lease: new IngestLease(store, dataset, held, entry, mine, timing) }
+      }
+      const holder = decodeHolder(current.value, formatOf(held))
+      const why =
+        holder === undefined || holder.expires < at ? 'expired' : deadHere(holder) ? 'dead' : undefined
+      if (why === undefined) return { busy: holder! }
+      // Compare-and-swap on the version we judged: of two takers, one wins.
+      const entry = await store.updateRef(held.ref, encode(mine, held.subject), current.version, signal)
+      if (holder !== undefined) options.onTakeOver?.(holder, why)
+      return { lease: new IngestLease(store, dataset, held, entry, mine, timing) }
+    } catch (error) {
+      // Another taker got there first: look again.
+      if (isCode(error, 'ERR_CAS_REF_CONFLICT') || isCode(error, 'ERR_CAS_REF_NOT_FOUND')) continue
+      throw error
+    }
+  }
+}
+
+/**
+ * Claim one shard of `dataset` for this ingest: the claim, or who holds it (a live ingest
+ * that is writing that shard). Claims of the same holder share `token`.
+ */
+export async function takeShardClaim(
+  store: Store,
+  dataset: string,
+  shard: string,
+  token: string,
+  options: TakeOptions = {},
+): Promise<{ lease: IngestLease } | { busy: LeaseHolder }> {
+  return await tryTake(
+    store,
+    dataset,
+    {
+      ref: claimRef(dataset, shard),
+      subject: { dataset, shard },
+      what: `the claim on ${shard} of '${dataset}'`,
+    },
+    token,
+    options,
+  )
+}
+
+/** A random token for a holder (a run): the same host and pid in a later run is another holder. */
+export const holderToken = (): string => randomBytes(9).toString('base64url')
+
+/**
+ * Who holds the ingest lease of `dataset` (an ingest from before shard claims), if it is
+ * live: not expired, and not a process of this host that is gone.
+ */
+export async function liveLease(
+  store: Store,
+  dataset: string,
+  options: { signal?: AbortSignal; now?: () => number } = {},
+): Promise<LeaseHolder | undefined> {
+  const current = await store.readRef(leaseRef(dataset), options.signal ? { signal: options.signal } : {})
+  if (current === undefined) return undefined
+  const holder = decodeLease(current.value)
+  if (holder === undefined || holder.expires < (options.now ?? Date.now)() || deadHere(holder))
+    return undefined
+  return holder
 }
 
 /**
@@ -232,64 +385,36 @@ export async function acquireIngestLease(
   options: LeaseOptions = {},
 ): Promise<IngestLease> {
   const ttl = options.ttlMs ?? DEFAULT_LEASE_TTL_MS
-  const renewMs = options.renewMs ?? Math.floor(ttl / 4)
   const now = options.now ?? Date.now
-  const name = leaseRef(dataset)
   const started = now()
-  const token = randomBytes(9).toString('base64url')
+  const token = holderToken()
+  const held: Held = { ref: leaseRef(dataset), subject: undefined, what: `the ingest lease on '${dataset}'` }
   let waitedFor: string | undefined
   for (;;) {
-    options.signal?.throwIfAborted()
+    const taken = await tryTake(store, dataset, held, token, options)
+    if ('lease' in taken) return taken.lease
+    const holder = taken.busy
     const at = now()
-    const mine: LeaseHolder = {
-      host: hostname(),
-      pid: process.pid,
-      token,
-      command: options.command ?? '',
-      acquired: at,
-      renewed: at,
-      expires: at + ttl,
-    }
-    const current = await store.readRef(name, options)
-    try {
-      if (current === undefined) {
-        const entry = await store.createRef(name, encode(mine), options)
-        return new IngestLease(store, dataset, entry, mine, ttl, now, at, renewMs)
-      }
-      const holder = decodeLease(current.value)
-      const why =
-        holder === undefined || holder.expires < at ? 'expired' : deadHere(holder) ? 'dead' : undefined
-      if (why !== undefined) {
-        // Compare-and-swap on the version we judged: of two takers, one wins.
-        const entry = await store.updateRef(name, encode(mine), current.version, options)
-        if (holder !== undefined) options.onTakeOver?.(holder, why)
-        return new IngestLease(store, dataset, entry, mine, ttl, now, at, renewMs)
-      }
-      const waited = now() - started
-      const waitMs = options.waitMs ?? 0
-      if (waited >= waitMs) {
-        throw new IngestLockedError(
-          dataset,
-          holder!,
-          waitMs > 0
-            ? `waited ${Math.round(waited / 1000)} s; it is still running, or its lease expires at ${new Date(holder!.expires).toISOString()}`
-            : `run it again when that one is done, or wait for it (lease.waitMs; dreamdb ingest --wait) (its lease expires at ${new Date(holder!.expires).toISOString()} unless renewed)`,
-        )
-      }
-      if (waitedFor !== holder!.token) {
-        waitedFor = holder!.token
-        options.onWait?.(holder!, dataset)
-      }
-      const poll = Math.min(
-        options.pollMs ?? Math.min(1000, Math.max(10, ttl / 8)),
-        waitMs - waited,
-        Math.max(10, holder!.expires - at + 10),
+    const waited = at - started
+    const waitMs = options.waitMs ?? 0
+    if (waited >= waitMs) {
+      throw new IngestLockedError(
+        dataset,
+        holder,
+        waitMs > 0
+          ? `waited ${Math.round(waited / 1000)} s; it is still running, or its lease expires at ${new Date(holder.expires).toISOString()}`
+          : `run it again when that one is done, or wait for it (lease.waitMs; dreamdb ingest --wait) (its lease expires at ${new Date(holder.expires).toISOString()} unless renewed)`,
       )
-      await delay(poll, undefined, options.signal ? { signal: options.signal } : {})
-    } catch (error) {
-      // Another taker got there first: look again.
-      if (isCode(error, 'ERR_CAS_REF_CONFLICT') || isCode(error, 'ERR_CAS_REF_NOT_FOUND')) continue
-      throw error
     }
+    if (waitedFor !== holder.token) {
+      waitedFor = holder.token
+      options.onWait?.(holder, dataset)
+    }
+    const poll = Math.min(
+      options.pollMs ?? Math.min(1000, Math.max(10, ttl / 8)),
+      waitMs - waited,
+      Math.max(10, holder.expires - at + 10),
+    )
+    await delay(poll, undefined, options.signal ? { signal: options.signal } : {})
   }
 }

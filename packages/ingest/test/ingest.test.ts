@@ -3,7 +3,8 @@
  * real MNIST digits as PNG) into folder stores: the records read back byte for byte with
  * every source column; anchors in source order, the same after an interrupted run; progress
  * as structured commit metadata (and, for datasets ingested before it existed, from the
- * commit messages); and every kind of bad input refused before anything is written.
+ * commit messages); and every kind of bad input refused before anything is written (a bad
+ * vector: before the commit of its chunk).
  */
 import { createHash } from 'node:crypto'
 import { readdir, rm, writeFile } from 'node:fs/promises'
@@ -507,16 +508,20 @@ describe('bad input: a typed error and nothing written', () => {
       code: 'ERR_INGEST_BAD_EMBEDDING',
       message: expect.stringContaining("has no column 'clip'"),
     })
-    // The last row of the last shard is short: found before the first commit.
+    await expectNothingWritten(backend)
+    // Row 19 of the first shard is short. Each chunk's vectors are checked as it is decoded
+    // (once), before its commit (design/0006): the chunks before it are in, the rest not.
     const ragged = join(dir.path, 'emb-ragged')
     await writeSplit(ragged, { split: 'train', shards: 2, rows: 20, first: 0, embedding: 'ragged' })
-    await expect(bad(backend, { root: ragged, batchRecords: 5 })).rejects.toMatchObject({
+    const partial = join(dir.path, 'bad-embedding-partial')
+    await expect(bad(partial, { root: ragged, batchRecords: 5 })).rejects.toMatchObject({
       code: 'ERR_INGEST_BAD_EMBEDDING',
       message: expect.stringContaining(
         "train-00000-of-00002.parquet: row 19: column 'embedding' has 48 dimensions, the others 49",
       ),
     })
-    await expectNothingWritten(backend)
+    const { rows } = await records(partial, 'bad', ['source_row'])
+    expect(rows.map((r) => Number(r.source_row))).toEqual(Array.from({ length: 15 }, (_, i) => i))
   })
 
   it('an unreadable model', async () => {

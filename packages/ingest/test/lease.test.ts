@@ -1,11 +1,13 @@
 /**
- * One ingest per dataset at a time (design/0006), in process and fast: ingests of the same
- * shards into the same dataset at once, on a folder and, when the test run has one, on
- * MinIO. A store wrapper holds an ingest still mid-way (its commits, or everything, its
- * lease renewals included, like a stopped process), and the lease's timings are options,
- * so that expiry and takeover take about a second instead of a minute. A killed process's
- * lease is one whose pid is gone on this host. The lease itself (take, renew, lose, take
- * over by compare-and-swap) is tested against a real folder store with a fake clock.
+ * Ingests of one dataset at once, each writing the shards it claimed (design/0006), in
+ * process and fast: on a folder and, when the test run has one, on MinIO. Every path of a
+ * claim: taken free, skipped while a live ingest holds it, waited for, taken over from a
+ * process of this host that is gone and from another host's once expired, and lost by a
+ * holder stopped past it. A store wrapper holds an ingest still (its dataset writes, or
+ * everything, renewals included, like a stopped process), and the timings are options, so
+ * that expiry takes about a second. An older DreamDB's lease on the whole dataset is still
+ * respected. The lease itself (take, renew, lose, take over by compare-and-swap) is tested
+ * against a real folder store with a fake clock.
  */
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -17,7 +19,15 @@ import { Dataset } from '@dreamdb/dataset'
 import { Repository } from '@dreamdb/manifest'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type IngestEvent, type IngestOptions, type IngestResult, ingest } from '../src/ingest.js'
-import { acquireIngestLease, decodeLease, leaseRef } from '../src/lease.js'
+import {
+  acquireIngestLease,
+  CLAIM_PREFIX,
+  claimRef,
+  decodeLease,
+  holderToken,
+  leaseRef,
+  takeShardClaim,
+} from '../src/lease.js'
 import { type FixtureRecord, tempDir, writeSplit } from './digits.js'
 
 let dir: { path: string; remove: () => Promise<void> }
@@ -61,11 +71,11 @@ function holdable(store: Store, which: (method: string, name: unknown) => boolea
   }
 }
 
-/** Writes of the dataset itself: objects and its ref, not the lease or the anchor counter. */
+/** Writes of the dataset itself: objects and its ref, not the claims or the anchor counter. */
 const datasetWrites = (_method: string, name: unknown) =>
   typeof name !== 'string' || !name.startsWith('_dreamdb/')
 
-/** Small chunks, one at a time: an ingest of these shards makes 12 commits. */
+/** Small chunks, one at a time: an ingest of these shards makes 6 commits; claims polled often. */
 async function run(
   store: Store,
   dataset: string,
@@ -76,10 +86,11 @@ async function run(
     dataset,
     splits: ['train'],
     embedding: { kind: 'column', column: 'embedding' },
-    batchRecords: 2,
+    batchRecords: 4,
     concurrency: 1,
     cwd: dir.path,
     ...options,
+    lease: { pollMs: 20, ...options.lease },
   })
 }
 
@@ -122,23 +133,53 @@ function first<K extends IngestEvent['kind']>(kind: K) {
   return { seen, onProgress }
 }
 
-beforeAll(async () => {
-  dir = await tempDir()
-  root = join(dir.path, 'hf')
-  fixtures = await writeSplit(root, { split: 'train', shards: 2, rows: 12, first: 0 })
-})
-afterAll(async () => dir?.remove())
+/** Claims (and leases) left in a store. */
+async function leftovers(store: Store): Promise<string[]> {
+  const names: string[] = []
+  for await (const name of store.listRefs('_dreamdb/leases/')) names.push(name)
+  return names
+}
+
+/** A holder record as another ingest (or an older DreamDB) would write it. */
+const holderBytes = (format: string, host: string, pid: number, expires: number, extra: object = {}) =>
+  new TextEncoder().encode(
+    JSON.stringify({
+      format,
+      ...extra,
+      host,
+      pid,
+      token: 'elsewhere',
+      command: 'dreamdb ingest --root /data/in --splits train',
+      acquired: Date.now() - 5000,
+      renewed: Date.now(),
+      expires,
+    }),
+  )
+const SHARD0 = 'data/train-00000-of-00002.parquet'
+const SHARD1 = 'data/train-00001-of-00002.parquet'
 
 /** The races, on a folder store or on MinIO. */
 function races(open: () => Promise<Store>) {
-  it('the second fails fast naming the first, or waits for it; every record lands once', async () => {
-    const a = holdable(await open(), datasetWrites)
-    const other = await open()
+  it('two at once split the shards; one whose shards are all held waits, then finds them done', async () => {
+    const stores = await Promise.all([open(), open()])
+    const a = holdable(stores[0]!, datasetWrites)
     try {
+      // Started together: each claims a shard (the second finds the first's taken).
+      const [x, y] = await Promise.all([run(a.store, 'd'), run(stores[1]!, 'd')])
+      expect(x.records.ingested + y.records.ingested).toBe(TOTAL)
+      expect(x.records.ingested).toBeGreaterThan(0)
+      expect(y.records.ingested).toBeGreaterThan(0)
+      for (const r of [x, y])
+        expect(r.records).toMatchObject({ total: TOTAL, skipped: TOTAL - r.records.ingested })
+      await expectExactlyOnce(stores[1]!, 'd')
+
+      // One holds both shards' claims, held still after its first commit (alive: its claims
+      // renewed, not writing); the second finds nothing free, waits, and returns when the
+      // first is done, with everything in.
       const committed = first('chunk')
       let held = false
-      // Held still after its first commit: alive (its lease renewed), not writing.
-      const running = run(a.store, 'd', {
+      const running = run(a.store, 'e', {
+        concurrency: 6,
         onProgress: (e) => {
           committed.onProgress(e)
           if (e.kind === 'chunk' && !held) {
@@ -148,108 +189,107 @@ function races(open: () => Promise<Store>) {
         },
       })
       await committed.seen
-      const refused = run(other, 'd')
-      await expect(refused).rejects.toMatchObject({
-        code: 'ERR_INGEST_LOCKED',
-        holder: { pid: process.pid, host: hostname() },
-        message: expect.stringMatching(/^Another ingest into 'd' is running: pid \d+ on /),
-        hint: expect.stringContaining('--wait'),
-      })
-      await expect(run(other, 'd', { lease: { waitMs: 300, pollMs: 50 } })).rejects.toMatchObject({
-        code: 'ERR_INGEST_LOCKED',
-        hint: expect.stringMatching(/^waited 0 s; it is still running/),
-      })
-      // A third waits for the first to finish, then finds nothing left to do.
-      const waiting = first('lease-wait')
-      const third = run(other, 'd', {
-        lease: { waitMs: 600_000, pollMs: 50 },
-        onProgress: waiting.onProgress,
-      })
-      expect((await waiting.seen).holder.pid).toBe(process.pid)
+      const waiting = first('claims-wait')
+      const second = run(stores[1]!, 'e', { onProgress: waiting.onProgress })
+      const seen = await waiting.seen
+      expect(seen.shards.map((s) => s.shard)).toContain(SHARD1)
+      expect(seen.shards[0]!.holder).toMatchObject({ pid: process.pid, host: hostname() })
       a.release()
-      expect((await running).records).toMatchObject({ total: TOTAL })
-      expect((await third).records).toEqual({ ingested: 0, skipped: TOTAL, total: TOTAL })
-      await expectExactlyOnce(other, 'd')
-      // Released: no lease is left behind.
-      expect(await other.readRef(leaseRef('d'))).toBeUndefined()
+      expect((await running).records).toEqual({ ingested: TOTAL, skipped: 0, total: TOTAL })
+      expect((await second).records).toEqual({ ingested: 0, skipped: TOTAL, total: TOTAL })
+      await expectExactlyOnce(stores[1]!, 'e')
+      expect(await leftovers(stores[1]!)).toEqual([])
     } finally {
       a.release()
-      await a.store.close()
-      await other.close()
-    }
-  })
-
-  it('started together, waiting, they take turns and every record lands once', async () => {
-    const stores = await Promise.all([0, 1, 2].map(() => open()))
-    try {
-      const results = await Promise.all(
-        stores.map((s) => run(s, 'e', { lease: { waitMs: 600_000, pollMs: 50 } })),
-      )
-      expect(results.reduce((n, r) => n + r.records.ingested, 0)).toBe(TOTAL)
-      for (const r of results) expect(r.records.total).toBe(TOTAL)
-      await expectExactlyOnce(stores[0]!, 'e')
-    } finally {
       for (const s of stores) await s.close()
     }
   })
 }
 
-describe('two ingests of one dataset at once, on a folder', () => {
+beforeAll(async () => {
+  dir = await tempDir()
+  root = join(dir.path, 'hf')
+  fixtures = await writeSplit(root, { split: 'train', shards: 2, rows: 12, first: 0 })
+})
+afterAll(async () => dir?.remove())
+
+describe('ingests of one dataset at once, on a folder', () => {
   races(() => openStore(join(dir.path, 'store-races')))
 
-  it("a killed ingest's lease is taken over at once on this host; a live one elsewhere is not", async () => {
+  it("a claim of a process of this host that is gone is taken over at once; another host's once expired", async () => {
     const store = await openStore(join(dir.path, 'store-dead'))
-    const lease = (host: string, pid: number, expires: number) =>
-      new TextEncoder().encode(
-        JSON.stringify({
-          format: 'dreamdb.ingest-lease/1',
-          host,
-          pid,
-          token: 'elsewhere',
-          command: 'dreamdb ingest --root /data/in --splits train',
-          acquired: Date.now() - 5000,
-          renewed: Date.now(),
-          expires,
-        }),
-      )
-    // A process of this host that is gone (it ran and exited), its lease not expired.
+    const claim = (dataset: string, shard: string, host: string, pid: number, expires: number) =>
+      holderBytes('dreamdb.ingest-claim/1', host, pid, expires, { dataset, shard })
+    // A process of this host that is gone (it ran and exited), its claim not expired.
     const gone = spawnSync(process.execPath, ['-e', '']).pid
-    await store.createRef(leaseRef('d'), lease(hostname(), gone, Date.now() + 600_000))
+    await store.createRef(claimRef('d', SHARD0), claim('d', SHARD0, hostname(), gone, Date.now() + 600_000))
     const taken = first('lease-taken-over')
     const records = (await run(store, 'd', { onProgress: taken.onProgress })).records
     expect(await taken.seen).toMatchObject({ why: 'dead', holder: { pid: gone, host: hostname() } })
     expect(records).toEqual({ ingested: TOTAL, skipped: 0, total: TOTAL })
 
-    // A lease of a live ingest on another machine: refused; once it has expired, taken over.
-    const entry = await store.createRef(leaseRef('e'), lease('gpu-node-7', 4242, Date.now() + 600_000))
-    await expect(run(store, 'e')).rejects.toMatchObject({
-      code: 'ERR_INGEST_LOCKED',
-      message: expect.stringMatching(
-        /^Another ingest into 'e' is running: pid 4242 on gpu-node-7, since .*\(dreamdb ingest --root \/data\/in --splits train\)/,
-      ),
+    // A live claim of another machine: that shard is left to it, the other one written;
+    // when it expires (it stopped renewing: its machine died), it is taken over.
+    await store.createRef(claimRef('e', SHARD1), claim('e', SHARD1, 'gpu-node-7', 4242, Date.now() + 500))
+    const events: string[] = []
+    const result = await run(store, 'e', {
+      onProgress: (e) => {
+        if (e.kind === 'claims-wait')
+          events.push(`wait ${e.shards.map((s) => `${s.shard} ${s.holder.host}`)}`)
+        if (e.kind === 'lease-taken-over') events.push(`took ${e.why} ${e.holder.host}`)
+        if (e.kind === 'chunk') events.push(`chunk ${e.shard}`)
+      },
     })
-    await store.updateRef(leaseRef('e'), lease('gpu-node-7', 4242, Date.now() - 1), entry.version)
-    const expired = first('lease-taken-over')
-    expect((await run(store, 'e', { onProgress: expired.onProgress })).records).toEqual({
-      ingested: TOTAL,
-      skipped: 0,
-      total: TOTAL,
-    })
-    expect(await expired.seen).toMatchObject({ why: 'expired', holder: { pid: 4242, host: 'gpu-node-7' } })
-    expect(await store.readRef(leaseRef('e'))).toBeUndefined()
+    expect(result.records).toEqual({ ingested: TOTAL, skipped: 0, total: TOTAL })
+    // Shard 0 first (shard 1 is held), then shard 1 once taken over; waiting between the
+    // two when shard 0 was done before the claim expired.
+    const took = events.indexOf('took expired gpu-node-7')
+    expect(took).toBeGreaterThan(0)
+    expect(events.slice(0, took).filter((e) => e !== `wait ${SHARD1} gpu-node-7`)).toEqual(
+      Array(3).fill(`chunk ${SHARD0}`),
+    )
+    expect(events.slice(took + 1)).toEqual(Array(3).fill(`chunk ${SHARD1}`))
+    await expectExactlyOnce(store, 'e')
+    expect(await leftovers(store)).toEqual([])
     await store.close()
   })
 
-  it('a holder stopped past its lease loses it: it stops with ERR_INGEST_LEASE_LOST instead of committing on', async () => {
+  it('a live ingest lease of an older DreamDB is refused (or waited for); an expired one is not in the way', async () => {
+    const store = await openStore(join(dir.path, 'store-old'))
+    const entry = await store.createRef(
+      leaseRef('d'),
+      holderBytes('dreamdb.ingest-lease/1', 'gpu-node-7', 4242, Date.now() + 600_000),
+    )
+    await expect(run(store, 'd')).rejects.toMatchObject({
+      code: 'ERR_INGEST_LOCKED',
+      message: expect.stringMatching(
+        /^Another ingest into 'd' is running: pid 4242 on gpu-node-7, since .*\(dreamdb ingest --root \/data\/in --splits train\)/,
+      ),
+      hint: expect.stringContaining("an older DreamDB's"),
+    })
+    await store.updateRef(
+      leaseRef('d'),
+      holderBytes('dreamdb.ingest-lease/1', 'gpu-node-7', 4242, Date.now() + 300),
+      entry.version,
+    )
+    const waiting = first('lease-wait')
+    const result = await run(store, 'd', { lease: { waitMs: 60_000 }, onProgress: waiting.onProgress })
+    expect((await waiting.seen).holder).toMatchObject({ host: 'gpu-node-7', pid: 4242 })
+    expect(result.records).toEqual({ ingested: TOTAL, skipped: 0, total: TOTAL })
+    await store.close()
+  })
+
+  it('a holder stopped past its claim loses it: it stops with ERR_INGEST_LEASE_LOST instead of committing on', async () => {
     const backend = join(dir.path, 'store-lost')
-    // Everything held, lease renewals included: a stopped process.
+    // Everything held, claim renewals included: a stopped process.
     const a = holdable(await openStore(backend), () => true)
     const other = await openStore(backend)
-    const ttlMs = 1200
+    const ttlMs = 1000
     try {
       const committed = first('chunk')
       let held = false
       const running = run(a.store, 'd', {
+        splits: ['train'],
         lease: { ttlMs, renewMs: 100 },
         onProgress: (e) => {
           committed.onProgress(e)
@@ -264,7 +304,7 @@ describe('two ingests of one dataset at once, on a folder', () => {
         (error: unknown) => error,
       )
       await committed.seen
-      await delay(ttlMs + 200)
+      await delay(ttlMs + 100)
       const taken = first('lease-taken-over')
       const second = await run(other, 'd', { onProgress: taken.onProgress })
       expect(await taken.seen).toMatchObject({ why: 'expired', holder: { pid: process.pid } })
@@ -272,23 +312,23 @@ describe('two ingests of one dataset at once, on a folder', () => {
       a.release()
       expect(await outcome).toMatchObject({
         code: 'ERR_INGEST_LEASE_LOST',
-        message: expect.stringMatching(/^Lost the ingest lease on 'd'/),
+        message: expect.stringMatching(/^Lost the claim on data\/train-0000[01]-of-00002\.parquet of 'd'/),
       })
     } finally {
       a.release()
       await a.store.close()
     }
     // Every record is in; a commit the stopped one had in flight when it was stopped may
-    // land after the takeover (design/0006): at most that one chunk of 2 rows twice.
+    // land after the takeover (design/0006): at most that one chunk of 4 rows twice.
     const seen = await counts(other, 'd')
     for (const f of fixtures) expect(seen.get(key(f.image))).toBeGreaterThanOrEqual(1)
-    expect([...seen.values()].reduce((n, c) => n + c, 0) - fixtures.length).toBeLessThanOrEqual(2)
+    expect([...seen.values()].reduce((n, c) => n + c, 0) - fixtures.length).toBeLessThanOrEqual(4)
     await other.close()
   })
 })
 
-describe('the lease and bad dataset names', () => {
-  it('a name that cannot be a dataset is refused before any lease is taken', async () => {
+describe('claims and bad dataset names', () => {
+  it('a name that cannot be a dataset is refused before anything is claimed', async () => {
     const store = await openStore(join(dir.path, 'store-names'))
     for (const name of ['_dreamdb', 'a/../b']) {
       await expect(run(store, name)).rejects.toMatchObject({ code: 'ERR_MANIFEST_INVALID_REF_NAME' })
@@ -300,7 +340,25 @@ describe('the lease and bad dataset names', () => {
   })
 })
 
-describe('the lease, in process, on a folder store', () => {
+describe('the lease and claims, in process, on a folder store', () => {
+  it('one of many takers wins a claim; claim refs of datasets a and a/b do not collide', async () => {
+    const store = await openStore(join(dir.path, 'store-claims'))
+    const takes = await Promise.all(
+      Array.from({ length: 8 }, () => takeShardClaim(store, 'a', SHARD0, holderToken(), { ttlMs: 100_000 })),
+    )
+    const won = takes.flatMap((t) => ('lease' in t ? [t.lease] : []))
+    expect(won).toHaveLength(1)
+    for (const t of takes) if ('busy' in t) expect(t.busy.token).toBe(won[0]!.holder.token)
+    const nested = await takeShardClaim(store, 'a/b', SHARD0, holderToken())
+    expect('lease' in nested).toBe(true)
+    expect(claimRef('a', SHARD0).startsWith(CLAIM_PREFIX)).toBe(true)
+    expect(claimRef('a', SHARD0)).not.toBe(claimRef('a/b', SHARD0))
+    await won[0]!.release()
+    if ('lease' in nested) await nested.lease.release()
+    expect(await leftovers(store)).toEqual([])
+    await store.close()
+  })
+
   it('is taken by one of many at once, renewed, released, lost when it outlives its renewal, and taken over by CAS', async () => {
     const store = await openStore(join(dir.path, 'store-lease'))
     let clock = 1_000_000
@@ -337,8 +395,8 @@ describe('the lease, in process, on a folder store', () => {
 })
 
 const endpoint = process.env.DREAMDB_TEST_S3_ENDPOINT
-describe.skipIf(!endpoint)('two ingests of one dataset at once, on MinIO', () => {
-  const bucket = `dreamdb-ingest-lease-${Date.now().toString(36)}`
+describe.skipIf(!endpoint)('ingests of one dataset at once, on MinIO', () => {
+  const bucket = `dreamdb-ingest-claims-${Date.now().toString(36)}`
   let created = false
   races(async () => {
     const store = await openStore(`${endpoint}/${bucket}`, { createBucket: !created })

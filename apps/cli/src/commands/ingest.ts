@@ -31,9 +31,9 @@ export interface IngestCommandOptions {
   batchRecords: number
   concurrency: number
   progress?: boolean
-  /** Seconds to wait for another ingest of the dataset (`--wait [seconds]`; true: 10 minutes). */
+  /** Seconds to wait for an older DreamDB's ingest of the dataset (`--wait [seconds]`; true: 10 minutes). */
   wait?: number | true
-  /** Seconds the lease outlives its last renewal. */
+  /** Seconds a shard claim outlives its last renewal. */
   leaseTtl?: number
   /** `all` (every source column) or `core` (image, embedding, label, split). */
   columns?: ColumnMode
@@ -194,11 +194,19 @@ export async function ingest(ctx: Context, options: IngestCommandOptions): Promi
       state.last = `committed ${event.split} ${event.shard} rows ${event.start}-${event.end}`
       reporter?.update(state, first || state.done >= state.total)
     } else if (event.kind === 'lease-wait') {
-      state.phase = `waiting for another ingest into '${options.datasetName}' (${describeHolder(event.holder)})`
+      state.phase = `waiting for an older DreamDB's ingest into '${options.datasetName}' (${describeHolder(event.holder)})`
       reporter?.update(state, true)
     } else if (event.kind === 'lease-taken-over') {
-      state.last = `took over the ingest lease of ${describeHolder(event.holder)} (${event.why === 'dead' ? 'its process is gone' : 'it expired'})`
+      state.last = `took over the shard of ${describeHolder(event.holder)} (${event.why === 'dead' ? 'its process is gone' : 'its claim expired'})`
       reporter?.update(state, true)
+    } else if (event.kind === 'claims-wait') {
+      const hosts = [...new Set(event.shards.map((s) => describeHolder(s.holder)))]
+      state.phase = `waiting for ${event.shards.length} shard${event.shards.length === 1 ? '' : 's'} other ingests are writing (${hosts.slice(0, 2).join('; ')}${hosts.length > 2 ? '; …' : ''})`
+      reporter?.update(state, true)
+    } else if (event.kind === 'others') {
+      // Rows other ingests committed count towards the total this one shows.
+      state.done += event.records
+      reporter?.update(state, state.done >= state.total)
     } else if (event.kind === 'waiting') {
       // Shown until the next commit.
       state.phase = event.message
