@@ -164,6 +164,15 @@ export function valuesColumn(field: ScalarField | EmbeddingField, values: readon
   return field.family === 'embedding' ? embeddingVector(field, values) : scalarVector(field, values)
 }
 
+/**
+ * The dictionary id written into every stored categorical object (its one dictionary).
+ * Arrow JS numbers the dictionary types a process makes (0, 1, ...) and writes the number
+ * into the stream, so before issue #13 the same labels written by two processes could get
+ * two CIDs and not dedupe. Objects written so carry another id and read the same: readers
+ * take the id from the stream (design/0003, "Stored bytes").
+ */
+const STORED_DICTIONARY_ID = 0
+
 function scalarVector(field: ScalarField, values: readonly unknown[]): Vector {
   const fail = (i: number, reason: string, value: unknown): never => {
     throw new InvalidValueError(field.name, i, reason, { value })
@@ -177,6 +186,11 @@ function scalarVector(field: ScalarField, values: readonly unknown[]): Vector {
   const nullable = values.map((v) => (v === undefined ? null : v))
   switch (field.kind) {
     case 'categorical':
+      check((v) => typeof v === 'string', 'a string')
+      return vectorFromArray(
+        nullable as (string | null)[],
+        new Dictionary(new Utf8(), new Int32(), STORED_DICTIONARY_ID),
+      )
     case 'string':
       check((v) => typeof v === 'string', 'a string')
       return vectorFromArray(nullable as (string | null)[], scalarType(field))

@@ -5,8 +5,9 @@
  */
 import { openStore } from '@dreamdb/cas'
 import type { Field } from '@dreamdb/manifest'
+import { Dictionary, Int32, Table, tableToIPC, Utf8, vectorFromArray } from 'apache-arrow'
 import { describe, expect, it } from 'vitest'
-import { encodeBucket } from '../src/buckets.js'
+import { encodeBucket, readBucketColumns } from '../src/buckets.js'
 import { writeLayerSegment } from '../src/segments.js'
 
 const embedding: Field = {
@@ -68,16 +69,46 @@ describe('stored bytes', () => {
   })
 
   // Arrow numbers dictionary types per process (0, 1, ... in order of creation) and writes
-  // the number into the stream, so a categorical object's bytes depend on how many were
-  // made before it. This file makes no other: the segment gets 0 and the bucket object 1.
-  it('a categorical segment and bucket object keep the CIDs they had', async () => {
+  // the number into the stream. Until issue #13 a categorical object's bytes therefore
+  // depended on how many types the process had made before it: in this file the segment got
+  // 0 and the bucket object 1, pinned here as the old bucket object's CID. Now every stored
+  // categorical object carries id 0, whatever came before.
+  it('a categorical segment and bucket object get one CID whatever the process made before', async () => {
     const label: Field = { name: 'label', family: 'scalar', kind: 'categorical' }
     const store = await openStore('memory://')
-    const segment = await writeLayerSegment(store, label, anchors, ['cat', null, 'dog'])
-    const [[, bytes]] = encodeBucket([label], { label: ['cat', null, 'dog'] }, 3) as [[string, Uint8Array]]
-    expect([segment.fields.label!.cid.toString(), (await store.put(bytes)).toString()]).toEqual([
-      'bafkreifgfxn5cuzv543m6vgbjjkz2mvy2w66qzypaoqaygp2p3iav6o6e4',
-      'bafkreigeejzoele77zcyzt7ck4gnjdjvdtv2d7ncz3tnujbvotf7joa6py',
-    ])
+    const cids: string[] = []
+    for (let round = 0; round < 2; round++) {
+      const segment = await writeLayerSegment(store, label, anchors, ['cat', null, 'dog'])
+      const [[, bytes]] = encodeBucket([label], { label: ['cat', null, 'dog'] }, 3) as [[string, Uint8Array]]
+      cids.push(segment.fields.label!.cid.toString(), (await store.put(bytes)).toString())
+      new Dictionary(new Utf8(), new Int32()) // moves the process-wide counter on
+    }
+    const segment = 'bafkreifgfxn5cuzv543m6vgbjjkz2mvy2w66qzypaoqaygp2p3iav6o6e4'
+    const bucket = 'bafkreihrb4hsqhyxz6hn6v2m6moynem5xlzni2fag3ue5xktts6wrqvlaq'
+    expect(cids).toEqual([segment, bucket, segment, bucket])
+  })
+
+  it('a categorical bucket object written before issue #13 (dictionary id 1) reads the same', async () => {
+    const old = tableToIPC(
+      new Table({
+        label: vectorFromArray(['cat', null, 'dog'], new Dictionary(new Utf8(), new Int32(), 1)),
+      }),
+      'stream',
+    )
+    const store = await openStore('memory://')
+    const cid = await store.put(old)
+    expect(cid.toString()).toBe('bafkreigeejzoele77zcyzt7ck4gnjdjvdtv2d7ncz3tnujbvotf7joa6py')
+    const label: Field = { name: 'label', family: 'scalar', kind: 'categorical' }
+    const bucket = {
+      records: 3,
+      anchorMin: 1n,
+      anchorMax: 3n,
+      anchorRanges: [{ start: 1n, count: 3 }],
+      timeMin: 0,
+      timeMax: 0,
+      fields: { label: { cid, bytes: old.byteLength } },
+    }
+    const columns = await readBucketColumns(store, [label], bucket)
+    expect(columns.label!.toArray()).toEqual(['cat', null, 'dog'])
   })
 })
