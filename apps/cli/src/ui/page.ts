@@ -22,7 +22,7 @@ th, td { border:1px solid var(--line); padding:4px 8px; text-align:left; vertica
 th { background:#eef1f5; font-weight:600; }
 td.num { text-align:right; font-variant-numeric: tabular-nums; }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size:12px; }
-.grid { display:grid; grid-template-columns:repeat(auto-fill, minmax(150px, 1fr)); gap:8px; }
+.grid { display:grid; grid-template-columns:repeat(auto-fill, minmax(132px, 1fr)); gap:8px; }
 .card { background:var(--card); border:1px solid var(--line); border-radius:6px; padding:6px; font-size:12px; overflow:hidden; }
 .card img { width:100%; aspect-ratio:1; object-fit:contain; image-rendering:pixelated; background:#000; display:block; border-radius:3px; }
 .card a.open { text-decoration:none; color:inherit; display:block; }
