@@ -2,7 +2,8 @@
  * `dreamdb ingest` as a user runs it (in process; the interrupted runs as processes) reading
  * parquet shards written in the test (Hugging Face layout, real MNIST digits as PNG) into a
  * folder backend: progress on stderr, the JSON and human summaries, an interrupted run
- * (SIGKILL, SIGINT) finished by a re-run without a duplicate, flags refused, and ingest's
+ * (SIGKILL, SIGINT) finished by a re-run without a duplicate, two ingests at once of which
+ * one is SIGKILLed and the other finishes its shards (on a folder and MinIO), flags refused, and ingest's
  * typed errors as one line with their exit codes. What ingest itself does (columns,
  * anchors, resume, every refusal) is tested in @dreamdb/ingest.
  */
@@ -12,13 +13,14 @@ import { join } from 'node:path'
 import { Dataset } from '@dreamdb/dataset'
 import type { IngestResult } from '@dreamdb/ingest'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { freshBucket } from '../../../packages/cas-tests/src/minio.js'
 import { type CliResult, cli, spawnCli, tempDir } from './helpers.js'
 import { type FixtureRecord, writeSplit } from './shards.js'
 
 let dir: { path: string; remove: () => Promise<void> }
 let root: string
 let fixtures: FixtureRecord[]
-const run = (args: string[], cwd = dir.path) => cli(args, { cwd })
+const run = (args: string[], cwd = dir.path, spawn = false) => cli(args, { cwd, spawn })
 const key = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
 
 /** The only line on stderr is the error; nothing on stdout. */
@@ -308,6 +310,45 @@ describe('ingest', () => {
       skipped: [],
     })
   })
+})
+
+/**
+ * Two `dreamdb ingest` processes of the same shards into one dataset (design/0006): the
+ * first is SIGKILLed after its first commit, holding a shard claim; the second takes that
+ * shard over (its holder's pid is gone on this host) and finishes everything. Every record
+ * is in once.
+ */
+function twoProcessesOneKilled(backend: () => Promise<string>) {
+  it('two at once, one SIGKILLed mid-way: the other takes its shard over and every record lands once', async () => {
+    const where = await backend()
+    const args = [
+      'ingest',
+      '--root',
+      root,
+      '--dataset-name',
+      'mnist',
+      '--splits',
+      'train,validation',
+      '--backend',
+      where,
+      '--batch-records',
+      '15',
+    ]
+    const killed = runUntilFirstCommit(args, 'SIGKILL')
+    const survivor = run([...args, '--json', '--no-progress'], dir.path, true)
+    expect((await killed).signal).toBe('SIGKILL')
+    const result = parse(await survivor)
+    expect(result.records.total).toBe(fixtures.length)
+    // The killed one committed at least its first chunk.
+    expect(result.records.ingested).toBeLessThan(fixtures.length)
+    await expectExactlyOnce(where, 'mnist', fixtures)
+  }, 60_000) // processes, one killed mid-way
+}
+
+describe('two ingests at once', () => {
+  twoProcessesOneKilled(async () => join(dir.path, 'store-two'))
+  const endpoint = process.env.DREAMDB_TEST_S3_ENDPOINT
+  if (endpoint) twoProcessesOneKilled(async () => `${endpoint}/${await freshBucket(endpoint)}`)
 })
 
 describe('bad input: a one-line typed error and nothing written', () => {
