@@ -11,6 +11,8 @@ pnpm turbo run typecheck build --output-logs=errors-only
 # next to two apache-arrow minors, a nodenext type-check, a cas-only, a dataset and a CLI run.
 tools/pack-check.sh
 "$REPO_ROOT/tools/minio/minio.sh" run -- pnpm turbo run test --concurrency=1 --output-logs=full
+# The viewer (dreamdb ui, issue 17) end to end in headless Chromium (Debian's: apt-get install chromium, or CHROMIUM_PATH).
+pnpm --filter @dreamdb/cli test:browser
 # A bounded slice of the torture suite (issue 11; `pnpm torture` runs it in full), in a MinIO of its own.
 pnpm torture --slice
 # The CI audit example (examples/audit.mjs) with the built CLI, on a store the quickstart fills:
