@@ -10,9 +10,15 @@
  * defaults (1024 rows per commit, 2 chunks at once), run in this process, so Node's start
  * is not counted.
  *
+ * Then the scale-out (design/0006): one `dreamdb ingest` process against two at once on the
+ * same shards and dataset (the built CLI, `apps/cli/dist`; each process's start counted on
+ * both sides), alternating, each pass into a new store.
+ *
  *   pnpm bench ingest [--quick] [--records N]
  */
+import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -24,6 +30,7 @@ import { Repository } from '@dreamdb/manifest'
 import { Field, Float32, Int64, List, vectorFromArray } from 'apache-arrow'
 import {
   alternate,
+  BENCH_DIR,
   baselineS3Client,
   describeMachine,
   machineInfo,
@@ -260,6 +267,93 @@ async function minioCase(endpoint: string, shards: Shards): Promise<Case> {
   }
 }
 
+const CLI = join(BENCH_DIR, '..', 'apps', 'cli', 'dist', 'index.js')
+
+/** `dreamdb ingest` of the shards into `backend`, as a process; resolves with its JSON summary. */
+function ingestProcess(backend: string, shards: Shards): Promise<IngestResult> {
+  const args = [
+    CLI,
+    'ingest',
+    '--root',
+    shards.root,
+    '--dataset-name',
+    'imagenet-bench',
+    '--splits',
+    'train',
+    '--embedding-column',
+    'embedding',
+    '--backend',
+    backend,
+    '--json',
+    '--no-progress',
+  ]
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d))
+    child.on('error', reject)
+    child.on('close', (code) =>
+      code === 0
+        ? resolve(JSON.parse(out) as IngestResult)
+        : reject(new Error(`ingest exit ${code}: ${err}`)),
+    )
+  })
+}
+
+interface ScaleCase {
+  backend: string
+  rounds: number
+  oneSeconds: number[]
+  twoSeconds: number[]
+  /** Records each of the two processes appended, per pass. */
+  split: [number, number][]
+}
+
+/** One ingest process against two at once, alternating; every pass into a new store. */
+async function scaleCase(
+  name: string,
+  target: (pass: number) => Promise<string>,
+  shards: Shards,
+): Promise<ScaleCase> {
+  let pass = 0
+  const split: [number, number][] = []
+  const samples = await alternate(
+    POLICY,
+    async () => {
+      const backend = await target(pass++)
+      let result: IngestResult | undefined
+      const seconds = await timePass(async () => {
+        result = await ingestProcess(backend, shards)
+      })
+      if (result!.records.ingested !== RECORDS)
+        throw new Error(`one process ingested ${result!.records.ingested}`)
+      return seconds
+    },
+    async () => {
+      const backend = await target(pass++)
+      let results: IngestResult[] = []
+      const seconds = await timePass(async () => {
+        results = await Promise.all([ingestProcess(backend, shards), ingestProcess(backend, shards)])
+      })
+      const [a, b] = results.map((r) => r.records.ingested) as [number, number]
+      if (a + b !== RECORDS || results.some((r) => r.records.total !== RECORDS)) {
+        throw new Error(`two processes ingested ${a} + ${b} of ${RECORDS}`)
+      }
+      split.push([a, b])
+      return seconds
+    },
+  )
+  return {
+    backend: name,
+    rounds: samples.raw.length,
+    oneSeconds: samples.raw,
+    twoSeconds: samples.subject,
+    split,
+  }
+}
+
 const mb = (bytes: number) => bytes / 1e6
 const fixed = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2))
 
@@ -285,6 +379,23 @@ async function main(): Promise<void> {
       cases.push(await minioCase(endpoint, shards))
     } else {
       process.stderr.write('ingest: SKIPPED MinIO (no DREAMDB_TEST_S3_ENDPOINT; run through pnpm bench)\n')
+    }
+    const scale: ScaleCase[] = []
+    if (existsSync(CLI)) {
+      process.stderr.write('ingest: one process against two, folder...\n')
+      scale.push(await scaleCase('folder', async (pass) => join(work, `scale-${pass}`), shards))
+      if (endpoint) {
+        const client = baselineS3Client(endpoint)
+        const Bucket = `dreamdb-bench-scale-${randomBytes(4).toString('hex')}`
+        await client.send(new CreateBucketCommand({ Bucket }))
+        client.destroy()
+        process.stderr.write('ingest: one process against two, MinIO...\n')
+        scale.push(
+          await scaleCase('S3 (MinIO)', async (pass) => `${endpoint}/${Bucket}/scale-${pass}`, shards),
+        )
+      }
+    } else {
+      process.stderr.write(`ingest: SKIPPED one process against two (no ${CLI}; pnpm build first)\n`)
     }
     load.end = loadavg()[0]!
     const rows = cases.map((c) => {
@@ -330,6 +441,36 @@ async function main(): Promise<void> {
         `${Math.round(r.checkShare * 100)}% of the time`,
       ]),
     )
+    const scaleRows = scale.map((c) => {
+      const speedups = c.oneSeconds.map((s, i) => s / c.twoSeconds[i]!)
+      return {
+        ...c,
+        oneMedian: median(c.oneSeconds),
+        twoMedian: median(c.twoSeconds),
+        speedup: median(c.oneSeconds) / median(c.twoSeconds),
+        speedupQuartiles: [quantile(speedups, 0.25), quantile(speedups, 0.75)] as [number, number],
+      }
+    })
+    const scaleTable = markdownTable(
+      [
+        'backend',
+        'rounds',
+        '1 process (s)',
+        '2 processes (s)',
+        'speed-up',
+        'middle half of rounds',
+        'records per process',
+      ],
+      scaleRows.map((r) => [
+        r.backend,
+        String(r.rounds),
+        fixed(r.oneMedian),
+        fixed(r.twoMedian),
+        `${r.speedup.toFixed(2)}x`,
+        `${r.speedupQuartiles[0].toFixed(2)}–${r.speedupQuartiles[1].toFixed(2)}`,
+        r.split.map(([a, b]) => `${a}+${b}`).join(', '),
+      ]),
+    )
     const stamp = date
       .toISOString()
       .replace(/\.\d{3}Z$/, 'Z')
@@ -366,6 +507,15 @@ ${table}
   so nothing is deduplicated against an earlier pass. Shards are read from the page cache on
   both sides. Node's start-up is not counted (\`@dreamdb/ingest\`'s \`ingest()\`, which the CLI
   calls, runs in the bench process).
+
+One \`dreamdb ingest\` process against two at once on the same shards into the same dataset
+(design/0006: each claims shards and writes their rows; both commit to one branch), the
+built CLI with its defaults, each pass into a new store (a folder, or a new prefix of one
+bucket), alternating; a process's start (about 0.3 s) is in both sides' time. Speed-up is
+the one process's median time over the two's.
+
+${scaleTable || '(skipped: no built CLI)'}
+
 - Every sample: \`bench/results/ingest-${stamp}.json\`.
 `
     const paths = await writeResults(
@@ -390,6 +540,7 @@ ${table}
           policy: POLICY,
         },
         cases: rows,
+        scale: scaleRows,
       },
       section,
     )
