@@ -1,6 +1,6 @@
 /** Run the CLI (in this process, or as a child process), and prepare a folder backend with @dreamdb/dataset. */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readdirSync, statSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,6 +13,38 @@ export const CLI_ROOT = fileURLToPath(new URL('..', import.meta.url))
 const TSX = join(CLI_ROOT, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs')
 export const SOURCE_ENTRY = join(CLI_ROOT, 'src', 'index.ts')
 export const DIST_ENTRY = join(CLI_ROOT, 'dist', 'index.js')
+/** The sources through tsx (tsconfig paths point at the packages' sources): `node ...SOURCE_ARGV ...args`. */
+export const SOURCE_ARGV = ['--import', TSX, SOURCE_ENTRY]
+
+/** The newest modification time of any file under `dir` (0 for none). */
+function newestUnder(dir: string): number {
+  let newest = 0
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true }))
+    if (entry.isFile()) newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs)
+  return newest
+}
+
+const mtime = (path: string): number => (existsSync(path) ? statSync(path).mtimeMs : 0)
+
+/**
+ * Whether the built binary runs the current sources: the CLI's bundle and each package's
+ * dist/ (which the bundle imports) are newer than every file of their src/. The test task
+ * builds them first (turbo.json: the CLI's test depends on its build), so in CI it is.
+ */
+function distIsCurrent(): boolean {
+  const packages = join(CLI_ROOT, '..', '..', 'packages')
+  const pairs: [string, string][] = [[DIST_ENTRY, join(CLI_ROOT, 'src')]]
+  for (const name of ['cas', 'manifest', 'arrow', 'vector', 'dataset', 'ingest'])
+    pairs.push([join(packages, name, 'dist', 'index.js'), join(packages, name, 'src')])
+  return pairs.every(([built, src]) => mtime(built) > newestUnder(src))
+}
+
+/**
+ * How a test starts the CLI as a process (`node ...PROCESS_ARGV ...args`): the built binary
+ * when it is current, otherwise the sources through tsx. The same code either way; a start
+ * through tsx costs 2-3 s on two loaded cores, the binary's under 1 s.
+ */
+export const PROCESS_ARGV: readonly string[] = distIsCurrent() ? [DIST_ENTRY] : SOURCE_ARGV
 
 export interface CliResult {
   code: number
@@ -26,10 +58,13 @@ export interface CliOptions {
   /** Run the built binary instead of the sources (a child process). */
   dist?: boolean
   /**
-   * Run the sources in a child process (through tsx) instead of in this one: for what only a
-   * process shows (signals, exit, its own environment variables read by the S3 client).
+   * Run the CLI in a child process (PROCESS_ARGV: the binary when current, else the sources)
+   * instead of in this one: for what only a process shows (signals, exit, its own
+   * environment variables read by the S3 client).
    */
   spawn?: boolean
+  /** With `spawn`: the sources through tsx even when the binary is current. */
+  sources?: boolean
 }
 
 /** Environment without anything that would change colour or the backend behind a test's back. */
@@ -69,9 +104,14 @@ export async function cli(args: string[], options: CliOptions): Promise<CliResul
   return { code: exitCode, stdout: stdout.text(), stderr: stderr.text() }
 }
 
-/** `dreamdb ...args` as a child process: the sources through tsx (tsconfig paths point at the packages' sources), or the built binary. */
+function processArgv(args: string[], options: CliOptions): string[] {
+  if (options.dist) return [DIST_ENTRY, ...args]
+  return [...(options.sources ? SOURCE_ARGV : PROCESS_ARGV), ...args]
+}
+
+/** `dreamdb ...args` as a child process (see `processArgv`). */
 function cliProcess(args: string[], options: CliOptions): Promise<CliResult> {
-  const argv = options.dist ? [DIST_ENTRY, ...args] : ['--import', TSX, SOURCE_ENTRY, ...args]
+  const argv = processArgv(args, options)
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, argv, {
       cwd: options.cwd,
@@ -89,8 +129,7 @@ function cliProcess(args: string[], options: CliOptions): Promise<CliResult> {
 
 /** `dreamdb ...args` as a running process, for tests that signal it mid-way. */
 export function spawnCli(args: string[], options: CliOptions): ChildProcessWithoutNullStreams {
-  const argv = options.dist ? [DIST_ENTRY, ...args] : ['--import', TSX, SOURCE_ENTRY, ...args]
-  return spawn(process.execPath, argv, {
+  return spawn(process.execPath, processArgv(args, options), {
     cwd: options.cwd,
     env: cleanEnv({ TSX_TSCONFIG_PATH: join(CLI_ROOT, 'tsconfig.json'), ...options.env }),
     stdio: ['pipe', 'pipe', 'pipe'],

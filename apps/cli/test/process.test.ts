@@ -9,7 +9,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { openStore } from '@dreamdb/cas'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { CLI_ROOT, cleanEnv, cli, prepareStore, SOURCE_ENTRY, spawnCli, tempDir } from './helpers.js'
+import { CLI_ROOT, cleanEnv, cli, PROCESS_ARGV, prepareStore, spawnCli, tempDir } from './helpers.js'
 
 // Processes signalled mid-way: a few seconds each on a loaded machine.
 vi.setConfig({ testTimeout: 60_000 })
@@ -110,11 +110,8 @@ describe('signals', () => {
     'Ctrl-C on a terminal (progress bar drawn by Ink) stops an ingest: exit 130, lease released, resumable',
     async () => {
       const backend = join(dir.path, 'int')
-      const tsx = join(CLI_ROOT, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs')
       const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
-      const command = [process.execPath, '--import', tsx, SOURCE_ENTRY, ...ingestArgs(backend)]
-        .map(quote)
-        .join(' ')
+      const command = [process.execPath, ...PROCESS_ARGV, ...ingestArgs(backend)].map(quote).join(' ')
       // A pseudo-terminal: Ctrl-C typed into it is the line discipline's SIGINT to the job.
       const child = spawn('script', ['-qec', `stty cols 100 rows 50; ${command}`, '/dev/null'], {
         cwd: dir.path,

@@ -9,7 +9,7 @@ import { chmod, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { CLI_ROOT, cleanEnv, cli, hasDist, prepareStore, SOURCE_ENTRY, tempDir } from './helpers.js'
+import { CLI_ROOT, cleanEnv, cli, hasDist, PROCESS_ARGV, prepareStore, tempDir } from './helpers.js'
 
 // Processes: a few seconds each on a loaded machine.
 vi.setConfig({ testTimeout: 60_000 })
@@ -66,12 +66,11 @@ describe('README commands in a pipe', () => {
 
 describe('examples/audit.mjs', () => {
   const audit = (args: string[], cwd = dir.path) => {
-    const tsx = join(CLI_ROOT, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs')
     return spawnSync(process.execPath, [join(REPO_ROOT, 'examples', 'audit.mjs'), ...args], {
       cwd,
       encoding: 'utf8',
       env: cleanEnv({
-        DREAMDB_CLI: `${process.execPath} --import ${tsx} ${SOURCE_ENTRY}`,
+        DREAMDB_CLI: [process.execPath, ...PROCESS_ARGV].join(' '),
         TSX_TSCONFIG_PATH: join(CLI_ROOT, 'tsconfig.json'),
       }),
     })

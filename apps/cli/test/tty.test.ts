@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CLI_ROOT, cleanEnv, prepareStore, SOURCE_ENTRY, SWEEP, tempDir } from './helpers.js'
+import { CLI_ROOT, cleanEnv, PROCESS_ARGV, prepareStore, SWEEP, tempDir } from './helpers.js'
 import { writeSplit } from './shards.js'
 
 const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0
@@ -18,8 +18,7 @@ let dir: { path: string; remove: () => Promise<void> }
 
 /** Run `dreamdb ...args` on a pseudo-terminal of `columns` columns; stdout and stderr merge. */
 function onTerminal(args: string[], env: Record<string, string> = {}, columns = 100) {
-  const tsx = join(CLI_ROOT, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs')
-  const command = [process.execPath, '--import', tsx, SOURCE_ENTRY, ...args].map(quote).join(' ')
+  const command = [process.execPath, ...PROCESS_ARGV, ...args].map(quote).join(' ')
   const result = spawnSync('script', ['-qec', `stty cols ${columns} rows 50; ${command}`, '/dev/null'], {
     cwd: dir.path,
     encoding: 'utf8',

@@ -65,6 +65,7 @@ describe('an unreachable S3 backend', () => {
         const result = await cli(['refs', '--backend', `http://127.0.0.1:${port}/datasets`], {
           cwd,
           dist: build.dist,
+          sources: !build.dist,
           spawn: true, // the S3 client reads its credentials and deadlines from the process
           env: S3_ENV,
         })
@@ -86,6 +87,7 @@ describe('an unreachable S3 backend', () => {
           const result = await cli(['refs', '--backend', `http://127.0.0.1:${port}/datasets`], {
             cwd,
             dist: build.dist,
+            sources: !build.dist,
             spawn: true,
             env: { ...S3_ENV, DREAMDB_S3_TIMEOUT_MS: '500' },
           })
