@@ -28,5 +28,5 @@ export {
 } from './buckets.js'
 export { anchorColumn, arrowTypeOf, type Codecs, type EmbeddingCodec, isCompressed } from './columns.js'
 export * from './errors.js'
-export { BatchGatherer, Blocks } from './gather.js'
+export { BatchGatherer, Blocks, permuteVectorsInPlace } from './gather.js'
 export { readLayerSegment, writeLayerSegment } from './segments.js'

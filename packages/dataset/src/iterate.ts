@@ -3,6 +3,7 @@ import {
   BatchGatherer,
   Blocks,
   type Codecs,
+  permuteVectorsInPlace,
   readBucketColumns,
   readLayerSegment,
 } from '@dreamdb/arrow'
@@ -171,6 +172,12 @@ interface WindowData {
   /** Window offset of each bucket's first record, plus the window's length at the end. */
   bucketStart: Uint32Array
   order: Uint32Array | null
+  /**
+   * Fields whose rows were already put in the window's shuffled order (embeddings, moved in
+   * place once per window): their batches take window positions as they are, and a batch
+   * inside one bucket is a view, as in order.
+   */
+  inWindowOrder: Set<string>
 }
 
 async function loadWindow(
@@ -200,13 +207,25 @@ async function loadWindow(
   bucketStart[window.buckets.length] = at
   const columns: WindowData['columns'] = {}
   for (const field of baseFields) columns[field.name] = decoded.map((d) => d[field.name] ?? null)
+  const order = window.seed === null ? null : permutation(window.records, window.seed)
+  const inWindowOrder = new Set<string>()
+  if (order !== null) {
+    for (const field of baseFields) {
+      if (
+        field.family === 'embedding' &&
+        permuteVectorsInPlace(field.dim, columns[field.name]!, bucketOf, rowOf, order)
+      )
+        inWindowOrder.add(field.name)
+    }
+  }
   return {
     anchors: window.buckets.map(anchorsOf),
     columns,
     bucketOf,
     rowOf,
     bucketStart,
-    order: window.seed === null ? null : permutation(window.records, window.seed),
+    order,
+    inWindowOrder,
   }
 }
 
@@ -220,13 +239,14 @@ interface Run {
 /**
  * The rows of a batch as blocks over the buckets of its runs (bucket `b` of the run's window
  * is source `b` plus the buckets of the runs before it): whole stretches of a bucket in
- * append order, one row at a time once shuffled.
+ * append order, one row at a time once shuffled, except for a field (`field`) that a
+ * shuffled window already holds in its order.
  */
-function blocksOf(runs: Run[]): Blocks {
+function blocksOf(runs: Run[], field?: string): Blocks {
   const blocks = new Blocks()
   let base = 0
   for (const { data, from, to } of runs) {
-    if (data.order === null) {
+    if (data.order === null || (field !== undefined && data.inWindowOrder.has(field))) {
       for (let p = from; p < to; ) {
         const bucket = data.bucketOf[p]!
         const count = Math.min(to, data.bucketStart[bucket + 1]!) - p
@@ -455,12 +475,13 @@ function buildBatch(
   const columns = order.map((name): [string, Vector] => {
     const field = baseFields.find((f) => f.name === name)
     if (field !== undefined) {
+      const ordered = runs.some((r) => r.data.inWindowOrder.has(name))
       return [
         name,
         gatherer.column(
           field,
           runs.flatMap((r) => r.data.columns[name]!),
-          blocks,
+          ordered ? blocksOf(runs, name) : blocks,
         ),
       ]
     }

@@ -179,6 +179,31 @@ describe('batches of one iteration', () => {
   })
 })
 
+describe('shuffled batches', () => {
+  it('keep every row whole: its embedding (moved in place per window), anchor, label and image agree', async () => {
+    const { ds } = await dataset(100, { bucketRecords: 20 })
+    for (const batchSize of [16, 5]) {
+      const batches = await collect(ds.iterArrowBatches({ batchSize, shuffleSeed: 9, shuffleWindow: 40 }))
+      const ids = batches.flatMap(idsOf)
+      expect([...ids].sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i))
+      expect(ids).not.toEqual([...ids].sort((a, b) => a - b))
+      const anchors = batches.flatMap((b) => Array.from(b.getChild('_anchor')!.toArray() as BigUint64Array))
+      const first = [...anchors].sort((a, b) => (a < b ? -1 : 1))[0]!
+      for (const batch of batches) {
+        for (let i = 0; i < batch.numRows; i++) {
+          const id = idsOf(batch)[i]!
+          expect(Number((batch.getChild('_anchor')!.get(i) as bigint) - first)).toBe(id)
+          expect(batch.getChild('label')!.get(i)).toBe(`class-${id % 5}`)
+          expect(new TextDecoder().decode(batch.getChild('image')!.get(i) as Uint8Array)).toBe(`image-${id}`)
+          expect(Array.from(batch.getChild('embedding')!.get(i) as Iterable<number>)).toEqual(
+            Array.from({ length: 8 }, (_, d) => Math.fround(d === 0 ? id : Math.sin(id * (d + 1)))),
+          )
+        }
+      }
+    }
+  })
+})
+
 describe('in-order batches', () => {
   it('hold the right values whether they lie inside one bucket (shared bytes) or span several (gathered)', async () => {
     const { ds } = await dataset(100, { bucketRecords: 20 })
