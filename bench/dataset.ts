@@ -22,6 +22,10 @@ import {
 } from './_harness.js'
 
 const quick = process.argv.includes('--quick')
+/** `--records=N --dim=D`: the throughput figure's shape (default 100 000 x 512, --quick 20 000 x 512). */
+const option = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1]
+const THROUGHPUT_RECORDS = Number(option('records') ?? (quick ? 20_000 : 100_000))
+const THROUGHPUT_DIM = Number(option('dim') ?? 512)
 const ROUNDS = quick ? 2 : 5
 /** Turns of DreamDB and the peers in the throughput figure. */
 const CYCLES = quick ? 1 : 3
@@ -170,8 +174,10 @@ async function firstBatchFigures() {
 }
 
 async function throughputFigures() {
-  const records = quick ? 20_000 : 100_000
-  const dim = 512
+  const records = THROUGHPUT_RECORDS
+  const dim = THROUGHPUT_DIM
+  // Appends as large as a default bucket can be, so the default sizing decides the buckets.
+  const chunk = 32_768
   return await withFolder(async (root) => {
     const ds = await Dataset.create('vectors', {
       backend: await openStore(root),
@@ -183,7 +189,7 @@ async function throughputFigures() {
       },
     })
     const make = (id: number) => ({ embedding: vector(id, dim), label: LABELS[id % 100] })
-    await ingest(ds, records, make)
+    await ingest(ds, records, make, chunk)
     // The same records on MinIO, for DreamDB and (copied by the script) for the peers.
     const endpoint = process.env.DREAMDB_TEST_S3_ENDPOINT
     const stamp = Date.now().toString(36)
@@ -194,7 +200,7 @@ async function throughputFigures() {
         backend: await openStore(remote, { createBucket: true }),
         schema: ds.manifest.schema,
       })
-      await ingest(onS3, records, make)
+      await ingest(onS3, records, make, chunk)
       await baselineS3Client(endpoint!).send(new CreateBucketCommand({ Bucket: peerBucket }))
     }
     // Export the same records once, for the peers to write as Parquet and Lance.
@@ -207,6 +213,7 @@ async function throughputFigures() {
     const readOnce = async (readThreads: boolean, shuffleSeed?: number, backend = root) => {
       const pinned = await Dataset.openRef('vectors', { backend: await openStore(backend, { readThreads }) })
       const start = performance.now()
+      const startCpu = process.cpuUsage()
       let rows = 0
       let sum = 0
       for await (const batch of pinned.iterArrowBatches({
@@ -219,12 +226,19 @@ async function throughputFigures() {
         sum += values[values.length - 1]! // touch the data
       }
       if (rows !== records || Number.isNaN(sum)) throw new Error(`read ${rows} of ${records} records`)
-      return (performance.now() - start) / 1000
+      const seconds = (performance.now() - start) / 1000
+      const used = process.cpuUsage(startCpu)
+      // CPU of every thread of this process (read threads included), the server's not.
+      cpu.get(key(readThreads, shuffleSeed, backend))!.push((used.user + used.system) / 1e6)
+      return seconds
     }
+    const key = (readThreads: boolean, shuffleSeed: number | undefined, backend: string) =>
+      backend !== root ? 's3' : shuffleSeed !== undefined ? 'shuffled' : readThreads ? 'threads' : 'inline'
+    const cpu = new Map(['threads', 'inline', 'shuffled', 's3'].map((k) => [k, [] as number[]]))
     const python = execFileSync(join(process.cwd(), '..', 'tools', 'python-env.sh'), {
       encoding: 'utf8',
     }).trim()
-    type PeerRun = { seconds: number; samples: number[] }
+    type PeerRun = { seconds: number; samples: number[]; cpu: number[] }
     /** The peers' reads of the local files, or with a bucket, of their copies on MinIO. */
     const readPeers = (bucket?: string) =>
       JSON.parse(
@@ -252,6 +266,7 @@ async function throughputFigures() {
     // DreamDB and the peers take turns, so a slow spell of this shared machine falls on all.
     await readOnce(true) // warms the JIT
     await readOnce(false)
+    for (const samples of cpu.values()) samples.length = 0
     const samples = {
       threads: [] as number[],
       inline: [] as number[],
@@ -260,6 +275,13 @@ async function throughputFigures() {
       parquetUncompressed: [] as number[],
       lance: [] as number[],
       s3: [] as number[],
+      parquetS3: [] as number[],
+      lanceS3: [] as number[],
+    }
+    const peerCpu = {
+      parquet: [] as number[],
+      parquetUncompressed: [] as number[],
+      lance: [] as number[],
       parquetS3: [] as number[],
       lanceS3: [] as number[],
     }
@@ -274,6 +296,9 @@ async function throughputFigures() {
       samples.parquet.push(...peers.parquet!.samples)
       samples.parquetUncompressed.push(...peers.parquet_uncompressed!.samples)
       samples.lance.push(...peers.lance!.samples)
+      peerCpu.parquet.push(...peers.parquet!.cpu)
+      peerCpu.parquetUncompressed.push(...peers.parquet_uncompressed!.cpu)
+      peerCpu.lance.push(...peers.lance!.cpu)
     }
     // Then MinIO, in turns of its own, so the server's work never overlaps the local reads.
     for (let cycle = 0; remote !== undefined && cycle < CYCLES; cycle++) {
@@ -281,32 +306,40 @@ async function throughputFigures() {
       const fromMinio = readPeers(peerBucket)
       samples.parquetS3.push(...fromMinio.parquet_s3!.samples)
       samples.lanceS3.push(...fromMinio.lance_s3!.samples)
+      peerCpu.parquetS3.push(...fromMinio.parquet_s3!.cpu)
+      peerCpu.lanceS3.push(...fromMinio.lance_s3!.cpu)
     }
     const megabytes = (records * (dim * 4 + 4)) / 1e6
-    const row = (name: string, seconds: number) => ({
+    const row = (name: string, seconds: number, cpuSeconds: number[]) => ({
       reader: name,
       recordsPerSecond: records / seconds,
       megabytesPerSecond: megabytes / seconds,
+      cpuMsPerPass: median(cpuSeconds) * 1000,
     })
     return {
       records,
       dim,
       results: [
-        row('DreamDB iterArrowBatches (folder)', median(samples.threads)),
-        row('DreamDB, read threads off', median(samples.inline)),
-        row('DreamDB, shuffled (a new seed each read)', median(samples.shuffled)),
-        row(`pyarrow ${peers!.pyarrow} Parquet iter_batches`, median(samples.parquet)),
+        row('DreamDB iterArrowBatches (folder)', median(samples.threads), cpu.get('threads')!),
+        row('DreamDB, read threads off', median(samples.inline), cpu.get('inline')!),
+        row('DreamDB, shuffled (a new seed each read)', median(samples.shuffled), cpu.get('shuffled')!),
+        row(`pyarrow ${peers!.pyarrow} Parquet iter_batches`, median(samples.parquet), peerCpu.parquet),
         row(
           `pyarrow ${peers!.pyarrow} Parquet uncompressed iter_batches`,
           median(samples.parquetUncompressed),
+          peerCpu.parquetUncompressed,
         ),
-        row(`pylance ${peers!.pylance} to_batches`, median(samples.lance)),
+        row(`pylance ${peers!.pylance} to_batches`, median(samples.lance), peerCpu.lance),
         ...(remote === undefined
           ? []
           : [
-              row('DreamDB iterArrowBatches (MinIO)', median(samples.s3)),
-              row(`pyarrow ${peers!.pyarrow} Parquet from MinIO (S3FileSystem)`, median(samples.parquetS3)),
-              row(`pylance ${peers!.pylance} from MinIO`, median(samples.lanceS3)),
+              row('DreamDB iterArrowBatches (MinIO)', median(samples.s3), cpu.get('s3')!),
+              row(
+                `pyarrow ${peers!.pyarrow} Parquet from MinIO (S3FileSystem)`,
+                median(samples.parquetS3),
+                peerCpu.parquetS3,
+              ),
+              row(`pylance ${peers!.pylance} from MinIO`, median(samples.lanceS3), peerCpu.lanceS3),
             ]),
       ],
     }
@@ -432,7 +465,7 @@ ${markdownTable(
 Ratio: ${(firstBatch[1]!.medianMs / firstBatch[0]!.medianMs).toFixed(2)}x.
 
 **Throughput**: ${throughput.records.toLocaleString('en-US')} records of a ${throughput.dim}-d float32 embedding
-and a categorical label, stored with the default bucket sizing, all batches of 4 096 read in
+and a categorical label, appended 32 768 at a time so the default bucket sizing decides the buckets, all batches of 4 096 read in
 order with every object verified by its SHA-256, every column touched, from the page cache.
 The embeddings are distinct pseudo-random float32 values (a seeded 32-bit PRNG per record), so
 no format can dictionary-encode them. The peers read the very same records, exported by DreamDB
@@ -445,14 +478,19 @@ third is the first with a global shuffle (the peers read in order). Load average
 ${load.start.toFixed(1)} before the first-batch figures, ${load.end.toFixed(1)} after the throughput figures.${s3Sentence}
 
 ${markdownTable(
-  ['reader', 'records/s', 'MB/s', 'vs Parquet'],
+  ['reader', 'records/s', 'MB/s', 'vs Parquet', 'CPU ms per pass'],
   throughput.results.map((r) => [
     r.reader,
     r.recordsPerSecond.toFixed(0),
     r.megabytesPerSecond.toFixed(0),
     `${(r.recordsPerSecond / parquetRecordsPerSecond).toFixed(2)}x`,
+    r.cpuMsPerPass.toFixed(0),
   ]),
 )}
+
+"CPU ms per pass" is the median CPU time of the reading process over a pass, every thread
+of it (DreamDB's read threads, pyarrow's and Lance's pools), not the server's: on a shared
+machine it moves less with the load than the rates do.
 
 **Projection**: iterating only \`embedding\` over ${projection.records.toLocaleString('en-US')} records that also hold
 20 kB images read ${mb(projection.bytesRead)} MB; the embedding objects hold ${mb(projection.embeddingBytes)} MB

@@ -3,7 +3,8 @@
 Usage: read_peers.py <arrow-ipc-stream> <work dir> <rounds> <columns,comma,separated> [s3 bucket]
 Writes both formats from the Arrow IPC stream DreamDB exported (once: a later call with the
 same work dir reuses them; Parquet twice, snappy as pyarrow's default and uncompressed, since
-snappy buys nothing on random floats), then reads them back `rounds` times (all batches, the given columns, touching every buffer) and prints JSON.
+snappy buys nothing on random floats), then reads them back `rounds` times (all batches, the given columns, touching every buffer) and prints JSON:
+wall seconds and CPU seconds of this process (all its threads) per read.
 With an S3 bucket (the server and credentials from DREAMDB_TEST_S3_ENDPOINT and AWS_*), both
 are copied there once and read back from there instead, through pyarrow's S3FileSystem and
 Lance's object store.
@@ -40,11 +41,13 @@ def consume(batches):
 
 def timed(read):
     samples = []
+    cpu = []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         rows = read()
         samples.append(time.perf_counter() - start)
-    return {"rows": rows, "seconds": sorted(samples)[len(samples) // 2], "samples": samples}
+        cpu.append(time.process_time() - start_cpu)  # every thread of this process
+    return {"rows": rows, "seconds": sorted(samples)[len(samples) // 2], "samples": samples, "cpu": cpu}
 
 
 dataset = lance.dataset(f"{work}/data.lance")
