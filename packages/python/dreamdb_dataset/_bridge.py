@@ -23,7 +23,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import pyarrow as pa
 
@@ -35,6 +35,11 @@ _MIN_NODE = 20
 _PIPE_BYTES = 4 << 20
 
 BRIDGE_SCRIPT = Path(__file__).with_name("_node") / "bridge.mjs"
+
+#: Whether a bridge started from now on in this process hashes on read threads (None: its
+#: default, one per core). A DataLoader worker turns them off: its bridge is one of several
+#: processes sharing the cores, and the hop to a thread and back only adds work there.
+read_threads: bool | None = None
 
 
 @dataclass
@@ -108,7 +113,8 @@ class Bridge:
         self._stderr = tempfile.TemporaryFile()
         try:
             self.process = subprocess.Popen(
-                [node, str(BRIDGE_SCRIPT), "--in", str(request_read), "--out", str(answer_write)],
+                [node, str(BRIDGE_SCRIPT), "--in", str(request_read), "--out", str(answer_write)]
+                + (["--no-read-threads"] if read_threads is False else []),
                 pass_fds=(request_read, answer_write),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -246,7 +252,7 @@ class Bridge:
             raise error_from_document(frame.json)
         return frame.json, frame.binary
 
-    def stream(self, op: str, args: dict[str, Any]) -> BatchStream:
+    def stream(self, op: str, args: dict[str, Any], sinks: SinkFactory | None = None) -> BatchStream:
         self._flush_abandoned()
         self._flush_released()
         id = self._open()
@@ -255,7 +261,7 @@ class Bridge:
         if first.kind == ERROR:
             self._close(id)
             raise error_from_document(first.json)
-        return BatchStream(self, id, first.json)
+        return BatchStream(self, id, first.json, sinks)
 
     def abandon(self, id: int) -> None:
         """Drop a stream nobody reads any more. Safe from ``__del__``, which the garbage
@@ -299,24 +305,85 @@ class Bridge:
         self._stderr.close()
 
 
+class Sink(Protocol):
+    """Shared memory a batch may be written into by the bridge instead of crossing the pipe."""
+
+    #: A path the bridge can open for writing: /dev/shm/..., or /proc/<pid>/fd/<n>.
+    path: str
+    capacity: int
+
+    def buffer(self, nbytes: int) -> pa.Buffer:
+        """The first ``nbytes`` of the sink, once the bridge has written them (no copy)."""
+        ...
+
+
+#: Makes a sink of at least ``capacity`` bytes; DreamDBDataset's are torch shared storages.
+SinkFactory = Callable[[int], Sink]
+
+
 class BatchStream:
-    """Frames of one stream: record batches pulled with credits, then its end state."""
+    """Frames of one stream: record batches pulled with credits, then its end state.
+
+    With ``sinks``, each credit comes with a sink: a batch that fits is written there by the
+    bridge and ``last_sink`` names it; one that does not (or any batch when the bridge cannot
+    open the sinks) takes the pipe as usual, and later sinks are made twice its size."""
 
     WINDOW = 8
+    #: The first sinks' size: sinks are sparse files, so room costs address space only.
+    SINK_BYTES = 64 << 20
 
-    def __init__(self, bridge: Bridge, id: int, first: dict[str, Any]) -> None:
+    def __init__(
+        self, bridge: Bridge, id: int, first: dict[str, Any], sinks: SinkFactory | None = None
+    ) -> None:
         self._bridge = bridge
         self.id = id
         self.start_state: dict[str, Any] = first.get("state", {})
         self.end_state: dict[str, Any] | None = None
         self.received = 0
+        self.last_sink: Sink | None = None
         self._done = False
         self._granted = 0
+        self._sinks = sinks
+        self._sink_capacity = self.SINK_BYTES
+        self._offered: dict[int, Sink] = {}
+        self._next_token = 0
         self._grant(self.WINDOW)
 
     def _grant(self, n: int) -> None:
         self._granted += n
-        self._bridge._send(CREDIT, self.id, None, struct.pack("<I", n))
+        document = None
+        if self._sinks is not None:
+            offered = []
+            for _ in range(n):
+                sink = self._sinks(self._sink_capacity)
+                self._next_token += 1
+                self._offered[self._next_token] = sink
+                offered.append([self._next_token, sink.path, sink.capacity])
+            document = {"sinks": offered}
+        self._bridge._send(CREDIT, self.id, document, struct.pack("<I", n))
+
+    def _learn(self, frame: Frame) -> pa.Buffer:
+        """The batch's bytes, from its sink or the pipe; and the sinks' size from here on."""
+        info = frame.json
+        if info is not None and "sink" in info:
+            sink = self._offered.pop(info["sink"], None)
+            if sink is None:
+                raise BridgeError("ERR_BRIDGE_INTERNAL", f"the bridge wrote into sink {info['sink']}, not one on offer", info)
+            self.last_sink = sink
+            return sink.buffer(int(info["bytes"]))
+        self.last_sink = None
+        assert frame.binary is not None
+        if info is not None and "sinkError" in info:
+            self._sinks = None  # the bridge cannot open them: the pipe from now on
+            self._offered.clear()
+        elif self._sinks is not None:
+            # Too large for the sinks offered so far: the bridge dropped those, and later
+            # ones are made twice this size.
+            for token in [t for t, sink in self._offered.items() if sink.capacity < frame.binary.size]:
+                del self._offered[token]
+            if frame.binary.size > self._sink_capacity:
+                self._sink_capacity = -(-(2 * frame.binary.size) // 4096) * 4096
+        return frame.binary
 
     def next_buffer(self) -> pa.Buffer | None:
         """The next batch's IPC bytes, or None at the end."""
@@ -325,11 +392,13 @@ class BatchStream:
         frame = self._bridge._next(self.id)
         if frame.kind == BATCH:
             self.received += 1
-            if self._granted - self.received <= self.WINDOW // 2:
-                self._grant(self.WINDOW // 2)
-            assert frame.binary is not None
-            return frame.binary
+            buffer = self._learn(frame)
+            outstanding = self._granted - self.received
+            if outstanding <= self.WINDOW // 2:
+                self._grant(self.WINDOW - outstanding)
+            return buffer
         self._done = True
+        self._offered.clear()
         self._bridge._close(self.id)
         if frame.kind == ERROR:
             raise error_from_document(frame.json)

@@ -311,6 +311,7 @@ class Dataset:
         shuffle_window: int | None = None,
         prefetch: int | None = None,
         batch_range: tuple[int, int] | None = None,
+        _sinks: _bridge.SinkFactory | None = None,
     ) -> BatchIterator:
         """Stream ``pyarrow.RecordBatch`` objects: ``_anchor`` (uint64) plus one column per
         field; embeddings as ``FixedSizeList<float32>[dim]``. Only the named fields are read.
@@ -334,7 +335,7 @@ class Dataset:
         }
         options.update((key, value) for key, value in given.items() if value is not None)
         bridge = self._connected()
-        return BatchIterator(bridge.stream("iter", {"handle": self._handle, "options": options}))
+        return BatchIterator(bridge.stream("iter", {"handle": self._handle, "options": options}, _sinks))
 
     def search(
         self,
@@ -387,6 +388,11 @@ class BatchIterator(Iterator[pa.RecordBatch]):
         if buffer is None:
             raise StopIteration
         return pa.ipc.open_stream(buffer).read_next_batch()
+
+    @property
+    def last_sink(self) -> _bridge.Sink | None:
+        """The shared memory the last batch was written into (with ``_sinks``), else None."""
+        return self._stream.last_sink
 
     def state(self) -> dict[str, Any]:
         if self._stream.end_state is not None:

@@ -22,12 +22,14 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from . import _bridge
 from .dataset import Dataset
 from .errors import InvalidInputError
 
@@ -90,6 +92,90 @@ def _to_tensors(batch: dict[str, Any]) -> dict[str, Any]:
             out[name] = torch.from_numpy(value.astype(np.int64) if value.dtype == np.uint64 else value)
         else:
             out[name] = value
+    return out
+
+
+class _SharedSink:
+    """A memory file (memfd) that the bridge writes one batch into, then a torch storage over
+    it. The batch's tensors are views of that storage, which torch already counts as shared:
+    DataLoader hands the training process its file descriptor instead of copying every
+    tensor into shared memory of its own (design/0007). The file is sized generously but
+    sparse: only the pages the bridge writes exist."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.storage: Any = None
+        self._fd = os.memfd_create("dreamdb-batch", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(self._fd, capacity)
+        except OSError:
+            os.close(self._fd)
+            raise
+        self.path = f"/proc/{os.getpid()}/fd/{self._fd}"
+
+    def buffer(self, nbytes: int) -> pa.Buffer:
+        # torch maps the file with its own copy of the descriptor (the one it will send).
+        self.storage = torch.UntypedStorage._new_shared_fd_cpu(self._fd, nbytes)
+        self._release()
+        return pa.foreign_buffer(self.storage.data_ptr(), nbytes, base=self.storage)
+
+    def _release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self._release()
+
+
+def _sinks_available() -> bool:
+    """Sinks need memory files and torch's file-descriptor sharing (the default on Linux)."""
+    return (
+        sys.platform.startswith("linux")
+        and hasattr(os, "memfd_create")
+        and torch.multiprocessing.get_sharing_strategy() == "file_descriptor"
+    )
+
+
+_TORCH_DTYPES: dict[np.dtype, Any] = {}
+
+
+def _torch_dtype(dtype: np.dtype) -> Any:
+    found = _TORCH_DTYPES.get(dtype)
+    if found is None:
+        found = _TORCH_DTYPES[dtype] = torch.from_numpy(np.empty(0, dtype)).dtype
+    return found
+
+
+def _shared_tensors(batch: dict[str, Any], storage: Any, anchors_int64: bool) -> dict[str, Any]:
+    """Numeric arrays as tensors: views of ``storage`` where their bytes lie in it (no copy,
+    and DataLoader sends the storage as it is), else ``torch.from_numpy``. The same tensors
+    DataLoader's default conversion would make of the numpy arrays."""
+    base = storage.data_ptr() if storage is not None else 0
+    end = base + (storage.nbytes() if storage is not None else 0)
+    out: dict[str, Any] = {}
+    for name, value in batch.items():
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiub":
+            out[name] = value
+            continue
+        address = value.__array_interface__["data"][0]
+        tensor = None
+        if (
+            storage is not None
+            and value.flags.c_contiguous
+            and base <= address
+            and address + value.nbytes <= end
+            and (address - base) % value.itemsize == 0
+        ):
+            tensor = torch.empty(0, dtype=_torch_dtype(value.dtype)).set_(
+                storage, (address - base) // value.itemsize, value.shape
+            )
+        if tensor is None:
+            tensor = torch.from_numpy(value)
+        if anchors_int64 and value.dtype == np.uint64:
+            # What as_tensors has always given: the same 64 bits as int64 (astype wraps alike).
+            tensor = tensor.view(torch.int64)
+        out[name] = tensor
     return out
 
 
@@ -157,6 +243,7 @@ class DreamDBDataset(IterableDataset):  # type: ignore[type-arg]
         drop_last: bool = False,
         as_tensors: bool = False,
         prefetch: int | None = None,
+        shared_memory: bool | None = None,
     ) -> None:
         if not isinstance(dataset, Dataset):
             raise InvalidInputError(
@@ -179,6 +266,7 @@ class DreamDBDataset(IterableDataset):  # type: ignore[type-arg]
         self.drop_last = drop_last
         self.as_tensors = as_tensors
         self.prefetch = prefetch
+        self.shared_memory = shared_memory
         self._loaded: dict[str, Any] | None = None
         self._progress: dict[str, Any] | None = None
 
@@ -300,8 +388,17 @@ class DreamDBDataset(IterableDataset):  # type: ignore[type-arg]
         assigned, _ = _share(remaining, partition, partitions)
         return partition, partitions, done, 0, assigned
 
+    def _shared(self) -> bool:
+        if self.shared_memory is not None:
+            return self.shared_memory and _sinks_available()
+        return get_worker_info() is not None and _sinks_available()
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         partition, partitions, done, yielded, assigned = self._plan()
+        shared = self._shared()
+        if get_worker_info() is not None and _bridge.read_threads is None:
+            # This worker's bridge shares the cores with the other workers' (design/0007).
+            _bridge.read_threads = False
         self._loaded = None
         remaining = _complement(done, self.total_batches)
         count = sum(e - s for s, e in remaining)
@@ -328,6 +425,7 @@ class DreamDBDataset(IterableDataset):  # type: ignore[type-arg]
                 epoch=self.epoch,
                 batch_range=(start + skip, end),
                 prefetch=self.prefetch,
+                _sinks=_SharedSink if shared else None,
             )
             skip = 0
             try:
@@ -336,14 +434,18 @@ class DreamDBDataset(IterableDataset):  # type: ignore[type-arg]
                         break
                     emitted += 1
                     progress["yielded"] = emitted
-                    yield self._convert(batch)
+                    if shared:
+                        sink = stream.last_sink
+                        yield _shared_tensors(batch_to_numpy(batch), getattr(sink, "storage", None), self.as_tensors)
+                    else:
+                        yield self._convert(batch)
             finally:
                 stream.close()
         while emitted < steps:
             # An empty batch keeps every rank stepping together (see the module docstring).
             emitted += 1
             progress["yielded"] = emitted
-            yield self._empty()
+            yield _shared_tensors(self._empty(), None, self.as_tensors) if shared else self._empty()
         self._progress = None
 
     def _convert(self, batch: pa.RecordBatch) -> dict[str, Any]:

@@ -15,11 +15,17 @@ export const FrameKind = {
   Result: 2,
   /** bridge -> Python: `{ code, message, name, details }`; ends the request or stream. */
   Error: 3,
-  /** bridge -> Python: one record batch of a stream, as a self-contained IPC stream. */
+  /**
+   * bridge -> Python: one record batch of a stream, as a self-contained IPC stream; or, with
+   * JSON `{ sink, bytes }` and no binary, written into the shared-memory sink `sink`.
+   */
   Batch: 4,
   /** bridge -> Python: a stream ended (JSON: its state). */
   End: 5,
-  /** Python -> bridge: the stream may send `u32` more batches (binary part, 4 bytes). */
+  /**
+   * Python -> bridge: the stream may send `u32` more batches (binary part, 4 bytes); JSON
+   * `{ sinks: [[token, path, capacity], ...] }` optionally hands over shared memory for them.
+   */
   Credit: 6,
   /** Python -> bridge: stop a stream; it answers with End. */
   Cancel: 7,

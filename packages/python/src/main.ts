@@ -5,6 +5,7 @@
  * however slowly the training loop consumes them. stdout is never used (a library that
  * prints cannot corrupt the protocol); stderr is the bridge's log.
  */
+import { closeSync, openSync, writevSync } from 'node:fs'
 import { Socket } from 'node:net'
 import { type Frame, FrameKind, FrameWriter, readFrames } from './frames.js'
 import { type Args, ipcOf, Operations, type Stream } from './operations.js'
@@ -22,13 +23,28 @@ function fdArgument(flag: string): number {
 const input = new Socket({ fd: fdArgument('--in'), readable: true, writable: false })
 const output = new Socket({ fd: fdArgument('--out'), readable: false, writable: true })
 const writer = new FrameWriter(output)
-const operations = new Operations()
+const operations = new Operations(process.argv.includes('--no-read-threads') ? { readThreads: false } : {})
+
+/**
+ * A piece of shared memory Python handed over with a credit (a file under /dev/shm, or
+ * /proc/<pid>/fd/<n> of one): a batch that fits is written there instead of down the pipe,
+ * and Python's tensors map it where DataLoader would otherwise copy it (design/0007).
+ */
+interface Sink {
+  token: number
+  path: string
+  capacity: number
+}
 
 interface Running {
   controller: AbortController
   /** Batches Python will accept now, and the wake-up of a pump waiting for more. */
   credit: number
   wake: (() => void) | null
+  /** Sinks not used yet, in the order Python granted them. */
+  sinks: Sink[]
+  /** Why sinks stopped working for this stream (then every batch takes the pipe). */
+  sinkError: string | null
 }
 const running = new Map<number, Running>()
 
@@ -59,7 +75,7 @@ function errorDocument(error: unknown): Record<string, unknown> {
 async function answer(frame: Frame): Promise<void> {
   const { op, args } = frame.json as { op: string; args: Args }
   const controller = new AbortController()
-  running.set(frame.id, { controller, credit: 0, wake: null })
+  running.set(frame.id, { controller, credit: 0, wake: null, sinks: [], sinkError: null })
   try {
     if (op === 'iter') return await pump(frame.id, operations.iterate(args, controller.signal))
     const outcome = await operations.call(op, args, frame.binary, controller.signal)
@@ -91,7 +107,7 @@ async function pump(id: number, stream: Stream): Promise<void> {
       const next = await stream.batches.next()
       if (next.done) break
       entry.credit--
-      await writer.write(FrameKind.Batch, id, undefined, next.value)
+      await sendBatch(id, entry, next.value)
     }
   } catch (error) {
     if (!entry.controller.signal.aborted) {
@@ -104,11 +120,60 @@ async function pump(id: number, stream: Stream): Promise<void> {
   await writer.write(FrameKind.End, id, { state: stream.state() })
 }
 
+/** One batch: into the next sink when it fits (a small JSON frame names it), else down the pipe. */
+async function sendBatch(id: number, entry: Running, pieces: Uint8Array[]): Promise<void> {
+  let bytes = 0
+  for (const piece of pieces) bytes += piece.byteLength
+  // Sinks too small for this batch are dropped (Python drops them too, on a batch this large).
+  while (entry.sinks.length > 0 && entry.sinks[0]!.capacity < bytes) entry.sinks.shift()
+  const sink = entry.sinks[0]
+  if (sink !== undefined && entry.sinkError === null) {
+    try {
+      writeAll(sink.path, pieces, bytes)
+      entry.sinks.shift()
+      await writer.write(FrameKind.Batch, id, { sink: sink.token, bytes })
+      return
+    } catch (error) {
+      // Python is told once and stops offering sinks; this batch and the rest take the pipe.
+      entry.sinkError = error instanceof Error ? error.message : String(error)
+      entry.sinks = []
+      await writer.write(FrameKind.Batch, id, { sinkError: entry.sinkError }, pieces)
+      return
+    }
+  }
+  await writer.write(FrameKind.Batch, id, undefined, pieces)
+}
+
+/**
+ * Synchronous on purpose: a few hundred kilobytes into memory-backed pages, cheaper than a
+ * hop to the thread pool and back, and the sink is Python's until the frame says it is done.
+ */
+function writeAll(path: string, pieces: Uint8Array[], bytes: number): void {
+  const fd = openSync(path, 'r+')
+  try {
+    let written = 0
+    const rest = pieces.filter((p) => p.byteLength > 0)
+    while (written < bytes) {
+      let n = writevSync(fd, rest, written)
+      if (n <= 0) throw new Error(`short write into ${path}`)
+      written += n
+      while (rest.length > 0 && n >= rest[0]!.byteLength) n -= rest.shift()!.byteLength
+      if (n > 0) rest[0] = rest[0]!.subarray(n)
+    }
+  } finally {
+    closeSync(fd)
+  }
+}
+
 function control(frame: Frame): void {
   const entry = running.get(frame.id)
   if (entry === undefined) return
-  if (frame.kind === FrameKind.Credit) entry.credit += Buffer.from(frame.binary).readUInt32LE(0)
-  else entry.controller.abort()
+  if (frame.kind === FrameKind.Credit) {
+    entry.credit += Buffer.from(frame.binary).readUInt32LE(0)
+    const sinks = (frame.json as { sinks?: [number, string, number][] } | null)?.sinks
+    if (sinks !== undefined && entry.sinkError === null)
+      for (const [token, path, capacity] of sinks) entry.sinks.push({ token, path, capacity })
+  } else entry.controller.abort()
   entry.wake?.()
   entry.wake = null
 }

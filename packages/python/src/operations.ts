@@ -54,7 +54,17 @@ class PiecesWriter extends RecordBatchStreamWriter {
 export class Operations {
   readonly #stores = new Map<string, Promise<Store>>()
   readonly #datasets = new Map<number, Dataset>()
+  readonly #readThreads: boolean | undefined
   #nextHandle = 1
+
+  /**
+   * `readThreads: false` keeps reading and hashing on the bridge's own thread: a DataLoader
+   * worker's bridge is one of several processes sharing the cores already, and handing each
+   * object to a thread and back only adds work there (design/0007).
+   */
+  constructor(options: { readThreads?: boolean } = {}) {
+    this.#readThreads = options.readThreads
+  }
 
   /** One open store per backend URL for the life of the bridge. */
   #store(backend: unknown, createBucket = false): Promise<Store> {
@@ -62,7 +72,10 @@ export class Operations {
       throw new BadRequestError('open', `backend must be a string, got ${typeof backend}`)
     let store = this.#stores.get(backend)
     if (store === undefined) {
-      store = openStore(backend, { createBucket })
+      store = openStore(backend, {
+        createBucket,
+        ...(this.#readThreads !== undefined ? { readThreads: this.#readThreads } : {}),
+      })
       store.catch(() => this.#stores.delete(backend))
       this.#stores.set(backend, store)
     }

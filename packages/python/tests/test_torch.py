@@ -121,6 +121,36 @@ def test_resume_mid_epoch_with_another_worker_count(pinned: vd.Dataset, before: 
     assert sorted(both) == list(range(1, N + 1)), f"{len(both)} anchors, {len(set(both))} distinct"
 
 
+def test_a_worker_batch_arrives_as_views_of_one_shared_memory_file(pinned: vd.Dataset) -> None:
+    # The bridge wrote the batch into a memory file; DataLoader sent its descriptor, not copies.
+    dataset = DreamDBDataset(pinned, fields=["embedding"], batch_size=256)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=1)
+    shared = [b["embedding"].untyped_storage().data_ptr() == b["_anchor"].untyped_storage().data_ptr() for b in loader]
+    assert shared == [True] * 4
+    inside = DreamDBDataset(pinned, fields=["embedding"], batch_size=256, shared_memory=True)
+    assert [b["_anchor"].dtype for b in inside] == [torch.uint64] * 4
+
+
+def test_a_batch_too_large_for_its_sink_or_a_sink_the_bridge_cannot_open_takes_the_pipe(
+    pinned: vd.Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dreamdb_dataset import torch as vt
+
+    monkeypatch.setattr(vd._bridge.BatchStream, "SINK_BYTES", 4096)  # the first batches do not fit
+    dataset = DreamDBDataset(pinned, fields=["embedding", "label"], batch_size=100, shared_memory=True, as_tensors=True)
+    anchors, steps = epoch(dataset)
+    assert sorted(anchors) == list(range(1, N + 1)) and steps == 10
+
+    class Unreachable(vt._SharedSink):
+        def __init__(self, capacity: int) -> None:
+            super().__init__(capacity)
+            self.path = "/nonexistent/dreamdb-sink"
+
+    monkeypatch.setattr(vt, "_SharedSink", Unreachable)
+    anchors, steps = epoch(dataset)
+    assert sorted(anchors) == list(range(1, N + 1)) and steps == 10
+
+
 def test_a_state_from_other_options_is_refused(pinned: vd.Dataset) -> None:
     state = DreamDBDataset(pinned, batch_size=50).state_dict()
     with pytest.raises(vd.InvalidInputError) as caught:
