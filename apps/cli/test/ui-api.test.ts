@@ -6,6 +6,7 @@
 import { request } from 'node:http'
 import { inflateSync } from 'node:zlib'
 import { openStore, type Store } from '@dreamdb/cas'
+import { Dataset } from '@dreamdb/dataset'
 import { Repository } from '@dreamdb/manifest'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodePng, webImage } from '../src/ui/images.js'
@@ -20,6 +21,10 @@ const stop = new AbortController()
 beforeAll(async () => {
   dir = await tempDir()
   const { backend } = await prepareStore(dir.path)
+  // A run whose records differ from the sweep's (one more appended): compared by anchor.
+  const moved = await (await Dataset.openRef(SWEEP[0]!, { backend })).branch('moved')
+  await moved.appendMany([record(500)])
+  await moved.repository.store.close()
   store = await openStore(backend)
   viewer = await startViewer({ repo: new Repository(store), store, port: 0, signal: stop.signal })
 })
@@ -176,6 +181,17 @@ describe('dreamdb ui: the JSON API', { timeout: 15_000 }, () => {
       expect(r.label).toBe(LABELS[r.position % 4])
       expect(r.values.image.url).toMatch(/^\/api\/image\?/)
     }
+    // Refs of different records are joined by anchor: the appended record has no prediction.
+    const joined = await api(`/api/compare?refs=${SWEEP[0]},moved,${SWEEP[1]}`)
+    expect(joined.records).toBe(120)
+    expect(joined.counts).toEqual([120, 120, 120])
+    expect(joined.agreement[0][1]).toBe(1)
+    expect(joined.agreement[1][2]).toBeCloseTo(cmp.agreement[0][1], 10)
+    expect(joined.accuracy[1]).toBeCloseTo(cmp.accuracy[0], 10)
+    const apart = await api(
+      `/api/disagreements?refs=moved,${SWEEP[1]}&context=${SWEEP[0]},moved,${SWEEP[1]}&limit=5`,
+    )
+    expect(apart.records.map((r: { position: number }) => r.position)).toEqual(differ.slice(0, 5))
     // A run against the label (the matrix's diagonal).
     const self = await api(`/api/disagreements?refs=${SWEEP[2]}&limit=500`)
     expect(self.total).toBe(30)

@@ -5,7 +5,7 @@
  * `dreamdb.error/1` documents in `server.ts`. Documented in design/0009-viewer.md.
  */
 import type { Store } from '@dreamdb/cas'
-import { agreementMatrix, compareRefs, Dataset } from '@dreamdb/dataset'
+import { compareRefs, Dataset } from '@dreamdb/dataset'
 import {
   assertUserRefName,
   type Field,
@@ -154,13 +154,50 @@ interface Comparison {
   manifests: string[]
   field: string
   label: string | null
+  /** The records compared: their anchors, and their positions when every ref shares one timeline. */
   anchors: BigUint64Array
-  /** Per ref, the compared value of each anchor as a key (null: the ref has none). */
-  values: (string | null)[][]
-  /** Per ref, the label of each anchor (from that ref's own state). */
-  labels: (string | null)[][] | null
-  matrix: ReturnType<typeof agreementMatrix>
+  positions: boolean
+  /** The distinct values, by code. */
+  dictionary: string[]
+  /** Per ref, the code of its value for each record (-1: it has none). */
+  codes: Int32Array[]
+  /** Per ref, the code of the record's label in that ref's own state; null without a label. */
+  labels: Int32Array[] | null
+  matrix: { field: string; refs: string[]; agreement: number[][]; overlap: number[][]; counts: number[] }
   accuracy: (number | null)[]
+  /** Records at least one ref has a value for. */
+  records: number
+}
+
+/** Values as small integer codes: pairs compare integers, and a value is stored once. */
+class Codes {
+  readonly dictionary: string[] = []
+  readonly #codes = new Map<string, number>()
+  of(value: unknown): number {
+    const k = key(value)
+    if (k === null) return -1
+    let c = this.#codes.get(k)
+    if (c === undefined) {
+      c = this.dictionary.length
+      this.dictionary.push(k)
+      this.#codes.set(k, c)
+    }
+    return c
+  }
+}
+
+/** The share of records where two code columns both have a value and it is the same. */
+function agree(a: Int32Array, b: Int32Array): { both: number; same: number } {
+  let both = 0
+  let same = 0
+  for (let r = 0; r < a.length; r++) {
+    const x = a[r]!
+    const y = b[r]!
+    if (x < 0 || y < 0) continue
+    both++
+    if (x === y) same++
+  }
+  return { both, same }
 }
 
 /** Build the handlers, with their caches (states are immutable: keyed by manifest CID). */
@@ -249,50 +286,105 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
     let entry = comparisons.get(id)
     if (entry === undefined) {
       entry = (async (): Promise<Comparison> => {
-        // Labels are read once per distinct timeline (sweep branches share their records).
-        const byTimeline = new Map<string, number>()
-        const labelRefs: string[] = []
-        if (label !== null) {
-          states.forEach((d, i) => {
-            const t = String(d.manifest.timeline)
-            if (!byTimeline.has(t)) {
-              byTimeline.set(t, labelRefs.length)
-              labelRefs.push(refs[i]!)
+        const codes = new Codes()
+        const timelines = new Set(states.map((d) => String(d.manifest.timeline)))
+        let anchors: BigUint64Array
+        let columns: Int32Array[]
+        let labels: Int32Array[] | null = null
+        const positions = timelines.size === 1
+        if (positions) {
+          // Sweep branches of one dataset: the same records in the same order, so each ref's
+          // values are read as a column by position (its layer joined by the iterator), and
+          // the label once; no join by anchor.
+          const n = states[0]!.manifest.stats.records
+          anchors = new BigUint64Array(n)
+          columns = states.map(() => new Int32Array(n).fill(-1))
+          const labelColumn = label === null ? null : new Int32Array(n).fill(-1)
+          for (const [r, ds] of states.entries()) {
+            const fields = r === 0 && label !== null && label !== field ? [field, label] : [field]
+            let at = 0
+            for await (const batch of ds.iterArrowBatches({ fields, batchSize: 65_536, signal })) {
+              const values = batch.getChild(field)!
+              const out = columns[r]!
+              for (let i = 0; i < batch.numRows; i++) out[at + i] = codes.of(values.get(i))
+              if (r === 0) {
+                anchors.set(batch.getChild('_anchor')!.toArray() as BigUint64Array, at)
+                if (labelColumn !== null) {
+                  const l = batch.getChild(label!)!
+                  for (let i = 0; i < batch.numRows; i++) labelColumn[at + i] = codes.of(l.get(i))
+                }
+              }
+              at += batch.numRows
             }
-          })
-        }
-        const table = await compareRefs({ refs, fields: [field], backend: store, signal })
-        const matrix = agreementMatrix(table, field, refs)
-        const anchors = table.getChild('_anchor')!.toArray() as BigUint64Array
-        const values = refs.map((m) => {
-          const column = table.getChild(`${field}@${m}`)!
-          return Array.from({ length: table.numRows }, (_, i) => key(column.get(i)))
-        })
-        let labels: (string | null)[][] | null = null
-        if (label !== null) {
-          const labelTable = await compareRefs({ refs: labelRefs, fields: [label], backend: store, signal })
-          const labelAnchors = labelTable.getChild('_anchor')!.toArray() as BigUint64Array
-          const perTimeline = labelRefs.map((m) => {
-            const column = labelTable.getChild(`${label}@${m}`)!
-            const byAnchor = new Map<bigint, string | null>()
-            for (let i = 0; i < labelTable.numRows; i++) byAnchor.set(labelAnchors[i]!, key(column.get(i)))
-            return Array.from(anchors, (a) => byAnchor.get(a) ?? null)
-          })
-          labels = states.map((d) => perTimeline[byTimeline.get(String(d.manifest.timeline))!]!)
-        }
-        const accuracy = values.map((v, r) => {
-          if (labels === null) return null
-          let both = 0
-          let same = 0
-          for (let i = 0; i < v.length; i++) {
-            const l = labels[r]![i]
-            if (v[i] === null || l === null) continue
-            both++
-            if (v[i] === l) same++
           }
+          if (labelColumn !== null) labels = states.map(() => labelColumn)
+        } else {
+          // Refs of different records: joined by anchor (compareRefs), labels per timeline.
+          const table = await compareRefs({ refs, fields: [field], backend: store, signal })
+          anchors = table.getChild('_anchor')!.toArray() as BigUint64Array
+          const codeColumn = (column: { get(i: number): unknown }, n: number) => {
+            const out = new Int32Array(n)
+            for (let i = 0; i < n; i++) out[i] = codes.of(column.get(i))
+            return out
+          }
+          columns = refs.map((r) => codeColumn(table.getChild(`${field}@${r}`)!, table.numRows))
+          if (label !== null) {
+            const byTimeline = new Map<string, Int32Array>()
+            labels = []
+            for (const [r, ds] of states.entries()) {
+              const t = String(ds.manifest.timeline)
+              let column = byTimeline.get(t)
+              if (column === undefined) {
+                const found = new Map<bigint, number>()
+                for await (const batch of ds.iterArrowBatches({
+                  fields: [label],
+                  batchSize: 65_536,
+                  signal,
+                })) {
+                  const a = batch.getChild('_anchor')!
+                  const l = batch.getChild(label)!
+                  for (let i = 0; i < batch.numRows; i++) found.set(a.get(i) as bigint, codes.of(l.get(i)))
+                }
+                column = Int32Array.from(anchors, (a) => found.get(a) ?? -1)
+                byTimeline.set(t, column)
+              }
+              labels[r] = column
+            }
+          }
+        }
+        const n = refs.length
+        const agreement = Array.from({ length: n }, () => new Array<number>(n).fill(0))
+        const overlap = Array.from({ length: n }, () => new Array<number>(n).fill(0))
+        for (let i = 0; i < n; i++) {
+          for (let j = i; j < n; j++) {
+            const { both, same } = agree(columns[i]!, columns[j]!)
+            overlap[i]![j] = overlap[j]![i] = both
+            agreement[i]![j] = agreement[j]![i] = both === 0 ? 0 : same / both
+          }
+        }
+        const counts = columns.map((c) => c.reduce((k, x) => (x < 0 ? k : k + 1), 0))
+        // Records at least one ref has a value for (as compareRefs counts them).
+        let records = 0
+        for (let r = 0; r < anchors.length; r++) if (columns.some((c) => c[r]! >= 0)) records++
+        const accuracy = columns.map((c, r) => {
+          if (labels === null) return null
+          const { both, same } = agree(c, labels[r]!)
           return both === 0 ? null : same / both
         })
-        return { refs, manifests, field, label, anchors, values, labels, matrix, accuracy }
+        return {
+          refs,
+          manifests,
+          field,
+          label,
+          anchors,
+          positions,
+          dictionary: codes.dictionary,
+          codes: columns,
+          labels,
+          matrix: { field, refs, agreement, overlap, counts },
+          accuracy,
+          records,
+        }
       })()
       comparisons.set(id, entry)
       entry.catch(() => comparisons.delete(id))
@@ -533,7 +625,7 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
         manifests: result.manifests,
         label: result.label,
         accuracy: result.accuracy,
-        records: result.anchors.length,
+        records: result.records,
       },
     }
   })
@@ -554,25 +646,31 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
     const [i, j] = pair.map((r) => all.indexOf(r)) as [number, number]
     if (i === j && result.labels === null)
       throw new UsageError('comparing a ref with itself needs a label field')
-    const a = result.values[i]!
-    const b = i === j ? result.labels![i]! : result.values[j]!
+    const a = result.codes[i]!
+    const b = i === j ? result.labels![i]! : result.codes[j]!
     const offset = intParam(q, 'offset', 0, 0, Number.MAX_SAFE_INTEGER)
     const limit = intParam(q, 'limit', 48, 1, MAX_PAGE)
     const hits: number[] = []
     let count = 0
     for (let r = 0; r < a.length; r++) {
-      if (a[r] === null || b[r] === null || a[r] === b[r]) continue
+      const x = a[r]!
+      const y = b[r]!
+      if (x < 0 || y < 0 || x === y) continue
       if (count >= offset && hits.length < limit) hits.push(r)
       count++
     }
     const ds = states[i]!
     const known = fieldMap(ds)
     const anchors = hits.map((r) => result.anchors[r]!)
-    const positions = await positionsOf(ds, anchors, signal)
+    // Positions are the records' indexes when the refs share a timeline; else from the anchors.
+    const positions = result.positions
+      ? new Map(hits.map((r) => [result.anchors[r]!, r]))
+      : await positionsOf(ds, anchors, signal)
     const shown = [...known].filter(([n, f]) => f.family !== 'embedding' && n !== field).map(([n]) => n)
     const rows = await readPositions(ds, [...positions.values()], shown, signal)
     keepImages(ds, rows)
     const byAnchor = new Map(rows.map((row) => [row.anchor, row]))
+    const text = (c: number) => (c < 0 ? null : result.dictionary[c]!)
     return {
       json: {
         format: 'dreamdb.ui.disagreements/1',
@@ -587,9 +685,9 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
           return {
             anchor: anchor.toString(),
             position: row?.position ?? null,
-            a: a[r],
-            b: b[r],
-            label: result.labels ? result.labels[i]![r] : null,
+            a: text(a[r]!),
+            b: text(b[r]!),
+            label: result.labels ? text(result.labels[i]![r]!) : null,
             values: row ? jsonRow(ds, known, row).values : {},
           }
         }),

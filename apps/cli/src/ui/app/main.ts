@@ -95,7 +95,7 @@ function imageOf(values: Values, fields?: FieldInfo[]): HTMLElement | null {
   for (const name of names) {
     const v = values[name]
     if (isBinary(v) && (v.media === undefined || v.media === 'image'))
-      return h('img', { src: v.url, alt: name, loading: 'lazy', decoding: 'async' })
+      return h('img', { src: v.url, alt: name, decoding: 'async' })
   }
   return null
 }
