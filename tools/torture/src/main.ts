@@ -19,6 +19,8 @@ import { join } from 'node:path'
 import { CLI_DIST, failed, folderTarget, minioTarget, prng, type Result, type Target, zero } from './lib.js'
 import { type RunRecord, writeReport } from './report.js'
 import { corruption } from './scenarios/corruption.js'
+import { decoderFuzz } from './scenarios/fuzz.js'
+import { gcUnderWriters } from './scenarios/gc.js'
 import { ingestKills } from './scenarios/ingest.js'
 import { lostResponses } from './scenarios/lost-response.js'
 import { pidNamespaces } from './scenarios/pid-namespaces.js'
@@ -55,6 +57,8 @@ const size = slice
       pidns: { processes: 3, commits: 10, kills: 1 },
       corruption: { cases: 24 },
       stopped: { timeoutMs: 1500 },
+      gc: { rounds: 2, roundMs: 5_000, graceMs: 6_000, freshenMs: 1_000, retryDelayMs: 500 },
+      fuzz: { mutants: 40_000 },
     }
   : {
       writers: { processes: 8, commits: 25 },
@@ -66,6 +70,9 @@ const size = slice
       pidns: { processes: 4, commits: 40, kills: 3 },
       corruption: { cases: 200 },
       stopped: { timeoutMs: 2000 },
+      // gc: the size the dataset suite ran before issue 15; fuzz: 3 x the mutants the manifest suite ran.
+      gc: { rounds: 5, roundMs: 8_000, graceMs: 20_000, freshenMs: 1_000, retryDelayMs: 1_000 },
+      fuzz: { mutants: 300_000 },
     }
 
 interface Scenario {
@@ -143,6 +150,16 @@ const scenarios: Scenario[] = [
     name: 'stopped-server',
     backends: ['minio'],
     run: (t, d) => stoppedServer(t, d, size.stopped),
+  },
+  {
+    name: 'gc-under-writers',
+    backends: ['folder', 'minio'],
+    run: (t) => gcUnderWriters(t, { ...size.gc, random }),
+  },
+  {
+    name: 'decoder-fuzz',
+    backends: ['folder'],
+    run: (t) => decoderFuzz(t, size.fuzz),
   },
 ]
 

@@ -32,6 +32,10 @@ const SCENARIOS: Record<string, string> = {
     'a byte flipped, a truncation, an empty file or junk in an object or ref; every reader; heal by re-put',
   'stopped-server':
     'a MinIO of its own SIGSTOPped (then SIGCONT), then killed: every call typed, within its deadline',
+  'gc-under-writers':
+    'GC with a short grace against concurrent appends, layer adds, aborted appends and their retries; fsck and reads after each round',
+  'decoder-fuzz':
+    "mutated manifests, refs and tree nodes through every decoder, and walks over mutated trees (the manifest suite's fuzz file, more mutants)",
 }
 
 export function renderMarkdown(run: RunRecord): string {
