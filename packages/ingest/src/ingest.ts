@@ -836,7 +836,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     const columns = ['image', 'label', ...(embeddingColumn !== undefined ? [embeddingColumn] : []), ...kept]
     /** Read, decode and embed a chunk: its records. Every value is checked here, before its commit. */
     const prepare = async (chunk: Chunk): Promise<{ records: DatasetRecord[]; size: number }> => {
-      const table = await readRows(chunk.shard, chunk.start, chunk.end, columns)
+      const table = await readRows(chunk.shard, chunk.start, chunk.end, columns, { thread: true })
       const images = imagesOf(table, chunk.shard, chunk.start)
       const labels = labelsOf(table, chunk.shard, chunk.start)
       const vectors =
@@ -931,6 +931,10 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     try {
       for (;;) {
         signal.throwIfAborted()
+        // Claim ahead only once the chunks in flight are read: the next shard's first read
+        // then overlaps the commits before it, while shards of one chunk are not all taken
+        // at once by the first ingest to start, leaving the others nothing to do.
+        await Promise.allSettled(flights.map((f) => f.ready))
         const next = await claimNext()
         if (next === undefined) break
         if ('busy' in next) {

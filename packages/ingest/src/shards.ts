@@ -14,6 +14,7 @@ import { open, readdir, stat } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
 import { DataType, type Field, type Schema, type Table, tableFromIPC } from 'apache-arrow'
 import type * as ParquetWasm from 'parquet-wasm'
+import { decodeOnThread } from './decode-threads.js'
 import { EmbeddingColumnError, IngestFileNotFoundError, NoShardsError, ShardError } from './errors.js'
 
 /** One parquet file of one split. */
@@ -327,15 +328,16 @@ async function fingerprintOf(path: string): Promise<{ bytes: number; fingerprint
 
 /**
  * Rows `[start, end)` of a shard, only the named columns. Only the row groups that hold
- * those rows are read.
+ * those rows are read. `thread`: decoded on the decode thread (decode-threads.ts), beside
+ * the caller's work.
  */
 export async function readRows(
   shard: OpenShard,
   start: number,
   end: number,
   columns: string[],
+  options: { thread?: boolean } = {},
 ): Promise<Table> {
-  const pw = await parquetWasm()
   const groups: number[] = []
   let first = -1
   let at = 0
@@ -346,15 +348,24 @@ export async function readRows(
     }
     at += count
   }
+  const request = { rowGroups: groups, offset: start - Math.max(first, 0), limit: end - start, columns }
+  if (options.thread === true) {
+    try {
+      return tableFromIPC(await decodeOnThread({ path: shard.path, ...request }))
+    } catch (error) {
+      throw new ShardError(
+        shard.name,
+        `rows ${start}-${end} cannot be read (${errorText(error)})`,
+        'check the download; the file may be truncated or damaged',
+        { cause: error },
+      )
+    }
+  }
+  const pw = await parquetWasm()
   let file: ParquetWasm.ParquetFile | undefined
   try {
     file = await pw.ParquetFile.fromFile(await openAsBlob(shard.path))
-    const table = await file.read({
-      rowGroups: groups,
-      offset: start - Math.max(first, 0),
-      limit: end - start,
-      columns,
-    })
+    const table = await file.read(request)
     return tableFromIPC(table.intoIPCStream())
   } catch (error) {
     throw new ShardError(
