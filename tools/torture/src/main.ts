@@ -24,6 +24,7 @@ import { gcUnderWriters } from './scenarios/gc.js'
 import { ingestKills } from './scenarios/ingest.js'
 import { lostResponses } from './scenarios/lost-response.js'
 import { pidNamespaces } from './scenarios/pid-namespaces.js'
+import { shardedIngestKills } from './scenarios/sharded-ingest.js'
 import { stoppedServer } from './scenarios/stopped-server.js'
 import { writers } from './scenarios/writers.js'
 
@@ -59,6 +60,7 @@ const size = slice
       stopped: { timeoutMs: 1500 },
       gc: { rounds: 2, roundMs: 5_000, graceMs: 6_000, freshenMs: 1_000, retryDelayMs: 500 },
       fuzz: { mutants: 40_000 },
+      shardedIngest: { processes: 2, shards: 4, rows: 60, batch: 5, kills: 2 },
     }
   : {
       writers: { processes: 8, commits: 25 },
@@ -73,6 +75,7 @@ const size = slice
       // gc: the size the dataset suite ran before issue 15; fuzz: 3 x the mutants the manifest suite ran.
       gc: { rounds: 5, roundMs: 8_000, graceMs: 20_000, freshenMs: 1_000, retryDelayMs: 1_000 },
       fuzz: { mutants: 300_000 },
+      shardedIngest: { processes: 3, shards: 6, rows: 150, batch: 5, kills: 8 },
     }
 
 interface Scenario {
@@ -150,6 +153,11 @@ const scenarios: Scenario[] = [
     name: 'stopped-server',
     backends: ['minio'],
     run: (t, d) => stoppedServer(t, d, size.stopped),
+  },
+  {
+    name: 'sharded-ingest',
+    backends: ['folder', 'minio'],
+    run: (t, d) => shardedIngestKills(t, d, { ...size.shardedIngest, random }),
   },
   {
     name: 'gc-under-writers',
