@@ -25,6 +25,8 @@ const SCENARIOS: Record<string, string> = {
   'sigkill-cas': 'incrementing writers SIGKILLed at random moments and restarted',
   'sigkill-ingest':
     '`dreamdb ingest` (the built CLI) SIGKILLed after its first commit, re-run, then finished',
+  'sharded-ingest':
+    'several `dreamdb ingest` processes of one dataset at once (shard claims), one SIGKILLed at random and replaced, until all exit; a last run finds nothing left',
   'lost-response': 'writers committing through a proxy that drops answers of applied requests (MinIO only)',
   'pid-namespaces':
     'incrementing writers each in its own PID namespace (all pid 1), some SIGKILLed (folder locks)',
