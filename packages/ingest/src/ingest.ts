@@ -797,6 +797,15 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
         options.onProgress?.({ kind: 'lease-taken-over', holder, why }),
     }
     const pollMs = l.pollMs ?? Math.min(1000, Math.max(10, (l.ttlMs ?? DEFAULT_LEASE_TTL_MS) / 8))
+    /** Read the commits made since the last read; rows other ingests committed meanwhile are reported. */
+    let reported = history.rows
+    const refresh = async () => {
+      await history.refresh(signal)
+      if (history.rows > reported) {
+        options.onProgress?.({ kind: 'others', records: history.rows - reported })
+        reported = history.rows
+      }
+    }
     /** Shards this run has finished, or found finished. */
     const finished = new Set<string>()
     /** Chunks of a claimed shard not committed yet, by shard name. */
@@ -816,7 +825,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
           continue
         }
         held.add(taken.lease)
-        await history.refresh(signal)
+        await refresh()
         const chunks = pendingOf(shard)
         if (chunks.length === 0) {
           finished.add(shard.name)
@@ -947,9 +956,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
           }
           const soonest = Math.min(...next.busy.map((b) => b.holder.expires))
           await delay(Math.max(10, Math.min(pollMs, soonest - Date.now() + 10)), undefined, { signal })
-          const before = history.rows
-          await history.refresh(signal)
-          if (history.rows > before) options.onProgress?.({ kind: 'others', records: history.rows - before })
+          await refresh()
           continue
         }
         for (const chunk of next.chunks) {

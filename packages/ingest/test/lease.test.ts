@@ -190,13 +190,22 @@ function races(open: () => Promise<Store>) {
       })
       await committed.seen
       const waiting = first('claims-wait')
-      const second = run(stores[1]!, 'e', { onProgress: waiting.onProgress })
+      // What the second sees of the first's work: the rows in when it planned, then the rest.
+      let seenByOthers = 0
+      const second = run(stores[1]!, 'e', {
+        onProgress: (e) => {
+          waiting.onProgress(e)
+          if (e.kind === 'planned') seenByOthers += e.skipped
+          if (e.kind === 'others') seenByOthers += e.records
+        },
+      })
       const seen = await waiting.seen
       expect(seen.shards.map((s) => s.shard)).toContain(SHARD1)
       expect(seen.shards[0]!.holder).toMatchObject({ pid: process.pid, host: hostname() })
       a.release()
       expect((await running).records).toEqual({ ingested: TOTAL, skipped: 0, total: TOTAL })
       expect((await second).records).toEqual({ ingested: 0, skipped: TOTAL, total: TOTAL })
+      expect(seenByOthers).toBe(TOTAL)
       await expectExactlyOnce(stores[1]!, 'e')
       expect(await leftovers(stores[1]!)).toEqual([])
     } finally {
