@@ -15,7 +15,15 @@ import {
   trainEmbeddingCodec,
 } from '@dreamdb/dataset'
 import { type Field, inspect, Repository } from '@dreamdb/manifest'
-import { RecordBatchStreamWriter, type Table, tableFromArrays, tableFromIPC, tableToIPC } from 'apache-arrow'
+import {
+  type Data,
+  RecordBatchStreamWriter,
+  type Schema,
+  type Table,
+  tableFromArrays,
+  tableFromIPC,
+  tableToIPC,
+} from 'apache-arrow'
 import { type RecordsShape, recordsOf, samplesOf } from './convert.js'
 import { BadRequestError } from './errors.js'
 
@@ -36,17 +44,68 @@ export interface Stream {
 }
 
 /**
+ * Message bytes a stream's batches share: its schema, and each dictionary as long as the
+ * iteration keeps the same one (the gatherer's shared dictionary changes only when a new
+ * value appears). Encoding them again for every batch cost as much as the batch's own header.
+ */
+interface EncodedParts {
+  /** By the fields' nullability, which follows each batch's nulls (the types do not change). */
+  schemas: Map<string, Uint8Array[]>
+  dictionaries: Map<number, { data: unknown; isDelta: boolean; pieces: Uint8Array[] }>
+}
+
+/**
  * A stream writer that keeps the pieces it writes (message headers, padding, and the batch's
  * own buffers, not copied) so the frame can go out with one writev: `toUint8Array(true)`
- * would join them, a copy of every batch that cost about as much as encoding it.
+ * would join them, a copy of every batch that cost about as much as encoding it. With
+ * `parts`, the schema and unchanged dictionaries are the bytes encoded for an earlier batch.
  */
 class PiecesWriter extends RecordBatchStreamWriter {
   readonly pieces: Uint8Array[] = []
+  readonly #parts: EncodedParts | undefined
+
+  constructor(parts?: EncodedParts) {
+    super()
+    this.#parts = parts
+  }
+
   protected override _write(chunk: unknown): this {
     const before = this._position
     super._write(chunk as never)
     if (this._position > before && ArrayBuffer.isView(chunk))
       this.pieces.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength))
+    return this
+  }
+
+  #replay(saved: Uint8Array[]): this {
+    for (const piece of saved) {
+      this.pieces.push(piece)
+      this._position += piece.byteLength
+    }
+    return this
+  }
+
+  protected override _writeSchema(schema: Schema): this {
+    const parts = this.#parts
+    if (parts === undefined) return super._writeSchema(schema)
+    const key = schema.fields.map((f) => (f.nullable ? 1 : 0)).join('')
+    const seen = parts.schemas.get(key)
+    if (seen !== undefined) return this.#replay(seen)
+    const from = this.pieces.length
+    super._writeSchema(schema)
+    parts.schemas.set(key, this.pieces.slice(from))
+    return this
+  }
+
+  protected override _writeDictionaryBatch(dictionary: Data, id: number, isDelta = false): this {
+    const parts = this.#parts
+    if (parts === undefined) return super._writeDictionaryBatch(dictionary, id, isDelta)
+    const seen = parts.dictionaries.get(id)
+    if (seen !== undefined && seen.data === dictionary && seen.isDelta === isDelta)
+      return this.#replay(seen.pieces)
+    const from = this.pieces.length
+    super._writeDictionaryBatch(dictionary, id, isDelta)
+    parts.dictionaries.set(id, { data: dictionary, isDelta, pieces: this.pieces.slice(from) })
     return this
   }
 }
@@ -253,13 +312,15 @@ export class Operations {
     const ds = this.#dataset(args)
     const stream: BatchStream = ds.iterArrowBatches({ ...(args.options as IterOptions), signal })
     const source = stream[Symbol.asyncIterator]()
+    // Every batch of one iteration has the same field types (the gatherer's).
+    const parts: EncodedParts = { schemas: new Map(), dictionaries: new Map() }
     return {
       state: () => stream.state(),
       batches: {
         async next() {
           const next = await source.next()
           if (next.done) return { done: true, value: undefined }
-          const writer = new PiecesWriter()
+          const writer = new PiecesWriter(parts)
           writer.write(next.value)
           writer.finish()
           return { done: false, value: writer.pieces }

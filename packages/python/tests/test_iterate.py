@@ -75,3 +75,14 @@ def test_closing_early_then_other_calls(ds: vd.Dataset) -> None:
     with ds.iter_arrow_batches(batch_size=10) as stream:
         next(stream)
     assert len(anchors(ds.iter_arrow_batches(batch_size=200, fields=["label"]))) == N
+
+
+def test_batches_with_and_without_nulls_in_one_pass(ds: vd.Dataset) -> None:
+    # A layer with values for the first 250 records only: batches with nulls, then without
+    # (each batch's schema says which; the bridge reuses encoded schemas by nullability).
+    ds.add_scalar_layer("score", "label", "float", [(a, float(a)) for a in range(1, 251)])
+    seen = {}
+    for batch in ds.iter_arrow_batches(batch_size=100, fields=["score"]):
+        for a, score in zip(batch.column("_anchor").to_pylist(), batch.column("score").to_pylist()):
+            seen[a] = score
+    assert seen == {a: float(a) if a <= 250 else None for a in range(1, N + 1)}
