@@ -81,6 +81,8 @@ const size = slice
 interface Scenario {
   name: string
   backends: ('folder' | 'minio')[]
+  /** False: full runs only (the test suite already runs a short form on every CI run). */
+  slice?: boolean
   run(target: Target, logDir: string): Promise<Result>
 }
 
@@ -162,11 +164,13 @@ const scenarios: Scenario[] = [
   {
     name: 'gc-under-writers',
     backends: ['folder', 'minio'],
+    slice: false,
     run: (t) => gcUnderWriters(t, { ...size.gc, random }),
   },
   {
     name: 'decoder-fuzz',
     backends: ['folder'],
+    slice: false,
     run: (t) => decoderFuzz(t, size.fuzz),
   },
 ]
@@ -209,6 +213,7 @@ console.log(
 const results: Result[] = []
 for (const scenario of scenarios) {
   if (only && !only.some((o) => scenario.name.includes(o))) continue
+  if (slice && scenario.slice === false && !only) continue
   for (const backend of scenario.backends) {
     if (onlyBackend && backend !== onlyBackend) continue
     if (backend === 'minio' && endpoint === undefined) {
