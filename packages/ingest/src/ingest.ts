@@ -811,6 +811,11 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     /** Chunks of a claimed shard not committed yet, by shard name. */
     const remaining = new Map<string, { claim: IngestLease; chunks: number }>()
     type Next = { claim: IngestLease; chunks: Chunk[] } | { busy: { shard: string; holder: LeaseHolder }[] }
+    /**
+     * Shards found held by live ingests, skipped without asking the store again until a wait
+     * (with hundreds of shards, each claim would otherwise read every held one's ref).
+     */
+    const knownBusy = new Map<string, LeaseHolder>()
     const claimNext = async (): Promise<Next | undefined> => {
       const busy: { shard: string; holder: LeaseHolder }[] = []
       for (const shard of shards) {
@@ -819,8 +824,14 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
           finished.add(shard.name)
           continue
         }
+        const known = knownBusy.get(shard.name)
+        if (known !== undefined && known.expires > Date.now()) {
+          busy.push({ shard: shard.name, holder: known })
+          continue
+        }
         const taken = await takeShardClaim(repo.store, options.dataset, shard.name, token, claimOptions)
         if ('busy' in taken) {
+          knownBusy.set(shard.name, taken.busy)
           busy.push({ shard: shard.name, holder: taken.busy })
           continue
         }
@@ -956,6 +967,8 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
           }
           const soonest = Math.min(...next.busy.map((b) => b.holder.expires))
           await delay(Math.max(10, Math.min(pollMs, soonest - Date.now() + 10)), undefined, { signal })
+          // Look at every held shard again: finished, released, dead or expired by now.
+          knownBusy.clear()
           await refresh()
           continue
         }
