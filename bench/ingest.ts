@@ -494,13 +494,14 @@ ${table}
   the bytes passing through the process) and \`readFile\` + \`writeFile\`, which moves every
   byte through memory as ingest must. Both fsync each file and the folder, as the store does.
 - "checks before writing" is the part of an ingest pass spent before its first write:
-  finding the shards, reading every footer and fingerprint, and reading and checking every
-  row's vector, so that bad input fails with nothing written (median over passes).
+  finding the shards, reading every footer and fingerprint and the dataset's history
+  (median over passes); each chunk's vectors are checked as it is decoded, before its commit.
 - The copy moves the shard files as they are. Ingest does everything a dataset needs on top:
-  reads every footer, checks every vector, decodes the parquet (parquet-wasm), re-encodes the
-  columns as Arrow, hashes every byte into content-addressed objects (sha2-256), writes
-  them (fsynced on a folder, like the copy), reserves the plan's anchors, and commits one
-  manifest per chunk with its metadata for resuming, under the ingest lease (design/0006).
+  reads every footer, decodes the parquet (parquet-wasm, on a thread of its own), checks every
+  vector, re-encodes the columns as Arrow, hashes every byte into content-addressed objects
+  (sha2-256), writes them (fsynced on a folder, like the copy), reserves the plan's anchors,
+  and commits one manifest per chunk with its metadata for resuming, each shard under its
+  claim (design/0006).
   Every source column is kept (\`image_path\`, \`source_shard\`, \`source_row\` besides
   image, embedding, label and split).
 - Each ingest pass writes into a new, empty store (a folder, or a new prefix of one bucket),
