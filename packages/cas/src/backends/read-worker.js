@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto'
 import { read, readSync } from 'node:fs'
 import { Agent as HttpAgent, request as httpRequest } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
+import { connect } from 'node:net'
 import { parentPort } from 'node:worker_threads'
 
 // Each thread keeps its own pooled connections.
@@ -29,8 +30,231 @@ const gets = new Map()
 
 const failure = (code, message) => Object.assign(new Error(message), { code })
 
+/** Response heads larger than this are refused (S3 heads are a few hundred bytes). */
+const HEAD_MAX = 64 << 10
+/** Idle keep-alive connections of plain-HTTP GETs, by `host:port`. */
+const idle = new Map()
+
 /**
- * One GET. Deadlines as the main thread's SDK requests have them (design/0002): the answer
+ * One keep-alive connection of `plainGet`. The socket reads straight into the buffer the
+ * response in hand offers (`onread`): the head into a scratch buffer, then the body into the
+ * object's own buffer at the offset reached, so a body byte is copied once, by the kernel,
+ * and no chunk is allocated per read.
+ */
+class Connection {
+  constructor(host, port) {
+    this.key = `${host}:${port}`
+    this.scratch = Buffer.allocUnsafe(HEAD_MAX)
+    /** The response being received, if any. */
+    this.exchange = undefined
+    /** Whether a response came over it already (a reused socket the server may have closed). */
+    this.used = false
+    this.closed = false
+    this.connected = false
+    this.socket = connect({
+      host,
+      port,
+      onread: {
+        buffer: () => this.exchange?.into() ?? this.scratch,
+        callback: (n) => {
+          this.exchange?.received(n)
+        },
+      },
+    })
+    this.socket.setNoDelay(true)
+    this.socket.once('connect', () => {
+      this.connected = true
+    })
+    this.socket.on('error', (error) => this.exchange?.fail(error))
+    this.socket.on('close', () => {
+      this.closed = true
+      const list = idle.get(this.key)
+      if (list !== undefined) {
+        const at = list.indexOf(this)
+        if (at >= 0) list.splice(at, 1)
+      }
+      this.exchange?.lost()
+    })
+  }
+}
+
+/** A connection to `host:port`: an idle one, or a new one. */
+function connection(host, port) {
+  const list = idle.get(`${host}:${port}`)
+  while (list !== undefined && list.length > 0) {
+    const conn = list.pop()
+    if (!conn.closed) return conn
+  }
+  return new Connection(host, port)
+}
+
+/**
+ * A GET over plain HTTP/1.1 on a pooled connection, without `node:http`: the request is
+ * written as it is, the head parsed here, the body read into one buffer of its
+ * Content-Length and hashed as it lands. Same deadlines and replies as `get`. A reused
+ * connection that the server closed before answering is replaced once, transparently.
+ */
+function plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, retried = false) {
+  const target = new URL(url)
+  const host = target.hostname.replace(/^\[|\]$/g, '')
+  const port = Number(target.port || 80)
+  const conn = connection(host, port)
+  const reused = conn.used
+  let timer
+  let connectTimer
+  let done = false
+  // 'head' | 'body' | 'error'
+  let state = 'head'
+  let headLength = 0
+  let bodyStart = 0
+  let status = 0
+  let length = 0
+  let keepAlive = true
+  let bytes
+  let at = 0
+  let hash
+  const end = (reuse) => {
+    done = true
+    clearTimeout(timer)
+    clearTimeout(connectTimer)
+    gets.delete(id)
+    conn.exchange = undefined
+    if (reuse && keepAlive && !conn.closed) {
+      conn.used = true
+      const list = idle.get(conn.key) ?? []
+      list.push(conn)
+      idle.set(conn.key, list)
+    } else conn.socket.destroy()
+  }
+  const fail = (error) => {
+    if (done) return
+    end(false)
+    parentPort?.postMessage({ id, error: { message: String(error?.message), code: error?.code } })
+  }
+  const succeed = () => {
+    if (done) return
+    end(true)
+    const digest = new Uint8Array(hash.digest())
+    parentPort?.postMessage({ id, status, buffer: bytes.buffer, digest }, [bytes.buffer])
+  }
+  const answer = (body) => {
+    if (done) return
+    // An error answer's body may be cut short here: the connection is not reused.
+    end(false)
+    parentPort?.postMessage({ id, status, body })
+  }
+  const silence = () => {
+    clearTimeout(timer)
+    timer = setTimeout(() => fail(failure('ERR_CAS_SILENT', `no answer within ${timeoutMs} ms`)), timeoutMs)
+  }
+  const head = () => {
+    const text = conn.scratch.toString('latin1', 0, bodyStart - 4)
+    const lines = text.split('\r\n')
+    const statusLine = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')
+    if (statusLine === null) return fail(failure('ERR_CAS_BAD_RESPONSE', 'not an HTTP/1.1 response'))
+    status = Number(statusLine[1])
+    let declared
+    let chunked = false
+    for (let i = 1; i < lines.length; i++) {
+      const colon = lines[i].indexOf(':')
+      if (colon < 0) continue
+      const name = lines[i].slice(0, colon).trim().toLowerCase()
+      const value = lines[i].slice(colon + 1).trim()
+      if (name === 'content-length') declared = Number(value)
+      else if (name === 'connection' && value.toLowerCase() === 'close') keepAlive = false
+      else if (name === 'transfer-encoding' && value.toLowerCase() !== 'identity') chunked = true
+    }
+    if (lines[0].startsWith('HTTP/1.0')) keepAlive = false
+    const inHand = headLength - bodyStart
+    if (status !== 200 || chunked || declared === undefined || !Number.isSafeInteger(declared)) {
+      if (status === 200)
+        return fail(failure('ERR_CAS_BAD_RESPONSE', 'a 200 answer without a Content-Length'))
+      // An error answer (small XML): what arrived with the head, up to its length.
+      state = 'error'
+      length = declared !== undefined && Number.isSafeInteger(declared) && !chunked ? declared : -1
+      if (length >= 0 && inHand >= length)
+        answer(conn.scratch.toString('utf8', bodyStart, bodyStart + length))
+      return
+    }
+    length = declared
+    bytes = Buffer.allocUnsafeSlow(length)
+    hash = createHash('sha256')
+    if (inHand > length) return fail(failure('ERR_CAS_LONG_BODY', 'response body longer than Content-Length'))
+    conn.scratch.copy(bytes, 0, bodyStart, headLength)
+    hash.update(bytes.subarray(0, inHand))
+    at = inHand
+    state = 'body'
+    if (at === length) succeed()
+  }
+  conn.exchange = {
+    into: () => {
+      if (state === 'body') return bytes.subarray(at)
+      return conn.scratch.subarray(headLength)
+    },
+    received: (n) => {
+      if (done || n <= 0) return
+      silence()
+      if (state === 'body') {
+        hash.update(bytes.subarray(at, at + n))
+        at += n
+        if (at === length) succeed()
+        return
+      }
+      headLength += n
+      if (state === 'error') {
+        const inHand = headLength - bodyStart
+        if (length >= 0 && inHand >= length)
+          answer(conn.scratch.toString('utf8', bodyStart, bodyStart + length))
+        else if (headLength >= HEAD_MAX) answer(conn.scratch.toString('utf8', bodyStart, headLength))
+        return
+      }
+      const found = conn.scratch.subarray(0, headLength).indexOf('\r\n\r\n')
+      if (found >= 0) {
+        bodyStart = found + 4
+        head()
+      } else if (headLength >= HEAD_MAX) fail(failure('ERR_CAS_BAD_RESPONSE', 'response head too large'))
+    },
+    fail,
+    lost: () => {
+      if (done) return
+      if (state === 'error') {
+        // An error answer without a length ends with its connection.
+        answer(conn.scratch.toString('utf8', bodyStart, headLength))
+        return
+      }
+      if (reused && !retried && headLength === 0) {
+        // The server closed the idle connection as the request went out: a new one.
+        done = true
+        clearTimeout(timer)
+        gets.delete(id)
+        plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, true)
+        return
+      }
+      fail(failure('ECONNRESET', 'connection lost'))
+    },
+  }
+  gets.set(id, { destroy: (error) => fail(error) })
+  silence()
+  if (!conn.connected) {
+    connectTimer = setTimeout(
+      () =>
+        fail(
+          failure(
+            'ERR_CAS_CONNECT_TIMEOUT',
+            `could not establish a connection within ${connectTimeoutMs} ms`,
+          ),
+        ),
+      connectTimeoutMs,
+    )
+    conn.socket.once('connect', () => clearTimeout(connectTimer))
+  }
+  let request = `GET ${target.pathname}${target.search} HTTP/1.1\r\n`
+  for (const [name, value] of Object.entries(headers)) request += `${name}: ${value}\r\n`
+  conn.socket.write(`${request}\r\n`, 'latin1')
+}
+
+/**
+ * One GET through `node:http` (HTTPS; plain HTTP goes through `plainGet`). Deadlines as the main thread's SDK requests have them (design/0002): the answer
  * and then every body chunk must come within `timeoutMs` (code ERR_CAS_SILENT), a
  * connection must open within `connectTimeoutMs` (ERR_CAS_CONNECT_TIMEOUT, nothing sent).
  * The body is copied into one buffer of its Content-Length and hashed chunk by chunk as it
@@ -176,7 +400,8 @@ parentPort?.on('message', async ({ id, fd, size, buffer, get: getRequest, cancel
   }
   try {
     if (getRequest !== undefined) {
-      get(id, getRequest)
+      if (getRequest.url.startsWith('http:')) plainGet(id, getRequest)
+      else get(id, getRequest)
       return
     }
     if (buffer !== undefined) {
