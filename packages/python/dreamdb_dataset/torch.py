@@ -19,7 +19,6 @@ each rank x worker takes a contiguous share of the batches not yet done, compute
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
 import sys
@@ -45,19 +44,56 @@ STATE_FORMAT = "dreamdb.torch/1"
 Ranges = list[list[int]]
 
 
-def _numpy_of(array: pa.Array) -> np.ndarray:
-    """A numpy view of a primitive Arrow array, writable when its buffer is (no copy)."""
-    if array.null_count == 0 and pa.types.is_primitive(array.type) and not pa.types.is_boolean(array.type):
+class _Lent:
+    """Lends numpy the bytes of an Arrow buffer, writable, and keeps that buffer alive."""
+
+    def __init__(self, data: pa.Buffer, address: int, dtype: np.dtype, count: int) -> None:
+        self.owner = data
+        self.__array_interface__ = {"data": (address, False), "shape": (count,), "typestr": dtype.str, "version": 3}
+
+
+_DTYPES: dict[pa.DataType, np.dtype | None] = {}
+
+
+def _dtype_of(kind: pa.DataType) -> np.dtype | None:
+    """The numpy dtype of a primitive Arrow type (None for anything else), looked up once."""
+    try:
+        return _DTYPES[kind]
+    except KeyError:
+        primitive = pa.types.is_primitive(kind) and not pa.types.is_boolean(kind)
+        found = _DTYPES[kind] = np.dtype(kind.to_pandas_dtype()) if primitive else None
+        return found
+
+
+def _numpy_of(array: pa.Array, start: int = 0, count: int | None = None) -> np.ndarray:
+    """A numpy view of a primitive Arrow array (its values ``start .. start + count``), writable
+    (no copy)."""
+    dtype = _dtype_of(array.type)
+    if dtype is not None and array.null_count == 0:
+        count = len(array) - start if count is None else count
         data = array.buffers()[1]
-        dtype = np.dtype(array.type.to_pandas_dtype())
-        if data is not None and data.size > 0:
+        if data is not None and count > 0:
             # The bytes were received into a buffer of this batch alone (see _bridge), so a
             # writable view is safe; torch.from_numpy then needs no copy and warns of nothing.
-            writable = (ctypes.c_char * data.size).from_address(data.address)
-            writable.owner = data  # keeps the Arrow buffer alive as long as the array
-            view = np.frombuffer(writable, dtype=dtype, count=len(array) + array.offset)
-            return view[array.offset :]
-    return array.to_numpy(zero_copy_only=False)
+            address = data.address + (array.offset + start) * dtype.itemsize
+            return np.asarray(_Lent(data, address, dtype, count))
+    values = array.to_numpy(zero_copy_only=False)
+    return values[start:] if count is None else values[start : start + count]
+
+
+class _Words:
+    """The last dictionary seen as numpy strings: the batches of one pass share one."""
+
+    last: tuple[pa.Array, np.ndarray] | None = None  # one tuple: threads swap it whole
+
+    @classmethod
+    def of(cls, dictionary: pa.Array) -> np.ndarray:
+        last = cls.last
+        if last is not None and dictionary.equals(last[0]):
+            return last[1]
+        words = dictionary.to_numpy(zero_copy_only=False)
+        cls.last = (dictionary, words)
+        return words
 
 
 def batch_to_numpy(batch: pa.RecordBatch) -> dict[str, Any]:
@@ -70,14 +106,16 @@ def batch_to_numpy(batch: pa.RecordBatch) -> dict[str, Any]:
         if pa.types.is_fixed_size_list(kind):
             dim = kind.list_size
             if column.null_count == 0:
-                out[name] = _numpy_of(column.flatten()).reshape(n, dim)
+                # The child values under this batch's rows, without flatten()'s new array.
+                out[name] = _numpy_of(column.values, column.offset * dim, n * dim).reshape(n, dim)
             else:  # records from before the field existed: NaN rows
                 rows = [np.full(dim, np.nan, np.float32) if v is None else np.asarray(v, np.float32) for v in column.to_pylist()]
                 out[name] = np.stack(rows)
         elif pa.types.is_dictionary(kind):
-            words = column.dictionary.to_numpy(zero_copy_only=False)
-            indices = column.indices.to_numpy(zero_copy_only=False)
-            out[name] = words[indices] if column.null_count == 0 else np.array(column.to_pylist(), dtype=object)
+            if column.null_count == 0:
+                out[name] = _Words.of(column.dictionary)[column.indices.to_numpy(zero_copy_only=False)]
+            else:
+                out[name] = np.array(column.to_pylist(), dtype=object)
         elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
             out[name] = column.to_pylist()
         else:
