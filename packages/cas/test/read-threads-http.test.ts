@@ -32,7 +32,7 @@ function handle(socket: Socket, path: string): void {
   } else if (path === '/missing') {
     const xml = '<Error><Code>NoSuchKey</Code><Message>gone</Message></Error>'
     socket.write(head('404 Not Found', xml.length) + xml)
-  } else if (path === '/short') socket.end(head('200 OK', BODY.length) + 'abc')
+  } else if (path === '/short') socket.end(`${head('200 OK', BODY.length)}abc`)
   // '/silent': never answers.
 }
 
