@@ -335,18 +335,21 @@ ${markdownTable(
 
 **Where the time goes** (CPU s per pass, from the table). Through the bridge, Python's
 \`iter_arrow_batches\` costs ${cpu('python_iter')} CPU s against ${cpu('native')} for the TypeScript-native pass:
-the bridge ${role('python_iter', 'bridges')} (the same iteration, plus one IPC stream written per batch and the pipe),
-Python ${role('python_iter', 'main')} (reading the pipe, the IPC decode, the numpy view). DataLoader with 2 workers costs
-${cpu('dreamdb_dl2')} for DreamDB (bridges ${role('dreamdb_dl2', 'bridges')}, workers ${role('dreamdb_dl2', 'workers')}, main ${role('dreamdb_dl2', 'main')}) against
-${cpu('parquet_none_dl2')} for uncompressed Parquet (workers ${role('parquet_none_dl2', 'workers')}, main ${role('parquet_none_dl2', 'main')}) and ${cpu('lance_dl2')} for Lance.
-With 2 cores and every process CPU-bound, that CPU is the throughput: the peers' whole
-pipeline costs less than DreamDB's bridges alone, which do the TypeScript-native work (a
-CPU profile of that pass, taken once on 2026-12-02 and not re-measured by this run: SHA-256
+the bridge ${role('python_iter', 'bridges')} (the same iteration, plus one IPC stream written per batch, its schema and
+dictionary bytes encoded once per pass, and the pipe), Python ${role('python_iter', 'main')} (reading the pipe, the IPC
+decode, the numpy view). DataLoader with 2 workers costs ${cpu('dreamdb_dl2')} for DreamDB (bridges ${role('dreamdb_dl2', 'bridges')},
+workers ${role('dreamdb_dl2', 'workers')}, main ${role('dreamdb_dl2', 'main')}) against ${cpu('parquet_none_dl2')} for uncompressed Parquet (workers ${role('parquet_none_dl2', 'workers')},
+main ${role('parquet_none_dl2', 'main')}) and ${cpu('lance_dl2')} for Lance. A worker's bridge writes each batch into a memory
+file (memfd) that the worker handed it with the credit, and the worker's tensors are views of
+it, so DataLoader sends the training process one file descriptor per batch; the peers'
+workers pay DataLoader's copy of every tensor into new shared memory (which torch
+pre-allocates page by page). What is left is the bridges: the TypeScript-native work (a CPU
+profile of that pass, taken once on 2026-12-02 and not re-measured by this run: SHA-256
 verification of every byte 18%, garbage collection 18%, opening, reading, stat-ing and
-closing objects 21%), split across two Node.js processes. Moving each batch from a worker to
-the training process (DataLoader copies every tensor into shared memory and the main
-process maps it) costs the same for every loader, a little more for DreamDB whose batches
-carry \`_anchor\` as a second tensor.
+closing objects 21%), split across two Node.js processes that share 2 cores with their
+workers and the training process, which makes the same work cost more CPU than in one
+bridge (no object is read twice: the bridges' reads add up to the dataset's bytes). The
+workers' bridges hash on their own thread (no read threads).
 
 **Bridge start** (from the first call, with no bridge running, to the answer of its
 \`hello\`: finding \`node\`, spawning it on the bundle, loading the bundle, one round trip),

@@ -11,6 +11,11 @@ each rank x worker takes a contiguous share of the batches not yet done, compute
   shorter ones end with an empty batch (zero rows) so every rank steps the same number of
   times and DDP never waits on a rank that ran out; with ``drop_last=True`` the longer
   shares drop their last batch instead (those records are skipped this epoch).
+- Shared memory: in a DataLoader worker (``shared_memory=None``, the default, on Linux) the
+  bridge writes each batch into a memory file and the numeric columns come out as torch
+  tensors over it, the tensors DataLoader would have made of the numpy arrays, without its
+  copy into shared memory; ``shared_memory=False`` keeps numpy arrays (for a ``collate_fn``
+  that wants them), ``True`` asks for tensors outside workers too.
 - Resume: ``state_dict()`` says which batches are done; ``load_state_dict()`` continues the
   epoch with nothing repeated or skipped, with the same or another number of workers or
   ranks. Works inside torchdata's ``StatefulDataLoader`` (its per-worker states can be
