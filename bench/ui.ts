@@ -7,6 +7,7 @@
  * `pnpm bench ui [--records N] [--rounds R]` (default 1 000 000 records, 5 rounds). Needs a
  * Chromium (Debian's /usr/bin/chromium, or CHROMIUM_PATH).
  */
+/// <reference lib="dom" />
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
