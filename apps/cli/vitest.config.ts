@@ -26,5 +26,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     fileParallelism: false,
+    // One module graph for all of a package's files (they restore what they change): each
+    // file importing the sources, Arrow and the AWS SDK anew cost 1-2 s per file.
+    isolate: false,
   },
 })

@@ -18,5 +18,8 @@ export default defineConfig({
     testTimeout: 600_000,
     hookTimeout: 60_000,
     fileParallelism: false,
+    // One module graph for all of a package's files (they restore what they change): each
+    // file importing the sources, Arrow and the AWS SDK anew cost 1-2 s per file.
+    isolate: false,
   },
 })
