@@ -204,7 +204,15 @@ describe('dreamdb ui: the JSON API', { timeout: 15_000 }, () => {
     expect(tag.history[0].summary).toMatch(/^layer 'prediction'/)
     const d = await api('/api/diff?a=prep-v1&b=corpus')
     expect(d.records).toEqual({ added: 30, removed: 0 })
-    expect(d.appended).toEqual({ ref: 'corpus', offset: 120, count: 30 })
+    expect(d.appended).toMatchObject({ ref: 'corpus', offset: 120, count: 30 })
+    const added = await api('/api/records?ref=corpus&offset=120&limit=30&fields=label')
+    const runs = d.appended.anchors.runs as [string, number][]
+    expect(
+      runs.flatMap(([start, n]) => Array.from({ length: n }, (_, k) => String(BigInt(start) + BigInt(k)))),
+    ).toEqual(added.records.map((r: { anchor: string }) => r.anchor))
+    const layered = await api(`/api/diff?a=prep-v1&b=${SWEEP[0]}`)
+    expect(layered.layers.added).toEqual(['prediction'])
+    expect(layered.layerValues).toEqual({ prediction: { from: 0, to: 120 } })
     expect(d.same).toBe(false)
   })
 

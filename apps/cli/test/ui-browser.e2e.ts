@@ -267,6 +267,15 @@ describe('dreamdb ui in headless Chromium, on the quickstart store', { timeout: 
       })),
     )
     for (const r of shownRecords) expect(r.a).not.toBe(r.b)
+    // Two runs named instead of a prefix.
+    await open(page, `#/compare?refs=${encodeURIComponent(`${cmp.refs[0]},${cmp.refs[2]}`)}`, 'compare')
+    const pair = await page.$$eval('[data-testid=cell]', (tds) => tds.map((t) => t.textContent))
+    expect(pair).toEqual([
+      pct(cmp.accuracy[0]),
+      pct(cmp.agreement[0][2]),
+      pct(cmp.agreement[2][0]),
+      pct(cmp.accuracy[2]),
+    ])
   })
 
   it('inspect a tag and diff the baseline with a sweep run', async () => {

@@ -15,7 +15,7 @@ import {
   type Repository,
 } from '@dreamdb/manifest'
 import { LRUCache } from 'lru-cache'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
 import { isEmptyDiff } from '../commands/diff.js'
 import { describeChange } from '../commands/log.js'
 import { sourceOf } from '../context.js'
@@ -23,6 +23,7 @@ import { AnchorNotFoundError, CliError, FieldKindError, UsageError } from '../er
 import { plainValue } from '../render/values.js'
 import { webImage } from './images.js'
 import {
+  anchorRuns,
   fieldMap,
   type Predicate,
   positionsOf,
@@ -735,10 +736,28 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
     // When b is a's history plus appends, the records added are b's positions past a's end.
     const history = await log(repo, b, { signal, limit: 5000 })
     const from = history.find((e) => e.manifest === d.from)
-    const appended =
-      from !== undefined && d.records.removed === 0 && d.records.added > 0
-        ? { ref: q.get('b'), offset: from.records, count: d.records.added }
-        : null
+    let appended: object | null = null
+    if (from !== undefined && d.records.removed === 0 && d.records.added > 0) {
+      // The records added, by anchor: runs of the buckets' anchor ranges (metadata only).
+      const ds = await open(sourceOf(d.to), signal)
+      const end = from.records + d.records.added
+      const anchors = await anchorRuns(ds, from.records, end, signal)
+      appended = { ref: q.get('b'), offset: from.records, count: d.records.added, anchors }
+    }
+    // Values per layer added or changed, from the two manifests.
+    const [ma, mb] = await Promise.all([
+      repo.loadManifest(CID.parse(d.from), { signal }),
+      repo.loadManifest(CID.parse(d.to), { signal }),
+    ])
+    const layerValues = Object.fromEntries(
+      [...d.layers.added, ...d.layers.changed].map((name) => [
+        name,
+        {
+          from: ma.layers.find((l) => l.name === name)?.records ?? 0,
+          to: mb.layers.find((l) => l.name === name)?.records ?? 0,
+        },
+      ]),
+    )
     return {
       json: {
         format: 'dreamdb.ui.diff/1',
@@ -747,6 +766,7 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
         ...d,
         same: isEmptyDiff(d),
         appended,
+        layerValues,
       },
     }
   })

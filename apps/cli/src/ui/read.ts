@@ -196,3 +196,37 @@ export function fieldMap(ds: Dataset): Map<string, Field> {
     ...ds.manifest.layers.map((l) => [l.name, l.field] as const),
   ])
 }
+
+/**
+ * The anchors of the records at positions [from, to) as runs [start, count], from the
+ * buckets' anchor ranges (metadata only), at most `max` runs.
+ */
+export async function anchorRuns(
+  ds: Dataset,
+  from: number,
+  to: number,
+  signal: AbortSignal,
+  max = 1000,
+): Promise<{ runs: [string, number][]; truncated: boolean }> {
+  const runs: [string, number][] = []
+  let base = 0
+  for await (const { leaf } of ds.repository.leaves(ds.manifest, { signal })) {
+    if (base + leaf.records > from && base < to) {
+      let at = base
+      for (const bucket of await ds.repository.leafBuckets(leaf, { signal })) {
+        for (const range of bucket.anchorRanges ?? []) {
+          const lo = Math.max(from, at)
+          const hi = Math.min(to, at + range.count)
+          if (lo < hi) {
+            if (runs.length >= max) return { runs, truncated: true }
+            runs.push([(range.start + BigInt(lo - at)).toString(), hi - lo])
+          }
+          at += range.count
+        }
+      }
+    }
+    base += leaf.records
+    if (base >= to) break
+  }
+  return { runs, truncated: false }
+}

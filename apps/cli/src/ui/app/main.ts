@@ -578,16 +578,28 @@ async function compareView(params: URLSearchParams, signal: AbortSignal) {
     size: 24,
   }) as HTMLInputElement
   const fieldInput = h('input', { id: 'field', value: field, size: 12 }) as HTMLInputElement
+  const refsInput = h('input', {
+    id: 'refs',
+    'data-testid': 'refs-input',
+    value: params.get('refs') ?? '',
+    size: 32,
+    placeholder: 'or refs: a,b,c',
+  }) as HTMLInputElement
   const bar = h(
     'form',
     {
       class: 'bar',
       onsubmit: (e) => {
         e.preventDefault()
-        location.hash = link('compare', { prefix: prefixInput.value, field: fieldInput.value })
+        const refs = refsInput.value.trim()
+        location.hash = link(
+          'compare',
+          refs ? { refs, field: fieldInput.value } : { prefix: prefixInput.value, field: fieldInput.value },
+        )
       },
     },
     h('label', {}, 'refs starting with ', prefixInput),
+    refsInput,
     h('label', {}, 'field ', fieldInput),
     h('button', { type: 'submit' }, 'Compare'),
   )
@@ -911,7 +923,13 @@ async function inspectView(params: URLSearchParams, signal: AbortSignal) {
         buckets: { added: number; removed: number }
         fields: { added: string[]; removed: string[]; changed: string[] }
         layers: { added: string[]; removed: string[]; changed: string[] }
-        appended: { ref: string; offset: number; count: number } | null
+        appended: {
+          ref: string
+          offset: number
+          count: number
+          anchors: { runs: [string, number][]; truncated: boolean }
+        } | null
+        layerValues: Record<string, { from: number; to: number }>
       }>(`diff?${q({ a, b })}`, signal).then((d) => {
         const list = (what: string, part: { added: string[]; removed: string[]; changed: string[] }) =>
           h(
@@ -940,18 +958,34 @@ async function inspectView(params: URLSearchParams, signal: AbortSignal) {
             h('tr', {}, h('th', {}, 'buckets'), h('td', {}, `+${d.buckets.added} −${d.buckets.removed}`)),
             list('fields', d.fields),
             list('layers', d.layers),
+            ...Object.entries(d.layerValues).map(([name, v]) =>
+              h('tr', {}, h('th', {}, `⧉ ${name}`), h('td', {}, `${v.from} → ${v.to} values`)),
+            ),
           ),
           d.appended
             ? h(
-                'p',
+                'div',
                 {},
                 h(
-                  'a',
-                  {
-                    href: link('records', { ref: b, offset: d.appended.offset }),
-                    'data-testid': 'diff-added',
-                  },
-                  `the ${d.appended.count} records added`,
+                  'p',
+                  {},
+                  h(
+                    'a',
+                    {
+                      href: link('records', { ref: b, offset: d.appended.offset }),
+                      'data-testid': 'diff-added',
+                    },
+                    `the ${d.appended.count} records added`,
+                  ),
+                  ` (positions ${d.appended.offset}–${d.appended.offset + d.appended.count - 1}), by anchor:`,
+                ),
+                h(
+                  'div',
+                  { class: 'mono', 'data-testid': 'diff-anchors' },
+                  d.appended.anchors.runs
+                    .map(([start, n]) => (n === 1 ? start : `${start}–${BigInt(start) + BigInt(n - 1)}`))
+                    .join(', '),
+                  d.appended.anchors.truncated ? ', …' : '',
                 ),
               )
             : '',
