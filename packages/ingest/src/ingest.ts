@@ -93,10 +93,11 @@ export interface IngestOptions {
   /** For relative model paths. */
   cwd: string
   /**
-   * The ingest lease (design/0006): one ingest per dataset at a time. `waitMs` is how long
-   * to wait for another ingest's lease (0: fail at once with `ERR_INGEST_LOCKED`);
-   * `renewMs` how often it is renewed (@default ttl / 4), `pollMs` how often a waiting
-   * ingest looks again (@default min(1 s, ttl / 8)).
+   * Shard claims (design/0006): `ttlMs` how long a claim outlives its last renewal (@default
+   * 60 s), `renewMs` how often it is renewed (@default ttl / 4), `pollMs` how often an ingest
+   * whose shards left are all held by others looks again (@default min(250 ms, ttl / 8)).
+   * `waitMs`: how long to wait while an older DreamDB's ingest holds the dataset's lease (0:
+   * fail at once with `ERR_INGEST_LOCKED`).
    */
   lease?: { waitMs?: number; ttlMs?: number; renewMs?: number; pollMs?: number; command?: string }
   signal?: AbortSignal
@@ -796,7 +797,9 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
       onTakeOver: (holder: LeaseHolder, why: 'expired' | 'dead') =>
         options.onProgress?.({ kind: 'lease-taken-over', holder, why }),
     }
-    const pollMs = l.pollMs ?? Math.min(1000, Math.max(10, (l.ttlMs ?? DEFAULT_LEASE_TTL_MS) / 8))
+    // Waiting ingests look often: the one that finishes a plan's last shard is waited for by
+    // all the others (one ref read per held shard per look).
+    const pollMs = l.pollMs ?? Math.min(250, Math.max(10, (l.ttlMs ?? DEFAULT_LEASE_TTL_MS) / 8))
     /** Read the commits made since the last read; rows other ingests committed meanwhile are reported. */
     let reported = history.rows
     const refresh = async () => {
