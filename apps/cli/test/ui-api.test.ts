@@ -9,6 +9,7 @@ import { openStore, type Store } from '@dreamdb/cas'
 import { Dataset } from '@dreamdb/dataset'
 import { Repository } from '@dreamdb/manifest'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createApi } from '../src/ui/api.js'
 import { encodePng, webImage } from '../src/ui/images.js'
 import { startViewer, type Viewer } from '../src/ui/server.js'
 import { cli, LABELS, prepareStore, record, SWEEP, tempDir } from './helpers.js'
@@ -244,6 +245,20 @@ describe('dreamdb ui: the JSON API', { timeout: 15_000 }, () => {
     expect(unknown.status).toBe(404)
     expect(unknown.json().error.code).toBe('ERR_CLI_UI_NOT_FOUND')
     expect((await get('/')).type).toMatch(/^text\/html/)
+  })
+
+  it('stops a handler when its request is aborted (the client went away)', async () => {
+    const handlers = createApi({ repo: new Repository(store), store })
+    const gone = AbortSignal.abort(new DOMException('the client went away', 'AbortError'))
+    for (const [name, query] of [
+      ['records', 'ref=corpus&filter=label%3Dcat'],
+      ['compare', 'prefix=sweep/'],
+      ['inspect', 'ref=prod-1'],
+    ] as const) {
+      await expect(handlers.get(name)!(new URLSearchParams(query), gone), name).rejects.toMatchObject({
+        name: 'AbortError',
+      })
+    }
   })
 
   it('refuses to bind a non-loopback address unless asked', async () => {
