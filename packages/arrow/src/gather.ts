@@ -115,10 +115,23 @@ export class BatchGatherer {
   /** The anchors of a batch's rows: `sources[s]` holds the anchors of source `s`'s rows. */
   anchors(sources: readonly BigUint64Array[], blocks: Blocks): BigUint64Array {
     const out = new BigUint64Array(blocks.rows)
+    // A shuffled batch is a block per row: those are copied as two 32-bit halves, with
+    // neither a subarray nor a bigint per row.
+    const halves = new Uint32Array(out.buffer)
+    const sourceHalves: (Uint32Array | undefined)[] = new Array(sources.length)
     for (let b = 0, k = 0; b < blocks.length; b++) {
+      const s = blocks.source[b]!
       const row = blocks.row[b]!
       const count = blocks.count[b]!
-      out.set(sources[blocks.source[b]!]!.subarray(row, row + count), k)
+      if (count === 1) {
+        const from = (sourceHalves[s] ??= new Uint32Array(
+          sources[s]!.buffer,
+          sources[s]!.byteOffset,
+          sources[s]!.length * 2,
+        ))
+        halves[2 * k] = from[2 * row]!
+        halves[2 * k + 1] = from[2 * row + 1]!
+      } else out.set(sources[s]!.subarray(row, row + count), k)
       k += count
     }
     return out
