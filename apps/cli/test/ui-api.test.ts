@@ -25,6 +25,22 @@ beforeAll(async () => {
   // A run whose records differ from the sweep's (one more appended): compared by anchor.
   const moved = await (await Dataset.openRef(SWEEP[0]!, { backend })).branch('moved')
   await moved.appendMany([record(500)])
+  // A run with predictions for the first 60 records only (same timeline, a partial layer).
+  const partial = await (await Dataset.openRef('prep-v1', { backend })).branch('partial')
+  const firstAnchors: bigint[] = []
+  for await (const batch of partial.iterArrowBatches({
+    fields: ['label'],
+    batchSize: 60,
+    batchRange: [0, 1],
+  })) {
+    firstAnchors.push(...(batch.getChild('_anchor')!.toArray() as BigUint64Array))
+  }
+  await partial.addScalarLayer(
+    'prediction',
+    'embedding',
+    'categorical',
+    firstAnchors.map((a, i) => [a, LABELS[i % 4]!] as const),
+  )
   await moved.repository.store.close()
   store = await openStore(backend)
   viewer = await startViewer({ repo: new Repository(store), store, port: 0, signal: stop.signal })
@@ -193,6 +209,12 @@ describe('dreamdb ui: the JSON API', { timeout: 15_000 }, () => {
       `/api/disagreements?refs=moved,${SWEEP[1]}&context=${SWEEP[0]},moved,${SWEEP[1]}&limit=5`,
     )
     expect(apart.records.map((r: { position: number }) => r.position)).toEqual(differ.slice(0, 5))
+    // A layer over some records of the timeline: joined by the iterator, absent values skipped.
+    const some = await api(`/api/compare?refs=${SWEEP[0]},partial`)
+    expect(some.counts).toEqual([120, 60])
+    expect(some.overlap[0][1]).toBe(60)
+    expect(some.agreement[0][1]).toBe(0.5)
+    expect(some.accuracy).toEqual([cmp.accuracy[0], 1])
     // A run against the label (the matrix's diagonal).
     const self = await api(`/api/disagreements?refs=${SWEEP[2]}&limit=500`)
     expect(self.total).toBe(30)

@@ -4,13 +4,17 @@
  * answer is a `dreamdb.ui.<name>/1` document, or image bytes; errors are thrown and become
  * `dreamdb.error/1` documents in `server.ts`. Documented in design/0009-viewer.md.
  */
+
+import { readLayerSegment } from '@dreamdb/arrow'
 import type { Store } from '@dreamdb/cas'
 import { compareRefs, Dataset } from '@dreamdb/dataset'
 import {
   assertUserRefName,
   type Field,
   inspect as inspectState,
+  type Layer,
   log,
+  type Manifest,
   diff as manifestDiff,
   type Repository,
 } from '@dreamdb/manifest'
@@ -31,6 +35,7 @@ import {
   readPositions,
   readRange,
   scanPositions,
+  timelineAnchors,
 } from './read.js'
 
 /** A route of the API that does not exist. */
@@ -201,6 +206,34 @@ function agree(a: Int32Array, b: Int32Array): { both: number; same: number } {
   return { both, same }
 }
 
+/**
+ * A scalar layer's values as codes by timeline position, read from its segments as stored,
+ * when the segments hold the timeline's records in its order (a layer written for every
+ * record of the state, the usual sweep prediction); null otherwise (the caller joins it).
+ */
+async function layerCodes(
+  ds: Dataset,
+  layer: Layer,
+  anchors: BigUint64Array,
+  codes: Codes,
+  signal: AbortSignal,
+): Promise<Int32Array | null> {
+  if (layer.field.family !== 'scalar' || layer.records !== anchors.length) return null
+  const out = new Int32Array(anchors.length)
+  let at = 0
+  const segments = { timeline: layer.segments } as Manifest
+  for await (const { bucket } of ds.repository.buckets(segments, { signal })) {
+    const segment = await readLayerSegment(ds.store, layer.field, bucket, { signal })
+    const n = segment.anchors.length
+    if (at + n > anchors.length) return null
+    for (let i = 0; i < n; i++) if (segment.anchors[i] !== anchors[at + i]) return null
+    const values = segment.values
+    for (let i = 0; i < n; i++) out[at + i] = codes.of(values.get(i))
+    at += n
+  }
+  return at === anchors.length ? out : null
+}
+
 /** Build the handlers, with their caches (states are immutable: keyed by manifest CID). */
 export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
   // Open datasets by manifest: each keeps its codecs and search indexes for the next request.
@@ -295,30 +328,42 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
         const positions = timelines.size === 1
         if (positions) {
           // Sweep branches of one dataset: the same records in the same order, so each ref's
-          // values are read as a column by position (its layer joined by the iterator), and
-          // the label once; no join by anchor.
+          // values are a column by position, and the label is read once; no join by anchor.
+          // A layer whose segments hold the records in timeline order is read segment by
+          // segment as it is stored; any other goes through the iterator, which joins it.
           const n = states[0]!.manifest.stats.records
-          anchors = new BigUint64Array(n)
-          columns = states.map(() => new Int32Array(n).fill(-1))
-          const labelColumn = label === null ? null : new Int32Array(n).fill(-1)
-          for (const [r, ds] of states.entries()) {
-            const fields = r === 0 && label !== null && label !== field ? [field, label] : [field]
+          anchors = await timelineAnchors(states[0]!, signal)
+          columns = []
+          for (const ds of states) {
+            const layer = ds.manifest.layers.find((l) => l.name === field)
+            const direct = layer === undefined ? null : await layerCodes(ds, layer, anchors, codes, signal)
+            if (direct !== null) {
+              columns.push(direct)
+              continue
+            }
+            const out = new Int32Array(n).fill(-1)
             let at = 0
-            for await (const batch of ds.iterArrowBatches({ fields, batchSize: 65_536, signal })) {
+            for await (const batch of ds.iterArrowBatches({ fields: [field], batchSize: 65_536, signal })) {
               const values = batch.getChild(field)!
-              const out = columns[r]!
               for (let i = 0; i < batch.numRows; i++) out[at + i] = codes.of(values.get(i))
-              if (r === 0) {
-                anchors.set(batch.getChild('_anchor')!.toArray() as BigUint64Array, at)
-                if (labelColumn !== null) {
-                  const l = batch.getChild(label!)!
-                  for (let i = 0; i < batch.numRows; i++) labelColumn[at + i] = codes.of(l.get(i))
-                }
-              }
               at += batch.numRows
             }
+            columns.push(out)
           }
-          if (labelColumn !== null) labels = states.map(() => labelColumn)
+          if (label !== null) {
+            const labelColumn = new Int32Array(n).fill(-1)
+            let at = 0
+            for await (const batch of states[0]!.iterArrowBatches({
+              fields: [label],
+              batchSize: 65_536,
+              signal,
+            })) {
+              const l = batch.getChild(label)!
+              for (let i = 0; i < batch.numRows; i++) labelColumn[at + i] = codes.of(l.get(i))
+              at += batch.numRows
+            }
+            labels = states.map(() => labelColumn)
+          }
         } else {
           // Refs of different records: joined by anchor (compareRefs), labels per timeline.
           const table = await compareRefs({ refs, fields: [field], backend: store, signal })

@@ -230,3 +230,16 @@ export async function anchorRuns(
   }
   return { runs, truncated: false }
 }
+
+/** Every record's anchor in timeline order, from the buckets' anchor ranges (no data read). */
+export async function timelineAnchors(ds: Dataset, signal: AbortSignal): Promise<BigUint64Array> {
+  const out = new BigUint64Array(ds.manifest.stats.records)
+  let at = 0
+  for await (const { bucket } of ds.repository.buckets(ds.manifest, { signal })) {
+    for (const range of bucket.anchorRanges ?? []) {
+      for (let k = 0; k < range.count; k++) out[at + k] = range.start + BigInt(k)
+      at += range.count
+    }
+  }
+  return out
+}
