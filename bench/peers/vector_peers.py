@@ -6,14 +6,19 @@ Usage:
   vector_peers.py serve <config.json>
       builds every peer index, prints one JSON line with the builds, then answers JSON
       commands on stdin, one per line, each with one JSON line on stdout:
-        {"cmd": "pass", "step": i, "warm": 0}  every peer setting at step i of its sweep (the
-            i-th nprobe) over every query, one query per call, timed: recall@10 and per-query
-            latencies; "warm": n runs only the first n queries (a warm-up)
+        {"cmd": "pass", "step": i, "warm": 0, "mode": "query"}  every peer setting at step i
+            of its sweep (the i-th nprobe) over every query, timed: recall@10 and latencies;
+            "mode": "query" asks one query per call (per-query latencies), "batch" all
+            queries in one call (FAISS only; one latency, the call's); "warm": n runs only
+            the first n queries (a warm-up)
         {"cmd": "quit"}
 
 Config: {"base", "queries", "truth" (.npy paths), "metric" ("l2" | "cosine"), "lists",
-"nprobes", "k", "qb", "refine", "workdir", "lance": bool, "lanceQueries": how many of the
-queries LanceDB answers (its Python query builder costs milliseconds per query)}. Vectors under cosine arrive unit
+"nprobes", "k", "qbs" (query bits of IndexIVFRaBitQ 1 bit, each a setting), "refines" (k_factors
+of IndexRefineFlat over the 1-bit indexes, each a setting), "fastscan": bool, "refine"
+(LanceDB's refine_factor), "workdir", "lance": bool, "lanceQueries": how many of the queries
+LanceDB answers (its Python query builder costs milliseconds per query)}. One index is built
+per codec and searched in every setting: qb and k_factor are search-time parameters. Vectors under cosine arrive unit
 length, so FAISS runs inner product on them. Every FAISS index shares one coarse quantizer
 (k-means: 20 iterations, at most 256 training points per list, DreamDB's training settings)
 with `lists` lists; each build time is that k-means plus the index's own training and adding.
@@ -53,15 +58,17 @@ def truth(base_path, queries_path, metric, k, out_path):
 
 
 class Peer:
-    def __init__(self, name, family, params, search, bytes_per_vector, build_seconds, build_cpu_seconds, queries=None):
+    def __init__(self, name, family, params, prepare, search, bytes_per_vector, build_seconds, build_cpu_seconds, queries=None, batch=True):
         self.name = name
         self.family = family
         self.params = params  # list of (label, value) sweep points
-        self.search = search  # (value, query) -> ids
+        self.prepare = prepare  # value -> None: sets the sweep point (nprobe, qb, k_factor) on the shared index
+        self.search = search  # queries (rows) -> ids (rows)
         self.bytes_per_vector = bytes_per_vector
         self.build_seconds = build_seconds
         self.build_cpu_seconds = build_cpu_seconds
         self.queries = queries  # at most this many queries (None: all)
+        self.batch = batch  # answers every query in one call as well
 
 
 def timed(fn):
@@ -74,7 +81,7 @@ def faiss_peers(config, base, metric):
     import faiss
 
     faiss.omp_set_num_threads(1)
-    dim, lists = base.shape[1], config["lists"]
+    dim, lists, k = base.shape[1], config["lists"], config["k"]
     faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
 
     def train_kmeans():
@@ -99,50 +106,64 @@ def faiss_peers(config, base, metric):
         return q
 
     peers, keep = [], []
-    variants = [("IndexIVFFlat", None, False), ("IndexIVFRaBitQ 1 bit", 1, False)]
-    if config.get("refine"):
-        variants.append((f"IndexIVFRaBitQ 1 bit + IndexRefineFlat (k_factor {config['refine']})", 1, True))
-    variants += [("IndexIVFRaBitQ 4 bits", 4, False), ("IndexIVFRaBitQ 8 bits", 8, False)]
-    for name, bits, refine in variants:
-        q = quantizer(bits is not None)
+    refines = config.get("refines", [])
+    # (name, codec, bits, settings): one index per codec, every setting (qb, k_factor) searches it.
+    codecs = [("IndexIVFFlat", "flat", None, [(None, 0)])]
+    codecs.append(("IndexIVFRaBitQ 1 bit", "rabitq", 1, [(qb, f) for qb in config["qbs"] for f in [0, *refines]]))
+    if config.get("fastscan"):
+        codecs.append(("IndexIVFRaBitQFastScan 1 bit", "fastscan", 1, [(None, f) for f in [0, *refines]]))
+    codecs += [("IndexIVFRaBitQ 4 bits", "rabitq", 4, [(8, 0)]), ("IndexIVFRaBitQ 8 bits", "rabitq", 8, [(8, 0)])]
+    for name, codec, bits, settings in codecs:
+        q = quantizer(codec != "flat")
+        refined = any(f > 0 for _, f in settings)
 
-        def build(q=q, bits=bits, refine=refine):
-            if bits is None:
+        def build(q=q, codec=codec, bits=bits, refined=refined):
+            if codec == "flat":
                 index = faiss.IndexIVFFlat(q, dim, lists, faiss_metric)
                 outer = index
             else:
-                index = faiss.IndexIVFRaBitQ(q, dim, lists, faiss_metric, True, bits)
-                index.qb = config["qb"]
+                if codec == "fastscan":
+                    index = faiss.IndexIVFRaBitQFastScan(q, dim, lists, faiss_metric, 32, True, bits)
+                else:
+                    index = faiss.IndexIVFRaBitQ(q, dim, lists, faiss_metric, True, bits)
                 outer = faiss.IndexPreTransform(rotation, index)
             outer.train(base)  # the quantizer is trained: only the codec trains here
-            if refine:
-                outer = faiss.IndexRefineFlat(outer)
-                outer.k_factor = config["refine"]
-            outer.add(base)
-            return index, outer
+            refine = faiss.IndexRefineFlat(outer) if refined else None
+            (refine or outer).add(base)
+            return index, outer, refine
 
-        (ivf, outer), seconds, cpu = timed(build)
+        (ivf, outer, refine), seconds, cpu = timed(build)
         keep.append(q)  # the quantizer must outlive its index
-        k = config["k"]
+        for qb, factor in settings:
 
-        def search(nprobe, query, ivf=ivf, outer=outer, k=k):
-            ivf.nprobe = nprobe
-            return outer.search(query, k)[1][0]
+            def prepare(nprobe, ivf=ivf, refine=refine, qb=qb, factor=factor):
+                ivf.nprobe = nprobe
+                if qb is not None:
+                    ivf.qb = qb
+                if factor:
+                    refine.k_factor = factor
 
-        code_size = ivf.code_size + (4 * dim if refine else 0)
-        peers.append(
-            Peer(
-                f"FAISS {name}" if bits is None else f"FAISS RR + {name}",
+            def search(queries, outer=outer, refine=refine, factor=factor):
+                return (refine if factor else outer).search(queries, k)[1]
+
+            label = "IndexIVFFlat" if bits is None else f"RR + {name}"
+            if qb is not None and bits == 1:
+                label += f", qb {qb}"
+            if factor:
+                label += f" + IndexRefineFlat (k_factor {factor})"
+            peer = Peer(
+                f"FAISS {label}",
                 "faiss-ivf-flat" if bits is None else "faiss-ivf-rabitq",
                 [(f"nprobe {p}", p) for p in config["nprobes"]],
+                prepare,
                 search,
-                code_size,
+                ivf.code_size + (4 * dim if factor else 0),
                 kmeans_seconds + seconds,
                 kmeans_cpu + cpu,
             )
-        )
-        peers[-1].bits = bits
-        peers[-1].rerank = refine
+            peer.bits = bits
+            peer.rerank = bool(factor)
+            peers.append(peer)
     return peers, {"faiss": faiss.__version__, "faiss compile options": faiss.get_compile_options().strip()}
 
 
@@ -169,13 +190,17 @@ def lance_peers(config, base, metric):
     k = config["k"]
     peers = []
     for refine in [None] + ([config["refine"]] if config.get("refine") else []):
+        probe = [1]
 
-        def search(nprobe, query, refine=refine):
-            builder = table.search(query[0], vector_column_name="vector").distance_type(distance)
-            builder = builder.nprobes(nprobe).limit(k).select([]).with_row_id(True)
+        def prepare(nprobe, probe=probe):
+            probe[0] = nprobe
+
+        def search(queries, refine=refine, probe=probe):
+            builder = table.search(queries[0], vector_column_name="vector").distance_type(distance)
+            builder = builder.nprobes(probe[0]).limit(k).select([]).with_row_id(True)
             if refine:
                 builder = builder.refine_factor(refine)
-            return builder.to_arrow()["_rowid"].to_numpy()
+            return [builder.to_arrow()["_rowid"].to_numpy()]
 
         name = "LanceDB IVF_RQ 1 bit" + (f" + refine_factor {refine}" if refine else "")
         peers.append(
@@ -183,11 +208,13 @@ def lance_peers(config, base, metric):
                 name,
                 "lancedb-ivf-rq",
                 [(f"nprobe {p}", p) for p in config["nprobes"]],
+                prepare,
                 search,
                 index_bytes / len(base) + (4 * dim if refine else 0),
                 seconds,
                 cpu,
                 config.get("lanceQueries"),
+                batch=False,
             )
         )
         peers[-1].bits = 1
@@ -195,28 +222,35 @@ def lance_peers(config, base, metric):
     return peers, {"lancedb": lancedb.__version__}
 
 
-def run_pass(peers, queries, truth10, k, step, warm):
+def run_pass(peers, queries, truth10, k, step, warm, mode):
     results = []
     for peer in peers:
+        if mode == "batch" and not peer.batch:
+            continue
         count = min(len(queries), peer.queries or len(queries), warm or len(queries))
         for label, value in peer.params[step : step + 1]:
-            latencies = np.zeros(count)
-            hits = 0
+            peer.prepare(value)
             cpu = time.process_time()
             wall = time.perf_counter()
-            for i in range(count):
-                q = queries[i : i + 1]
-                start = time.perf_counter()
-                ids = peer.search(value, q)
-                latencies[i] = time.perf_counter() - start
-                hits += len(truth10[i].intersection(int(x) for x in ids[:k]))
+            if mode == "batch":
+                ids = peer.search(queries[:count])
+                latencies = np.array([time.perf_counter() - wall])
+            else:
+                latencies = np.zeros(count)
+                ids = []
+                for i in range(count):
+                    start = time.perf_counter()
+                    ids.append(peer.search(queries[i : i + 1])[0])
+                    latencies[i] = time.perf_counter() - start
             wall = time.perf_counter() - wall
             cpu = time.process_time() - cpu
+            hits = sum(len(truth10[i].intersection(int(x) for x in ids[i][:k])) for i in range(count))
             results.append(
                 {
                     "peer": peer.name,
                     "setting": label,
                     "nprobe": value,
+                    "queries": count,
                     "recall": hits / (count * k),
                     "seconds": float(latencies.sum()),
                     "cpuOverWall": cpu / wall,
@@ -268,7 +302,10 @@ def serve(config_path):
         if command["cmd"] == "quit":
             break
         if command["cmd"] == "pass":
-            print(json.dumps({"results": run_pass(peers, queries, truth10, k, command["step"], command.get("warm", 0))}), flush=True)
+            results = run_pass(
+                peers, queries, truth10, k, command["step"], command.get("warm", 0), command.get("mode", "query")
+            )
+            print(json.dumps({"results": results}), flush=True)
 
 
 if __name__ == "__main__":
