@@ -89,7 +89,8 @@ function prepareRow(
 
 /** One query vector, checked and (under cosine) normalised. */
 export function toQuery(query: VectorInput, dim: number, metric: Metric): Float32Array {
-  const out = Float32Array.from(checkQueryShape(query, dim))
+  // The constructor copies a typed array in one block (`from` goes element by element).
+  const out = new Float32Array(checkQueryShape(query, dim) as ArrayLike<number>)
   prepareRow(out, 0, dim, metric, 'query', 0)
   return out
 }
