@@ -137,8 +137,9 @@ describe('dreamdb ui: the JSON API', { timeout: 15_000 }, () => {
       expect(image.status).toBe(200)
       expect(new Uint8Array(image.body)).toEqual(want.image)
     }
-    // Not an image format a browser draws: served as bytes, never sniffed.
+    // Not an image format a browser draws: served as bytes, never sniffed, never inlined.
     expect((await get(page.records[0].values.image.url)).type).toBe('application/octet-stream')
+    expect(page.records[0].values.image.inline).toBeUndefined()
   })
 
   it('filters by scalar fields and layers with a cursor, without reading past a page', async () => {

@@ -18,6 +18,7 @@ import {
   diff as manifestDiff,
   type Repository,
 } from '@dreamdb/manifest'
+import type { Vector } from 'apache-arrow'
 import { LRUCache } from 'lru-cache'
 import { CID } from 'multiformats/cid'
 import { isEmptyDiff } from '../commands/diff.js'
@@ -103,6 +104,9 @@ function listParam(q: URLSearchParams, name: string): string[] | undefined {
 
 // -- values as JSON -----------------------------------------------------------------------
 
+/** Images up to this size (stored and as sent) are inlined in pages of records. */
+const INLINE_BYTES = 8 * 1024
+
 /** How many numbers of a vector a page shows; a record's detail has them all. */
 const VECTOR_PREVIEW = 8
 
@@ -118,10 +122,19 @@ function jsonValue(
   full: boolean,
 ): unknown {
   if (value instanceof Uint8Array) {
+    // Small images (thumbnails, digits) come inline with the page, as data URLs: a grid of
+    // 100 is one request instead of 101. The URL serves the bytes either way.
+    let inline: string | undefined
+    if (!full && field?.family === 'binary' && field.media === 'image' && value.byteLength <= INLINE_BYTES) {
+      const image = webImage(value)
+      if (image.type.startsWith('image/') && image.bytes.byteLength <= INLINE_BYTES)
+        inline = `data:${image.type};base64,${Buffer.from(image.bytes).toString('base64')}`
+    }
     return {
       bytes: value.byteLength,
       ...(field?.family === 'binary' ? { media: field.media } : {}),
       url: imageUrl(at.manifest, at.position, at.name),
+      ...(inline ? { inline } : {}),
     }
   }
   const plain = plainValue(field, value, 'count')
@@ -190,6 +203,37 @@ class Codes {
     }
     return c
   }
+
+  /**
+   * A column's codes into `out` from `at`. Dictionary-encoded data (categorical values) is
+   * coded once per dictionary entry and then by its integer keys: no string is decoded per
+   * record.
+   */
+  column(vector: Vector, out: Int32Array, at: number): void {
+    let base = 0
+    for (const data of vector.data) {
+      const dictionary = data.dictionary
+      const keys = data.values as unknown
+      if (
+        dictionary &&
+        (keys instanceof Int32Array ||
+          keys instanceof Uint32Array ||
+          keys instanceof Int16Array ||
+          keys instanceof Uint16Array ||
+          keys instanceof Int8Array ||
+          keys instanceof Uint8Array)
+      ) {
+        const map = new Int32Array(dictionary.length)
+        for (let k = 0; k < dictionary.length; k++) map[k] = this.of(dictionary.get(k))
+        const nulls = data.nullCount > 0
+        for (let i = 0; i < data.length; i++)
+          out[at + base + i] = nulls && !data.getValid(i) ? -1 : map[keys[i]!]!
+      } else {
+        for (let i = 0; i < data.length; i++) out[at + base + i] = this.of(vector.get(base + i))
+      }
+      base += data.length
+    }
+  }
 }
 
 /** The share of records where two code columns both have a value and it is the same. */
@@ -228,7 +272,7 @@ async function layerCodes(
     if (at + n > anchors.length) return null
     for (let i = 0; i < n; i++) if (segment.anchors[i] !== anchors[at + i]) return null
     const values = segment.values
-    for (let i = 0; i < n; i++) out[at + i] = codes.of(values.get(i))
+    codes.column(values, out, at)
     at += n
   }
   return at === anchors.length ? out : null
@@ -345,7 +389,7 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
             let at = 0
             for await (const batch of ds.iterArrowBatches({ fields: [field], batchSize: 65_536, signal })) {
               const values = batch.getChild(field)!
-              for (let i = 0; i < batch.numRows; i++) out[at + i] = codes.of(values.get(i))
+              codes.column(values, out, at)
               at += batch.numRows
             }
             columns.push(out)
@@ -359,7 +403,7 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
               signal,
             })) {
               const l = batch.getChild(label)!
-              for (let i = 0; i < batch.numRows; i++) labelColumn[at + i] = codes.of(l.get(i))
+              codes.column(l, labelColumn, at)
               at += batch.numRows
             }
             labels = states.map(() => labelColumn)

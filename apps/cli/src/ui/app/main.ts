@@ -73,7 +73,7 @@ async function refSelect(current: string | null, onPick: (ref: string) => void, 
 
 // -- values -----------------------------------------------------------------------------
 
-function isBinary(v: unknown): v is { bytes: number; url: string; media?: string } {
+function isBinary(v: unknown): v is { bytes: number; url: string; media?: string; inline?: string } {
   return typeof v === 'object' && v !== null && 'url' in v && 'bytes' in v
 }
 function isVectorPreview(v: unknown): v is { dim: number; head: number[] } {
@@ -95,7 +95,7 @@ function imageOf(values: Values, fields?: FieldInfo[]): HTMLElement | null {
   for (const name of names) {
     const v = values[name]
     if (isBinary(v) && (v.media === undefined || v.media === 'image'))
-      return h('img', { src: v.url, alt: name, decoding: 'async' })
+      return h('img', { src: v.inline ?? v.url, alt: name, decoding: 'async', 'data-url': v.url })
   }
   return null
 }
