@@ -234,7 +234,8 @@ ${date.toISOString().slice(0, 10)}, ${describeMachine(machine)}. A folder store 
 ${RECORDS.toLocaleString('en')} records (a 16x16 PGM image served as PNG, label, split) in
 buckets of ${BUCKET}, and ${RUNS.length} sweep branches with a \`prediction\` layer each (built in
 ${buildSeconds.toFixed(0)} s). Debian's Chromium 1280x800 through puppeteer-core, cache off; each
-figure from navigation start to the view drawn and all its images decoded. Cold: the first
+figure from navigation start to the view drawn and all its images decoded (images of at most
+8 KiB come inline with a page of records as PNG data URLs; larger ones by URL). Cold: the first
 request after the server started (nothing cached); warm: median of ${ROUNDS} (the state's
 dataset, codecs and the comparison cached by manifest CID). Load average (1, 5, 15 min) when
 measured in the last column.
