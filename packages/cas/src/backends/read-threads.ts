@@ -33,8 +33,12 @@ interface Pending {
 interface Reply {
   id: number
   status?: number
+  /** The object's length when `buffer` is a spare larger than it. */
+  size?: number
   body?: string
   buffer?: ArrayBuffer
+  /** A spare that was sent along and not used (it did not fit). */
+  unused?: ArrayBuffer
   digest?: Uint8Array
   error?: { message: string; code?: string }
 }
@@ -62,19 +66,31 @@ export class ReadThreads {
     this.#size = size
   }
 
-  /** Read `size` bytes of an open descriptor from offset 0 and hash them, on a worker. */
-  async read(fd: number, size: number): Promise<{ bytes: Uint8Array; digest: Uint8Array }> {
-    const reply = await this.#ask({ fd, size })
-    return { bytes: new Uint8Array(reply.buffer!), digest: new Uint8Array(reply.digest!) }
+  /**
+   * Read `size` bytes of an open descriptor from offset 0 and hash them, on a worker: into
+   * `spare` when given (at least `size` bytes; transferred there and back, so views of it
+   * are detached meanwhile), else into a new buffer.
+   */
+  async read(
+    fd: number,
+    size: number,
+    spare?: ArrayBuffer,
+  ): Promise<{ bytes: Uint8Array; digest: Uint8Array }> {
+    const reply =
+      spare === undefined ? await this.#ask({ fd, size }) : await this.#ask({ fd, size, spare }, [spare])
+    return { bytes: new Uint8Array(reply.buffer!, 0, size), digest: new Uint8Array(reply.digest!) }
   }
 
   /**
    * Hash bytes already in memory on a worker. The buffer is transferred there and back, so
-   * `buffer` is unusable meanwhile; the bytes come back as a new view of it.
+   * `buffer` is unusable meanwhile; its first `size` bytes come back as a new view of it.
    */
-  async hash(buffer: ArrayBuffer): Promise<{ bytes: Uint8Array; digest: Uint8Array }> {
-    const reply = await this.#ask({ buffer }, [buffer])
-    return { bytes: new Uint8Array(reply.buffer!), digest: new Uint8Array(reply.digest!) }
+  async hash(
+    buffer: ArrayBuffer,
+    size = buffer.byteLength,
+  ): Promise<{ bytes: Uint8Array; digest: Uint8Array }> {
+    const reply = await this.#ask({ buffer, size }, [buffer])
+    return { bytes: new Uint8Array(reply.buffer!, 0, size), digest: new Uint8Array(reply.digest!) }
   }
 
   /**
@@ -83,16 +99,35 @@ export class ReadThreads {
    * start of its body; a failed connection or a deadline as an error with a `code`
    * (`ERR_CAS_SILENT`: no answer or no body byte within `timeoutMs`;
    * `ERR_CAS_CONNECT_TIMEOUT`; `ERR_CAS_SHORT_BODY`; or the socket's own, such as
-   * ECONNREFUSED). An abort of `signal` stops the request on the worker.
+   * ECONNREFUSED). An abort of `signal` stops the request on the worker. A `spare` buffer
+   * is filled when the body fits it (at least half of it, so that a small object does not
+   * pin a large buffer), else handed back as `unused`.
    */
   async get(
     request: { url: string; headers: Record<string, string>; timeoutMs: number; connectTimeoutMs: number },
     signal?: AbortSignal,
-  ): Promise<{ status: number; body?: string; bytes?: Uint8Array; digest?: Uint8Array }> {
-    const reply = await this.#ask({ get: request }, [], signal)
+    spare?: ArrayBuffer,
+  ): Promise<{
+    status: number
+    body?: string
+    bytes?: Uint8Array
+    digest?: Uint8Array
+    unused?: ArrayBuffer
+  }> {
+    const reply = await this.#ask(
+      spare === undefined ? { get: request } : { get: request, spare },
+      spare === undefined ? [] : [spare],
+      signal,
+    )
+    const unused = reply.unused === undefined ? {} : { unused: reply.unused }
     return reply.buffer === undefined
-      ? { status: reply.status!, body: reply.body ?? '' }
-      : { status: reply.status!, bytes: new Uint8Array(reply.buffer), digest: new Uint8Array(reply.digest!) }
+      ? { status: reply.status!, body: reply.body ?? '', ...unused }
+      : {
+          status: reply.status!,
+          bytes: new Uint8Array(reply.buffer, 0, reply.size ?? reply.buffer.byteLength),
+          digest: new Uint8Array(reply.digest!),
+          ...unused,
+        }
   }
 
   async #ask(request: object, transfer: ArrayBuffer[] = [], signal?: AbortSignal): Promise<Reply> {

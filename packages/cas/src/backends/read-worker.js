@@ -7,8 +7,9 @@
  * Plain JavaScript with only Node built-ins, so that the same file runs beside the
  * TypeScript sources under a test runner and, built by tsup, beside the package's bundle.
  *
- * Requests: `{ id, fd, size }` (read and hash), `{ id, buffer }` (hash), `{ id, get: { url,
- * headers, timeoutMs, connectTimeoutMs } }` (an HTTP GET) and `{ id, cancel: true }` (stop
+ * Requests: `{ id, fd, size, spare? }` (read and hash, into `spare` when given), `{ id, buffer }` (hash), `{ id, get: { url,
+ * headers, timeoutMs, connectTimeoutMs }, spare? }` (an HTTP GET; a spare that does not fit
+ * comes back as `unused`) and `{ id, cancel: true }` (stop
  * that GET). Replies: `{ id, buffer, digest }`, for a GET with `status` (an answer other
  * than 200 carries `body`, the start of its text, instead), or `{ id, error: { message,
  * code } }`.
@@ -94,7 +95,7 @@ function connection(host, port) {
  * Content-Length and hashed as it lands. Same deadlines and replies as `get`. A reused
  * connection that the server closed before answering is replaced once, transparently.
  */
-function plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, retried = false) {
+function plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, retried = false, spare = undefined) {
   const target = new URL(url)
   const host = target.hostname.replace(/^\[|\]$/g, '')
   const port = Number(target.port || 80)
@@ -113,6 +114,9 @@ function plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, retried = f
   let bytes
   let at = 0
   let hash
+  /** The spare, while it is not the body's buffer: handed back with any reply. */
+  let unused = spare
+  const extra = () => (unused === undefined ? [{}, []] : [{ unused }, [unused]])
   const end = (reuse) => {
     done = true
     clearTimeout(timer)
@@ -129,19 +133,29 @@ function plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, retried = f
   const fail = (error) => {
     if (done) return
     end(false)
-    parentPort?.postMessage({ id, error: { message: String(error?.message), code: error?.code } })
+    if (unused === undefined && bytes !== undefined && bytes.buffer === spare) unused = spare
+    const [more, transfer] = extra()
+    parentPort?.postMessage(
+      { id, error: { message: String(error?.message), code: error?.code }, ...more },
+      transfer,
+    )
   }
   const succeed = () => {
     if (done) return
     end(true)
     const digest = new Uint8Array(hash.digest())
-    parentPort?.postMessage({ id, status, buffer: bytes.buffer, digest }, [bytes.buffer])
+    const [more, transfer] = extra()
+    parentPort?.postMessage({ id, status, buffer: bytes.buffer, size: length, digest, ...more }, [
+      bytes.buffer,
+      ...transfer,
+    ])
   }
   const answer = (body) => {
     if (done) return
     // An error answer's body may be cut short here: the connection is not reused.
     end(false)
-    parentPort?.postMessage({ id, status, body })
+    const [more, transfer] = extra()
+    parentPort?.postMessage({ id, status, body, ...more }, transfer)
   }
   const silence = () => {
     clearTimeout(timer)
@@ -177,7 +191,11 @@ function plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, retried = f
       return
     }
     length = declared
-    bytes = Buffer.allocUnsafeSlow(length)
+    // A spare is used when the body fits it and fills at least half of it.
+    if (spare !== undefined && spare.byteLength >= length && spare.byteLength <= 2 * length) {
+      bytes = Buffer.from(spare, 0, length)
+      unused = undefined
+    } else bytes = Buffer.allocUnsafeSlow(length)
     hash = createHash('sha256')
     if (inHand > length) return fail(failure('ERR_CAS_LONG_BODY', 'response body longer than Content-Length'))
     conn.scratch.copy(bytes, 0, bodyStart, headLength)
@@ -227,7 +245,7 @@ function plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, retried = f
         done = true
         clearTimeout(timer)
         gets.delete(id)
-        plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, true)
+        plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, true, spare)
         return
       }
       fail(failure('ECONNRESET', 'connection lost'))
@@ -260,16 +278,18 @@ function plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, retried = f
  * The body is copied into one buffer of its Content-Length and hashed chunk by chunk as it
  * lands, so the reply is ready when the last byte is.
  */
-function get(id, { url, headers, timeoutMs, connectTimeoutMs }) {
+function get(id, { url, headers, timeoutMs, connectTimeoutMs }, spare = undefined) {
   const secure = url.startsWith('https:')
   let timer
   let done = false
-  const finish = (reply, transfer) => {
+  const finish = (reply, transfer = []) => {
     if (done) return
     done = true
     clearTimeout(timer)
     gets.delete(id)
-    parentPort?.postMessage(reply, transfer)
+    // A spare is not used on this path (the body arrives as the socket's chunks): handed back.
+    if (spare === undefined) parentPort?.postMessage(reply, transfer)
+    else parentPort?.postMessage({ ...reply, unused: spare }, [...transfer, spare])
   }
   const fail = (error) => finish({ id, error: { message: String(error?.message), code: error?.code } })
   const request = (secure ? httpsRequest : httpRequest)(url, {
@@ -392,7 +412,7 @@ async function readChunked(fd, bytes, hash) {
   }
 }
 
-parentPort?.on('message', async ({ id, fd, size, buffer, get: getRequest, cancel }) => {
+parentPort?.on('message', async ({ id, fd, size, buffer, spare, get: getRequest, cancel }) => {
   if (cancel === true) {
     gets.get(id)?.destroy(failure('ABORT_ERR', 'cancelled'))
     gets.delete(id)
@@ -400,17 +420,23 @@ parentPort?.on('message', async ({ id, fd, size, buffer, get: getRequest, cancel
   }
   try {
     if (getRequest !== undefined) {
-      if (getRequest.url.startsWith('http:')) plainGet(id, getRequest)
-      else get(id, getRequest)
+      if (getRequest.url.startsWith('http:')) plainGet(id, getRequest, false, spare)
+      else get(id, getRequest, spare)
       return
     }
     if (buffer !== undefined) {
       // Bytes already read (an S3 body): hash them and hand them back.
-      const digest = createHash('sha256').update(new Uint8Array(buffer)).digest()
+      const digest = createHash('sha256')
+        .update(new Uint8Array(buffer, 0, size ?? buffer.byteLength))
+        .digest()
       parentPort?.postMessage({ id, buffer, digest: new Uint8Array(digest) }, [buffer])
       return
     }
-    const bytes = Buffer.allocUnsafeSlow(size)
+    // A spare lent by the caller (at least `size` bytes), else a buffer of this object alone.
+    const bytes =
+      spare !== undefined && spare.byteLength >= size
+        ? Buffer.from(spare, 0, size)
+        : Buffer.allocUnsafeSlow(size)
     const hash = createHash('sha256')
     if (size <= SYNC_MAX) readWhole(fd, bytes, hash)
     else await readChunked(fd, bytes, hash)
