@@ -3,12 +3,17 @@
  * hand its buffer back for the next read instead of leaving it to the garbage collector
  * (every verified read is otherwise a new ArrayBuffer; in an iteration pass V8 collected
  * them in 25-37% of the main thread, design/0005).
+ *
+ * The buffers are SharedArrayBuffers: a read thread fills one in place and only the digest
+ * comes back. A buffer transferred to a thread and back would be a new ArrayBuffer object
+ * each way, and V8 counts each as new external memory (measured: as many collections as
+ * without reuse).
  */
 
-/** A bounded set of spare buffers, given back by readers that are done with them. */
+/** A bounded set of spare shared buffers, given back by readers that are done with them. */
 export class BufferPool {
   readonly maxBytes: number
-  #spare: ArrayBuffer[] = []
+  #spare: SharedArrayBuffer[] = []
   #bytes = 0
 
   /** @param maxBytes Spare bytes kept at most; a buffer given beyond this is dropped (left to the GC). */
@@ -30,7 +35,7 @@ export class BufferPool {
    * A spare of at least `size` bytes and at most twice that (a large buffer is not pinned
    * under a small object), the smallest that fits; without a size, the last one given.
    */
-  take(size?: number): ArrayBuffer | undefined {
+  take(size?: number): SharedArrayBuffer | undefined {
     let best = -1
     for (let i = this.#spare.length - 1; i >= 0; i--) {
       const length = this.#spare[i]!.byteLength
@@ -48,15 +53,14 @@ export class BufferPool {
   }
 
   /**
-   * Keep `buffer` as a spare. Every view of it is detached first (its memory moves to a new
-   * ArrayBuffer object, without a copy): a batch used after its buffers came back reads as
-   * empty arrays, never as the bytes of a later object.
+   * Keep `buffer` as a spare. The caller must hold no view of it that it still reads: the
+   * next read overwrites it.
    */
-  give(buffer: ArrayBuffer): void {
+  give(buffer: SharedArrayBuffer): void {
     if (buffer.byteLength === 0 || this.#bytes + buffer.byteLength > this.maxBytes) return
-    const moved = structuredClone(buffer, { transfer: [buffer] })
-    this.#spare.push(moved)
-    this.#bytes += moved.byteLength
+    if (this.#spare.includes(buffer)) return
+    this.#spare.push(buffer)
+    this.#bytes += buffer.byteLength
   }
 
   /** Drop every spare. */

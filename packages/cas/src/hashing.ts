@@ -23,13 +23,15 @@ export interface ReadSink {
   /** Instead of the two above: the whole object, read and hashed elsewhere (a read thread). */
   hashed?(bytes: Uint8Array, digest: Uint8Array): void
   /**
-   * A spare buffer for a read thread to fill (transferred there and back), when the caller
-   * lends buffers; without a size (an S3 GET), any spare, and the thread hands back one that
-   * does not fit through `unused`.
+   * When the caller lends buffers: a shared buffer for a read thread to fill in place (only
+   * the digest comes back): a spare, or with a size a new one; without a size (an S3 GET,
+   * its size unknown) a spare or nothing, and one that does not fit goes back with `unused`.
    */
-  spare?(size?: number): ArrayBuffer | undefined
+  spare?(size?: number): SharedArrayBuffer | undefined
   /** A spare that went unused. */
-  unused?(buffer: ArrayBuffer): void
+  unused?(buffer: SharedArrayBuffer): void
+  /** Whether the caller lends buffers: a read thread then allocates shared ones itself. */
+  readonly recycling?: boolean
 }
 
 /** A sink that hashes as bytes land and, at the end, gives the bytes and their digest. */
@@ -40,17 +42,21 @@ export class HashingSink implements ReadSink {
   /** Set when a read thread hashed the whole object. */
   #digest: Uint8Array | undefined
   readonly #buffers: ReadBuffers | undefined
-  /** The bytes' whole buffer when it is theirs alone (not a slab of Buffer's pool). */
-  #own: ArrayBuffer | undefined
+  /** The bytes' whole shared buffer, which the caller may reuse once done with them. */
+  #own: SharedArrayBuffer | undefined
 
   constructor(buffers?: ReadBuffers) {
     this.#buffers = buffers
   }
 
+  get recycling(): boolean {
+    return this.#buffers !== undefined
+  }
+
   buffer(size: number): Uint8Array {
     // Every byte is overwritten by the read, so there is no need to zero the memory.
     if (this.#buffers !== undefined && size >= RECYCLE_MIN_BYTES) {
-      const own = this.#buffers.take(size) ?? Buffer.allocUnsafeSlow(size).buffer
+      const own = this.#buffers.take(size) ?? new SharedArrayBuffer(size)
       this.#own = own
       this.#bytes = new Uint8Array(own, 0, size)
     } else {
@@ -73,19 +79,21 @@ export class HashingSink implements ReadSink {
   hashed(bytes: Uint8Array, digest: Uint8Array): void {
     this.#bytes = bytes
     this.#digest = digest
-    // A read thread's buffer (a spare or its own allocation) holds this object alone.
+    // A read thread's shared buffer (a spare or a new one) holds this object alone.
     this.#own =
-      bytes.byteOffset === 0 && bytes.byteLength >= RECYCLE_MIN_BYTES
-        ? (bytes.buffer as ArrayBuffer)
+      bytes.buffer instanceof SharedArrayBuffer &&
+      bytes.byteOffset === 0 &&
+      bytes.byteLength >= RECYCLE_MIN_BYTES
+        ? bytes.buffer
         : undefined
   }
 
-  spare(size?: number): ArrayBuffer | undefined {
+  spare(size?: number): SharedArrayBuffer | undefined {
     if (this.#buffers === undefined || (size !== undefined && size < RECYCLE_MIN_BYTES)) return undefined
-    return this.#buffers.take(size)
+    return this.#buffers.take(size) ?? (size === undefined ? undefined : new SharedArrayBuffer(size))
   }
 
-  unused(buffer: ArrayBuffer): void {
+  unused(buffer: SharedArrayBuffer): void {
     this.#buffers?.give(buffer)
   }
 

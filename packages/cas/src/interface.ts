@@ -42,21 +42,21 @@ export interface PutOptions extends AbortOptions, ProgressOptions {
 }
 
 /**
- * Buffers an object read may fill instead of allocating its own (`BufferPool`), and where
- * the buffer holding a verified object goes, so that the caller can give it back once it is
- * done with the bytes. Reads of objects under 64 KiB ignore it.
+ * Shared buffers an object read may fill instead of allocating its own (`BufferPool`), and
+ * where the buffer holding a verified object goes, so that the caller can give it back once
+ * it is done with the bytes. Reads of objects under 64 KiB ignore it.
  */
 export interface ReadBuffers {
   /**
-   * A spare buffer of at least `size` bytes, or `undefined` (the read allocates). Without a
-   * size (an S3 GET, whose size is known only when the answer comes): any spare; one that
-   * does not fit is handed back with `give`.
+   * A spare buffer of at least `size` bytes, or `undefined` (the read allocates a shared
+   * one). Without a size (an S3 GET, whose size is known only when the answer comes): any
+   * spare; one that does not fit is handed back with `give`.
    */
-  take(size?: number): ArrayBuffer | undefined
+  take(size?: number): SharedArrayBuffer | undefined
   /** A spare taken and not used. */
-  give(buffer: ArrayBuffer): void
+  give(buffer: SharedArrayBuffer): void
   /** The whole buffer that a verified object's bytes are a view of (a spare or a new one). */
-  hold(buffer: ArrayBuffer): void
+  hold(buffer: SharedArrayBuffer): void
 }
 
 export interface GetOptions extends AbortOptions, ProgressOptions {

@@ -46,12 +46,14 @@ export interface IterOptions {
   /**
    * Reuse the buffers of object reads instead of allocating one per object, for a consumer
    * that is done with each batch when it asks for the next (copies it out, or trains on it
-   * and drops it): a batch is valid until the next one is asked for or the loop ends. The
-   * memory of windows already consumed goes to a bounded pool (`true`: up to 256 MiB of
-   * spares; or pass a `BufferPool`) and the next reads fill it, so the garbage collector
-   * has no 16 MiB objects to chase. A batch kept longer reads as empty arrays (its buffers
-   * are detached when they return to the pool), never as another batch's values. Off by
-   * default: batches stay valid for ever.
+   * and drops it): **a batch is valid only until the next one is asked for or the loop
+   * ends**; after that its memory is overwritten by later reads (a batch kept longer shows
+   * other records' values; copy what you keep, e.g. with `structuredClone`). The buffers of
+   * windows already consumed go to a bounded pool (`true`: up to 256 MiB of spares; or pass
+   * a `BufferPool`, which may serve several iterations) and the next reads fill them in
+   * place (SharedArrayBuffers, filled by the read threads), so the garbage collector has no
+   * 16 MiB objects to chase. Every object is still verified. Off by default: batches stay
+   * valid for ever.
    */
   recycleBuffers?: boolean | BufferPool
   signal?: AbortSignal | undefined
@@ -439,7 +441,7 @@ export function iterate(
         : options.recycleBuffers === true
           ? new BufferPool()
           : undefined
-    type Entry = { window: Window; data: Promise<WindowData>; held: ArrayBuffer[]; settled: boolean }
+    type Entry = { window: Window; data: Promise<WindowData>; held: SharedArrayBuffer[]; settled: boolean }
     const queue: Entry[] = []
     const giveBack = (entry: Entry): void => {
       for (const buffer of entry.held.splice(0)) pool!.give(buffer)
@@ -463,7 +465,7 @@ export function iterate(
           exhausted = true
           return
         }
-        const held: ArrayBuffer[] = []
+        const held: SharedArrayBuffer[] = []
         const buffers: ReadBuffers | undefined = pool && {
           take: (size) => pool.take(size),
           give: (buffer) => pool.give(buffer),

@@ -709,12 +709,17 @@ export class S3Backend implements Backend {
             credentials,
             region,
           )
+          // Recycling: the body goes into a spare shared buffer when it fits, else a new shared one.
+          const spare = sink.spare?.()
           const reply = await this.#threads!.get(
             { ...signed, timeoutMs, connectTimeoutMs },
             deadline.signal,
-            sink.spare?.(),
+            {
+              spare,
+              shared: sink.recycling === true,
+            },
           )
-          if (reply.unused !== undefined) sink.unused?.(reply.unused)
+          if (spare !== undefined && reply.intoSpare !== true) sink.unused?.(spare)
           if (reply.status !== 200) throw httpError(reply.status, reply.body ?? '')
           sink.hashed!(reply.bytes!, reply.digest!)
           return true
