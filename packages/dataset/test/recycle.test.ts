@@ -18,14 +18,22 @@ const DIM = 256
 // folder; one bucket per window, one window fetched ahead.
 const BUCKET = 1024
 const WINDOW = { shuffleWindow: BUCKET, prefetch: 1 }
-const RECORDS = 6 * BUCKET
+const RECORDS = 4 * BUCKET
 
 const dirs: string[] = []
 afterAll(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true })
 })
 
-async function corpus(kind: 'folder' | 'memory') {
+/** One folder corpus for every folder test (the integrity test, last, damages it). */
+let shared: ReturnType<typeof create> | undefined
+function corpus(kind: 'folder' | 'memory') {
+  if (kind === 'memory') return create(kind)
+  shared ??= create(kind)
+  return shared
+}
+
+async function create(kind: 'folder' | 'memory') {
   let store: Store
   let dir: string | undefined
   if (kind === 'folder') {
@@ -101,6 +109,31 @@ describe('iterArrowBatches({ recycleBuffers })', { timeout: 20_000 }, () => {
     expect(batches.flatMap(ids)).toEqual(range(RECORDS))
   })
 
+  it('a loop broken off or aborted gives its windows back to the pool', async () => {
+    const { ds } = await corpus('folder')
+    for (const how of ['break', 'abort'] as const) {
+      const pool = new BufferPool()
+      const controller = new AbortController()
+      const pass = async () => {
+        for await (const _ of ds.iterArrowBatches({
+          batchSize: 256,
+          recycleBuffers: pool,
+          ...WINDOW,
+          signal: controller.signal,
+        })) {
+          if (how === 'break') break
+          controller.abort()
+        }
+      }
+      if (how === 'abort') await expect(pass()).rejects.toThrow()
+      else await pass()
+      // The first window and those prefetched are all read, then all given back.
+      for (let i = 0; i < 20 && pool.count < 1; i++) await settle()
+      expect(pool.count).toBeGreaterThan(0)
+    }
+  })
+
+  // Last: it damages the shared folder corpus.
   it('recycled buffers are verified: a damaged object is refused on a pass that reuses them', async () => {
     const { ds, dir } = await corpus('folder')
     const pool = new BufferPool()
@@ -131,29 +164,5 @@ describe('iterArrowBatches({ recycleBuffers })', { timeout: 20_000 }, () => {
     await expect(pass()).rejects.toMatchObject({ code: 'ERR_CAS_INTEGRITY' })
     // The damaged object (the first read) was read into a spare.
     expect(lent).toBeGreaterThan(0)
-  })
-
-  it('a loop broken off or aborted gives its windows back to the pool', async () => {
-    const { ds } = await corpus('folder')
-    for (const how of ['break', 'abort'] as const) {
-      const pool = new BufferPool()
-      const controller = new AbortController()
-      const pass = async () => {
-        for await (const _ of ds.iterArrowBatches({
-          batchSize: 256,
-          recycleBuffers: pool,
-          ...WINDOW,
-          signal: controller.signal,
-        })) {
-          if (how === 'break') break
-          controller.abort()
-        }
-      }
-      if (how === 'abort') await expect(pass()).rejects.toThrow()
-      else await pass()
-      // The first window and those prefetched are all read, then all given back.
-      for (let i = 0; i < 20 && pool.count < 1; i++) await settle()
-      expect(pool.count).toBeGreaterThan(0)
-    }
   })
 })
