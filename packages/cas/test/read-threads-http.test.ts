@@ -32,6 +32,18 @@ function handle(socket: Socket, path: string): void {
   } else if (path === '/missing') {
     const xml = '<Error><Code>NoSuchKey</Code><Message>gone</Message></Error>'
     socket.write(head('404 Not Found', xml.length) + xml)
+  } else if (path === '/ok-then-junk') {
+    // The answer, then bytes nobody asked for (a stale answer) on the kept-alive connection.
+    const stale = head('404 Not Found', 0)
+    socket.write(head('200 OK', BODY.length) + BODY.toString('latin1') + stale, 'latin1')
+  } else if (path === '/chunked-503') {
+    const xml = '<Error><Code>SlowDown</Code><Message>reduce your rate</Message></Error>'
+    socket.write(
+      `HTTP/1.1 503 Service Unavailable\r\ntransfer-encoding: chunked\r\n\r\n${xml.length.toString(16)}\r\n${xml}\r\n0\r\n\r\n`,
+    )
+  } else if (path === '/chunked') {
+    const body = BODY.subarray(0, 1000).toString('latin1')
+    socket.write(`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3e8\r\n${body}\r\n0\r\n\r\n`, 'latin1')
   } else if (path === '/short') socket.end(`${head('200 OK', BODY.length)}abc`)
   // '/silent': never answers.
 }
@@ -87,6 +99,24 @@ describe('read threads: plain HTTP GET', { timeout: 10_000 }, () => {
     expect((await get('/ok-then-drop')).status).toBe(200)
     expect((await get('/ok')).status).toBe(200)
     expect(accepted - before).toBe(2)
+  })
+
+  it('a connection that receives bytes nobody asked for is not reused (they are no answer to the next request)', async () => {
+    expect((await get('/ok-then-junk')).status).toBe(200)
+    const before = accepted
+    const next = await get('/ok')
+    expect(next.status).toBe(200)
+    expect(Buffer.from(next.bytes!).equals(BODY)).toBe(true)
+    expect(accepted - before).toBe(1)
+  })
+
+  it('a chunked error answer comes back as its status at once; a chunked 200 is read through node:http', async () => {
+    const refused = await get('/chunked-503', 5_000)
+    expect(refused.status).toBe(503)
+    expect(refused.body).toContain('<Code>SlowDown</Code>')
+    const chunked = await get('/chunked')
+    expect(chunked.status).toBe(200)
+    expect(Buffer.from(chunked.bytes!).equals(BODY.subarray(0, 1000))).toBe(true)
   })
 
   it('a body cut short and a silent server fail with codes the store classifies', async () => {

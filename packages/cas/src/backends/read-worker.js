@@ -37,6 +37,8 @@ const failure = (code, message) => Object.assign(new Error(message), { code })
 const HEAD_MAX = 64 << 10
 /** Idle keep-alive connections of plain-HTTP GETs, by `host:port`. */
 const idle = new Map()
+/** Servers (`host:port`) that answered a GET with a body without a length: node:http reads theirs. */
+const framed = new Set()
 
 /**
  * One keep-alive connection of `plainGet`. The socket reads straight into the buffer the
@@ -60,7 +62,11 @@ class Connection {
       onread: {
         buffer: () => this.exchange?.into() ?? this.scratch,
         callback: (n) => {
-          this.exchange?.received(n)
+          // Bytes while no request is out (a server's unsolicited answer before it closes an
+          // idle connection, or the rest of an answer nobody waits for) would be taken for
+          // the start of the next request's answer: such a connection is never reused.
+          if (this.exchange === undefined) this.socket.destroy()
+          else this.exchange.received(n)
         },
       },
     })
@@ -81,12 +87,19 @@ class Connection {
   }
 }
 
+/** The host (an IPv6 address without brackets), port and pool key of a plain-HTTP URL. */
+function origin(target) {
+  const host = target.hostname.replace(/^\[|\]$/g, '')
+  const port = Number(target.port || 80)
+  return { host, port, key: `${host}:${port}` }
+}
+
 /** A connection to `host:port`: an idle one, or a new one. */
 function connection(host, port) {
   const list = idle.get(`${host}:${port}`)
   while (list !== undefined && list.length > 0) {
     const conn = list.pop()
-    if (!conn.closed) return conn
+    if (!conn.closed && !conn.socket.destroyed) return conn
   }
   return new Connection(host, port)
 }
@@ -105,8 +118,7 @@ function plainGet(
   shared = false,
 ) {
   const target = new URL(url)
-  const host = target.hostname.replace(/^\[|\]$/g, '')
-  const port = Number(target.port || 80)
+  const { host, port } = origin(target)
   const conn = connection(host, port)
   const reused = conn.used
   let timer
@@ -119,6 +131,8 @@ function plainGet(
   let status = 0
   let length = 0
   let keepAlive = true
+  /** An error answer's body comes in chunks (it ends with a chunk of size 0). */
+  let errorChunked = false
   let bytes
   let at = 0
   let hash
@@ -181,13 +195,24 @@ function plainGet(
     if (lines[0].startsWith('HTTP/1.0')) keepAlive = false
     const inHand = headLength - bodyStart
     if (status !== 200 || chunked || declared === undefined || !Number.isSafeInteger(declared)) {
-      if (status === 200)
-        return fail(failure('ERR_CAS_BAD_RESPONSE', 'a 200 answer without a Content-Length'))
-      // An error answer (small XML): what arrived with the head, up to its length.
+      if (status === 200) {
+        // A body without a length (chunked): this reader does not decode it. The GET is sent
+        // again through node:http, now and from now on for this server.
+        done = true
+        clearTimeout(timer)
+        clearTimeout(connectTimer)
+        conn.exchange = undefined
+        conn.socket.destroy()
+        framed.add(conn.key)
+        get(id, { url, headers, timeoutMs, connectTimeoutMs }, shared)
+        return
+      }
+      // An error answer (small XML): what arrived with the head, up to its length; a chunked
+      // one up to its last chunk (its text keeps the chunk sizes: only its <Code> is read).
       state = 'error'
+      errorChunked = chunked
       length = declared !== undefined && Number.isSafeInteger(declared) && !chunked ? declared : -1
-      if (length >= 0 && inHand >= length)
-        answer(conn.scratch.toString('utf8', bodyStart, bodyStart + length))
+      errorEnded()
       return
     }
     length = declared
@@ -207,6 +232,18 @@ function plainGet(
     state = 'body'
     if (at === length) succeed()
   }
+  /** Answers an error answer once its body is in hand (by its length, its last chunk, or the head buffer full). */
+  const errorEnded = () => {
+    const inHand = headLength - bodyStart
+    if (length >= 0 && inHand >= length) answer(conn.scratch.toString('utf8', bodyStart, bodyStart + length))
+    else if (
+      errorChunked &&
+      (conn.scratch.subarray(bodyStart, headLength).indexOf('\r\n0\r\n\r\n') >= 0 ||
+        conn.scratch.toString('latin1', bodyStart, bodyStart + 5) === '0\r\n\r\n')
+    )
+      answer(conn.scratch.toString('utf8', bodyStart, headLength))
+    else if (headLength >= HEAD_MAX) answer(conn.scratch.toString('utf8', bodyStart, headLength))
+  }
   conn.exchange = {
     into: () => {
       if (state === 'body') return bytes.subarray(at)
@@ -223,10 +260,7 @@ function plainGet(
       }
       headLength += n
       if (state === 'error') {
-        const inHand = headLength - bodyStart
-        if (length >= 0 && inHand >= length)
-          answer(conn.scratch.toString('utf8', bodyStart, bodyStart + length))
-        else if (headLength >= HEAD_MAX) answer(conn.scratch.toString('utf8', bodyStart, headLength))
+        errorEnded()
         return
       }
       const found = conn.scratch.subarray(0, headLength).indexOf('\r\n\r\n')
@@ -425,7 +459,8 @@ parentPort?.on('message', async ({ id, fd, size, buffer, spare, shared, get: get
   }
   try {
     if (getRequest !== undefined) {
-      if (getRequest.url.startsWith('http:')) plainGet(id, getRequest, false, spare, shared === true)
+      if (getRequest.url.startsWith('http:') && !framed.has(origin(new URL(getRequest.url)).key))
+        plainGet(id, getRequest, false, spare, shared === true)
       else get(id, getRequest, shared === true)
       return
     }
