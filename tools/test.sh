@@ -12,7 +12,7 @@ pnpm turbo run typecheck build --output-logs=errors-only
 tools/pack-check.sh
 # Two packages' tests at a time: each runs its files one after another in one vitest worker,
 # and much of a suite waits (on MinIO, deadlines, child processes), so two keep both cores
-# busy (issue 15: 557 s with 2 against about 650 s with 1, both at load 13-15).
+# busy (issue 15: 557 s with 2 against 943 s with 1, both at load 13-15 from other work).
 "$REPO_ROOT/tools/minio/minio.sh" run -- pnpm turbo run test --concurrency=2 --output-logs=full
 # The viewer (dreamdb ui, issue 17) end to end in headless Chromium (Debian's: apt-get install chromium, or CHROMIUM_PATH).
 # This machine type lists Debian's Chromium; where it is missing and apt-get may run, it is installed

@@ -88,6 +88,7 @@ describe.skipIf(!endpoint)('on MinIO', () => {
     }
   })
 
+  // Processes one after another: a few seconds each through tsx on a loaded machine.
   it('S3 verbs print nothing on stderr (no AWS SDK notice) without tools/env.sh', async () => {
     for (const args of [
       ['refs'],
@@ -102,7 +103,7 @@ describe.skipIf(!endpoint)('on MinIO', () => {
       expect(result.code, result.stderr).toBe(0)
       expect(result.stderr).toBe('')
     }
-  })
+  }, 90_000)
 
   it('export and inspect --verify hold one abort listener, not one per request (no MaxListenersExceededWarning even with DREAMDB_DEBUG)', async () => {
     for (const args of [
@@ -118,5 +119,5 @@ describe.skipIf(!endpoint)('on MinIO', () => {
       expect(result.code, result.stderr).toBe(0)
       expect(result.stderr).not.toContain('MaxListenersExceededWarning')
     }
-  })
+  }, 90_000)
 })
