@@ -56,12 +56,51 @@ export interface PrivateMinio {
 }
 
 /**
+ * Whether process `pid` holds the socket listening on 127.0.0.1:`port` (Linux: its descriptors
+ * against /proc/net/tcp; elsewhere assumed).
+ */
+async function listensOn(pid: number, port: number): Promise<boolean> {
+  const { readFile, readdir, readlink } = await import('node:fs/promises')
+  if (process.platform !== 'linux') return true
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0')
+  const tables = await Promise.all(
+    ['/proc/net/tcp', '/proc/net/tcp6'].map((file) => readFile(file, 'latin1').catch(() => '')),
+  )
+  if (tables[0] === '') return true
+  const table = tables.join('\n')
+  const inodes = new Set<string>()
+  for (const line of table.split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/)
+    // local address, state 0A (listening), inode
+    if (fields[1]?.endsWith(`:${hexPort}`) && fields[3] === '0A' && fields[9] !== undefined)
+      inodes.add(fields[9])
+  }
+  const fds = await readdir(`/proc/${pid}/fd`).catch(() => [])
+  for (const fd of fds) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1]
+    if (inode !== undefined && inodes.has(inode)) return true
+  }
+  return false
+}
+
+/**
  * Start a MinIO of this test's own on 127.0.0.1 (the binary `tools/minio/minio.sh` built,
  * the credentials of the run's AWS_* environment), for tests that stop the server; the
  * shared one must keep serving the other suites. `undefined` when there is no binary or no
  * credentials (then `minioEndpoint()` has already said SKIPPED, or failed under CI).
  */
 export async function startMinio(options: { drives?: number } = {}): Promise<PrivateMinio | undefined> {
+  for (let attempt = 1; ; attempt++) {
+    const started = await startMinioOnce(options)
+    if (started !== 'port taken') return started
+    if (attempt === 3) throw new Error('the private MinIO found its port taken three times')
+  }
+}
+
+async function startMinioOnce(
+  options: { drives?: number } = {},
+): Promise<PrivateMinio | undefined | 'port taken'> {
   const { spawn } = await import('node:child_process')
   const { existsSync } = await import('node:fs')
   const { mkdtemp, rm } = await import('node:fs/promises')
@@ -108,11 +147,19 @@ export async function startMinio(options: { drives?: number } = {}): Promise<Pri
     }
     await rm(data, { recursive: true, force: true })
   }
+  let taken = false
   for (let i = 0; i < 300; i++) {
     const live = await fetch(`${endpoint}/minio/health/${count === 1 ? 'live' : 'cluster'}`).then(
       (r) => r.ok,
       () => false,
     )
+    // The server that answered must be this child: a port picked free can be taken by
+    // another test run's MinIO before this one binds it (this child then exits), and a test
+    // would SIGSTOP a process that serves nothing while the other keeps answering.
+    if (live && !(await listensOn(child.pid!, port))) {
+      taken = true
+      break
+    }
     if (live) {
       return {
         endpoint,
@@ -127,5 +174,6 @@ export async function startMinio(options: { drives?: number } = {}): Promise<Pri
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   await stop()
+  if (taken) return 'port taken'
   throw new Error(`the private MinIO on ${endpoint} did not become live`)
 }

@@ -107,13 +107,24 @@ describe.runIf(endpoint !== undefined)('S3 deadlines and reachability (private M
     try {
       const store = await openStore(`${quorum!.endpoint}/${await freshBucket(quorum!.endpoint)}`, FAST)
       const cid = await store.put(encode('stored while the quorum held'))
+      const probe = await store.put(encode('read until the server refuses'))
       await store.createRef('probe-done', encode('x'))
       for (const drive of quorum!.drives.slice(1)) await rm(drive, { recursive: true, force: true })
       // Until MinIO notices the drives are gone it reads the missing files as missing objects
-      // (404); wait for its own cluster check to report the lost quorum.
+      // (404, and deletes such an object as dangling); its cluster check can report the lost
+      // quorum a moment before its object reads do (a get then saw 404 under load). Wait for
+      // both, reading only a probe object, never `cid`.
       for (let i = 0; i < 300; i++) {
         const health = await fetch(`${quorum!.endpoint}/minio/health/cluster`)
         if (health.status !== 200) break
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      for (let i = 0; i < 100; i++) {
+        const refused = await store.has(probe).then(
+          () => false,
+          (error: { code?: string }) => error.code === 'ERR_CAS_UNREACHABLE',
+        )
+        if (refused) break
         await new Promise((resolve) => setTimeout(resolve, 100))
       }
       for (const [label, call] of [
