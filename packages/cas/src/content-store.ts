@@ -189,7 +189,7 @@ export class ContentStore implements Store {
     cid = asSha256Cid(cid)
     signal?.throwIfAborted()
     const key = objectKey(toHex(cid.multihash.digest))
-    const sink = new HashingSink(options.buffers)
+    const sink = new HashingSink(options.buffers, options.buffers?.sizeOf?.(cid.toString()))
     const found = await this.#storage('get', cid, () => this.#backend.readObject(key, sink, signal), signal)
     if (!found) throw new ObjectNotFoundError(cid.toString(), this.url)
     const { bytes, digest } = sink.finish()

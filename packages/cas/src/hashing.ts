@@ -45,8 +45,12 @@ export class HashingSink implements ReadSink {
   /** The bytes' whole shared buffer, which the caller may reuse once done with them. */
   #own: SharedArrayBuffer | undefined
 
-  constructor(buffers?: ReadBuffers) {
+  /** The object's size as the caller expects it, when known (a hint for `spare`). */
+  readonly #expected: number | undefined
+
+  constructor(buffers?: ReadBuffers, expected?: number) {
     this.#buffers = buffers
+    this.#expected = expected
   }
 
   get recycling(): boolean {
@@ -89,8 +93,9 @@ export class HashingSink implements ReadSink {
   }
 
   spare(size?: number): SharedArrayBuffer | undefined {
-    if (this.#buffers === undefined || (size !== undefined && size < RECYCLE_MIN_BYTES)) return undefined
-    return this.#buffers.take(size) ?? (size === undefined ? undefined : new SharedArrayBuffer(size))
+    const want = size ?? this.#expected
+    if (this.#buffers === undefined || (want !== undefined && want < RECYCLE_MIN_BYTES)) return undefined
+    return this.#buffers.take(want) ?? (size === undefined ? undefined : new SharedArrayBuffer(size))
   }
 
   unused(buffer: SharedArrayBuffer): void {

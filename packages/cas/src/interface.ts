@@ -57,6 +57,11 @@ export interface ReadBuffers {
   give(buffer: SharedArrayBuffer): void
   /** The whole buffer that a verified object's bytes are a view of (a spare or a new one). */
   hold(buffer: SharedArrayBuffer): void
+  /**
+   * An object's size when the caller knows it (from its own metadata), by CID string: an
+   * S3 GET, whose size comes only with the answer, then asks for a spare that fits.
+   */
+  sizeOf?(cid: string): number | undefined
 }
 
 export interface GetOptions extends AbortOptions, ProgressOptions {

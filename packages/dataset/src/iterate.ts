@@ -470,6 +470,13 @@ export function iterate(
           take: (size) => pool.take(size),
           give: (buffer) => pool.give(buffer),
           hold: (buffer) => held.push(buffer),
+          // The window's object sizes, so that an S3 GET takes a spare that fits.
+          sizeOf: (cid) => {
+            for (const bucket of next.value.buckets)
+              for (const object of Object.values(bucket.fields))
+                if (object.cid.toString() === cid) return object.bytes
+            return undefined
+          },
         }
         const data = loadWindow(repo.store, next.value, baseFields, codecs, signal, buffers)
         const entry: Entry = { window: next.value, data, held, settled: false }
