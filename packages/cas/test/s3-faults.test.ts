@@ -111,7 +111,7 @@ describe.runIf(endpoint !== undefined)('S3 deadlines and reachability (private M
       await store.createRef('probe-done', encode('x'))
       for (const drive of quorum!.drives.slice(1)) await rm(drive, { recursive: true, force: true })
       // Until MinIO notices the drives are gone it reads the missing files as missing objects
-      // (404, and deletes such an object as dangling); its cluster check can report the lost
+      // (404; MinIO may then delete such an object as dangling); its cluster check can report the lost
       // quorum a moment before its object reads do (a get then saw 404 under load). Wait for
       // both, reading only a probe object, never `cid`.
       for (let i = 0; i < 300; i++) {
