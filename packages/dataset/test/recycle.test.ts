@@ -26,12 +26,11 @@ afterAll(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true })
 })
 
-/** One folder corpus for every folder test (the integrity test, last, damages it). */
-let shared: ReturnType<typeof create> | undefined
+/** One corpus per kind, shared by the tests (the integrity test, last, damages the folder's). */
+const corpora = new Map<string, ReturnType<typeof create>>()
 function corpus(kind: 'folder' | 'memory' | 's3') {
-  if (kind !== 'folder') return create(kind)
-  shared ??= create(kind)
-  return shared
+  if (!corpora.has(kind)) corpora.set(kind, create(kind))
+  return corpora.get(kind)!
 }
 
 const endpoint = minioEndpoint()
@@ -96,6 +95,19 @@ describe('iterArrowBatches({ recycleBuffers })', { timeout: 20_000 }, () => {
         expect(buffers.size).toBeLessThan(RECORDS / BUCKET)
         // So a batch kept past the next may no longer hold its own records (the documented contract).
         expect(kept.some(({ batch, ids: before }) => ids(batch).join() !== before.join())).toBe(true)
+        if (kind === 'memory') {
+          // Shuffled: windows permuted in place in recycled buffers; every record once.
+          const shuffled: number[] = []
+          for await (const batch of ds.iterArrowBatches({
+            batchSize: 512,
+            recycleBuffers: pool,
+            shuffleSeed: 7,
+            ...WINDOW,
+          }))
+            shuffled.push(...ids(batch))
+          expect(shuffled).not.toEqual(range(RECORDS))
+          expect(shuffled.sort((a, b) => a - b)).toEqual(range(RECORDS))
+        }
         await settle()
         expect(pool.count).toBeGreaterThan(0)
         expect(pool.bytes).toBeLessThanOrEqual(3 << 20)
