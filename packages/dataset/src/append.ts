@@ -1,4 +1,4 @@
-import { encodeBucket, putEncodedBucket } from '@dreamdb/arrow'
+import { encodeBucket, FRAGMENT_BYTES, putEncodedBucket } from '@dreamdb/arrow'
 import type { AbortOptions, ProgressOptions } from '@dreamdb/cas'
 import { type BucketInput, type CommitMeta, checkMeta, type Field, type FieldObject } from '@dreamdb/manifest'
 import type { Dataset } from './dataset.js'
@@ -15,8 +15,18 @@ export interface AppendOptions extends AbortOptions {
    * for 128-d)
    */
   bucketRecords?: number
-  /** Bytes of binary values per bucket, at most. @default 64 MiB */
+  /**
+   * Bytes of binary values per bucket, at most: a bound on what an iteration that reads the
+   * binary fields holds per bucket, high enough that images do not decide the bucket size
+   * (32 768 records of 20 kB images fit). @default 1 GiB
+   */
   bucketBytes?: number
+  /**
+   * Bytes of binary values per fragment, at most (a larger value gets a fragment of its
+   * own): a bucket's binary field is stored as fragments, each read whole and verified by
+   * its hash. @default 64 MiB
+   */
+  fragmentBytes?: number
   message?: string
   /**
    * Structured metadata kept with the commit beside the message (e.g. ingest progress),
@@ -69,11 +79,14 @@ export async function appendMany(
     }
   })
   const perBucket = options.bucketRecords ?? defaultBucketRecords(fields)
-  const maxBytes = options.bucketBytes ?? 64 << 20
+  const maxBytes = options.bucketBytes ?? BUCKET_BINARY_BYTES
+  const fragmentBytes = options.fragmentBytes ?? FRAGMENT_BYTES
   if (!Number.isSafeInteger(perBucket) || perBucket < 1)
     throw new InvalidOptionError('bucketRecords', perBucket, 'must be an integer >= 1')
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
     throw new InvalidOptionError('bucketBytes', maxBytes, 'must be an integer >= 1')
+  if (!Number.isSafeInteger(fragmentBytes) || fragmentBytes < 1)
+    throw new InvalidOptionError('fragmentBytes', fragmentBytes, 'must be an integer >= 1')
   assertMessage(options.message)
   // Bad meta is refused before any object is stored or anchor minted.
   const meta = checkMeta(options.meta)
@@ -90,6 +103,7 @@ export async function appendMany(
       Object.fromEntries(fields.map((f) => [f.name, group.map((r) => r[f.name])])),
       group.length,
       codecs,
+      { fragmentBytes },
     ),
   )
   const buckets: BucketInput[] = []
@@ -133,6 +147,14 @@ export async function appendMany(
   return await internals.moved(result.manifest, options)
 }
 
+/**
+ * Bytes of binary values per bucket, at most, by default. Until issue #13 this was 64 MiB and
+ * a bucket's binary values were one object, so 20 kB images cut every field's buckets to
+ * ~3 355 records; now they are fragments of at most 64 MiB, and this bound only keeps what
+ * an iteration over the images holds per bucket finite.
+ */
+const BUCKET_BINARY_BYTES = 1 << 30
+
 /** Bytes of fixed-width values a default bucket aims at. */
 const BUCKET_TARGET_BYTES = 16 << 20
 
@@ -142,7 +164,8 @@ const BUCKET_TARGET_BYTES = 16 << 20
  * one bucket is handed out without a copy), from 1 024 (metadata per record stays small) to
  * 32 768 (a shuffled first batch still reads at most ~16 MiB of vectors; small scalar
  * columns get objects of 128 KiB and more instead of 32 KiB, so a pass at 128-d costs a
- * quarter of the requests it did with 8 192). Binary values are bounded by `bucketBytes`.
+ * quarter of the requests it did with 8 192). Binary values do not count: they are cut into
+ * fragments (`fragmentBytes`), and bounded per bucket only by `bucketBytes`.
  */
 export function defaultBucketRecords(fields: readonly Field[]): number {
   const bytesPerRecord = fields.reduce((sum, f) => sum + (f.family === 'embedding' ? f.dim * 4 : 0), 0)
