@@ -441,7 +441,9 @@ async function imageFigures() {
         backend: store,
         schema: {
           fields: [
-            ...(variant.images ? [{ name: 'image', family: 'binary' as const, media: 'image' as const }] : []),
+            ...(variant.images
+              ? [{ name: 'image', family: 'binary' as const, media: 'image' as const }]
+              : []),
             { name: 'embedding', family: 'embedding' as const, dim },
             { name: 'label', family: 'scalar' as const, kind: 'categorical' as const },
           ],
