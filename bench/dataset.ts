@@ -3,7 +3,8 @@
  * throughput of 512-d embeddings plus a label next to pyarrow (Parquet) and pylance (Lance)
  * reading the same records, bytes read by an embedding-only pass over an image dataset, the
  * speed of that pass next to the same records without images (`--only=images` runs just
- * that figure; `--image-records=N` and `--image-rounds=N` set its size), and bytes added by a 100-branch sweep of
+ * that figure; `--image-records=N`, `--image-dim=D` and `--image-rounds=N` set
+ * its size), and bytes added by a 100-branch sweep of
  * prediction layers.
  */
 import { execFileSync } from 'node:child_process'
@@ -427,7 +428,7 @@ async function sweepFigures() {
 async function imageFigures() {
   const records = Number(option('image-records') ?? (quick ? 16_384 : 65_536))
   const rounds = Number(option('image-rounds') ?? ROUNDS * CYCLES)
-  const dim = 512
+  const dim = Number(option('image-dim') ?? 512)
   const chunk = 8192
   return await withFolder(async (root) => {
     const store = await openStore(root)

@@ -17,8 +17,9 @@ export interface AppendOptions extends AbortOptions {
   bucketRecords?: number
   /**
    * Bytes of binary values per bucket, at most: a bound on what an iteration that reads the
-   * binary fields holds per bucket, high enough that images do not decide the bucket size
-   * (32 768 records of 20 kB images fit). @default 1 GiB
+   * binary fields holds per bucket (8 192 records of 20 kB images fit). Without
+   * `bucketRecords`, the default record count is halved (down to 1 024) while the records'
+   * binary values at their mean size would exceed it. @default 256 MiB
    */
   bucketBytes?: number
   /**
@@ -78,8 +79,9 @@ export async function appendMany(
         throw new InvalidOptionError(`records[${i}]`, Object.keys(record), `has no value for '${name}'`)
     }
   })
-  const perBucket = options.bucketRecords ?? defaultBucketRecords(fields)
   const maxBytes = options.bucketBytes ?? BUCKET_BINARY_BYTES
+  const perBucket =
+    options.bucketRecords ?? fitBinary(defaultBucketRecords(fields), records, fields, maxBytes)
   const fragmentBytes = options.fragmentBytes ?? FRAGMENT_BYTES
   if (!Number.isSafeInteger(perBucket) || perBucket < 1)
     throw new InvalidOptionError('bucketRecords', perBucket, 'must be an integer >= 1')
@@ -150,10 +152,32 @@ export async function appendMany(
 /**
  * Bytes of binary values per bucket, at most, by default. Until issue #13 this was 64 MiB and
  * a bucket's binary values were one object, so 20 kB images cut every field's buckets to
- * ~3 355 records; now they are fragments of at most 64 MiB, and this bound only keeps what
- * an iteration over the images holds per bucket finite.
+ * ~3 355 records; now they are fragments of at most 64 MiB, and this bound keeps what an
+ * iteration over the images holds per window near what it held before (a window is at least
+ * 4 096 records, in whole buckets): 8 192 records of 20 kB images fit, with 512-d embeddings.
  */
-const BUCKET_BINARY_BYTES = 1 << 30
+const BUCKET_BINARY_BYTES = 256 << 20
+
+/**
+ * The default records per bucket, halved (down to 1 024) while the records' binary values,
+ * at their mean size, would not fit in `maxBytes`: buckets stay a power of two, so batches
+ * still tile them, where cutting at the byte bound would leave odd sizes.
+ */
+function fitBinary(
+  perBucket: number,
+  records: readonly DatasetRecord[],
+  fields: readonly Field[],
+  maxBytes: number,
+): number {
+  const binary = fields.filter((f) => f.family === 'binary').map((f) => f.name)
+  if (binary.length === 0) return perBucket
+  let total = 0
+  for (const record of records)
+    for (const name of binary) total += (record[name] as Uint8Array | undefined)?.byteLength ?? 0
+  const mean = total / records.length
+  while (perBucket > 1024 && perBucket * mean > maxBytes) perBucket /= 2
+  return perBucket
+}
 
 /** Bytes of fixed-width values a default bucket aims at. */
 const BUCKET_TARGET_BYTES = 16 << 20

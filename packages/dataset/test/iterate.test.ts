@@ -370,6 +370,18 @@ describe('appendMany without bucketRecords', () => {
   })
 })
 
+describe('appendMany without bucketRecords, with images', () => {
+  it('halves the records per bucket while the images at their mean size exceed bucketBytes', async () => {
+    const ds = await Dataset.create('sized', { backend: 'memory://', schema: SCHEMA })
+    const records = Array.from({ length: 3000 }, (_, id) => ({ ...record(id), image: new Uint8Array(1000) }))
+    // 32 768 records of 1 kB images would be 32 MB: halved to 1 024 (1 MB) to fit 1 MiB.
+    await ds.appendMany(records, { bucketBytes: 1 << 20 })
+    const sizes = []
+    for await (const { bucket } of ds.repository.buckets(ds.manifest)) sizes.push(bucket.records)
+    expect(sizes).toEqual([1024, 1024, 952])
+  })
+})
+
 describe('fields added later', () => {
   it('read as nulls for records appended before the field existed', async () => {
     const { ds } = await dataset(10)
