@@ -429,9 +429,10 @@ async function imageFigures() {
   const records = Number(option('image-records') ?? (quick ? 16_384 : 65_536))
   const rounds = Number(option('image-rounds') ?? ROUNDS * CYCLES)
   const dim = Number(option('image-dim') ?? 512)
-  const chunk = 8192
   let bucketRecords = 32_768
   while (bucketRecords > 1024 && bucketRecords * dim * 4 > 16 << 20) bucketRecords /= 2
+  // Appends as large as a bucket without images, so the sizing alone decides the buckets.
+  const chunk = bucketRecords
   return await withFolder(async (root) => {
     const store = await openStore(root)
     const variants = [
@@ -495,6 +496,7 @@ async function imageFigures() {
     return {
       records,
       dim,
+      chunk,
       rounds,
       load: { start: loadStart, end: loadavg()[0]! },
       results: variants.map((v) => ({
@@ -511,7 +513,7 @@ async function imageFigures() {
 function imageSection(images: Awaited<ReturnType<typeof imageFigures>>): string {
   return `**Images beside embeddings**: embedding-only passes (batches of 4 096, in order) over
 ${images.records.toLocaleString('en-US')} records of a ${images.dim}-d embedding and a label, without and with a 20 kB image
-each, appended 8 192 at a time with the default sizing; the third dataset caps a bucket at 64 MiB
+each, appended ${images.chunk.toLocaleString('en-US')} at a time with the default sizing; the third dataset caps a bucket at 64 MiB
 of images, as before issue #13 (one fragment per bucket). The datasets take turns, median of
 ${images.rounds} passes each; load average ${images.load.start.toFixed(1)} before, ${images.load.end.toFixed(1)} after. Goal: with images
 at least 0.9x without.
