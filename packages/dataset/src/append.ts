@@ -156,7 +156,7 @@ export async function appendMany(
  * iteration over the images holds per window near what it held before (a window is at least
  * 4 096 records, in whole buckets): 8 192 records of 20 kB images fit, with 512-d embeddings.
  */
-const BUCKET_BINARY_BYTES = 256 << 20
+export const BUCKET_BINARY_BYTES = 256 << 20
 
 /**
  * The default records per bucket, halved (down to 1 024) while the records' binary values,

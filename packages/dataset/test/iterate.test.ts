@@ -341,8 +341,17 @@ describe('binary fields in several fragments per bucket', () => {
     expect(read.length).toBeGreaterThan(0)
     expect(read.filter((c) => imageObjects.has(c))).toEqual([])
 
-    // Compaction keeps every image (the merged bucket's images fit in one fragment).
+    // Compaction keeps every image (the merged bucket's images fit in one fragment), and
+    // stops a merge at `targetBytes` of images (150 + 400 bytes fit in 600; 400 more do not).
+    await ds.compact({ targetRecords: 200, targetBytes: 600 })
+    const sizes = async () => {
+      const out = []
+      for await (const { bucket } of ds.repository.buckets(ds.manifest)) out.push(bucket.records)
+      return out
+    }
+    expect(await sizes()).toEqual([70, 50])
     await ds.compact({ targetRecords: 200 })
+    expect(await sizes()).toEqual([120])
     const compacted = await collect(ds.iterArrowBatches({ batchSize: 120, fields: ['image', 'embedding'] }))
     expect(
       idsOf(compacted[0]!).map((id, i) => text(compacted[0]!.getChild('image')!.get(i)) === `image-${id}`),
