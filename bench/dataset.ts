@@ -34,6 +34,8 @@ const ROUNDS = quick ? 2 : 5
 const CYCLES = quick ? 1 : 3
 /** First batches timed per dataset size. */
 const FIRST_BATCH_ROUNDS = quick ? 5 : 21
+/** `--throughput-only`: only the throughput figure (an A/B of the read path), printed, not written. */
+const throughputOnly = process.argv.includes('--throughput-only')
 
 /** A store that counts bytes read and bytes newly written. */
 function counting(store: Store) {
@@ -213,7 +215,7 @@ async function throughputFigures() {
       exported.push(batch)
     await writeFile(ipcPath, tableToIPC(new Table(exported), 'stream'))
 
-    const readOnce = async (readThreads: boolean, shuffleSeed?: number, backend = root) => {
+    const readOnce = async (readThreads: boolean, shuffleSeed?: number, backend = root, recycle = false) => {
       const pinned = await Dataset.openRef('vectors', { backend: await openStore(backend, { readThreads }) })
       const start = performance.now()
       const startCpu = process.cpuUsage()
@@ -223,6 +225,7 @@ async function throughputFigures() {
         batchSize: 4096,
         fields: ['embedding', 'label'],
         ...(shuffleSeed === undefined ? {} : { shuffleSeed }),
+        ...(recycle ? { recycleBuffers: true } : {}),
       })) {
         rows += batch.numRows
         const values = batch.getChild('embedding')!.data[0]!.children[0]!.values as Float32Array
@@ -232,12 +235,14 @@ async function throughputFigures() {
       const seconds = (performance.now() - start) / 1000
       const used = process.cpuUsage(startCpu)
       // CPU of every thread of this process (read threads included), the server's not.
-      cpu.get(key(readThreads, shuffleSeed, backend))!.push((used.user + used.system) / 1e6)
+      cpu
+        .get(recycle ? 'recycle' : key(readThreads, shuffleSeed, backend))!
+        .push((used.user + used.system) / 1e6)
       return seconds
     }
     const key = (readThreads: boolean, shuffleSeed: number | undefined, backend: string) =>
       backend !== root ? 's3' : shuffleSeed !== undefined ? 'shuffled' : readThreads ? 'threads' : 'inline'
-    const cpu = new Map(['threads', 'inline', 'shuffled', 's3'].map((k) => [k, [] as number[]]))
+    const cpu = new Map(['threads', 'recycle', 'inline', 'shuffled', 's3'].map((k) => [k, [] as number[]]))
     const python = execFileSync(join(process.cwd(), '..', 'tools', 'python-env.sh'), {
       encoding: 'utf8',
     }).trim()
@@ -272,6 +277,7 @@ async function throughputFigures() {
     for (const samples of cpu.values()) samples.length = 0
     const samples = {
       threads: [] as number[],
+      recycle: [] as number[],
       inline: [] as number[],
       shuffled: [] as number[],
       parquet: [] as number[],
@@ -292,6 +298,7 @@ async function throughputFigures() {
     for (let cycle = 0; cycle < CYCLES; cycle++) {
       for (let round = 0; round < ROUNDS; round++) {
         samples.threads.push(await readOnce(true))
+        samples.recycle.push(await readOnce(true, undefined, root, true))
         samples.inline.push(await readOnce(false))
         samples.shuffled.push(await readOnce(true, cycle * ROUNDS + round))
       }
@@ -324,6 +331,7 @@ async function throughputFigures() {
       dim,
       results: [
         row('DreamDB iterArrowBatches (folder)', median(samples.threads), cpu.get('threads')!),
+        row('DreamDB, recycleBuffers: true', median(samples.recycle), cpu.get('recycle')!),
         row('DreamDB, read threads off', median(samples.inline), cpu.get('inline')!),
         row('DreamDB, shuffled (a new seed each read)', median(samples.shuffled), cpu.get('shuffled')!),
         row(`pyarrow ${peers!.pyarrow} Parquet iter_batches`, median(samples.parquet), peerCpu.parquet),
@@ -541,6 +549,26 @@ const date = new Date()
 const machine = machineInfo(date)
 // The machines are shared: say how busy this one was around the throughput figures.
 const load = { start: loadavg()[0]!, end: 0 }
+if (throughputOnly) {
+  const throughput = await throughputFigures()
+  load.end = loadavg()[0]!
+  const parquet = throughput.results.find((r) => r.reader.includes('Parquet uncompressed'))!
+  console.log(
+    markdownTable(
+      ['reader', 'records/s', 'vs Parquet uncompressed', 'CPU ms per pass'],
+      throughput.results.map((r) => [
+        r.reader,
+        r.recordsPerSecond.toFixed(0),
+        `${(r.recordsPerSecond / parquet.recordsPerSecond).toFixed(2)}x`,
+        r.cpuMsPerPass.toFixed(0),
+      ]),
+    ),
+  )
+  console.log(
+    `${throughput.records} x ${throughput.dim}-d; load ${load.start.toFixed(1)} -> ${load.end.toFixed(1)}; NODE_OPTIONS=${process.env.NODE_OPTIONS ?? ''}`,
+  )
+  process.exit(0)
+}
 console.log('time to first batch ...')
 const firstBatch = await firstBatchFigures()
 console.log('throughput against pyarrow and pylance ...')
@@ -595,8 +623,10 @@ and written as Parquet (row groups of 16 384; snappy, pyarrow's default and the 
 reference, and uncompressed) and as a Lance dataset. DreamDB and the peers take ${CYCLES} turns of ${ROUNDS} reads each
 in the same run; each figure is the median of its ${CYCLES * ROUNDS} reads. The first row is the
 default: objects of 1 MiB and more are read and hashed on worker threads, one per core; the
-second reads and hashes on the main thread (\`openStore(root, { readThreads: false })\`); the
-third is the first with a global shuffle (the peers read in order). Load average
+second is the first reusing the buffers of consumed windows (\`recycleBuffers: true\`: the
+caller is done with a batch when it asks for the next); the third reads and hashes on the
+main thread (\`openStore(root, { readThreads: false })\`); the fourth is the first with a
+global shuffle (the peers read in order). Load average
 ${load.start.toFixed(1)} before the first-batch figures, ${load.end.toFixed(1)} after the throughput figures.${s3Sentence}
 
 ${markdownTable(

@@ -351,7 +351,10 @@ verification of every byte 18%, garbage collection 18%, opening, reading, stat-i
 closing objects 21%), split across two Node.js processes that share 2 cores with their
 workers and the training process, which makes the same work cost more CPU than in one
 bridge (no object is read twice: the bridges' reads add up to the dataset's bytes). The
-workers' bridges hash on their own thread (no read threads).
+workers' bridges hash on their own thread (no read threads), and on this machine every
+bridge runs V8's garbage collector on one thread (\`--single-threaded-gc\`, design/0007)
+while the TypeScript-native pass, in the bench's own Node.js process, keeps V8's parallel
+collector: part of why a bridge's pass can cost less CPU than the native one.
 
 **Bridge start** (from the first call, with no bridge running, to the answer of its
 \`hello\`: finding \`node\`, spawning it on the bundle, loading the bundle, one round trip),

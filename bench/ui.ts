@@ -56,6 +56,7 @@ const ds = await Dataset.create('big', {
       { name: 'image', family: 'binary', media: 'image' },
       { name: 'label', family: 'scalar', kind: 'categorical' },
       { name: 'split', family: 'scalar', kind: 'categorical' },
+      { name: 'embedding', family: 'embedding', dim: 8 },
     ],
   },
 })
@@ -64,7 +65,12 @@ for (let start = 0; start < RECORDS; start += 65_536) {
   await ds.appendMany(
     Array.from({ length: n }, (_, k) => {
       const i = start + k
-      return { image: pgm(i), label: String(i % 10), split: i % 10 === 9 ? 'validation' : 'train' }
+      return {
+        image: pgm(i),
+        label: String(i % 10),
+        split: i % 10 === 9 ? 'validation' : 'train',
+        embedding: Array.from({ length: 8 }, (_, d) => Math.sin(i * (d + 1) * 0.001) + (i % 10) * 0.1),
+      }
     }),
     { bucketRecords: BUCKET },
   )
@@ -211,6 +217,41 @@ for (let r = 0; r < ROUNDS; r++) {
   await imagesDone(page, '[data-testid=disagreement] img')
   clicks.push(performance.now() - start)
 }
+// The other views, each opened once cold (nothing of it cached yet) and then ROUNDS times.
+const others: { what: string; cold: number; warm: number[]; load: string }[] = []
+for (const [what, hash, view, images] of [
+  ['refs and the manifest DAG', '#/refs', 'refs', 'img'],
+  [
+    `records filtered label=3, 48 of them from offset ${middle.toLocaleString('en')}`,
+    `#/records?ref=big&filter=label%3D3&from=${middle}`,
+    'records',
+    '[data-testid=grid] img',
+  ],
+  [
+    `a record (position ${middle.toLocaleString('en')}) with every field`,
+    `#/record?ref=big&position=${middle}`,
+    'record',
+    'img',
+  ],
+  [
+    'inspect (splits counted over every record) and a diff of two runs',
+    '#/inspect?ref=big&a=sweep/a&b=sweep/b',
+    'inspect',
+    'img',
+  ],
+  [
+    `24 nearest records (exact scan of ${RECORDS.toLocaleString('en')} 8-d vectors)`,
+    `#/similar?ref=big&position=${middle}`,
+    'similar',
+    '[data-testid=grid] img',
+  ],
+] as const) {
+  const cold = await firstPaint(hash, view, images)
+  const warm: number[] = []
+  for (let r = 0; r < ROUNDS; r++) warm.push(await firstPaint(hash, view, images))
+  others.push({ what, cold, warm, load: load() })
+  console.log(what, Math.round(cold), warm.map(Math.round))
+}
 const pages: number[] = []
 const baseline: number[] = []
 for (let r = 0; r < ROUNDS * 2; r++) {
@@ -231,10 +272,11 @@ const ms = (x: number) => `${Math.round(x)} ms`
 const section = `## ui: the viewer in headless Chromium (issue 17)
 
 ${date.toISOString().slice(0, 10)}, ${describeMachine(machine)}. A folder store of
-${RECORDS.toLocaleString('en')} records (a 16x16 PGM image served as PNG, label, split) in
+${RECORDS.toLocaleString('en')} records (a 16x16 PGM image served as PNG, label, split, an 8-d embedding) in
 buckets of ${BUCKET}, and ${RUNS.length} sweep branches with a \`prediction\` layer each (built in
 ${buildSeconds.toFixed(0)} s). Debian's Chromium 1280x800 through puppeteer-core, cache off; each
-figure from navigation start to the view drawn and all its images decoded. Cold: the first
+figure from navigation start to the view drawn and all its images decoded (images of at most
+8 KiB come inline with a page of records as PNG data URLs; larger ones by URL). Cold: the first
 request after the server started (nothing cached); warm: median of ${ROUNDS} (the state's
 dataset, codecs and the comparison cached by manifest CID). Load average (1, 5, 15 min) when
 measured in the last column.
@@ -257,6 +299,7 @@ ${markdownTable(
       compareLoad,
     ],
     ['a heat-map cell clicked → 24 disagreeing records with images', '', ms(median(clicks)), '', pageLoad],
+    ...others.map((o) => [o.what, ms(o.cold), ms(median(o.warm)), '', o.load]),
     [
       `a page of ${PAGE} records with images (a new offset each round)`,
       '',
@@ -281,7 +324,18 @@ console.log(section)
 await writeResults(
   'ui',
   date,
-  { machine, records: RECORDS, bucket: BUCKET, buildSeconds, results, clicks, pages, baseline, pageLoad },
+  {
+    machine,
+    records: RECORDS,
+    bucket: BUCKET,
+    buildSeconds,
+    results,
+    clicks,
+    others,
+    pages,
+    baseline,
+    pageLoad,
+  },
   section,
 )
 process.exit(0)

@@ -45,6 +45,9 @@ function distIsCurrent(): boolean {
  * through tsx costs 2-3 s on two loaded cores, the binary's under 1 s.
  */
 export const PROCESS_ARGV: readonly string[] = distIsCurrent() ? [DIST_ENTRY] : SOURCE_ARGV
+console.log(
+  `cli tests: processes run ${PROCESS_ARGV.length === 1 ? 'the built binary (current)' : 'the sources through tsx (a dist/ is older than its src/)'}`,
+)
 
 export interface CliResult {
   code: number

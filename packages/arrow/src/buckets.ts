@@ -1,4 +1,4 @@
-import type { AbortOptions, Store } from '@dreamdb/cas'
+import type { AbortOptions, ReadBuffers, Store } from '@dreamdb/cas'
 import type { Bucket, Field, FieldObject } from '@dreamdb/manifest'
 import type { Vector } from 'apache-arrow'
 import {
@@ -18,6 +18,8 @@ export interface ReadOptions extends AbortOptions {
   concurrency?: number
   /** Loaded spatial indexes and compressors of compressed embedding fields. */
   codecs?: Codecs
+  /** Spare buffers to read the objects into, and where the buffers used go (`Store.get`). */
+  buffers?: ReadBuffers | undefined
 }
 
 /** The anchors of a timeline bucket's records, in record order. */

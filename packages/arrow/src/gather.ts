@@ -130,11 +130,11 @@ export class BatchGatherer {
       const row = blocks.row[b]!
       const count = blocks.count[b]!
       if (count === 1) {
-        const from = (sourceHalves[s] ??= new Uint32Array(
-          sources[s]!.buffer,
-          sources[s]!.byteOffset,
-          sources[s]!.length * 2,
-        ))
+        let from = sourceHalves[s]
+        if (from === undefined) {
+          const source = sources[s]!
+          from = sourceHalves[s] = new Uint32Array(source.buffer, source.byteOffset, source.length * 2)
+        }
         halves[2 * k] = from[2 * row]!
         halves[2 * k + 1] = from[2 * row + 1]!
       } else out.set(sources[s]!.subarray(row, row + count), k)

@@ -19,11 +19,11 @@ import type {
   AwaitIterable,
   DeletedObject,
   DeleteObjectsOptions,
+  GetOptions,
   Leftover,
   ListedObject,
   ListOptions,
   ManyOptions,
-  ProgressOptions,
   PutOptions,
   RangeOptions,
   RefEntry,
@@ -184,16 +184,17 @@ export class ContentStore implements Store {
     this.#suspects.set(toHex(cid.multihash.digest), true)
   }
 
-  async get(cid: CID, options: AbortOptions & ProgressOptions = {}): Promise<Uint8Array> {
+  async get(cid: CID, options: GetOptions = {}): Promise<Uint8Array> {
     const { signal, onProgress } = options
     cid = asSha256Cid(cid)
     signal?.throwIfAborted()
     const key = objectKey(toHex(cid.multihash.digest))
-    const sink = new HashingSink()
+    const sink = new HashingSink(options.buffers)
     const found = await this.#storage('get', cid, () => this.#backend.readObject(key, sink, signal), signal)
     if (!found) throw new ObjectNotFoundError(cid.toString(), this.url)
     const { bytes, digest } = sink.finish()
     this.#verify(cid, digest)
+    sink.held()
     onProgress?.({ type: 'dreamdb:cas:get', cid, size: bytes.byteLength })
     return bytes
   }

@@ -7,6 +7,10 @@
  * (backends/read-threads.ts) and handed over with `hashed`.
  */
 import { Sha256 } from './digest.js'
+import type { ReadBuffers } from './interface.js'
+
+/** Objects from this size up are read into spare buffers when the caller lends them. */
+export const RECYCLE_MIN_BYTES = 64 << 10
 
 export interface ReadSink {
   /**
@@ -18,6 +22,16 @@ export interface ReadSink {
   wrote(end: number): void
   /** Instead of the two above: the whole object, read and hashed elsewhere (a read thread). */
   hashed?(bytes: Uint8Array, digest: Uint8Array): void
+  /**
+   * When the caller lends buffers: a shared buffer for a read thread to fill in place (only
+   * the digest comes back): a spare, or with a size a new one; without a size (an S3 GET,
+   * its size unknown) a spare or nothing, and one that does not fit goes back with `unused`.
+   */
+  spare?(size?: number): SharedArrayBuffer | undefined
+  /** A spare that went unused. */
+  unused?(buffer: SharedArrayBuffer): void
+  /** Whether the caller lends buffers: a read thread then allocates shared ones itself. */
+  readonly recycling?: boolean
 }
 
 /** A sink that hashes as bytes land and, at the end, gives the bytes and their digest. */
@@ -27,11 +41,29 @@ export class HashingSink implements ReadSink {
   #hashed = 0
   /** Set when a read thread hashed the whole object. */
   #digest: Uint8Array | undefined
+  readonly #buffers: ReadBuffers | undefined
+  /** The bytes' whole shared buffer, which the caller may reuse once done with them. */
+  #own: SharedArrayBuffer | undefined
+
+  constructor(buffers?: ReadBuffers) {
+    this.#buffers = buffers
+  }
+
+  get recycling(): boolean {
+    return this.#buffers !== undefined
+  }
 
   buffer(size: number): Uint8Array {
     // Every byte is overwritten by the read, so there is no need to zero the memory.
-    const buffer = Buffer.allocUnsafe(size)
-    this.#bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, size)
+    if (this.#buffers !== undefined && size >= RECYCLE_MIN_BYTES) {
+      const own = this.#buffers.take(size) ?? new SharedArrayBuffer(size)
+      this.#own = own
+      this.#bytes = new Uint8Array(own, 0, size)
+    } else {
+      const buffer = Buffer.allocUnsafe(size)
+      this.#own = undefined
+      this.#bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, size)
+    }
     if (this.#hashed > 0) {
       this.#hash = new Sha256()
       this.#hashed = 0
@@ -47,6 +79,27 @@ export class HashingSink implements ReadSink {
   hashed(bytes: Uint8Array, digest: Uint8Array): void {
     this.#bytes = bytes
     this.#digest = digest
+    // A read thread's shared buffer (a spare or a new one) holds this object alone.
+    this.#own =
+      bytes.buffer instanceof SharedArrayBuffer &&
+      bytes.byteOffset === 0 &&
+      bytes.byteLength >= RECYCLE_MIN_BYTES
+        ? bytes.buffer
+        : undefined
+  }
+
+  spare(size?: number): SharedArrayBuffer | undefined {
+    if (this.#buffers === undefined || (size !== undefined && size < RECYCLE_MIN_BYTES)) return undefined
+    return this.#buffers.take(size) ?? (size === undefined ? undefined : new SharedArrayBuffer(size))
+  }
+
+  unused(buffer: SharedArrayBuffer): void {
+    this.#buffers?.give(buffer)
+  }
+
+  /** After verification: the buffer goes to the lender's list of buffers in use. */
+  held(): void {
+    if (this.#own !== undefined) this.#buffers?.hold(this.#own)
   }
 
   finish(): { bytes: Uint8Array; digest: Uint8Array } {

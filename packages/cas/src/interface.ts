@@ -41,7 +41,32 @@ export interface PutOptions extends AbortOptions, ProgressOptions {
   codec?: number
 }
 
+/**
+ * Shared buffers an object read may fill instead of allocating its own (`BufferPool`), and
+ * where the buffer holding a verified object goes, so that the caller can give it back once
+ * it is done with the bytes. Reads of objects under 64 KiB ignore it.
+ */
+export interface ReadBuffers {
+  /**
+   * A spare buffer of at least `size` bytes, or `undefined` (the read allocates a shared
+   * one). Without a size (an S3 GET, whose size is known only when the answer comes): any
+   * spare; one that does not fit is handed back with `give`.
+   */
+  take(size?: number): SharedArrayBuffer | undefined
+  /** A spare taken and not used. */
+  give(buffer: SharedArrayBuffer): void
+  /** The whole buffer that a verified object's bytes are a view of (a spare or a new one). */
+  hold(buffer: SharedArrayBuffer): void
+}
+
+export interface GetOptions extends AbortOptions, ProgressOptions {
+  /** Read into spare buffers and report the buffers used (opt-in reuse; see `ReadBuffers`). */
+  buffers?: ReadBuffers | undefined
+}
+
 export interface ManyOptions extends AbortOptions, ProgressOptions {
+  /** For `getMany`: as `GetOptions.buffers`. */
+  buffers?: ReadBuffers | undefined
   /**
    * How many requests may be in flight at once.
    * @default 16
@@ -147,7 +172,7 @@ export interface ObjectStore {
   put(data: Uint8Array | AwaitIterable<Uint8Array>, options?: PutOptions): Promise<CID>
 
   /** Read and verify a whole object. Missing: `ObjectNotFoundError`. */
-  get(cid: CID, options?: AbortOptions & ProgressOptions): Promise<Uint8Array>
+  get(cid: CID, options?: GetOptions): Promise<Uint8Array>
 
   /**
    * Stream an object in chunks. The final chunk is held back until the digest has been

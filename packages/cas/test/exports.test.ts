@@ -6,6 +6,7 @@ it('exports a small, stable public surface', async () => {
     [
       "AccessDeniedError",
       "BucketNotFoundError",
+      "BufferPool",
       "CasError",
       "ConditionalWritesUnsupportedError",
       "DAG_CBOR_CODEC",

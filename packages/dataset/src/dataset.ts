@@ -200,6 +200,7 @@ export class Dataset {
     return iterate(this.repository, this.#manifest, state, {
       windowRecords: options.shuffleWindow ?? Math.max(4 * state.batchSize, 4096),
       prefetch: options.prefetch ?? 2,
+      recycleBuffers: options.recycleBuffers,
       codecs: () => this.#codecs(options.signal ? { signal: options.signal } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     })

@@ -7,7 +7,7 @@ import {
   readBucketColumns,
   readLayerSegment,
 } from '@dreamdb/arrow'
-import type { Store } from '@dreamdb/cas'
+import { BufferPool, type ReadBuffers, type Store } from '@dreamdb/cas'
 import type { Bucket, Field, Layer, Manifest, Repository } from '@dreamdb/manifest'
 import type { RecordBatch, Vector } from 'apache-arrow'
 import { InvalidOptionError, ResumeMismatchError, UnknownFieldError } from './errors.js'
@@ -43,6 +43,19 @@ export interface IterOptions {
   shuffleWindow?: number
   /** Windows fetched ahead while the consumer works. @default 2 */
   prefetch?: number
+  /**
+   * Reuse the buffers of object reads instead of allocating one per object, for a consumer
+   * that is done with each batch when it asks for the next (copies it out, or trains on it
+   * and drops it): **a batch is valid only until the next one is asked for or the loop
+   * ends**; after that its memory is overwritten by later reads (a batch kept longer shows
+   * other records' values; copy what you keep, e.g. with `structuredClone`). The buffers of
+   * windows already consumed go to a bounded pool (`true`: up to 256 MiB of spares; or pass
+   * a `BufferPool`, which may serve several iterations) and the next reads fill them in
+   * place (SharedArrayBuffers, filled by the read threads), so the garbage collector has no
+   * 16 MiB objects to chase. Every object is still verified. Off by default: batches stay
+   * valid for ever.
+   */
+  recycleBuffers?: boolean | BufferPool
   signal?: AbortSignal | undefined
 }
 
@@ -186,10 +199,15 @@ async function loadWindow(
   baseFields: Field[],
   codecs: Codecs,
   signal: AbortSignal | undefined,
+  buffers: ReadBuffers | undefined,
 ): Promise<WindowData> {
   const decoded = await Promise.all(
     window.buckets.map((bucket) =>
-      readBucketColumns(store, baseFields, bucket, { codecs, ...(signal ? { signal } : {}) }),
+      readBucketColumns(store, baseFields, bucket, {
+        codecs,
+        ...(signal ? { signal } : {}),
+        ...(buffers ? { buffers } : {}),
+      }),
     ),
   )
   const bucketOf = new Uint32Array(window.records)
@@ -330,7 +348,13 @@ export function iterate(
   repo: Repository,
   manifest: Manifest,
   state: ResumeState,
-  options: { windowRecords: number; prefetch: number; codecs: () => Promise<Codecs>; signal?: AbortSignal },
+  options: {
+    windowRecords: number
+    prefetch: number
+    codecs: () => Promise<Codecs>
+    signal?: AbortSignal
+    recycleBuffers?: boolean | BufferPool | undefined
+  },
 ): BatchStream {
   let yielded = state.nextBatch
   const snapshotState = (): ResumeState => ({ ...state, fields: [...state.fields], nextBatch: yielded })
@@ -409,7 +433,29 @@ export function iterate(
     // Windows are fetched `prefetch` ahead of the one being consumed; until the first one
     // is in hand it is fetched alone, so the first batch does not share the CPU with them.
     const upcoming = windows()
-    const queue: { window: Window; data: Promise<WindowData> }[] = []
+    // With recycling, each window notes the buffers its objects were read into; once the
+    // consumer has asked for a batch past the window, they go back to the pool.
+    const pool =
+      options.recycleBuffers instanceof BufferPool
+        ? options.recycleBuffers
+        : options.recycleBuffers === true
+          ? new BufferPool()
+          : undefined
+    type Entry = { window: Window; data: Promise<WindowData>; held: SharedArrayBuffer[]; settled: boolean }
+    const queue: Entry[] = []
+    const giveBack = (entry: Entry): void => {
+      for (const buffer of entry.held.splice(0)) pool!.give(buffer)
+    }
+    const release = (entry: Entry): void => {
+      if (pool === undefined) return
+      // A window still loading gives its buffers back once its reads have settled.
+      if (entry.settled) giveBack(entry)
+      else
+        void entry.data.then(
+          () => giveBack(entry),
+          () => giveBack(entry),
+        )
+    }
     let exhausted = false
     let ahead = 0
     const fill = async (): Promise<void> => {
@@ -419,40 +465,59 @@ export function iterate(
           exhausted = true
           return
         }
-        const data = loadWindow(repo.store, next.value, baseFields, codecs, signal)
-        data.catch(() => {})
-        queue.push({ window: next.value, data })
-      }
-    }
-
-    for (let b = plan.firstBatch + yielded; b < plan.endBatch; b++) {
-      signal?.throwIfAborted()
-      const from = b * state.batchSize
-      const to = Math.min(plan.records, from + state.batchSize)
-      const runs: Run[] = []
-      for (let at = from, k = 0; at < to; k++) {
-        await fill()
-        while (queue.length > 0 && queue[0]!.window.start + queue[0]!.window.records <= at) queue.shift()
-        if (k >= queue.length) await fill()
-        const entry = queue.find((q) => q.window.start <= at && at < q.window.start + q.window.records)
-        if (entry === undefined) throw new Error(`record ${at} of the epoch is in no window`)
-        const data = await entry.data
-        if (ahead < options.prefetch) {
-          ahead = options.prefetch
-          await fill()
+        const held: SharedArrayBuffer[] = []
+        const buffers: ReadBuffers | undefined = pool && {
+          take: (size) => pool.take(size),
+          give: (buffer) => pool.give(buffer),
+          hold: (buffer) => held.push(buffer),
         }
-        const end = Math.min(to, entry.window.start + entry.window.records)
-        runs.push({ data, from: at - entry.window.start, to: end - entry.window.start })
-        at = end
+        const data = loadWindow(repo.store, next.value, baseFields, codecs, signal, buffers)
+        const entry: Entry = { window: next.value, data, held, settled: false }
+        data.then(
+          () => {
+            entry.settled = true
+          },
+          () => {
+            entry.settled = true
+          },
+        )
+        queue.push(entry)
       }
-      const batch = buildBatch(runs, baseFields, layers, layerValues, state.fields, gatherer)
-      // Counted before it is handed over: a consumer that stops after this batch has seen it.
-      yielded++
-      yield batch
     }
-    while (yielded < plan.batchesPerPartition) {
-      yielded++
-      yield buildBatch([], baseFields, layers, layerValues, state.fields, gatherer)
+    try {
+      for (let b = plan.firstBatch + yielded; b < plan.endBatch; b++) {
+        signal?.throwIfAborted()
+        const from = b * state.batchSize
+        const to = Math.min(plan.records, from + state.batchSize)
+        const runs: Run[] = []
+        for (let at = from, k = 0; at < to; k++) {
+          await fill()
+          while (queue.length > 0 && queue[0]!.window.start + queue[0]!.window.records <= at)
+            release(queue.shift()!)
+          if (k >= queue.length) await fill()
+          const entry = queue.find((q) => q.window.start <= at && at < q.window.start + q.window.records)
+          if (entry === undefined) throw new Error(`record ${at} of the epoch is in no window`)
+          const data = await entry.data
+          if (ahead < options.prefetch) {
+            ahead = options.prefetch
+            await fill()
+          }
+          const end = Math.min(to, entry.window.start + entry.window.records)
+          runs.push({ data, from: at - entry.window.start, to: end - entry.window.start })
+          at = end
+        }
+        const batch = buildBatch(runs, baseFields, layers, layerValues, state.fields, gatherer)
+        // Counted before it is handed over: a consumer that stops after this batch has seen it.
+        yielded++
+        yield batch
+      }
+      while (yielded < plan.batchesPerPartition) {
+        yielded++
+        yield buildBatch([], baseFields, layers, layerValues, state.fields, gatherer)
+      }
+    } finally {
+      // The end of the loop (done, broken off, aborted): every window's buffers go back.
+      for (const entry of queue.splice(0)) release(entry)
     }
   }
   return { [Symbol.asyncIterator]: run, state: snapshotState }

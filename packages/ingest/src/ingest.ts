@@ -699,6 +699,20 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
       total += pending.reduce((n, c) => n + c.end - c.start, 0)
     }
     const skipped = shards.reduce((n, s) => n + s.rows, 0) - total
+
+    // Every pending row's embedding is checked before the first write, reading that column
+    // alone: bad input fails with nothing written (the project's rule), even though each
+    // chunk's vectors are decoded again when it is ingested. Rows other ingests take are
+    // checked too: any ingest of a bad plan fails before it writes.
+    if (embeddingColumn !== undefined) {
+      for (const shard of shards) {
+        for (const chunk of pendingOf(shard)) {
+          signal.throwIfAborted()
+          const table = await readRows(chunk.shard, chunk.start, chunk.end, [embeddingColumn])
+          embeddingsOf(table.getChild(embeddingColumn)!, chunk.shard, chunk.start, dim, embeddingColumn)
+        }
+      }
+    }
     options.onProgress?.({
       kind: 'planned',
       total,

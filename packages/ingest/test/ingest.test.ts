@@ -3,8 +3,7 @@
  * real MNIST digits as PNG) into folder stores: the records read back byte for byte with
  * every source column; anchors in source order, the same after an interrupted run; progress
  * as structured commit metadata (and, for datasets ingested before it existed, from the
- * commit messages); and every kind of bad input refused before anything is written (a bad
- * vector: before the commit of its chunk).
+ * commit messages); and every kind of bad input refused before anything is written.
  */
 import { createHash } from 'node:crypto'
 import { readdir, rm, writeFile } from 'node:fs/promises'
@@ -509,19 +508,16 @@ describe('bad input: a typed error and nothing written', () => {
       message: expect.stringContaining("has no column 'clip'"),
     })
     await expectNothingWritten(backend)
-    // Row 19 of the first shard is short. Each chunk's vectors are checked as it is decoded
-    // (once), before its commit (design/0006): the chunks before it are in, the rest not.
+    // Row 19 of the first shard is short: found before the first commit.
     const ragged = join(dir.path, 'emb-ragged')
     await writeSplit(ragged, { split: 'train', shards: 2, rows: 20, first: 0, embedding: 'ragged' })
-    const partial = join(dir.path, 'bad-embedding-partial')
-    await expect(bad(partial, { root: ragged, batchRecords: 5 })).rejects.toMatchObject({
+    await expect(bad(backend, { root: ragged, batchRecords: 5 })).rejects.toMatchObject({
       code: 'ERR_INGEST_BAD_EMBEDDING',
       message: expect.stringContaining(
         "train-00000-of-00002.parquet: row 19: column 'embedding' has 48 dimensions, the others 49",
       ),
     })
-    const { rows } = await records(partial, 'bad', ['source_row'])
-    expect(rows.map((r) => Number(r.source_row))).toEqual(Array.from({ length: 15 }, (_, i) => i))
+    await expectNothingWritten(backend)
   })
 
   it('an unreadable model', async () => {

@@ -158,9 +158,12 @@ const holderBytes = (format: string, host: string, pid: number, expires: number,
 const SHARD0 = 'data/train-00000-of-00002.parquet'
 const SHARD1 = 'data/train-00001-of-00002.parquet'
 
-/** The races, on a folder store or on MinIO. */
-function races(open: () => Promise<Store>) {
-  it('two at once split the shards; one whose shards are all held waits, then finds them done', async () => {
+/**
+ * The races, on a folder store or on MinIO (`waiting`: also an ingest whose shards are all
+ * held; the waiting itself does not depend on the store, so MinIO's run leaves it out).
+ */
+function races(open: () => Promise<Store>, { waiting: andWaiting = true } = {}) {
+  it(`two at once split the shards${andWaiting ? '; one whose shards are all held waits, then finds them done' : ''}`, async () => {
     const stores = await Promise.all([open(), open()])
     const a = holdable(stores[0]!, datasetWrites)
     try {
@@ -172,6 +175,7 @@ function races(open: () => Promise<Store>) {
       for (const r of [x, y])
         expect(r.records).toMatchObject({ total: TOTAL, skipped: TOTAL - r.records.ingested })
       await expectExactlyOnce(stores[1]!, 'd')
+      if (!andWaiting) return
 
       // One holds both shards' claims, held still after its first commit (alive: its claims
       // renewed, not writing); the second finds nothing free, waits, and returns when the
@@ -407,9 +411,12 @@ const endpoint = process.env.DREAMDB_TEST_S3_ENDPOINT
 describe.skipIf(!endpoint)('ingests of one dataset at once, on MinIO', () => {
   const bucket = `dreamdb-ingest-claims-${Date.now().toString(36)}`
   let created = false
-  races(async () => {
-    const store = await openStore(`${endpoint}/${bucket}`, { createBucket: !created })
-    created = true
-    return store
-  })
+  races(
+    async () => {
+      const store = await openStore(`${endpoint}/${bucket}`, { createBucket: !created })
+      created = true
+      return store
+    },
+    { waiting: false },
+  )
 })

@@ -150,6 +150,9 @@ class Bridge:
         self._dead: BridgeError | None = None
         self._released: list[int] = []
         self._abandoned: list[int] = []
+        # Sinks of abandoned streams, kept open until the bridge ends the stream: it may still
+        # be writing into them, and a closed descriptor's number can name another file.
+        self._orphan_sinks: dict[int, list[Sink]] = {}
         self.call("hello", {})
 
     # -- frames -------------------------------------------------------------------------
@@ -235,6 +238,8 @@ class Bridge:
                 target = self._queues.get(frame.id)
                 if target is not None:
                     target.append(frame)
+                elif frame.kind in (END, ERROR):
+                    self._orphan_sinks.pop(frame.id, None)
                 self._cond.notify_all()
 
     def _open(self) -> int:
@@ -275,10 +280,12 @@ class Bridge:
             raise error_from_document(first.json)
         return BatchStream(self, id, first.json, sinks)
 
-    def abandon(self, id: int) -> None:
+    def abandon(self, id: int, sinks: list[Sink] | None = None) -> None:
         """Drop a stream nobody reads any more. Safe from ``__del__``, which the garbage
         collector may run in the middle of this very bridge's read or write: no lock, no I/O.
         Its frames are discarded on arrival; the bridge is told to stop at the next call."""
+        if sinks:
+            self._orphan_sinks[id] = sinks
         self._queues.pop(id, None)
         self._abandoned.append(id)
 
@@ -323,6 +330,9 @@ class Sink(Protocol):
     #: A path the bridge can open for writing: /dev/shm/..., or /proc/<pid>/fd/<n>.
     path: str
     capacity: int
+    #: What the bridge's descriptor of the opened file must link to (/proc/self/fd), so a
+    #: descriptor number that came to name another file is never written; None: no check.
+    link: str | None
 
     def buffer(self, nbytes: int) -> pa.Buffer:
         """The first ``nbytes`` of the sink, once the bridge has written them (no copy)."""
@@ -370,7 +380,7 @@ class BatchStream:
                 sink = self._sinks(self._sink_capacity)
                 self._next_token += 1
                 self._offered[self._next_token] = sink
-                offered.append([self._next_token, sink.path, sink.capacity])
+                offered.append([self._next_token, sink.path, sink.capacity, sink.link])
             document = {"sinks": offered}
         self._bridge._send(CREDIT, self.id, document, struct.pack("<I", n))
 
@@ -423,7 +433,8 @@ class BatchStream:
             self._done = True
             return
         self._done = True
-        self._bridge.abandon(self.id)
+        self._bridge.abandon(self.id, list(self._offered.values()))
+        self._offered.clear()
 
     def cancel(self) -> None:
         """Stop the stream and drop what is in flight."""

@@ -24,6 +24,7 @@ each rank x worker takes a contiguous share of the batches not yet done, compute
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sys
@@ -138,6 +139,9 @@ def _to_tensors(batch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_SINK_NUMBERS = itertools.count()
+
+
 class _SharedSink:
     """A memory file (memfd) that the bridge writes one batch into, then a torch storage over
     it. The batch's tensors are views of that storage, which torch already counts as shared:
@@ -148,7 +152,9 @@ class _SharedSink:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.storage: Any = None
-        self._fd = os.memfd_create("dreamdb-batch", os.MFD_CLOEXEC)
+        name = f"dreamdb-batch-{os.getpid()}-{next(_SINK_NUMBERS)}"
+        self.link = f"/memfd:{name} (deleted)"
+        self._fd = os.memfd_create(name, os.MFD_CLOEXEC)
         try:
             os.ftruncate(self._fd, capacity)
         except OSError:

@@ -5,7 +5,7 @@
  * however slowly the training loop consumes them. stdout is never used (a library that
  * prints cannot corrupt the protocol); stderr is the bridge's log.
  */
-import { closeSync, openSync, writevSync } from 'node:fs'
+import { closeSync, openSync, readlinkSync, writevSync } from 'node:fs'
 import { Socket } from 'node:net'
 import { type Frame, FrameKind, FrameWriter, readFrames } from './frames.js'
 import { type Args, ipcOf, Operations, type Stream } from './operations.js'
@@ -34,6 +34,8 @@ interface Sink {
   token: number
   path: string
   capacity: number
+  /** What `/proc/self/fd/<ours>` must read once open (null: no check), see `writeAll`. */
+  link: string | null
 }
 
 interface Running {
@@ -129,7 +131,7 @@ async function sendBatch(id: number, entry: Running, pieces: Uint8Array[]): Prom
   const sink = entry.sinks[0]
   if (sink !== undefined && entry.sinkError === null) {
     try {
-      writeAll(sink.path, pieces, bytes)
+      writeAll(sink, pieces, bytes)
       entry.sinks.shift()
       await writer.write(FrameKind.Batch, id, { sink: sink.token, bytes })
       return
@@ -148,9 +150,14 @@ async function sendBatch(id: number, entry: Running, pieces: Uint8Array[]): Prom
  * Synchronous on purpose: a few hundred kilobytes into memory-backed pages, cheaper than a
  * hop to the thread pool and back, and the sink is Python's until the frame says it is done.
  */
-function writeAll(path: string, pieces: Uint8Array[], bytes: number): void {
+function writeAll(sink: Sink, pieces: Uint8Array[], bytes: number): void {
+  const path = sink.path
   const fd = openSync(path, 'r+')
   try {
+    // A /proc/<pid>/fd/<n> path names whatever file holds that number now: check that what
+    // we opened is the sink Python made, never another file that got its number.
+    if (sink.link !== null && readlinkSync(`/proc/self/fd/${fd}`) !== sink.link)
+      throw new Error(`${path} is no longer the sink Python offered`)
     let written = 0
     const rest = pieces.filter((p) => p.byteLength > 0)
     while (written < bytes) {
@@ -170,9 +177,10 @@ function control(frame: Frame): void {
   if (entry === undefined) return
   if (frame.kind === FrameKind.Credit) {
     entry.credit += Buffer.from(frame.binary).readUInt32LE(0)
-    const sinks = (frame.json as { sinks?: [number, string, number][] } | null)?.sinks
+    const sinks = (frame.json as { sinks?: [number, string, number, string | null][] } | null)?.sinks
     if (sinks !== undefined && entry.sinkError === null)
-      for (const [token, path, capacity] of sinks) entry.sinks.push({ token, path, capacity })
+      for (const [token, path, capacity, link] of sinks)
+        entry.sinks.push({ token, path, capacity, link: link ?? null })
   } else entry.controller.abort()
   entry.wake?.()
   entry.wake = null

@@ -146,9 +146,17 @@ def test_a_batch_too_large_for_its_sink_or_a_sink_the_bridge_cannot_open_takes_t
             super().__init__(capacity)
             self.path = "/nonexistent/dreamdb-sink"
 
-    monkeypatch.setattr(vt, "_SharedSink", Unreachable)
-    anchors, steps = epoch(dataset)
-    assert sorted(anchors) == list(range(1, N + 1)) and steps == 10
+    class Reused(vt._SharedSink):  # its descriptor number now names another file
+        def __init__(self, capacity: int) -> None:
+            super().__init__(capacity)
+            self.link = "/memfd:another-file (deleted)"
+
+    for sink in (Unreachable, Reused):
+        monkeypatch.setattr(vt, "_SharedSink", sink)
+        anchors, steps = epoch(dataset)
+        assert sorted(anchors) == list(range(1, N + 1)) and steps == 10
+        # Every batch took the pipe (a sink's batch has one storage under all its tensors).
+        assert not any(b["embedding"].untyped_storage().data_ptr() == b["_anchor"].untyped_storage().data_ptr() for b in dataset)
 
 
 def test_a_state_from_other_options_is_refused(pinned: vd.Dataset) -> None:

@@ -35,6 +35,7 @@ import {
   type Row,
   readPositions,
   readRange,
+  sameAnchors,
   scanPositions,
   timelineAnchors,
 } from './read.js'
@@ -269,8 +270,7 @@ async function layerCodes(
   for await (const { bucket } of ds.repository.buckets(segments, { signal })) {
     const segment = await readLayerSegment(ds.store, layer.field, bucket, { signal })
     const n = segment.anchors.length
-    if (at + n > anchors.length) return null
-    for (let i = 0; i < n; i++) if (segment.anchors[i] !== anchors[at + i]) return null
+    if (!sameAnchors(segment.anchors, anchors, at)) return null
     const values = segment.values
     codes.column(values, out, at)
     at += n
@@ -452,10 +452,22 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
             agreement[i]![j] = agreement[j]![i] = both === 0 ? 0 : same / both
           }
         }
-        const counts = columns.map((c) => c.reduce((k, x) => (x < 0 ? k : k + 1), 0))
-        // Records at least one ref has a value for (as compareRefs counts them).
+        // Values per ref, and records at least one ref has a value for (as compareRefs
+        // counts them): plain loops, no callback per record.
+        const counts: number[] = []
+        const any = new Uint8Array(anchors.length)
+        for (const c of columns) {
+          let k = 0
+          for (let r = 0; r < c.length; r++) {
+            if (c[r]! >= 0) {
+              k++
+              any[r] = 1
+            }
+          }
+          counts.push(k)
+        }
         let records = 0
-        for (let r = 0; r < anchors.length; r++) if (columns.some((c) => c[r]! >= 0)) records++
+        for (let r = 0; r < any.length; r++) records += any[r]!
         const accuracy = columns.map((c, r) => {
           if (labels === null) return null
           const { both, same } = agree(c, labels[r]!)

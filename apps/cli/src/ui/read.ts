@@ -234,12 +234,35 @@ export async function anchorRuns(
 /** Every record's anchor in timeline order, from the buckets' anchor ranges (no data read). */
 export async function timelineAnchors(ds: Dataset, signal: AbortSignal): Promise<BigUint64Array> {
   const out = new BigUint64Array(ds.manifest.stats.records)
+  // Written as 32-bit words: a million anchors without a million BigInts.
+  const words = new Uint32Array(out.buffer)
+  const [low, high] = LITTLE_ENDIAN ? [0, 1] : [1, 0]
   let at = 0
   for await (const { bucket } of ds.repository.buckets(ds.manifest, { signal })) {
     for (const range of bucket.anchorRanges ?? []) {
-      for (let k = 0; k < range.count; k++) out[at + k] = range.start + BigInt(k)
+      let lo = Number(range.start & 0xffffffffn)
+      let hi = Number(range.start >> 32n)
+      for (let k = 0; k < range.count; k++) {
+        words[2 * (at + k) + low] = lo
+        words[2 * (at + k) + high] = hi
+        if (++lo === 2 ** 32) {
+          lo = 0
+          hi++
+        }
+      }
       at += range.count
     }
   }
   return out
+}
+
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1
+
+/** Whether `part` equals `whole` from index `at` on, compared as 32-bit words (no BigInt made). */
+export function sameAnchors(part: BigUint64Array, whole: BigUint64Array, at: number): boolean {
+  if (at + part.length > whole.length) return false
+  const x = new Uint32Array(part.buffer, part.byteOffset, part.length * 2)
+  const y = new Uint32Array(whole.buffer, whole.byteOffset + at * 8, part.length * 2)
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false
+  return true
 }

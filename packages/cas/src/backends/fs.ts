@@ -292,7 +292,7 @@ export class FsBackend implements Backend {
     try {
       const size = await fd.size(handle)
       if (size >= THREAD_READ_MIN_BYTES && sink.hashed !== undefined && this.#threads !== undefined) {
-        const { bytes, digest } = await this.#threads.read(handle, size)
+        const { bytes, digest } = await this.#threads.read(handle, size, sink.spare?.(size))
         signal?.throwIfAborted()
         sink.hashed(bytes, digest)
         return true

@@ -33,8 +33,12 @@ interface Pending {
 interface Reply {
   id: number
   status?: number
+  /** The object's length (a GET's body). */
+  size?: number
   body?: string
-  buffer?: ArrayBuffer
+  buffer?: ArrayBuffer | SharedArrayBuffer
+  /** The body went into the spare sent along. */
+  intoSpare?: boolean
   digest?: Uint8Array
   error?: { message: string; code?: string }
 }
@@ -62,19 +66,38 @@ export class ReadThreads {
     this.#size = size
   }
 
-  /** Read `size` bytes of an open descriptor from offset 0 and hash them, on a worker. */
-  async read(fd: number, size: number): Promise<{ bytes: Uint8Array; digest: Uint8Array }> {
-    const reply = await this.#ask({ fd, size })
-    return { bytes: new Uint8Array(reply.buffer!), digest: new Uint8Array(reply.digest!) }
+  /**
+   * Read `size` bytes of an open descriptor from offset 0 and hash them, on a worker: into
+   * the shared buffer `into` when given (filled in place; only the digest comes back), else
+   * into a new buffer transferred back.
+   */
+  async read(
+    fd: number,
+    size: number,
+    into?: SharedArrayBuffer,
+  ): Promise<{ bytes: Uint8Array; digest: Uint8Array }> {
+    const reply = await this.#ask(into === undefined ? { fd, size } : { fd, size, spare: into })
+    return {
+      bytes: new Uint8Array(into ?? reply.buffer!, 0, size),
+      digest: new Uint8Array(reply.digest!),
+    }
   }
 
   /**
-   * Hash bytes already in memory on a worker. The buffer is transferred there and back, so
-   * `buffer` is unusable meanwhile; the bytes come back as a new view of it.
+   * Hash the first `size` bytes of a buffer already in memory on a worker. An ArrayBuffer is
+   * transferred there and back (unusable meanwhile; the bytes come back as a new view of
+   * it); a SharedArrayBuffer is hashed in place.
    */
-  async hash(buffer: ArrayBuffer): Promise<{ bytes: Uint8Array; digest: Uint8Array }> {
-    const reply = await this.#ask({ buffer }, [buffer])
-    return { bytes: new Uint8Array(reply.buffer!), digest: new Uint8Array(reply.digest!) }
+  async hash(
+    buffer: ArrayBuffer | SharedArrayBuffer,
+    size = buffer.byteLength,
+  ): Promise<{ bytes: Uint8Array; digest: Uint8Array }> {
+    if (buffer instanceof SharedArrayBuffer) {
+      const reply = await this.#ask({ buffer, size })
+      return { bytes: new Uint8Array(buffer, 0, size), digest: new Uint8Array(reply.digest!) }
+    }
+    const reply = await this.#ask({ buffer, size }, [buffer])
+    return { bytes: new Uint8Array(reply.buffer!, 0, size), digest: new Uint8Array(reply.digest!) }
   }
 
   /**
@@ -84,15 +107,36 @@ export class ReadThreads {
    * (`ERR_CAS_SILENT`: no answer or no body byte within `timeoutMs`;
    * `ERR_CAS_CONNECT_TIMEOUT`; `ERR_CAS_SHORT_BODY`; or the socket's own, such as
    * ECONNREFUSED). An abort of `signal` stops the request on the worker.
+   *
+   * Buffers (`recycling`): the body goes into the shared `spare` when it fits (at least
+   * half of it, so that a small object does not pin a large buffer; `intoSpare`), else into
+   * a new SharedArrayBuffer (`shared`) or, without either, a transferred ArrayBuffer.
    */
   async get(
     request: { url: string; headers: Record<string, string>; timeoutMs: number; connectTimeoutMs: number },
     signal?: AbortSignal,
-  ): Promise<{ status: number; body?: string; bytes?: Uint8Array; digest?: Uint8Array }> {
-    const reply = await this.#ask({ get: request }, [], signal)
-    return reply.buffer === undefined
-      ? { status: reply.status!, body: reply.body ?? '' }
-      : { status: reply.status!, bytes: new Uint8Array(reply.buffer), digest: new Uint8Array(reply.digest!) }
+    buffers: { spare?: SharedArrayBuffer | undefined; shared?: boolean } = {},
+  ): Promise<{
+    status: number
+    body?: string
+    bytes?: Uint8Array
+    digest?: Uint8Array
+    intoSpare?: boolean
+  }> {
+    const { spare, shared } = buffers
+    const reply = await this.#ask(
+      { get: request, ...(spare === undefined ? {} : { spare }), ...(shared ? { shared: true } : {}) },
+      [],
+      signal,
+    )
+    if (reply.digest === undefined) return { status: reply.status!, body: reply.body ?? '' }
+    const intoSpare = reply.intoSpare === true
+    return {
+      status: reply.status!,
+      bytes: new Uint8Array(intoSpare ? spare! : reply.buffer!, 0, reply.size!),
+      digest: new Uint8Array(reply.digest!),
+      intoSpare,
+    }
   }
 
   async #ask(request: object, transfer: ArrayBuffer[] = [], signal?: AbortSignal): Promise<Reply> {

@@ -7,8 +7,11 @@
  * Plain JavaScript with only Node built-ins, so that the same file runs beside the
  * TypeScript sources under a test runner and, built by tsup, beside the package's bundle.
  *
- * Requests: `{ id, fd, size }` (read and hash), `{ id, buffer }` (hash), `{ id, get: { url,
- * headers, timeoutMs, connectTimeoutMs } }` (an HTTP GET) and `{ id, cancel: true }` (stop
+ * Requests: `{ id, fd, size, spare? }` (read and hash; into the shared `spare` in place when
+ * given), `{ id, buffer, size }` (hash), `{ id, get: { url, headers, timeoutMs,
+ * connectTimeoutMs }, spare?, shared? }` (an HTTP GET; the body into the shared `spare` when
+ * it fits, replying `intoSpare`, else into a new SharedArrayBuffer when `shared`) and
+ * `{ id, cancel: true }` (stop
  * that GET). Replies: `{ id, buffer, digest }`, for a GET with `status` (an answer other
  * than 200 carries `body`, the start of its text, instead), or `{ id, error: { message,
  * code } }`.
@@ -94,7 +97,13 @@ function connection(host, port) {
  * Content-Length and hashed as it lands. Same deadlines and replies as `get`. A reused
  * connection that the server closed before answering is replaced once, transparently.
  */
-function plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, retried = false) {
+function plainGet(
+  id,
+  { url, headers, timeoutMs, connectTimeoutMs },
+  retried = false,
+  spare = undefined,
+  shared = false,
+) {
   const target = new URL(url)
   const host = target.hostname.replace(/^\[|\]$/g, '')
   const port = Number(target.port || 80)
@@ -113,6 +122,8 @@ function plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, retried = f
   let bytes
   let at = 0
   let hash
+  /** Where the body goes: 'spare' (filled in place), 'shared' (a new SharedArrayBuffer) or 'own'. */
+  let into = 'own'
   const end = (reuse) => {
     done = true
     clearTimeout(timer)
@@ -135,7 +146,10 @@ function plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, retried = f
     if (done) return
     end(true)
     const digest = new Uint8Array(hash.digest())
-    parentPort?.postMessage({ id, status, buffer: bytes.buffer, digest }, [bytes.buffer])
+    if (into === 'spare') parentPort?.postMessage({ id, status, size: length, digest, intoSpare: true })
+    else if (into === 'shared')
+      parentPort?.postMessage({ id, status, buffer: bytes.buffer, size: length, digest })
+    else parentPort?.postMessage({ id, status, buffer: bytes.buffer, size: length, digest }, [bytes.buffer])
   }
   const answer = (body) => {
     if (done) return
@@ -177,7 +191,14 @@ function plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, retried = f
       return
     }
     length = declared
-    bytes = Buffer.allocUnsafeSlow(length)
+    // A spare is filled when the body fits it and fills at least half of it.
+    if (spare !== undefined && spare.byteLength >= length && spare.byteLength <= 2 * length) {
+      bytes = Buffer.from(spare, 0, length)
+      into = 'spare'
+    } else if (shared) {
+      bytes = Buffer.from(new SharedArrayBuffer(length))
+      into = 'shared'
+    } else bytes = Buffer.allocUnsafeSlow(length)
     hash = createHash('sha256')
     if (inHand > length) return fail(failure('ERR_CAS_LONG_BODY', 'response body longer than Content-Length'))
     conn.scratch.copy(bytes, 0, bodyStart, headLength)
@@ -227,7 +248,7 @@ function plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, retried = f
         done = true
         clearTimeout(timer)
         gets.delete(id)
-        plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, true)
+        plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, true, spare, shared)
         return
       }
       fail(failure('ECONNRESET', 'connection lost'))
@@ -260,7 +281,7 @@ function plainGet(id, { url, headers, timeoutMs, connectTimeoutMs }, retried = f
  * The body is copied into one buffer of its Content-Length and hashed chunk by chunk as it
  * lands, so the reply is ready when the last byte is.
  */
-function get(id, { url, headers, timeoutMs, connectTimeoutMs }) {
+function get(id, { url, headers, timeoutMs, connectTimeoutMs }, shared = false) {
   const secure = url.startsWith('https:')
   let timer
   let done = false
@@ -271,6 +292,10 @@ function get(id, { url, headers, timeoutMs, connectTimeoutMs }) {
     gets.delete(id)
     parentPort?.postMessage(reply, transfer)
   }
+  /** A body's buffer: shared when the caller recycles buffers (not transferred), else its own. */
+  const allocate = (length) =>
+    shared ? Buffer.from(new SharedArrayBuffer(length)) : Buffer.allocUnsafeSlow(length)
+  const sent = (bytes) => (shared ? [] : [bytes.buffer])
   const fail = (error) => finish({ id, error: { message: String(error?.message), code: error?.code } })
   const request = (secure ? httpsRequest : httpRequest)(url, {
     method: 'GET',
@@ -321,15 +346,15 @@ function get(id, { url, headers, timeoutMs, connectTimeoutMs }) {
         const all = Buffer.concat(parts)
         if (status !== 200) finish({ id, status, body: all.toString('utf8', 0, 4096) })
         else {
-          const bytes = Buffer.allocUnsafeSlow(all.length)
+          const bytes = allocate(all.length)
           all.copy(bytes)
           const digest = new Uint8Array(createHash('sha256').update(bytes).digest())
-          finish({ id, status, buffer: bytes.buffer, digest }, [bytes.buffer])
+          finish({ id, status, buffer: bytes.buffer, size: all.length, digest }, sent(bytes))
         }
       })
       return
     }
-    const bytes = Buffer.allocUnsafeSlow(declared)
+    const bytes = allocate(declared)
     const hash = createHash('sha256')
     let at = 0
     response.on('data', (chunk) => {
@@ -348,7 +373,7 @@ function get(id, { url, headers, timeoutMs, connectTimeoutMs }) {
         return
       }
       const digest = new Uint8Array(hash.digest())
-      finish({ id, status, buffer: bytes.buffer, digest }, [bytes.buffer])
+      finish({ id, status, buffer: bytes.buffer, size: declared, digest }, sent(bytes))
     })
   })
   request.end()
@@ -392,7 +417,7 @@ async function readChunked(fd, bytes, hash) {
   }
 }
 
-parentPort?.on('message', async ({ id, fd, size, buffer, get: getRequest, cancel }) => {
+parentPort?.on('message', async ({ id, fd, size, buffer, spare, shared, get: getRequest, cancel }) => {
   if (cancel === true) {
     gets.get(id)?.destroy(failure('ABORT_ERR', 'cancelled'))
     gets.delete(id)
@@ -400,22 +425,31 @@ parentPort?.on('message', async ({ id, fd, size, buffer, get: getRequest, cancel
   }
   try {
     if (getRequest !== undefined) {
-      if (getRequest.url.startsWith('http:')) plainGet(id, getRequest)
-      else get(id, getRequest)
+      if (getRequest.url.startsWith('http:')) plainGet(id, getRequest, false, spare, shared === true)
+      else get(id, getRequest, shared === true)
       return
     }
     if (buffer !== undefined) {
-      // Bytes already read (an S3 body): hash them and hand them back.
-      const digest = createHash('sha256').update(new Uint8Array(buffer)).digest()
-      parentPort?.postMessage({ id, buffer, digest: new Uint8Array(digest) }, [buffer])
+      // Bytes already read (an S3 body): hash them and hand them back (a shared buffer stays
+      // where it is; only the digest goes back).
+      const digest = new Uint8Array(
+        createHash('sha256')
+          .update(new Uint8Array(buffer, 0, size ?? buffer.byteLength))
+          .digest(),
+      )
+      if (buffer instanceof SharedArrayBuffer) parentPort?.postMessage({ id, digest })
+      else parentPort?.postMessage({ id, buffer, digest }, [buffer])
       return
     }
-    const bytes = Buffer.allocUnsafeSlow(size)
+    // A shared spare lent by the caller (at least `size` bytes), filled in place; else a
+    // buffer of this object alone, transferred back.
+    const bytes = spare !== undefined ? Buffer.from(spare, 0, size) : Buffer.allocUnsafeSlow(size)
     const hash = createHash('sha256')
     if (size <= SYNC_MAX) readWhole(fd, bytes, hash)
     else await readChunked(fd, bytes, hash)
-    const digest = hash.digest()
-    parentPort?.postMessage({ id, buffer: bytes.buffer, digest: new Uint8Array(digest) }, [bytes.buffer])
+    const digest = new Uint8Array(hash.digest())
+    if (spare !== undefined) parentPort?.postMessage({ id, digest })
+    else parentPort?.postMessage({ id, buffer: bytes.buffer, digest }, [bytes.buffer])
   } catch (error) {
     parentPort?.postMessage({ id, error: { message: String(error?.message), code: error?.code } })
   }

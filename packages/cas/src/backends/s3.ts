@@ -709,7 +709,17 @@ export class S3Backend implements Backend {
             credentials,
             region,
           )
-          const reply = await this.#threads!.get({ ...signed, timeoutMs, connectTimeoutMs }, deadline.signal)
+          // Recycling: the body goes into a spare shared buffer when it fits, else a new shared one.
+          const spare = sink.spare?.()
+          const reply = await this.#threads!.get(
+            { ...signed, timeoutMs, connectTimeoutMs },
+            deadline.signal,
+            {
+              spare,
+              shared: sink.recycling === true,
+            },
+          )
+          if (spare !== undefined && reply.intoSpare !== true) sink.unused?.(spare)
           if (reply.status !== 200) throw httpError(reply.status, reply.body ?? '')
           sink.hashed!(reply.bytes!, reply.digest!)
           return true
@@ -739,9 +749,10 @@ export class S3Backend implements Backend {
             this.#threads
           ) {
             // Received here, hashed on a read thread while this thread receives the next body.
-            const bytes = Buffer.allocUnsafeSlow(size)
+            const spare = sink.spare?.(size)
+            const bytes = spare === undefined ? Buffer.allocUnsafeSlow(size) : Buffer.from(spare, 0, size)
             await readBody(response.Body, size, { buffer: () => bytes, wrote: () => {} }, deadline)
-            const { bytes: hashed, digest } = await this.#threads.hash(bytes.buffer)
+            const { bytes: hashed, digest } = await this.#threads.hash(bytes.buffer, size)
             sink.hashed(hashed, digest)
             return true
           }

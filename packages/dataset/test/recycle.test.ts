@@ -1,0 +1,159 @@
+/**
+ * `recycleBuffers`: object buffers of consumed windows go back to a bounded pool and the next
+ * reads fill them. What must hold: the same records as without it; the pool stays bounded and
+ * its buffers are filled again in place (so a batch kept past the next shows other records,
+ * as documented); recycled buffers are still verified; a loop broken off or aborted gives its
+ * buffers back; and without the option every batch stays valid.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { BufferPool, openStore, type Store } from '@dreamdb/cas'
+import type { RecordBatch } from 'apache-arrow'
+import { afterAll, describe, expect, it } from 'vitest'
+import { Dataset } from '../src/index.js'
+
+const DIM = 256
+// 1 024 records x 256-d float32: 1 MiB embedding objects, read on the read threads from a
+// folder; one bucket per window, one window fetched ahead.
+const BUCKET = 1024
+const WINDOW = { shuffleWindow: BUCKET, prefetch: 1 }
+const RECORDS = 6 * BUCKET
+
+const dirs: string[] = []
+afterAll(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true })
+})
+
+async function corpus(kind: 'folder' | 'memory') {
+  let store: Store
+  let dir: string | undefined
+  if (kind === 'folder') {
+    dir = await mkdtemp(join(tmpdir(), 'dreamdb-recycle-'))
+    dirs.push(dir)
+    store = await openStore(dir)
+  } else store = await openStore('memory://')
+  const ds = await Dataset.create('vectors', {
+    backend: store,
+    schema: {
+      fields: [
+        { name: 'embedding', family: 'embedding', dim: DIM },
+        { name: 'label', family: 'scalar', kind: 'categorical' },
+      ],
+    },
+  })
+  const records = Array.from({ length: RECORDS }, (_, id) => {
+    const embedding = new Float32Array(DIM)
+    embedding[0] = id
+    embedding[1] = id % 7
+    return { embedding, label: `class-${id % 3}` }
+  })
+  await ds.appendMany(records, { bucketRecords: BUCKET })
+  return { ds, store, dir }
+}
+
+/** The record ids of a batch (embedding component 0), copied out. */
+const ids = (batch: RecordBatch): number[] => {
+  const values = batch.getChild('embedding')!.data[0]!.children[0]!.values as Float32Array
+  return Array.from({ length: batch.numRows }, (_, i) => values[i * DIM]!)
+}
+const range = (n: number) => Array.from({ length: n }, (_, i) => i)
+/** Lets the pool's give-backs (after each window's reads settle) run. */
+const settle = () => new Promise((resolve) => setImmediate(resolve))
+
+describe('iterArrowBatches({ recycleBuffers })', { timeout: 20_000 }, () => {
+  for (const kind of ['folder', 'memory'] as const) {
+    it(`${kind}: same records; the pool is bounded and its buffers are filled again in place`, async () => {
+      const { ds } = await corpus(kind)
+      const pool = new BufferPool({ maxBytes: 3 << 20 })
+      const seen: number[] = []
+      let kept: RecordBatch | undefined
+      let reused = 0
+      const taken = pool.take.bind(pool)
+      pool.take = (size) => {
+        const buffer = taken(size)
+        if (buffer !== undefined) reused++
+        return buffer
+      }
+      for await (const batch of ds.iterArrowBatches({ batchSize: 512, recycleBuffers: pool, ...WINDOW })) {
+        seen.push(...ids(batch))
+        kept ??= batch
+        expect(pool.bytes).toBeLessThanOrEqual(3 << 20)
+      }
+      expect(seen).toEqual(range(RECORDS))
+      // Buffers came back and later reads filled them.
+      expect(reused).toBeGreaterThan(0)
+      // The first batch was a view of a pooled shared buffer that later reads filled again:
+      // kept past the next batch, it no longer holds its own records (the documented contract).
+      const values = kept!.getChild('embedding')!.data[0]!.children[0]!.values as Float32Array
+      expect(values.buffer).toBeInstanceOf(SharedArrayBuffer)
+      expect(ids(kept!)).not.toEqual(range(512))
+      await settle()
+      expect(pool.count).toBeGreaterThan(0)
+      expect(pool.bytes).toBeLessThanOrEqual(3 << 20)
+    })
+  }
+
+  it('without it, every batch stays valid after the loop', async () => {
+    const { ds } = await corpus('memory')
+    const batches: RecordBatch[] = []
+    for await (const batch of ds.iterArrowBatches({ batchSize: 512 })) batches.push(batch)
+    expect(batches.flatMap(ids)).toEqual(range(RECORDS))
+  })
+
+  it('recycled buffers are verified: a damaged object is refused on a pass that reuses them', async () => {
+    const { ds, dir } = await corpus('folder')
+    const pool = new BufferPool()
+    for await (const _ of ds.iterArrowBatches({ batchSize: 1024, recycleBuffers: pool, ...WINDOW })) {
+    }
+    await settle()
+    expect(pool.count).toBeGreaterThan(0)
+    let bucketCid: string | undefined
+    for await (const { bucket } of ds.repository.buckets(ds.manifest))
+      bucketCid ??= bucket.fields.embedding!.cid.toString()
+    const { CID } = await import('multiformats/cid')
+    const hex = Buffer.from(CID.parse(bucketCid!).multihash.digest).toString('hex')
+    const path = join(dir!, 'objects', 'sha2-256', hex.slice(0, 2), hex)
+    const bytes = await readFile(path)
+    bytes[bytes.length - 1]! ^= 0xff
+    await writeFile(path, bytes)
+    let lent = 0
+    const take = pool.take.bind(pool)
+    pool.take = (size) => {
+      const buffer = take(size)
+      if (buffer !== undefined) lent++
+      return buffer
+    }
+    const pass = async () => {
+      for await (const _ of ds.iterArrowBatches({ batchSize: 1024, recycleBuffers: pool, ...WINDOW })) {
+      }
+    }
+    await expect(pass()).rejects.toMatchObject({ code: 'ERR_CAS_INTEGRITY' })
+    // The damaged object (the first read) was read into a spare.
+    expect(lent).toBeGreaterThan(0)
+  })
+
+  it('a loop broken off or aborted gives its windows back to the pool', async () => {
+    const { ds } = await corpus('folder')
+    for (const how of ['break', 'abort'] as const) {
+      const pool = new BufferPool()
+      const controller = new AbortController()
+      const pass = async () => {
+        for await (const _ of ds.iterArrowBatches({
+          batchSize: 256,
+          recycleBuffers: pool,
+          ...WINDOW,
+          signal: controller.signal,
+        })) {
+          if (how === 'break') break
+          controller.abort()
+        }
+      }
+      if (how === 'abort') await expect(pass()).rejects.toThrow()
+      else await pass()
+      // The first window and those prefetched are all read, then all given back.
+      for (let i = 0; i < 20 && pool.count < 1; i++) await settle()
+      expect(pool.count).toBeGreaterThan(0)
+    }
+  })
+})
