@@ -311,6 +311,18 @@ describe('binary fields in several fragments per bucket', () => {
         expect(images).toEqual(idsOf(batch).map((id) => `image-${id}`))
       }
     }
+    // With recycled read buffers too (each batch checked before the next is asked for).
+    let seen = 0
+    for await (const batch of ds.iterArrowBatches({
+      batchSize: 16,
+      fields: ['image', 'embedding'],
+      recycleBuffers: true,
+    })) {
+      const images = Array.from({ length: batch.numRows }, (_, i) => text(batch.getChild('image')!.get(i)))
+      expect(images).toEqual(idsOf(batch).map((id) => `image-${id}`))
+      seen += batch.numRows
+    }
+    expect(seen).toBe(120)
     // A batch inside one fragment is a view of it, as with one fragment per bucket.
     const pairs = await collect(ds.iterArrowBatches({ batchSize: 2, fields: ['image'] }))
     const [a, b] = [pairs[10], pairs[11]]
