@@ -1,8 +1,11 @@
 /**
  * Dataset iteration and layers: time to first batch at 10 thousand and 1 million records,
  * throughput of 512-d embeddings plus a label next to pyarrow (Parquet) and pylance (Lance)
- * reading the same records, bytes read by an embedding-only pass over an image dataset, and
- * bytes added by a 100-branch sweep of prediction layers.
+ * reading the same records, bytes read by an embedding-only pass over an image dataset, the
+ * speed of that pass next to the same records without images (`--only=images` runs just
+ * that figure; `--image-records=N`, `--image-dim=D` and `--image-rounds=N` set
+ * its size), and bytes added by a 100-branch sweep of
+ * prediction layers.
  */
 import { execFileSync } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -425,6 +428,123 @@ async function sweepFigures() {
   })
 }
 
+/**
+ * Embedding-only passes over the same records with and without 20 kB images: the images'
+ * fragments must not shrink the embedding buckets (issue #13). The third dataset is the
+ * sizing before it (at most 64 MiB of images per bucket, one fragment), for comparison.
+ */
+async function imageFigures() {
+  const records = Number(option('image-records') ?? (quick ? 16_384 : 65_536))
+  const rounds = Number(option('image-rounds') ?? ROUNDS * CYCLES)
+  const dim = Number(option('image-dim') ?? 512)
+  let bucketRecords = 32_768
+  while (bucketRecords > 1024 && bucketRecords * dim * 4 > 16 << 20) bucketRecords /= 2
+  // Appends as large as a bucket without images, so the sizing alone decides the buckets.
+  const chunk = bucketRecords
+  return await withFolder(async (root) => {
+    const store = await openStore(root)
+    const variants = [
+      { name: 'without images', images: false, options: {} },
+      { name: 'with 20 kB images', images: true, options: {} },
+      // Before: the embeddings' record count, cut wherever the images reached 64 MiB.
+      {
+        name: 'with 20 kB images, sized as before #13',
+        images: true,
+        options: { bucketRecords, bucketBytes: 64 << 20 },
+      },
+    ].map((v, i) => ({ ...v, ref: `images-${i}`, samples: [] as number[], cpu: [] as number[], buckets: 0 }))
+    for (const variant of variants) {
+      const ds = await Dataset.create(variant.ref, {
+        backend: store,
+        schema: {
+          fields: [
+            ...(variant.images
+              ? [{ name: 'image', family: 'binary' as const, media: 'image' as const }]
+              : []),
+            { name: 'embedding', family: 'embedding' as const, dim },
+            { name: 'label', family: 'scalar' as const, kind: 'categorical' as const },
+          ],
+        },
+      })
+      for (let start = 0; start < records; start += chunk) {
+        const ids = Array.from({ length: Math.min(chunk, records - start) }, (_, i) => start + i)
+        await ds.appendMany(
+          ids.map((id) => ({
+            ...(variant.images ? { image: new Uint8Array(20_000).fill(id % 251) } : {}),
+            embedding: vector(id, dim),
+            label: LABELS[id % 100],
+          })),
+          variant.options,
+        )
+      }
+      variant.buckets = ds.manifest.stats.buckets
+    }
+    const pass = async (ref: string) => {
+      const ds = await Dataset.openRef(ref, { backend: store })
+      const start = performance.now()
+      const startCpu = process.cpuUsage()
+      let rows = 0
+      for await (const batch of ds.iterArrowBatches({ batchSize: 4096, fields: ['embedding'] }))
+        rows += batch.numRows
+      if (rows !== records) throw new Error(`read ${rows} of ${records} records`)
+      const used = process.cpuUsage(startCpu)
+      return { seconds: (performance.now() - start) / 1000, cpuMs: (used.user + used.system) / 1000 }
+    }
+    for (const variant of variants) await pass(variant.ref) // warms the JIT and the page cache
+    const loadStart = loadavg()[0]!
+    // The variants take turns, so a slow spell of this shared machine falls on all of them.
+    for (let round = 0; round < rounds; round++) {
+      for (const variant of variants) {
+        const { seconds, cpuMs } = await pass(variant.ref)
+        variant.samples.push(records / seconds)
+        variant.cpu.push(cpuMs)
+      }
+    }
+    const base = median(variants[0]!.samples)
+    return {
+      records,
+      dim,
+      chunk,
+      rounds,
+      load: { start: loadStart, end: loadavg()[0]! },
+      results: variants.map((v) => ({
+        dataset: v.name,
+        buckets: v.buckets,
+        recordsPerSecond: median(v.samples),
+        cpuMsPerPass: median(v.cpu),
+        vsWithout: median(v.samples) / base,
+      })),
+    }
+  })
+}
+
+function imageSection(images: Awaited<ReturnType<typeof imageFigures>>): string {
+  return `**Images beside embeddings**: embedding-only passes (batches of 4 096, in order) over
+${images.records.toLocaleString('en-US')} records of a ${images.dim}-d embedding and a label, without and with a 20 kB image
+each, appended ${images.chunk.toLocaleString('en-US')} at a time with the default sizing; the third dataset caps a bucket at 64 MiB
+of images, as before issue #13 (one fragment per bucket). The datasets take turns, median of
+${images.rounds} passes each; load average ${images.load.start.toFixed(1)} before, ${images.load.end.toFixed(1)} after. Goal: with images
+at least 0.9x without.
+
+${markdownTable(
+  ['dataset', 'buckets', 'records/s', 'vs without images', 'CPU ms per pass'],
+  images.results.map((r) => [
+    r.dataset,
+    String(r.buckets),
+    r.recordsPerSecond.toFixed(0),
+    `${r.vsWithout.toFixed(2)}x`,
+    r.cpuMsPerPass.toFixed(0),
+  ]),
+)}
+`
+}
+
+if (option('only') === 'images') {
+  const images = await imageFigures()
+  console.log(imageSection(images))
+  process.exit(0)
+}
+
 const date = new Date()
 const machine = machineInfo(date)
 // The machines are shared: say how busy this one was around the throughput figures.
@@ -456,6 +576,8 @@ const throughput = await throughputFigures()
 load.end = loadavg()[0]!
 console.log('bytes read by an embedding-only pass ...')
 const projection = await projectionFigures()
+console.log('embedding-only passes with and without images ...')
+const images = await imageFigures()
 console.log('a sweep of prediction layers ...')
 const sweep = await sweepFigures()
 
@@ -527,6 +649,7 @@ machine it moves less with the load than the rates do.
 (${((projection.bytesRead / projection.embeddingBytes - 1) * 100).toFixed(1)}% over; metadata included) and the images
 ${mb(projection.imageBytes)} MB, none of which was read. Goal: within 10%.
 
+${imageSection(images)}
 **Sweep**: ${sweep.branches} branches of a ${sweep.records.toLocaleString('en-US')}-record dataset (base objects
 ${mb(sweep.baseBytes)} MB), each adding a categorical prediction layer for every record, wrote ${mb(sweep.addedBytes)} MB:
 ${(sweep.addedBytes / sweep.rawBytes).toFixed(2)}x the raw samples as given (${mb(sweep.rawBytes)} MB: a uint64 anchor and
@@ -535,4 +658,4 @@ record (${mb(sweep.minimalBytes)} MB). No base object was copied. Goal: at most 
 `
 console.log(section)
 if (!quick)
-  await writeResults('dataset', date, { machine, firstBatch, throughput, projection, sweep }, section)
+  await writeResults('dataset', date, { machine, firstBatch, throughput, projection, images, sweep }, section)

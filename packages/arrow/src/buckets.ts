@@ -6,10 +6,12 @@ import {
   decodeField,
   decodeFragmentIndex,
   type EncodedField,
+  type EncodeOptions,
   encodeField,
+  fragmentPart,
   keysToRead,
 } from './columns.js'
-import { InvalidValueError } from './errors.js'
+import { CorruptFieldObjectError, InvalidValueError } from './errors.js'
 
 export interface ReadOptions extends AbortOptions {
   /** Requests in flight at once. @default 8 */
@@ -49,19 +51,25 @@ export function anchorsOf(bucket: Bucket): BigUint64Array {
 /** A bucket's objects, encoded and validated, not yet stored: `[key, bytes]` pairs. */
 export type EncodedBucket = [key: string, bytes: Uint8Array][]
 
-/** Validate and encode every field's values for one bucket. Throws InvalidValueError. */
+/**
+ * Validate and encode every field's values for one bucket. Throws InvalidValueError. A
+ * binary field's values are cut into fragments of at most `options.fragmentBytes`
+ * (`<field>`, then parts `<field>/fragment-1`, ...), so the bucket's size is the caller's
+ * choice for its other fields.
+ */
 export function encodeBucket(
   fields: readonly Field[],
   columns: Readonly<Record<string, readonly unknown[]>>,
   records: number,
   codecs: Codecs = new Map(),
+  options: EncodeOptions = {},
 ): EncodedBucket {
   return fields.flatMap((field) => {
     const values = columns[field.name]
     if (values === undefined) throw new InvalidValueError(field.name, 0, 'the field has no values')
     if (values.length !== records)
       throw new InvalidValueError(field.name, 0, `${values.length} values for ${records} records`)
-    const encoded: EncodedField = encodeField(field, values, codecs)
+    const encoded: EncodedField = encodeField(field, values, codecs, options)
     return [
       [field.name, encoded.main] as [string, Uint8Array],
       ...Object.entries(encoded.parts).map(
@@ -125,7 +133,10 @@ export async function readBucketColumns(
   return out
 }
 
-/** One record of a binary field: one index read and one verified ranged read. */
+/**
+ * One record of a binary field: one index read and one ranged read of its fragment,
+ * verified against the record's own digest.
+ */
 export async function readBinaryRecord(
   store: Store,
   field: Field,
@@ -141,13 +152,18 @@ export async function readBinaryRecord(
   if (!Number.isInteger(position) || position < 0 || position >= bucket.records) {
     throw new RangeError(`record ${position} is outside a bucket of ${bucket.records}`)
   }
-  const { offsets, lengths, sha256 } = decodeFragmentIndex(
+  const { offsets, lengths, sha256, fragments } = decodeFragmentIndex(
     field,
     index.cid.toString(),
     await store.get(index.cid, options),
     bucket.records,
   )
-  return await store.getRange(main.cid, {
+  const k = fragments?.[position] ?? 0
+  const fragment = k === 0 ? main : bucket.fields[`${field.name}/${fragmentPart(k)}`]
+  if (fragment === undefined) {
+    throw new CorruptFieldObjectError(field.name, index.cid.toString(), `its fragment ${k} is missing`)
+  }
+  return await store.getRange(fragment.cid, {
     ...options,
     offset: Number(offsets[position]!),
     length: lengths[position]!,

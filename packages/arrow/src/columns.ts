@@ -18,6 +18,7 @@ import {
   Table as ArrowTable,
   Binary,
   Bool,
+  type Data,
   type DataType,
   Dictionary,
   FixedSizeBinary,
@@ -34,7 +35,7 @@ import {
   tableToIPC,
   Uint64,
   Utf8,
-  type Vector,
+  Vector,
   vectorFromArray,
 } from 'apache-arrow'
 import { CorruptFieldObjectError, InvalidFieldError, InvalidValueError } from './errors.js'
@@ -129,6 +130,7 @@ export function encodeField(
   field: Field,
   values: readonly unknown[],
   codecs: Codecs = new Map(),
+  options: EncodeOptions = {},
 ): EncodedField {
   switch (field.family) {
     case 'scalar':
@@ -144,7 +146,7 @@ export function encodeField(
       return { main, parts: field.rerank ? { vectors: ipcOf(field.name, vectors) } : {} }
     }
     case 'binary':
-      return encodeBinary(field.name, values)
+      return encodeBinary(field.name, values, options.fragmentBytes)
     default:
       throw new InvalidFieldError(
         (field as { name?: string }).name ?? '?',
@@ -330,40 +332,82 @@ function embeddingVector(field: EmbeddingField, values: readonly unknown[]): Vec
   return embeddingColumn(field, flat)
 }
 
-function encodeBinary(name: string, values: readonly unknown[]): EncodedField {
-  let total = 0
+/**
+ * Bytes of binary values per fragment, at most, unless one value is larger (it then has a
+ * fragment of its own). Iteration reads a fragment whole; a bucket's record count is
+ * decided by its other fields (design/0005).
+ */
+export const FRAGMENT_BYTES = 64 << 20
+
+/** The part key of fragment `k` (k >= 1); fragment 0 is the field's main object. */
+export const fragmentPart = (k: number): string => `fragment-${k}`
+
+/** Options of `encodeField` and `encodeBucket`. */
+export interface EncodeOptions {
+  /** Bytes of binary values per fragment, at most (a larger value gets its own). @default 64 MiB */
+  fragmentBytes?: number
+}
+
+/**
+ * Binary values: fragments (the records' bytes back to back, in record order, each at most
+ * `fragmentBytes` unless one value is larger) plus an index of offset, length and sha2-256
+ * per record. One fragment is the layout written before issue #13, byte for byte; with
+ * several, the first stays the main object, the others are parts `fragment-1`, ... and the
+ * index gains a `fragment` column (each record's fragment; offsets are within it).
+ */
+function encodeBinary(
+  name: string,
+  values: readonly unknown[],
+  fragmentBytes = FRAGMENT_BYTES,
+): EncodedField {
+  // Where each fragment starts (record index) and its byte size.
+  const starts: number[] = [0]
+  const sizes: number[] = [0]
   values.forEach((value, i) => {
     if (!(value instanceof Uint8Array))
       throw new InvalidValueError(name, i, `expected bytes (Uint8Array), got ${describe(value)}`)
-    total += value.byteLength
+    if (value.byteLength > 2 ** 31 - 1) throw new InvalidValueError(name, i, 'one value holds at most 2 GiB')
+    const last = sizes.length - 1
+    if (i > starts[last]! && sizes[last]! + value.byteLength > fragmentBytes) {
+      starts.push(i)
+      sizes.push(0)
+    }
+    sizes[sizes.length - 1]! += value.byteLength
   })
-  if (total > 2 ** 31 - 1)
-    throw new InvalidValueError(
-      name,
-      values.length - 1,
-      'one fragment holds at most 2 GiB; append fewer records at once',
-    )
-  const fragment = new Uint8Array(total)
+  const fragments = sizes.map((size) => new Uint8Array(size))
   const offsets = new BigUint64Array(values.length)
   const lengths = new Uint32Array(values.length)
   const digests = new Uint8Array(values.length * 32)
+  const fragmentOf = new Uint32Array(values.length)
+  let k = 0
   let offset = 0
   values.forEach((value, i) => {
+    if (k + 1 < starts.length && i === starts[k + 1]) {
+      k++
+      offset = 0
+    }
     const bytes = value as Uint8Array
-    fragment.set(bytes, offset)
+    fragments[k]!.set(bytes, offset)
     offsets[i] = BigInt(offset)
     lengths[i] = bytes.byteLength
+    fragmentOf[i] = k
     digests.set(createHash('sha256').update(bytes).digest(), i * 32)
     offset += bytes.byteLength
   })
-  const index = new ArrowTable({
+  const columns: Record<string, Vector> = {
     offset: makeVector(offsets),
     length: makeVector(lengths),
     sha256: makeVector(
       makeData({ type: new FixedSizeBinary(32), length: values.length, nullCount: 0, data: digests }),
     ),
+  }
+  // One fragment keeps the index as it was (no `fragment` column), so its CID is unchanged.
+  if (fragments.length > 1) columns.fragment = makeVector(fragmentOf)
+  const parts: Record<string, Uint8Array> = { index: tableToIPC(new ArrowTable(columns), 'stream') }
+  fragments.slice(1).forEach((bytes, j) => {
+    parts[fragmentPart(j + 1)] = bytes
   })
-  return { main: fragment, parts: { index: tableToIPC(index, 'stream') } }
+  return { main: fragments[0]!, parts }
 }
 
 /** One column out of an IPC stream, checked against the field and the record count. */
@@ -388,9 +432,12 @@ function columnOf(field: Field, cid: string, bytes: Uint8Array, records: number)
 
 /** The offsets, lengths and digests of a binary fragment's records. */
 export interface FragmentIndex {
+  /** Each record's offset within its fragment. */
   offsets: BigUint64Array
   lengths: Uint32Array
   sha256: Uint8Array
+  /** Each record's fragment (0: the main object, k: part `fragment-k`); null: all in one. */
+  fragments: Uint32Array | null
 }
 
 export function decodeFragmentIndex(
@@ -422,6 +469,7 @@ export function decodeFragmentIndex(
     offsets: column('offset') as BigUint64Array,
     lengths: column('length') as Uint32Array,
     sha256: column('sha256') as Uint8Array,
+    fragments: table.getChild('fragment') === null ? null : (column('fragment') as Uint32Array),
   }
 }
 
@@ -469,22 +517,67 @@ export function decodeField(
   const index = parts.index
   if (index === undefined)
     throw new CorruptFieldObjectError(field.name, main.cid, 'the fragment index part is missing')
-  const { offsets, lengths } = decodeFragmentIndex(field, index.cid, index.bytes, records)
-  const valueOffsets = new Int32Array(records + 1)
-  for (let i = 0; i < records; i++) {
-    const start = Number(offsets[i]!)
-    if (start !== valueOffsets[i] || start + lengths[i]! > main.bytes.byteLength) {
-      throw new CorruptFieldObjectError(
-        field.name,
-        index.cid,
-        `record ${i} does not follow the previous one in the fragment`,
-      )
+  return binaryColumn(field, records, main, index, parts)
+}
+
+/**
+ * A binary field's column: one Arrow chunk per fragment (a batch inside one fragment is a
+ * view of it). Records must lie in their fragments back to back, in record order, and fill
+ * them exactly, so no byte of a fragment is unaccounted for.
+ */
+function binaryColumn(
+  field: Field,
+  records: number,
+  main: { cid: string; bytes: Uint8Array },
+  index: { cid: string; bytes: Uint8Array },
+  parts: Record<string, { cid: string; bytes: Uint8Array }>,
+): Vector {
+  const { offsets, lengths, fragments } = decodeFragmentIndex(field, index.cid, index.bytes, records)
+  const corrupt = (reason: string) => new CorruptFieldObjectError(field.name, index.cid, reason)
+  if (fragments === null) {
+    const valueOffsets = new Int32Array(records + 1)
+    for (let i = 0; i < records; i++) {
+      const start = Number(offsets[i]!)
+      if (start !== valueOffsets[i] || start + lengths[i]! > main.bytes.byteLength)
+        throw corrupt(`record ${i} does not follow the previous one in the fragment`)
+      valueOffsets[i + 1] = start + lengths[i]!
     }
-    valueOffsets[i + 1] = start + lengths[i]!
+    return makeVector(
+      makeData({ type: new Binary(), length: records, nullCount: 0, valueOffsets, data: main.bytes }),
+    )
   }
-  return makeVector(
-    makeData({ type: new Binary(), length: records, nullCount: 0, valueOffsets, data: main.bytes }),
-  )
+  const chunks: Data<Binary>[] = []
+  let first = 0
+  while (first < records) {
+    const k = fragments[first]!
+    if (k !== chunks.length) throw corrupt(`record ${first} is in fragment ${k}, expected ${chunks.length}`)
+    const fragment = k === 0 ? main : parts[fragmentPart(k)]
+    if (fragment === undefined) throw corrupt(`its fragment ${k} is missing`)
+    let end = first
+    while (end < records && fragments[end] === k) end++
+    const valueOffsets = new Int32Array(end - first + 1)
+    for (let i = first; i < end; i++) {
+      const start = Number(offsets[i]!)
+      if (start !== valueOffsets[i - first])
+        throw corrupt(`record ${i} does not follow the previous one in fragment ${k}`)
+      valueOffsets[i - first + 1] = start + lengths[i]!
+    }
+    if (valueOffsets[end - first] !== fragment.bytes.byteLength)
+      throw corrupt(`its records do not fill fragment ${k} exactly`)
+    chunks.push(
+      makeData({
+        type: new Binary(),
+        length: end - first,
+        nullCount: 0,
+        valueOffsets,
+        data: fragment.bytes,
+      }),
+    )
+    first = end
+  }
+  if (parts[fragmentPart(chunks.length)] !== undefined)
+    throw corrupt(`fragment ${chunks.length} holds no record`)
+  return new Vector(chunks)
 }
 
 /** The `_anchor` column: uint64 record ids. */

@@ -96,6 +96,12 @@ export class BatchGatherer {
   column(field: Field, sources: readonly (Vector | null)[], blocks: Blocks): Vector {
     const type = this.#types.get(field.name)
     if (type === undefined) throw new RangeError(`field '${field.name}' is not one of this iteration's`)
+    // A binary column of several fragments is one chunk per fragment: each chunk becomes a
+    // source of its own, so a batch inside one fragment is still a view of it.
+    if (field.family === 'binary' && sources.some((v) => v !== null && v.data.length > 1)) {
+      const split = splitChunks(sources, blocks)
+      return gatherBinary(split.sources, split.blocks)
+    }
     const chunks = sources.map((v) => (v === null ? null : v.data.length === 1 ? v.data[0]! : undefined))
     // A source of several chunks (none that this package decodes) takes the value-by-value path.
     if (chunks.includes(undefined)) return this.#values(type, sources, blocks)
@@ -300,6 +306,57 @@ function gatherVectors(dim: number, sources: readonly (Data | null)[], blocks: B
     k += count
   }
   return flat
+}
+
+/**
+ * Blocks over sources of several chunks (a binary field's fragments) as blocks over the
+ * chunks themselves, each chunk a source; a block that crosses a chunk's end is cut there.
+ */
+function splitChunks(
+  sources: readonly (Vector | null)[],
+  blocks: Blocks,
+): { sources: (Data | null)[]; blocks: Blocks } {
+  const chunks: (Data | null)[] = []
+  // Per source: its first chunk's index in `chunks`, and each chunk's first row.
+  const firstChunk: number[] = []
+  const chunkStarts: number[][] = []
+  for (const source of sources) {
+    firstChunk.push(chunks.length)
+    const starts: number[] = []
+    if (source === null) chunks.push(null)
+    else {
+      let row = 0
+      for (const data of source.data) {
+        starts.push(row)
+        chunks.push(data)
+        row += data.length
+      }
+    }
+    chunkStarts.push(starts)
+  }
+  const out = new Blocks()
+  for (let b = 0; b < blocks.length; b++) {
+    const s = blocks.source[b]!
+    const starts = chunkStarts[s]!
+    let row = blocks.row[b]!
+    let count = blocks.count[b]!
+    if (starts.length === 0) {
+      out.push(firstChunk[s]!, row, count)
+      continue
+    }
+    // The last chunk starting at or before `row` (few chunks per source: a linear scan).
+    let c = starts.length - 1
+    while (c > 0 && starts[c]! > row) c--
+    while (count > 0) {
+      const end = c + 1 < starts.length ? starts[c + 1]! : Number.POSITIVE_INFINITY
+      const take = Math.min(count, end - row)
+      out.push(firstChunk[s]! + c, row - starts[c]!, take)
+      row += take
+      count -= take
+      c++
+    }
+  }
+  return { sources: chunks, blocks: out }
 }
 
 /** Binary values: a view of one source's bytes, else one copy per block. */

@@ -3,7 +3,8 @@
  *
  * `@dreamdb/arrow` decides how the values of one field in one bucket are stored, and
  * turns them back into Apache Arrow columns: Arrow IPC for scalars and embeddings,
- * packed fragments with a per-record sha2-256 index for binary fields (images, video), and
+ * packed fragments of bounded size with a per-record sha2-256 index for binary fields (images,
+ * video), and
  * layer segments that carry their anchors. Reading one field never touches another's bytes.
  * It also builds batches out of decoded bucket columns (`BatchGatherer`): the buffer work
  * of iteration, whose order `@dreamdb/dataset` decides.
@@ -26,7 +27,15 @@ export {
   readBinaryRecord,
   readBucketColumns,
 } from './buckets.js'
-export { anchorColumn, arrowTypeOf, type Codecs, type EmbeddingCodec, isCompressed } from './columns.js'
+export {
+  anchorColumn,
+  arrowTypeOf,
+  type Codecs,
+  type EmbeddingCodec,
+  type EncodeOptions,
+  FRAGMENT_BYTES,
+  isCompressed,
+} from './columns.js'
 export * from './errors.js'
 export { BatchGatherer, Blocks, permuteVectorsInPlace } from './gather.js'
 export { readLayerSegment, writeLayerSegment } from './segments.js'

@@ -4,10 +4,10 @@
  * one pass), so any change to the encoding fails here first.
  */
 import { openStore } from '@dreamdb/cas'
-import type { Field } from '@dreamdb/manifest'
+import type { Field, FieldObject } from '@dreamdb/manifest'
 import { Dictionary, Int32, Table, tableToIPC, Utf8, vectorFromArray } from 'apache-arrow'
 import { describe, expect, it } from 'vitest'
-import { encodeBucket, readBucketColumns } from '../src/buckets.js'
+import { encodeBucket, readBinaryRecord, readBucketColumns } from '../src/buckets.js'
 import { writeLayerSegment } from '../src/segments.js'
 
 const embedding: Field = {
@@ -32,6 +32,14 @@ const cases: [Field, unknown[]][] = [
   [embedding, [[1, 0, 0], new Float32Array([0, 1, 0]), [0.5, 0.5, 0.25]]],
 ]
 const anchors = [5n, 2n ** 40n, 7n]
+const bucketOf = (records: number) => ({
+  records,
+  anchorMin: 1n,
+  anchorMax: BigInt(records),
+  anchorRanges: [{ start: 1n, count: records }],
+  timeMin: 0,
+  timeMax: 0,
+})
 
 describe('stored bytes', () => {
   it('layer segments keep the CIDs they had', async () => {
@@ -68,6 +76,55 @@ describe('stored bytes', () => {
     })
   })
 
+  // A binary field: one fragment is the layout written before issue #13, byte for byte (the
+  // CIDs below were computed with the code before it); several fragments (issue #13) keep
+  // fragment 0 as the main object, add parts `fragment-<k>` and a `fragment` column in the index.
+  const image: Field = { name: 'image', family: 'binary', media: 'image' }
+  const images = [Buffer.from('a png'), new Uint8Array(0), Buffer.from('a jpeg!')]
+  it('a binary field in one fragment keeps the CIDs it had', async () => {
+    const store = await openStore('memory://')
+    const cids: Record<string, string> = {}
+    for (const [key, bytes] of encodeBucket([image], { image: images }, 3))
+      cids[key] = (await store.put(bytes)).toString()
+    expect(cids).toEqual({
+      image: 'bafkreifmvl7mhplep25wfzarekxzcv2iqkbqpdmlhobjvzvnws7tajcvmy',
+      'image/index': 'bafkreig2uyrs2lwn6jjw4qnucmmv6qppebtmyajp5cnjugjouk22ibi4dq',
+    })
+  })
+
+  it('a binary field in several fragments is pinned too, and reads back', async () => {
+    const store = await openStore('memory://')
+    const fields: Record<string, FieldObject> = {}
+    for (const [key, bytes] of encodeBucket([image], { image: images }, 3, new Map(), { fragmentBytes: 6 }))
+      fields[key] = { cid: await store.put(bytes), bytes: bytes.byteLength }
+    expect(Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, v.cid.toString()]))).toEqual({
+      image: 'bafkreidak7xq6oo6slobmalhjgolbr5auw6xhbulkhp3zxzthxgogyukqm',
+      'image/index': 'bafkreidjbli7ne5h7biwhi6dauypkuozvx5nnn7qaqseio2insiq5frebe',
+      'image/fragment-1': 'bafkreidirqmjdokktb5lcvgrps5vbp5qz5jvob6u2fjbzjreapk2kc3y2i',
+    })
+    const bucket = { ...bucketOf(3), fields }
+    const column = (await readBucketColumns(store, [image], bucket)).image!
+    expect(column.data.length).toBe(2) // one chunk per fragment
+    expect(column.toArray().map((v: Uint8Array) => Buffer.from(v).toString())).toEqual([
+      'a png',
+      '',
+      'a jpeg!',
+    ])
+    expect(Buffer.from(await readBinaryRecord(store, image, bucket, 2)).toString()).toBe('a jpeg!')
+    // A fragment missing, or one that is not the size the index says, is refused.
+    const { 'image/fragment-1': fragment, ...rest } = fields
+    await expect(readBucketColumns(store, [image], { ...bucket, fields: rest })).rejects.toThrow(
+      'its fragment 1 is missing',
+    )
+    const other = Buffer.from('a jpeg')
+    const swapped = { ...fields, 'image/fragment-1': { cid: await store.put(other), bytes: 6 } }
+    await expect(readBucketColumns(store, [image], { ...bucket, fields: swapped })).rejects.toMatchObject({
+      code: 'ERR_ARROW_CORRUPT',
+      reason: 'its records do not fill fragment 1 exactly',
+    })
+    expect(fragment).toBeDefined()
+  })
+
   // Arrow numbers dictionary types per process (0, 1, ... in order of creation) and writes
   // the number into the stream. Until issue #13 a categorical object's bytes therefore
   // depended on how many types the process had made before it: in this file the segment got
@@ -99,15 +156,7 @@ describe('stored bytes', () => {
     const cid = await store.put(old)
     expect(cid.toString()).toBe('bafkreigeejzoele77zcyzt7ck4gnjdjvdtv2d7ncz3tnujbvotf7joa6py')
     const label: Field = { name: 'label', family: 'scalar', kind: 'categorical' }
-    const bucket = {
-      records: 3,
-      anchorMin: 1n,
-      anchorMax: 3n,
-      anchorRanges: [{ start: 1n, count: 3 }],
-      timeMin: 0,
-      timeMax: 0,
-      fields: { label: { cid, bytes: old.byteLength } },
-    }
+    const bucket = { ...bucketOf(3), fields: { label: { cid, bytes: old.byteLength } } }
     const columns = await readBucketColumns(store, [label], bucket)
     expect(columns.label!.toArray()).toEqual(['cat', null, 'dog'])
   })

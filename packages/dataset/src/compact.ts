@@ -1,7 +1,7 @@
 import { encodeBucket, isCompressed, putEncodedBucket, readBucketColumns } from '@dreamdb/arrow'
 import type { AbortOptions } from '@dreamdb/cas'
 import type { Bucket } from '@dreamdb/manifest'
-import { defaultBucketRecords } from './append.js'
+import { BUCKET_BINARY_BYTES, defaultBucketRecords } from './append.js'
 import type { Dataset } from './dataset.js'
 import { InvalidOptionError } from './errors.js'
 import type { DatasetInternals } from './internal.js'
@@ -12,6 +12,11 @@ export interface CompactOptions extends AbortOptions {
    * @default as `appendMany`'s `bucketRecords`
    */
   targetRecords?: number
+  /**
+   * ... or this many bytes of binary values (images), counted from the buckets' metadata.
+   * @default as `appendMany`'s `bucketBytes` (256 MiB)
+   */
+  targetBytes?: number
 }
 
 /**
@@ -30,6 +35,18 @@ export async function compact(
   const target = options.targetRecords ?? defaultBucketRecords(fields)
   if (!Number.isSafeInteger(target) || target < 2)
     throw new InvalidOptionError('targetRecords', target, 'must be >= 2')
+  const targetBytes = options.targetBytes ?? BUCKET_BINARY_BYTES
+  if (!Number.isSafeInteger(targetBytes) || targetBytes < 1)
+    throw new InvalidOptionError('targetBytes', targetBytes, 'must be an integer >= 1')
+  // A bucket's binary bytes: its binary fields' fragments (`<field>`, `<field>/fragment-<k>`).
+  const binary = fields.filter((f) => f.family === 'binary').map((f) => f.name)
+  const binaryBytes = (bucket: Bucket) =>
+    Object.entries(bucket.fields).reduce((n, [key, object]) => {
+      const slash = key.indexOf('/')
+      const name = slash === -1 ? key : key.slice(0, slash)
+      const fragment = slash === -1 || key.slice(slash + 1).startsWith('fragment-')
+      return binary.includes(name) && fragment ? n + object.bytes : n
+    }, 0)
   const lossy = fields.find((f) => f.family === 'embedding' && isCompressed(f) && !f.rerank)
   if (lossy !== undefined) {
     throw new InvalidOptionError(
@@ -40,15 +57,21 @@ export async function compact(
   }
   // Runs of consecutive buckets that fit in one target-sized bucket, two or more each.
   const runs: { start: number; buckets: Bucket[] }[] = []
-  let current: { start: number; buckets: Bucket[]; records: number } | undefined
+  let current: { start: number; buckets: Bucket[]; records: number; bytes: number } | undefined
   for await (const { position, bucket } of ds.repository.buckets(manifest, options)) {
-    if (current !== undefined && current.records + bucket.records <= target) {
+    const bytes = binaryBytes(bucket)
+    if (
+      current !== undefined &&
+      current.records + bucket.records <= target &&
+      current.bytes + bytes <= targetBytes
+    ) {
       current.buckets.push(bucket)
       current.records += bucket.records
+      current.bytes += bytes
       continue
     }
     if (current !== undefined && current.buckets.length > 1) runs.push(current)
-    current = { start: position, buckets: [bucket], records: bucket.records }
+    current = { start: position, buckets: [bucket], records: bucket.records, bytes }
   }
   if (current !== undefined && current.buckets.length > 1) runs.push(current)
   if (runs.length === 0) return undefined

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { Dataset, type ResumeState } from '../src/index.js'
-import { dataset, idsOf } from './helpers.js'
+import { dataset, idsOf, record, SCHEMA } from './helpers.js'
 
 async function collect(stream: AsyncIterable<import('apache-arrow').RecordBatch>) {
   const batches = []
@@ -276,6 +276,101 @@ describe('categorical columns', () => {
   })
 })
 
+describe('binary fields in several fragments per bucket', () => {
+  const text = (v: unknown) => new TextDecoder().decode(v as Uint8Array)
+  it('round-trip in order, shuffled and projected, next to buckets of one fragment', {
+    timeout: 20_000,
+  }, async () => {
+    const { openStore } = await import('@dreamdb/cas')
+    const store = await openStore('memory://')
+    const ds = await Dataset.create('corpus', { backend: store, schema: SCHEMA })
+    // 20 records in the layout of one fragment per bucket, then 100 in buckets of 50 whose
+    // images (`image-<id>`, 7-9 bytes) are cut into fragments of at most 64 bytes.
+    await ds.appendMany(Array.from({ length: 20 }, (_, i) => record(i)))
+    await ds.appendMany(
+      Array.from({ length: 100 }, (_, i) => record(20 + i)),
+      { bucketRecords: 50, fragmentBytes: 64 },
+    )
+    const buckets = []
+    for await (const { bucket } of ds.repository.buckets(ds.manifest)) buckets.push(bucket)
+    expect(buckets.map((b) => b.records)).toEqual([20, 50, 50])
+    expect(Object.keys(buckets[0]!.fields).filter((k) => k.startsWith('image/fragment-'))).toEqual([])
+    expect(Object.keys(buckets[1]!.fields).filter((k) => k.startsWith('image/fragment-')).length).toBe(6)
+    for (const [batchSize, shuffleSeed] of [
+      [5, undefined],
+      [60, undefined],
+      [7, 3],
+    ] as const) {
+      const batches = await collect(
+        ds.iterArrowBatches({ batchSize, fields: ['image', 'embedding'], shuffleSeed, shuffleWindow: 40 }),
+      )
+      const ids = batches.flatMap(idsOf)
+      expect([...ids].sort((a, b) => a - b)).toEqual(Array.from({ length: 120 }, (_, i) => i))
+      for (const batch of batches) {
+        const images = Array.from({ length: batch.numRows }, (_, i) => text(batch.getChild('image')!.get(i)))
+        expect(images).toEqual(idsOf(batch).map((id) => `image-${id}`))
+      }
+    }
+    // With recycled read buffers too (each batch checked before the next is asked for).
+    let seen = 0
+    for await (const batch of ds.iterArrowBatches({
+      batchSize: 16,
+      fields: ['image', 'embedding'],
+      recycleBuffers: true,
+    })) {
+      const images = Array.from({ length: batch.numRows }, (_, i) => text(batch.getChild('image')!.get(i)))
+      expect(images).toEqual(idsOf(batch).map((id) => `image-${id}`))
+      seen += batch.numRows
+    }
+    expect(seen).toBe(120)
+    // A batch inside one fragment is a view of it, as with one fragment per bucket.
+    const pairs = await collect(ds.iterArrowBatches({ batchSize: 2, fields: ['image'] }))
+    const [a, b] = [pairs[10], pairs[11]]
+    const bytesOf = (batch: typeof a) => batch!.getChild('image')!.data[0]!.values as Uint8Array
+    expect(text(a!.getChild('image')!.get(0))).toBe('image-20')
+    expect(bytesOf(a).buffer).toBe(bytesOf(b).buffer)
+
+    // Projection: an embedding-only pass reads no image object, fragment or index.
+    const imageObjects = new Set(
+      buckets.flatMap((bucket) =>
+        Object.entries(bucket.fields)
+          .filter(([key]) => key.startsWith('image'))
+          .map(([, o]) => o.cid.toString()),
+      ),
+    )
+    const read: string[] = []
+    const getMany = store.getMany.bind(store)
+    store.getMany = (cids, options) => {
+      const list = [...cids]
+      read.push(...list.map(String))
+      return getMany(list, options)
+    }
+    const rows = (await collect(ds.iterArrowBatches({ fields: ['embedding'], batchSize: 32 }))).reduce(
+      (n, batch) => n + batch.numRows,
+      0,
+    )
+    expect(rows).toBe(120)
+    expect(read.length).toBeGreaterThan(0)
+    expect(read.filter((c) => imageObjects.has(c))).toEqual([])
+
+    // Compaction keeps every image (the merged bucket's images fit in one fragment), and
+    // stops a merge at `targetBytes` of images (150 + 400 bytes fit in 600; 400 more do not).
+    await ds.compact({ targetRecords: 200, targetBytes: 600 })
+    const sizes = async () => {
+      const out = []
+      for await (const { bucket } of ds.repository.buckets(ds.manifest)) out.push(bucket.records)
+      return out
+    }
+    expect(await sizes()).toEqual([70, 50])
+    await ds.compact({ targetRecords: 200 })
+    expect(await sizes()).toEqual([120])
+    const compacted = await collect(ds.iterArrowBatches({ batchSize: 120, fields: ['image', 'embedding'] }))
+    expect(
+      idsOf(compacted[0]!).map((id, i) => text(compacted[0]!.getChild('image')!.get(i)) === `image-${id}`),
+    ).not.toContain(false)
+  })
+})
+
 describe('appendMany without bucketRecords', () => {
   it('sizes buckets as a power of two that keeps the embeddings near 16 MiB', async () => {
     for (const [dim, records, expected] of [
@@ -293,6 +388,18 @@ describe('appendMany without bucketRecords', () => {
       for await (const { bucket } of ds.repository.buckets(ds.manifest)) sizes.push(bucket.records)
       expect(sizes).toEqual(expected)
     }
+  })
+})
+
+describe('appendMany without bucketRecords, with images', () => {
+  it('halves the records per bucket while the images at their mean size exceed bucketBytes', async () => {
+    const ds = await Dataset.create('sized', { backend: 'memory://', schema: SCHEMA })
+    const records = Array.from({ length: 3000 }, (_, id) => ({ ...record(id), image: new Uint8Array(1000) }))
+    // 32 768 records of 1 kB images would be 32 MB: halved to 1 024 (1 MB) to fit 1 MiB.
+    await ds.appendMany(records, { bucketBytes: 1 << 20 })
+    const sizes = []
+    for await (const { bucket } of ds.repository.buckets(ds.manifest)) sizes.push(bucket.records)
+    expect(sizes).toEqual([1024, 1024, 952])
   })
 })
 

@@ -114,9 +114,10 @@ describe.each(await backends())('lifecycle on %s', (_name, open) => {
   it('the walker reaches every kind of reference, and fsck names any one reachable object deleted by hand', async () => {
     const { store, hide } = await open()
     const ds = await Dataset.create('corpus', { backend: store, schema: SCHEMA })
+    // Images in several fragments per bucket (`image`, `image/fragment-1`, ...; issue #13).
     await ds.appendMany(
       Array.from({ length: 60 }, (_, i) => record(i)),
-      { bucketRecords: 20 },
+      { bucketRecords: 20, fragmentBytes: 64 },
     )
     await ds.snapshot('v1')
     const compressed = await ds.branch('compressed')
@@ -178,6 +179,7 @@ describe.each(await backends())('lifecycle on %s', (_name, open) => {
         'field embedding (values)',
         'field scalar (values)',
         'field binary index',
+        'field binary fragment-1',
         'field embedding anchors',
         'field embedding vectors',
         'manifest',

@@ -181,6 +181,13 @@ const CASES: Case[] = [
   },
   {
     verb: 'appendMany',
+    what: 'fragmentBytes 0',
+    call: (w) => w.ds.appendMany([good(100)], { fragmentBytes: 0 }),
+    code: 'ERR_DATASET_INVALID_OPTION',
+    names: 'fragmentBytes 0',
+  },
+  {
+    verb: 'appendMany',
     what: 'a message that is not a string',
     call: (w) => w.ds.appendMany([good(100)], { message: 42 as unknown as string }),
     code: 'ERR_DATASET_INVALID_OPTION',
