@@ -139,11 +139,19 @@ async function sendBatch(id: number, entry: Running, pieces: Uint8Array[]): Prom
       // Python is told once and stops offering sinks; this batch and the rest take the pipe.
       entry.sinkError = error instanceof Error ? error.message : String(error)
       entry.sinks = []
-      await writer.write(FrameKind.Batch, id, { sinkError: entry.sinkError }, pieces)
+      await writer.write(FrameKind.Batch, id, { sinkError: entry.sinkError }, owned(pieces))
       return
     }
   }
-  await writer.write(FrameKind.Batch, id, undefined, pieces)
+  await writer.write(FrameKind.Batch, id, undefined, owned(pieces))
+}
+
+/**
+ * Pieces that are views of the iterator's recycled buffers (shared), copied: the pipe may
+ * still hold them after `write` returns, and the next batch refills those buffers.
+ */
+function owned(pieces: Uint8Array[]): Uint8Array[] {
+  return pieces.map((piece) => (piece.buffer instanceof SharedArrayBuffer ? Buffer.from(piece) : piece))
 }
 
 /**

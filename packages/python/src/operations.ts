@@ -310,7 +310,13 @@ export class Operations {
   /** `iterArrowBatches`: each batch encoded as its own IPC stream, pulled by Python. */
   iterate(args: Args, signal: AbortSignal): Stream {
     const ds = this.#dataset(args)
-    const stream: BatchStream = ds.iterArrowBatches({ ...(args.options as IterOptions), signal })
+    // Each batch is written out (into a sink, or copied for the pipe: main.ts) before the
+    // next is asked for, so the iterator may reuse its read buffers (design/0005).
+    const stream: BatchStream = ds.iterArrowBatches({
+      ...(args.options as IterOptions),
+      recycleBuffers: true,
+      signal,
+    })
     const source = stream[Symbol.asyncIterator]()
     // Every batch of one iteration has the same field types (the gatherer's).
     const parts: EncodedParts = { schemas: new Map(), dictionaries: new Map() }
