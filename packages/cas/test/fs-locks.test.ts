@@ -56,6 +56,23 @@ describe('folder ref locks', () => {
     8_000,
   )
 
+  it('a ref write aborted at any point leaves no lock behind (none waits out a lease)', async () => {
+    const locks = async (dir: string): Promise<string[]> => {
+      const entries = await readdir(dir, { recursive: true })
+      return entries.filter((name) => name.endsWith('.lock'))
+    }
+    // Abort after 0, 1, 2, … turns of the event loop: one of them lands while the lock is
+    // being linked, the window where an attempt succeeds and p-retry then throws the abort.
+    for (let turns = 0; turns < 40; turns++) {
+      const controller = new AbortController()
+      const write = store.createRef(`aborted-${turns}`, encode('m1'), { signal: controller.signal })
+      for (let i = 0; i < turns; i++) await new Promise((resolve) => setImmediate(resolve))
+      controller.abort(new Error('stop'))
+      await write.catch(() => {})
+      expect(await locks(root), `after an abort at turn ${turns}`).toEqual([])
+    }
+  }, 30_000)
+
   it('an empty lock file (a writer killed between creating and filling it) does not stall', async () => {
     await mkdir(join(root, 'refs', 'branches'), { recursive: true })
     await writeFile(join(root, 'refs', 'branches', 'main.ref.lock'), '')

@@ -677,12 +677,16 @@ export class FsBackend implements Backend {
       flag: 'wx',
     })
     let ours: number
+    // The lock this call linked, if any: p-retry throws a caller's abort even after an attempt
+    // succeeded, and a lock linked then would otherwise stay until its lease ran out.
+    let linked: number | undefined
     try {
       ours = await retry(
         async () => {
           try {
             await linkLock(staged, lockPath)
-            return (await stat(lockPath)).ino
+            linked = (await stat(lockPath)).ino
+            return linked
           } catch (error) {
             if (!isErrno(error, 'EEXIST')) throw error
           }
@@ -699,6 +703,12 @@ export class FsBackend implements Backend {
           signal,
         },
       )
+    } catch (error) {
+      if (linked !== undefined) {
+        const current = await stat(lockPath).catch(() => undefined)
+        if (current?.ino === linked) await unlink(lockPath).catch(() => {})
+      }
+      throw error
     } finally {
       await unlink(staged).catch(() => {})
     }
