@@ -11,6 +11,7 @@
  * @internal
  */
 import { createHash, createHmac } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
 
 export interface SigningCredentials {
   accessKeyId: string
@@ -31,7 +32,7 @@ export function encodePath(path: string): string {
   )
 }
 
-const keyCache = new Map<string, Buffer>()
+const keyCache = new LRUCache<string, Buffer>({ max: 16 })
 
 /** The signing key of a day, region and service (cached: it changes once a day). */
 function signingKey(secret: string, day: string, region: string, service: string): Buffer {
@@ -40,7 +41,6 @@ function signingKey(secret: string, day: string, region: string, service: string
   if (key === undefined) {
     const hmac = (k: string | Buffer, data: string) => createHmac('sha256', k).update(data).digest()
     key = hmac(hmac(hmac(hmac(`AWS4${secret}`, day), region), service), 'aws4_request')
-    if (keyCache.size > 16) keyCache.clear()
     keyCache.set(id, key)
   }
   return key
