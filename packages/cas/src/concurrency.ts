@@ -106,8 +106,9 @@ class AttemptFailed extends Error {
 
 /**
  * Run `fn` until it succeeds, `retryable` calls a failure final, or the attempts are used
- * up; then the last failure is thrown as it was. A caller's abort, during an attempt or a
- * backoff, is thrown as the signal's reason.
+ * up; then the last failure is thrown as it was. A caller's abort, during a failing attempt or a
+ * backoff, is thrown as the signal's reason; an attempt that succeeds is returned even if the
+ * signal fired meanwhile (its effect happened).
  */
 export async function retry<T>(fn: (attempt: number) => Promise<T>, options: RetryOptions): Promise<T> {
   const { attempts, retryable, backoff, signal } = options
@@ -115,11 +116,16 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, options: Ret
   // own, so that many retries under one caller signal still add one listener there (onAbort).
   const controller = signal === undefined ? undefined : new AbortController()
   const unwatch = signal === undefined ? undefined : onAbort(signal, (reason) => controller?.abort(reason))
+  // p-retry throws the abort even when the attempt it was awaiting succeeded; an attempt that
+  // succeeded (a ref moved, a lock taken) is the truth, and the caller must hear of it.
+  let succeeded: { value: T } | undefined
   try {
     return await pRetry(
       async (attempt) => {
         try {
-          return await fn(attempt)
+          const value = await fn(attempt)
+          succeeded = { value }
+          return value
         } catch (error) {
           throw new AttemptFailed(error, signal?.aborted ? false : retryable(error, attempt))
         }
@@ -136,6 +142,7 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, options: Ret
       },
     )
   } catch (error) {
+    if (succeeded !== undefined) return succeeded.value
     if (signal?.aborted) throw signal.reason
     throw error instanceof AttemptFailed ? error.failure : error
   } finally {

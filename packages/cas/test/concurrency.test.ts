@@ -70,6 +70,18 @@ it("retry: an abort during the backoff is the signal's reason", async () => {
   await expect(pending).rejects.toBe(reason)
 })
 
+it('retry: an attempt that succeeds while the signal fires is returned, not turned into an abort', async () => {
+  const controller = new AbortController()
+  const result = await retry(
+    async () => {
+      controller.abort(new Error('too late'))
+      return 'landed'
+    },
+    { attempts: 3, retryable: () => true, backoff: quick, signal: controller.signal },
+  )
+  expect(result).toBe('landed')
+})
+
 it('mapOrdered keeps input order with at most `concurrency` calls in flight and reads ahead no further', async () => {
   let inFlight = 0
   let most = 0
