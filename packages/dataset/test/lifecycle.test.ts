@@ -112,7 +112,7 @@ async function idsOf(store: Store, ref: string): Promise<number[]> {
 const category = (r: Reached): string =>
   r.kind === 'field' ? `field ${r.field!.family} ${r.field!.part ?? '(values)'}` : r.kind
 
-describe.each(await backends())('lifecycle on %s', (_name, open) => {
+describe.each(await backends())('lifecycle on %s', (backendName, open) => {
   it('the walker reaches every kind of reference, and fsck names any one reachable object deleted by hand', async () => {
     const { store, hide } = await open()
     const ds = await Dataset.create('corpus', { backend: store, schema: SCHEMA })
@@ -299,6 +299,8 @@ describe.each(await backends())('lifecycle on %s', (_name, open) => {
        * within the bound fails the test; nothing here asserts a duration.
        */
       let beyondBound = 0
+      /** Retries refused in design/0008's accepted S3 window (HEAD, then a freshen, then the delete). */
+      let windowRefusals = 0
       const BOUND_MS = GRACE_MS - FRESHEN_MS
       const acknowledge = (into: Set<number>, ids: number[], started: number): void => {
         const took = Date.now() - started
@@ -323,11 +325,20 @@ describe.each(await backends())('lifecycle on %s', (_name, open) => {
         beyondBound++
       }
       /** `append`, acknowledged into `into` when it lands within the bound. */
-      const judgedAppend = async (into: Set<number>, ids: number[], append: () => Promise<unknown>) => {
+      const judgedAppend = async (
+        into: Set<number>,
+        ids: number[],
+        append: () => Promise<unknown>,
+        documentedWindow?: string,
+      ) => {
         const t0 = Date.now()
         try {
           await append()
         } catch (error) {
+          if (documentedWindow !== undefined && (error as { code?: unknown }).code === documentedWindow) {
+            windowRefusals++
+            return
+          }
           beyondBoundRefusal(error, t0)
           return
         }
@@ -393,8 +404,15 @@ describe.each(await backends())('lifecycle on %s', (_name, open) => {
               toRetry.shift()
               // The same records again: their objects are old garbage now, so the put is a
               // dedup hit that must freshen them before GC judges them.
-              await judgedAppend(ackedRetries, due.ids, () =>
-                slow.appendMany(due.ids.map(record), { bucketRecords: 20 }),
+              await judgedAppend(
+                ackedRetries,
+                due.ids,
+                () => slow.appendMany(due.ids.map(record), { bucketRecords: 20 }),
+                // design/0008's one accepted S3 window: a GC that HEADed this old garbage just
+                // before the dedup hit freshened it deletes it in the same round trip; the
+                // commit's existence check then refuses (the safe outcome; fsck below still
+                // fails on any commit that names a missing object). A folder has no window.
+                backendName === 'MinIO' ? 'ERR_MANIFEST_MISSING_OBJECT' : undefined,
               )
               retried++
               continue
@@ -450,7 +468,7 @@ describe.each(await backends())('lifecycle on %s', (_name, open) => {
         }
       }
       console.log(
-        `GC under writers: ${ROUNDS} rounds, ${gcRuns} GC runs, ${deleted} objects deleted, ${keptFresh} kept as freshened, ${acked.size + ackedRetries.size} records acknowledged, ${aborted} appends aborted, ${retried} retried, ${layers.size} layers kept, slowest append ${slowest} ms (${beyondBound} beyond the ${BOUND_MS} ms bound, not judged)`,
+        `GC under writers: ${ROUNDS} rounds, ${gcRuns} GC runs, ${deleted} objects deleted, ${keptFresh} kept as freshened, ${acked.size + ackedRetries.size} records acknowledged, ${aborted} appends aborted, ${retried} retried, ${layers.size} layers kept, slowest append ${slowest} ms (${beyondBound} beyond the ${BOUND_MS} ms bound, not judged; ${windowRefusals} retries refused in design/0008's S3 window)`,
       )
       expect(deleted).toBeGreaterThan(0)
       // The short version still reaches the case the loop exists for: records retried after
