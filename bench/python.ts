@@ -62,7 +62,7 @@ const loaders = join(BENCH_DIR, 'peers', 'python_loaders.py')
 /** Build the records once: DreamDB's folder store, then the same records as Parquet and Lance. */
 async function ensureDataset(): Promise<void> {
   const stamp = join(WORK, 'ready.json')
-  const want = { records: RECORDS, dim: DIM, labels: LABELS.length, generator: 'xorshift32/v1' }
+  const want = { records: RECORDS, dim: DIM, labels: LABELS.length, generator: 'xorshift32/v1', appends: 32_768 }
   if (existsSync(stamp) && JSON.stringify(JSON.parse(await readFile(stamp, 'utf8'))) === JSON.stringify(want))
     return
   console.log(`building ${RECORDS} records into ${WORK} (once) ...`)
@@ -77,7 +77,8 @@ async function ensureDataset(): Promise<void> {
       ],
     },
   })
-  const chunk = 16_384
+  // Appends of 32 768 records, so the default bucket sizing decides the buckets (as bench/dataset.ts).
+  const chunk = 32_768
   for (let start = 0; start < RECORDS; start += chunk) {
     const records = Array.from({ length: Math.min(chunk, RECORDS - start) }, (_, i) => ({
       embedding: vector(start + i),
