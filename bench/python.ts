@@ -62,7 +62,13 @@ const loaders = join(BENCH_DIR, 'peers', 'python_loaders.py')
 /** Build the records once: DreamDB's folder store, then the same records as Parquet and Lance. */
 async function ensureDataset(): Promise<void> {
   const stamp = join(WORK, 'ready.json')
-  const want = { records: RECORDS, dim: DIM, labels: LABELS.length, generator: 'xorshift32/v1', appends: 32_768 }
+  const want = {
+    records: RECORDS,
+    dim: DIM,
+    labels: LABELS.length,
+    generator: 'xorshift32/v1',
+    appends: 32_768,
+  }
   if (existsSync(stamp) && JSON.stringify(JSON.parse(await readFile(stamp, 'utf8'))) === JSON.stringify(want))
     return
   console.log(`building ${RECORDS} records into ${WORK} (once) ...`)
