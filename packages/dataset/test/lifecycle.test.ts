@@ -30,10 +30,12 @@ const SWEEP_BRANCHES = 20
  * for minutes at a 20 s grace). The grace stays above the slowest append seen here, 10.6 s
  * on a folder and 9.2 s on MinIO even at load 1 (an append right after aborted ones waits;
  * 23 s once), so that the bound design/0008 asks of a commit (grace - freshen age) holds;
- * an append slower than that bound is counted apart, not judged. Rounds add up to more than
- * the grace, so aborted appends are retried after it.
+ * an append slower than that bound is counted apart, not judged. Rounds add up to well more
+ * than the grace (21 s against 12 s), so aborted appends are retried after it and GC finds
+ * garbage old enough to delete before the retries freshen it (2 rounds, 14 s, once deleted
+ * nothing on a folder in CI).
  */
-const GC_LOOP = { ROUNDS: 2, ROUND_MS: 7_000, GRACE_MS: 12_000, FRESHEN_MS: 1_000, RETRY_DELAY_MS: 500 }
+const GC_LOOP = { ROUNDS: 3, ROUND_MS: 7_000, GRACE_MS: 12_000, FRESHEN_MS: 1_000, RETRY_DELAY_MS: 500 }
 /** Every object looks two hours old to a GC with the 1-hour floor: the test's stand-in for ageing. */
 const aged = { graceMs: HOUR, now: () => Date.now() + 2 * HOUR }
 
