@@ -4,13 +4,15 @@
  * reading the same records, bytes read by an embedding-only pass over an image dataset, the
  * speed of that pass next to the same records without images (`--only=images` runs just
  * that figure; `--image-records=N`, `--image-dim=D` and `--image-rounds=N` set
- * its size), and bytes added by a 100-branch sweep of
- * prediction layers.
+ * its size), peak RSS of a pass at 100 thousand and 1 million records (each in a fresh
+ * process), and bytes added by a 100-branch sweep of prediction layers. The section it
+ * writes opens with issue #13's "Done when" read figures, each against its goal.
  */
 import { execFileSync } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { CreateBucketCommand } from '@aws-sdk/client-s3'
 import { type CasProgressEvent, openStore, type Store } from '@dreamdb/cas'
 import { Dataset } from '@dreamdb/dataset'
@@ -27,8 +29,36 @@ import {
 const quick = process.argv.includes('--quick')
 /** `--records=N --dim=D`: the throughput figure's shape (default 100 000 x 512, --quick 20 000 x 512). */
 const option = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1]
-const THROUGHPUT_RECORDS = Number(option('records') ?? (quick ? 20_000 : 100_000))
-const THROUGHPUT_DIM = Number(option('dim') ?? 512)
+/**
+ * The throughput figure's shapes (records x dim): issue #13 asks for 100k x 512-d and 1M x
+ * 128-d; `--records=N --dim=D` measures one shape, `--shapes=20000x512,50000x128` any.
+ */
+const SHAPES: { records: number; dim: number }[] =
+  option('shapes') !== undefined
+    ? option('shapes')!
+        .split(',')
+        .map((shape) => {
+          const [records, dim] = shape.split('x').map(Number)
+          return { records: records!, dim: dim! }
+        })
+    : option('records') !== undefined || option('dim') !== undefined
+      ? [
+          {
+            records: Number(option('records') ?? (quick ? 20_000 : 100_000)),
+            dim: Number(option('dim') ?? 512),
+          },
+        ]
+      : quick
+        ? [
+            { records: 20_000, dim: 512 },
+            { records: 50_000, dim: 128 },
+          ]
+        : [
+            { records: 100_000, dim: 512 },
+            { records: 1_000_000, dim: 128 },
+          ]
+/** Peak RSS of one pass in a fresh process, at these record counts (128-d): flat is the goal. */
+const RSS_SIZES = quick ? [10_000, 100_000] : [100_000, 1_000_000]
 const ROUNDS = quick ? 2 : 5
 /** Turns of DreamDB and the peers in the throughput figure. */
 const CYCLES = quick ? 1 : 3
@@ -178,9 +208,8 @@ async function firstBatchFigures() {
   }
 }
 
-async function throughputFigures() {
-  const records = THROUGHPUT_RECORDS
-  const dim = THROUGHPUT_DIM
+async function throughputFigures(records: number, dim: number) {
+  const loadStart = loadavg()[0]!
   // Appends as large as a default bucket can be, so the default sizing decides the buckets.
   const chunk = 32_768
   return await withFolder(async (root) => {
@@ -329,6 +358,7 @@ async function throughputFigures() {
     return {
       records,
       dim,
+      load: { start: loadStart, end: loadavg()[0]! },
       results: [
         row('DreamDB iterArrowBatches (folder)', median(samples.threads), cpu.get('threads')!),
         row('DreamDB, recycleBuffers: true', median(samples.recycle), cpu.get('recycle')!),
@@ -539,6 +569,65 @@ ${markdownTable(
 `
 }
 
+/**
+ * One in-order pass over the dataset in a folder, in a fresh process, then that process's
+ * peak RSS: `--rss-pass=<folder>` (the child side of `rssFigures`).
+ */
+if (option('rss-pass') !== undefined) {
+  const ds = await Dataset.openRef('vectors', { backend: await openStore(option('rss-pass')!) })
+  let rows = 0
+  // Sampled at every batch as well: getrusage's maxRSS survives exec on Linux, so a child
+  // started by a large parent reports the parent's size; /proc's VmHWM is this image's own.
+  let sampled = process.memoryUsage.rss()
+  for await (const batch of ds.iterArrowBatches({ batchSize: 4096, fields: ['embedding', 'label'] })) {
+    rows += batch.numRows
+    sampled = Math.max(sampled, process.memoryUsage.rss())
+  }
+  const status = await readFile('/proc/self/status', 'utf8').catch(() => '')
+  const hwm = /VmHWM:\s+(\d+) kB/.exec(status)
+  const peakRssMb = hwm === null ? sampled / 2 ** 20 : Number(hwm[1]) / 1024
+  console.log(JSON.stringify({ rows, peakRssMb }))
+  process.exit(0)
+}
+
+/** Peak RSS of an in-order pass over 128-d datasets of each size in RSS_SIZES, each pass a fresh process. */
+async function rssFigures() {
+  return await withFolder(async (root) => {
+    for (const records of RSS_SIZES) {
+      const dir = join(root, String(records))
+      await mkdir(dir)
+      const ds = await Dataset.create('vectors', {
+        backend: await openStore(dir),
+        schema: {
+          fields: [
+            { name: 'embedding', family: 'embedding', dim: 128 },
+            { name: 'label', family: 'scalar', kind: 'categorical' },
+          ],
+        },
+      })
+      await ingest(ds, records, (id) => ({ embedding: vector(id, 128), label: LABELS[id % 100] }), 32_768)
+    }
+    const samples = RSS_SIZES.map(() => [] as number[])
+    // The sizes take turns; the child runs this file again (same loader) in its --rss-pass mode.
+    for (let round = 0; round < 3; round++) {
+      for (const [i, records] of RSS_SIZES.entries()) {
+        const out = execFileSync(
+          process.execPath,
+          [...process.execArgv, fileURLToPath(import.meta.url), `--rss-pass=${join(root, String(records))}`],
+          { encoding: 'utf8' },
+        )
+        const { rows, peakRssMb } = JSON.parse(out.trim().split('\n').pop()!) as {
+          rows: number
+          peakRssMb: number
+        }
+        if (rows !== records) throw new Error(`read ${rows} of ${records} records`)
+        samples[i]!.push(peakRssMb)
+      }
+    }
+    return RSS_SIZES.map((records, i) => ({ records, peakRssMb: median(samples[i]!) }))
+  })
+}
+
 if (option('only') === 'images') {
   const images = await imageFigures()
   console.log(imageSection(images))
@@ -549,31 +638,40 @@ const date = new Date()
 const machine = machineInfo(date)
 // The machines are shared: say how busy this one was around the throughput figures.
 const load = { start: loadavg()[0]!, end: 0 }
+type Throughput = Awaited<ReturnType<typeof throughputFigures>>
+const named = (throughput: Throughput, part: string) =>
+  throughput.results.find((r) => r.reader.includes(part))
 if (throughputOnly) {
-  const throughput = await throughputFigures()
-  load.end = loadavg()[0]!
-  const parquet = throughput.results.find((r) => r.reader.includes('Parquet uncompressed'))!
-  console.log(
-    markdownTable(
-      ['reader', 'records/s', 'vs Parquet uncompressed', 'CPU ms per pass'],
-      throughput.results.map((r) => [
-        r.reader,
-        r.recordsPerSecond.toFixed(0),
-        `${(r.recordsPerSecond / parquet.recordsPerSecond).toFixed(2)}x`,
-        r.cpuMsPerPass.toFixed(0),
-      ]),
-    ),
-  )
-  console.log(
-    `${throughput.records} x ${throughput.dim}-d; load ${load.start.toFixed(1)} -> ${load.end.toFixed(1)}; NODE_OPTIONS=${process.env.NODE_OPTIONS ?? ''}`,
-  )
+  for (const shape of SHAPES) {
+    const throughput = await throughputFigures(shape.records, shape.dim)
+    const parquet = named(throughput, 'Parquet uncompressed')!
+    console.log(
+      markdownTable(
+        ['reader', 'records/s', 'vs Parquet uncompressed', 'CPU ms per pass'],
+        throughput.results.map((r) => [
+          r.reader,
+          r.recordsPerSecond.toFixed(0),
+          `${(r.recordsPerSecond / parquet.recordsPerSecond).toFixed(2)}x`,
+          r.cpuMsPerPass.toFixed(0),
+        ]),
+      ),
+    )
+    console.log(
+      `${throughput.records} x ${throughput.dim}-d; load ${throughput.load.start.toFixed(1)} -> ${throughput.load.end.toFixed(1)}; NODE_OPTIONS=${process.env.NODE_OPTIONS ?? ''}`,
+    )
+  }
   process.exit(0)
 }
 console.log('time to first batch ...')
 const firstBatch = await firstBatchFigures()
-console.log('throughput against pyarrow and pylance ...')
-const throughput = await throughputFigures()
+const throughputs: Throughput[] = []
+for (const shape of SHAPES) {
+  console.log(`throughput against pyarrow and pylance, ${shape.records} x ${shape.dim}-d ...`)
+  throughputs.push(await throughputFigures(shape.records, shape.dim))
+}
 load.end = loadavg()[0]!
+console.log('peak RSS of a pass ...')
+const rss = await rssFigures()
 console.log('bytes read by an embedding-only pass ...')
 const projection = await projectionFigures()
 console.log('embedding-only passes with and without images ...')
@@ -582,25 +680,135 @@ console.log('a sweep of prediction layers ...')
 const sweep = await sweepFigures()
 
 const mb = (bytes: number) => (bytes / 1e6).toFixed(2)
-const parquetRecordsPerSecond = throughput.results.find((r) =>
-  r.reader.startsWith('pyarrow'),
-)!.recordsPerSecond
-const readerNamed = (part: string) => throughput.results.find((r) => r.reader.includes(part))
-const dreamdbOnMinio = readerNamed('DreamDB iterArrowBatches (MinIO)')
-const parquetOnMinio = readerNamed('Parquet from MinIO')
-const s3Sentence =
-  dreamdbOnMinio === undefined || parquetOnMinio === undefined
-    ? ''
-    : `
-The last three rows read the same records from a MinIO server on this machine (started by
-the benchmark): DreamDB its own objects, pyarrow the Parquet file through its
-S3FileSystem, pylance the Lance dataset through its object store. "vs Parquet" stays
-relative to the local file; against Parquet from MinIO, DreamDB reads at ${(
-        dreamdbOnMinio.recordsPerSecond / parquetOnMinio.recordsPerSecond
-      ).toFixed(2)}x.`
+const shapeName = (t: { records: number; dim: number }) => `${t.records.toLocaleString('en-US')} x ${t.dim}-d`
+
+/** Issue #13's "Done when" read figures: each a ratio (or figure) against its goal. */
+function doneWhen(): string[][] {
+  const rows: string[][] = []
+  const ratio = (a: number, b: number) => a / b
+  const add = (
+    goal: string,
+    scope: string,
+    value: number | undefined,
+    met: (v: number) => boolean,
+    show: (v: number) => string,
+    note = '',
+  ) =>
+    rows.push([
+      goal,
+      scope,
+      value === undefined ? 'not measured' : show(value),
+      value === undefined ? '-' : met(value) ? 'yes' : 'no',
+      note,
+    ])
+  const times = (v: number) => `${v.toFixed(2)}x`
+  for (const t of throughputs) {
+    const dreamdb = named(t, 'DreamDB iterArrowBatches (folder)')!
+    const s3 = named(t, 'DreamDB iterArrowBatches (MinIO)')
+    const parquetS3 = named(t, 'Parquet from MinIO')
+    const lanceS3 = t.results.find((r) => r.reader.startsWith('pylance') && r.reader.includes('MinIO'))
+    const cpuNote = (ours: { cpuMsPerPass: number }, theirs: { cpuMsPerPass: number } | undefined) =>
+      theirs === undefined ? '' : `by CPU ${(theirs.cpuMsPerPass / ours.cpuMsPerPass).toFixed(2)}x`
+    add(
+      'from MinIO >= 1.0x pyarrow Parquet (S3FileSystem)',
+      shapeName(t),
+      s3 && parquetS3 && ratio(s3.recordsPerSecond, parquetS3.recordsPerSecond),
+      (v) => v >= 1.0,
+      times,
+      s3 ? cpuNote(s3, parquetS3) : '',
+    )
+    add(
+      'from MinIO >= 0.7x pylance',
+      shapeName(t),
+      s3 && lanceS3 && ratio(s3.recordsPerSecond, lanceS3.recordsPerSecond),
+      (v) => v >= 0.7,
+      times,
+      s3 ? cpuNote(s3, lanceS3) : '',
+    )
+    const uncompressed = named(t, 'Parquet uncompressed')!
+    add(
+      'from a folder >= 1.0x pyarrow uncompressed Parquet',
+      shapeName(t),
+      ratio(dreamdb.recordsPerSecond, uncompressed.recordsPerSecond),
+      (v) => v >= 1.0,
+      times,
+      `${cpuNote(dreamdb, uncompressed)}; with recycleBuffers ${times(
+        ratio(named(t, 'recycleBuffers')!.recordsPerSecond, uncompressed.recordsPerSecond),
+      )}`,
+    )
+    const shuffled = named(t, 'shuffled')!
+    add(
+      'shuffled >= 0.8x in order',
+      shapeName(t),
+      ratio(shuffled.recordsPerSecond, dreamdb.recordsPerSecond),
+      (v) => v >= 0.8,
+      times,
+      cpuNote(shuffled, dreamdb),
+    )
+  }
+  const withImages = images.results[1]!
+  add(
+    'embedding-only with images >= 0.9x without',
+    `${images.records.toLocaleString('en-US')} x ${images.dim}-d`,
+    withImages.vsWithout,
+    (v) => v >= 0.9,
+    times,
+    `by CPU ${(images.results[0]!.cpuMsPerPass / withImages.cpuMsPerPass).toFixed(2)}x`,
+  )
+  const [small, large] = [rss[0]!, rss[rss.length - 1]!]
+  add(
+    `peak RSS flat from ${small.records.toLocaleString('en-US')} to ${large.records.toLocaleString('en-US')} records (within 1.25x; about 150 MB before)`,
+    '128-d, in order',
+    large.peakRssMb / small.peakRssMb,
+    (v) => v <= 1.25,
+    (v) => `${small.peakRssMb.toFixed(0)} -> ${large.peakRssMb.toFixed(0)} MB (${v.toFixed(2)}x)`,
+  )
+  const [first, last] = [firstBatch[0]!, firstBatch[firstBatch.length - 1]!]
+  add(
+    'time to first batch flat (within 1.5x) and under 100 ms',
+    `${first.records.toLocaleString('en-US')} -> ${last.records.toLocaleString('en-US')} records`,
+    last.medianMs / first.medianMs,
+    (v) => v <= 1.5 && Math.max(first.medianMs, last.medianMs) < 100,
+    (v) => `${first.medianMs.toFixed(1)} -> ${last.medianMs.toFixed(1)} ms (${v.toFixed(2)}x)`,
+  )
+  return rows
+}
+
+function throughputSection(t: Throughput): string {
+  const parquetRecordsPerSecond = t.results.find((r) => r.reader.startsWith('pyarrow'))!.recordsPerSecond
+  const dreamdbOnMinio = named(t, 'DreamDB iterArrowBatches (MinIO)')
+  const parquetOnMinio = named(t, 'Parquet from MinIO')
+  const s3Sentence =
+    dreamdbOnMinio === undefined || parquetOnMinio === undefined
+      ? ''
+      : ` Against Parquet from MinIO, DreamDB from MinIO reads at ${(
+          dreamdbOnMinio.recordsPerSecond / parquetOnMinio.recordsPerSecond
+        ).toFixed(2)}x.`
+  return `**${shapeName(t)}** (load average ${t.load.start.toFixed(1)} before, ${t.load.end.toFixed(1)} after).${s3Sentence}
+
+${markdownTable(
+  ['reader', 'records/s', 'MB/s', 'vs Parquet', 'CPU ms per pass'],
+  t.results.map((r) => [
+    r.reader,
+    r.recordsPerSecond.toFixed(0),
+    r.megabytesPerSecond.toFixed(0),
+    `${(r.recordsPerSecond / parquetRecordsPerSecond).toFixed(2)}x`,
+    r.cpuMsPerPass.toFixed(0),
+  ]),
+)}
+`
+}
+
 const section = `## dataset: first batch, throughput, projection, sweep
 
 ${date.toISOString().slice(0, 10)}, ${describeMachine(machine)}${quick ? ' (--quick: smaller sizes)' : ''}.
+Load average ${load.start.toFixed(1)} before the first-batch figures, ${load.end.toFixed(1)} after the throughput figures.
+
+**Issue #13, "Done when" (read side)**: every figure below comes from this one run; ratios
+are of medians of alternating reads (records/s), with CPU per pass beside them (on a shared
+machine the CPU ratio moves less with the load than the wall ratio).
+
+${markdownTable(['goal', 'shape', 'measured', 'met', 'note'], doneWhen())}
 
 **Time to first batch** (open the dataset in a fresh store handle, then the first shuffled
 batch of 256 embeddings and labels; folder backend; the sizes take turns, median of
@@ -612,10 +820,15 @@ ${markdownTable(
   firstBatch.map((f) => [f.records.toLocaleString('en-US'), f.medianMs.toFixed(1)]),
 )}
 
-Ratio: ${(firstBatch[1]!.medianMs / firstBatch[0]!.medianMs).toFixed(2)}x.
+Ratio: ${(firstBatch[firstBatch.length - 1]!.medianMs / firstBatch[0]!.medianMs).toFixed(2)}x.
 
-**Throughput**: ${throughput.records.toLocaleString('en-US')} records of a ${throughput.dim}-d float32 embedding
-and a categorical label, appended 32 768 at a time so the default bucket sizing decides the buckets, all batches of 4 096 read in
+**Peak RSS** of one in-order pass (embeddings and labels, batches of 4 096) over 128-d
+datasets, each pass in a fresh process (median of 3; the process's own baseline of loaded
+modules included):
+${rss.map((r) => `${r.records.toLocaleString('en-US')} records ${r.peakRssMb.toFixed(0)} MB`).join(', ')}.
+
+**Throughput**: records of a float32 embedding and a categorical label, appended 32 768 at
+a time so the default bucket sizing decides the buckets, all batches of 4 096 read in
 order with every object verified by its SHA-256, every column touched, from the page cache.
 The embeddings are distinct pseudo-random float32 values (a seeded 32-bit PRNG per record), so
 no format can dictionary-encode them. The peers read the very same records, exported by DreamDB
@@ -626,20 +839,12 @@ default: objects of 1 MiB and more are read and hashed on worker threads, one pe
 second is the first reusing the buffers of consumed windows (\`recycleBuffers: true\`: the
 caller is done with a batch when it asks for the next); the third reads and hashes on the
 main thread (\`openStore(root, { readThreads: false })\`); the fourth is the first with a
-global shuffle (the peers read in order). Load average
-${load.start.toFixed(1)} before the first-batch figures, ${load.end.toFixed(1)} after the throughput figures.${s3Sentence}
+global shuffle (the peers read in order). The last three rows, where present, read the same
+records from a MinIO server on this machine (started by the benchmark): DreamDB its own
+objects, pyarrow the Parquet file through its S3FileSystem, pylance the Lance dataset
+through its object store; "vs Parquet" stays relative to the local file.
 
-${markdownTable(
-  ['reader', 'records/s', 'MB/s', 'vs Parquet', 'CPU ms per pass'],
-  throughput.results.map((r) => [
-    r.reader,
-    r.recordsPerSecond.toFixed(0),
-    r.megabytesPerSecond.toFixed(0),
-    `${(r.recordsPerSecond / parquetRecordsPerSecond).toFixed(2)}x`,
-    r.cpuMsPerPass.toFixed(0),
-  ]),
-)}
-
+${throughputs.map(throughputSection).join('\n')}
 "CPU ms per pass" is the median CPU time of the reading process over a pass, every thread
 of it (DreamDB's read threads, pyarrow's and Lance's pools), not the server's: on a shared
 machine it moves less with the load than the rates do.
@@ -658,4 +863,9 @@ record (${mb(sweep.minimalBytes)} MB). No base object was copied. Goal: at most 
 `
 console.log(section)
 if (!quick)
-  await writeResults('dataset', date, { machine, firstBatch, throughput, projection, images, sweep }, section)
+  await writeResults(
+    'dataset',
+    date,
+    { machine, load, firstBatch, throughputs, rss, projection, images, sweep },
+    section,
+  )

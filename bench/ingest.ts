@@ -14,6 +14,10 @@
  * same shards and dataset (the built CLI, `apps/cli/dist`; each process's start counted on
  * both sides), alternating, each pass into a new store.
  *
+ * CPU time (user + system, every thread of the process) is printed beside every wall time:
+ * on a shared machine the wall ratios are noisy, and whether two processes can run 1.6x as
+ * fast as one depends on a free core for each, which CPU per record shows.
+ *
  *   pnpm bench ingest [--quick] [--records N]
  */
 import { spawn } from 'node:child_process'
@@ -46,7 +50,8 @@ import {
 const argv = process.argv.slice(2)
 const quick = argv.includes('--quick')
 const recordsArg = argv.indexOf('--records')
-const RECORDS = recordsArg !== -1 ? Number(argv[recordsArg + 1]) : quick ? 600 : 3000
+// 12 shards: enough for two processes to split evenly shard by shard (claims are per shard).
+const RECORDS = recordsArg !== -1 ? Number(argv[recordsArg + 1]) : quick ? 600 : 6000
 const SHARD_ROWS = 500
 const ROW_GROUP = 100
 const DIM = 512
@@ -119,16 +124,24 @@ async function writeShards(root: string): Promise<Shards> {
   return { root, files, shardBytes, imageBytes }
 }
 
+/** CPU seconds (user + system, all threads) of this process since `from`. */
+const cpuSince = (from: NodeJS.CpuUsage) => {
+  const used = process.cpuUsage(from)
+  return (used.user + used.system) / 1e6
+}
+
 async function runIngest(
   backend: string,
   shards: Shards,
-): Promise<{ seconds: number; checkSeconds: number; result: IngestResult }> {
+): Promise<{ seconds: number; cpuSeconds: number; checkSeconds: number; result: IngestResult }> {
   const store = await openStore(backend)
   let result: IngestResult | undefined
   let started = 0
   let planned = 0
+  let cpuSeconds = 0
   try {
     const seconds = await timePass(async () => {
+      const cpu = process.cpuUsage()
       started = performance.now()
       result = await ingest(new Repository(store), {
         root: shards.root,
@@ -141,11 +154,12 @@ async function runIngest(
           if (event.kind === 'planned') planned = performance.now()
         },
       })
+      cpuSeconds = cpuSince(cpu)
     })
     if (result!.records.ingested !== RECORDS) {
       throw new Error(`ingested ${result!.records.ingested} records, expected ${RECORDS}`)
     }
-    return { seconds, checkSeconds: (planned - started) / 1000, result: result! }
+    return { seconds, cpuSeconds, checkSeconds: (planned - started) / 1000, result: result! }
   } finally {
     await store.close()
   }
@@ -157,6 +171,9 @@ interface Case {
   rounds: number
   copySeconds: number[]
   ingestSeconds: number[]
+  /** CPU seconds of each measured pass (the warm-up's dropped), copy and ingest. */
+  copyCpu: number[]
+  ingestCpu: number[]
   /** Per ingest pass (warm-up included): seconds before the first write (footers, every vector checked). */
   checkSeconds: number[]
   commits: number
@@ -179,12 +196,15 @@ async function folderCase(work: string, shards: Shards, how: 'copyFile' | 'write
   let pass = 0
   let commits = 0
   const checks: number[] = []
+  const copyCpu: number[] = []
+  const ingestCpu: number[] = []
   const samples = await alternate(
     POLICY,
     async () => {
       const dest = join(work, `copy-${pass++}`)
       await mkdir(dest)
       const seconds = await timePass(async () => {
+        const cpu = process.cpuUsage()
         for (const file of shards.files) {
           const to = join(dest, file.slice(file.lastIndexOf('/') + 1))
           if (how === 'copyFile') await copyFile(file, to)
@@ -192,15 +212,17 @@ async function folderCase(work: string, shards: Shards, how: 'copyFile' | 'write
           await fsyncPath(to)
         }
         await fsyncPath(dest)
+        copyCpu.push(cpuSince(cpu))
       })
       await rm(dest, { recursive: true, force: true })
       return seconds
     },
     async () => {
       const dest = join(work, `store-${pass++}`)
-      const { seconds, checkSeconds, result } = await runIngest(dest, shards)
+      const { seconds, cpuSeconds, checkSeconds, result } = await runIngest(dest, shards)
       commits = result.commits
       checks.push(checkSeconds)
+      ingestCpu.push(cpuSeconds)
       await rm(dest, { recursive: true, force: true })
       return seconds
     },
@@ -212,6 +234,8 @@ async function folderCase(work: string, shards: Shards, how: 'copyFile' | 'write
     rounds: samples.raw.length,
     copySeconds: samples.raw,
     ingestSeconds: samples.subject,
+    copyCpu: copyCpu.slice(1),
+    ingestCpu: ingestCpu.slice(1),
     checkSeconds: checks,
     commits,
   }
@@ -224,12 +248,15 @@ async function minioCase(endpoint: string, shards: Shards): Promise<Case> {
   let pass = 0
   let commits = 0
   const checks: number[] = []
+  const copyCpu: number[] = []
+  const ingestCpu: number[] = []
   try {
     const samples = await alternate(
       POLICY,
       async () => {
         const prefix = `copy-${pass++}`
         return await timePass(async () => {
+          const cpu = process.cpuUsage()
           await mapConcurrently(shards.files, COPY_CONCURRENCY, async (file) => {
             const Body = await readFile(file)
             await client.send(
@@ -241,15 +268,17 @@ async function minioCase(endpoint: string, shards: Shards): Promise<Case> {
               }),
             )
           })
+          copyCpu.push(cpuSince(cpu))
         })
       },
       async () => {
-        const { seconds, checkSeconds, result } = await runIngest(
+        const { seconds, cpuSeconds, checkSeconds, result } = await runIngest(
           `${endpoint}/${Bucket}/store-${pass++}`,
           shards,
         )
         commits = result.commits
         checks.push(checkSeconds)
+        ingestCpu.push(cpuSeconds)
         return seconds
       },
     )
@@ -259,6 +288,8 @@ async function minioCase(endpoint: string, shards: Shards): Promise<Case> {
       rounds: samples.raw.length,
       copySeconds: samples.raw,
       ingestSeconds: samples.subject,
+      copyCpu: copyCpu.slice(1),
+      ingestCpu: ingestCpu.slice(1),
       checkSeconds: checks,
       commits,
     }
@@ -269,9 +300,19 @@ async function minioCase(endpoint: string, shards: Shards): Promise<Case> {
 
 const CLI = join(BENCH_DIR, '..', 'apps', 'cli', 'dist', 'index.js')
 
-/** `dreamdb ingest` of the shards into `backend`, as a process; resolves with its JSON summary. */
-function ingestProcess(backend: string, shards: Shards): Promise<IngestResult> {
+/**
+ * Loaded into each ingest process: at exit it writes its own CPU time (every thread) to
+ * stderr, which the bench reads back (a parent cannot ask for one child's usage).
+ */
+const REPORT_CPU = `data:text/javascript,${encodeURIComponent(
+  "import { writeSync } from 'node:fs'; process.on('exit', () => { const u = process.cpuUsage(); writeSync(2, '\\ndreamdb-bench-cpu ' + (u.user + u.system) / 1e6 + '\\n') })",
+)}`
+
+/** `dreamdb ingest` of the shards into `backend`, as a process; its JSON summary and CPU seconds. */
+function ingestProcess(backend: string, shards: Shards): Promise<{ result: IngestResult; cpu: number }> {
   const args = [
+    '--import',
+    REPORT_CPU,
     CLI,
     'ingest',
     '--root',
@@ -294,11 +335,11 @@ function ingestProcess(backend: string, shards: Shards): Promise<IngestResult> {
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d))
     child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d))
     child.on('error', reject)
-    child.on('close', (code) =>
-      code === 0
-        ? resolve(JSON.parse(out) as IngestResult)
-        : reject(new Error(`ingest exit ${code}: ${err}`)),
-    )
+    child.on('close', (code) => {
+      const cpu = /dreamdb-bench-cpu ([0-9.e+-]+)/.exec(err)
+      if (code !== 0 || cpu === null) reject(new Error(`ingest exit ${code}: ${err}`))
+      else resolve({ result: JSON.parse(out) as IngestResult, cpu: Number(cpu[1]) })
+    })
   })
 }
 
@@ -309,6 +350,9 @@ interface ScaleCase {
   twoSeconds: number[]
   /** Records each of the two processes appended, per pass. */
   split: [number, number][]
+  /** CPU seconds per measured pass: the one process's, and each of the two's. */
+  oneCpu: number[]
+  twoCpu: [number, number][]
 }
 
 /** One ingest process against two at once, alternating; every pass into a new store. */
@@ -319,29 +363,33 @@ async function scaleCase(
 ): Promise<ScaleCase> {
   let pass = 0
   const split: [number, number][] = []
+  const oneCpu: number[] = []
+  const twoCpu: [number, number][] = []
   const samples = await alternate(
     POLICY,
     async () => {
       const backend = await target(pass++)
-      let result: IngestResult | undefined
+      let run: { result: IngestResult; cpu: number } | undefined
       const seconds = await timePass(async () => {
-        result = await ingestProcess(backend, shards)
+        run = await ingestProcess(backend, shards)
       })
-      if (result!.records.ingested !== RECORDS)
-        throw new Error(`one process ingested ${result!.records.ingested}`)
+      if (run!.result.records.ingested !== RECORDS)
+        throw new Error(`one process ingested ${run!.result.records.ingested}`)
+      oneCpu.push(run!.cpu)
       return seconds
     },
     async () => {
       const backend = await target(pass++)
-      let results: IngestResult[] = []
+      let runs: { result: IngestResult; cpu: number }[] = []
       const seconds = await timePass(async () => {
-        results = await Promise.all([ingestProcess(backend, shards), ingestProcess(backend, shards)])
+        runs = await Promise.all([ingestProcess(backend, shards), ingestProcess(backend, shards)])
       })
-      const [a, b] = results.map((r) => r.records.ingested) as [number, number]
-      if (a + b !== RECORDS || results.some((r) => r.records.total !== RECORDS)) {
+      const [a, b] = runs.map((r) => r.result.records.ingested) as [number, number]
+      if (a + b !== RECORDS || runs.some((r) => r.result.records.total !== RECORDS)) {
         throw new Error(`two processes ingested ${a} + ${b} of ${RECORDS}`)
       }
       split.push([a, b])
+      twoCpu.push([runs[0]!.cpu, runs[1]!.cpu])
       return seconds
     },
   )
@@ -350,7 +398,9 @@ async function scaleCase(
     rounds: samples.raw.length,
     oneSeconds: samples.raw,
     twoSeconds: samples.subject,
-    split,
+    split: split.slice(1),
+    oneCpu: oneCpu.slice(1),
+    twoCpu: twoCpu.slice(1),
   }
 }
 
@@ -411,6 +461,8 @@ async function main(): Promise<void> {
         ingestRecordsPerSecond: RECORDS / ing,
         copyRecordsPerSecond: RECORDS / copy,
         ratio: copy / ing,
+        copyCpuMedian: median(c.copyCpu),
+        ingestCpuMedian: median(c.ingestCpu),
         checkShare: median(c.checkSeconds) / ing,
         ratioQuartiles: [quantile(ratios, 0.25), quantile(ratios, 0.75)] as [number, number],
       }
@@ -426,6 +478,7 @@ async function main(): Promise<void> {
         'ingest records/s',
         'ingest/copy',
         'middle half of rounds',
+        'CPU s per pass, copy / ingest',
         'checks before writing',
       ],
       rows.map((r) => [
@@ -438,17 +491,26 @@ async function main(): Promise<void> {
         fixed(r.ingestRecordsPerSecond),
         `${r.ratio.toFixed(2)}x`,
         `${r.ratioQuartiles[0].toFixed(2)}–${r.ratioQuartiles[1].toFixed(2)}`,
+        `${fixed(r.copyCpuMedian)} / ${fixed(r.ingestCpuMedian)}`,
         `${Math.round(r.checkShare * 100)}% of the time`,
       ]),
     )
     const scaleRows = scale.map((c) => {
       const speedups = c.oneSeconds.map((s, i) => s / c.twoSeconds[i]!)
+      const oneCpu = median(c.oneCpu)
+      // With a free core each, two processes take as long as the busier one's CPU (when
+      // CPU-bound): the speed-up the CPU figures support, whatever the load was.
+      const busier = median(c.twoCpu.map(([a, b]) => Math.max(a, b)))
       return {
         ...c,
         oneMedian: median(c.oneSeconds),
         twoMedian: median(c.twoSeconds),
         speedup: median(c.oneSeconds) / median(c.twoSeconds),
         speedupQuartiles: [quantile(speedups, 0.25), quantile(speedups, 0.75)] as [number, number],
+        oneCpuMedian: oneCpu,
+        twoCpuMedian: median(c.twoCpu.map(([a, b]) => a + b)),
+        busierCpuMedian: busier,
+        cpuSpeedup: oneCpu / busier,
       }
     })
     const scaleTable = markdownTable(
@@ -459,6 +521,8 @@ async function main(): Promise<void> {
         '2 processes (s)',
         'speed-up',
         'middle half of rounds',
+        'CPU µs per record, 1 / 2 processes',
+        'speed-up by CPU',
         'records per process',
       ],
       scaleRows.map((r) => [
@@ -468,9 +532,22 @@ async function main(): Promise<void> {
         fixed(r.twoMedian),
         `${r.speedup.toFixed(2)}x`,
         `${r.speedupQuartiles[0].toFixed(2)}–${r.speedupQuartiles[1].toFixed(2)}`,
+        `${fixed((r.oneCpuMedian / RECORDS) * 1e6)} / ${fixed((r.twoCpuMedian / RECORDS) * 1e6)}`,
+        `${r.cpuSpeedup.toFixed(2)}x`,
         r.split.map(([a, b]) => `${a}+${b}`).join(', '),
       ]),
     )
+    const folderWrite = rows.find((r) => r.backend === 'folder' && r.baseline.startsWith('readFile'))
+    const goal = (value: number | undefined, target: number) =>
+      value === undefined ? 'not measured' : `${value.toFixed(2)}x (${value >= target ? 'met' : 'missed'})`
+    const doneWhen = [
+      `- Ingest >= 0.5x a read+write+fsync copy: folder ${goal(folderWrite?.ratio, 0.5)}${rows.some((r) => r.backend === 'S3 (MinIO)') ? `, MinIO ${goal(rows.find((r) => r.backend === 'S3 (MinIO)')?.ratio, 0.5)}` : ''}.`,
+      ...scaleRows.map(
+        (r) =>
+          `- 2 ingest processes >= 1.6x one, ${r.backend}: ${goal(r.speedup, 1.6)} by wall time; ${r.cpuSpeedup.toFixed(2)}x by CPU (one process's CPU over the busier of the two's: the speed-up with a free core each).`,
+      ),
+      `- Load average ${load.start.toFixed(1)} at the start, ${load.end.toFixed(1)} at the end, on ${machine.cores} cores.`,
+    ].join('\n')
     const stamp = date
       .toISOString()
       .replace(/\.\d{3}Z$/, 'Z')
@@ -479,6 +556,10 @@ async function main(): Promise<void> {
 
 Run \`pnpm bench ingest${quick ? ' --quick' : ''}\` on ${date.toISOString().slice(0, 10)} (${date.toISOString()}).
 Machine: ${describeMachine(machine)}; load average ${load.start.toFixed(1)} at the start, ${load.end.toFixed(1)} at the end.
+
+Done when (issue #13), this run:
+
+${doneWhen}
 
 ${RECORDS.toLocaleString('en-US')} records in ${shards.files.length} shards of ${SHARD_ROWS} rows (row groups of ${ROW_GROUP}, snappy), ${fixed(mb(shards.shardBytes))} MB of
 parquet: images of ${IMAGE_MIN / 1000}-${IMAGE_MAX / 1000} kB (${fixed(mb(shards.imageBytes))} MB), a ${DIM}-d float32 embedding column, a ClassLabel of
@@ -493,15 +574,19 @@ ${table}
 - Two plain copies to a folder: \`copyFile\` (what \`cp\` does; the kernel may copy without
   the bytes passing through the process) and \`readFile\` + \`writeFile\`, which moves every
   byte through memory as ingest must. Both fsync each file and the folder, as the store does.
+- "CPU s per pass" is this process's CPU time (user + system, every thread: the decode thread
+  included) over a pass, median; MinIO's own CPU is not in it.
 - "checks before writing" is the part of an ingest pass spent before its first write:
-  finding the shards, reading every footer and fingerprint and the dataset's history
-  (median over passes); each chunk's vectors are checked as it is decoded, before its commit.
+  finding the shards, reading every footer and fingerprint and the dataset's history, and
+  reading and checking every pending row's vector (the embedding column alone), so that bad
+  input fails with nothing written (median over passes).
 - The copy moves the shard files as they are. Ingest does everything a dataset needs on top:
   reads every footer, decodes the parquet (parquet-wasm, on a thread of its own), checks every
   vector, re-encodes the columns as Arrow, hashes every byte into content-addressed objects
-  (sha2-256), writes them (fsynced on a folder, like the copy), reserves the plan's anchors,
+  (sha2-256; image bytes twice: each image's own digest, for reading one record, and its
+  fragment's), writes them (fsynced on a folder, like the copy), reserves the plan's anchors,
   and commits one manifest per chunk with its metadata for resuming, each shard under its
-  claim (design/0006).
+  claim (design/0006); a chunk's objects are written while the chunk before it commits.
   Every source column is kept (\`image_path\`, \`source_shard\`, \`source_row\` besides
   image, embedding, label and split).
 - Each ingest pass writes into a new, empty store (a folder, or a new prefix of one bucket),
@@ -513,7 +598,9 @@ One \`dreamdb ingest\` process against two at once on the same shards into the s
 (design/0006: each claims shards and writes their rows; both commit to one branch), the
 built CLI with its defaults, each pass into a new store (a folder, or a new prefix of one
 bucket), alternating; a process's start (about 0.3 s) is in both sides' time. Speed-up is
-the one process's median time over the two's.
+the one process's median time over the two's. CPU is each process's own (user + system, every
+thread, from inside it); "speed-up by CPU" is the one process's CPU over the busier of the two's
+(medians): what two processes would gain with a core each, when the machine has none to spare.
 
 ${scaleTable || '(skipped: no built CLI)'}
 

@@ -294,7 +294,10 @@ and as Lance (fragments of 131 072 rows), all from the page cache. Every Python 
 yields the same thing, \`dreamdb_dataset.torch.batch_to_numpy\` of each Arrow batch
 (embedding as an (n, ${DIM}) float32 array, label as str; DreamDB adds \`_anchor\`), which
 DataLoader turns into tensors; the Parquet IterableDataset splits row groups across workers
-in \`__iter__\` and reads them with \`ParquetFile.iter_batches\`; LanceDataset is used as its
+in \`__iter__\` and reads them with \`ParquetFile(path, memory_map=True).iter_batches\` (memory
+mapping is pyarrow's documented option for local files and the cheapest configuration found
+for this file: 0.61-0.67 CPU s a pass in one process against 0.80-0.86 without it;
+\`pre_buffer\` and \`use_threads=False\` changed nothing measurable); LanceDataset is used as its
 docs show (\`batch_size\`, \`columns\`, its default fragment sharding across workers and
 \`batch_readahead=16\`, our \`to_tensor_fn\` since its default cannot convert a dictionary
 label). Every DataLoader has \`batch_size=None\` and \`persistent_workers=True\` with workers
@@ -351,17 +354,17 @@ workers ${role('dreamdb_dl2', 'workers')}, main ${role('dreamdb_dl2', 'main')}) 
 main ${role('parquet_none_dl2', 'main')}) and ${cpu('lance_dl2')} for Lance. A worker's bridge writes each batch into a memory
 file (memfd) that the worker handed it with the credit, and the worker's tensors are views of
 it, so DataLoader sends the training process one file descriptor per batch; the peers'
-workers pay DataLoader's copy of every tensor into new shared memory (which torch
-pre-allocates page by page). What is left is the bridges: the TypeScript-native work (a CPU
-profile of that pass, taken once on 2026-12-02 and not re-measured by this run: SHA-256
-verification of every byte 18%, garbage collection 18%, opening, reading, stat-ing and
-closing objects 21%), split across two Node.js processes that share 2 cores with their
-workers and the training process, which makes the same work cost more CPU than in one
-bridge (no object is read twice: the bridges' reads add up to the dataset's bytes). The
-workers' bridges hash on their own thread (no read threads), and on this machine every
-bridge runs V8's garbage collector on one thread (\`--single-threaded-gc\`, design/0007)
-while the TypeScript-native pass, in the bench's own Node.js process, keeps V8's parallel
-collector: part of why a bridge's pass can cost less CPU than the native one.
+workers pay DataLoader's copy of every tensor into new shared memory. A worker also asks its
+bridge for up to 8 batches as one (the same records in the same order) and cuts them without
+a copy, one memory file each: the bridge's, the iterator's and the stream's work per batch
+(building the Arrow batch, its IPC message, a frame, opening and mapping a memory file) was
+most of what a batch of 1 024 cost (design/0007). What is left in a bridge is mostly per byte:
+reading each object into memory, verifying its SHA-256, and writing the batches into new
+shared-memory pages (which the kernel allocates and zeroes, as it does for the peers' copies).
+The workers' bridges hash on their own thread (no read threads) and run V8's garbage
+collector on one thread (\`--single-threaded-gc\`, design/0007). The workers' own CPU is mostly
+DataLoader's: pickling each batch and handing its file descriptor to the training process
+(a connection to the worker's resource sharer per batch), as for the peers.
 
 **Bridge start** (from the first call, with no bridge running, to the answer of its
 \`hello\`: finding \`node\`, spawning it on the bundle, loading the bundle, one round trip),

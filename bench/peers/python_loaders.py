@@ -68,7 +68,10 @@ def make_parquet_dataset(path: str, batch_size: int) -> Any:
         def __iter__(self):  # type: ignore[no-untyped-def]
             info = get_worker_info()
             worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-            file = pq.ParquetFile(self.path)
+            # memory_map: pyarrow's documented option for local files, the peer's cheapest
+            # configuration here (CPU per pass 0.61-0.67 s against 0.80-0.86 without, one
+            # process; pre_buffer and use_threads=False changed nothing measurable).
+            file = pq.ParquetFile(self.path, memory_map=True)
             groups = list(range(worker, file.num_row_groups, workers))
             for batch in file.iter_batches(batch_size=self.batch_size, row_groups=groups, columns=FIELDS):
                 yield to_numpy(batch)

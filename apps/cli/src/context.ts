@@ -1,7 +1,7 @@
 /** What every command receives: where to write, the backend, the abort signal. */
 import { existsSync } from 'node:fs'
-import { openStore, parseBackendUrl, type Store } from '@dreamdb/cas'
-import { Repository } from '@dreamdb/manifest'
+import type { Store } from '@dreamdb/cas'
+import type { Repository } from '@dreamdb/manifest'
 import { CID } from 'multiformats/cid'
 import { findConfigFile, readProjectConfig } from './config.js'
 import { BackendNotFoundError, UsageError } from './errors.js'
@@ -85,6 +85,11 @@ export async function withRepository<T>(
   fn: (repo: Repository, store: Store) => Promise<T>,
   { create = false, createBucket = false }: { create?: boolean; createBucket?: boolean } = {},
 ): Promise<T> {
+  // Imported here, not at the top: --help, --version and a usage error never open a store.
+  const [{ openStore, parseBackendUrl }, { Repository }] = await Promise.all([
+    import('@dreamdb/cas'),
+    import('@dreamdb/manifest'),
+  ])
   const location = parseBackendUrl(ctx.backend, ctx.io.cwd)
   if (location.kind === 'fs' && !create && !existsSync(location.root)) {
     throw new BackendNotFoundError(location.root)

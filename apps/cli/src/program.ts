@@ -4,19 +4,9 @@
  */
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
-import { compareRefs } from './commands/compare-refs.js'
-import { diff } from './commands/diff.js'
-import { exportRecords } from './commands/export.js'
-import { head } from './commands/head.js'
-import { type IngestCommandOptions, ingest } from './commands/ingest.js'
-import { init } from './commands/init.js'
-import { inspect } from './commands/inspect.js'
-import { deleteRefCommand, fsckCommand, gcCommand } from './commands/lifecycle.js'
-import { log } from './commands/log.js'
-import { ALGORITHMS, type MigrateCommandOptions, migrate } from './commands/migrate.js'
-import { branch, snapshot } from './commands/pin.js'
-import { refs } from './commands/refs.js'
-import { type SearchCommandOptions, search } from './commands/search.js'
+import type { IngestCommandOptions } from './commands/ingest.js'
+import type { MigrateCommandOptions } from './commands/migrate.js'
+import type { SearchCommandOptions } from './commands/search.js'
 import { registerUi } from './commands/ui.js'
 import {
   type Context,
@@ -94,6 +84,33 @@ function triple(name: string, positive: boolean): (value: string) => [number, nu
 function examples(...lines: string[]): string {
   return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`
 }
+
+/** The encodings `migrate --algorithm` takes (an IVF + RaBitQ metric, or back to plain vectors). */
+export const ALGORITHMS = ['dreamdb.ivf-cosine', 'dreamdb.ivf-l2', 'dreamdb.ivf-ip', 'float32'] as const
+
+/**
+ * Each verb's implementation, imported when the verb runs. Every `dreamdb` process pays for
+ * what it loads before it does anything (Node 20 has no compile cache): Arrow, the dataset
+ * reader, parquet-wasm and Ink cost `--version` and `refs` hundreds of milliseconds they do
+ * not use (issues #13, #15). The options and help stay here, so `--help` lists every verb.
+ */
+const VERBS = {
+  'compare-refs': () => import('./commands/compare-refs.js'),
+  diff: () => import('./commands/diff.js'),
+  export: () => import('./commands/export.js'),
+  head: () => import('./commands/head.js'),
+  ingest: () => import('./commands/ingest.js'),
+  init: () => import('./commands/init.js'),
+  inspect: () => import('./commands/inspect.js'),
+  lifecycle: () => import('./commands/lifecycle.js'),
+  log: () => import('./commands/log.js'),
+  migrate: () => import('./commands/migrate.js'),
+  pin: () => import('./commands/pin.js'),
+  refs: () => import('./commands/refs.js'),
+  search: () => import('./commands/search.js'),
+}
+const load = <K extends keyof typeof VERBS>(name: K): ReturnType<(typeof VERBS)[K]> =>
+  VERBS[name]() as ReturnType<(typeof VERBS)[K]>
 
 const json = () => new Option('--json', 'print JSON (for scripts and CI audits)')
 const refName = () =>
@@ -174,7 +191,7 @@ Field families:
     )
     .action(
       action((ctx, name: string, options: { schema: string; createBucket?: boolean; saveConfig?: boolean }) =>
-        init(ctx, name, options),
+        load('init').then(({ init }) => init(ctx, name, options)),
       ),
     )
 
@@ -239,7 +256,7 @@ Field families:
     .addOption(
       new Option(
         '--concurrency <n>',
-        'chunks read and embedded at once (they commit one after another, in source order within this ingest)',
+        'chunks read and embedded ahead; the next one is written while the one before commits (they commit one after another, in source order within this ingest)',
       )
         .default(2)
         .argParser(positiveInt('--concurrency')),
@@ -284,7 +301,7 @@ shards of an ingest that was killed are taken over at once on the same host, and
 their claims expire elsewhere.
 `,
     )
-    .action(action((ctx, options: IngestCommandOptions) => ingest(ctx, options)))
+    .action(action(async (ctx, options: IngestCommandOptions) => (await load('ingest')).ingest(ctx, options)))
 
   program
     .command('refs')
@@ -293,7 +310,7 @@ their claims expire elsewhere.
     .argument('[prefix]', 'only refs whose names start with this')
     .addOption(json())
     .addHelpText('after', examples('dreamdb refs', 'dreamdb refs sweep/ --json'))
-    .action(action((ctx, prefix: string | undefined) => refs(ctx, prefix)))
+    .action(action(async (ctx, prefix: string | undefined) => (await load('refs')).refs(ctx, prefix)))
 
   program
     .command('snapshot')
@@ -315,13 +332,14 @@ their claims expire elsewhere.
       ),
     )
     .action(
-      action((ctx, label: string, options: { from?: string; delete?: boolean; force?: boolean }) => {
+      action(async (ctx, label: string, options: { from?: string; delete?: boolean; force?: boolean }) => {
         if (options.delete) {
           if (options.from !== undefined) throw new UsageError('--delete takes no --from')
+          const { deleteRefCommand } = await load('lifecycle')
           return deleteRefCommand(ctx, label, { kind: 'snapshot', force: options.force === true })
         }
         if (options.from === undefined) throw new UsageError("required option '--from <ref>' not specified")
-        return snapshot(ctx, label, { from: options.from })
+        return (await load('pin')).snapshot(ctx, label, { from: options.from })
       }),
     )
 
@@ -345,9 +363,10 @@ their claims expire elsewhere.
       ),
     )
     .action(
-      action((ctx, name: string, options: { from?: string; delete?: boolean; expect?: string }) => {
+      action(async (ctx, name: string, options: { from?: string; delete?: boolean; expect?: string }) => {
         if (options.delete) {
           if (options.from !== undefined) throw new UsageError('--delete takes no --from')
+          const { deleteRefCommand } = await load('lifecycle')
           return deleteRefCommand(ctx, name, {
             kind: 'branch',
             ...(options.expect !== undefined ? { expect: options.expect } : {}),
@@ -355,7 +374,7 @@ their claims expire elsewhere.
         }
         if (options.expect !== undefined) throw new UsageError('--expect goes with --delete')
         if (options.from === undefined) throw new UsageError("required option '--from <ref>' not specified")
-        return branch(ctx, name, { from: options.from })
+        return (await load('pin')).branch(ctx, name, { from: options.from })
       }),
     )
 
@@ -368,7 +387,11 @@ their claims expire elsewhere.
     .option('--metadata-only', 'read manifests and tree nodes; check data objects only by their presence')
     .addOption(json())
     .addHelpText('after', examples('dreamdb fsck', 'dreamdb fsck --json > fsck.json || echo damaged'))
-    .action(action((ctx, options: { metadataOnly?: boolean }) => fsckCommand(ctx, options)))
+    .action(
+      action(async (ctx, options: { metadataOnly?: boolean }) =>
+        (await load('lifecycle')).fsckCommand(ctx, options),
+      ),
+    )
 
   program
     .command('gc')
@@ -387,7 +410,11 @@ their claims expire elsewhere.
       'after',
       examples('dreamdb gc', 'dreamdb gc --apply', 'dreamdb gc --apply --grace 2d --json'),
     )
-    .action(action((ctx, options: { apply?: boolean; grace?: string }) => gcCommand(ctx, options)))
+    .action(
+      action(async (ctx, options: { apply?: boolean; grace?: string }) =>
+        (await load('lifecycle')).gcCommand(ctx, options),
+      ),
+    )
 
   program
     .command('log')
@@ -404,9 +431,10 @@ their claims expire elsewhere.
       examples('dreamdb log --ref-name corpus', 'dreamdb log --ref-name corpus -n 5 --json'),
     )
     .action(
-      action((ctx, positional: string | undefined, options: { refName?: string; limit?: number }) =>
-        log(ctx, refArgument(positional, options.refName, 'log'), options),
-      ),
+      action(async (ctx, positional: string | undefined, options: { refName?: string; limit?: number }) => {
+        const ref = refArgument(positional, options.refName, 'log')
+        return (await load('log')).log(ctx, ref, options)
+      }),
     )
 
   program
@@ -429,15 +457,17 @@ their claims expire elsewhere.
     )
     .action(
       action(
-        (
+        async (
           ctx,
           positional: string | undefined,
           options: { refName?: string; verify?: boolean; splits?: boolean },
-        ) =>
-          inspect(ctx, refArgument(positional, options.refName, 'inspect'), {
+        ) => {
+          const ref = refArgument(positional, options.refName, 'inspect')
+          return (await load('inspect')).inspect(ctx, ref, {
             ...(options.verify !== undefined ? { verify: options.verify } : {}),
             ...(options.splits !== undefined ? { splits: options.splits } : {}),
-          }),
+          })
+        },
       ),
     )
 
@@ -459,7 +489,11 @@ their claims expire elsewhere.
         'dreamdb diff prod-1 corpus --exit-code > /dev/null || echo "corpus moved since prod-1"',
       ),
     )
-    .action(action((ctx, a: string, b: string, options: { exitCode?: boolean }) => diff(ctx, a, b, options)))
+    .action(
+      action(async (ctx, a: string, b: string, options: { exitCode?: boolean }) =>
+        (await load('diff')).diff(ctx, a, b, options),
+      ),
+    )
 
   program
     .command('head')
@@ -483,15 +517,17 @@ their claims expire elsewhere.
     )
     .action(
       action(
-        (
+        async (
           ctx,
           positional: string | undefined,
           options: { refName?: string; records: number; fields?: string[] },
-        ) =>
-          head(ctx, refArgument(positional, options.refName, 'head'), {
+        ) => {
+          const ref = refArgument(positional, options.refName, 'head')
+          return (await load('head')).head(ctx, ref, {
             n: options.records,
             ...(options.fields ? { fields: options.fields } : {}),
-          }),
+          })
+        },
       ),
     )
 
@@ -537,7 +573,7 @@ their claims expire elsewhere.
     )
     .action(
       action(
-        (
+        async (
           ctx,
           positional: string | undefined,
           options: {
@@ -549,15 +585,17 @@ their claims expire elsewhere.
             force?: boolean
             batchSize: number
           },
-        ) =>
-          exportRecords(ctx, refArgument(positional, options.refName, 'export'), {
+        ) => {
+          const ref = refArgument(positional, options.refName, 'export')
+          return (await load('export')).exportRecords(ctx, ref, {
             format: options.format,
             out: options.out,
             batchSize: options.batchSize,
             ...(options.fields ? { fields: options.fields } : {}),
             ...(options.force ? { force: true } : {}),
             ...(options.compression ? { compression: options.compression } : {}),
-          }),
+          })
+        },
       ),
     )
 
@@ -585,8 +623,8 @@ their claims expire elsewhere.
       ),
     )
     .action(
-      action((ctx, options: { refs?: string[]; prefix?: string; field: string; width?: number }) =>
-        compareRefs(ctx, {
+      action(async (ctx, options: { refs?: string[]; prefix?: string; field: string; width?: number }) =>
+        (await load('compare-refs')).compareRefs(ctx, {
           field: options.field,
           ...(options.refs ? { refs: options.refs } : {}),
           ...(options.prefix !== undefined ? { prefix: options.prefix } : {}),
@@ -625,10 +663,13 @@ their claims expire elsewhere.
       ),
     )
     .action(
-      action((ctx, positional: string | undefined, options: SearchCommandOptions & { refName?: string }) => {
-        const { refName: flag, ...rest } = options
-        return search(ctx, refArgument(positional, flag, 'search'), rest)
-      }),
+      action(
+        async (ctx, positional: string | undefined, options: SearchCommandOptions & { refName?: string }) => {
+          const { refName: flag, ...rest } = options
+          const ref = refArgument(positional, flag, 'search')
+          return (await load('search')).search(ctx, ref, rest)
+        },
+      ),
     )
 
   program
@@ -666,10 +707,17 @@ their claims expire elsewhere.
       ),
     )
     .action(
-      action((ctx, positional: string | undefined, options: MigrateCommandOptions & { refName?: string }) => {
-        const { refName: flag, ...rest } = options
-        return migrate(ctx, refArgument(positional, flag, 'migrate'), rest)
-      }),
+      action(
+        async (
+          ctx,
+          positional: string | undefined,
+          options: MigrateCommandOptions & { refName?: string },
+        ) => {
+          const { refName: flag, ...rest } = options
+          const ref = refArgument(positional, flag, 'migrate')
+          return (await load('migrate')).migrate(ctx, ref, rest)
+        },
+      ),
     )
 
   registerUi(program, contextOf)

@@ -27,15 +27,19 @@ function newestUnder(dir: string): number {
 const mtime = (path: string): number => (existsSync(path) ? statSync(path).mtimeMs : 0)
 
 /**
- * Whether the built binary runs the current sources: the CLI's bundle and each package's
- * dist/ (which the bundle imports) are newer than every file of their src/. The test task
+ * Whether the built binary runs the current sources: the CLI's bundle (which holds the
+ * packages' code) and each package's dist/ are newer than every file of their src/. The test task
  * builds them first (turbo.json: the CLI's test depends on its build), so in CI it is.
  */
 function distIsCurrent(): boolean {
   const packages = join(CLI_ROOT, '..', '..', 'packages')
   const pairs: [string, string][] = [[DIST_ENTRY, join(CLI_ROOT, 'src')]]
+  // The bundle holds the packages' code too (tsup.config.ts): it must be newer than their sources.
   for (const name of ['cas', 'manifest', 'arrow', 'vector', 'dataset', 'ingest'])
-    pairs.push([join(packages, name, 'dist', 'index.js'), join(packages, name, 'src')])
+    pairs.push(
+      [join(packages, name, 'dist', 'index.js'), join(packages, name, 'src')],
+      [DIST_ENTRY, join(packages, name, 'src')],
+    )
   return pairs.every(([built, src]) => mtime(built) > newestUnder(src))
 }
 
@@ -66,8 +70,6 @@ export interface CliOptions {
    * environment variables read by the S3 client).
    */
   spawn?: boolean
-  /** With `spawn`: the sources through tsx even when the binary is current. */
-  sources?: boolean
 }
 
 /** Environment without anything that would change colour or the backend behind a test's back. */
@@ -109,7 +111,7 @@ export async function cli(args: string[], options: CliOptions): Promise<CliResul
 
 function processArgv(args: string[], options: CliOptions): string[] {
   if (options.dist) return [DIST_ENTRY, ...args]
-  return [...(options.sources ? SOURCE_ARGV : PROCESS_ARGV), ...args]
+  return [...PROCESS_ARGV, ...args]
 }
 
 /** `dreamdb ...args` as a child process (see `processArgv`). */

@@ -232,7 +232,8 @@ describe('ingest', () => {
     expect(count).toBeGreaterThan(0)
     expect(count).toBeLessThan(fixtures.length)
 
-    const rerun = parse(await run([...args, '--batch-records', '7', '--json', '--no-progress']))
+    // Another chunk size than the killed run's; 25 records a commit, not 3 (fewer commits to wait for).
+    const rerun = parse(await run([...args, '--batch-records', '25', '--json', '--no-progress']))
     expect(rerun.created).toBe(false)
     expect(rerun.records.skipped).toBe(count)
     expect(rerun.records.ingested).toBe(fixtures.length - count)
@@ -257,7 +258,8 @@ describe('ingest', () => {
     const stopped = await runUntilFirstCommit(args, 'SIGINT')
     expect(stopped.code).toBe(130)
     expect(stopped.stderr).toMatch(/^dreamdb: ERR_CLI_INTERRUPTED: interrupted$/m)
-    const rerun = parse(await run([...args, '--json', '--no-progress']))
+    // The last --batch-records counts: 50 records a commit, not the stopped run's 3 (~50 commits).
+    const rerun = parse(await run([...args, '--batch-records', '50', '--json', '--no-progress']))
     expect(rerun.records.skipped).toBeGreaterThan(0)
     expect(rerun.records.skipped + rerun.records.ingested).toBe(fixtures.length)
     await expectExactlyOnce(backend, 'mnist', fixtures)
@@ -334,7 +336,17 @@ function twoProcessesOneKilled(backend: () => Promise<string>) {
       '--batch-records',
       '15',
     ]
-    const killed = runUntilFirstCommit(args, 'SIGKILL')
+    // The one to kill commits in chunks of 5 rows, so its first commit leaves it several more
+    // to do: with chunks of 15 its shard could end at its second commit, pipelined right after
+    // the first, and on a loaded machine it exited before the kill reached it.
+    // The survivor starts once the other has planned, so the other claims a shard first: had
+    // the survivor claimed every shard before it, it would exit without one, never killed.
+    let planned!: () => void
+    const hasPlanned = new Promise<void>((resolve) => {
+      planned = resolve
+    })
+    const killed = runUntilFirstCommit([...args.slice(0, -1), '5'], 'SIGKILL', planned)
+    await Promise.race([hasPlanned, killed])
     const survivor = run([...args, '--json', '--no-progress'], dir.path, true)
     expect((await killed).signal).toBe('SIGKILL')
     const result = parse(await survivor)
@@ -449,6 +461,7 @@ async function firstAnchor(backend: string, name: string) {
 function runUntilFirstCommit(
   args: string[],
   signal: NodeJS.Signals,
+  onPlanned?: () => void,
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawnCli(args, { cwd: dir.path })
@@ -457,6 +470,7 @@ function runUntilFirstCommit(
     child.stdout.resume()
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk
+      if (/ chunks from \d+ shards/.test(stderr)) onPlanned?.()
       if (!sent && /committed /.test(stderr)) {
         sent = true
         child.kill(signal)

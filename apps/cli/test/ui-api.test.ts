@@ -5,13 +5,14 @@
  */
 import { request } from 'node:http'
 import { inflateSync } from 'node:zlib'
-import { openStore, type Store } from '@dreamdb/cas'
+import { cidOf, openStore, type Store } from '@dreamdb/cas'
 import { Dataset } from '@dreamdb/dataset'
 import { Repository } from '@dreamdb/manifest'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApi } from '../src/ui/api.js'
+import { inTimelineOrder } from '../src/ui/compare.js'
 import { encodePng, webImage } from '../src/ui/images.js'
-import { sameAnchors, timelineAnchors } from '../src/ui/read.js'
+import { timelineAnchors } from '../src/ui/read.js'
 import { startViewer, type Viewer } from '../src/ui/server.js'
 import { cli, LABELS, prepareStore, record, SWEEP, tempDir } from './helpers.js'
 
@@ -57,13 +58,17 @@ afterAll(async () => {
 interface Got {
   status: number
   type: string
+  etag: string | undefined
   body: Buffer
   // biome-ignore lint/suspicious/noExplicitAny: API documents, checked field by field below
   json: () => any
 }
 
 /** A GET (or other method) with an optional Host header, as raw as a browser would send it. */
-function get(path: string, init: { method?: string; host?: string } = {}): Promise<Got> {
+function get(
+  path: string,
+  init: { method?: string; host?: string; ifNoneMatch?: string } = {},
+): Promise<Got> {
   const url = new URL(viewer.url)
   return new Promise((resolve, reject) => {
     const req = request(
@@ -72,7 +77,10 @@ function get(path: string, init: { method?: string; host?: string } = {}): Promi
         port: url.port,
         path,
         method: init.method ?? 'GET',
-        headers: init.host ? { host: init.host } : {},
+        headers: {
+          ...(init.host ? { host: init.host } : {}),
+          ...(init.ifNoneMatch ? { 'if-none-match': init.ifNoneMatch } : {}),
+        },
       },
       (res) => {
         const chunks: Buffer[] = []
@@ -82,6 +90,7 @@ function get(path: string, init: { method?: string; host?: string } = {}): Promi
           resolve({
             status: res.statusCode ?? 0,
             type: String(res.headers['content-type']),
+            etag: res.headers.etag,
             body,
             json: () => JSON.parse(body.toString('utf8')),
           })
@@ -137,10 +146,59 @@ describe('dreamdb ui: the JSON API', { timeout: 15_000 }, () => {
       const image = await get(r.values.image.url)
       expect(image.status).toBe(200)
       expect(new Uint8Array(image.body)).toEqual(want.image)
+      // Its ETag is the stored bytes' CID: a browser revalidating gets 304 and no bytes.
+      expect(image.etag).toBe(`"${cidOf(want.image)}"`)
+      const again = await get(r.values.image.url, { ifNoneMatch: image.etag! })
+      expect([again.status, again.body.length]).toEqual([304, 0])
     }
     // Not an image format a browser draws: served as bytes, never sniffed, never inlined.
     expect((await get(page.records[0].values.image.url)).type).toBe('application/octet-stream')
     expect(page.records[0].values.image.inline).toBeUndefined()
+  })
+
+  it('reads a page of images by ranged reads, never a fragment whole, and decodes a bucket once', async () => {
+    const whole: string[] = []
+    const ranged: string[] = []
+    const counting = new Proxy(store, {
+      get(target, key) {
+        if (key === 'get')
+          return (cid: { toString(): string }, o?: object) => {
+            whole.push(cid.toString())
+            return target.get(cid as never, o)
+          }
+        if (key === 'getRange')
+          return (cid: { toString(): string }, o: never) => {
+            ranged.push(cid.toString())
+            return target.getRange(cid as never, o)
+          }
+        const value = Reflect.get(target, key)
+        return typeof value === 'function' ? value.bind(target) : value
+      },
+    })
+    const handlers = createApi({ repo: new Repository(counting), store: counting })
+    const signal = new AbortController().signal
+    const page = async (offset: number) =>
+      (await handlers.get('records')!(
+        new URLSearchParams(`ref=corpus&offset=${offset}&limit=10`),
+        signal,
+      )) as {
+        json: { records: { position: number; values: { label: string } }[] }
+      }
+    const first = await page(95)
+    expect(first.json.records.map((r) => r.values.label)).toEqual(
+      Array.from({ length: 10 }, (_, i) => record(95 + i).label),
+    )
+    const ds = await Dataset.openRef('corpus', { backend: store })
+    const fragments = new Set<string>()
+    for await (const { bucket } of ds.repository.buckets(ds.manifest))
+      for (const [key, object] of Object.entries(bucket.fields))
+        if (key === 'image' || key.startsWith('image/fragment-')) fragments.add(object.cid.toString())
+    expect(whole.filter((c) => fragments.has(c))).toEqual([])
+    expect(ranged.length).toBe(2) // one run in each of the two buckets the page spans
+    // The next page of the same bucket: only its images' bytes are read.
+    const before = whole.length
+    await page(105)
+    expect(whole.slice(before).filter((c) => !c.startsWith('bafyrei'))).toEqual([])
   })
 
   it('filters by scalar fields and layers with a cursor, without reading past a page', async () => {
@@ -268,6 +326,12 @@ describe('dreamdb ui: the JSON API', { timeout: 15_000 }, () => {
     const unknown = await get('/../../etc/passwd')
     expect(unknown.status).toBe(404)
     expect(unknown.json().error.code).toBe('ERR_CLI_UI_NOT_FOUND')
+    // Paths that a URL parser reads as a host ('//x') or as nothing ('//') are paths here.
+    for (const path of ['//', '//evil.example/api/refs', '*']) {
+      const got = await get(path)
+      expect(got.status, path).toBe(404)
+      expect(got.json().error.code, path).toBe('ERR_CLI_UI_NOT_FOUND')
+    }
     expect((await get('/')).type).toMatch(/^text\/html/)
   })
 
@@ -296,7 +360,7 @@ describe('dreamdb ui: the JSON API', { timeout: 15_000 }, () => {
 })
 
 describe('dreamdb ui: anchors without BigInts', () => {
-  it('lists the anchors of a state from its buckets and compares runs of them word by word', async () => {
+  it('lists the anchors of a state from its buckets and checks layer anchors against them word by word', async () => {
     const ds = await Dataset.openRef('corpus', { backend: store })
     const read: bigint[] = []
     for await (const batch of ds.iterArrowBatches({ fields: ['label'], batchSize: 1000 })) {
@@ -304,11 +368,23 @@ describe('dreamdb ui: anchors without BigInts', () => {
     }
     const listed = await timelineAnchors(ds, new AbortController().signal)
     expect([...listed]).toEqual(read)
-    // Across the 2^32 boundary, where the high word changes.
-    const whole = BigUint64Array.from([2n ** 32n - 2n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 32n + 1n])
-    expect(sameAnchors(whole.slice(1, 3), whole, 1)).toBe(true)
-    expect(sameAnchors(BigUint64Array.from([2n ** 32n - 1n, 2n ** 33n]), whole, 1)).toBe(false)
-    expect(sameAnchors(whole.slice(2), whole, 3)).toBe(false)
+    // Layer anchors against the timeline's ranges, across the 2^32 boundary (where the high
+    // word changes) and across segments that cut the ranges elsewhere.
+    const ranges = [
+      [2n ** 32n - 2n, 3],
+      [7n, 2],
+    ] as const
+    const whole = BigUint64Array.from([2n ** 32n - 2n, 2n ** 32n - 1n, 2n ** 32n, 7n, 8n])
+    expect(inTimelineOrder([whole], ranges)).toBe(true)
+    expect(inTimelineOrder([whole.slice(0, 1), whole.slice(1, 4), whole.slice(4)], ranges)).toBe(true)
+    expect(inTimelineOrder([whole.slice(0, 4)], ranges)).toBe(false)
+    expect(inTimelineOrder([whole, BigUint64Array.of(9n)], ranges)).toBe(false)
+    expect(
+      inTimelineOrder([BigUint64Array.from([2n ** 32n - 2n, 2n ** 32n - 1n, 2n ** 33n, 7n, 8n])], ranges),
+    ).toBe(false)
+    expect(
+      inTimelineOrder([BigUint64Array.from([2n ** 32n - 2n, 2n ** 32n - 1n, 2n ** 32n, 8n, 7n])], ranges),
+    ).toBe(false)
   })
 })
 
@@ -325,6 +401,13 @@ describe('dreamdb ui: images for the browser', () => {
     ])
     expect(webImage(png.bytes).type).toBe('image/png')
     expect(webImage(encodePng(1, 1, 3, new Uint8Array(3))).bytes[25]).toBe(2)
+    // Rows past one stored deflate block (65 535 bytes) still inflate to the pixels, checksum included.
+    const pixels = Uint8Array.from({ length: 300 * 300 }, (_, i) => (i * 7) & 255)
+    const big = Buffer.from(encodePng(300, 300, 1, pixels))
+    const at = big.indexOf('IDAT')
+    const rows = inflateSync(big.subarray(at + 4, at + 4 + big.readUInt32BE(at - 4)))
+    expect(rows.length).toBe(301 * 300)
+    expect(rows.subarray(301 * 299 + 1).equals(pixels.subarray(300 * 299))).toBe(true)
     expect(webImage(Uint8Array.of(0xff, 0xd8, 0xff, 0xe0)).type).toBe('image/jpeg')
     expect(webImage(new TextEncoder().encode('<svg onload=alert(1)>')).type).toBe('application/octet-stream')
   })

@@ -2,7 +2,8 @@
  * The viewer end to end in a real headless Chromium (Debian's, driven by puppeteer-core; no
  * browser download): the built `dreamdb ui` serving the quickstart's store, each view opened
  * and what it shows checked against the API's answers, the sweep comparison clicked through
- * to the disagreeing records. Screenshots go to $TMPDIR/dreamdb-ui-screenshots (printed).
+ * to the disagreeing records; then the grid and the comparison on the 1M-record store that
+ * `pnpm bench ui` times (test/big-store.ts). Screenshots go to $TMPDIR/dreamdb-ui-screenshots (printed).
  * Run by `pnpm --filter @dreamdb/cli test:browser` (tools/test.sh, after the build); not part
  * of the default `vitest run`, which stays fast.
  */
@@ -15,6 +16,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import puppeteer, { type Browser, type Page } from 'puppeteer-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { BIG_RUNS, ensureBigStore } from './big-store.js'
 
 const CLI_ROOT = fileURLToPath(new URL('..', import.meta.url))
 const REPO = join(CLI_ROOT, '..', '..')
@@ -97,6 +99,57 @@ async function open(page: Page, hash: string, view: string, screenshot?: string)
 const texts = (page: Page, selector: string) =>
   page.$$eval(selector, (els) => els.map((e) => (e.textContent ?? '').trim()))
 
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`
+
+/** The grid's cards: the positions and labels of the API's page, in its order. */
+async function expectCardsAsApi(
+  page: Page,
+  want: { records: { position: number; values: { label: string } }[] },
+): Promise<number[]> {
+  const positions = await page.$$eval('[data-testid=grid] [data-testid=card]', (cs) =>
+    cs.map((c) => Number(c.getAttribute('data-position'))),
+  )
+  expect(positions).toEqual(want.records.map((r) => r.position))
+  expect(await texts(page, '[data-field=label]')).toEqual(want.records.map((r) => r.values.label))
+  return positions
+}
+
+/** The heat map: each run's accuracy on the diagonal, the agreement elsewhere, as the API says. */
+async function expectCellsAsApi(
+  page: Page,
+  cmp: { refs: string[]; accuracy: number[]; agreement: number[][] },
+): Promise<void> {
+  const cells = await page.$$eval('[data-testid=cell]', (tds) =>
+    tds.map((t) => [Number(t.getAttribute('data-i')), Number(t.getAttribute('data-j')), t.textContent]),
+  )
+  expect(cells).toHaveLength(cmp.refs.length ** 2)
+  for (const [i, j, text] of cells as [number, number, string][]) {
+    expect(text).toBe(i === j ? pct(cmp.accuracy[i]!) : pct(cmp.agreement[i]![j]!))
+  }
+}
+
+/** The records shown after a cell's click: the API's disagreements of the two runs, in order. */
+async function expectDisagreementsAsApi(
+  page: Page,
+  a: string,
+  b: string,
+  want: { total: number; records: { anchor: string; a: string; b: string; label: string }[] },
+): Promise<void> {
+  expect(await texts(page, '[data-testid=pair]')).toEqual([`${a} vs ${b}: ${want.total} records disagree`])
+  const shownRecords = await page.$$eval('[data-testid=disagreement]', (cs) =>
+    cs.map((c) => ({
+      anchor: c.getAttribute('data-anchor'),
+      a: c.querySelector('[data-role=a]')?.textContent,
+      b: c.querySelector('[data-role=b]')?.textContent,
+      label: c.querySelector('[data-role=label]')?.textContent,
+    })),
+  )
+  expect(shownRecords).toEqual(
+    want.records.map((r) => ({ anchor: r.anchor, a: r.a, b: r.b, label: r.label })),
+  )
+  for (const r of shownRecords) expect(r.a).not.toBe(r.b)
+}
+
 let dir: string
 let backend: string
 let viewer: { url: string; child: ChildProcess }
@@ -162,14 +215,7 @@ describe.skipIf(SKIP)('dreamdb ui in headless Chromium, on the quickstart store'
 
   it('records: a page of images with their fields, the next page, a filter', async () => {
     await open(page, '#/records?ref=mnist&limit=48', 'records', 'records')
-    const want = await api('records?ref=mnist&limit=48&offset=0')
-    const positions = await page.$$eval('[data-testid=grid] [data-testid=card]', (cs) =>
-      cs.map((c) => Number(c.getAttribute('data-position'))),
-    )
-    expect(positions).toEqual(want.records.map((r: { position: number }) => r.position))
-    expect(await texts(page, '[data-field=label]')).toEqual(
-      want.records.map((r: { values: { label: string } }) => r.values.label),
-    )
+    await expectCardsAsApi(page, await api('records?ref=mnist&limit=48&offset=0'))
     // Every image decoded (PGM served as PNG).
     await page.waitForFunction(() =>
       [...document.querySelectorAll('[data-testid=grid] img')].every((i) => (i as HTMLImageElement).complete),
@@ -239,14 +285,7 @@ describe.skipIf(SKIP)('dreamdb ui in headless Chromium, on the quickstart store'
     const prefix = refs.find((n: string) => n.startsWith('sweep/'))!.replace(/[^/]+$/, '')
     await open(page, `#/compare?prefix=${encodeURIComponent(prefix)}`, 'compare')
     const cmp = await api(`compare?prefix=${encodeURIComponent(prefix)}&field=prediction`)
-    const pct = (x: number) => `${(100 * x).toFixed(1)}%`
-    const cells = await page.$$eval('[data-testid=cell]', (tds) =>
-      tds.map((t) => [Number(t.getAttribute('data-i')), Number(t.getAttribute('data-j')), t.textContent]),
-    )
-    expect(cells).toHaveLength(cmp.refs.length ** 2)
-    for (const [i, j, text] of cells as [number, number, string][]) {
-      expect(text).toBe(i === j ? pct(cmp.accuracy[i]) : pct(cmp.agreement[i][j]))
-    }
+    await expectCellsAsApi(page, cmp)
     expect(await texts(page, '[data-testid=accuracy]')).toEqual(cmp.accuracy.map(pct))
     await page.evaluate(() => {
       document.body.dataset.state = 'navigating'
@@ -262,26 +301,7 @@ describe.skipIf(SKIP)('dreamdb ui in headless Chromium, on the quickstart store'
     const page1 = await api(
       `disagreements?refs=${cmp.refs[0]},${cmp.refs[1]}&context=${cmp.refs.join(',')}&field=prediction&limit=24`,
     )
-    expect(await texts(page, '[data-testid=pair]')).toEqual([
-      `${cmp.refs[0]} vs ${cmp.refs[1]}: ${page1.total} records disagree`,
-    ])
-    const shownRecords = await page.$$eval('[data-testid=disagreement]', (cs) =>
-      cs.map((c) => ({
-        anchor: c.getAttribute('data-anchor'),
-        a: c.querySelector('[data-role=a]')?.textContent,
-        b: c.querySelector('[data-role=b]')?.textContent,
-        label: c.querySelector('[data-role=label]')?.textContent,
-      })),
-    )
-    expect(shownRecords).toEqual(
-      page1.records.map((r: { anchor: string; a: string; b: string; label: string }) => ({
-        anchor: r.anchor,
-        a: r.a,
-        b: r.b,
-        label: r.label,
-      })),
-    )
-    for (const r of shownRecords) expect(r.a).not.toBe(r.b)
+    await expectDisagreementsAsApi(page, cmp.refs[0], cmp.refs[1], page1)
     // Two runs named instead of a prefix.
     await open(page, `#/compare?refs=${encodeURIComponent(`${cmp.refs[0]},${cmp.refs[2]}`)}`, 'compare')
     const pair = await page.$$eval('[data-testid=cell]', (tds) => tds.map((t) => t.textContent))
@@ -315,5 +335,70 @@ describe.skipIf(SKIP)('dreamdb ui in headless Chromium, on the quickstart store'
 
   it('loaded nothing from outside the viewer', () => {
     expect(outside).toEqual([])
+  })
+})
+
+// The same views on the 1M-record store `pnpm bench ui` times (built once into the cache
+// folder, reused after): what a page shows still matches the API's answer at that size.
+describe.skipIf(SKIP)('dreamdb ui in headless Chromium, on 1 000 000 records', { timeout: 120_000 }, () => {
+  let big: { url: string; child: ChildProcess }
+  let bigBrowser: Browser
+  let bigPage: Page
+  // biome-ignore lint/suspicious/noExplicitAny: API documents, checked field by field below
+  const bigApi = async (path: string): Promise<any> => {
+    const res = await fetch(new URL(`/api/${path}`, big.url))
+    expect(res.status, path).toBe(200)
+    return await res.json()
+  }
+
+  beforeAll(async () => {
+    if (CHROMIUM === undefined) throw new Error('no Chromium: apt-get install chromium, or set CHROMIUM_PATH')
+    const { store } = await ensureBigStore(1_000_000, (line) => console.log(`dreamdb ui e2e: ${line}`))
+    big = await startCli(store)
+    bigBrowser = await puppeteer.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+    })
+    bigPage = await bigBrowser.newPage()
+    await bigPage.setViewport({ width: 1280, height: 800 })
+    await bigPage.goto(new URL('#/refs', big.url).href)
+    await shown(bigPage, 'refs')
+  }, 1_200_000) // the first run on a machine builds the store (minutes)
+
+  afterAll(async () => {
+    await bigBrowser?.close()
+    big?.child.kill('SIGINT')
+  })
+
+  it('records: a page of 100 from the middle, as the API lists it, every image decoded', async () => {
+    await open(bigPage, '#/records?ref=big&limit=100&offset=500000', 'records', 'big-records')
+    const want = await bigApi('records?ref=big&limit=100&offset=500000')
+    expect(want.records).toHaveLength(100)
+    expect((await expectCardsAsApi(bigPage, want))[0]).toBe(500_000)
+    await bigPage.waitForFunction(() =>
+      [...document.querySelectorAll('[data-testid=grid] img')].every((i) => (i as HTMLImageElement).complete),
+    )
+    const widths = await bigPage.$$eval('[data-testid=grid] img', (imgs) =>
+      imgs.map((i) => (i as HTMLImageElement).naturalWidth),
+    )
+    expect(widths).toEqual(new Array(100).fill(16))
+  })
+
+  it('sweep comparison of 4 runs x 1M: cells as the API, a cell opens the records two runs disagree on', async () => {
+    await open(bigPage, '#/compare?prefix=sweep%2F', 'compare', 'big-compare')
+    const cmp = await bigApi('compare?prefix=sweep%2F&field=prediction')
+    expect(cmp.refs).toEqual(BIG_RUNS)
+    await expectCellsAsApi(bigPage, cmp)
+    await bigPage.evaluate(() => {
+      document.body.dataset.state = 'navigating'
+    })
+    await bigPage.click('[data-testid=cell][data-i="0"][data-j="3"]')
+    await shown(bigPage, 'disagreements')
+    const want = await bigApi(
+      `disagreements?refs=${cmp.refs[0]},${cmp.refs[3]}&context=${cmp.refs.join(',')}&field=prediction&limit=24`,
+    )
+    expect(want.total).toBeGreaterThan(0)
+    await expectDisagreementsAsApi(bigPage, cmp.refs[0], cmp.refs[3], want)
   })
 })

@@ -1,14 +1,16 @@
 /**
  * An S3 store that cannot be reached, or that stops answering, is a documented exit code
- * (75) with one line naming the endpoint, never "a bug" (70): from the sources, and from the
- * built binary (dist/, once `pnpm turbo run build --filter @dreamdb/cli...` has made it).
+ * (75) with one line naming the endpoint, never "a bug" (70): from the sources in this
+ * process (the S3 settings the store reads from the process environment stubbed for the
+ * call), and from the built binary (dist/, once `pnpm turbo run build --filter @dreamdb/cli...`
+ * has made it) as a process.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { cli, hasDist } from './helpers.js'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import { type CliOptions, type CliResult, cli, hasDist } from './helpers.js'
 
 async function closedPort(): Promise<number> {
   return await new Promise((resolve, reject) => {
@@ -46,6 +48,23 @@ describe('an unreachable S3 backend', () => {
   afterAll(async () => {
     await rm(cwd, { recursive: true, force: true })
   })
+  afterEach(() => {
+    vi.unstubAllEnvs()
+  })
+
+  /**
+   * `dreamdb ...args` with `env`: in this process, where the store reads its S3 settings and
+   * the SDK its credentials from `process.env` (stubbed for the call), or as a process.
+   */
+  async function run(
+    args: string[],
+    env: Record<string, string>,
+    options: { process: boolean } & Pick<CliOptions, 'dist'>,
+  ): Promise<CliResult> {
+    if (options.process) return await cli(args, { cwd, dist: options.dist ?? false, spawn: true, env })
+    for (const [name, value] of Object.entries(env)) vi.stubEnv(name, value)
+    return await cli(args, { cwd, env })
+  }
 
   const S3_ENV = {
     AWS_ACCESS_KEY_ID: 'dreamdb-test',
@@ -53,8 +72,8 @@ describe('an unreachable S3 backend', () => {
     DREAMDB_S3_ATTEMPTS: '2',
   }
   const builds = [
-    { name: 'sources', dist: false, skip: false },
-    { name: 'built dist', dist: true, skip: !hasDist() },
+    { name: 'sources, in process', process: false, dist: false, skip: false },
+    { name: 'built dist', process: true, dist: true, skip: !hasDist() },
   ]
 
   for (const build of builds) {
@@ -62,13 +81,7 @@ describe('an unreachable S3 backend', () => {
       `exits 75 with one line: ERR_CAS_UNREACHABLE naming the endpoint (${build.name})`,
       async () => {
         const port = await closedPort()
-        const result = await cli(['refs', '--backend', `http://127.0.0.1:${port}/datasets`], {
-          cwd,
-          dist: build.dist,
-          sources: !build.dist,
-          spawn: true, // the S3 client reads its credentials and deadlines from the process
-          env: S3_ENV,
-        })
+        const result = await run(['refs', '--backend', `http://127.0.0.1:${port}/datasets`], S3_ENV, build)
         expect(result.code, result.stderr).toBe(75)
         const lines = result.stderr.trimEnd().split('\n')
         expect(lines).toHaveLength(1)
@@ -84,13 +97,11 @@ describe('an unreachable S3 backend', () => {
       async () => {
         const { server, port } = await silentServer()
         try {
-          const result = await cli(['refs', '--backend', `http://127.0.0.1:${port}/datasets`], {
-            cwd,
-            dist: build.dist,
-            sources: !build.dist,
-            spawn: true,
-            env: { ...S3_ENV, DREAMDB_S3_TIMEOUT_MS: '500' },
-          })
+          const result = await run(
+            ['refs', '--backend', `http://127.0.0.1:${port}/datasets`],
+            { ...S3_ENV, DREAMDB_S3_TIMEOUT_MS: '500' },
+            build,
+          )
           expect(result.code, result.stderr).toBe(75)
           const lines = result.stderr.trimEnd().split('\n')
           expect(lines).toHaveLength(1)
@@ -106,11 +117,11 @@ describe('an unreachable S3 backend', () => {
   }
 
   it('a malformed DREAMDB_S3_TIMEOUT_MS is a typed error (1), not a bug', async () => {
-    const result = await cli(['refs', '--backend', 'http://127.0.0.1:9/datasets'], {
-      cwd,
-      spawn: true,
-      env: { DREAMDB_S3_TIMEOUT_MS: 'soon' },
-    })
+    const result = await run(
+      ['refs', '--backend', 'http://127.0.0.1:9/datasets'],
+      { DREAMDB_S3_TIMEOUT_MS: 'soon' },
+      { process: false },
+    )
     expect(result.code).toBe(1)
     expect(result.stderr).toMatch(/^dreamdb: ERR_CAS_INVALID_OPTION: .*DREAMDB_S3_TIMEOUT_MS=soon/)
   }, 60_000)

@@ -1,4 +1,5 @@
-import type { AbortOptions, ReadBuffers, Store } from '@dreamdb/cas'
+import { createHash } from 'node:crypto'
+import { type AbortOptions, ObjectIntegrityError, type ReadBuffers, type Store } from '@dreamdb/cas'
 import type { Bucket, Field, FieldObject } from '@dreamdb/manifest'
 import type { Vector } from 'apache-arrow'
 import {
@@ -8,6 +9,7 @@ import {
   type EncodedField,
   type EncodeOptions,
   encodeField,
+  type FragmentIndex,
   fragmentPart,
   keysToRead,
 } from './columns.js'
@@ -169,4 +171,71 @@ export async function readBinaryRecord(
     length: lengths[position]!,
     sha256: sha256.subarray(position * 32, position * 32 + 32),
   })
+}
+
+/**
+ * A bucket's binary field index (offset, length and sha2-256 of each record, and its fragment),
+ * one read verified against its CID: what `readBinaryRange` needs, kept by a caller that pages
+ * through the bucket.
+ */
+export async function readFragmentIndex(
+  store: Store,
+  field: Field,
+  bucket: Bucket,
+  options: AbortOptions = {},
+): Promise<FragmentIndex> {
+  const index = bucket.fields[`${field.name}/index`]
+  if (field.family !== 'binary' || bucket.fields[field.name] === undefined || index === undefined) {
+    throw new RangeError(`field '${field.name}' is not a binary field of this bucket`)
+  }
+  return decodeFragmentIndex(field, index.cid.toString(), await store.get(index.cid, options), bucket.records)
+}
+
+/**
+ * Records [from, to) of a bucket's binary field, without reading its fragments whole: one
+ * ranged read per fragment they lie in (records are back to back in record order), each
+ * record then verified against its own digest in the index (ObjectIntegrityError).
+ */
+export async function readBinaryRange(
+  store: Store,
+  field: Field,
+  bucket: Bucket,
+  index: FragmentIndex,
+  from: number,
+  to: number,
+  options: AbortOptions = {},
+): Promise<Uint8Array[]> {
+  if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to > bucket.records || from > to) {
+    throw new RangeError(`records [${from}, ${to}) are outside a bucket of ${bucket.records}`)
+  }
+  const out: Uint8Array[] = []
+  for (let start = from; start < to; ) {
+    const k = index.fragments?.[start] ?? 0
+    let end = start + 1
+    while (end < to && (index.fragments?.[end] ?? 0) === k) end++
+    const fragment = k === 0 ? bucket.fields[field.name] : bucket.fields[`${field.name}/${fragmentPart(k)}`]
+    if (fragment === undefined) {
+      throw new CorruptFieldObjectError(field.name, `${field.name}/index`, `its fragment ${k} is missing`)
+    }
+    const first = Number(index.offsets[start]!)
+    const last = Number(index.offsets[end - 1]!) + index.lengths[end - 1]!
+    const bytes = await store.getRange(fragment.cid, { ...options, offset: first, length: last - first })
+    for (let r = start; r < end; r++) {
+      const at = Number(index.offsets[r]!) - first
+      const value = bytes.subarray(at, at + index.lengths[r]!)
+      const digest = createHash('sha256').update(value).digest()
+      const expected = index.sha256.subarray(r * 32, r * 32 + 32)
+      if (!digest.equals(expected)) {
+        throw new ObjectIntegrityError(
+          `${fragment.cid}[${Number(index.offsets[r]!)}..${Number(index.offsets[r]!) + value.length})`,
+          Buffer.from(expected).toString('hex'),
+          digest.toString('hex'),
+          store.url,
+        )
+      }
+      out.push(value)
+    }
+    start = end
+  }
+  return out
 }

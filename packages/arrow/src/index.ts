@@ -24,8 +24,10 @@ export {
   anchorsOf,
   encodeBucket,
   putEncodedBucket,
+  readBinaryRange,
   readBinaryRecord,
   readBucketColumns,
+  readFragmentIndex,
 } from './buckets.js'
 export {
   anchorColumn,
@@ -34,6 +36,7 @@ export {
   type EmbeddingCodec,
   type EncodeOptions,
   FRAGMENT_BYTES,
+  type FragmentIndex,
   isCompressed,
 } from './columns.js'
 export * from './errors.js'

@@ -16,6 +16,7 @@ import type { Store } from '@dreamdb/cas'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { nodeArgsFor } from './processes.js'
 
 export {
   type FaultProxy,
@@ -25,6 +26,7 @@ export {
   startFaultProxy,
 } from './fault-proxy.js'
 export { adminClient, freshBucket, minioEndpoint, type PrivateMinio, startMinio } from './minio.js'
+export { nodeArgsFor, packageEntry } from './processes.js'
 export { type RawLocation, snapshotStore } from './store-snapshot.js'
 
 export interface OpenedStore {
@@ -42,7 +44,8 @@ export interface CasHarness {
   open(): Promise<OpenedStore>
   /**
    * For backends another process can reach: an absolute path to a module exporting
-   * `openStore`, used by the multi-process compare-and-swap test.
+   * `openStore` (a build, or sources that the worker then loads through tsx; see
+   * `packageEntry`), used by the multi-process compare-and-swap test.
    */
   openStoreModule?: string
 }
@@ -576,7 +579,8 @@ export function casConformanceTests(harness: CasHarness): void {
       // (torture's concurrent-cas and sigkill-cas run 8 x 40 and SIGKILL writers).
       it('4 processes x 10 compare-and-swap increments end at exactly 40', async () => {
         await store.createRef('counter', encode('0'))
-        const worker = fileURLToPath(new URL('./ref-counter-worker.ts', import.meta.url))
+        const worker = fileURLToPath(new URL('./ref-counter-worker.mjs', import.meta.url))
+        const module = harness.openStoreModule!
         const children: ChildProcess[] = []
         const ready: Promise<void>[] = []
         const runs = Array.from(
@@ -585,7 +589,7 @@ export function casConformanceTests(harness: CasHarness): void {
             new Promise<{ conflicts: number }>((resolve, reject) => {
               const child = execFile(
                 process.execPath,
-                ['--import', 'tsx', worker, harness.openStoreModule!, opened.url, 'counter', '10', 'wait'],
+                [...nodeArgsFor(module), worker, module, opened.url, 'counter', '10', 'wait'],
                 { env: process.env, timeout: 120_000 },
                 (error, stdout, stderr) => {
                   if (error) reject(new Error(`worker failed: ${error.message}\n${stderr}`))

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
 
 /**
@@ -53,6 +54,33 @@ export interface PrivateMinio {
   drives: string[]
   /** Kill it and delete its data. */
   stop(): Promise<void>
+}
+
+/**
+ * Returns once every thread of `pid` is stopped (Linux; elsewhere at once). `kill` only
+ * queues SIGSTOP: on a loaded machine a MinIO thread already running can still answer a
+ * request sent right after it (seen in CI: a get that should have timed out resolved).
+ * Synchronous, so that a test can pause from inside a stream's data callback.
+ */
+function awaitStopped(pid: number): void {
+  if (process.platform !== 'linux') return
+  const pause = new Int32Array(new SharedArrayBuffer(4))
+  const deadline = Date.now() + 5_000
+  while (Date.now() < deadline) {
+    let running = false
+    try {
+      for (const task of readdirSync(`/proc/${pid}/task`)) {
+        const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'latin1')
+        const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+        if (state !== 'T' && state !== 't') running = true
+      }
+    } catch {
+      return // the process (or a thread) is gone: nothing left to answer
+    }
+    if (!running) return
+    Atomics.wait(pause, 0, 0, 1)
+  }
+  throw new Error(`MinIO (pid ${pid}) did not stop within 5 s of SIGSTOP`)
 }
 
 /**
@@ -164,7 +192,10 @@ async function startMinioOnce(
       return {
         endpoint,
         pid: child.pid!,
-        pause: () => child.kill('SIGSTOP'),
+        pause: () => {
+          child.kill('SIGSTOP')
+          awaitStopped(child.pid!)
+        },
         resume: () => child.kill('SIGCONT'),
         drives,
         stop,

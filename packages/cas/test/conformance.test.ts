@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { PutObjectCommand } from '@aws-sdk/client-s3'
-import { adminClient, casConformanceTests, freshBucket, minioEndpoint } from '@dreamdb/cas-tests'
+import {
+  adminClient,
+  casConformanceTests,
+  freshBucket,
+  minioEndpoint,
+  packageEntry,
+} from '@dreamdb/cas-tests'
 import { describe } from 'vitest'
 import { MemoryBackend } from '../src/backends/memory.js'
 import { ContentStore } from '../src/content-store.js'
@@ -11,7 +17,8 @@ import { toHex } from '../src/digest.js'
 import { objectKey } from '../src/layout.js'
 import { openStore } from '../src/open.js'
 
-const openStoreModule = fileURLToPath(new URL('../src/index.ts', import.meta.url))
+// The worker processes of the multi-process test load the build when current (no tsx to start).
+const openStoreModule = packageEntry(fileURLToPath(new URL('..', import.meta.url)))
 const keyOf = (cid: { multihash: { digest: Uint8Array } }): string => objectKey(toHex(cid.multihash.digest))
 
 casConformanceTests({

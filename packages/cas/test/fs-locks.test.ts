@@ -10,6 +10,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { nodeArgsFor, packageEntry } from '@dreamdb/cas-tests'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { Store } from '../src/index.js'
 import { openStore } from '../src/open.js'
@@ -94,12 +95,14 @@ describe('folder ref locks', () => {
     const renew = setInterval(() => {
       renewed++
       void writeFile(lock, JSON.stringify({ ...owner, at: Date.now() }))
-    }, 300)
+    }, 200)
     let settled = false
     const update = store.updateRef('main', encode('m2'), created.version).finally(() => {
       settled = true
     })
-    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    // A waiter that judged the owner dead by its pid would have broken the lock at its first
+    // look; a second of waiting (several of its polls, five renewals) shows it did not.
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
     expect(settled).toBe(false)
     clearInterval(renew)
     expect(renewed).toBeGreaterThan(3)
@@ -111,10 +114,20 @@ describe('folder ref locks', () => {
     'two writers in separate PID namespaces increment one counter without losing any',
     async () => {
       await store.createRef('counter', encode('0'))
-      const worker = fileURLToPath(new URL('../../cas-tests/src/ref-counter-worker.ts', import.meta.url))
-      const module = fileURLToPath(new URL('../src/index.ts', import.meta.url))
+      const worker = fileURLToPath(new URL('../../cas-tests/src/ref-counter-worker.mjs', import.meta.url))
+      const module = packageEntry(fileURLToPath(new URL('..', import.meta.url)))
       const increments = 150
-      const node = `${JSON.stringify(process.execPath)} --import tsx ${JSON.stringify(worker)} ${JSON.stringify(module)} ${JSON.stringify(root)} counter ${increments}`
+      const node = [
+        process.execPath,
+        ...nodeArgsFor(module),
+        worker,
+        module,
+        root,
+        'counter',
+        String(increments),
+      ]
+        .map((word) => JSON.stringify(word))
+        .join(' ')
       // One writer is pid 1 of its namespace, the other pid 40 or so of its own (past the
       // first one's thread ids, which kill(2) also accepts): the first sees a pid that runs
       // nothing in its namespace, the case that used to break live locks (the code before

@@ -4,6 +4,7 @@ import { type BucketInput, type CommitMeta, checkMeta, type Field, type FieldObj
 import type { Dataset } from './dataset.js'
 import { InvalidOptionError, UnknownFieldError } from './errors.js'
 import { assertMessage, type DatasetInternals } from './internal.js'
+import { commitPuttingAgain } from './put-again.js'
 
 /** One record: a value per base field. */
 export type DatasetRecord = Record<string, unknown>
@@ -41,6 +42,14 @@ export interface AppendOptions extends AbortOptions {
    * with `repository.mintAnchors`, so that no other writer can be given them.
    */
   anchorStart?: bigint
+  /**
+   * Awaited after every object of the append is stored and before the commit; a throw stops
+   * the append with nothing committed (its objects stay unreferenced, for GC). For a writer
+   * that stores the objects of several appends at once but commits them in its own order
+   * (ingest: the next chunk's objects are written while the one before commits) and checks
+   * its right to commit last (a shard claim, design/0006).
+   */
+  beforeCommit?: () => Promise<void>
 }
 
 /**
@@ -136,14 +145,22 @@ export async function appendMany(
       fields: objects,
     })
   }
-  const result = await ds.repository.commit(
-    ref,
-    { kind: 'append', buckets },
-    {
-      ...options,
-      ...(options.message ? { message: options.message } : {}),
-      ...(meta !== undefined ? { meta } : {}),
-      written,
+  await options.beforeCommit?.()
+  options.signal?.throwIfAborted()
+  const commitOptions = {
+    ...options,
+    ...(options.message ? { message: options.message } : {}),
+    ...(meta !== undefined ? { meta } : {}),
+    written,
+  }
+  // A dedup hit's object deleted by a GC before the commit's check (design/0008): every object
+  // of this append is still held here, so it is put again (a missing one written anew, young,
+  // and in `written`; the others dedup hits, checked again) and the commit tried again.
+  const result = await commitPuttingAgain(
+    () => ds.repository.commit(ref, { kind: 'append', buckets }, commitOptions),
+    async () => {
+      for (const bucket of encoded) await putEncodedBucket(ds.store, bucket, putOptions)
+      return true
     },
   )
   return await internals.moved(result.manifest, options)

@@ -7,6 +7,7 @@ import { ALGORITHMS } from './codecs.js'
 import type { Dataset } from './dataset.js'
 import { InvalidOptionError, InvalidSampleError, UnknownFieldError } from './errors.js'
 import { asCid, type DatasetInternals } from './internal.js'
+import { commitPuttingAgain } from './put-again.js'
 
 /** A layer sample: the anchor of a record and its value. */
 export type Sample = readonly [anchor: bigint | number, value: unknown]
@@ -105,17 +106,30 @@ async function addLayer(
   // A compressed layer's codec is loaded (and checked against its dim and metric) and its
   // values validated by their encoding, before the segment is stored.
   const codecs = await internals.codecs(options, [field])
-  const segment = await writeLayerSegment(
-    ds.store,
-    field,
-    anchors,
-    samples.map((s) => s[1]),
-    { ...options, codecs },
-  )
-  const result = await ds.repository.commit(
-    ref,
-    { kind: 'layer', name: field.name, parent: parentField, field, segments: [segment] },
-    options,
+  const write = () =>
+    writeLayerSegment(
+      ds.store,
+      field,
+      anchors,
+      samples.map((s) => s[1]),
+      { ...options, codecs },
+    )
+  const segment = await write()
+  // The segment's objects may be dedup hits on old garbage (a layer added again after an
+  // aborted run) that a GC deletes before the commit's check (design/0008): written again.
+  // The codec's spatial index and compressor are not this call's to put again.
+  const result = await commitPuttingAgain(
+    () =>
+      ds.repository.commit(
+        ref,
+        { kind: 'layer', name: field.name, parent: parentField, field, segments: [segment] },
+        options,
+      ),
+    async (missing) => {
+      if (!Object.values(segment.fields).some((o) => o.cid.toString() === missing)) return false
+      await write()
+      return true
+    },
   )
   return await internals.moved(result.manifest, options)
 }

@@ -38,7 +38,10 @@ export interface SearchHits {
  * append, a migrate or a refresh) builds that state's index and drops the old one, so an
  * append-and-search loop holds one index per field, not one per state.
  */
-export type SearchIndexes = LRUCache<string, { manifest: string; index: Promise<BuiltIndex> }>
+export type SearchIndexes = LRUCache<
+  string,
+  { manifest: string; index: Promise<BuiltIndex>; built?: BuiltIndex }
+>
 
 /**
  * At most this many fields' indexes per dataset, least recently searched dropped first. An
@@ -76,13 +79,16 @@ export async function search(
   query: readonly number[] | Float32Array,
   options: SearchOptions,
 ): Promise<SearchHits> {
-  const { field, layer, k, allowed } = await resolve(ds, fieldName, options)
+  const { field, layer, k } = resolveField(ds, fieldName, options)
+  // No awaits on the common path (no filter, index built): a search costs the index's search.
+  const allowed = options.filter === undefined ? undefined : await filterAnchors(ds, options.filter, options)
   if (!isCompressed(field)) {
     const [scan] = await exactSearch(ds, field, layer, [query], k, allowed, options)
     const { ids, distances } = scan!.result()
     return { anchors: ids, distances }
   }
-  const built = await searchIndex(ds, internals, indexes, field, layer, options)
+  const built =
+    builtIndex(ds, indexes, field) ?? (await searchIndex(ds, internals, indexes, field, layer, options))
   // The query goes to the index as given: it checks and converts it once (no Array.from here).
   const result = built.index.search(query, indexOptions(built, k, allowed, options))
   const anchors =
@@ -103,7 +109,8 @@ export async function searchMany(
   queries: SearchQueries,
   options: SearchOptions,
 ): Promise<SearchManyHits> {
-  const { field, layer, k, allowed } = await resolve(ds, fieldName, options)
+  const { field, layer, k } = resolveField(ds, fieldName, options)
+  const allowed = options.filter === undefined ? undefined : await filterAnchors(ds, options.filter, options)
   if (!isCompressed(field)) {
     const rows = queryRows(queries, field.dim)
     const scans = await exactSearch(ds, field, layer, rows, k, allowed, options)
@@ -118,7 +125,8 @@ export async function searchMany(
     })
     return { anchors, distances, counts }
   }
-  const built = await searchIndex(ds, internals, indexes, field, layer, options)
+  const built =
+    builtIndex(ds, indexes, field) ?? (await searchIndex(ds, internals, indexes, field, layer, options))
   const result = built.index.searchMany(queries, indexOptions(built, k, allowed, options))
   const anchors = result.ids
   if (built.anchorOf !== undefined) {
@@ -130,12 +138,12 @@ export async function searchMany(
   return { anchors, distances: result.distances, counts: result.counts }
 }
 
-/** The searched field (a base field or a layer), k and the filter's anchors, checked. */
-async function resolve(
+/** The searched field (a base field or a layer) and k, checked. */
+function resolveField(
   ds: Dataset,
   fieldName: string,
   options: SearchOptions,
-): Promise<{ field: EmbeddingField; layer: Layer | undefined; k: number; allowed: Set<bigint> | undefined }> {
+): { field: EmbeddingField; layer: Layer | undefined; k: number } {
   const { fields } = ds.manifest.schema
   const layer = ds.manifest.layers.find((l) => l.name === fieldName)
   const field = fields.find((f) => f.name === fieldName) ?? layer?.field
@@ -148,8 +156,13 @@ async function resolve(
     throw new InvalidOptionError('field', fieldName, `is a ${field.family} field, not an embedding`)
   const k = options?.k
   if (!Number.isSafeInteger(k) || k < 1) throw new InvalidOptionError('k', k, 'must be an integer >= 1')
-  const allowed = await filterAnchors(ds, options.filter, options)
-  return { field, layer, k, allowed }
+  return { field, layer, k }
+}
+
+/** The field's index at this state when it is already built, without waiting for anything. */
+function builtIndex(ds: Dataset, indexes: SearchIndexes, field: EmbeddingField): BuiltIndex | undefined {
+  const cached = indexes.get(field.name)
+  return cached?.manifest === ds.currentManifest() ? cached.built : undefined
 }
 
 /** The index's search options: a layer's stale rows and the filter's anchors as one filter. */
@@ -284,7 +297,16 @@ async function searchIndex(
     }
     return anchorOf === undefined ? { index: built } : { index: built, anchorOf }
   })()
-  const entry = { manifest: manifestCid, index }
+  const entry: { manifest: string; index: Promise<BuiltIndex>; built?: BuiltIndex } = {
+    manifest: manifestCid,
+    index,
+  }
+  index.then(
+    (built) => {
+      entry.built = built
+    },
+    () => {},
+  )
   // A failed build (an abort, a read error) is not kept: the next search builds again.
   index.catch(() => {
     if (indexes.peek(field.name) === entry) indexes.delete(field.name)

@@ -115,6 +115,17 @@ describe('iterArrowBatches({ recycleBuffers })', { timeout: 20_000 }, () => {
     )
   }
 
+  it('a batch spanning windows keeps them until it is built (their buffers are not refilled under it)', async () => {
+    // Batches of 1.5 windows: each second batch starts in one window and ends in the next.
+    for (const kind of ['folder', 'memory'] as const) {
+      const { ds } = await corpus(kind)
+      const seen: number[] = []
+      for await (const batch of ds.iterArrowBatches({ batchSize: 1536, recycleBuffers: true, ...WINDOW }))
+        seen.push(...ids(batch))
+      expect(seen).toEqual(range(RECORDS))
+    }
+  })
+
   it('without it, every batch stays valid after the loop', async () => {
     const { ds } = await corpus('memory')
     const batches: RecordBatch[] = []
@@ -144,6 +155,21 @@ describe('iterArrowBatches({ recycleBuffers })', { timeout: 20_000 }, () => {
       for (let i = 0; i < 20 && pool.count < 1; i++) await settle()
       expect(pool.count).toBeGreaterThan(0)
     }
+  })
+
+  it('recycleBuffers: true: one pool for the process, so the next epoch fills the buffers of the last', async () => {
+    const { ds } = await corpus('folder')
+    // A batch of a whole bucket is a view of the buffer its object was read into.
+    const bufferOf = (batch: RecordBatch) =>
+      (batch.getChild('embedding')!.data[0]!.children[0]!.values as Float32Array).buffer
+    const seen = new Set<ArrayBufferLike>()
+    for await (const batch of ds.iterArrowBatches({ batchSize: BUCKET, recycleBuffers: true, ...WINDOW }))
+      seen.add(bufferOf(batch))
+    await settle()
+    let reused = 0
+    for await (const batch of ds.iterArrowBatches({ batchSize: BUCKET, recycleBuffers: true, ...WINDOW }))
+      if (seen.has(bufferOf(batch))) reused++
+    expect(reused).toBeGreaterThan(0)
   })
 
   // Last: it damages the shared folder corpus.

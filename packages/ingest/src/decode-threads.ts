@@ -2,7 +2,8 @@
  * Parquet rows decoded on a thread of their own, so that reading the next chunk (parquet-wasm:
  * decompress, decode, re-encode as Arrow IPC) runs beside the main thread's encoding,
  * hashing and writing of the one before (issue #13). The rows come back as an IPC stream
- * whose buffer is transferred, not copied.
+ * whose buffer is transferred, not copied. Footers are read there too: ingest's main thread
+ * never loads parquet-wasm, so a process compiles its 5 MB of WebAssembly once.
  *
  * The worker is an ordinary module file, decode-worker.js, beside this one: in src/ under a
  * test runner, in dist/ when built (tsup builds it as a second entry). One thread per
@@ -25,8 +26,17 @@ export interface DecodeRequest {
   columns: string[]
 }
 
+/** A shard's footer: its row count, the rows of each row group, its schema as an IPC stream. */
+export interface Footer {
+  rows: number
+  rowGroups: number[]
+  schema: Uint8Array
+}
+
+type Reply = { id: number; ipc?: Uint8Array; footer?: { rows: number; rowGroups: number[] }; error?: string }
+
 interface Pending {
-  resolve: (ipc: Uint8Array) => void
+  resolve: (reply: Reply) => void
   reject: (error: Error) => void
 }
 
@@ -45,13 +55,13 @@ function failAll(error: Error): void {
 function thread(): Worker {
   if (worker !== undefined) return worker
   const started = new Worker(WORKER_URL)
-  started.on('message', (reply: { id: number; ipc?: Uint8Array; error?: string }) => {
+  started.on('message', (reply: Reply) => {
     const p = pending.get(reply.id)
     if (p === undefined) return
     pending.delete(reply.id)
     if (pending.size === 0) started.unref()
     if (reply.error !== undefined) p.reject(new Error(reply.error))
-    else p.resolve(reply.ipc!)
+    else p.resolve(reply)
   })
   // A dead thread fails what it held; the next read starts a fresh one.
   started.on('error', (error) => failAll(error))
@@ -61,13 +71,23 @@ function thread(): Worker {
   return started
 }
 
-/** The rows as an Arrow IPC stream, decoded on the decode thread. */
-export function decodeOnThread(request: DecodeRequest): Promise<Uint8Array> {
+function ask(message: Record<string, unknown>): Promise<Reply> {
   const id = ++lastId
-  return new Promise<Uint8Array>((resolve, reject) => {
+  return new Promise<Reply>((resolve, reject) => {
     const w = thread()
     pending.set(id, { resolve, reject })
     if (pending.size === 1) w.ref()
-    w.postMessage({ id, ...request })
+    w.postMessage({ id, ...message })
   })
+}
+
+/** The rows as an Arrow IPC stream, decoded on the decode thread. */
+export async function decodeOnThread(request: DecodeRequest): Promise<Uint8Array> {
+  return (await ask({ kind: 'rows', ...request })).ipc!
+}
+
+/** A shard's footer, read on the decode thread (only it loads parquet-wasm). */
+export async function footerOnThread(path: string): Promise<Footer> {
+  const reply = await ask({ kind: 'footer', path })
+  return { ...reply.footer!, schema: reply.ipc! }
 }

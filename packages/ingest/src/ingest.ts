@@ -34,7 +34,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { Dataset, type DatasetRecord, ReadOnlyDatasetError } from '@dreamdb/dataset'
 import type { CommitMeta, Field, FieldInput, Manifest, MetaValue, Repository } from '@dreamdb/manifest'
 import { assertUserRefName, log } from '@dreamdb/manifest'
-import type { Table, Vector } from 'apache-arrow'
+import { type Data, DataType, type Table, type Vector } from 'apache-arrow'
 import pRetry from 'p-retry'
 import {
   EmbeddingColumnError,
@@ -81,7 +81,11 @@ export interface IngestOptions {
   columns?: ColumnMode
   /** Rows per commit. @default 1024 */
   batchRecords?: number
-  /** Chunks read and embedded at once (with `order: 'landing'`, also uploaded). @default 2 */
+  /**
+   * Chunks read and embedded ahead, and chunks whose objects are being written: the next
+   * chunk's objects are encoded, hashed and written while the one before commits (commits
+   * still land one at a time, in source order with `order: 'source'`). @default 2
+   */
   concurrency?: number
   /**
    * `source` (default): chunks commit in source order (shard, row), so records iterate in
@@ -403,7 +407,59 @@ function sameFields(existing: readonly Field[], wanted: readonly FieldInput[]): 
   )
 }
 
-/** The embedding of each row as a Float32Array of `dim`, checked. */
+/** A list column's rows as ranges of one float array: `values[starts[i] .. starts[i] + lengths[i]]`. */
+interface FlatLists {
+  values: Float32Array | Float64Array
+  starts: Int32Array | number[]
+  lengths: Int32Array | number[]
+}
+
+/**
+ * The rows of one chunk of a list<float> or fixed_size_list<float> column as views of its
+ * values, or undefined for a shape this does not know (then the caller reads row by row).
+ * Nulls come back as length -1.
+ */
+function flatLists(data: Data): FlatLists | undefined {
+  const child = data.children[0]
+  const type = data.type as DataType
+  if (
+    child === undefined ||
+    !(child.values instanceof Float32Array || child.values instanceof Float64Array)
+  ) {
+    return undefined
+  }
+  const n = data.length
+  const starts = new Int32Array(n)
+  const lengths = new Int32Array(n)
+  const valid = (i: number) => {
+    if (data.nullCount === 0 || data.nullBitmap === undefined || data.nullBitmap.byteLength === 0) return true
+    const bit = data.offset + i
+    return ((data.nullBitmap[bit >> 3]! >> (bit & 7)) & 1) === 1
+  }
+  if (DataType.isFixedSizeList(type)) {
+    const size = type.listSize
+    for (let i = 0; i < n; i++) {
+      starts[i] = child.offset + (data.offset + i) * size
+      lengths[i] = valid(i) ? size : -1
+    }
+  } else if (DataType.isList(type) && data.valueOffsets instanceof Int32Array) {
+    const offsets = data.valueOffsets
+    for (let i = 0; i < n; i++) {
+      const at = offsets[data.offset + i]!
+      starts[i] = child.offset + at
+      lengths[i] = valid(i) ? offsets[data.offset + i + 1]! - at : -1
+    }
+  } else {
+    return undefined
+  }
+  return { values: child.values, starts, lengths }
+}
+
+/**
+ * The embedding of each row as a Float32Array of `dim`, checked: not null, `dim` long, every
+ * component finite. float32 rows are views of the column's buffer (no copy, no object per
+ * row from Arrow); other shapes are read row by row.
+ */
 function embeddingsOf(
   column: Vector,
   shard: OpenShard,
@@ -412,34 +468,53 @@ function embeddingsOf(
   name: string,
 ): Float32Array[] {
   const out: Float32Array[] = []
+  const fail = (row: number, message: string, hint: string): never => {
+    throw new EmbeddingColumnError(shard.name, `row ${row}: column '${name}' ${message}`, hint)
+  }
+  const check = (vector: Float32Array, row: number) => {
+    for (let d = 0; d < vector.length; d++) {
+      if (!Number.isFinite(vector[d]!)) {
+        fail(row, `component ${d} is ${vector[d]}`, 'embeddings must be finite numbers')
+      }
+    }
+  }
+  const flat = column.data.map(flatLists)
+  if (flat.every((f) => f !== undefined)) {
+    let row = start
+    for (const { values, starts, lengths } of flat as FlatLists[]) {
+      for (let i = 0; i < starts.length; i++, row++) {
+        const length = lengths[i]!
+        if (length < 0) fail(row, 'is null', 'every row needs a vector')
+        if (length !== dim) {
+          fail(
+            row,
+            `has ${length} dimensions, the others ${dim}`,
+            'every vector of an embedding column has the same dimension',
+          )
+        }
+        const raw = values.subarray(starts[i]!, starts[i]! + length)
+        // Checked as stored: a float64 beyond float32's range is refused, not made infinite.
+        const vector = raw instanceof Float32Array ? raw : Float32Array.from(raw)
+        check(vector, row)
+        out.push(vector)
+      }
+    }
+    return out
+  }
   for (let i = 0; i < column.length; i++) {
     const value = column.get(i) as { toArray(): ArrayLike<number> } | null
     const row = start + i
-    if (value === null) {
-      throw new EmbeddingColumnError(
-        shard.name,
-        `row ${row}: column '${name}' is null`,
-        'every row needs a vector',
-      )
-    }
-    const raw = value.toArray()
+    if (value === null) fail(row, 'is null', 'every row needs a vector')
+    const raw = value!.toArray()
     if (raw.length !== dim) {
-      throw new EmbeddingColumnError(
-        shard.name,
-        `row ${row}: column '${name}' has ${raw.length} dimensions, the others ${dim}`,
+      fail(
+        row,
+        `has ${raw.length} dimensions, the others ${dim}`,
         'every vector of an embedding column has the same dimension',
       )
     }
     const vector = raw instanceof Float32Array ? raw : Float32Array.from(raw)
-    for (let d = 0; d < dim; d++) {
-      if (!Number.isFinite(vector[d]!)) {
-        throw new EmbeddingColumnError(
-          shard.name,
-          `row ${row}: column '${name}' component ${d} is ${vector[d]}`,
-          'embeddings must be finite numbers',
-        )
-      }
-    }
+    check(vector, row)
     out.push(vector)
   }
   return out
@@ -873,7 +948,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     const columns = ['image', 'label', ...(embeddingColumn !== undefined ? [embeddingColumn] : []), ...kept]
     /** Read, decode and embed a chunk: its records. Every value is checked here, before its commit. */
     const prepare = async (chunk: Chunk): Promise<{ records: DatasetRecord[]; size: number }> => {
-      const table = await readRows(chunk.shard, chunk.start, chunk.end, columns, { thread: true })
+      const table = await readRows(chunk.shard, chunk.start, chunk.end, columns)
       const images = imagesOf(table, chunk.shard, chunk.start)
       const labels = labelsOf(table, chunk.shard, chunk.start)
       const vectors =
@@ -904,7 +979,15 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
       claim: IngestLease
       ready: Promise<{ records: DatasetRecord[]; size: number }>
     }
-    const commitOne = async ({ chunk, claim, ready }: Flight) => {
+    /**
+     * Store a chunk's objects, then commit it once `previous` (the commit of the chunk before
+     * it, in source order) has landed: the next chunk's encoding, hashing and writing overlap
+     * the commit before it, while commits still land one at a time, in order. Every object is
+     * durable before the commit that names it (the store fsyncs each before it returns); a
+     * failed commit stops the ones after it before they commit (their objects stay
+     * unreferenced, for GC).
+     */
+    const commitOne = async ({ chunk, claim, ready }: Flight, previous: Promise<void>) => {
       const { records, size } = await ready
       // A signal per chunk: listeners that writes leave on it (a commit's retry backoff)
       // are dropped with it instead of piling up on the command's signal. A lost claim
@@ -914,16 +997,20 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
       const ds = await dataset(claim)
       const anchor = await anchorOf(chunk)
       const plan = { digest, anchor: await planAnchor() }
-      const manifest = await retryLocked(() => {
-        // Commit only while the claim is surely ours (design/0006).
-        claim.assertHeld()
-        return ds.appendMany(records, {
+      const manifest = await retryLocked(() =>
+        ds.appendMany(records, {
           message: chunkMessage(chunk),
           meta: chunkMeta(chunk, anchor, plan),
           anchorStart: anchor,
           signal: chunkSignal,
-        })
-      })
+          beforeCommit: async () => {
+            await previous
+            // Commit only while the claim is surely ours (design/0006): checked after the
+            // objects are stored, right before the commit.
+            claim.assertHeld()
+          },
+        }),
+      )
       history.own(manifest)
       bytes += size
       commits++
@@ -948,6 +1035,10 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     const ordered = (options.order ?? 'source') === 'source'
     const concurrency = Math.max(1, options.concurrency ?? 2)
     const flights: Flight[] = []
+    /** Chunks storing their objects or committing, oldest first (at most `concurrency`). */
+    const committing: Promise<void>[] = []
+    let lastCommit: Promise<void> = Promise.resolve()
+    /** Start the next chunk's writes; wait for the oldest commit while `concurrency` are under way. */
     const commitNext = async () => {
       let index = 0
       if (!ordered) {
@@ -962,7 +1053,16 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
         )
       }
       const [flight] = flights.splice(index, 1)
-      await commitOne(flight!)
+      const done = commitOne(flight!, ordered ? lastCommit : Promise.resolve())
+      // Settled before it is awaited when an earlier commit fails: not unhandled.
+      done.catch(() => {})
+      lastCommit = done
+      committing.push(done)
+      while (committing.length >= concurrency) await committing.shift()
+    }
+    const drain = async () => {
+      while (flights.length > 0) await commitNext()
+      while (committing.length > 0) await committing.shift()
     }
     let waitingFor = ''
     try {
@@ -976,7 +1076,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
         if (next === undefined) break
         if ('busy' in next) {
           // Everything left is another ingest's: finish ours, then look again.
-          while (flights.length > 0) await commitNext()
+          await drain()
           const key = next.busy.map((b) => `${b.shard} ${b.holder.token}`).join('\n')
           if (key !== waitingFor) {
             waitingFor = key
@@ -997,11 +1097,12 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
           while (flights.length >= concurrency) await commitNext()
         }
       }
-      while (flights.length > 0) await commitNext()
+      await drain()
     } catch (error) {
       // Nothing lands after this returns: the reads still running are let go (their
-      // results are dropped), and no commit is in flight (they run one at a time).
-      await Promise.allSettled(flights.map((f) => f.ready))
+      // results are dropped), and the commits under way are waited for (each after the
+      // failed one stops before its commit; one before it may still land, as it would have).
+      await Promise.allSettled([...flights.map((f) => f.ready), ...committing])
       // Work stopped because a claim was lost: say that, not "interrupted".
       const lost = [...held].find((c) => c.signal.aborted)
       if (lost !== undefined) throw lost.signal.reason

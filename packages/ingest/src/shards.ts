@@ -9,12 +9,12 @@
  * string) and, optionally, an embedding column (a list of floats).
  */
 import { createHash } from 'node:crypto'
-import { existsSync, openAsBlob } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { open, readdir, stat } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
 import { DataType, type Field, type Schema, type Table, tableFromIPC } from 'apache-arrow'
 import type * as ParquetWasm from 'parquet-wasm'
-import { decodeOnThread } from './decode-threads.js'
+import { decodeOnThread, footerOnThread } from './decode-threads.js'
 import { EmbeddingColumnError, IngestFileNotFoundError, NoShardsError, ShardError } from './errors.js'
 
 /** One parquet file of one split. */
@@ -171,17 +171,14 @@ export interface OpenShard extends ShardFile {
 
 /** Open a shard and check its columns against what ingest needs. Reads the footer only. */
 export async function openShard(shard: ShardFile, embeddingColumn: string | undefined): Promise<OpenShard> {
-  const pw = await parquetWasm()
-  let file: ParquetWasm.ParquetFile | undefined
   let schema: Schema
   let rows: number
   let rowGroups: number[]
   try {
-    file = await pw.ParquetFile.fromFile(await openAsBlob(shard.path))
-    const metadata = file.metadata()
-    rows = metadata.fileMetadata().numRows()
-    rowGroups = metadata.rowGroups().map((g) => g.numRows())
-    schema = tableFromIPC(file.schema().intoIPCStream()).schema
+    const footer = await footerOnThread(shard.path)
+    rows = footer.rows
+    rowGroups = footer.rowGroups
+    schema = tableFromIPC(footer.schema).schema
   } catch (error) {
     throw new ShardError(
       shard.name,
@@ -189,8 +186,6 @@ export async function openShard(shard: ShardFile, embeddingColumn: string | unde
       'check the download; a complete shard ends with the 4 bytes PAR1',
       { cause: error },
     )
-  } finally {
-    file?.free()
   }
   const layout = checkColumns(shard.name, schema, embeddingColumn)
   const { bytes, fingerprint } = await fingerprintOf(shard.path)
@@ -327,16 +322,15 @@ async function fingerprintOf(path: string): Promise<{ bytes: number; fingerprint
 }
 
 /**
- * Rows `[start, end)` of a shard, only the named columns. Only the row groups that hold
- * those rows are read. `thread`: decoded on the decode thread (decode-threads.ts), beside
- * the caller's work.
+ * Rows `[start, end)` of a shard, only the named columns, decoded on the decode thread
+ * (decode-threads.ts), beside the caller's work. Only the row groups that hold those rows are
+ * read.
  */
 export async function readRows(
   shard: OpenShard,
   start: number,
   end: number,
   columns: string[],
-  options: { thread?: boolean } = {},
 ): Promise<Table> {
   const groups: number[] = []
   let first = -1
@@ -349,24 +343,8 @@ export async function readRows(
     at += count
   }
   const request = { rowGroups: groups, offset: start - Math.max(first, 0), limit: end - start, columns }
-  if (options.thread === true) {
-    try {
-      return tableFromIPC(await decodeOnThread({ path: shard.path, ...request }))
-    } catch (error) {
-      throw new ShardError(
-        shard.name,
-        `rows ${start}-${end} cannot be read (${errorText(error)})`,
-        'check the download; the file may be truncated or damaged',
-        { cause: error },
-      )
-    }
-  }
-  const pw = await parquetWasm()
-  let file: ParquetWasm.ParquetFile | undefined
   try {
-    file = await pw.ParquetFile.fromFile(await openAsBlob(shard.path))
-    const table = await file.read(request)
-    return tableFromIPC(table.intoIPCStream())
+    return tableFromIPC(await decodeOnThread({ path: shard.path, ...request }))
   } catch (error) {
     throw new ShardError(
       shard.name,
@@ -374,7 +352,5 @@ export async function readRows(
       'check the download; the file may be truncated or damaged',
       { cause: error },
     )
-  } finally {
-    file?.free()
   }
 }

@@ -64,8 +64,12 @@ export interface ShardSpec {
   rowGroup?: number
   /** Under `root/data` (the Hub's layout) or `root`. @default data */
   folder?: 'data' | 'root'
-  /** How the embedding column is typed. @default list */
-  embedding?: 'list' | 'fixed' | 'float64' | 'none' | 'strings' | 'ragged'
+  /**
+   * How the embedding column is typed. @default list. `ragged`, `nan`, `null`: the last row's
+   * vector is short, has a NaN, or is null; `huge`: float64, the last row's first component
+   * beyond float32's range.
+   */
+  embedding?: 'list' | 'fixed' | 'float64' | 'none' | 'strings' | 'ragged' | 'nan' | 'null' | 'huge'
   /** `label` as a ClassLabel index (default) or as strings. */
   label?: 'classlabel' | 'string'
   /** Leave a column out. */
@@ -127,16 +131,21 @@ export async function writeSplit(root: string, spec: ShardSpec): Promise<Fixture
             )
     }
     const kind = spec.embedding ?? 'list'
-    if (kind === 'list' || kind === 'ragged') {
+    const last = (i: number, r: { embedding: number[] }): number[] | null => {
+      if (i !== rows.length - 1) return r.embedding
+      if (kind === 'ragged') return r.embedding.slice(0, 48)
+      if (kind === 'nan') return r.embedding.map((v, d) => (d === 3 ? Number.NaN : v))
+      if (kind === 'huge') return r.embedding.map((v, d) => (d === 0 ? 1e300 : v))
+      return kind === 'null' ? null : r.embedding
+    }
+    if (kind === 'list' || kind === 'ragged' || kind === 'nan' || kind === 'null') {
       columns.embedding = vectorFromArray(
-        rows.map((r, i) =>
-          kind === 'ragged' && i === rows.length - 1 ? r.embedding.slice(0, 48) : r.embedding,
-        ),
+        rows.map((r, i) => last(i, r)),
         new List(new Field('item', new Float32(), true)),
       )
-    } else if (kind === 'float64') {
+    } else if (kind === 'float64' || kind === 'huge') {
       columns.embedding = vectorFromArray(
-        rows.map((r) => r.embedding),
+        rows.map((r, i) => last(i, r)),
         new List(new Field('item', new Float64(), true)),
       )
     } else if (kind === 'fixed') {

@@ -518,6 +518,20 @@ describe('bad input: a typed error and nothing written', () => {
       ),
     })
     await expectNothingWritten(backend)
+    // A null vector, a NaN, a float64 beyond float32's range: each refused before any write.
+    for (const [kind, text] of [
+      ['null', "row 3: column 'embedding' is null"],
+      ['nan', "row 3: column 'embedding' component 3 is NaN"],
+      ['huge', "row 3: column 'embedding' component 0 is Infinity"],
+    ] as const) {
+      const root = join(dir.path, `emb-${kind}`)
+      await writeSplit(root, { split: 'train', shards: 1, rows: 4, first: 0, embedding: kind })
+      await expect(bad(backend, { root })).rejects.toMatchObject({
+        code: 'ERR_INGEST_BAD_EMBEDDING',
+        message: expect.stringContaining(text),
+      })
+    }
+    await expectNothingWritten(backend)
   })
 
   it('an unreadable model', async () => {

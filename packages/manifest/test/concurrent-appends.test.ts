@@ -4,20 +4,23 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { openStore, parseCid } from '@dreamdb/cas'
-import { freshBucket, minioEndpoint } from '@dreamdb/cas-tests'
+import { freshBucket, minioEndpoint, nodeArgsFor, packageEntry } from '@dreamdb/cas-tests'
 import { describe, expect, it } from 'vitest'
 import { inspect, log, Repository } from '../src/index.js'
 import { SCHEMA } from './helpers/records.js'
 
 /**
- * Small enough for the suite (each process starts tsx, about half a second), large enough
+ * Small enough for the suite (each process starts in about 0.2 s from the builds, 0.5-1.5 s
+ * through tsx when a build is older than its sources), large enough
  * that commits race and retry and every writer pins twice while the others append. The
  * torture suite's concurrent-append scenario runs 8 processes x 25 appends (and SIGKILLs
  * writers in sigkill-append).
  */
 const PROCESSES = 4
 const APPENDS = 5
-const worker = fileURLToPath(new URL('./append-worker.ts', import.meta.url))
+const worker = fileURLToPath(new URL('./append-worker.mjs', import.meta.url))
+const manifestModule = packageEntry(fileURLToPath(new URL('..', import.meta.url)))
+const casModule = packageEntry(fileURLToPath(new URL('../../cas', import.meta.url)))
 
 interface WorkerResult {
   attempts: number[]
@@ -40,7 +43,16 @@ function startWorker(
   const done = new Promise<WorkerResult>((resolve, reject) => {
     child = execFile(
       process.execPath,
-      ['--import', 'tsx', worker, url, 'corpus', String(APPENDS), String(id)],
+      [
+        ...nodeArgsFor(manifestModule, casModule),
+        worker,
+        manifestModule,
+        casModule,
+        url,
+        'corpus',
+        String(APPENDS),
+        String(id),
+      ],
       { env: process.env, timeout: 60_000, maxBuffer: 1 << 24 },
       (error, stdout, stderr) =>
         error ? reject(new Error(`worker ${id}: ${error.message}\n${stderr}`)) : resolve(JSON.parse(stdout)),

@@ -269,7 +269,14 @@ class Bridge:
             raise error_from_document(frame.json)
         return frame.json, frame.binary
 
-    def stream(self, op: str, args: dict[str, Any], sinks: SinkFactory | None = None) -> BatchStream:
+    def stream(
+        self,
+        op: str,
+        args: dict[str, Any],
+        sinks: SinkFactory | None = None,
+        window: int | None = None,
+        group: int | None = None,
+    ) -> BatchStream:
         self._flush_abandoned()
         self._flush_released()
         id = self._open()
@@ -278,7 +285,7 @@ class Bridge:
         if first.kind == ERROR:
             self._close(id)
             raise error_from_document(first.json)
-        return BatchStream(self, id, first.json, sinks)
+        return BatchStream(self, id, first.json, sinks, window, group)
 
     def abandon(self, id: int, sinks: list[Sink] | None = None) -> None:
         """Drop a stream nobody reads any more. Safe from ``__del__``, which the garbage
@@ -346,54 +353,81 @@ SinkFactory = Callable[[int], Sink]
 class BatchStream:
     """Frames of one stream: record batches pulled with credits, then its end state.
 
-    With ``sinks``, each credit comes with a sink: a batch that fits is written there by the
-    bridge and ``last_sink`` names it; one that does not (or any batch when the bridge cannot
-    open the sinks) takes the pipe as usual, and later sinks are made twice its size."""
+    With ``sinks``, credits come with sinks: the bridge writes up to ``GROUP`` batches back to
+    back into one sink and names them in one frame (one sink, one mapping and one frame per
+    group instead of per batch); a batch that does not fit (or any batch when the bridge
+    cannot open the sinks) takes the pipe as usual, and later sinks are made twice its size."""
 
     WINDOW = 8
+    #: With sinks: batches in flight, and batches the bridge puts into one sink. The bridge
+    #: also closes a group when its credit runs out, so GROUP <= SINK_WINDOW // 2 keeps it busy
+    #: while Python takes the previous group.
+    SINK_WINDOW = 16
+    GROUP = 8
+    #: ... and a group closes once it holds this many bytes, so a batch a caller keeps pins
+    #: (through the one mapping of its sink) at most a few megabytes more than itself.
+    GROUP_BYTES = 4 << 20
     #: The first sinks' size: sinks are sparse files, so room costs address space only.
     SINK_BYTES = 64 << 20
 
     def __init__(
-        self, bridge: Bridge, id: int, first: dict[str, Any], sinks: SinkFactory | None = None
+        self,
+        bridge: Bridge,
+        id: int,
+        first: dict[str, Any],
+        sinks: SinkFactory | None = None,
+        window: int | None = None,
+        group: int | None = None,
     ) -> None:
         self._bridge = bridge
         self.id = id
         self.start_state: dict[str, Any] = first.get("state", {})
         self.end_state: dict[str, Any] | None = None
+        #: Batches handed to the caller (the resume state counts these).
         self.received = 0
         self.last_sink: Sink | None = None
         self._done = False
         self._granted = 0
+        #: Batches the bridge has sent (credits count these).
+        self._arrived = 0
+        self._pending: collections.deque[tuple[pa.Buffer, Sink | None]] = collections.deque()
         self._sinks = sinks
+        self._window = window if window is not None else self.SINK_WINDOW if sinks is not None else self.WINDOW
+        self._group = group if group is not None else self.GROUP
         self._sink_capacity = self.SINK_BYTES
         self._offered: dict[int, Sink] = {}
         self._next_token = 0
-        self._grant(self.WINDOW)
+        self._grant(self._window)
 
     def _grant(self, n: int) -> None:
         self._granted += n
         document = None
         if self._sinks is not None:
+            # One sink per group the bridge may fill with the credit it has, and one spare (a
+            # group closes early when a batch does not fit or the credit runs out).
+            want = -(-(self._granted - self._arrived) // self._group) + 1
             offered = []
-            for _ in range(n):
+            for _ in range(max(0, want - len(self._offered))):
                 sink = self._sinks(self._sink_capacity)
                 self._next_token += 1
                 self._offered[self._next_token] = sink
                 offered.append([self._next_token, sink.path, sink.capacity, sink.link])
-            document = {"sinks": offered}
+            document = {"sinks": offered, "group": self._group, "groupBytes": self.GROUP_BYTES}
         self._bridge._send(CREDIT, self.id, document, struct.pack("<I", n))
 
-    def _learn(self, frame: Frame) -> pa.Buffer:
-        """The batch's bytes, from its sink or the pipe; and the sinks' size from here on."""
+    def _learn(self, frame: Frame) -> None:
+        """The frame's batches, from its sink or the pipe, onto the pending queue; and the
+        sinks' size from here on."""
         info = frame.json
         if info is not None and "sink" in info:
             sink = self._offered.pop(info["sink"], None)
             if sink is None:
                 raise BridgeError("ERR_BRIDGE_INTERNAL", f"the bridge wrote into sink {info['sink']}, not one on offer", info)
-            self.last_sink = sink
-            return sink.buffer(int(info["bytes"]))
-        self.last_sink = None
+            batches = [(int(offset), int(size)) for offset, size in info["batches"]]
+            whole = sink.buffer(max(offset + size for offset, size in batches))
+            for offset, size in batches:
+                self._pending.append((whole.slice(offset, size), sink))
+            return
         assert frame.binary is not None
         if info is not None and "sinkError" in info:
             self._sinks = None  # the bridge cannot open them: the pipe from now on
@@ -405,27 +439,31 @@ class BatchStream:
                 del self._offered[token]
             if frame.binary.size > self._sink_capacity:
                 self._sink_capacity = -(-(2 * frame.binary.size) // 4096) * 4096
-        return frame.binary
+        self._pending.append((frame.binary, None))
 
     def next_buffer(self) -> pa.Buffer | None:
         """The next batch's IPC bytes, or None at the end."""
-        if self._done:
-            return None
-        frame = self._bridge._next(self.id)
-        if frame.kind == BATCH:
-            self.received += 1
-            buffer = self._learn(frame)
-            outstanding = self._granted - self.received
-            if outstanding <= self.WINDOW // 2:
-                self._grant(self.WINDOW - outstanding)
-            return buffer
-        self._done = True
-        self._offered.clear()
-        self._bridge._close(self.id)
-        if frame.kind == ERROR:
-            raise error_from_document(frame.json)
-        self.end_state = (frame.json or {}).get("state")
-        return None
+        if not self._pending:
+            if self._done:
+                return None
+            frame = self._bridge._next(self.id)
+            if frame.kind != BATCH:
+                self._done = True
+                self._offered.clear()
+                self._bridge._close(self.id)
+                if frame.kind == ERROR:
+                    raise error_from_document(frame.json)
+                self.end_state = (frame.json or {}).get("state")
+                return None
+            before = len(self._pending)
+            self._learn(frame)
+            self._arrived += len(self._pending) - before
+            outstanding = self._granted - self._arrived
+            if outstanding <= self._window // 2:
+                self._grant(self._window - outstanding)
+        buffer, self.last_sink = self._pending.popleft()
+        self.received += 1
+        return buffer
 
     def abandon(self) -> None:
         """Stop the stream without waiting (from a finalizer): see ``Bridge.abandon``."""

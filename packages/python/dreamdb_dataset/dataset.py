@@ -312,6 +312,8 @@ class Dataset:
         prefetch: int | None = None,
         batch_range: tuple[int, int] | None = None,
         _sinks: _bridge.SinkFactory | None = None,
+        _window: int | None = None,
+        _group: int | None = None,
     ) -> BatchIterator:
         """Stream ``pyarrow.RecordBatch`` objects: ``_anchor`` (uint64) plus one column per
         field; embeddings as ``FixedSizeList<float32>[dim]``. Only the named fields are read.
@@ -335,7 +337,9 @@ class Dataset:
         }
         options.update((key, value) for key, value in given.items() if value is not None)
         bridge = self._connected()
-        return BatchIterator(bridge.stream("iter", {"handle": self._handle, "options": options}, _sinks))
+        return BatchIterator(
+            bridge.stream("iter", {"handle": self._handle, "options": options}, _sinks, _window, _group)
+        )
 
     def search(
         self,

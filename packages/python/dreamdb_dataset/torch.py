@@ -467,35 +467,82 @@ class DreamDBDataset(IterableDataset):  # type: ignore[type-arg]
             if skip >= end - start:
                 skip -= end - start
                 continue
-            stream = self.dataset.iter_arrow_batches(
-                batch_size=self.batch_size,
-                fields=self.fields,
-                shuffle_seed=self.shuffle_seed,
-                epoch=self.epoch,
-                batch_range=(start + skip, end),
-                prefetch=self.prefetch,
-                _sinks=_SharedSink if shared else None,
-            )
+            batches = self._range(start + skip, end, shared)
             skip = 0
             try:
-                for batch in stream:
+                for batch in batches:
                     if emitted >= steps:
                         break
                     emitted += 1
                     progress["yielded"] = emitted
-                    if shared:
-                        sink = stream.last_sink
-                        yield _shared_tensors(batch_to_numpy(batch), getattr(sink, "storage", None), self.as_tensors)
-                    else:
-                        yield self._convert(batch)
+                    yield batch
             finally:
-                stream.close()
+                batches.close()
         while emitted < steps:
             # An empty batch keeps every rank stepping together (see the module docstring).
             emitted += 1
             progress["yielded"] = emitted
             yield _shared_tensors(self._empty(), None, self.as_tensors) if shared else self._empty()
         self._progress = None
+
+    def _range(self, start: int, end: int, shared: bool) -> Iterator[dict[str, Any]]:
+        """The epoch's batches ``start .. end - 1``, converted. With sinks, the bridge sends
+        ``k`` batches as one (a batch of ``k * batch_size`` records in the same order: the
+        shuffle window is the one ``batch_size`` implies), converted once and cut here
+        without a copy, since the bridge's and the stream's work per batch is most of what
+        a small batch costs (design/0007)."""
+        k = self._transfer_factor() if shared else 1
+        first, last = start // k, -(-end // k)
+        stream = self.dataset.iter_arrow_batches(
+            batch_size=self.batch_size * k,
+            fields=self.fields,
+            shuffle_seed=self.shuffle_seed,
+            epoch=self.epoch,
+            shuffle_window=max(4 * self.batch_size, 4096) if k > 1 else None,
+            batch_range=(first, last),
+            prefetch=self.prefetch,
+            _sinks=_SharedSink if shared else None,
+            # Transfers in flight and in one sink: about what single batches would have.
+            _window=max(4, _bridge.BatchStream.SINK_WINDOW // k) if k > 1 else None,
+            _group=1 if k > 1 else None,
+        )
+        try:
+            skip, left = start - first * k, end - start
+            for whole in stream:
+                if not shared:
+                    yield self._convert(whole)
+                    continue
+                storage = getattr(stream.last_sink, "storage", None)
+                batch = _shared_tensors(batch_to_numpy(whole), storage, self.as_tensors)
+                if k == 1:
+                    yield batch
+                    continue
+                rows = whole.num_rows
+                for i in range(skip, k):
+                    if left == 0:
+                        return
+                    left -= 1
+                    lo = min(i * self.batch_size, rows)
+                    hi = min(lo + self.batch_size, rows)
+                    # Views (tensors, numpy arrays) or short lists: no copy of the values.
+                    yield {name: value[lo:hi] for name, value in batch.items()}
+                skip = 0
+        finally:
+            stream.close()
+
+    def _transfer_factor(self) -> int:
+        """Batches the bridge sends as one: up to 8, about 4 MB at most; 1 with a binary field
+        (its size is not known ahead)."""
+        record = 8  # _anchor
+        for field in self.dataset.fields:
+            if self.fields is not None and field["name"] not in self.fields:
+                continue
+            if self.fields is None and field not in self.dataset.schema["fields"]:
+                continue
+            if field["family"] == "binary":
+                return 1
+            record += 4 * int(field["dim"]) if field["family"] == "embedding" else 8
+        return max(1, min(8, (4 << 20) // (record * self.batch_size)))
 
     def _convert(self, batch: pa.RecordBatch) -> dict[str, Any]:
         out = batch_to_numpy(batch)

@@ -17,14 +17,16 @@ export const FrameKind = {
   Error: 3,
   /**
    * bridge -> Python: one record batch of a stream, as a self-contained IPC stream; or, with
-   * JSON `{ sink, bytes }` and no binary, written into the shared-memory sink `sink`.
+   * JSON `{ sink, batches: [[offset, bytes], ...] }` and no binary, batches written back to
+   * back (each a self-contained IPC stream) into the shared-memory sink `sink`.
    */
   Batch: 4,
   /** bridge -> Python: a stream ended (JSON: its state). */
   End: 5,
   /**
    * Python -> bridge: the stream may send `u32` more batches (binary part, 4 bytes); JSON
-   * `{ sinks: [[token, path, capacity], ...] }` optionally hands over shared memory for them.
+   * `{ sinks: [[token, path, capacity, link], ...], group }` optionally hands over shared
+   * memory for them, `group` batches at most in each sink.
    */
   Credit: 6,
   /** Python -> bridge: stop a stream; it answers with End. */

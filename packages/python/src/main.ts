@@ -47,6 +47,22 @@ interface Running {
   sinks: Sink[]
   /** Why sinks stopped working for this stream (then every batch takes the pipe). */
   sinkError: string | null
+  /** Batches a sink may hold before its frame goes out (Python's `group`, at least 1). */
+  group: number
+  /** Bytes after which a sink's frame goes out whatever its batch count (`groupBytes`). */
+  groupBytes: number
+  /** The sink being filled: open once, its batches back to back, one frame for all of them. */
+  filling: Filling | null
+}
+
+/** A sink taking several batches in a row (one open, one frame; design/0007). */
+interface Filling {
+  sink: Sink
+  fd: number
+  /** Where the next batch goes: every batch starts 64-byte aligned, as Arrow's buffers want. */
+  at: number
+  /** Offset and length of each batch written so far. */
+  batches: [number, number][]
 }
 const running = new Map<number, Running>()
 
@@ -77,7 +93,16 @@ function errorDocument(error: unknown): Record<string, unknown> {
 async function answer(frame: Frame): Promise<void> {
   const { op, args } = frame.json as { op: string; args: Args }
   const controller = new AbortController()
-  running.set(frame.id, { controller, credit: 0, wake: null, sinks: [], sinkError: null })
+  running.set(frame.id, {
+    controller,
+    credit: 0,
+    wake: null,
+    sinks: [],
+    sinkError: null,
+    group: 1,
+    groupBytes: Number.POSITIVE_INFINITY,
+    filling: null,
+  })
   try {
     if (op === 'iter') return await pump(frame.id, operations.iterate(args, controller.signal))
     const outcome = await operations.call(op, args, frame.binary, controller.signal)
@@ -113,37 +138,68 @@ async function pump(id: number, stream: Stream): Promise<void> {
     }
   } catch (error) {
     if (!entry.controller.signal.aborted) {
+      await flush(id, entry)
       await writer.write(FrameKind.Error, id, errorDocument(error))
       return
     }
   } finally {
+    await flush(id, entry)
     await stream.batches.return?.().catch(() => {})
   }
   await writer.write(FrameKind.End, id, { state: stream.state() })
 }
 
-/** One batch: into the next sink when it fits (a small JSON frame names it), else down the pipe. */
+/**
+ * One batch: into the sink being filled when it fits, else into the next sink, else down the
+ * pipe. A sink's batches go out as one frame once it holds `group` of them, when the stream
+ * has no credit left (Python must see them to grant more), when the next batch does not fit,
+ * and at the end: a frame, a sink open and Python's mapping per group instead of per batch.
+ */
 async function sendBatch(id: number, entry: Running, pieces: Uint8Array[]): Promise<void> {
   let bytes = 0
   for (const piece of pieces) bytes += piece.byteLength
-  // Sinks too small for this batch are dropped (Python drops them too, on a batch this large).
-  while (entry.sinks.length > 0 && entry.sinks[0]!.capacity < bytes) entry.sinks.shift()
-  const sink = entry.sinks[0]
-  if (sink !== undefined && entry.sinkError === null) {
-    try {
-      writeAll(sink, pieces, bytes)
-      entry.sinks.shift()
-      await writer.write(FrameKind.Batch, id, { sink: sink.token, bytes })
-      return
-    } catch (error) {
-      // Python is told once and stops offering sinks; this batch and the rest take the pipe.
-      entry.sinkError = error instanceof Error ? error.message : String(error)
-      entry.sinks = []
-      await writer.write(FrameKind.Batch, id, { sinkError: entry.sinkError }, owned(pieces))
-      return
+  if (entry.filling !== null && entry.filling.at + bytes > entry.filling.sink.capacity) await flush(id, entry)
+  if (entry.filling === null && entry.sinkError === null) {
+    // Sinks too small for this batch are dropped (Python drops them too, on a batch this large).
+    while (entry.sinks.length > 0 && entry.sinks[0]!.capacity < bytes) entry.sinks.shift()
+    const sink = entry.sinks.shift()
+    if (sink !== undefined) {
+      try {
+        entry.filling = { sink, fd: openSink(sink), at: 0, batches: [] }
+      } catch (error) {
+        return sinkFailed(id, entry, error, pieces)
+      }
     }
   }
-  await writer.write(FrameKind.Batch, id, undefined, owned(pieces))
+  const filling = entry.filling
+  if (filling === null) return writer.write(FrameKind.Batch, id, undefined, owned(pieces))
+  try {
+    writeAll(filling, pieces, bytes)
+  } catch (error) {
+    await flush(id, entry)
+    return sinkFailed(id, entry, error, pieces)
+  }
+  filling.batches.push([filling.at, bytes])
+  filling.at = Math.ceil((filling.at + bytes) / 64) * 64
+  if (filling.batches.length >= entry.group || filling.at >= entry.groupBytes || entry.credit === 0)
+    await flush(id, entry)
+}
+
+/** The sink being filled is done: close it and name its batches to Python. */
+async function flush(id: number, entry: Running): Promise<void> {
+  const filling = entry.filling
+  if (filling === null) return
+  entry.filling = null
+  closeSync(filling.fd)
+  if (filling.batches.length > 0)
+    await writer.write(FrameKind.Batch, id, { sink: filling.sink.token, batches: filling.batches })
+}
+
+/** Python is told once and stops offering sinks; this batch and the rest take the pipe. */
+async function sinkFailed(id: number, entry: Running, error: unknown, pieces: Uint8Array[]): Promise<void> {
+  entry.sinkError = error instanceof Error ? error.message : String(error)
+  entry.sinks = []
+  await writer.write(FrameKind.Batch, id, { sinkError: entry.sinkError }, owned(pieces))
 }
 
 /**
@@ -155,28 +211,36 @@ function owned(pieces: Uint8Array[]): Uint8Array[] {
 }
 
 /**
- * Synchronous on purpose: a few hundred kilobytes into memory-backed pages, cheaper than a
- * hop to the thread pool and back, and the sink is Python's until the frame says it is done.
+ * A sink opened for writing. A /proc/<pid>/fd/<n> path names whatever file holds that number
+ * now: check that what we opened is the sink Python made, never another file that got its
+ * number.
  */
-function writeAll(sink: Sink, pieces: Uint8Array[], bytes: number): void {
-  const path = sink.path
-  const fd = openSync(path, 'r+')
+function openSink(sink: Sink): number {
+  const fd = openSync(sink.path, 'r+')
   try {
-    // A /proc/<pid>/fd/<n> path names whatever file holds that number now: check that what
-    // we opened is the sink Python made, never another file that got its number.
     if (sink.link !== null && readlinkSync(`/proc/self/fd/${fd}`) !== sink.link)
-      throw new Error(`${path} is no longer the sink Python offered`)
-    let written = 0
-    const rest = pieces.filter((p) => p.byteLength > 0)
-    while (written < bytes) {
-      let n = writevSync(fd, rest, written)
-      if (n <= 0) throw new Error(`short write into ${path}`)
-      written += n
-      while (rest.length > 0 && n >= rest[0]!.byteLength) n -= rest.shift()!.byteLength
-      if (n > 0) rest[0] = rest[0]!.subarray(n)
-    }
-  } finally {
+      throw new Error(`${sink.path} is no longer the sink Python offered`)
+  } catch (error) {
     closeSync(fd)
+    throw error
+  }
+  return fd
+}
+
+/**
+ * Synchronous on purpose: a few hundred kilobytes into memory-backed pages, cheaper than a
+ * hop to the thread pool and back, and the pieces may be recycled buffers that the next
+ * batch refills (so they must be written before the iterator moves on).
+ */
+function writeAll(filling: Filling, pieces: Uint8Array[], bytes: number): void {
+  let written = 0
+  const rest = pieces.filter((p) => p.byteLength > 0)
+  while (written < bytes) {
+    let n = writevSync(filling.fd, rest, filling.at + written)
+    if (n <= 0) throw new Error(`short write into ${filling.sink.path}`)
+    written += n
+    while (rest.length > 0 && n >= rest[0]!.byteLength) n -= rest.shift()!.byteLength
+    if (n > 0) rest[0] = rest[0]!.subarray(n)
   }
 }
 
@@ -185,7 +249,15 @@ function control(frame: Frame): void {
   if (entry === undefined) return
   if (frame.kind === FrameKind.Credit) {
     entry.credit += Buffer.from(frame.binary).readUInt32LE(0)
-    const sinks = (frame.json as { sinks?: [number, string, number, string | null][] } | null)?.sinks
+    const document = frame.json as {
+      sinks?: [number, string, number, string | null][]
+      group?: number
+      groupBytes?: number
+    } | null
+    const { group, groupBytes } = document ?? {}
+    if (typeof group === 'number' && Number.isInteger(group) && group >= 1) entry.group = group
+    if (typeof groupBytes === 'number' && groupBytes > 0) entry.groupBytes = groupBytes
+    const sinks = document?.sinks
     if (sinks !== undefined && entry.sinkError === null)
       for (const [token, path, capacity, link] of sinks)
         entry.sinks.push({ token, path, capacity, link: link ?? null })

@@ -131,6 +131,23 @@ def test_a_worker_batch_arrives_as_views_of_one_shared_memory_file(pinned: vd.Da
     assert [b["_anchor"].dtype for b in inside] == [torch.uint64] * 4
 
 
+def test_batches_sent_several_as_one_are_the_same_batches(pinned: vd.Dataset) -> None:
+    # With sinks the bridge sends 8 batches of 100 as one of 800 (bucket boundaries inside,
+    # shuffled windows of 400) and the worker cuts them: the same batches as one by one.
+    def batches(shared: bool) -> list[dict[str, Any]]:
+        dataset = DreamDBDataset(pinned, batch_size=100, shuffle_seed=5, epoch=1, shared_memory=shared)
+        if shared:
+            assert dataset._transfer_factor() == 8
+        dataset.load_state_dict({**dataset.state_dict(), "done": [[0, 1]]})  # from batch 1: not aligned
+        return list(dataset)
+
+    for one, other in zip(batches(True), batches(False), strict=True):
+        assert one["_anchor"].dtype == torch.uint64
+        assert np.array_equal(one["_anchor"].numpy(), other["_anchor"])
+        assert np.array_equal(one["embedding"].numpy(), other["embedding"])
+        assert list(one["label"]) == list(other["label"])
+
+
 def test_a_batch_too_large_for_its_sink_or_a_sink_the_bridge_cannot_open_takes_the_pipe(
     pinned: vd.Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:

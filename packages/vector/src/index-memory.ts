@@ -182,6 +182,8 @@ interface List {
   errEx: Float32Array
   /** |o - c| / (2 x0ex): the extra-bits estimate's sensitivity to query rounding. */
   qErrEx: Float32Array
+  /** The `add` factor of the extra-bit estimate (|r|^2 under l2, -<o - c, c> otherwise), bits > 1. */
+  addEx: Float32Array
   sumU: Float32Array
 }
 
@@ -207,6 +209,15 @@ class MemoryVectorIndex implements VectorIndex {
   readonly #qprimeOff: number
   readonly #ditherOff: number
   readonly #statsOff: number
+  /**
+   * The mean of the rotated centroids, P m (f32, D values): the query's one FastScan table
+   * rounds P q - P m, whose range (the rounding step) is about that of q - c rather than of q.
+   */
+  readonly #centerOff: number
+  /** A probed list's own q' = P q - P c (f64), its 4-bit table and statistics: the extra-bit pass only. */
+  readonly #listQprimeOff: number
+  readonly #listLutOff: number
+  readonly #listStatsOff: number
   readonly #paramsOff: number
   readonly #candidateIdOff: number
   readonly #candidateEstOff: number
@@ -215,6 +226,8 @@ class MemoryVectorIndex implements VectorIndex {
   readonly #rerankOutOff: number
   readonly #regionBase: number
   #end: number
+  /** The highest `#end` so far: the heap past it has never been written. */
+  #highWater = 0
   #garbage = 0
   #size = 0
   readonly #dither8Off: number
@@ -222,6 +235,9 @@ class MemoryVectorIndex implements VectorIndex {
   /** A query's score against every centroid, and the key lists are ranked by (reused). */
   readonly #dots: Float32Array
   readonly #keys: Float64Array
+  /** P c - P m per list (f64), and its sum, for the `add` factor. */
+  readonly #centered: Float64Array
+  readonly #centroidSums: Float64Array
   /** Positions (in the list being scanned) of the rows queued for reranking. */
   readonly #pendingPositions = new Uint32Array(RERANK_BATCH)
   /** A chunk's vectors waiting for an exact distance, by lower bound. */
@@ -251,7 +267,11 @@ class MemoryVectorIndex implements VectorIndex {
     this.#ditherOff = this.#qprimeOff + D * 8
     this.#dither8Off = this.#ditherOff + D * 8
     this.#statsOff = this.#dither8Off + D * 8
-    this.#paramsOff = this.#statsOff + 64
+    this.#centerOff = this.#statsOff + 64
+    this.#listQprimeOff = this.#centerOff + D * 4
+    this.#listLutOff = this.#listQprimeOff + D * 8
+    this.#listStatsOff = this.#listLutOff + this.#blockBytes
+    this.#paramsOff = this.#listStatsOff + 64
     this.#candidateIdOff = this.#paramsOff + 64
     this.#candidateEstOff = this.#candidateIdOff + CHUNK_BLOCKS * BLOCK * 4
     this.#candidateBoundOff = this.#candidateEstOff + CHUNK_BLOCKS * BLOCK * 8
@@ -269,6 +289,24 @@ class MemoryVectorIndex implements VectorIndex {
     const dither8 = k.f64().subarray(this.#dither8Off >>> 3, (this.#dither8Off >>> 3) + D)
     for (let j = 0; j < D; j++) dither8[j] = prng.next()
     this.#rotatedQuery = new Float32Array(D)
+    const rc = this.#codec.rotatedCentroids
+    const center = k.f32().subarray(this.#centerOff >>> 2, (this.#centerOff >>> 2) + D)
+    for (let j = 0; j < D; j++) {
+      let sum = 0
+      for (let l = 0; l < lists; l++) sum += rc[l * D + j]!
+      center[j] = sum / lists
+    }
+    this.#centered = new Float64Array(lists * D)
+    this.#centroidSums = new Float64Array(lists)
+    for (let l = 0; l < lists; l++) {
+      let sum = 0
+      for (let j = 0; j < D; j++) {
+        const x = rc[l * D + j]! - center[j]!
+        this.#centered[l * D + j] = x
+        sum += x
+      }
+      this.#centroidSums[l] = sum
+    }
     this.#dots = new Float32Array(lists)
     this.#keys = new Float64Array(lists)
     for (let l = 0; l < lists; l++) this.#lists.push(this.#newList(0))
@@ -348,7 +386,11 @@ class MemoryVectorIndex implements VectorIndex {
     const region = { off: this.#end, bytes: Math.ceil(bytes / 16) * 16 }
     this.#end += region.bytes
     this.#codec.k.reserve(this.#end)
-    this.#codec.k.u8().fill(0, region.off, region.off + region.bytes)
+    // Memory past the highest end ever used is still as the heap grew it: zeros. Filling it
+    // would only touch fresh pages twice (a large index's first build spent ~15% of it here).
+    const used = Math.min(region.off + region.bytes, this.#highWater)
+    if (used > region.off) this.#codec.k.u8().fill(0, region.off, used)
+    this.#highWater = Math.max(this.#highWater, this.#end)
     this.#live.add(region)
     return region
   }
@@ -385,6 +427,7 @@ class MemoryVectorIndex implements VectorIndex {
       scaleEx: new Float32Array(bits > 1 ? capacity : 0),
       errEx: new Float32Array(bits > 1 ? capacity : 0),
       qErrEx: new Float32Array(bits > 1 ? capacity : 0),
+      addEx: new Float32Array(bits > 1 ? capacity : 0),
       sumU: new Float32Array(bits > 1 ? capacity : 0),
     }
   }
@@ -403,7 +446,7 @@ class MemoryVectorIndex implements VectorIndex {
     copy(old.factors, next.factors)
     copy(old.ex, next.ex)
     copy(old.vectors, next.vectors)
-    for (const key of ['ids', 'scaleEx', 'errEx', 'qErrEx', 'sumU'] as const) {
+    for (const key of ['ids', 'scaleEx', 'errEx', 'qErrEx', 'sumU', 'addEx'] as const) {
       ;(next[key] as unknown as Float32Array).set(old[key] as unknown as Float32Array)
     }
     next.count = old.count
@@ -431,6 +474,7 @@ class MemoryVectorIndex implements VectorIndex {
     const half = ((1 << bits) - 1) / 2
     const u8 = this.#codec.k.u8()
     const f32 = this.#codec.k.f32()
+    const centered = this.#centered
     for (let i = 0; i < rows.count; i++) {
       const list = this.#lists[rows.lists[i]!]!
       const v = list.count++
@@ -442,20 +486,37 @@ class MemoryVectorIndex implements VectorIndex {
       // |r|^2 + |q'|^2 - 2 <r, q'>, otherwise -<o, q> = offset - radial - <r, q'>. The signs and
       // l2's factor 2 go into add and scale here, and the bound's factor 2 under l2 into err.
       const factors = (list.factors.off >>> 2) + (v >>> 5) * (FACTOR_BLOCK_BYTES >>> 2) + (v & 31)
-      f32[factors] = l2 ? norm * norm : -rows.radial[i]!
-      f32[factors + 32] = -(l2 ? 2 : 1) * (norm / (sqrtD * x0))
-      f32[factors + 64] = ((l2 ? 2 : 1) * (norm * Math.sqrt(Math.max(0, 1 / (x0 * x0) - 1)))) / sqrtD1
-      // FastScan block: nibble g of vector v goes to byte g*16 + (lane & 15), high half for lanes 16-31.
+      const add = l2 ? norm * norm : -rows.radial[i]!
+      const scale = -(l2 ? 2 : 1) * (norm / (sqrtD * x0))
+      // One FastScan table per query, not per probed list: the table rounds P q - P m, and the
+      // list's part of sqrt(D) <x̄, P q - P c> = (2 <b, P q - P m> - sum (P q - P m)) -
+      // (2 <b, P c - P m> - sum (P c - P m)) is a constant of the vector, folded into `add` here.
       const signBase = i * planeBytes
+      const c = rows.lists[i]! * D
+      // One pass over the sign bytes: the FastScan nibbles (nibble g of vector v goes to byte
+      // g*16 + (lane & 15), high half for lanes 16-31), the popcount, and <b, P c> (set bits
+      // in increasing order).
       const block = list.codes.off + (v >>> 5) * this.#blockBytes
       const lane = v & 31
       const shift = lane < 16 ? 0 : 4
       let pop = 0
-      for (let g = 0; g < this.#groups; g++) {
-        const nibble = (rows.signs[signBase + (g >>> 1)]! >>> ((g & 1) * 4)) & 15
-        u8[block + g * 16 + (lane & 15)]! |= nibble << shift
+      let bc = 0
+      for (let b = 0; b < planeBytes; b++) {
+        const byte = rows.signs[signBase + b]!
+        const at = block + b * 32 + (lane & 15)
+        u8[at]! |= (byte & 15) << shift
+        u8[at + 16]! |= (byte >>> 4) << shift
+        pop += popcount8(byte)
+        let rest = byte
+        while (rest !== 0) {
+          const low = rest & -rest
+          bc += centered[c + b * 8 + (31 - Math.clz32(low))]!
+          rest ^= low
+        }
       }
-      for (let b = 0; b < planeBytes; b++) pop += popcount8(rows.signs[signBase + b]!)
+      f32[factors] = add - scale * (2 * bc - this.#centroidSums[rows.lists[i]!]!)
+      f32[factors + 32] = scale
+      f32[factors + 64] = ((l2 ? 2 : 1) * (norm * Math.sqrt(Math.max(0, 1 / (x0 * x0) - 1)))) / sqrtD1
       f32[factors + 96] = pop
       if (exBits > 0) {
         // Planes 0 .. exBits-1 then the sign plane, each padded to whole 16-byte chunks.
@@ -480,6 +541,7 @@ class MemoryVectorIndex implements VectorIndex {
         list.scaleEx[v] = norm / (Math.sqrt(y2) * x0ex)
         list.errEx[v] = (norm * Math.sqrt(Math.max(0, 1 / (x0ex * x0ex) - 1))) / sqrtD1
         list.qErrEx[v] = norm / (2 * x0ex)
+        list.addEx[v] = add
       }
       if (data !== null)
         f32.set(data.subarray(i * dim, (i + 1) * dim), (list.vectors!.off + v * this.#vecStride) >>> 2)
@@ -609,35 +671,41 @@ class MemoryVectorIndex implements VectorIndex {
     const candidateEstAt = this.#candidateEstOff >>> 3
     const candidateBoundAt = this.#candidateBoundOff >>> 3
 
+    // One FastScan table for the whole query: P q - P m rounded to 4 bits (each vector's `add`
+    // holds its list's part, P c - P m; see #insert), so a probed list costs its codes, not a table.
+    k.lut4(
+      this.#rotatedQueryOff,
+      this.#centerOff,
+      D,
+      this.#ditherOff,
+      this.#qprimeOff,
+      this.#lutOff,
+      this.#statsOff,
+    )
+    let f64 = k.f64()
+    let qq = 0
+    for (let j = 0; j < q.length; j++) qq += q[j]! * q[j]!
+    const lo = f64[statsAt + 1]!
+    const delta = f64[statsAt + 2]!
+    const sumQhat = D * lo + delta * f64[statsAt + 3]!
+    // sqrt(D) <x̄, P q> = 2 <b, P q> - sum P q, with <b, P q> ~ lo * popcount(b) + delta * fastscan sum.
+    f64[paramsAt] = 2 * lo
+    f64[paramsAt + 1] = 2 * delta
+    f64[paramsAt + 2] = -sumQhat
+    f64[paramsAt + 5] = (epsilon0 * halfSqrtD * delta) ** 2
+
     for (let p = 0; p < nprobe; p++) {
       const l = order[p]!
       const list = this.#lists[l]!
       if (list.count === 0) continue
       stats.lists++
 
-      // q' = P q - P c, its norm and range, and the FastScan table of its 4-bit rounding.
-      k.lut4(
-        this.#rotatedQueryOff,
-        this.#rotatedCentroidsOff + l * D * 4,
-        D,
-        this.#ditherOff,
-        this.#qprimeOff,
-        this.#lutOff,
-        this.#statsOff,
-      )
-      let f64 = k.f64()
-      const qn2 = f64[statsAt]!
-      const lo = f64[statsAt + 1]!
-      const delta = f64[statsAt + 2]!
-      const sumQhat = D * lo + delta * f64[statsAt + 3]!
-      // <x̄, q'> sqrt(D) = 2 <b, q'> - sum q', with <b, q'> ~ lo * popcount(b) + delta * fastscan sum.
-      f64[paramsAt] = 2 * lo
-      f64[paramsAt + 1] = 2 * delta
-      f64[paramsAt + 2] = -sumQhat
+      // |q'|^2 = |q - c|^2 (P is orthogonal), from the centroid scores already computed.
+      const qn2 = Math.max(0, qq + codec.centroidNorms[l]! - 2 * dots[l]!)
+      f64 = k.f64()
       const offset = l2 ? qn2 : metric === 'ip' ? -dots[l]! : 1 - dots[l]!
       f64[paramsAt + 3] = offset
       f64[paramsAt + 4] = epsilon0 * epsilon0 * qn2
-      f64[paramsAt + 5] = (epsilon0 * halfSqrtD * delta) ** 2
       const qnorm = Math.sqrt(qn2)
 
       let exReady = false
@@ -674,7 +742,7 @@ class MemoryVectorIndex implements VectorIndex {
             let boundEx = bound
             if (exBits > 0) {
               if (!exReady) {
-                ;({ lo8, delta8, sumQhat8 } = this.#quantize8())
+                ;({ lo8, delta8, sumQhat8 } = this.#quantize8(l))
                 exReady = true
               }
               const x = k.exdot(list.ex!.off + v * this.#exStride, bits, this.#pairs, this.#qPlanesOff)
@@ -691,7 +759,7 @@ class MemoryVectorIndex implements VectorIndex {
           let lowerEx = 0
           if (exBits > 0) {
             if (!exReady) {
-              ;({ lo8, delta8, sumQhat8 } = this.#quantize8())
+              ;({ lo8, delta8, sumQhat8 } = this.#quantize8(l))
               exReady = true
             }
             stats.refined++
@@ -764,7 +832,7 @@ class MemoryVectorIndex implements VectorIndex {
 
   /** The `add` factor of vector v of a list: |r|^2 under l2, -<o - c, c> otherwise. */
   #factorAdd(list: List, v: number): number {
-    return this.#codec.k.f32()[(list.factors.off >>> 2) + (v >>> 5) * (FACTOR_BLOCK_BYTES >>> 2) + (v & 31)]!
+    return list.addEx[v]!
   }
 
   /**
@@ -779,15 +847,35 @@ class MemoryVectorIndex implements VectorIndex {
     this.#search(q, this.spatialIndex.lists, false, epsilon0, undefined, topK(1), stats, visit)
   }
 
-  /** Quantize q' (left on the heap by lut4) to 8 bits with randomized rounding, as bit planes on the heap. */
-  #quantize8(): { lo8: number; delta8: number; sumQhat8: number } {
+  /**
+   * Quantize list l's q' = P q - P c to 8 bits with randomized rounding, as bit planes on the
+   * heap (the extra-bit estimate; the 1-bit pass rounds P q once per query instead).
+   */
+  #quantize8(l: number): { lo8: number; delta8: number; sumQhat8: number } {
     const k = this.#codec.k
-    k.planes8(this.#qprimeOff, this.#D, this.#dither8Off, this.#qPlanesOff, this.#pairs * 16, this.#statsOff)
+    const D = this.#D
+    k.lut4(
+      this.#rotatedQueryOff,
+      this.#rotatedCentroidsOff + l * D * 4,
+      D,
+      this.#ditherOff,
+      this.#listQprimeOff,
+      this.#listLutOff,
+      this.#listStatsOff,
+    )
+    k.planes8(
+      this.#listQprimeOff,
+      D,
+      this.#dither8Off,
+      this.#qPlanesOff,
+      this.#pairs * 16,
+      this.#listStatsOff,
+    )
     const f64 = k.f64()
-    const at = this.#statsOff >>> 3
+    const at = this.#listStatsOff >>> 3
     const lo = f64[at + 1]!
     const delta = f64[at + 5]!
-    return { lo8: lo, delta8: delta, sumQhat8: this.#D * lo + delta * f64[at + 6]! }
+    return { lo8: lo, delta8: delta, sumQhat8: D * lo + delta * f64[at + 6]! }
   }
 }
 

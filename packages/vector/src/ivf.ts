@@ -106,10 +106,16 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
 
   const k = createKernels(options.kernels ?? 'auto')
   const dim4 = Math.ceil(dim / 4) * 4
+  // The heap: centroids, then the whole sample (rows padded to dim4, copied once), then scores.
   const centroidsOff = 0
-  const rowOff = lists * dim4 * 4
-  const scoresOff = rowOff + dim4 * 4
+  const sampleOff = lists * dim4 * 4
+  const scoresOff = sampleOff + m * dim4 * 4
   k.reserve(scoresOff + lists * 4)
+  {
+    const heap = k.f32()
+    for (let i = 0; i < m; i++)
+      heap.set(sample.subarray(i * dim, (i + 1) * dim), (sampleOff >>> 2) + i * dim4)
+  }
 
   const assignment = new Int32Array(m).fill(-1)
   const cost = new Float64Array(m)
@@ -118,54 +124,130 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   const sums = new Float64Array(lists * dim)
   const sampleNorms = new Float64Array(m)
   for (let i = 0; i < m; i++) sampleNorms[i] = sqnorm(sample, i * dim, dim)
+  // Hamerly's bounds: a vector whose distance to its centroid (upper) cannot exceed its
+  // distance to any other (lower, or half the gap to the nearest other centroid) keeps its list
+  // without being compared with every centroid. Exact: the same assignments as comparing all.
+  const upper = new Float64Array(m).fill(Number.POSITIVE_INFINITY)
+  const lower = new Float64Array(m)
+  const half = new Float64Array(lists)
+  const previous = new Float32Array(lists * dim)
 
   let ran = 0
   for (let it = 0; it < iterations; it++) {
     options.signal?.throwIfAborted()
-    // Assign every sample vector to its best centroid.
-    const heap = k.f32()
-    heap.fill(0, 0, rowOff >>> 2)
+    let heap = k.f32()
+    heap.fill(0, 0, sampleOff >>> 2)
+    let unit = true
     for (let l = 0; l < lists; l++) {
       heap.set(centroids.subarray(l * dim, (l + 1) * dim), (centroidsOff >>> 2) + l * dim4)
       norms[l] = sqnorm(centroids, l * dim, dim)
+      if (Math.abs(norms[l]! - 1) > 1e-5) unit = false
+    }
+    // Spherical k-means ranks by <x, c>, which is the Euclidean order only for unit centroids
+    // (a zero mean stays zero): without them every vector is compared with every centroid.
+    const prune = it > 0 && (!spherical || unit)
+    if (prune) {
+      for (let l = 0; l < lists; l++) {
+        k.dots(centroidsOff + l * dim4 * 4, centroidsOff, lists, dim4, scoresOff)
+        heap = k.f32()
+        let nearest = Number.POSITIVE_INFINITY
+        for (let j = 0; j < lists; j++) {
+          if (j === l) continue
+          const d2 = norms[l]! + norms[j]! - 2 * heap[(scoresOff >>> 2) + j]!
+          if (d2 < nearest) nearest = d2
+        }
+        half[l] = Math.sqrt(Math.max(0, nearest)) / 2
+      }
     }
     let moved = 0
     counts.fill(0)
     for (let i = 0; i < m; i++) {
-      heap.set(sample.subarray(i * dim, (i + 1) * dim), rowOff >>> 2)
-      heap.fill(0, (rowOff >>> 2) + dim, (rowOff >>> 2) + dim4)
-      k.dots(rowOff, centroidsOff, lists, dim4, scoresOff)
+      const row = sampleOff + i * dim4 * 4
+      const a = assignment[i]!
+      if (prune) {
+        const bound = Math.max(half[a]!, lower[i]!)
+        if (upper[i]! > bound) {
+          upper[i] = Math.sqrt(
+            Math.max(0, sampleNorms[i]! + norms[a]! - 2 * k.dot(row, centroidsOff + a * dim4 * 4, dim4)),
+          )
+        }
+        if (upper[i]! <= bound) {
+          const u2 = upper[i]! * upper[i]!
+          cost[i] = spherical ? (u2 - sampleNorms[i]! - norms[a]!) / 2 : u2
+          counts[a]!++
+          continue
+        }
+      }
+      k.dots(row, centroidsOff, lists, dim4, scoresOff)
+      heap = k.f32()
       const s = scoresOff >>> 2
       let best = 0
       let bestCost = Number.POSITIVE_INFINITY
+      let second = -1
+      let secondCost = Number.POSITIVE_INFINITY
       for (let l = 0; l < lists; l++) {
         const c = spherical ? -heap[s + l]! : norms[l]! - 2 * heap[s + l]!
         if (c < bestCost) {
+          second = best
+          secondCost = bestCost
           bestCost = c
           best = l
+        } else if (c < secondCost) {
+          secondCost = c
+          second = l
         }
       }
-      if (assignment[i] !== best) moved++
+      if (a !== best) {
+        // The lists' sums follow the vectors that move (most stay after a few iterations).
+        moved++
+        const at = i * dim
+        if (a >= 0) for (let j = 0; j < dim; j++) sums[a * dim + j]! -= sample[at + j]!
+        for (let j = 0; j < dim; j++) sums[best * dim + j]! += sample[at + j]!
+      }
       assignment[i] = best
       cost[i] = spherical ? bestCost : bestCost + sampleNorms[i]!
       counts[best]!++
+      upper[i] = Math.sqrt(Math.max(0, sampleNorms[i]! + norms[best]! - 2 * heap[s + best]!))
+      lower[i] =
+        lists > 1 && second >= 0
+          ? Math.sqrt(Math.max(0, sampleNorms[i]! + norms[second]! - 2 * heap[s + second]!))
+          : Number.POSITIVE_INFINITY
     }
     ran = it + 1
     options.onProgress?.({ type: 'dreamdb:vector:kmeans', iteration: ran, iterations, moved })
     if (moved === 0) break
 
     // Move every centroid to the mean of its vectors (normalised when spherical).
-    sums.fill(0)
-    for (let i = 0; i < m; i++) {
-      const base = assignment[i]! * dim
-      for (let j = 0; j < dim; j++) sums[base + j]! += sample[i * dim + j]!
-    }
+    previous.set(centroids)
     for (let l = 0; l < lists; l++) {
       if (counts[l] === 0) continue
       for (let j = 0; j < dim; j++) centroids[l * dim + j] = sums[l * dim + j]! / counts[l]!
       if (spherical) normalizeRow(centroids, l * dim, dim)
     }
-    repairEmptyLists(centroids, dim, sample, assignment, cost, counts, spherical)
+    repairEmptyLists(centroids, dim, sample, assignment, cost, counts, spherical, upper, sums)
+    // Each centroid's move loosens the bounds of the vectors around it.
+    let most = 0
+    let mostList = -1
+    let next = 0
+    for (let l = 0; l < lists; l++) {
+      let d2 = 0
+      for (let j = 0; j < dim; j++) {
+        const d = centroids[l * dim + j]! - previous[l * dim + j]!
+        d2 += d * d
+      }
+      const shift = Math.sqrt(d2)
+      half[l] = shift // reused as the shift until the next iteration recomputes the halves
+      if (shift > most) {
+        next = most
+        most = shift
+        mostList = l
+      } else if (shift > next) next = shift
+    }
+    for (let i = 0; i < m; i++) {
+      const a = assignment[i]!
+      upper[i] = upper[i]! + half[a]!
+      lower[i] = lower[i]! - (a === mostList ? next : most)
+    }
     // Let timers (and so abort signals) run between iterations.
     await new Promise<void>((resolve) => setImmediate(resolve))
   }
@@ -193,6 +275,8 @@ function repairEmptyLists(
   cost: Float64Array,
   counts: Uint32Array,
   spherical: boolean,
+  upper: Float64Array,
+  sums: Float64Array,
 ): void {
   const lists = counts.length
   for (let e = 0; e < lists; e++) {
@@ -208,6 +292,11 @@ function repairEmptyLists(
     centroids.set(sample.subarray(far * dim, (far + 1) * dim), e * dim)
     if (spherical) normalizeRow(centroids, e * dim, dim)
     assignment[far] = e
+    for (let j = 0; j < dim; j++) {
+      sums[big * dim + j]! -= sample[far * dim + j]!
+      sums[e * dim + j]! += sample[far * dim + j]!
+    }
+    upper[far] = Number.POSITIVE_INFINITY
     cost[far] = Number.NEGATIVE_INFINITY
     counts[big]!--
     counts[e] = 1

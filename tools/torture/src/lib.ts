@@ -348,3 +348,28 @@ export function countWorkerErrors(worker: Worker, errors: ErrorLog, who: string)
     }
   }
 }
+
+/**
+ * Run one test file of a workspace package (`packages/<pkg>`) with its own vitest config: a
+ * scenario that is the long form of a suite's test runs that test with larger sizes (env).
+ */
+export async function runVitest(
+  pkg: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; output: string }> {
+  const cwd = join(REPO_ROOT, 'packages', pkg)
+  const vitest = join(cwd, 'node_modules', 'vitest', 'vitest.mjs')
+  return await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [vitest, 'run', ...args, '--reporter=verbose'], {
+      cwd,
+      env: { ...process.env, ...env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let output = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code, output }))
+  })
+}

@@ -1,7 +1,6 @@
 import { Dataset } from '@dreamdb/dataset'
 import { type Context, withRepository } from '../context.js'
-
-export const ALGORITHMS = ['dreamdb.ivf-cosine', 'dreamdb.ivf-l2', 'dreamdb.ivf-ip', 'float32'] as const
+import type { ALGORITHMS } from '../program.js'
 
 export interface MigrateCommandOptions {
   field: string

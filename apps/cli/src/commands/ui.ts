@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process'
 import { type Command, Option } from 'commander'
 import { type Context, withRepository } from '../context.js'
 import { UsageError } from '../errors.js'
-import { isLoopback, startViewer } from '../ui/server.js'
 
 export interface UiOptions {
   port: number
@@ -35,6 +34,9 @@ function openBrowser(url: string, env: NodeJS.ProcessEnv): void {
 /** Serve the viewer until the process is interrupted (Ctrl-C stops it). */
 export async function ui(ctx: Context, options: UiOptions): Promise<void> {
   const host = options.host ?? '127.0.0.1'
+  // Loaded when the viewer starts: the server and its API bring the dataset reader and Arrow,
+  // which every other verb's start (and --help, which registers this one) would pay for.
+  const { isLoopback, startViewer } = await import('../ui/server.js')
   await withRepository(ctx, async (repo, store) => {
     const viewer = await startViewer({
       repo,

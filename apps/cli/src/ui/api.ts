@@ -5,20 +5,16 @@
  * `dreamdb.error/1` documents in `server.ts`. Documented in design/0009-viewer.md.
  */
 
-import { readLayerSegment } from '@dreamdb/arrow'
-import type { Store } from '@dreamdb/cas'
-import { compareRefs, Dataset } from '@dreamdb/dataset'
+import { cidOf, type Store } from '@dreamdb/cas'
+import { Dataset } from '@dreamdb/dataset'
 import {
   assertUserRefName,
   type Field,
   inspect as inspectState,
-  type Layer,
   log,
-  type Manifest,
   diff as manifestDiff,
   type Repository,
 } from '@dreamdb/manifest'
-import type { Vector } from 'apache-arrow'
 import { LRUCache } from 'lru-cache'
 import { CID } from 'multiformats/cid'
 import { isEmptyDiff } from '../commands/diff.js'
@@ -26,18 +22,18 @@ import { describeChange } from '../commands/log.js'
 import { sourceOf } from '../context.js'
 import { AnchorNotFoundError, CliError, FieldKindError, UsageError } from '../errors.js'
 import { plainValue } from '../render/values.js'
+import { type Comparison, computeComparison, key } from './compare.js'
 import { webImage } from './images.js'
 import {
   anchorRuns,
   fieldMap,
+  objectCache,
   type Predicate,
   positionsOf,
   type Row,
   readPositions,
   readRange,
-  sameAnchors,
   scanPositions,
-  timelineAnchors,
 } from './read.js'
 
 /** A route of the API that does not exist. */
@@ -56,7 +52,13 @@ export class PositionError extends CliError {
 
 export type Reply =
   | { json: object; immutable?: boolean }
-  | { bytes: Uint8Array; type: string; immutable: boolean }
+  | {
+      bytes: Uint8Array
+      type: string
+      immutable: boolean
+      /** The bytes' content address (a quoted CID): a browser revalidating gets 304. */
+      etag?: string
+    }
 
 export type Handler = (query: URLSearchParams, signal: AbortSignal) => Promise<Reply>
 
@@ -154,14 +156,6 @@ function jsonRow(ds: Dataset, fields: Map<string, Field>, row: Row, full = false
   return { position: row.position, anchor: row.anchor.toString(), values }
 }
 
-/** A value as the string filters and comparisons use (categorical, int, bool alike). */
-const key = (v: unknown): string | null =>
-  v === null || v === undefined
-    ? null
-    : typeof v === 'object'
-      ? JSON.stringify([...(v as Iterable<number>)])
-      : String(v)
-
 // -- the API ------------------------------------------------------------------------------
 
 export interface ApiOptions {
@@ -169,113 +163,19 @@ export interface ApiOptions {
   store: Store
 }
 
-interface Comparison {
-  refs: string[]
-  manifests: string[]
-  field: string
-  label: string | null
-  /** The records compared: their anchors, and their positions when every ref shares one timeline. */
-  anchors: BigUint64Array
-  positions: boolean
-  /** The distinct values, by code. */
-  dictionary: string[]
-  /** Per ref, the code of its value for each record (-1: it has none). */
-  codes: Int32Array[]
-  /** Per ref, the code of the record's label in that ref's own state; null without a label. */
-  labels: Int32Array[] | null
-  matrix: { field: string; refs: string[]; agreement: number[][]; overlap: number[][]; counts: number[] }
-  accuracy: (number | null)[]
-  /** Records at least one ref has a value for. */
-  records: number
-}
+/** Stored bytes of the decoded objects pages keep. */
+const OBJECT_BYTES = 256 * 1024 * 1024
 
-/** Values as small integer codes: pairs compare integers, and a value is stored once. */
-class Codes {
-  readonly dictionary: string[] = []
-  readonly #codes = new Map<string, number>()
-  of(value: unknown): number {
-    const k = key(value)
-    if (k === null) return -1
-    let c = this.#codes.get(k)
-    if (c === undefined) {
-      c = this.dictionary.length
-      this.dictionary.push(k)
-      this.#codes.set(k, c)
-    }
-    return c
-  }
+/** Bytes the cached comparisons may hold at most (one larger than this is not kept). */
+const COMPARISON_BYTES = 512 * 1024 * 1024
 
-  /**
-   * A column's codes into `out` from `at`. Dictionary-encoded data (categorical values) is
-   * coded once per dictionary entry and then by its integer keys: no string is decoded per
-   * record.
-   */
-  column(vector: Vector, out: Int32Array, at: number): void {
-    let base = 0
-    for (const data of vector.data) {
-      const dictionary = data.dictionary
-      const keys = data.values as unknown
-      if (
-        dictionary &&
-        (keys instanceof Int32Array ||
-          keys instanceof Uint32Array ||
-          keys instanceof Int16Array ||
-          keys instanceof Uint16Array ||
-          keys instanceof Int8Array ||
-          keys instanceof Uint8Array)
-      ) {
-        const map = new Int32Array(dictionary.length)
-        for (let k = 0; k < dictionary.length; k++) map[k] = this.of(dictionary.get(k))
-        const nulls = data.nullCount > 0
-        for (let i = 0; i < data.length; i++)
-          out[at + base + i] = nulls && !data.getValid(i) ? -1 : map[keys[i]!]!
-      } else {
-        for (let i = 0; i < data.length; i++) out[at + base + i] = this.of(vector.get(base + i))
-      }
-      base += data.length
-    }
-  }
-}
-
-/** The share of records where two code columns both have a value and it is the same. */
-function agree(a: Int32Array, b: Int32Array): { both: number; same: number } {
-  let both = 0
-  let same = 0
-  for (let r = 0; r < a.length; r++) {
-    const x = a[r]!
-    const y = b[r]!
-    if (x < 0 || y < 0) continue
-    both++
-    if (x === y) same++
-  }
-  return { both, same }
-}
-
-/**
- * A scalar layer's values as codes by timeline position, read from its segments as stored,
- * when the segments hold the timeline's records in its order (a layer written for every
- * record of the state, the usual sweep prediction); null otherwise (the caller joins it).
- */
-async function layerCodes(
-  ds: Dataset,
-  layer: Layer,
-  anchors: BigUint64Array,
-  codes: Codes,
-  signal: AbortSignal,
-): Promise<Int32Array | null> {
-  if (layer.field.family !== 'scalar' || layer.records !== anchors.length) return null
-  const out = new Int32Array(anchors.length)
-  let at = 0
-  const segments = { timeline: layer.segments } as Manifest
-  for await (const { bucket } of ds.repository.buckets(segments, { signal })) {
-    const segment = await readLayerSegment(ds.store, layer.field, bucket, { signal })
-    const n = segment.anchors.length
-    if (!sameAnchors(segment.anchors, anchors, at)) return null
-    const values = segment.values
-    codes.column(values, out, at)
-    at += n
-  }
-  return at === anchors.length ? out : null
+/** The memory a comparison keeps alive: the buffers under its columns. */
+function heldBytes(c: Comparison): number {
+  const buffers = new Set<ArrayBufferLike>([c.anchors.buffer])
+  for (const column of [...c.codes, ...(c.labels ?? [])]) buffers.add(column.buffer)
+  let bytes = 0
+  for (const b of buffers) bytes += b.byteLength
+  return Math.max(1, bytes)
 }
 
 /** Build the handlers, with their caches (states are immutable: keyed by manifest CID). */
@@ -287,7 +187,12 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
     maxSize: 64 * 1024 * 1024,
     sizeCalculation: (b) => Math.max(1, b.byteLength),
   })
-  const comparisons = new LRUCache<string, Promise<Comparison>>({ max: 8 })
+  // The last comparisons, bounded by the bytes they hold (a run's codes may be a view of the
+  // layer object it was read from: 12 bytes a record while cached).
+  // Decoded objects of the buckets pages read (columns, images' indexes): the next page of
+  // the same bucket reads only its images' bytes.
+  const objects = objectCache(OBJECT_BYTES)
+  const comparisons = new LRUCache<string, Promise<Comparison>>({ max: 8, maxSize: COMPARISON_BYTES })
 
   /** The dataset at a ref or manifest; the ref is read on every request, the state cached. */
   async function open(source: string | CID, signal: AbortSignal): Promise<Dataset> {
@@ -363,133 +268,14 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
     const id = JSON.stringify([manifests, field, label])
     let entry = comparisons.get(id)
     if (entry === undefined) {
-      entry = (async (): Promise<Comparison> => {
-        const codes = new Codes()
-        const timelines = new Set(states.map((d) => String(d.manifest.timeline)))
-        let anchors: BigUint64Array
-        let columns: Int32Array[]
-        let labels: Int32Array[] | null = null
-        const positions = timelines.size === 1
-        if (positions) {
-          // Sweep branches of one dataset: the same records in the same order, so each ref's
-          // values are a column by position, and the label is read once; no join by anchor.
-          // A layer whose segments hold the records in timeline order is read segment by
-          // segment as it is stored; any other goes through the iterator, which joins it.
-          const n = states[0]!.manifest.stats.records
-          anchors = await timelineAnchors(states[0]!, signal)
-          columns = []
-          for (const ds of states) {
-            const layer = ds.manifest.layers.find((l) => l.name === field)
-            const direct = layer === undefined ? null : await layerCodes(ds, layer, anchors, codes, signal)
-            if (direct !== null) {
-              columns.push(direct)
-              continue
-            }
-            const out = new Int32Array(n).fill(-1)
-            let at = 0
-            for await (const batch of ds.iterArrowBatches({ fields: [field], batchSize: 65_536, signal })) {
-              const values = batch.getChild(field)!
-              codes.column(values, out, at)
-              at += batch.numRows
-            }
-            columns.push(out)
-          }
-          if (label !== null) {
-            const labelColumn = new Int32Array(n).fill(-1)
-            let at = 0
-            for await (const batch of states[0]!.iterArrowBatches({
-              fields: [label],
-              batchSize: 65_536,
-              signal,
-            })) {
-              const l = batch.getChild(label)!
-              codes.column(l, labelColumn, at)
-              at += batch.numRows
-            }
-            labels = states.map(() => labelColumn)
-          }
-        } else {
-          // Refs of different records: joined by anchor (compareRefs), labels per timeline.
-          const table = await compareRefs({ refs, fields: [field], backend: store, signal })
-          anchors = table.getChild('_anchor')!.toArray() as BigUint64Array
-          const codeColumn = (column: { get(i: number): unknown }, n: number) => {
-            const out = new Int32Array(n)
-            for (let i = 0; i < n; i++) out[i] = codes.of(column.get(i))
-            return out
-          }
-          columns = refs.map((r) => codeColumn(table.getChild(`${field}@${r}`)!, table.numRows))
-          if (label !== null) {
-            const byTimeline = new Map<string, Int32Array>()
-            labels = []
-            for (const [r, ds] of states.entries()) {
-              const t = String(ds.manifest.timeline)
-              let column = byTimeline.get(t)
-              if (column === undefined) {
-                const found = new Map<bigint, number>()
-                for await (const batch of ds.iterArrowBatches({
-                  fields: [label],
-                  batchSize: 65_536,
-                  signal,
-                })) {
-                  const a = batch.getChild('_anchor')!
-                  const l = batch.getChild(label)!
-                  for (let i = 0; i < batch.numRows; i++) found.set(a.get(i) as bigint, codes.of(l.get(i)))
-                }
-                column = Int32Array.from(anchors, (a) => found.get(a) ?? -1)
-                byTimeline.set(t, column)
-              }
-              labels[r] = column
-            }
-          }
-        }
-        const n = refs.length
-        const agreement = Array.from({ length: n }, () => new Array<number>(n).fill(0))
-        const overlap = Array.from({ length: n }, () => new Array<number>(n).fill(0))
-        for (let i = 0; i < n; i++) {
-          for (let j = i; j < n; j++) {
-            const { both, same } = agree(columns[i]!, columns[j]!)
-            overlap[i]![j] = overlap[j]![i] = both
-            agreement[i]![j] = agreement[j]![i] = both === 0 ? 0 : same / both
-          }
-        }
-        // Values per ref, and records at least one ref has a value for (as compareRefs
-        // counts them): plain loops, no callback per record.
-        const counts: number[] = []
-        const any = new Uint8Array(anchors.length)
-        for (const c of columns) {
-          let k = 0
-          for (let r = 0; r < c.length; r++) {
-            if (c[r]! >= 0) {
-              k++
-              any[r] = 1
-            }
-          }
-          counts.push(k)
-        }
-        let records = 0
-        for (let r = 0; r < any.length; r++) records += any[r]!
-        const accuracy = columns.map((c, r) => {
-          if (labels === null) return null
-          const { both, same } = agree(c, labels[r]!)
-          return both === 0 ? null : same / both
-        })
-        return {
-          refs,
-          manifests,
-          field,
-          label,
-          anchors,
-          positions,
-          dictionary: codes.dictionary,
-          codes: columns,
-          labels,
-          matrix: { field, refs, agreement, overlap, counts },
-          accuracy,
-          records,
-        }
-      })()
-      comparisons.set(id, entry)
-      entry.catch(() => comparisons.delete(id))
+      entry = computeComparison(refs, states, field, label, signal)
+      comparisons.set(id, entry, { size: 1 })
+      entry.then(
+        (done) => {
+          if (comparisons.peek(id) === entry) comparisons.set(id, entry, { size: heldBytes(done) })
+        },
+        () => comparisons.delete(id),
+      )
     }
     return { states, result: await entry }
   }
@@ -633,14 +419,14 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
     let page: object
     if (!filter.active) {
       const offset = intParam(q, 'offset', 0, 0, Number.MAX_SAFE_INTEGER)
-      rows = await readRange(ds, offset, limit, fields, signal)
+      rows = await readRange(ds, offset, limit, fields, signal, objects)
       page = { offset, next: offset + rows.length < total ? offset + rows.length : null }
     } else {
       // Filtered: scan the filter's columns from the cursor until a page has matched, then
       // read those records' fields; `next` continues the scan.
       const from = intParam(q, 'from', 0, 0, Number.MAX_SAFE_INTEGER)
       const scan = await scanPositions(ds, from, limit, filter.columns, filter.match, signal, SCAN_BUDGET)
-      rows = await readPositions(ds, scan.positions, fields, signal)
+      rows = await readPositions(ds, scan.positions, fields, signal, objects)
       page = { from, next: scan.done ? null : scan.next, scanned: scan.scanned }
     }
     keepImages(ds, rows)
@@ -678,7 +464,7 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
       throw new PositionError(
         `${q.get('ref')} has ${ds.manifest.stats.records} records; there is none at ${position}`,
       )
-    const [row] = await readPositions(ds, [position], [...known.keys()], signal)
+    const [row] = await readPositions(ds, [position], [...known.keys()], signal, objects)
     keepImages(ds, [row!])
     return {
       json: {
@@ -706,12 +492,14 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
     const cacheKey = `${ds.currentManifest()}|${name}|${position}`
     let bytes = images.get(cacheKey)
     if (bytes === undefined) {
-      const [row] = await readPositions(ds, [position], [name], signal)
+      const [row] = await readPositions(ds, [position], [name], signal, objects)
       bytes = row?.values[name] as Uint8Array | undefined
     }
     if (!(bytes instanceof Uint8Array)) throw new PositionError(`record ${position} has no ${name}`)
     const image = webImage(bytes)
-    return { ...image, immutable: typeof source !== 'string' }
+    // The stored bytes' CID, marked when they are served converted (netpbm as PNG).
+    const etag = `"${cidOf(bytes)}${image.bytes === bytes ? '' : '.png'}"`
+    return { ...image, immutable: typeof source !== 'string', etag }
   })
 
   handlers.set('compare', async (q, signal) => {
@@ -769,7 +557,7 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
       ? new Map(hits.map((r) => [result.anchors[r]!, r]))
       : await positionsOf(ds, anchors, signal)
     const shown = [...known].filter(([n, f]) => f.family !== 'embedding' && n !== field).map(([n]) => n)
-    const rows = await readPositions(ds, [...positions.values()], shown, signal)
+    const rows = await readPositions(ds, [...positions.values()], shown, signal, objects)
     keepImages(ds, rows)
     const byAnchor = new Map(rows.map((row) => [row.anchor, row]))
     const text = (c: number) => (c < 0 ? null : result.dictionary[c]!)
@@ -886,14 +674,14 @@ export function createApi({ repo, store }: ApiOptions): Map<string, Handler> {
     const position = intParam(q, 'position', 0, 0, Number.MAX_SAFE_INTEGER)
     if (position >= ds.manifest.stats.records) throw new PositionError(`there is no record at ${position}`)
     const k = intParam(q, 'k', 12, 1, 200)
-    const [query] = await readPositions(ds, [position], [name], signal)
+    const [query] = await readPositions(ds, [position], [name], signal, objects)
     const vector = plainValue(field, query!.values[name], 'count') as number[] | null
     if (vector === null) throw new PositionError(`record ${position} has no ${name}`)
     const hits = await ds.search(name, vector, { k, signal })
     const anchors = Array.from(hits.anchors)
     const positions = await positionsOf(ds, anchors, signal)
     const shown = [...known].filter(([, f]) => f.family !== 'embedding').map(([n]) => n)
-    const rows = await readPositions(ds, [...positions.values()], shown, signal)
+    const rows = await readPositions(ds, [...positions.values()], shown, signal, objects)
     keepImages(ds, rows)
     const byAnchor = new Map(rows.map((r) => [r.anchor, r]))
     return {

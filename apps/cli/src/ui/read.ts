@@ -1,14 +1,21 @@
 /**
  * Reading parts of a state without reading all of it: records at positions (only the
- * windows that hold them), positions of anchors (from the timeline's bucket metadata, no
- * data object read), and a scan over a few columns that stops once it has enough.
+ * objects of the buckets that hold them, and of images only the records' own bytes),
+ * positions of anchors (from the timeline's bucket metadata, no data object read), and a
+ * scan over a few columns that stops once it has enough.
  */
+import {
+  type FragmentIndex,
+  isCompressed,
+  readBinaryRange,
+  readBucketColumns,
+  readFragmentIndex,
+} from '@dreamdb/arrow'
 import type { Dataset } from '@dreamdb/dataset'
-import type { Field } from '@dreamdb/manifest'
-import type { RecordBatch } from 'apache-arrow'
-
-/** Records per batch when reading records at scattered positions. */
-const GROUP = 64
+import type { Bucket, Field } from '@dreamdb/manifest'
+import type { RecordBatch, Vector } from 'apache-arrow'
+import { LRUCache } from 'lru-cache'
+import pMap from 'p-map'
 
 export interface Row {
   /** The record's place in the state's append order (0-based). */
@@ -17,6 +24,174 @@ export interface Row {
   /** Raw Arrow values by field name. */
   values: Record<string, unknown>
 }
+
+/** Decoded objects by CID (columns, fragment indexes), bounded by their stored bytes. */
+export type ObjectCache = LRUCache<string, Vector | FragmentIndex>
+
+/** A cache for `readRows`: pages of the same bucket reuse its columns and its images' index. */
+export function objectCache(maxBytes: number): ObjectCache {
+  return new LRUCache<string, Vector | FragmentIndex>({ maxSize: maxBytes })
+}
+
+/** The records at these positions (any order, duplicates ignored), in position order. */
+export async function readPositions(
+  ds: Dataset,
+  positions: readonly number[],
+  fields: string[],
+  signal: AbortSignal,
+  cache?: ObjectCache,
+): Promise<Row[]> {
+  const sorted = [...new Set(positions)].sort((a, b) => a - b)
+  return await readRows(ds, sorted, fields, signal, cache ?? objectCache(64 << 20))
+}
+
+/** The records in [offset, offset + limit). */
+export async function readRange(
+  ds: Dataset,
+  offset: number,
+  limit: number,
+  fields: string[],
+  signal: AbortSignal,
+  cache?: ObjectCache,
+): Promise<Row[]> {
+  const end = Math.min(ds.manifest.stats.records, offset + limit)
+  const positions = Array.from({ length: Math.max(0, end - offset) }, (_, i) => offset + i)
+  return await readRows(ds, positions, fields, signal, cache ?? objectCache(64 << 20))
+}
+
+/** Buckets read at once for one request. */
+const BUCKETS_AT_ONCE = 4
+
+/**
+ * Records at sorted, distinct positions, reading only what they need: a base field's object
+ * of each bucket they lie in (decoded once into `cache`), and of a binary field only the
+ * index and the records' own bytes (one ranged read per run of records, each record checked
+ * against its digest), never a whole fragment. Layers and compressed embeddings go through the
+ * iterator (a join by anchor, and codecs), for those fields only.
+ */
+async function readRows(
+  ds: Dataset,
+  positions: readonly number[],
+  fields: string[],
+  signal: AbortSignal,
+  cache: ObjectCache,
+): Promise<Row[]> {
+  const schema = new Map(ds.manifest.schema.fields.map((f) => [f.name, f]))
+  const direct = fields
+    .map((n) => schema.get(n))
+    .filter((f): f is Field => f !== undefined && !isCompressed(f))
+  const others = fields.filter((n) => !direct.some((f) => f.name === n))
+  const spans = await bucketsHolding(ds, positions, signal)
+  const rows = (
+    await pMap(spans, (span) => bucketRows(ds, span, direct, signal, cache), {
+      concurrency: BUCKETS_AT_ONCE,
+      signal,
+    })
+  ).flat()
+  if (others.length > 0) {
+    const byPosition = new Map(rows.map((r) => [r.position, r]))
+    for (const row of await iteratedRows(ds, positions, others, signal)) {
+      const into = byPosition.get(row.position)
+      if (into !== undefined) Object.assign(into.values, row.values)
+    }
+  }
+  // Values in the order the fields were asked for.
+  for (const row of rows) row.values = Object.fromEntries(fields.map((n) => [n, row.values[n] ?? null]))
+  return rows
+}
+
+interface Span {
+  bucket: Bucket
+  /** The position of the bucket's first record. */
+  start: number
+  /** Positions inside the bucket, relative to its start, ascending. */
+  at: number[]
+}
+
+/** The buckets that hold sorted positions, from the timeline's summaries (no data read). */
+async function bucketsHolding(
+  ds: Dataset,
+  positions: readonly number[],
+  signal: AbortSignal,
+): Promise<Span[]> {
+  const spans: Span[] = []
+  let i = 0
+  let base = 0
+  for await (const { leaf } of ds.repository.leaves(ds.manifest, { signal })) {
+    if (i >= positions.length) break
+    if (positions[i]! < base + leaf.records) {
+      let start = base
+      for (const bucket of await ds.repository.leafBuckets(leaf, { signal })) {
+        const at: number[] = []
+        while (i < positions.length && positions[i]! < start + bucket.records)
+          at.push(positions[i++]! - start)
+        if (at.length > 0) spans.push({ bucket, start, at })
+        start += bucket.records
+      }
+    }
+    base += leaf.records
+  }
+  return spans
+}
+
+/** The anchor of a bucket's record `i`, from its anchor ranges. */
+function anchorAt(bucket: Bucket, i: number): bigint {
+  let at = 0
+  for (const range of bucket.anchorRanges ?? []) {
+    if (i < at + range.count) return range.start + BigInt(i - at)
+    at += range.count
+  }
+  throw new RangeError(`record ${i} is not in the bucket's anchor ranges`)
+}
+
+async function bucketRows(
+  ds: Dataset,
+  { bucket, start, at }: Span,
+  fields: readonly Field[],
+  signal: AbortSignal,
+  cache: ObjectCache,
+): Promise<Row[]> {
+  const values: Record<string, (i: number) => unknown> = {}
+  const present = fields.filter((f) => bucket.fields[f.name] !== undefined) // else: added later, null
+  const keyOf = (f: Field) => bucket.fields[f.name]!.cid.toString()
+  const columns = present.filter((f) => f.family !== 'binary')
+  const missing = columns.filter((f) => !cache.has(keyOf(f)))
+  if (missing.length > 0) {
+    const read = await readBucketColumns(ds.store, missing, bucket, { signal })
+    for (const f of missing) cache.set(keyOf(f), read[f.name]!, { size: bucket.fields[f.name]!.bytes || 1 })
+  }
+  for (const f of columns) {
+    const column = cache.get(keyOf(f)) as Vector
+    values[f.name] = (i) => column.get(i)
+  }
+  for (const f of present.filter((f) => f.family === 'binary')) {
+    const indexObject = bucket.fields[`${f.name}/index`]!
+    const indexKey = indexObject.cid.toString()
+    let index = cache.get(indexKey) as FragmentIndex | undefined
+    if (index === undefined) {
+      index = await readFragmentIndex(ds.store, f, bucket, { signal })
+      cache.set(indexKey, index, { size: indexObject.bytes || 1 })
+    }
+    const bytes = new Map<number, Uint8Array>()
+    // One ranged read per run of consecutive records.
+    for (let r = 0; r < at.length; ) {
+      let end = r + 1
+      while (end < at.length && at[end] === at[end - 1]! + 1) end++
+      const run = await readBinaryRange(ds.store, f, bucket, index, at[r]!, at[end - 1]! + 1, { signal })
+      for (const [k, b] of run.entries()) bytes.set(at[r]! + k, b)
+      r = end
+    }
+    values[f.name] = (i) => bytes.get(i)
+  }
+  return at.map((i) => ({
+    position: start + i,
+    anchor: anchorAt(bucket, i),
+    values: Object.fromEntries(Object.entries(values).map(([name, get]) => [name, get(i)])),
+  }))
+}
+
+/** Records per batch when the iterator reads records at scattered positions. */
+const GROUP = 64
 
 function rowsOf(batch: RecordBatch, firstPosition: number, keep: (position: number) => boolean): Row[] {
   const names = batch.schema.fields.map((f) => f.name).filter((n) => n !== '_anchor')
@@ -35,45 +210,15 @@ function rowsOf(batch: RecordBatch, firstPosition: number, keep: (position: numb
   return rows
 }
 
-/** The records in [offset, offset + limit), reading only the windows that hold them. */
-export async function readRange(
-  ds: Dataset,
-  offset: number,
-  limit: number,
-  fields: string[],
-  signal: AbortSignal,
-): Promise<Row[]> {
-  const total = ds.manifest.stats.records
-  const end = Math.min(total, offset + limit)
-  if (offset >= end) return []
-  const first = Math.floor(offset / limit)
-  const last = Math.floor((end - 1) / limit)
-  const rows: Row[] = []
-  let b = first
-  for await (const batch of ds.iterArrowBatches({
-    fields,
-    batchSize: limit,
-    batchRange: [first, last + 1],
-    // Windows as small as a page: a page reads the buckets it needs, not 4 096 records' worth.
-    shuffleWindow: limit,
-    prefetch: last > first ? 1 : 0,
-    signal,
-  })) {
-    rows.push(...rowsOf(batch, b * limit, (p) => p >= offset && p < end))
-    b++
-  }
-  return rows
-}
-
-/** The records at these positions (any order, duplicates ignored), in position order. */
-export async function readPositions(
+/** Records at sorted positions through the iterator (layers, compressed embeddings). */
+async function iteratedRows(
   ds: Dataset,
   positions: readonly number[],
   fields: string[],
   signal: AbortSignal,
 ): Promise<Row[]> {
   const wanted = new Set(positions)
-  const groups = [...new Set(positions.map((p) => Math.floor(p / GROUP)))].sort((a, b) => a - b)
+  const groups = [...new Set(positions.map((p) => Math.floor(p / GROUP)))]
   const rows: Row[] = []
   // Consecutive groups are read in one pass.
   for (let i = 0; i < groups.length; ) {
@@ -257,12 +402,3 @@ export async function timelineAnchors(ds: Dataset, signal: AbortSignal): Promise
 }
 
 const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1
-
-/** Whether `part` equals `whole` from index `at` on, compared as 32-bit words (no BigInt made). */
-export function sameAnchors(part: BigUint64Array, whole: BigUint64Array, at: number): boolean {
-  if (at + part.length > whole.length) return false
-  const x = new Uint32Array(part.buffer, part.byteOffset, part.length * 2)
-  const y = new Uint32Array(whole.buffer, whole.byteOffset + at * 8, part.length * 2)
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false
-  return true
-}

@@ -136,7 +136,11 @@ export async function startViewer(options: ViewerOptions): Promise<Viewer> {
     })
     const signal = AbortSignal.any([request.signal, stopping.signal, options.signal])
     try {
-      const url = new URL(req.url ?? '/', 'http://viewer.invalid')
+      // Only a path is a request for this server: '//x' resolved against a base is a URL of
+      // host x (and '//' no URL at all), so the path is appended to the base, not resolved.
+      const target = req.url ?? '/'
+      if (!target.startsWith('/')) throw new RouteNotFoundError(`no such page or API: ${target}`)
+      const url = new URL(`http://viewer.invalid${target}`)
       const hostHeader = (req.headers.host ?? '').replace(/:\d+$/, '')
       if (isLoopback(host) && !isLoopback(hostHeader)) {
         throw new NotLoopbackError(
@@ -162,7 +166,15 @@ export async function startViewer(options: ViewerOptions): Promise<Viewer> {
       const reply: Reply = await handler(url.searchParams, signal)
       const cache = { 'cache-control': reply.immutable ? 'public, max-age=31536000, immutable' : 'no-cache' }
       if ('json' in reply) return send(res, 200, 'application/json; charset=utf-8', toJson(reply.json), cache)
-      return send(res, 200, reply.type, reply.bytes, cache)
+      if (reply.etag !== undefined && req.headers['if-none-match'] === reply.etag) {
+        res.writeHead(304, { ...SECURITY_HEADERS, ...cache, etag: reply.etag })
+        res.end()
+        return
+      }
+      return send(res, 200, reply.type, reply.bytes, {
+        ...cache,
+        ...(reply.etag === undefined ? {} : { etag: reply.etag }),
+      })
     } catch (error) {
       if (signal.aborted || res.headersSent) {
         if (!res.writableEnded) res.destroy()

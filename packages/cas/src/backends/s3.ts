@@ -45,7 +45,6 @@ import type {
 } from './backend.js'
 import { NotFoundSignal } from './backend.js'
 import { type ReadThreads, sharedReadThreads, THREAD_READ_MIN_BYTES } from './read-threads.js'
-import { signGet } from './sigv4.js'
 
 /** Above this, a put asks whether the object exists before sending its bytes. */
 const HEAD_FIRST_BYTES = 1 << 20
@@ -263,6 +262,17 @@ class Deadline {
 }
 
 /** Chunks of a response body, failing when the deadline passes while waiting for the next. */
+/**
+ * A bucket name or key as a URL path, segment by segment, the way the SDK writes S3 paths
+ * (RFC 3986: unreserved characters and `/` kept, the rest percent-encoded): the signer takes
+ * the path as it will be sent.
+ */
+function encodeKey(key: string): string {
+  return key.replace(/[^A-Za-z0-9\-._~/]/g, (c) =>
+    [...Buffer.from(c, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
+  )
+}
+
 async function* deadlineChunks(body: unknown, deadline: Deadline | undefined): AsyncGenerator<Buffer> {
   const stream = body as Readable
   if (deadline === undefined) {
@@ -682,89 +692,99 @@ export class S3Backend implements Backend {
   }
 
   /**
-   * A GET of an object sent and received on a read thread, hashed there as it lands: the
-   * main thread only signs it (design/0002: the SDK's body stream cost this thread most of
-   * an iteration from MinIO, and its garbage). Same deadlines, retries and errors as the
-   * SDK path: the thread enforces the silence and connection deadlines and reports them by
-   * code; an abort cancels the request there.
+   * A GET of an object under `#request` (deadline, retries, final error): false when the
+   * object is not there, whichever way `attempt` sends it.
    */
-  async #directGet(key: string, sink: ReadSink, signal?: AbortSignal): Promise<boolean> {
-    const { timeoutMs, connectTimeoutMs } = this.#timeouts
+  async #getOrMissing(
+    key: string,
+    attempt: (deadline: Deadline) => Promise<void>,
+    signal: AbortSignal | undefined,
+  ): Promise<boolean> {
     try {
-      return await this.#request(
-        'get',
-        key,
-        'repeatable',
-        async (deadline) => {
-          // The thread keeps the deadline; this one only passes the caller's abort on.
-          deadline.pause()
-          const [credentials, region] = await Promise.all([
-            this.#client.config.credentials(),
-            this.#client.config.region(),
-          ])
-          const signed = signGet(
-            this.#location.endpoint!,
-            this.#location.bucket,
-            this.#key(key),
-            credentials,
-            region,
-          )
-          // Recycling: the body goes into a spare shared buffer when it fits, else a new shared one.
-          const spare = sink.spare?.()
-          const reply = await this.#threads!.get(
-            { ...signed, timeoutMs, connectTimeoutMs },
-            deadline.signal,
-            {
-              spare,
-              shared: sink.recycling === true,
-            },
-          )
-          if (spare !== undefined && reply.intoSpare !== true) sink.unused?.(spare)
-          if (reply.status !== 200) throw httpError(reply.status, reply.body ?? '')
-          sink.hashed!(reply.bytes!, reply.digest!)
-          return true
-        },
-        signal,
-      )
+      await this.#request('get', key, 'repeatable', attempt, signal)
+      return true
     } catch (error) {
       if (isNotFound(error)) return false
       throw error
     }
   }
 
+  /**
+   * The URL and headers of a GET of `key`, signed by the client's own signer (the SDK's
+   * SigV4, with the client's credentials and region), for a read thread to send as they are:
+   * path-style on the endpoint the caller named, with an unsigned payload, as the SDK
+   * signs its own S3 requests.
+   */
+  async #signGet(key: string): Promise<{ url: string; headers: Record<string, string> }> {
+    const origin = new URL(this.#location.endpoint!)
+    const path = `/${encodeKey(this.#location.bucket)}/${encodeKey(this.#key(key))}`
+    const signer = await this.#client.config.signer()
+    const signed = await signer.sign({
+      method: 'GET',
+      protocol: origin.protocol,
+      hostname: origin.hostname,
+      ...(origin.port ? { port: Number(origin.port) } : {}),
+      path,
+      query: {},
+      headers: { host: origin.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
+    })
+    return { url: `${origin.protocol}//${origin.host}${path}`, headers: signed.headers }
+  }
+
+  /**
+   * A GET of an object sent and received on a read thread, hashed there as it lands: the
+   * main thread only signs it (design/0002: the SDK's body stream cost this thread most of
+   * an iteration from MinIO, and its garbage). Same deadlines, retries and errors as the
+   * SDK path: the thread enforces the silence and connection deadlines and reports them by
+   * code; an abort cancels the request there.
+   */
+  #directGet(key: string, sink: ReadSink, signal?: AbortSignal): Promise<boolean> {
+    const { timeoutMs, connectTimeoutMs } = this.#timeouts
+    return this.#getOrMissing(
+      key,
+      async (deadline) => {
+        // The thread keeps the deadline; this one only passes the caller's abort on.
+        deadline.pause()
+        const signed = await this.#signGet(key)
+        // Recycling: the body goes into a spare shared buffer when it fits, else a new shared one.
+        const spare = sink.spare?.()
+        const reply = await this.#threads!.get({ ...signed, timeoutMs, connectTimeoutMs }, deadline.signal, {
+          spare,
+          shared: sink.recycling === true,
+        })
+        if (spare !== undefined && reply.intoSpare !== true) sink.unused?.(spare)
+        if (reply.status !== 200) throw httpError(reply.status, reply.body ?? '')
+        sink.hashed!(reply.bytes!, reply.digest!)
+      },
+      signal,
+    )
+  }
+
   async readObject(key: string, sink: ReadSink, signal?: AbortSignal): Promise<boolean> {
     if (this.#directGets && sink.hashed !== undefined) return await this.#directGet(key, sink, signal)
-    try {
-      return await this.#request(
-        'get',
-        key,
-        'repeatable',
-        async (deadline) => {
-          const response = await this.#getObject(key, deadline)
-          const size = response.ContentLength
-          if (
-            size !== undefined &&
-            size >= THREAD_READ_MIN_BYTES &&
-            sink.hashed !== undefined &&
-            this.#threads
-          ) {
-            // Received here, hashed on a read thread while this thread receives the next body.
-            const spare = sink.spare?.(size)
-            const bytes = spare === undefined ? Buffer.allocUnsafeSlow(size) : Buffer.from(spare, 0, size)
-            await readBody(response.Body, size, { buffer: () => bytes, wrote: () => {} }, deadline)
-            const { bytes: hashed, digest } = await this.#threads.hash(bytes.buffer, size)
-            sink.hashed(hashed, digest)
-            return true
-          }
-          await readBody(response.Body, size, sink, deadline)
-          return true
-        },
-        signal,
-      )
-    } catch (error) {
-      if (isNotFound(error)) return false
-      throw error
-    }
+    return await this.#getOrMissing(
+      key,
+      async (deadline) => {
+        const response = await this.#getObject(key, deadline)
+        const size = response.ContentLength
+        if (
+          size !== undefined &&
+          size >= THREAD_READ_MIN_BYTES &&
+          sink.hashed !== undefined &&
+          this.#threads
+        ) {
+          // Received here, hashed on a read thread while this thread receives the next body.
+          const spare = sink.spare?.(size)
+          const bytes = spare === undefined ? Buffer.allocUnsafeSlow(size) : Buffer.from(spare, 0, size)
+          await readBody(response.Body, size, { buffer: () => bytes, wrote: () => {} }, deadline)
+          const { bytes: hashed, digest } = await this.#threads.hash(bytes.buffer, size)
+          sink.hashed(hashed, digest)
+          return
+        }
+        await readBody(response.Body, size, sink, deadline)
+      },
+      signal,
+    )
   }
 
   async *streamObject(key: string, signal?: AbortSignal): AsyncIterable<Uint8Array> {

@@ -74,15 +74,21 @@ abstract class Views {
   get size(): number {
     return this.buffer().byteLength
   }
+  /**
+   * The views are rebuilt only after `reserve` grew the heap (the one place it moves): reading
+   * a WebAssembly memory's `buffer` costs more than a search's per-list arithmetic.
+   */
+  protected invalidate(): void {
+    this.#buffer = null
+  }
   #refresh(): void {
+    if (this.#buffer !== null) return
     const buffer = this.buffer()
-    if (buffer !== this.#buffer) {
-      this.#buffer = buffer
-      this.#u8 = new Uint8Array(buffer)
-      this.#u32 = new Uint32Array(buffer)
-      this.#f32 = new Float32Array(buffer)
-      this.#f64 = new Float64Array(buffer)
-    }
+    this.#buffer = buffer
+    this.#u8 = new Uint8Array(buffer)
+    this.#u32 = new Uint32Array(buffer)
+    this.#f32 = new Float32Array(buffer)
+    this.#f64 = new Float64Array(buffer)
   }
   u8(): Uint8Array {
     this.#refresh()
@@ -134,6 +140,7 @@ class WasmKernels extends Views implements Kernels {
     const current = this.#x.memory.buffer.byteLength
     if (bytes <= current) return
     this.#x.memory.grow((grownSize(current, bytes) - current) / PAGE)
+    this.invalidate()
   }
   fastscan(codes: number, nblocks: number, lut: number, groups: number, out: number): void {
     this.#x.fastscan(codes, nblocks, lut, groups, out)
@@ -206,6 +213,7 @@ class JsKernels extends Views implements Kernels {
     const next = new ArrayBuffer(grownSize(this.#heap.byteLength, bytes))
     new Uint8Array(next).set(new Uint8Array(this.#heap))
     this.#heap = next
+    this.invalidate()
   }
   fastscan(codes: number, nblocks: number, lut: number, groups: number, out: number): void {
     const u8 = this.u8()

@@ -5,9 +5,7 @@
  * over trees with a mutated node end. The sequence is fixed (seeded), so a larger count
  * covers the suite's mutants and more.
  */
-import { spawn } from 'node:child_process'
-import { join } from 'node:path'
-import { REPO_ROOT, type Result, type Target, zero } from '../lib.js'
+import { type Result, runVitest, type Target, zero } from '../lib.js'
 
 export interface FuzzOptions {
   /** Mutants, each decoded three times. */
@@ -17,19 +15,8 @@ export interface FuzzOptions {
 export async function decoderFuzz(target: Target, options: FuzzOptions): Promise<Result> {
   const started = Date.now()
   const counts = zero()
-  const cwd = join(REPO_ROOT, 'packages', 'manifest')
-  const vitest = join(cwd, 'node_modules', 'vitest', 'vitest.mjs')
-  const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [vitest, 'run', 'test/fuzz.test.ts', '--reporter=verbose'], {
-      cwd,
-      env: { ...process.env, DREAMDB_FUZZ_MUTANTS: String(options.mutants), NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let output = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (output += d))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, output }))
+  const { code, output } = await runVitest('manifest', ['test/fuzz.test.ts'], {
+    DREAMDB_FUZZ_MUTANTS: String(options.mutants),
   })
   const notes: string[] = []
   const decodes = /\[fuzz\] (\d+) decodes: (\d+) decoded, (\d+) typed errors, (\d+) untyped/.exec(output)

@@ -11,7 +11,17 @@ import { join } from 'node:path'
 import { Dataset } from '@dreamdb/dataset'
 import { imageColumn, shardFileName, writeHfShard } from '@dreamdb/ingest/testing'
 import { Field, Float32, Int64, List, vectorFromArray } from 'apache-arrow'
-import { ErrorLog, exitWithin, type Result, sleep, startCli, type Target, zero } from '../lib.js'
+import {
+  ErrorLog,
+  exitWithin,
+  type Line,
+  type Result,
+  sleep,
+  startCli,
+  type Target,
+  type Worker,
+  zero,
+} from '../lib.js'
 
 const NAMES = ['zero', 'one', 'two', 'three']
 const key = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
@@ -52,13 +62,49 @@ export async function writeShards(root: string, shards: number, rows: number): P
   return where
 }
 
-/** `shard#row` of every record in the dataset, and its anchors; empty when it does not exist yet. */
-async function readIngested(url: string, where: Map<string, string>) {
+/** The CLI's arguments for an ingest of the `train` split under `root` into `dataset` at `target`. */
+export function ingestArgs(root: string, dataset: string, target: Target, batch: number): string[] {
+  return [
+    'ingest',
+    '--root',
+    root,
+    '--dataset-name',
+    dataset,
+    '--splits',
+    'train',
+    '--backend',
+    target.url,
+    '--batch-records',
+    String(batch),
+  ]
+}
+
+const COMMITTED = /\(committed (\S+) (\S+) rows (\d+)-(\d+)\)/
+
+/** Add the rows (`shard#row`) an ingest printed as committed to `acked`. */
+export function ackCommitted(lines: readonly Line[], acked: Set<string>): void {
+  for (const line of lines) {
+    const m = COMMITTED.exec(line.text)
+    if (m) for (let r = Number(m[3]); r < Number(m[4]); r++) acked.add(`${m[2]}#${r}`)
+  }
+}
+
+/** An ingest that exited non-zero: typed by the `ERR_*` code it printed, untyped on exit 70 (a bug). */
+export function countExit(errors: ErrorLog, worker: Worker, code: number | null, what: string): void {
+  const line = /dreamdb: (ERR_[A-Z_]+)/.exec(worker.stderr)
+  errors.addCode(code === 70 ? undefined : line?.[1], `${what} exit ${code}: ${worker.stderr.slice(-300)}`)
+}
+
+/**
+ * The dataset's records as `shard#row` (by their image bytes) and their anchors; empty when
+ * the dataset does not exist yet.
+ */
+export async function readIngested(url: string, dataset: string, where: Map<string, string>) {
   const rows: string[] = []
-  const anchors: bigint[] = []
+  const anchors: string[] = []
   let ds: Dataset
   try {
-    ds = await Dataset.openRef('torture', { backend: url })
+    ds = await Dataset.openRef(dataset, { backend: url })
   } catch (error) {
     if ((error as { code?: string }).code === 'ERR_MANIFEST_REF_NOT_FOUND') return { rows, anchors }
     throw error
@@ -69,13 +115,26 @@ async function readIngested(url: string, where: Map<string, string>) {
       const anchor = batch.getChild('_anchor')!
       for (let i = 0; i < batch.numRows; i++) {
         rows.push(where.get(key(image.get(i) as Uint8Array)) ?? 'unknown')
-        anchors.push(anchor.get(i) as bigint)
+        anchors.push(String(anchor.get(i)))
       }
     }
   } finally {
     await ds.repository.store.close()
   }
   return { rows, anchors }
+}
+
+/**
+ * The final state judged against the shards: rows seen (with how often), duplicates (a row
+ * twice, an anchor twice) and the shards' rows never ingested.
+ */
+export function tally(state: { rows: string[]; anchors: string[] }, where: Map<string, string>) {
+  const seen = new Map<string, number>()
+  for (const row of state.rows) seen.set(row, (seen.get(row) ?? 0) + 1)
+  let duplicated = state.anchors.length - new Set(state.anchors).size
+  for (const n of seen.values()) duplicated += n - 1
+  const expected = [...where.values()]
+  return { seen, duplicated, expected, missing: expected.filter((row) => !seen.has(row)) }
 }
 
 export interface IngestOptions {
@@ -94,24 +153,12 @@ export async function ingestKills(target: Target, _logDir: string, options: Inge
   const root = await mkdtemp(join(tmpdir(), 'dreamdb-torture-shards-'))
   try {
     const where = await writeShards(root, options.shards, options.rows)
-    const args = [
-      'ingest',
-      '--root',
-      root,
-      '--dataset-name',
-      'torture',
-      '--splits',
-      'train',
-      '--backend',
-      target.url,
-      '--batch-records',
-      String(options.batch),
-    ]
+    const args = ingestArgs(root, 'torture', target, options.batch)
     const acked = new Set<string>()
     let killed = 0
     let finishedEarly = 0
     const check = async (when: string) => {
-      const state = await readIngested(target.url, where)
+      const state = await readIngested(target.url, 'torture', where)
       const present = new Set(state.rows)
       const missing = [...acked].filter((row) => !present.has(row))
       if (missing.length > 0) notes.push(`LOST ${when}: ${missing.slice(0, 5).join(', ')}`)
@@ -126,19 +173,10 @@ export async function ingestKills(target: Target, _logDir: string, options: Inge
         cli.kill('SIGKILL')
       }
       const end = await exitWithin(cli, 240_000, counts)
-      for (const line of cli.lines) {
-        const m = /\(committed (\S+) (\S+) rows (\d+)-(\d+)\)/.exec(line.text)
-        if (m) for (let r = Number(m[3]); r < Number(m[4]); r++) acked.add(`${m[2]}#${r}`)
-      }
+      ackCommitted(cli.lines, acked)
       if (end.signal !== 'SIGKILL') {
         finishedEarly++
-        if (end.code !== 0) {
-          const line = /dreamdb: (ERR_[A-Z_]+)/.exec(cli.stderr)
-          errors.addCode(
-            end.code === 70 ? undefined : line?.[1],
-            `ingest exit ${end.code}: ${cli.stderr.slice(-300)}`,
-          )
-        }
+        if (end.code !== 0) countExit(errors, cli, end.code, 'ingest')
       } else killed++
       const { missing } = await check(`after kill ${k + 1}`)
       lostSoFar = new Set([...lostSoFar, ...missing])
@@ -147,24 +185,12 @@ export async function ingestKills(target: Target, _logDir: string, options: Inge
     // The last run finishes the job.
     const last = startCli([...args, '--json', '--no-progress'])
     const end = await exitWithin(last, 240_000, counts)
-    if (end.code !== 0) {
-      const line = /dreamdb: (ERR_[A-Z_]+)/.exec(last.stderr)
-      errors.addCode(
-        end.code === 70 ? undefined : line?.[1],
-        `final ingest exit ${end.code}: ${last.stderr.slice(-300)}`,
-      )
-    }
+    if (end.code !== 0) countExit(errors, last, end.code, 'final ingest')
     const { state } = await check('at the end')
-    const seen = new Map<string, number>()
-    for (const row of state.rows) seen.set(row, (seen.get(row) ?? 0) + 1)
-    const expected = [...where.values()]
-    const missingAtEnd = expected.filter((row) => !seen.has(row))
-    let duplicates = 0
-    for (const n of seen.values()) duplicates += n - 1
-    duplicates += state.anchors.length - new Set(state.anchors.map(String)).size
+    const { seen, duplicated, expected, missing: missingAtEnd } = tally(state, where)
     counts.acknowledged = acked.size
     counts.lost = new Set([...lostSoFar, ...[...acked].filter((r) => !seen.has(r))]).size
-    counts.duplicated = duplicates
+    counts.duplicated = duplicated
     notes.unshift(
       `${killed} ingests SIGKILLed${finishedEarly > 0 ? `, ${finishedEarly} ended before their kill` : ''}; ${acked.size} acknowledged rows; ${state.rows.length} records at the end for ${expected.length} rows${missingAtEnd.length > 0 ? `, ${missingAtEnd.length} never ingested` : ''}`,
     )

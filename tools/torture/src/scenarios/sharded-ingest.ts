@@ -6,16 +6,11 @@
  * shards is in exactly once (by its image bytes) under unique anchors, every survivor exited
  * 0, and a last run finds nothing left to do.
  */
-import { createHash } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Dataset } from '@dreamdb/dataset'
 import { ErrorLog, exitWithin, type Result, sleep, startCli, type Target, type Worker, zero } from '../lib.js'
-import { writeShards } from './ingest.js'
-
-const key = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
-const COMMITTED = /\(committed (\S+) (\S+) rows (\d+)-(\d+)\)/
+import { ackCommitted, countExit, ingestArgs, readIngested, tally, writeShards } from './ingest.js'
 
 export interface ShardedIngestOptions {
   /** Ingests running at once. */
@@ -26,26 +21,6 @@ export interface ShardedIngestOptions {
   /** SIGKILLs in all, each of a random running ingest, each replaced by a new one. */
   kills: number
   random: () => number
-}
-
-/** `shard#row` of every record of the dataset, and the anchors. */
-async function readIngested(url: string, where: Map<string, string>) {
-  const rows: string[] = []
-  const anchors: string[] = []
-  const ds = await Dataset.openRef('torture-sharded', { backend: url })
-  try {
-    for await (const batch of ds.iterArrowBatches({ fields: ['image'], batchSize: 1024 })) {
-      const image = batch.getChild('image')!
-      const anchor = batch.getChild('_anchor')!
-      for (let i = 0; i < batch.numRows; i++) {
-        rows.push(where.get(key(image.get(i) as Uint8Array)) ?? 'unknown')
-        anchors.push(String(anchor.get(i)))
-      }
-    }
-  } finally {
-    await ds.repository.store.close()
-  }
-  return { rows, anchors }
 }
 
 export async function shardedIngestKills(
@@ -60,26 +35,8 @@ export async function shardedIngestKills(
   const root = await mkdtemp(join(tmpdir(), 'dreamdb-torture-sharded-'))
   try {
     const where = await writeShards(root, options.shards, options.rows)
-    const args = [
-      'ingest',
-      '--root',
-      root,
-      '--dataset-name',
-      'torture-sharded',
-      '--splits',
-      'train',
-      '--backend',
-      target.url,
-      '--batch-records',
-      String(options.batch),
-    ]
+    const args = ingestArgs(root, 'torture-sharded', target, options.batch)
     const acked = new Set<string>()
-    const ack = (worker: Worker) => {
-      for (const line of worker.lines) {
-        const m = COMMITTED.exec(line.text)
-        if (m) for (let r = Number(m[3]); r < Number(m[4]); r++) acked.add(`${m[2]}#${r}`)
-      }
-    }
     const running = new Set<Worker>()
     const all: Worker[] = []
     const start = () => {
@@ -105,16 +62,10 @@ export async function shardedIngestKills(
     let survivors = 0
     for (const worker of all) {
       const end = await exitWithin(worker, 240_000, counts)
-      ack(worker)
+      ackCommitted(worker.lines, acked)
       if (end.signal === 'SIGKILL') continue
       survivors++
-      if (end.code !== 0) {
-        const line = /dreamdb: (ERR_[A-Z_]+)/.exec(worker.stderr)
-        errors.addCode(
-          end.code === 70 ? undefined : line?.[1],
-          `ingest exit ${end.code}: ${worker.stderr.slice(-300)}`,
-        )
-      }
+      if (end.code !== 0) countExit(errors, worker, end.code, 'ingest')
     }
     // Every ingest that exited 0 returned with everything in: a last run has nothing to do.
     const last = startCli([...args, '--json', '--no-progress'])
@@ -127,18 +78,13 @@ export async function shardedIngestKills(
     } else {
       errors.addCode(undefined, `final ingest exit ${end.code}: ${last.stderr.slice(-300)}`)
     }
-    const state = await readIngested(target.url, where)
-    const seen = new Map<string, number>()
-    for (const row of state.rows) seen.set(row, (seen.get(row) ?? 0) + 1)
-    const expected = [...where.values()]
+    const state = await readIngested(target.url, 'torture-sharded', where)
+    const { seen, duplicated, expected, missing: never } = tally(state, where)
     const missingBeforeLast = leftForLast
-    let duplicates = 0
-    for (const n of seen.values()) duplicates += n - 1
-    duplicates += state.anchors.length - new Set(state.anchors).size
     counts.acknowledged = acked.size
     counts.lost = [...acked].filter((r) => !seen.has(r)).length
-    counts.duplicated = duplicates
-    const missing = expected.filter((row) => !seen.has(row)).length
+    counts.duplicated = duplicated
+    const missing = never.length
     notes.unshift(
       `${options.processes} ingests at once, ${killed} SIGKILLed and replaced, ${survivors} exited on their own; ${acked.size} acknowledged rows; ${state.rows.length} records for ${expected.length} rows`,
     )

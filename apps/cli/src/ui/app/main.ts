@@ -363,8 +363,7 @@ interface RecordsDoc {
 
 /** A page of records of a ref: offset paging, or a filter scanned with a cursor. */
 async function recordsView(params: URLSearchParams, signal: AbortSignal) {
-  const { refs } = await allRefs()
-  const ref = params.get('ref') ?? refs.find((r) => !r.damaged)?.name ?? null
+  const ref = params.get('ref') ?? (await allRefs()).refs.find((r) => !r.damaged)?.name ?? null
   if (ref === null) {
     main.replaceChildren(h('p', {}, 'This store has no refs yet.'))
     return ready('records')
@@ -374,6 +373,13 @@ async function recordsView(params: URLSearchParams, signal: AbortSignal) {
   const limit = Number(params.get('limit') ?? 48)
   const filtered = filter !== '' || differ !== ''
   const at = filtered ? Number(params.get('from') ?? 0) : Number(params.get('offset') ?? 0)
+  const started = performance.now()
+  // Asked for at once, beside the ref list the picker needs: one round trip, not two.
+  const pageRequest = api<RecordsDoc>(
+    `records?${q({ ref, limit, ...(filtered ? { filter, differ, from: at } : { offset: at }) })}`,
+    signal,
+  )
+  pageRequest.catch(() => {}) // awaited below; an early failure is not unhandled meanwhile
   const go = (changes: Record<string, string | number | null>) => {
     location.hash = link('records', { ref, filter, differ, limit, ...changes })
   }
@@ -413,11 +419,7 @@ async function recordsView(params: URLSearchParams, signal: AbortSignal) {
     h('button', { type: 'submit' }, 'Filter'),
   )
   main.replaceChildren(h('h2', {}, `Records of ${ref}`), bar, h('p', { class: 'dim' }, 'Loading…'))
-  const started = performance.now()
-  const page = await api<RecordsDoc>(
-    `records?${q({ ref, limit, ...(filtered ? { filter, differ, from: at } : { offset: at }) })}`,
-    signal,
-  )
+  const page = await pageRequest
   const back = params.get('back')
   const pager = h(
     'div',
@@ -567,10 +569,14 @@ function commonPrefix(names: string[]): string {
 
 /** The sweep's agreement matrix as a heat map; a cell opens the records the two runs disagree on. */
 async function compareView(params: URLSearchParams, signal: AbortSignal) {
-  const { refs } = await allRefs()
-  const withLayer = refs.filter((r) => !r.damaged).map((r) => r.name)
-  const prefix = params.get('prefix') ?? (params.get('refs') ? null : commonPrefix(withLayer))
+  const prefix =
+    params.get('prefix') ??
+    (params.get('refs')
+      ? null
+      : commonPrefix((await allRefs()).refs.filter((r) => !r.damaged).map((r) => r.name)))
   const field = params.get('field') || 'prediction'
+  const compareRequest = api<CompareDoc>(`compare?${q({ prefix, refs: params.get('refs'), field })}`, signal)
+  compareRequest.catch(() => {}) // awaited below
   const prefixInput = h('input', {
     id: 'prefix',
     'data-testid': 'prefix',
@@ -604,7 +610,7 @@ async function compareView(params: URLSearchParams, signal: AbortSignal) {
     h('button', { type: 'submit' }, 'Compare'),
   )
   main.replaceChildren(h('h2', {}, 'Sweep comparison'), bar, h('p', { class: 'dim' }, 'Loading…'))
-  const doc = await api<CompareDoc>(`compare?${q({ prefix, refs: params.get('refs'), field })}`, signal)
+  const doc = await compareRequest
   const names = doc.refs
   // Colours span the values shown (a sweep's runs often agree 70-95%: a 0-1 scale would paint
   // every cell the same green); the lowest is red, 100% green.

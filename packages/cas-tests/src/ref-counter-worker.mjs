@@ -1,19 +1,18 @@
 /**
- * One of the processes in the multi-process compare-and-swap test:
- *   node --import tsx ref-counter-worker.ts <module exporting openStore> <url> <ref> <increments> [wait]
+ * One of the processes in the multi-process compare-and-swap test, plain JavaScript so that
+ * it starts without tsx when the store module is a build (`packageEntry`):
+ *   node [--import tsx] ref-counter-worker.mjs <module exporting openStore> <url> <ref> <increments> [wait]
  * With `wait`, once its store is open it says `ready` on stderr and waits for a line on
  * stdin. It increments the decimal counter in <ref> <increments> times, retrying lost races, and
  * prints how many conflicts it retried.
  */
 import { pathToFileURL } from 'node:url'
-import type { Store } from '@dreamdb/cas'
 
 const [modulePath, url, ref, count, wait] = process.argv.slice(2)
 if (!modulePath || !url || !ref || !count)
   throw new Error('usage: ref-counter-worker <module> <url> <ref> <n> [wait]')
-const { openStore } = (await import(pathToFileURL(modulePath).href)) as {
-  openStore: (url: string) => Promise<Store>
-}
+/** @type {{ openStore: (url: string) => Promise<import('@dreamdb/cas').Store> }} */
+const { openStore } = await import(pathToFileURL(modulePath).href)
 const store = await openStore(url)
 if (wait === 'wait') {
   // Ready; the test starts every worker's increments at once (a line on stdin).
@@ -31,7 +30,7 @@ for (let i = 0; i < Number(count); i++) {
       await store.updateRef(ref, new TextEncoder().encode(String(next)), current.version)
       break
     } catch (error) {
-      if ((error as { code?: string }).code !== 'ERR_CAS_REF_CONFLICT') throw error
+      if (/** @type {{ code?: string }} */ (error).code !== 'ERR_CAS_REF_CONFLICT') throw error
       conflicts++
     }
   }
