@@ -1,4 +1,10 @@
-import { anchorsOf, isCompressed, readBucketColumns, readLayerSegment } from '@dreamdb/arrow'
+import {
+  anchorsOf,
+  type EmbeddingCodec,
+  isCompressed,
+  readBucketColumns,
+  readLayerSegment,
+} from '@dreamdb/arrow'
 import type { AbortOptions } from '@dreamdb/cas'
 import type { Bucket, EmbeddingField, Layer, Manifest } from '@dreamdb/manifest'
 import {
@@ -6,10 +12,12 @@ import {
   createVectorIndex,
   type ExactScan,
   type SearchOptions as IndexSearchOptions,
+  listSizesOfCodes,
   type VectorIndex,
 } from '@dreamdb/vector'
 import { tableFromIPC } from 'apache-arrow'
 import { LRUCache } from 'lru-cache'
+import type { CID } from 'multiformats/cid'
 import type { Dataset } from './dataset.js'
 import { InvalidOptionError, UnknownFieldError } from './errors.js'
 import { type DatasetInternals, flatVectors } from './internal.js'
@@ -263,16 +271,20 @@ async function searchIndex(
   const manifest = ds.manifest
   const index = (async (): Promise<BuiltIndex> => {
     const codec = (await internals.codecs(options, [field])).get(field.name)!
-    const built = createVectorIndex({ ...codec, keepVectors: field.rerank })
     if (layer === undefined) {
+      const parts: IndexPart[] = []
       for await (const { bucket } of ds.repository.buckets(manifest, options)) {
-        const block = await ds.store.get(bucket.fields[field.name]!.cid, options)
-        const vectors = field.rerank
-          ? flatVectors((await readBucketColumns(ds.store, [field], bucket, options))[field.name]!, field.dim)
-          : undefined
-        built.addCodes(block, { ids: anchorsOf(bucket), ...(vectors ? { vectors } : {}) })
+        parts.push({
+          codes: bucket.fields[field.name]!.cid,
+          ids: anchorsOf(bucket),
+          vectors: async () =>
+            flatVectors(
+              (await readBucketColumns(ds.store, [field], bucket, options))[field.name]!,
+              field.dim,
+            ),
+        })
       }
-      return { index: built }
+      return { index: await indexOf(ds, codec, field, parts, options) }
     }
     const segments: { segment: Bucket; anchors: BigUint64Array }[] = []
     for await (const s of layerSegments(ds, layer, options)) segments.push(s)
@@ -280,11 +292,7 @@ async function searchIndex(
     const rows = segments.reduce((n, s) => n + s.anchors.length, 0)
     const anchorOf = stale.size > 0 ? new BigUint64Array(rows) : undefined
     let row = 0
-    for (const { segment, anchors } of segments) {
-      const block = await ds.store.get(segment.fields[field.name]!.cid, options)
-      const vectors = field.rerank
-        ? flatVectors((await readLayerSegment(ds.store, field, segment, options)).values, field.dim)
-        : undefined
+    const parts = segments.map(({ segment, anchors }): IndexPart => {
       let ids = anchors
       if (anchorOf !== undefined) {
         ids = new BigUint64Array(anchors.length)
@@ -293,8 +301,14 @@ async function searchIndex(
           anchorOf[row] = stale.has(row) ? STALE : anchors[i]!
         }
       }
-      built.addCodes(block, { ids, ...(vectors ? { vectors } : {}) })
-    }
+      return {
+        codes: segment.fields[field.name]!.cid,
+        ids,
+        vectors: async () =>
+          flatVectors((await readLayerSegment(ds.store, field, segment, options)).values, field.dim),
+      }
+    })
+    const built = await indexOf(ds, codec, field, parts, options)
     return anchorOf === undefined ? { index: built } : { index: built, anchorOf }
   })()
   const entry: { manifest: string; index: Promise<BuiltIndex>; built?: BuiltIndex } = {
@@ -314,6 +328,56 @@ async function searchIndex(
   indexes.set(field.name, entry)
   return await index
 }
+
+/** One stored code block of an index, its ids, and how to read its full vectors. */
+interface IndexPart {
+  codes: CID
+  ids: BigUint64Array
+  vectors: () => Promise<Float32Array>
+}
+
+/**
+ * An index over stored code blocks: the blocks first (small: 1/27 of the float32 vectors at
+ * 1 bit), so every list is sized once from their list columns instead of growing block by
+ * block; then, when the field reranks, each block's full vectors, the next block's read
+ * (verified off the main thread by the store) in flight while this one is inserted.
+ */
+async function indexOf(
+  ds: Dataset,
+  codec: EmbeddingCodec,
+  field: EmbeddingField,
+  parts: readonly IndexPart[],
+  options: AbortOptions,
+): Promise<VectorIndex> {
+  const blocks: Uint8Array[] = []
+  for await (const { bytes } of ds.store.getMany(
+    parts.map((p) => p.codes),
+    { ...options, concurrency: 8 },
+  ))
+    blocks.push(bytes)
+  const index = createVectorIndex({
+    ...codec,
+    keepVectors: field.rerank,
+    listCapacity: listSizesOfCodes(codec.spatialIndex, codec.compressor, blocks),
+  })
+  const read = (i: number): Promise<Float32Array> | undefined => {
+    if (!field.rerank || i >= parts.length) return undefined
+    const vectors = parts[i]!.vectors()
+    // Awaited below unless an earlier block fails first: never an unhandled rejection.
+    vectors.catch(() => {})
+    return vectors
+  }
+  let next = read(0)
+  for (let i = 0; i < parts.length; i++) {
+    const vectors = await next
+    next = read(i + 1)
+    index.addCodes(blocks[i]!, { ids: parts[i]!.ids, ...(vectors ? { vectors } : {}) })
+    blocks[i] = EMPTY
+  }
+  return index
+}
+
+const EMPTY = new Uint8Array(0)
 
 async function exactSearch(
   ds: Dataset,

@@ -162,3 +162,20 @@ export function readCodeBlock(
   rows.ex.set(block.subarray(at, at + rows.ex.length))
   return rows
 }
+
+/**
+ * Vectors per list over code blocks (each checked as `readCodeBlock` checks it): the
+ * `listCapacity` that builds an index from those blocks without growing a list.
+ */
+export function listSizesOfCodes(
+  spatialIndex: SpatialIndex,
+  compressor: VectorCompressor,
+  blocks: Iterable<Uint8Array>,
+): Uint32Array {
+  const sizes = new Uint32Array(spatialIndex.lists)
+  for (const block of blocks) {
+    const { lists } = readCodeBlock(spatialIndex, compressor, block)
+    for (let i = 0; i < lists.length; i++) sizes[lists[i]!]!++
+  }
+  return sizes
+}

@@ -13,7 +13,7 @@ import type { KernelChoice, KernelKind } from './kernels/kernels.js'
 import { DEFAULT_EPSILON0, type SpatialIndex, type VectorCompressor } from './model.js'
 import { nearestFirst } from './nearest-first.js'
 import { Prng } from './prng.js'
-import { toMatrix, toQuery, type VectorInput, type VectorsInput } from './vectors.js'
+import { checkRows, toMatrix, toQuery, type VectorInput, type VectorsInput } from './vectors.js'
 
 export interface VectorIndexInit {
   spatialIndex: SpatialIndex
@@ -26,6 +26,12 @@ export interface VectorIndexInit {
   keepVectors?: boolean
   /** @default 'auto' (WebAssembly SIMD where available, else TypeScript) */
   kernels?: KernelChoice
+  /**
+   * Room to reserve per list (one entry per list of the spatial index): an index built from
+   * stored code blocks whose list sizes are known up front then never grows a list (a grown
+   * list is copied and the space it left compacted later).
+   */
+  listCapacity?: ArrayLike<number>
 }
 
 /** Ids of added vectors: uint64 values (DreamDB anchors), one per vector. */
@@ -309,7 +315,17 @@ class MemoryVectorIndex implements VectorIndex {
     }
     this.#dots = new Float32Array(lists)
     this.#keys = new Float64Array(lists)
-    for (let l = 0; l < lists; l++) this.#lists.push(this.#newList(0))
+    const room = init.listCapacity
+    if (room !== undefined && (room === null || typeof room !== 'object' || room.length !== lists)) {
+      throw new InvalidOptionError('listCapacity', room, `must give a size for each of the ${lists} lists`)
+    }
+    for (let l = 0; l < lists; l++) {
+      const wanted = room === undefined ? 0 : room[l]!
+      if (!Number.isInteger(wanted) || wanted < 0 || wanted > 0xffffffff) {
+        throw new InvalidOptionError(`listCapacity[${l}]`, wanted, 'must be an integer >= 0')
+      }
+      this.#lists.push(this.#newList(Math.ceil(wanted / BLOCK) * BLOCK))
+    }
   }
 
   get size(): number {
@@ -336,24 +352,32 @@ class MemoryVectorIndex implements VectorIndex {
     const rows = readCodeBlock(this.spatialIndex, this.compressor, block)
     const ids = this.#ids(options?.ids, rows.count)
     let data: Float32Array | null = null
+    let scales: Float64Array | null = null
     if (this.keepsVectors) {
-      if (options?.vectors === undefined) {
+      const { vectors } = options ?? {}
+      if (vectors === undefined) {
         throw new InvalidOptionError(
           'vectors',
           undefined,
           'this index keeps full-precision vectors for reranking (keepVectors: true), so addCodes needs them',
         )
       }
-      data = toMatrix(options.vectors, this.compressor.dim, this.compressor.metric, 'vector')
-      if (data.length / this.compressor.dim !== rows.count) {
+      const { dim, metric } = this.compressor
+      // A flat array is checked where it lies and copied once, into the heap (a build from
+      // stored blocks spent a tenth of its time copying them first).
+      if (vectors instanceof Float32Array) {
+        scales = checkRows(vectors, dim, metric, 'vector')
+        data = vectors
+      } else data = toMatrix(vectors, dim, metric, 'vector')
+      if (data.length / dim !== rows.count) {
         throw new DimensionMismatchError(
           'vectors given with the code block (count)',
           rows.count,
-          data.length / this.compressor.dim,
+          data.length / dim,
         )
       }
     }
-    this.#insert(rows, ids, data)
+    this.#insert(rows, ids, data, scales)
   }
 
   #ids(ids: IdsInput | undefined, count: number): BigUint64Array {
@@ -457,7 +481,13 @@ class MemoryVectorIndex implements VectorIndex {
     this.#lists[l] = next
   }
 
-  #insert(rows: EncodedRows, ids: BigUint64Array, data: Float32Array | null): void {
+  /** `scales`: each row of `data` is scaled by its entry as it is copied (unit length under cosine). */
+  #insert(
+    rows: EncodedRows,
+    ids: BigUint64Array,
+    data: Float32Array | null,
+    scales: Float64Array | null = null,
+  ): void {
     const counts = new Uint32Array(this.#lists.length)
     for (let i = 0; i < rows.count; i++) counts[rows.lists[i]!]!++
     for (let l = 0; l < counts.length; l++) {
@@ -543,8 +573,11 @@ class MemoryVectorIndex implements VectorIndex {
         list.qErrEx[v] = norm / (2 * x0ex)
         list.addEx[v] = add
       }
-      if (data !== null)
-        f32.set(data.subarray(i * dim, (i + 1) * dim), (list.vectors!.off + v * this.#vecStride) >>> 2)
+      if (data !== null) {
+        const at = (list.vectors!.off + v * this.#vecStride) >>> 2
+        f32.set(data.subarray(i * dim, (i + 1) * dim), at)
+        if (scales !== null) for (let j = 0, s = scales[i]!; j < dim; j++) f32[at + j] = f32[at + j]! * s
+      }
     }
     this.#size += rows.count
     let live = 0

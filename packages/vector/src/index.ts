@@ -35,6 +35,7 @@
  * ```
  */
 
+export { listSizesOfCodes } from './codes.js'
 export { type CompressorOptions, createCompressor } from './compressor.js'
 export { decodeCodes, encodeCodes } from './encode.js'
 export * from './errors.js'

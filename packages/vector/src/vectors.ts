@@ -65,6 +65,41 @@ export function toMatrix(input: VectorsInput, dim: number, metric: Metric, what:
   return out
 }
 
+/**
+ * Check a flat `Float32Array` of rows without copying it (finite; not zero under cosine), for
+ * a caller that copies the rows once anyway: returns each row's 1 / norm under cosine (the
+ * factor `toMatrix` scales by, so scaling the copy gives the same bits), else null.
+ */
+export function checkRows(
+  input: Float32Array,
+  dim: number,
+  metric: Metric,
+  what: string,
+): Float64Array | null {
+  if (input.length % dim !== 0) {
+    throw new DimensionMismatchError(
+      `${what} (a flat Float32Array of ${input.length} values)`,
+      dim,
+      input.length % dim,
+    )
+  }
+  const count = input.length / dim
+  const scales = metric === 'cosine' ? new Float64Array(count) : null
+  for (let i = 0; i < count; i++) {
+    let norm2 = 0
+    for (let j = 0, at = i * dim; j < dim; j++) {
+      const v = input[at + j]!
+      if (!Number.isFinite(v)) throw new NonFiniteValueError(what, i, j, v)
+      norm2 += v * v
+    }
+    if (scales !== null) {
+      if (norm2 === 0) throw new ZeroVectorError(what, i)
+      scales[i] = 1 / Math.sqrt(norm2)
+    }
+  }
+  return scales
+}
+
 /** Check one row in place (finite; unit length under cosine). */
 function prepareRow(
   data: Float32Array,

@@ -5,6 +5,7 @@ import {
   createVectorIndex,
   decodeCodes,
   encodeCodes,
+  listSizesOfCodes,
   type Metric,
   trainSpatialIndex,
 } from '../src/index.js'
@@ -74,6 +75,50 @@ describe('code blocks', () => {
         }
       }
     }
+  })
+
+  it('sized up front from their list columns, search exactly as an index that grew', async () => {
+    for (const metric of ['l2', 'cosine'] as const) {
+      const { dim, spatialIndex, compressor, data } = await setup(metric, 2)
+      const blocks = [0, 150, 420].map((from, i, all) =>
+        encodeCodes(spatialIndex, compressor, data.subarray(from * dim, (all[i + 1] ?? 500) * dim)),
+      )
+      const grown = createVectorIndex({ spatialIndex, compressor })
+      grown.add(data)
+      const sizes = listSizesOfCodes(spatialIndex, compressor, blocks)
+      expect(sizes).toEqual(grown.listSizes())
+      const sized = createVectorIndex({ spatialIndex, compressor, listCapacity: sizes })
+      const before = data.slice()
+      ;[0, 150, 420].forEach((from, i, all) => {
+        sized.addCodes(blocks[i]!, { vectors: data.subarray(from * dim, (all[i + 1] ?? 500) * dim) })
+      })
+      // The vectors are checked and scaled (cosine) in the index, never in the caller's array.
+      expect(data).toEqual(before)
+      for (const rerank of [true, false]) {
+        for (const qi of [0, 33, 499]) {
+          expect(sized.search(row(data, dim, qi), { k: 8, nprobe: 4, rerank })).toEqual(
+            grown.search(row(data, dim, qi), { k: 8, nprobe: 4, rerank }),
+          )
+        }
+      }
+    }
+  })
+
+  it('refuse non-finite vectors given with them, and a list capacity per list', async () => {
+    const { dim, spatialIndex, compressor, data } = await setup('cosine', 1)
+    const block = encodeCodes(spatialIndex, compressor, data.subarray(0, 10 * dim))
+    const vectors = data.slice(0, 10 * dim)
+    vectors[3 * dim + 5] = Number.NaN
+    expect(() => createVectorIndex({ spatialIndex, compressor }).addCodes(block, { vectors })).toThrow(
+      expect.objectContaining({ code: 'ERR_VECTOR_NOT_FINITE' }),
+    )
+    vectors.fill(0, 3 * dim, 4 * dim)
+    expect(() => createVectorIndex({ spatialIndex, compressor }).addCodes(block, { vectors })).toThrow(
+      expect.objectContaining({ code: 'ERR_VECTOR_ZERO_VECTOR' }),
+    )
+    expect(() => createVectorIndex({ spatialIndex, compressor, listCapacity: [1, 2] })).toThrow(
+      expect.objectContaining({ code: 'ERR_VECTOR_INVALID_OPTION' }),
+    )
   })
 
   it('decode to approximations whose error shrinks with more bits', async () => {

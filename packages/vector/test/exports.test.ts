@@ -25,6 +25,7 @@ it('exports a small, stable public surface', async () => {
       "encodeCodes",
       "encodeCompressor",
       "encodeSpatialIndex",
+      "listSizesOfCodes",
       "loadCompressor",
       "loadSpatialIndex",
       "saveCompressor",
