@@ -24,6 +24,11 @@ export interface DecodeRequest {
   offset: number
   limit: number
   columns: string[]
+  /**
+   * Read the file whole when it is small enough (decode-worker.js): for reads of most of a
+   * file's bytes (a chunk's every column), not for one narrow column's.
+   */
+  whole?: boolean
 }
 
 /** A shard's footer: its row count, the rows of each row group, its schema as an IPC stream. */

@@ -1,17 +1,53 @@
 // The decode thread of ingest (decode-threads.ts): the one place a process reads parquet, so
 // parquet-wasm is compiled once per process. `footer` answers a shard's row counts and its
 // schema (as an Arrow IPC stream); `rows` reads rows of some columns and sends them back as
-// an Arrow IPC stream. Buffers are transferred, not copied.
+// an Arrow IPC stream (`whole`: from the file read whole, when it is small enough). Buffers
+// are transferred, not copied.
 // An ordinary module file, so that it runs as is under a test runner (src/) and built (dist/).
 import { openAsBlob } from 'node:fs'
+import { readFile, stat } from 'node:fs/promises'
 import { parentPort } from 'node:worker_threads'
 
+/**
+ * Files up to this size are read whole for `wholeFile` requests: parquet-wasm's
+ * `readParquet` over the bytes in memory costs about half the CPU of its async reader over
+ * a Blob (which fetches each column chunk through a stream), and returns one record batch,
+ * so a column's values come back contiguous (measured on 19 MB shards of 20-50 kB images:
+ * 0.26 s against 0.44 s for 12 shards). Larger files keep the async reader, which reads only
+ * the row groups asked for.
+ */
+const WHOLE_FILE_BYTES = 128 * 1024 * 1024
+/** The last file read whole (its next chunk is read from it), dropped when idle. */
+let cached
+let dropTimer
+const KEEP_MS = 2000
+
+async function wholeFile(path) {
+  const info = await stat(path)
+  if (info.size > WHOLE_FILE_BYTES) return undefined
+  // A changed file (size, mtime or inode) is read again.
+  const key = `${info.size}:${info.mtimeMs}:${info.ino}`
+  if (cached?.path !== path || cached.key !== key) {
+    cached = undefined
+    cached = { path, key, bytes: await readFile(path) }
+  }
+  return cached.bytes
+}
+
 let parquet
-parentPort.on('message', async ({ id, kind, path, rowGroups, offset, limit, columns }) => {
+parentPort.on('message', async ({ id, kind, path, rowGroups, offset, limit, columns, whole }) => {
   let file
+  clearTimeout(dropTimer)
   try {
     parquet ??= import('parquet-wasm')
     const pw = await parquet
+    const bytes = kind === 'rows' && whole === true ? await wholeFile(path) : undefined
+    if (bytes !== undefined) {
+      const table = pw.readParquet(bytes, { rowGroups, offset, limit, columns })
+      const ipc = table.intoIPCStream()
+      parentPort.postMessage({ id, ipc }, [ipc.buffer])
+      return
+    }
     file = await pw.ParquetFile.fromFile(await openAsBlob(path))
     if (kind === 'footer') {
       const metadata = file.metadata()
@@ -28,5 +64,9 @@ parentPort.on('message', async ({ id, kind, path, rowGroups, offset, limit, colu
     parentPort.postMessage({ id, error: error instanceof Error ? error.message : String(error) })
   } finally {
     file?.free()
+    dropTimer = setTimeout(() => {
+      cached = undefined
+    }, KEEP_MS)
+    dropTimer.unref()
   }
 })

@@ -686,6 +686,12 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
   const token = holderToken()
   /** Claims this run holds now (released in `finally`, whatever happened). */
   const held = new Set<IngestLease>()
+  /**
+   * Releases of finished shards' claims under way: off the commit chain (each is a ref
+   * delete, fsynced on a folder), so the next chunk's commit does not wait for it; awaited
+   * before returning.
+   */
+  const releasing: Promise<void>[] = []
   try {
     // 3. An ingest from before shard claims holds the whole dataset's lease and knows no
     // claims: wait for it (design/0006). Then read what is already in.
@@ -693,7 +699,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     await waitForOldLease(repo, options, signal)
     return await work()
   } finally {
-    await Promise.all([...held].map((claim) => claim.release()))
+    await Promise.all([...releasing, ...[...held].map((claim) => claim.release())])
     await embedder?.close()
   }
 
@@ -948,7 +954,8 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     const columns = ['image', 'label', ...(embeddingColumn !== undefined ? [embeddingColumn] : []), ...kept]
     /** Read, decode and embed a chunk: its records. Every value is checked here, before its commit. */
     const prepare = async (chunk: Chunk): Promise<{ records: DatasetRecord[]; size: number }> => {
-      const table = await readRows(chunk.shard, chunk.start, chunk.end, columns)
+      // Every column of the chunk: most of the file's bytes for its rows (decode-worker.js).
+      const table = await readRows(chunk.shard, chunk.start, chunk.end, columns, { whole: true })
       const images = imagesOf(table, chunk.shard, chunk.start)
       const labels = labelsOf(table, chunk.shard, chunk.start)
       const vectors =
@@ -1029,7 +1036,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
         remaining.delete(chunk.shard.name)
         finished.add(chunk.shard.name)
         held.delete(claim)
-        await claim.release()
+        releasing.push(claim.release())
       }
     }
     const ordered = (options.order ?? 'source') === 'source'
@@ -1068,10 +1075,13 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     try {
       for (;;) {
         signal.throwIfAborted()
-        // Claim ahead only once the chunks in flight are read: the next shard's first read
-        // then overlaps the commits before it, while shards of one chunk are not all taken
-        // at once by the first ingest to start, leaving the others nothing to do.
-        await Promise.allSettled(flights.map((f) => f.ready))
+        // Claim ahead once the chunks in flight, but the newest, are read: the next shard's
+        // claim (a ref write and a history read) overlaps the newest chunk's decoding, and
+        // its first read the commits before it (with shards of one chunk, waiting for every
+        // read left the decode thread idle during each claim), while an ingest holds at most
+        // `concurrency` shards not yet read: shards are not all taken at once by the first
+        // ingest to start, leaving the others nothing to do.
+        await Promise.allSettled(flights.slice(0, -1).map((f) => f.ready))
         const next = await claimNext()
         if (next === undefined) break
         if ('busy' in next) {

@@ -331,6 +331,7 @@ export async function readRows(
   start: number,
   end: number,
   columns: string[],
+  options: { whole?: boolean } = {},
 ): Promise<Table> {
   const groups: number[] = []
   let first = -1
@@ -342,7 +343,13 @@ export async function readRows(
     }
     at += count
   }
-  const request = { rowGroups: groups, offset: start - Math.max(first, 0), limit: end - start, columns }
+  const request = {
+    rowGroups: groups,
+    offset: start - Math.max(first, 0),
+    limit: end - start,
+    columns,
+    ...(options.whole === true ? { whole: true } : {}),
+  }
   try {
     return tableFromIPC(await decodeOnThread({ path: shard.path, ...request }))
   } catch (error) {
