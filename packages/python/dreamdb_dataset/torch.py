@@ -24,12 +24,18 @@ each rank x worker takes a contiguous share of the batches not yet done, compute
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+try:  # memory files are reused where leases tell when nothing maps them (Linux)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 import pyarrow as pa
@@ -141,40 +147,128 @@ def _to_tensors(batch: dict[str, Any]) -> dict[str, Any]:
 
 _SINK_NUMBERS = itertools.count()
 
+#: ``fcntl``'s F_SETLEASE (Linux; not every Python names it).
+_F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)
 
-class _SharedSink:
-    """A memory file (memfd) that the bridge writes one batch into, then a torch storage over
-    it. The batch's tensors are views of that storage, which torch already counts as shared:
-    DataLoader hands the training process its file descriptor instead of copying every
-    tensor into shared memory of its own (design/0007). The file is sized generously but
-    sparse: only the pages the bridge writes exist."""
+
+class _MemoryFile:
+    """A memory file (memfd) a sink writes into, kept for the next sinks once nothing maps it.
+
+    The descriptor kept here is a second open of the file (through /proc), which the kernel
+    counts among the file's writers; every batch's torch storage gets a third open of its
+    own, shared by whatever holds it (its dups in this worker and in DataLoader's resource
+    sharer, the training process's copy and mapping). A write lease on the kept descriptor
+    is granted only when it is the file's one writer: no storage over the file is left in
+    any process, so the bridge may write the next batches there (design/0007)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.storage: Any = None
         name = f"dreamdb-batch-{os.getpid()}-{next(_SINK_NUMBERS)}"
         self.link = f"/memfd:{name} (deleted)"
-        self._fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        created = os.memfd_create(name, os.MFD_CLOEXEC)
         try:
-            os.ftruncate(self._fd, capacity)
+            os.ftruncate(created, capacity)
+            self.fd = os.open(f"/proc/self/fd/{created}", os.O_RDWR | os.O_CLOEXEC)
+        finally:
+            os.close(created)
+        self.path = f"/proc/{os.getpid()}/fd/{self.fd}"
+
+    def unused(self) -> bool:
+        """True when no storage over this file is left anywhere (see the class docstring)."""
+        if fcntl is None:
+            return False
+        try:
+            fcntl.fcntl(self.fd, _F_SETLEASE, fcntl.F_WRLCK)
         except OSError:
-            os.close(self._fd)
-            raise
-        self.path = f"/proc/{os.getpid()}/fd/{self._fd}"
+            return False
+        fcntl.fcntl(self.fd, _F_SETLEASE, fcntl.F_UNLCK)
+        return True
+
+    def storage(self, nbytes: int) -> Any:
+        """A torch storage over the first ``nbytes``, on an open of the file of its own."""
+        opened = os.open(f"/proc/self/fd/{self.fd}", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            # torch maps the file and keeps a dup of this descriptor (the one it will send).
+            return torch.UntypedStorage._new_shared_fd_cpu(opened, nbytes)
+        finally:
+            os.close(opened)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _MemoryFiles:
+    """This process's memory files whose batches went out, oldest first: a sink takes the
+    first one nothing maps any more, so the bridge writes into pages that exist already
+    instead of new ones the kernel must allocate and zero (and free again after training
+    drops the batch). A worker keeps at most ``KEEP`` (each holds up to a group's bytes)."""
+
+    KEEP = 16
+    #: Files looked at per sink: the oldest are the likeliest to be free.
+    LOOK = 4
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.files: collections.deque[_MemoryFile] = collections.deque()
+
+    def take(self, capacity: int) -> _MemoryFile:
+        if self.pid != os.getpid():
+            # Inherited through fork: the parent's files are the parent's to reuse.
+            for file in self.files:
+                file.close()
+            self.files.clear()
+            self.pid = os.getpid()
+        for _ in range(min(self.LOOK, len(self.files))):
+            file = self.files.popleft()
+            if file.capacity >= capacity and file.unused():
+                return file
+            self.files.append(file)
+        return _MemoryFile(capacity)
+
+    def give_back(self, file: _MemoryFile) -> None:
+        if self.pid != os.getpid():
+            file.close()
+            return
+        self.files.append(file)
+        while len(self.files) > self.KEEP:
+            self.files.popleft().close()
+
+
+_MEMORY_FILES = _MemoryFiles()
+
+
+class _SharedSink:
+    """A memory file that the bridge writes one group of batches into, then a torch storage
+    over it. The batch's tensors are views of that storage, which torch already counts as
+    shared: DataLoader hands the training process its file descriptor instead of copying
+    every tensor into shared memory of its own (design/0007). The file is sized generously
+    but sparse: only the pages the bridge writes exist. Once the bridge has written it, the
+    file goes back to this process's pool, for a later sink once nothing maps it."""
+
+    def __init__(self, capacity: int) -> None:
+        self._file: _MemoryFile | None = _MEMORY_FILES.take(capacity)
+        self.capacity = self._file.capacity
+        self.path = self._file.path
+        self.link = self._file.link
+        self.storage: Any = None
 
     def buffer(self, nbytes: int) -> pa.Buffer:
-        # torch maps the file with its own copy of the descriptor (the one it will send).
-        self.storage = torch.UntypedStorage._new_shared_fd_cpu(self._fd, nbytes)
-        self._release()
+        file = self._file
+        assert file is not None
+        self._file = None
+        self.storage = file.storage(nbytes)
+        # The bridge is done with it (it closed the file before naming the batches).
+        _MEMORY_FILES.give_back(file)
         return pa.foreign_buffer(self.storage.data_ptr(), nbytes, base=self.storage)
 
-    def _release(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
     def __del__(self) -> None:
-        self._release()
+        # Offered, never written: the bridge may have it still (an abandoned stream), so it
+        # is not reused; closing our descriptor leaves the bridge's open of it alone.
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def _sinks_available() -> bool:

@@ -148,6 +148,36 @@ def test_batches_sent_several_as_one_are_the_same_batches(pinned: vd.Dataset) ->
         assert list(one["label"]) == list(other["label"])
 
 
+def memory_file_of(batch: dict[str, Any]) -> str:
+    """The memory file a batch's tensors map, by its name (unique per file a worker made)."""
+    fd = batch["embedding"].untyped_storage()._share_fd_cpu_()[0]
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def test_a_memory_file_is_written_again_only_once_no_batch_maps_it(pinned: vd.Dataset) -> None:
+    # 1000 records in batches of 10, sent 8 at a time: 13 memory files a pass when none is reused.
+    dataset = DreamDBDataset(pinned, fields=["embedding"], batch_size=10, shuffle_seed=2, as_tensors=True)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=1, persistent_workers=True)
+    kept = list(loader)  # the training process keeps every batch of this pass
+    copies = [(b["_anchor"].clone(), b["embedding"].clone()) for b in kept]
+    kept_files = {memory_file_of(b) for b in kept}
+    for _ in range(2):
+        written = {memory_file_of(batch) for batch in loader}  # each dropped after its step
+        assert not written & kept_files, "the bridge wrote into a file a kept batch maps"
+    for batch, (anchors, vectors) in zip(kept, copies, strict=True):
+        assert torch.equal(batch["_anchor"], anchors) and torch.equal(batch["embedding"], vectors)
+    del kept, batch
+    written = set()
+    for _ in range(3):
+        anchors = []
+        for batch in loader:
+            assert (batch["embedding"][:, 0] == batch["_anchor"] - 1).all()
+            anchors.extend(batch["_anchor"].tolist())
+            written.add(memory_file_of(batch))
+        assert sorted(anchors) == list(range(1, N + 1))
+    assert len(written) < 3 * 13, f"{len(written)} memory files for 3 passes: none was written again"
+
+
 def test_a_batch_too_large_for_its_sink_or_a_sink_the_bridge_cannot_open_takes_the_pipe(
     pinned: vd.Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
