@@ -374,7 +374,13 @@ function encodeBinary(
     }
     sizes[sizes.length - 1]! += value.byteLength
   })
-  const fragments = sizes.map((size) => new Uint8Array(size))
+  // A fragment whose values already lie back to back in one buffer (a binary column's values
+  // decoded from Arrow or Parquet, as ingest hands them over) is a view of it: no copy, and
+  // no fresh buffer for the garbage collector. The view is held until the append resolves.
+  const fragments = sizes.map((size, k) =>
+    contiguous(values, starts[k]!, starts[k + 1] ?? values.length, size),
+  )
+  const copy = fragments.map((f) => f === undefined)
   const offsets = new BigUint64Array(values.length)
   const lengths = new Uint32Array(values.length)
   const digests = new Uint8Array(values.length * 32)
@@ -387,13 +393,18 @@ function encodeBinary(
       offset = 0
     }
     const bytes = value as Uint8Array
-    fragments[k]!.set(bytes, offset)
+    if (copy[k]) {
+      fragments[k] ??= new Uint8Array(sizes[k]!)
+      fragments[k]!.set(bytes, offset)
+    }
     offsets[i] = BigInt(offset)
     lengths[i] = bytes.byteLength
     fragmentOf[i] = k
     digests.set(createHash('sha256').update(bytes).digest(), i * 32)
     offset += bytes.byteLength
   })
+  // No values at all: one empty fragment.
+  fragments[0] ??= new Uint8Array(0)
   const columns: Record<string, Vector> = {
     offset: makeVector(offsets),
     length: makeVector(lengths),
@@ -405,9 +416,30 @@ function encodeBinary(
   if (fragments.length > 1) columns.fragment = makeVector(fragmentOf)
   const parts: Record<string, Uint8Array> = { index: tableToIPC(new ArrowTable(columns), 'stream') }
   fragments.slice(1).forEach((bytes, j) => {
-    parts[fragmentPart(j + 1)] = bytes
+    parts[fragmentPart(j + 1)] = bytes!
   })
   return { main: fragments[0]!, parts }
+}
+
+/**
+ * Values `[from, to)` as one view when they lie back to back in one buffer (`size` bytes in
+ * all), else undefined.
+ */
+function contiguous(
+  values: readonly unknown[],
+  from: number,
+  to: number,
+  size: number,
+): Uint8Array | undefined {
+  if (to <= from) return undefined
+  const first = values[from] as Uint8Array
+  let end = first.byteOffset + first.byteLength
+  for (let i = from + 1; i < to; i++) {
+    const value = values[i] as Uint8Array
+    if (value.buffer !== first.buffer || value.byteOffset !== end) return undefined
+    end += value.byteLength
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, size)
 }
 
 /** One column out of an IPC stream, checked against the field and the record count. */

@@ -161,3 +161,45 @@ describe('bucket columns', () => {
     expect(read.values.toArray()).toEqual(['dog', 'cat'])
   })
 })
+
+describe('binary fragments of contiguous values', () => {
+  const image: Field[] = [{ name: 'image', family: 'binary', media: 'image' }]
+  // Values back to back in one buffer, as a decoded Arrow binary column hands them over.
+  const source = Uint8Array.from({ length: 40 }, (_, i) => (i * 7) % 256)
+  const cuts = [0, 5, 5, 17, 30, 40]
+  const views = cuts.slice(1).map((end, i) => source.subarray(cuts[i], end))
+  const copies = views.map((v) => v.slice())
+
+  it('encode to the same objects as copies of the values, the fragments viewing the source', () => {
+    for (const fragmentBytes of [64, 16]) {
+      const viewed = encodeBucket(image, { image: views }, views.length, new Map(), { fragmentBytes })
+      const copied = encodeBucket(image, { image: copies }, copies.length, new Map(), { fragmentBytes })
+      expect(viewed.map(([key, bytes]) => [key, [...bytes]])).toEqual(
+        copied.map(([key, bytes]) => [key, [...bytes]]),
+      )
+      // The fragments (the main object and parts fragment-k) are views of the source buffer.
+      const fragments = viewed.filter(([key]) => !key.endsWith('index'))
+      expect(fragments.length).toBe(fragmentBytes === 64 ? 1 : 4)
+      for (const [, bytes] of fragments) expect(bytes.buffer).toBe(source.buffer)
+    }
+  })
+
+  it('copies values that are not back to back, and reads every record back', async () => {
+    // Two views out of order: not contiguous, so the fragment is a copy.
+    const shuffled = [views[1]!, views[0]!, views[2]!]
+    const encoded = encodeBucket(image, { image: shuffled }, 3, new Map(), {})
+    const main = encoded.find(([key]) => key === 'image')![1]
+    expect(main.buffer).not.toBe(source.buffer)
+    const store = await openStore('memory://')
+    const objects = await putEncodedBucket(store, encoded)
+    const bucket: Bucket = {
+      records: 3,
+      anchorRanges: [{ start: 1n, count: 3 }],
+      timeMin: 0,
+      timeMax: 0,
+      fields: objects,
+    }
+    const read = await readBucketColumns(store, image, bucket)
+    expect([0, 1, 2].map((i) => [...(read.image!.get(i) as Uint8Array)])).toEqual(shuffled.map((v) => [...v]))
+  })
+})
