@@ -32,6 +32,8 @@ export interface ReadSink {
   unused?(buffer: SharedArrayBuffer): void
   /** Whether the caller lends buffers: a read thread then allocates shared ones itself. */
   readonly recycling?: boolean
+  /** The object's size as the caller expects it, when known (S3 GETs are spread over the read threads by it). */
+  readonly expected?: number | undefined
 }
 
 /** A sink that hashes as bytes land and, at the end, gives the bytes and their digest. */
@@ -55,6 +57,10 @@ export class HashingSink implements ReadSink {
 
   get recycling(): boolean {
     return this.#buffers !== undefined
+  }
+
+  get expected(): number | undefined {
+    return this.#expected
   }
 
   buffer(size: number): Uint8Array {

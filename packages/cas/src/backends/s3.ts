@@ -748,10 +748,12 @@ export class S3Backend implements Backend {
         const signed = await this.#signGet(key)
         // Recycling: the body goes into a spare shared buffer when it fits, else a new shared one.
         const spare = sink.spare?.()
-        const reply = await this.#threads!.get({ ...signed, timeoutMs, connectTimeoutMs }, deadline.signal, {
-          spare,
-          shared: sink.recycling === true,
-        })
+        const reply = await this.#threads!.get(
+          { ...signed, timeoutMs, connectTimeoutMs },
+          deadline.signal,
+          { spare, shared: sink.recycling === true },
+          sink.expected,
+        )
         if (spare !== undefined && reply.intoSpare !== true) sink.unused?.(spare)
         if (reply.status !== 200) throw httpError(reply.status, reply.body ?? '')
         sink.hashed!(reply.bytes!, reply.digest!)
