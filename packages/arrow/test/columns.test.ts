@@ -195,6 +195,8 @@ describe('binary fragments of contiguous values', () => {
     const bucket: Bucket = {
       records: 3,
       anchorRanges: [{ start: 1n, count: 3 }],
+      anchorMin: 1n,
+      anchorMax: 3n,
       timeMin: 0,
       timeMax: 0,
       fields: objects,
