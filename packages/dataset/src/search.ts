@@ -339,7 +339,7 @@ interface IndexPart {
 /**
  * An index over stored code blocks: the blocks first (small: 1/27 of the float32 vectors at
  * 1 bit), so every list is sized once from their list columns instead of growing block by
- * block; then, when the field reranks, each block's full vectors, the next block's read
+ * block; then, when the field reranks, each block's full vectors, the next blocks' reads
  * (verified off the main thread by the store) in flight while this one is inserted.
  */
 async function indexOf(
@@ -349,6 +349,15 @@ async function indexOf(
   parts: readonly IndexPart[],
   options: AbortOptions,
 ): Promise<VectorIndex> {
+  const read = (i: number): Promise<Float32Array> | undefined => {
+    if (!field.rerank || i >= parts.length) return undefined
+    const vectors = parts[i]!.vectors()
+    // Awaited below unless an earlier read fails first: never an unhandled rejection.
+    vectors.catch(() => {})
+    return vectors
+  }
+  // The first vectors are on their way while the code blocks are read and counted.
+  const ahead = Array.from({ length: READ_AHEAD }, (_, i) => read(i))
   const blocks: Uint8Array[] = []
   for await (const { bytes } of ds.store.getMany(
     parts.map((p) => p.codes),
@@ -360,23 +369,17 @@ async function indexOf(
     keepVectors: field.rerank,
     listCapacity: listSizesOfCodes(codec.spatialIndex, codec.compressor, blocks),
   })
-  const read = (i: number): Promise<Float32Array> | undefined => {
-    if (!field.rerank || i >= parts.length) return undefined
-    const vectors = parts[i]!.vectors()
-    // Awaited below unless an earlier block fails first: never an unhandled rejection.
-    vectors.catch(() => {})
-    return vectors
-  }
-  let next = read(0)
   for (let i = 0; i < parts.length; i++) {
-    const vectors = await next
-    next = read(i + 1)
+    const vectors = await ahead.shift()
+    ahead.push(read(i + READ_AHEAD))
     index.addCodes(blocks[i]!, { ids: parts[i]!.ids, ...(vectors ? { vectors } : {}) })
     blocks[i] = EMPTY
   }
   return index
 }
 
+/** Buckets whose full vectors are read ahead of the one being inserted. */
+const READ_AHEAD = 2
 const EMPTY = new Uint8Array(0)
 
 async function exactSearch(

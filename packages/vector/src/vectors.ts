@@ -86,11 +86,14 @@ export function checkRows(
   const count = input.length / dim
   const scales = metric === 'cosine' ? new Float64Array(count) : null
   for (let i = 0; i < count; i++) {
+    const at = i * dim
+    // The squares' sum is finite exactly when every value is (a float32 squared stays far
+    // below the float64 range), so the values are looked at one by one only for an error.
     let norm2 = 0
-    for (let j = 0, at = i * dim; j < dim; j++) {
-      const v = input[at + j]!
-      if (!Number.isFinite(v)) throw new NonFiniteValueError(what, i, j, v)
-      norm2 += v * v
+    for (let j = 0; j < dim; j++) norm2 += input[at + j]! * input[at + j]!
+    if (!Number.isFinite(norm2)) {
+      for (let j = 0; j < dim; j++)
+        if (!Number.isFinite(input[at + j]!)) throw new NonFiniteValueError(what, i, j, input[at + j]!)
     }
     if (scales !== null) {
       if (norm2 === 0) throw new ZeroVectorError(what, i)
