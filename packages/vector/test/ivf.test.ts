@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { encodeSpatialIndex, trainSpatialIndex } from '../src/index.js'
+import { kmeansTuning } from '../src/ivf.js'
 import { Prng, sampleIndices } from '../src/prng.js'
 import { clustered, row } from './helpers/data.js'
 
@@ -67,67 +68,80 @@ describe('trainSpatialIndex', () => {
     expect(dup.lists).toBe(6)
   })
 
-  it('skips vectors by bounds without changing a result: the same moves and centroids as comparing every centroid', async () => {
-    const dim = 24
-    const lists = 12
-    const data = clustered({ n: 900, dim, clusters: 16, seed: 5 })
-    for (const metric of ['l2', 'cosine'] as const) {
-      const moves: number[] = []
-      const trained = await trainSpatialIndex(data, {
-        dim,
-        metric,
-        lists,
-        onProgress: (e) => moves.push(e.moved),
+  it.each([
+    ['Elkan', 1 << 24],
+    ['Hamerly', 0],
+  ])(
+    'skips vectors by bounds (%s) without changing a result: the same moves and centroids as comparing every centroid',
+    async (_, elkanMaxBounds) => {
+      const saved = kmeansTuning.elkanMaxBounds
+      kmeansTuning.elkanMaxBounds = elkanMaxBounds
+      onTestFinished(() => {
+        kmeansTuning.elkanMaxBounds = saved
       })
-      // Plain k-means (every vector against every centroid, sums recomputed), same start.
-      const n = data.length / dim
-      const rows = Float64Array.from(data)
-      if (metric === 'cosine') for (let i = 0; i < n; i++) normalize(rows, i * dim, dim)
-      const init = sampleIndices(n, lists, new Prng(0))
-      const centroids = new Float64Array(lists * dim)
-      for (let l = 0; l < lists; l++) {
-        centroids.set(rows.subarray(init[l]! * dim, (init[l]! + 1) * dim), l * dim)
-        if (metric === 'cosine') normalize(centroids, l * dim, dim)
-      }
-      const assignment = new Int32Array(n).fill(-1)
-      const expected: number[] = []
-      for (let it = 0; it < 20; it++) {
-        let moved = 0
-        for (let i = 0; i < n; i++) {
-          let best = 0
-          let bestCost = Number.POSITIVE_INFINITY
-          for (let l = 0; l < lists; l++) {
-            let cost = 0
-            for (let j = 0; j < dim; j++) {
-              const x = rows[i * dim + j]!
-              const c = centroids[l * dim + j]!
-              cost += metric === 'l2' ? (x - c) * (x - c) : -x * c
-            }
-            if (cost < bestCost) {
-              bestCost = cost
-              best = l
-            }
-          }
-          if (assignment[i] !== best) moved++
-          assignment[i] = best
-        }
-        expected.push(moved)
-        if (moved === 0) break
-        centroids.fill(0)
-        const counts = new Uint32Array(lists)
-        for (let i = 0; i < n; i++) {
-          counts[assignment[i]!]!++
-          for (let j = 0; j < dim; j++) centroids[assignment[i]! * dim + j]! += rows[i * dim + j]!
-        }
+      // The second has lists enough that the bounds leave a few candidates of many.
+      for (const [metric, n, dim, lists, clusters] of [
+        ['l2', 900, 24, 12, 16],
+        ['cosine', 900, 24, 12, 16],
+        ['l2', 2400, 40, 48, 30],
+      ] as const) {
+        const data = clustered({ n, dim, clusters, seed: 5 })
+        const moves: number[] = []
+        const trained = await trainSpatialIndex(data, {
+          dim,
+          metric,
+          lists,
+          onProgress: (e) => moves.push(e.moved),
+        })
+        // Plain k-means (every vector against every centroid, sums recomputed), same start.
+        const rows = Float64Array.from(data)
+        if (metric === 'cosine') for (let i = 0; i < n; i++) normalize(rows, i * dim, dim)
+        const init = sampleIndices(n, lists, new Prng(0))
+        const centroids = new Float64Array(lists * dim)
         for (let l = 0; l < lists; l++) {
-          for (let j = 0; j < dim; j++) centroids[l * dim + j]! /= counts[l]!
+          centroids.set(rows.subarray(init[l]! * dim, (init[l]! + 1) * dim), l * dim)
           if (metric === 'cosine') normalize(centroids, l * dim, dim)
         }
+        const assignment = new Int32Array(n).fill(-1)
+        const expected: number[] = []
+        for (let it = 0; it < 20; it++) {
+          let moved = 0
+          for (let i = 0; i < n; i++) {
+            let best = 0
+            let bestCost = Number.POSITIVE_INFINITY
+            for (let l = 0; l < lists; l++) {
+              let cost = 0
+              for (let j = 0; j < dim; j++) {
+                const x = rows[i * dim + j]!
+                const c = centroids[l * dim + j]!
+                cost += metric === 'l2' ? (x - c) * (x - c) : -x * c
+              }
+              if (cost < bestCost) {
+                bestCost = cost
+                best = l
+              }
+            }
+            if (assignment[i] !== best) moved++
+            assignment[i] = best
+          }
+          expected.push(moved)
+          if (moved === 0) break
+          centroids.fill(0)
+          const counts = new Uint32Array(lists)
+          for (let i = 0; i < n; i++) {
+            counts[assignment[i]!]!++
+            for (let j = 0; j < dim; j++) centroids[assignment[i]! * dim + j]! += rows[i * dim + j]!
+          }
+          for (let l = 0; l < lists; l++) {
+            for (let j = 0; j < dim; j++) centroids[l * dim + j]! /= counts[l]!
+            if (metric === 'cosine') normalize(centroids, l * dim, dim)
+          }
+        }
+        expect(moves).toEqual(expected)
+        for (let i = 0; i < centroids.length; i++) expect(trained.centroids[i]).toBeCloseTo(centroids[i]!, 4)
       }
-      expect(moves).toEqual(expected)
-      for (let i = 0; i < centroids.length; i++) expect(trained.centroids[i]).toBeCloseTo(centroids[i]!, 4)
-    }
-  })
+    },
+  )
 })
 
 function normalize(data: Float64Array, offset: number, dim: number): void {

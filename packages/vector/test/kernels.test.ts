@@ -304,6 +304,40 @@ describe('kernels', () => {
     ).toBe(true)
   })
 
+  it('gemm gives dot of every point and row, bit for bit, in TypeScript and WASM', () => {
+    const prng = new Prng(21)
+    const n = 36 // 9 steps of 4 lanes
+    for (const [npts, count] of [
+      [5, 11], // a point pair tail and a row tail
+      [4, 8],
+      [1, 3],
+      [7, 4],
+    ] as const) {
+      const rowsAt = 0
+      const pointsAt = count * n * 4
+      const xsAt = pointsAt + 2 * npts * n * 4
+      const outAt = xsAt + npts * 4
+      const bytes = new Uint8Array(outAt + npts * count * 4)
+      const f = new Float32Array(bytes.buffer)
+      for (let i = 0; i < xsAt / 4; i++) f[i] = gaussian(prng) * 100
+      // the points listed out of order and apart, as the callers' gathered rows are
+      const xs = Array.from({ length: npts }, (_, p) => pointsAt + (npts - 1 - p) * 2 * n * 4)
+      new Uint32Array(bytes.buffer).set(xs, xsAt / 4)
+      const [a, b] = both(bytes)
+      for (const k of [a, b]) {
+        k.gemm(xsAt, npts, rowsAt, count, n, outAt)
+        for (let p = 0; p < npts; p++) {
+          for (let r = 0; r < count; r++) {
+            expect(k.f32()[outAt / 4 + p * count + r]).toBe(k.dot(rowsAt + r * n * 4, xs[p]!, n))
+          }
+        }
+      }
+      expect(
+        Buffer.from(a.u8().subarray(0, bytes.length)).equals(Buffer.from(b.u8().subarray(0, bytes.length))),
+      ).toBe(true)
+    }
+  })
+
   it('fwht is the Walsh-Hadamard transform', () => {
     const k = wasm()
     k.reserve(64 * 4)

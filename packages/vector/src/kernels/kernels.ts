@@ -47,6 +47,7 @@ export interface Kernels {
   dot(a: number, b: number, n: number): number
   l2sq(a: number, b: number, n: number): number
   dots(x: number, rows: number, count: number, n: number, out: number): void
+  gemm(xs: number, npts: number, rows: number, count: number, n: number, out: number): void
   distances(x: number, rows: number, count: number, n: number, l2: number, out: number): void
 }
 
@@ -185,6 +186,9 @@ class WasmKernels extends Views implements Kernels {
   }
   dots(x: number, rows: number, count: number, n: number, out: number): void {
     this.#x.dots(x, rows, count, n, out)
+  }
+  gemm(xs: number, npts: number, rows: number, count: number, n: number, out: number): void {
+    this.#x.gemm(xs, npts, rows, count, n, out)
   }
   distances(x: number, rows: number, count: number, n: number, l2: number, out: number): void {
     this.#x.distances(x, rows, count, n, l2, out)
@@ -442,6 +446,14 @@ class JsKernels extends Views implements Kernels {
   dots(x: number, rows: number, count: number, n: number, out: number): void {
     const f32 = this.f32()
     for (let r = 0; r < count; r++) f32[(out >>> 2) + r] = this.dot(x, rows + r * n * 4, n)
+  }
+  gemm(xs: number, npts: number, rows: number, count: number, n: number, out: number): void {
+    const u32 = this.u32()
+    const f32 = this.f32()
+    for (let p = 0; p < npts; p++) {
+      const x = u32[(xs >>> 2) + p]!
+      for (let r = 0; r < count; r++) f32[(out >>> 2) + p * count + r] = this.dot(x, rows + r * n * 4, n)
+    }
   }
   distances(x: number, rows: number, count: number, n: number, l2: number, out: number): void {
     const u32 = this.u32()

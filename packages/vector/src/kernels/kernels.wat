@@ -630,4 +630,101 @@
         (local.set $out (i32.add (local.get $out) (i32.const 4)))
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $next))))
+
+  ;; out[p * count + r] = dot(rows[r], x_p) for `npts` points x_p, whose byte offsets are listed
+  ;; (u32) at `xs`, against `count` consecutive rows of n f32 values each (n a multiple of 4):
+  ;; the bits of `dot` for every pair. k-means' assignment step: a matrix product done as two
+  ;; points by four rows at a time (eight independent sums; each row load serves two points,
+  ;; each point load four rows), rows outermost so that four rows stay in L1 while the
+  ;; points (a block the caller sizes to stay in L2) stream past them.
+  (func (export "gemm")
+    (param $xs i32) (param $npts i32) (param $rows i32) (param $count i32) (param $n i32) (param $out i32)
+    (local $r i32) (local $p i32) (local $stride i32) (local $ostride i32) (local $row i32) (local $o i32)
+    (local $x i32)
+    (local.set $stride (i32.shl (local.get $n) (i32.const 2)))
+    (local.set $ostride (i32.shl (local.get $count) (i32.const 2)))
+    (block $quads_done
+      (loop $quads
+        (br_if $quads_done (i32.gt_u (i32.add (local.get $r) (i32.const 4)) (local.get $count)))
+        (local.set $row (i32.add (local.get $rows) (i32.mul (local.get $r) (local.get $stride))))
+        (local.set $o (i32.add (local.get $out) (i32.shl (local.get $r) (i32.const 2))))
+        (local.set $p (i32.const 0))
+        (block $pairs_done
+          (loop $pairs
+            (br_if $pairs_done (i32.gt_u (i32.add (local.get $p) (i32.const 2)) (local.get $npts)))
+            (local.set $x (i32.add (local.get $xs) (i32.shl (local.get $p) (i32.const 2))))
+            (call $tile (i32.load (local.get $x)) (i32.load offset=4 (local.get $x))
+              (local.get $row) (local.get $stride)
+              (local.get $o) (i32.add (local.get $o) (local.get $ostride)))
+            (local.set $o (i32.add (local.get $o) (i32.shl (local.get $ostride) (i32.const 1))))
+            (local.set $p (i32.add (local.get $p) (i32.const 2)))
+            (br $pairs)))
+        (if (i32.lt_u (local.get $p) (local.get $npts))
+          (then
+            (local.set $x (i32.load (i32.add (local.get $xs) (i32.shl (local.get $p) (i32.const 2)))))
+            (call $quad (local.get $x)
+              (local.get $row)
+              (i32.add (local.get $row) (local.get $stride))
+              (i32.add (local.get $row) (i32.shl (local.get $stride) (i32.const 1)))
+              (i32.add (local.get $row) (i32.mul (local.get $stride) (i32.const 3)))
+              (local.get $n) (i32.const 0) (local.get $o))))
+        (local.set $r (i32.add (local.get $r) (i32.const 4)))
+        (br $quads)))
+    ;; the last count % 4 rows, one dot each
+    (block $rest_done
+      (loop $rest
+        (br_if $rest_done (i32.ge_u (local.get $r) (local.get $count)))
+        (local.set $row (i32.add (local.get $rows) (i32.mul (local.get $r) (local.get $stride))))
+        (local.set $p (i32.const 0))
+        (block $points_done
+          (loop $points
+            (br_if $points_done (i32.ge_u (local.get $p) (local.get $npts)))
+            (f32.store
+              (i32.add (local.get $out)
+                (i32.shl (i32.add (i32.mul (local.get $p) (local.get $count)) (local.get $r)) (i32.const 2)))
+              (call $dot (local.get $row)
+                (i32.load (i32.add (local.get $xs) (i32.shl (local.get $p) (i32.const 2))))
+                (local.get $n)))
+            (local.set $p (i32.add (local.get $p) (i32.const 1)))
+            (br $points)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rest))))
+
+  ;; `dot` of two points x0, x1 against four consecutive rows from r0 (`stride` bytes apart,
+  ;; `stride` also the row length), into o0[0..3] and o1[0..3], bit for bit `dot`'s.
+  (func $tile
+    (param $x0 i32) (param $x1 i32) (param $r0 i32) (param $stride i32) (param $o0 i32) (param $o1 i32)
+    (local $j i32) (local $r1 i32) (local $r2 i32) (local $r3 i32) (local $a v128) (local $b v128) (local $c v128)
+    (local $s00 v128) (local $s01 v128) (local $s02 v128) (local $s03 v128)
+    (local $s10 v128) (local $s11 v128) (local $s12 v128) (local $s13 v128)
+    (local.set $r1 (i32.add (local.get $r0) (local.get $stride)))
+    (local.set $r2 (i32.add (local.get $r1) (local.get $stride)))
+    (local.set $r3 (i32.add (local.get $r2) (local.get $stride)))
+    (block $done
+      (loop $step
+        (br_if $done (i32.ge_u (local.get $j) (local.get $stride)))
+        (local.set $a (v128.load (i32.add (local.get $x0) (local.get $j))))
+        (local.set $b (v128.load (i32.add (local.get $x1) (local.get $j))))
+        (local.set $c (v128.load (i32.add (local.get $r0) (local.get $j))))
+        (local.set $s00 (f32x4.add (local.get $s00) (f32x4.mul (local.get $c) (local.get $a))))
+        (local.set $s10 (f32x4.add (local.get $s10) (f32x4.mul (local.get $c) (local.get $b))))
+        (local.set $c (v128.load (i32.add (local.get $r1) (local.get $j))))
+        (local.set $s01 (f32x4.add (local.get $s01) (f32x4.mul (local.get $c) (local.get $a))))
+        (local.set $s11 (f32x4.add (local.get $s11) (f32x4.mul (local.get $c) (local.get $b))))
+        (local.set $c (v128.load (i32.add (local.get $r2) (local.get $j))))
+        (local.set $s02 (f32x4.add (local.get $s02) (f32x4.mul (local.get $c) (local.get $a))))
+        (local.set $s12 (f32x4.add (local.get $s12) (f32x4.mul (local.get $c) (local.get $b))))
+        (local.set $c (v128.load (i32.add (local.get $r3) (local.get $j))))
+        (local.set $s03 (f32x4.add (local.get $s03) (f32x4.mul (local.get $c) (local.get $a))))
+        (local.set $s13 (f32x4.add (local.get $s13) (f32x4.mul (local.get $c) (local.get $b))))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $step)))
+    (f32.store (local.get $o0) (call $lanes (local.get $s00)))
+    (f32.store offset=4 (local.get $o0) (call $lanes (local.get $s01)))
+    (f32.store offset=8 (local.get $o0) (call $lanes (local.get $s02)))
+    (f32.store offset=12 (local.get $o0) (call $lanes (local.get $s03)))
+    (f32.store (local.get $o1) (call $lanes (local.get $s10)))
+    (f32.store offset=4 (local.get $o1) (call $lanes (local.get $s11)))
+    (f32.store offset=8 (local.get $o1) (call $lanes (local.get $s12)))
+    (f32.store offset=12 (local.get $o1) (call $lanes (local.get $s13))))
 )
