@@ -76,8 +76,9 @@ export function checkCompatible(spatialIndex: SpatialIndex, compressor: VectorCo
 
 /**
  * Heap layout from offset 0: the rotation (signs and work row), the centroids (rows padded
- * to a multiple of 4 floats), one input row, and one score per list. `heapEnd` is where a
- * user of the same heap (the index) may start.
+ * to a multiple of 4 floats), one input row, one score per list, then a block of input rows,
+ * their byte offsets and their scores (`encode` assigns a block at a time). `heapEnd` is where
+ * a user of the same heap (the index) may start.
  */
 export class Codec {
   readonly spatialIndex: SpatialIndex
@@ -96,6 +97,11 @@ export class Codec {
   readonly centroidsOff: number
   readonly rowOff: number
   readonly scoresOff: number
+  /** Rows per block of `encode`'s assignment (about 128 KiB of them, so they stay in L2). */
+  readonly block: number
+  readonly blockOff: number
+  readonly blockRowsOff: number
+  readonly blockScoresOff: number
   readonly heapEnd: number
   readonly #rotated: Float32Array
   readonly #residual: Float64Array
@@ -120,7 +126,11 @@ export class Codec {
     this.centroidsOff = align16(this.rotation.heapBytes)
     this.rowOff = align16(this.centroidsOff + this.lists * this.dim4 * 4)
     this.scoresOff = align16(this.rowOff + this.dim4 * 4)
-    this.heapEnd = align16(this.scoresOff + this.lists * 4)
+    this.block = Math.max(8, Math.min(64, Math.floor((128 * 1024) / (this.dim4 * 4))))
+    this.blockOff = align16(this.scoresOff + this.lists * 4)
+    this.blockRowsOff = align16(this.blockOff + this.block * this.dim4 * 4)
+    this.blockScoresOff = align16(this.blockRowsOff + this.block * 4)
+    this.heapEnd = align16(this.blockScoresOff + this.block * this.lists * 4)
     this.k.reserve(this.heapEnd)
     this.rotation.load(this.k)
     const heap = this.k.f32()
@@ -166,8 +176,11 @@ export class Codec {
 
   /** The list of the loaded row: nearest centroid (l2) or largest inner product (ip, cosine). */
   assignLoadedRow(): number {
-    const heap = this.scoreLoadedRow()
-    const s = this.scoresOff >>> 2
+    return this.#best(this.scoreLoadedRow(), this.scoresOff >>> 2)
+  }
+
+  /** The list of the row whose scores start at heap[s]. */
+  #best(heap: Float32Array, s: number): number {
     let best = 0
     if (this.spatialIndex.metric === 'l2') {
       let bestScore = Number.POSITIVE_INFINITY
@@ -191,18 +204,41 @@ export class Codec {
     return best
   }
 
-  /** Encode `count` prepared rows (checked, normalised under cosine) of `data`. */
+  /**
+   * Encode `count` prepared rows (checked, normalised under cosine) of `data`. Rows are
+   * assigned a block at a time with one `gemm` (the centroids stream from cache once per
+   * block, not once per row; the same scores, bit for bit, as one row at a time).
+   */
   encode(data: Float32Array, count: number): EncodedRows {
     const out = emptyRows(count, this.paddedDim, this.bits)
-    for (let i = 0; i < count; i++) this.encodeRow(data, i * this.dim, i, out)
+    const { dim, dim4 } = this
+    for (let first = 0; first < count; first += this.block) {
+      const rows = Math.min(this.block, count - first)
+      const heap = this.k.f32()
+      const u32 = this.k.u32()
+      for (let r = 0; r < rows; r++) {
+        const at = (this.blockOff >>> 2) + r * dim4
+        heap.set(data.subarray((first + r) * dim, (first + r + 1) * dim), at)
+        for (let j = dim; j < dim4; j++) heap[at + j] = 0
+        u32[(this.blockRowsOff >>> 2) + r] = this.blockOff + r * dim4 * 4
+      }
+      this.k.gemm(this.blockRowsOff, rows, this.centroidsOff, this.lists, dim4, this.blockScoresOff)
+      for (let r = 0; r < rows; r++) {
+        const list = this.#best(this.k.f32(), (this.blockScoresOff >>> 2) + r * this.lists)
+        this.#encodeAssigned(data, (first + r) * dim, first + r, out, list)
+      }
+    }
     return out
   }
 
   encodeRow(data: Float32Array, offset: number, i: number, out: EncodedRows): void {
+    this.loadRow(data, offset)
+    this.#encodeAssigned(data, offset, i, out, this.assignLoadedRow())
+  }
+
+  #encodeAssigned(data: Float32Array, offset: number, i: number, out: EncodedRows, list: number): void {
     const D = this.paddedDim
     const dim = this.dim
-    this.loadRow(data, offset)
-    const list = this.assignLoadedRow()
     out.lists[i] = list
     this.rotation.apply(this.k, data, offset, dim, this.#rotated, 0)
     const r = this.#residual

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { Codec, emptyRows } from '../src/codec.js'
 import { CODE_BLOCK_HEADER_BYTES, codeBlockBytes } from '../src/codes.js'
 import {
   createCompressor,
@@ -9,6 +10,7 @@ import {
   type Metric,
   trainSpatialIndex,
 } from '../src/index.js'
+import { toMatrix } from '../src/vectors.js'
 import { clustered, row } from './helpers/data.js'
 
 async function setup(metric: Metric, bits: number, dim = 40) {
@@ -53,6 +55,22 @@ describe('code blocks', () => {
     expect(view.getUint32(16, true)).toBe(10)
     expect(view.getUint32(20, true)).toBe(12)
     expect(encodeCodes(spatialIndex, compressor, data.subarray(0, 10 * 40))).toEqual(block)
+  })
+
+  it('encoded a block of rows at a time are the codes of one row at a time, with WASM and TypeScript kernels', async () => {
+    for (const metric of ['l2', 'cosine'] as const) {
+      const { dim, spatialIndex, compressor, data } = await setup(metric, 2)
+      const count = 203 // blocks of 64 and a tail of 11, all 12 lists
+      for (const kernels of ['wasm', 'js'] as const) {
+        const codec = new Codec(spatialIndex, compressor, kernels)
+        const rows = toMatrix(data.subarray(0, count * dim), dim, metric, 'vector')
+        const blocked = codec.encode(rows, count)
+        const single = emptyRows(count, compressor.paddedDim, compressor.bits)
+        for (let i = 0; i < count; i++) codec.encodeRow(rows, i * dim, i, single)
+        expect(new Set(blocked.lists).size).toBe(12)
+        expect(blocked).toEqual(single)
+      }
+    }
   })
 
   it('added with addCodes search exactly like vectors added with add', async () => {
