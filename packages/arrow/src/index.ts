@@ -40,5 +40,11 @@ export {
   isCompressed,
 } from './columns.js'
 export * from './errors.js'
-export { BatchGatherer, Blocks, permuteVectorsInPlace } from './gather.js'
+export {
+  BatchGatherer,
+  Blocks,
+  permuteVectorsAside,
+  permuteVectorsInPlace,
+  type RowPermuter,
+} from './gather.js'
 export { readLayerSegment, writeLayerSegment } from './segments.js'

@@ -1,8 +1,9 @@
+import { readThreadsForWork } from '@dreamdb/cas'
 import type { Field } from '@dreamdb/manifest'
 import { Binary, Table, type Vector, vectorFromArray } from 'apache-arrow'
 import { describe, expect, it } from 'vitest'
-import { valuesColumn } from '../src/columns.js'
-import { BatchGatherer, Blocks } from '../src/index.js'
+import { embeddingColumn, valuesColumn } from '../src/columns.js'
+import { BatchGatherer, Blocks, permuteVectorsAside, permuteVectorsInPlace } from '../src/index.js'
 
 const embedding: Field = {
   name: 'embedding',
@@ -145,5 +146,72 @@ describe('BatchGatherer', () => {
     expect(() => new BatchGatherer([label]).column(count, sources.count!, blocksOf([0, 0, 1]))).toThrow(
       "field 'count' is not one of this iteration's",
     )
+  })
+})
+
+describe('permuteVectorsAside', () => {
+  const dim = 3
+  const field: Field = { ...embedding, dim } as Field
+  /** Buckets of `sizes` records, vector k = [k, k + 0.5, -k], in shared or ordinary memory. */
+  const window = (sizes: number[], shared: boolean) => {
+    let k = 0
+    return sizes.map((n) => {
+      const memory = shared ? new SharedArrayBuffer(8 + n * dim * 4) : new ArrayBuffer(8 + n * dim * 4)
+      // At a byte offset, as a column decoded out of an object is.
+      const flat = new Float32Array(memory, 8, n * dim)
+      for (let r = 0; r < n; r++, k++) flat.set([k, k + 0.5, -k], r * dim)
+      return embeddingColumn(field as never, flat)
+    })
+  }
+  const layout = (sizes: number[]) => {
+    const total = sizes.reduce((a, b) => a + b, 0)
+    const bucketOf = new Uint32Array(total)
+    const rowOf = new Uint32Array(total)
+    let p = 0
+    sizes.forEach((n, b) => {
+      for (let r = 0; r < n; r++, p++) {
+        bucketOf[p] = b
+        rowOf[p] = r
+      }
+    })
+    // A fixed shuffle with cycles inside one bucket and across buckets, and a fixed point.
+    const order = Uint32Array.from({ length: total }, (_, i) => (i * 7 + 3) % total)
+    return { bucketOf, rowOf, order }
+  }
+  const threads = readThreadsForWork()
+
+  it.runIf(threads !== undefined)(
+    'moves shared rows on a read thread exactly as permuteVectorsInPlace moves them here',
+    async () => {
+      for (const sizes of [[10], [4, 6], [5, 1, 7]]) {
+        const { bucketOf, rowOf, order } = layout(sizes)
+        const expected = window(sizes, false)
+        expect(permuteVectorsInPlace(dim, expected, bucketOf, rowOf, order)).toBe(true)
+        const aside = window(sizes, true)
+        const moved = await permuteVectorsAside(field, aside, bucketOf, rowOf, order, (p, s) =>
+          threads!.permuteRows(p, s),
+        )
+        expect(moved).toBe(true)
+        expect(aside.map(plain)).toEqual(expected.map(plain))
+        // Position p holds the record order[p] held (records numbered in window order).
+        const flat = aside.flatMap(plain) as number[][]
+        expect(flat.map((v) => v[0])).toEqual([...order])
+      }
+    },
+  )
+
+  it('leaves columns in ordinary memory to the caller, unchanged', async () => {
+    const sizes = [4, 6]
+    const { bucketOf, rowOf, order } = layout(sizes)
+    const columns = window(sizes, false)
+    const before = columns.map(plain)
+    let called = false
+    const moved = await permuteVectorsAside(field, columns, bucketOf, rowOf, order, async (p) => {
+      called = true
+      return p.buffers
+    })
+    expect(moved).toBe(false)
+    expect(called).toBe(false)
+    expect(columns.map(plain)).toEqual(before)
   })
 })

@@ -3,11 +3,12 @@ import {
   BatchGatherer,
   Blocks,
   type Codecs,
+  permuteVectorsAside,
   permuteVectorsInPlace,
   readBucketColumns,
   readLayerSegment,
 } from '@dreamdb/arrow'
-import { BufferPool, type ReadBuffers, type Store } from '@dreamdb/cas'
+import { BufferPool, type ReadBuffers, readThreadsForWork, type Store } from '@dreamdb/cas'
 import type { Bucket, Field, Layer, Manifest, Repository } from '@dreamdb/manifest'
 import type { RecordBatch, Vector } from 'apache-arrow'
 import { InvalidOptionError, ResumeMismatchError, UnknownFieldError } from './errors.js'
@@ -233,6 +234,7 @@ async function loadWindow(
   codecs: Codecs,
   signal: AbortSignal | undefined,
   buffers: ReadBuffers | undefined,
+  threads: ReturnType<typeof readThreadsForWork>,
 ): Promise<WindowData> {
   const decoded = await Promise.all(
     window.buckets.map((bucket) =>
@@ -262,10 +264,21 @@ async function loadWindow(
   const inWindowOrder = new Set<string>()
   if (order !== null) {
     for (const field of baseFields) {
-      if (
-        field.family === 'embedding' &&
-        permuteVectorsInPlace(field.dim, columns[field.name]!, bucketOf, rowOf, order)
-      )
+      if (field.family !== 'embedding') continue
+      // Shared buffers (recycled reads) on a read thread where there is one, so the main
+      // thread builds batches meanwhile; others here.
+      const aside =
+        threads !== undefined &&
+        (await permuteVectorsAside(
+          field,
+          columns[field.name]!,
+          bucketOf,
+          rowOf,
+          order,
+          (permute, s) => threads.permuteRows(permute, s),
+          signal,
+        ))
+      if (aside || permuteVectorsInPlace(field.dim, columns[field.name]!, bucketOf, rowOf, order))
         inWindowOrder.add(field.name)
     }
   }
@@ -397,6 +410,7 @@ export function iterate(
     const layers = manifest.layers.filter((l) => state.fields.includes(l.name))
     const gatherer = new BatchGatherer([...baseFields, ...layers.map((l) => l.field)])
     const codecs = await options.codecs()
+    const threads = readThreadsForWork()
     const layerValues = new Map<string, LayerValues>()
     for (const layer of layers)
       layerValues.set(layer.name, await loadLayerValues(repo, layer, signal, codecs))
@@ -512,7 +526,7 @@ export function iterate(
             return undefined
           },
         }
-        const data = loadWindow(repo.store, next.value, baseFields, codecs, signal, buffers)
+        const data = loadWindow(repo.store, next.value, baseFields, codecs, signal, buffers, threads)
         const entry: Entry = { window: next.value, data, held, settled: false }
         data.then(
           () => {

@@ -40,6 +40,8 @@ interface Reply {
   size?: number
   body?: string
   buffer?: ArrayBuffer | SharedArrayBuffer
+  /** A permutation's buffers, back. */
+  buffers?: (ArrayBuffer | SharedArrayBuffer)[]
   /** The body went into the spare sent along. */
   intoSpare?: boolean
   digest?: Uint8Array
@@ -51,6 +53,15 @@ let shared: ReadThreads | undefined
 export function sharedReadThreads(): ReadThreads {
   shared ??= new ReadThreads()
   return shared
+}
+
+/**
+ * The process's read threads for CPU work beside the caller's (a shuffled window's rows put
+ * in order, @dreamdb/dataset), or `undefined` on one core, where a worker would only take
+ * turns with the caller. @internal
+ */
+export function readThreadsForWork(): Pick<ReadThreads, 'permuteRows'> | undefined {
+  return availableParallelism() > 1 ? sharedReadThreads() : undefined
 }
 
 /** A small pool of reading threads, started on first use, that never keeps the process alive when idle. */
@@ -164,6 +175,29 @@ export class ReadThreads {
       digest: new Uint8Array(reply.digest!),
       intoSpare,
     }
+  }
+
+  /**
+   * Put the rows of a shuffled window into its order on a worker, in place (see
+   * `permuteRows` in read-worker.js): `buffers` hold the window's rows of `rowBytes` bytes,
+   * buffer `b` from byte `offsets[b]`. An ArrayBuffer is transferred there and back (the
+   * caller's views of it are detached; the buffers returned are the same bytes, moved); a
+   * SharedArrayBuffer is permuted where it is and returned as it is.
+   */
+  async permuteRows(
+    permute: {
+      buffers: (ArrayBuffer | SharedArrayBuffer)[]
+      offsets: number[]
+      rowBytes: number
+      bucketOf: Uint32Array
+      rowOf: Uint32Array
+      order: Uint32Array
+    },
+    signal?: AbortSignal,
+  ): Promise<(ArrayBuffer | SharedArrayBuffer)[]> {
+    const transfer = permute.buffers.filter((b): b is ArrayBuffer => !(b instanceof SharedArrayBuffer))
+    const reply = await this.#ask({ permute }, transfer, signal)
+    return reply.buffers!
   }
 
   /** Each worker's requests in hand and the bytes they weigh, in the order the workers started (for tests). @internal */

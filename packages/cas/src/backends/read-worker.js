@@ -12,7 +12,8 @@
  * connectTimeoutMs }, spare?, shared? }` (an HTTP GET; the body into the shared `spare` when
  * it fits, replying `intoSpare`, else into a new SharedArrayBuffer when `shared`) and
  * `{ id, cancel: true }` (stop
- * that GET). Replies: `{ id, buffer, digest }`, for a GET with `status` (an answer other
+ * that GET) and `{ id, permute: { buffers, offsets, rowBytes, bucketOf, rowOf, order } }` (rows of
+ * a shuffled window put in its order in place; replies `{ id, buffers }`). Replies: `{ id, buffer, digest }`, for a GET with `status` (an answer other
  * than 200 carries `body`, the start of its text, instead), or `{ id, error: { message,
  * code } }`.
  */
@@ -451,41 +452,97 @@ async function readChunked(fd, bytes, hash) {
   }
 }
 
-parentPort?.on('message', async ({ id, fd, size, buffer, spare, shared, get: getRequest, cancel }) => {
-  if (cancel === true) {
-    gets.get(id)?.destroy(failure('ABORT_ERR', 'cancelled'))
-    gets.delete(id)
-    return
+/**
+ * Puts rows of `rowBytes` bytes into a shuffled window's order, in place, across the
+ * window's buffers: afterwards position `p` (row `rowOf[p]` of buffer `bucketOf[p]`, which
+ * starts at byte `offsets[bucketOf[p]]`) holds the row that position `order[p]` held. The
+ * same cycle walk as `permuteVectorsInPlace` in @dreamdb/arrow: each row moves once.
+ */
+function permuteRows({ buffers, offsets, rowBytes, bucketOf, rowOf, order }) {
+  const views = buffers.map((b) => new Uint8Array(b))
+  const at = (p) => offsets[bucketOf[p]] + rowOf[p] * rowBytes
+  const n = order.length
+  const done = new Uint8Array(n)
+  const spare = new Uint8Array(rowBytes)
+  for (let start = 0; start < n; start++) {
+    if (done[start] === 1) continue
+    if (order[start] === start) {
+      done[start] = 1
+      continue
+    }
+    const first = at(start)
+    spare.set(views[bucketOf[start]].subarray(first, first + rowBytes))
+    let p = start
+    for (;;) {
+      done[p] = 1
+      const q = order[p]
+      const to = views[bucketOf[p]]
+      if (q === start) {
+        to.set(spare, at(p))
+        break
+      }
+      const from = views[bucketOf[q]]
+      const source = at(q)
+      if (from === to) to.copyWithin(at(p), source, source + rowBytes)
+      else to.set(from.subarray(source, source + rowBytes), at(p))
+      p = q
+    }
   }
-  try {
-    if (getRequest !== undefined) {
-      if (getRequest.url.startsWith('http:') && !framed.has(origin(new URL(getRequest.url)).key))
-        plainGet(id, getRequest, false, spare, shared === true)
-      else get(id, getRequest, shared === true)
+}
+
+parentPort?.on(
+  'message',
+  async ({ id, fd, size, buffer, spare, shared, get: getRequest, cancel, permute }) => {
+    if (permute !== undefined) {
+      // Rows of a shuffled window, moved here instead of on the caller's thread; buffers that
+      // are not shared were transferred and go back the same way.
+      try {
+        permuteRows(permute)
+        const buffers = permute.buffers
+        parentPort?.postMessage(
+          { id, buffers },
+          buffers.filter((b) => !(b instanceof SharedArrayBuffer)),
+        )
+      } catch (error) {
+        parentPort?.postMessage({ id, error: { message: String(error?.message), code: error?.code } })
+      }
       return
     }
-    if (buffer !== undefined) {
-      // Bytes already read (an S3 body): hash them and hand them back (a shared buffer stays
-      // where it is; only the digest goes back).
-      const digest = new Uint8Array(
-        createHash('sha256')
-          .update(new Uint8Array(buffer, 0, size ?? buffer.byteLength))
-          .digest(),
-      )
-      if (buffer instanceof SharedArrayBuffer) parentPort?.postMessage({ id, digest })
-      else parentPort?.postMessage({ id, buffer, digest }, [buffer])
+    if (cancel === true) {
+      gets.get(id)?.destroy(failure('ABORT_ERR', 'cancelled'))
+      gets.delete(id)
       return
     }
-    // A shared spare lent by the caller (at least `size` bytes), filled in place; else a
-    // buffer of this object alone, transferred back.
-    const bytes = spare !== undefined ? Buffer.from(spare, 0, size) : Buffer.allocUnsafeSlow(size)
-    const hash = createHash('sha256')
-    if (size <= SYNC_MAX) readWhole(fd, bytes, hash)
-    else await readChunked(fd, bytes, hash)
-    const digest = new Uint8Array(hash.digest())
-    if (spare !== undefined) parentPort?.postMessage({ id, digest })
-    else parentPort?.postMessage({ id, buffer: bytes.buffer, digest }, [bytes.buffer])
-  } catch (error) {
-    parentPort?.postMessage({ id, error: { message: String(error?.message), code: error?.code } })
-  }
-})
+    try {
+      if (getRequest !== undefined) {
+        if (getRequest.url.startsWith('http:') && !framed.has(origin(new URL(getRequest.url)).key))
+          plainGet(id, getRequest, false, spare, shared === true)
+        else get(id, getRequest, shared === true)
+        return
+      }
+      if (buffer !== undefined) {
+        // Bytes already read (an S3 body): hash them and hand them back (a shared buffer stays
+        // where it is; only the digest goes back).
+        const digest = new Uint8Array(
+          createHash('sha256')
+            .update(new Uint8Array(buffer, 0, size ?? buffer.byteLength))
+            .digest(),
+        )
+        if (buffer instanceof SharedArrayBuffer) parentPort?.postMessage({ id, digest })
+        else parentPort?.postMessage({ id, buffer, digest }, [buffer])
+        return
+      }
+      // A shared spare lent by the caller (at least `size` bytes), filled in place; else a
+      // buffer of this object alone, transferred back.
+      const bytes = spare !== undefined ? Buffer.from(spare, 0, size) : Buffer.allocUnsafeSlow(size)
+      const hash = createHash('sha256')
+      if (size <= SYNC_MAX) readWhole(fd, bytes, hash)
+      else await readChunked(fd, bytes, hash)
+      const digest = new Uint8Array(hash.digest())
+      if (spare !== undefined) parentPort?.postMessage({ id, digest })
+      else parentPort?.postMessage({ id, buffer: bytes.buffer, digest }, [bytes.buffer])
+    } catch (error) {
+      parentPort?.postMessage({ id, error: { message: String(error?.message), code: error?.code } })
+    }
+  },
+)
