@@ -90,7 +90,22 @@ export function checkRows(
     // The squares' sum is finite exactly when every value is (a float32 squared stays far
     // below the float64 range), so the values are looked at one by one only for an error.
     let norm2 = 0
-    for (let j = 0; j < dim; j++) norm2 += input[at + j]! * input[at + j]!
+    if (scales !== null) for (let j = 0; j < dim; j++) norm2 += input[at + j]! * input[at + j]!
+    else {
+      // Only finiteness counts here: four independent sums run 1.5x as fast as one (784-d).
+      let s1 = 0
+      let s2 = 0
+      let s3 = 0
+      let j = 0
+      for (; j + 4 <= dim; j += 4) {
+        norm2 += input[at + j]! * input[at + j]!
+        s1 += input[at + j + 1]! * input[at + j + 1]!
+        s2 += input[at + j + 2]! * input[at + j + 2]!
+        s3 += input[at + j + 3]! * input[at + j + 3]!
+      }
+      for (; j < dim; j++) norm2 += input[at + j]! * input[at + j]!
+      norm2 += s1 + s2 + s3
+    }
     if (!Number.isFinite(norm2)) {
       for (let j = 0; j < dim; j++)
         if (!Number.isFinite(input[at + j]!)) throw new NonFiniteValueError(what, i, j, input[at + j]!)
