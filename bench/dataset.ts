@@ -265,13 +265,17 @@ async function throughputFigures(records: number, dim: number) {
       const used = process.cpuUsage(startCpu)
       // CPU of every thread of this process (read threads included), the server's not.
       cpu
-        .get(recycle ? 'recycle' : key(readThreads, shuffleSeed, backend))!
+        .get(
+          recycle ? (backend !== root ? 's3-recycle' : 'recycle') : key(readThreads, shuffleSeed, backend),
+        )!
         .push((used.user + used.system) / 1e6)
       return seconds
     }
     const key = (readThreads: boolean, shuffleSeed: number | undefined, backend: string) =>
       backend !== root ? 's3' : shuffleSeed !== undefined ? 'shuffled' : readThreads ? 'threads' : 'inline'
-    const cpu = new Map(['threads', 'recycle', 'inline', 'shuffled', 's3'].map((k) => [k, [] as number[]]))
+    const cpu = new Map(
+      ['threads', 'recycle', 'inline', 'shuffled', 's3', 's3-recycle'].map((k) => [k, [] as number[]]),
+    )
     const python = execFileSync(join(process.cwd(), '..', 'tools', 'python-env.sh'), {
       encoding: 'utf8',
     }).trim()
@@ -313,6 +317,7 @@ async function throughputFigures(records: number, dim: number) {
       parquetUncompressed: [] as number[],
       lance: [] as number[],
       s3: [] as number[],
+      s3Recycle: [] as number[],
       parquetS3: [] as number[],
       lanceS3: [] as number[],
     }
@@ -341,7 +346,10 @@ async function throughputFigures(records: number, dim: number) {
     }
     // Then MinIO, in turns of its own, so the server's work never overlaps the local reads.
     for (let cycle = 0; remote !== undefined && cycle < CYCLES; cycle++) {
-      for (let round = 0; round < ROUNDS; round++) samples.s3.push(await readOnce(true, undefined, remote))
+      for (let round = 0; round < ROUNDS; round++) {
+        samples.s3.push(await readOnce(true, undefined, remote))
+        samples.s3Recycle.push(await readOnce(true, undefined, remote, true))
+      }
       const fromMinio = readPeers(peerBucket)
       samples.parquetS3.push(...fromMinio.parquet_s3!.samples)
       samples.lanceS3.push(...fromMinio.lance_s3!.samples)
@@ -375,6 +383,11 @@ async function throughputFigures(records: number, dim: number) {
           ? []
           : [
               row('DreamDB iterArrowBatches (MinIO)', median(samples.s3), cpu.get('s3')!),
+              row(
+                'DreamDB from MinIO, recycleBuffers: true',
+                median(samples.s3Recycle),
+                cpu.get('s3-recycle')!,
+              ),
               row(
                 `pyarrow ${peers!.pyarrow} Parquet from MinIO (S3FileSystem)`,
                 median(samples.parquetS3),
@@ -709,13 +722,19 @@ function doneWhen(): string[][] {
     const lanceS3 = t.results.find((r) => r.reader.startsWith('pylance') && r.reader.includes('MinIO'))
     const cpuNote = (ours: { cpuMsPerPass: number }, theirs: { cpuMsPerPass: number } | undefined) =>
       theirs === undefined ? '' : `by CPU ${(theirs.cpuMsPerPass / ours.cpuMsPerPass).toFixed(2)}x`
+    // The same passes from MinIO with recycled read buffers (absent from results written before it).
+    const s3Recycled = named(t, 'MinIO, recycleBuffers')
+    const withRecycled = (theirs: { recordsPerSecond: number } | undefined) =>
+      s3Recycled === undefined || theirs === undefined
+        ? ''
+        : `; with recycleBuffers ${times(ratio(s3Recycled.recordsPerSecond, theirs.recordsPerSecond))}`
     add(
       'from MinIO >= 1.0x pyarrow Parquet (S3FileSystem)',
       shapeName(t),
       s3 && parquetS3 && ratio(s3.recordsPerSecond, parquetS3.recordsPerSecond),
       (v) => v >= 1.0,
       times,
-      s3 ? cpuNote(s3, parquetS3) : '',
+      s3 ? `${cpuNote(s3, parquetS3)}${withRecycled(parquetS3)}` : '',
     )
     add(
       'from MinIO >= 0.7x pylance',
@@ -723,7 +742,7 @@ function doneWhen(): string[][] {
       s3 && lanceS3 && ratio(s3.recordsPerSecond, lanceS3.recordsPerSecond),
       (v) => v >= 0.7,
       times,
-      s3 ? cpuNote(s3, lanceS3) : '',
+      s3 ? `${cpuNote(s3, lanceS3)}${withRecycled(lanceS3)}` : '',
     )
     const uncompressed = named(t, 'Parquet uncompressed')!
     add(
