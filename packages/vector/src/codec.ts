@@ -211,24 +211,33 @@ export class Codec {
    */
   encode(data: Float32Array, count: number): EncodedRows {
     const out = emptyRows(count, this.paddedDim, this.bits)
-    const { dim, dim4 } = this
+    const { dim } = this
     for (let first = 0; first < count; first += this.block) {
       const rows = Math.min(this.block, count - first)
-      const heap = this.k.f32()
-      const u32 = this.k.u32()
-      for (let r = 0; r < rows; r++) {
-        const at = (this.blockOff >>> 2) + r * dim4
-        heap.set(data.subarray((first + r) * dim, (first + r + 1) * dim), at)
-        for (let j = dim; j < dim4; j++) heap[at + j] = 0
-        u32[(this.blockRowsOff >>> 2) + r] = this.blockOff + r * dim4 * 4
-      }
-      this.k.gemm(this.blockRowsOff, rows, this.centroidsOff, this.lists, dim4, this.blockScoresOff)
+      this.scoreBlock(data, first, rows)
       for (let r = 0; r < rows; r++) {
         const list = this.#best(this.k.f32(), (this.blockScoresOff >>> 2) + r * this.lists)
         this.#encodeAssigned(data, (first + r) * dim, first + r, out, list)
       }
     }
     return out
+  }
+
+  /**
+   * Dot products of rows `first ..< first + rows` of `data` (rows <= `block`) with every
+   * centroid, into the block's scores (rows x lists), each the bits of `scoreLoadedRow`'s.
+   */
+  scoreBlock(data: Float32Array, first: number, rows: number): void {
+    const { dim, dim4 } = this
+    const heap = this.k.f32()
+    const u32 = this.k.u32()
+    for (let r = 0; r < rows; r++) {
+      const at = (this.blockOff >>> 2) + r * dim4
+      heap.set(data.subarray((first + r) * dim, (first + r + 1) * dim), at)
+      for (let j = dim; j < dim4; j++) heap[at + j] = 0
+      u32[(this.blockRowsOff >>> 2) + r] = this.blockOff + r * dim4 * 4
+    }
+    this.k.gemm(this.blockRowsOff, rows, this.centroidsOff, this.lists, dim4, this.blockScoresOff)
   }
 
   encodeRow(data: Float32Array, offset: number, i: number, out: EncodedRows): void {

@@ -609,11 +609,37 @@ class MemoryVectorIndex implements VectorIndex {
     const distances = new Float32Array(count * k).fill(Number.POSITIVE_INFINITY)
     const counts = new Uint32Array(count)
     const top = topK(k)
-    for (let i = 0; i < count; i++) {
-      if (this.#size > 0)
-        this.#search(data.subarray(i * dim, (i + 1) * dim), nprobe, rerank, epsilon0, filter, top, stats)
-      counts[i] = top.size
-      nearestOf(top, this.#lists, ids, distances, i * k)
+    // The queries' centroid scores a block at a time, with one `gemm` per block (the centroids
+    // stream from cache once per block, not once per query; the bits of one query at a time).
+    const codec = this.#codec
+    const lists = this.spatialIndex.lists
+    const scores = new Float32Array(codec.block * lists)
+    for (let first = 0; first < count; first += codec.block) {
+      const rows = Math.min(codec.block, count - first)
+      if (this.#size > 0) {
+        codec.scoreBlock(data, first, rows)
+        const at = codec.blockScoresOff >>> 2
+        scores.set(codec.k.f32().subarray(at, at + rows * lists))
+      }
+      for (let r = 0; r < rows; r++) {
+        const i = first + r
+        if (this.#size > 0) {
+          this.#dots.set(scores.subarray(r * lists, (r + 1) * lists))
+          this.#search(
+            data.subarray(i * dim, (i + 1) * dim),
+            nprobe,
+            rerank,
+            epsilon0,
+            filter,
+            top,
+            stats,
+            undefined,
+            true,
+          )
+        }
+        counts[i] = top.size
+        nearestOf(top, this.#lists, ids, distances, i * k)
+      }
     }
     return { ids, distances, counts, stats }
   }
@@ -668,6 +694,8 @@ class MemoryVectorIndex implements VectorIndex {
     top: Heap,
     stats: SearchStats,
     visit?: EstimateVisitor,
+    /** `#dots` already holds the query's centroid scores (searchMany's block). */
+    scored = false,
   ): void {
     const codec = this.#codec
     const k = codec.k
@@ -679,10 +707,12 @@ class MemoryVectorIndex implements VectorIndex {
     const lists = this.spatialIndex.lists
 
     // Rank the lists: by |q - c|^2 under l2, by <q, c> otherwise (how vectors were assigned).
-    codec.loadRow(q, 0)
-    const heap = codec.scoreLoadedRow()
     const dots = this.#dots
-    dots.set(heap.subarray(codec.scoresOff >>> 2, (codec.scoresOff >>> 2) + lists))
+    if (!scored) {
+      codec.loadRow(q, 0)
+      const heap = codec.scoreLoadedRow()
+      dots.set(heap.subarray(codec.scoresOff >>> 2, (codec.scoresOff >>> 2) + lists))
+    }
     const keys = this.#keys
     for (let l = 0; l < lists; l++) keys[l] = l2 ? codec.centroidNorms[l]! - 2 * dots[l]! : -dots[l]!
     const order = nearestFirst(keys, nprobe)

@@ -168,6 +168,13 @@ describe('search', () => {
         })
         expect(many.stats.reranked).toBe(reranked)
       }
+      // More queries than one block of searchMany's centroid scoring (64 rows at dim 20).
+      const lots = index.searchMany(data.subarray(0, 150 * dim), { k: 5, nprobe: 3 })
+      for (let i = 0; i < 150; i++) {
+        const one = index.search(row(data, dim, i), { k: 5, nprobe: 3 })
+        expect(lots.ids.subarray(i * 5, i * 5 + one.ids.length)).toEqual(one.ids)
+        expect(lots.distances.subarray(i * 5, i * 5 + one.ids.length)).toEqual(one.distances)
+      }
       // A flat matrix of queries; a filter leaving 2 vectors pads each row with +Infinity.
       const two = index.searchMany(data.subarray(0, 2 * dim), { k: 3, nprobe: 12, filter: (id) => id < 2n })
       expect([...two.counts]).toEqual([2, 2])
