@@ -83,12 +83,15 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i])
 }
 
-/** Parse and check a code block against the spatial index and compressor it must belong to. */
-export function readCodeBlock(
+/**
+ * Check a code block's header and size against the spatial index and compressor it must
+ * belong to; its vector count and a view of it.
+ */
+function checkCodeBlock(
   spatialIndex: SpatialIndex,
   compressor: VectorCompressor,
   block: Uint8Array,
-): EncodedRows {
+): { n: number; lists: number; view: DataView; what: string; where: string } {
   const what = 'Code block'
   const where = `of ${block?.length ?? 0} bytes`
   if (!(block instanceof Uint8Array) || block.length < CODE_BLOCK_HEADER_BYTES) {
@@ -136,6 +139,17 @@ export function readCodeBlock(
   if (block.length !== expected) {
     throw new CorruptObjectError(what, where, `${n} vectors need exactly ${expected} bytes`)
   }
+  return { n, lists, view, what, where }
+}
+
+/** Parse and check a code block against the spatial index and compressor it must belong to. */
+export function readCodeBlock(
+  spatialIndex: SpatialIndex,
+  compressor: VectorCompressor,
+  block: Uint8Array,
+): EncodedRows {
+  const { n, lists, view, what, where } = checkCodeBlock(spatialIndex, compressor, block)
+  const { paddedDim, bits, metric } = compressor
   const rows = emptyRows(n, paddedDim, bits)
   let at = CODE_BLOCK_HEADER_BYTES
   for (let i = 0; i < n; i++, at += 4) {
@@ -164,8 +178,9 @@ export function readCodeBlock(
 }
 
 /**
- * Vectors per list over code blocks (each checked as `readCodeBlock` checks it): the
- * `listCapacity` that builds an index from those blocks without growing a list.
+ * Vectors per list over code blocks (each one's header, size and list column checked as
+ * `readCodeBlock` checks them): the `listCapacity` that builds an index from those blocks
+ * without growing a list.
  */
 export function listSizesOfCodes(
   spatialIndex: SpatialIndex,
@@ -174,8 +189,14 @@ export function listSizesOfCodes(
 ): Uint32Array {
   const sizes = new Uint32Array(spatialIndex.lists)
   for (const block of blocks) {
-    const { lists } = readCodeBlock(spatialIndex, compressor, block)
-    for (let i = 0; i < lists.length; i++) sizes[lists[i]!]!++
+    // The header and the list column only: the rest is read when the block is added.
+    const { n, lists, view, what, where } = checkCodeBlock(spatialIndex, compressor, block)
+    for (let i = 0, at = CODE_BLOCK_HEADER_BYTES; i < n; i++, at += 4) {
+      const list = view.getUint32(at, true)
+      if (list >= lists)
+        throw new CorruptObjectError(what, where, `vector ${i} names list ${list} of ${lists}`)
+      sizes[list]!++
+    }
   }
   return sizes
 }
