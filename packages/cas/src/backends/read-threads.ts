@@ -76,6 +76,8 @@ export class ReadThreads {
    * sending it (a few thousand entries are a few hundred kilobytes).
    */
   readonly #sizes = new LRUCache<string, number>({ max: 16_384 })
+  /** Bytes each worker was given so far: between workers equally loaded, the one given less takes the next (so equal requests alternate). */
+  readonly #served = new Map<Worker, number>()
   /** What a GET of unknown size counts for: the mean of the bodies received so far. */
   #meanGet = { bytes: 0, count: 0 }
   #lastId = 0
@@ -216,6 +218,7 @@ export class ReadThreads {
       const load = this.#load.get(worker)!
       load.requests++
       load.bytes += bytes
+      this.#served.set(worker, (this.#served.get(worker) ?? 0) + bytes)
       if (this.#pending.size === 1) for (const w of this.#workers) w.ref()
       worker.postMessage({ id, ...request }, transfer)
       if (signal !== undefined) {
@@ -242,17 +245,23 @@ export class ReadThreads {
    * MinIO, 1M x 128-d: 510-580 against 30-40 ms of CPU per pass). Nor by requests alone:
    * a thread waiting on two small answers then took a third large body beside one busy with
    * two. Hashing costs by the byte; a GET's weight is its size when the caller or an earlier
-   * read knows it, else the mean of those received.
+   * read knows it, else the mean of those received. Ties go to the worker given fewer bytes
+   * so far.
    */
   #worker(): Worker {
     let least: Worker | undefined
     let leastLoad = { requests: Number.POSITIVE_INFINITY, bytes: Number.POSITIVE_INFINITY }
+    let leastServed = Number.POSITIVE_INFINITY
     for (const w of this.#workers) {
       const load = this.#load.get(w)!
+      const served = this.#served.get(w) ?? 0
       if (
         load.bytes < leastLoad.bytes ||
-        (load.bytes === leastLoad.bytes && load.requests < leastLoad.requests)
+        (load.bytes === leastLoad.bytes &&
+          (load.requests < leastLoad.requests ||
+            (load.requests === leastLoad.requests && served < leastServed)))
       ) {
+        leastServed = served
         least = w
         leastLoad = load
       }
@@ -284,6 +293,7 @@ export class ReadThreads {
   #failAll(worker: Worker, error: unknown): void {
     this.#workers = this.#workers.filter((w) => w !== worker)
     this.#load.delete(worker)
+    this.#served.delete(worker)
     for (const [id, pending] of [...this.#pending]) {
       if (pending.worker === worker) this.#settle(id, (p) => p.reject(error))
     }
