@@ -51,7 +51,9 @@ export const DEFAULT_ITERATIONS = 20
 export const DEFAULT_MAX_POINTS_PER_LIST = 256
 /**
  * @internal Training's memory limits, changeable by tests: Elkan's per-vector, per-centroid
- * bounds are kept up to `elkanMaxBounds` of them (64 MiB of float32); over that, Hamerly's.
+ * bounds are kept while they and the three lists x lists tables beside them (gaps, and the
+ * centroids ordered by gap) come to at most `elkanMaxBounds` 4-byte entries (64 MiB); over
+ * that, Hamerly's.
  */
 export const kmeansTuning = { elkanMaxBounds: 1 << 24 }
 /** More candidates than this from the loose bound, and the bound is tightened first. */
@@ -150,7 +152,7 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   // vector failing Hamerly's test is compared only with the few centroids that could be nearer.
   // Hamerly's one lower bound alone skipped a quarter of the comparisons on 784-d pixels;
   // these skip most of them (design/0004).
-  const elkan = m * lists <= kmeansTuning.elkanMaxBounds
+  const elkan = (m + 3 * lists) * lists <= kmeansTuning.elkanMaxBounds
   // Stored as the distance plus the centroid's total move so far (`drift`): the bound now is
   // lowerAll - drift, and a move costs one add per centroid instead of one per vector and centroid.
   const lowerAll = elkan ? new Float32Array(m * lists) : new Float32Array(0)
