@@ -319,13 +319,24 @@ class MemoryVectorIndex implements VectorIndex {
     if (room !== undefined && (room === null || typeof room !== 'object' || room.length !== lists)) {
       throw new InvalidOptionError('listCapacity', room, `must give a size for each of the ${lists} lists`)
     }
+    const capacity = new Float64Array(lists)
+    let bytes = 0
+    const region = (n: number) => Math.ceil(n / 16) * 16
     for (let l = 0; l < lists; l++) {
       const wanted = room === undefined ? 0 : room[l]!
       if (!Number.isInteger(wanted) || wanted < 0 || wanted > 0xffffffff) {
         throw new InvalidOptionError(`listCapacity[${l}]`, wanted, 'must be an integer >= 0')
       }
-      this.#lists.push(this.#newList(Math.ceil(wanted / BLOCK) * BLOCK))
+      const c = Math.ceil(wanted / BLOCK) * BLOCK
+      capacity[l] = c
+      bytes += region((c / BLOCK) * this.#blockBytes) + region((c / BLOCK) * FACTOR_BLOCK_BYTES)
+      if (init.compressor.bits > 1) bytes += region(c * this.#exStride)
+      if (this.keepsVectors) bytes += region(c * this.#vecStride)
     }
+    // The reserved lists' heap in one step: growing it list by list (by half each time) cost
+    // about a tenth of a 60,000-vector build.
+    k.reserve(this.#end + bytes)
+    for (let l = 0; l < lists; l++) this.#lists.push(this.#newList(capacity[l]!))
   }
 
   get size(): number {
