@@ -225,6 +225,59 @@ interface WindowData {
    * inside one bucket is a view, as in order.
    */
   inWindowOrder: Set<string>
+  /**
+   * Where each window position of those fields lives, as an index into the window's buckets
+   * one after another (`bucketOf`/`rowOf` of that index), when not at its own index: a
+   * window of several buckets is laid out so that each batch's positions are consecutive
+   * rows of one bucket (`layoutOf`), and the batch is a view.
+   */
+  slot: Uint32Array | null
+}
+
+/**
+ * A layout of a shuffled window's positions over its buckets in which no batch crosses from
+ * one bucket's buffer to the next, or `null` (the identity: position p at index p) when the
+ * window is one bucket, when no batch crosses anyway, or when the stretches do not fit.
+ *
+ * The epoch's batches cut the window into stretches (at every multiple of `batchSize` of
+ * the epoch's record offset); each stretch, in order, goes to the first bucket with room
+ * for all of it, filled from its first row. Measured on shuffled passes over 100k x 512-d
+ * (8 192-record buckets, two a window): before it, about 10 of 25 batches crossed a bucket
+ * inside their window and were gathered into a new 8 MiB buffer each. Only where rows live
+ * changes, not which record a batch holds, so the order and resume states are the same.
+ */
+export function layoutOf(
+  bucketStart: Uint32Array,
+  windowStart: number,
+  batchSize: number,
+): Uint32Array | null {
+  const buckets = bucketStart.length - 1
+  const records = bucketStart[buckets]!
+  if (buckets < 2) return null
+  const stretches: [from: number, to: number][] = []
+  for (let p = 0; p < records; ) {
+    const end = Math.min(records, p + batchSize - ((windowStart + p) % batchSize))
+    stretches.push([p, end])
+    p = end
+  }
+  // Nothing to do when every stretch already lies inside one bucket.
+  let crossing = false
+  for (const [from, to] of stretches) {
+    let b = 0
+    while (bucketStart[b + 1]! <= from) b++
+    if (to > bucketStart[b + 1]!) crossing = true
+  }
+  if (!crossing) return null
+  const filled = Uint32Array.from({ length: buckets }, (_, b) => bucketStart[b]!)
+  const slot = new Uint32Array(records)
+  for (const [from, to] of stretches) {
+    let b = 0
+    while (b < buckets && bucketStart[b + 1]! - filled[b]! < to - from) b++
+    if (b === buckets) return null
+    for (let p = from; p < to; p++) slot[p] = filled[b]! + (p - from)
+    filled[b]! += to - from
+  }
+  return slot
 }
 
 async function loadWindow(
@@ -235,6 +288,7 @@ async function loadWindow(
   signal: AbortSignal | undefined,
   buffers: ReadBuffers | undefined,
   threads: ReturnType<typeof readThreadsForWork>,
+  batchSize: number,
 ): Promise<WindowData> {
   const decoded = await Promise.all(
     window.buckets.map((bucket) =>
@@ -262,7 +316,14 @@ async function loadWindow(
   for (const field of baseFields) columns[field.name] = decoded.map((d) => d[field.name] ?? null)
   const order = window.seed === null ? null : permutation(window.records, window.seed)
   const inWindowOrder = new Set<string>()
-  if (order !== null) {
+  const slot = order === null ? null : layoutOf(bucketStart, window.start, batchSize)
+  // The moves in index terms: index slot[p] takes the record of position p.
+  let moves = order
+  if (order !== null && slot !== null) {
+    moves = new Uint32Array(order.length)
+    for (let p = 0; p < order.length; p++) moves[slot[p]!] = order[p]!
+  }
+  if (moves !== null) {
     for (const field of baseFields) {
       if (field.family !== 'embedding') continue
       // Shared buffers (recycled reads) on a read thread where there is one, so the main
@@ -274,11 +335,11 @@ async function loadWindow(
           columns[field.name]!,
           bucketOf,
           rowOf,
-          order,
+          moves,
           (permute, s) => threads.permuteRows(permute, s),
           signal,
         ))
-      if (aside || permuteVectorsInPlace(field.dim, columns[field.name]!, bucketOf, rowOf, order))
+      if (aside || permuteVectorsInPlace(field.dim, columns[field.name]!, bucketOf, rowOf, moves))
         inWindowOrder.add(field.name)
     }
   }
@@ -290,6 +351,7 @@ async function loadWindow(
     bucketStart,
     order,
     inWindowOrder,
+    slot,
   }
 }
 
@@ -310,7 +372,12 @@ function blocksOf(runs: Run[], field?: string): Blocks {
   const blocks = new Blocks()
   let base = 0
   for (const { data, from, to } of runs) {
-    if (data.order === null || (field !== undefined && data.inWindowOrder.has(field))) {
+    if (data.order !== null && data.slot !== null && field !== undefined && data.inWindowOrder.has(field)) {
+      for (let p = from; p < to; p++) {
+        const i = data.slot[p]!
+        blocks.push(base + data.bucketOf[i]!, data.rowOf[i]!, 1)
+      }
+    } else if (data.order === null || (field !== undefined && data.inWindowOrder.has(field))) {
       for (let p = from; p < to; ) {
         const bucket = data.bucketOf[p]!
         const count = Math.min(to, data.bucketStart[bucket + 1]!) - p
@@ -526,7 +593,16 @@ export function iterate(
             return undefined
           },
         }
-        const data = loadWindow(repo.store, next.value, baseFields, codecs, signal, buffers, threads)
+        const data = loadWindow(
+          repo.store,
+          next.value,
+          baseFields,
+          codecs,
+          signal,
+          buffers,
+          threads,
+          state.batchSize,
+        )
         const entry: Entry = { window: next.value, data, held, settled: false }
         data.then(
           () => {

@@ -1,0 +1,119 @@
+/**
+ * A shuffled window of several buckets is laid out so that each batch's embedding rows are
+ * consecutive rows of one bucket's buffer (a view, not a copy), without changing which
+ * record a batch holds.
+ */
+import { BufferPool, openStore } from '@dreamdb/cas'
+import type { RecordBatch } from 'apache-arrow'
+import { describe, expect, it } from 'vitest'
+import { Dataset } from '../src/index.js'
+import { layoutOf } from '../src/iterate.js'
+
+describe('layoutOf', () => {
+  const starts = (...sizes: number[]) => {
+    const out = new Uint32Array(sizes.length + 1)
+    sizes.forEach((n, b) => {
+      out[b + 1] = out[b]! + n
+    })
+    return out
+  }
+  /** Each batch stretch of the window (cut at multiples of `batch` of the epoch offset) in one bucket, consecutively. */
+  /**
+   * Each batch stretch of the window (cut at multiples of `batch` of the epoch's offset) is
+   * consecutive rows of one bucket, every index used once; `moved`: not the identity.
+   */
+  const check = (sizes: number[], windowStart: number, batch: number, moved: boolean) => {
+    const bucketStart = starts(...sizes)
+    const total = bucketStart[sizes.length]!
+    const layout = layoutOf(bucketStart, windowStart, batch)
+    expect(layout !== null).toBe(moved)
+    const slot = layout ?? Uint32Array.from({ length: total }, (_, i) => i)
+    expect([...slot].sort((a, b) => a - b)).toEqual(Array.from({ length: total }, (_, i) => i))
+    const bucketOf = (i: number) => sizes.findIndex((_, b) => i < bucketStart[b + 1]!)
+    for (let p = 1; p < total; p++) {
+      if ((windowStart + p) % batch === 0) continue
+      expect(slot[p]).toBe(slot[p - 1]! + 1)
+      expect(bucketOf(slot[p]!)).toBe(bucketOf(slot[p - 1]!))
+    }
+  }
+
+  it('leaves one bucket, or batches that cross no bucket, where they are', () => {
+    expect(layoutOf(starts(16), 3, 8)).toBeNull()
+    expect(layoutOf(starts(8, 8), 0, 8)).toBeNull()
+    expect(layoutOf(starts(8, 8), 16, 4)).toBeNull()
+  })
+
+  it('puts every batch of a window in one bucket when the stretches fit', () => {
+    check([8, 8], 4, 8, true)
+    check([4, 8], 0, 8, true)
+    check([4, 8], 4, 8, false)
+    check([8, 4], 0, 8, false)
+    check([8192, 8192], 1696, 4096, true)
+    check([8192, 1696, 8192], 0, 4096, true)
+    check([6, 10], 2, 8, false)
+  })
+
+  it('gives up (null) when a stretch fits no bucket', () => {
+    expect(layoutOf(starts(6, 10), 0, 8)).toBeNull()
+  })
+})
+
+describe('shuffled windows of several buckets', () => {
+  const DIM = 4
+  it('hand out batches inside a window as views, with the same records', async () => {
+    // Buckets of 8 records and one of 4, two buckets a window, batches of 8: the short
+    // bucket shifts the windows after it off the batch grid, so their bucket boundary falls
+    // inside a batch.
+    const ds = await Dataset.create('layout', {
+      backend: await openStore('memory://'),
+      schema: {
+        fields: [
+          { name: 'embedding', family: 'embedding', dim: DIM },
+          { name: 'id', family: 'scalar', kind: 'int' },
+        ],
+      },
+    })
+    const sizes = [8, 8, 8, 4, 8, 8, 8, 8, 8, 8]
+    let next = 0
+    for (const n of sizes) {
+      await ds.appendMany(
+        Array.from({ length: n }, () => {
+          const id = next++
+          return { embedding: Float32Array.from({ length: DIM }, (_, d) => id + d / 10), id }
+        }),
+        { bucketRecords: 8 },
+      )
+    }
+    expect(ds.manifest.stats.buckets).toBe(sizes.length)
+    const windows = sizes.length / 2
+    for (const recycleBuffers of [undefined, new BufferPool()]) {
+      for (let seed = 1; seed <= 6; seed++) {
+        const seen: number[] = []
+        let copied = 0
+        for await (const batch of ds.iterArrowBatches({
+          batchSize: 8,
+          shuffleSeed: seed,
+          shuffleWindow: 16,
+          ...(recycleBuffers ? { recycleBuffers } : {}),
+        })) {
+          const values = vectorsOf(batch)
+          const ids = Array.from(batch.getChild('id')!.toArray() as BigInt64Array | Int32Array, Number)
+          // Each row's vector is its own record's.
+          expect(Array.from({ length: batch.numRows }, (_, i) => values[i * DIM])).toEqual(ids)
+          expect(Array.from({ length: batch.numRows }, (_, i) => values[i * DIM + 3])).toEqual(
+            ids.map((id) => Math.fround(id + 0.3)),
+          )
+          // A gathered batch has a buffer of its own rows; a view shares its bucket's.
+          if (values.buffer.byteLength === values.byteLength) copied++
+          seen.push(...ids)
+        }
+        expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: next }, (_, i) => i))
+        // Only a batch spanning two windows is copied: at most one per window boundary.
+        expect(copied).toBeLessThanOrEqual(windows - 1)
+      }
+    }
+  })
+})
+
+const vectorsOf = (batch: RecordBatch) =>
+  batch.getChild('embedding')!.data[0]!.children[0]!.values as Float32Array
