@@ -313,7 +313,9 @@ export type RowPermuter = (
  * than moving the rows here (measured), so those are left to the caller.
  *
  * Returns `false`, changing nothing, when a source does not qualify (then the caller
- * permutes in place itself).
+ * permutes in place itself). The buffers are being written until the promise settles: a
+ * `permute` that gives up early (an abort) must not let them be reused before the other
+ * thread is done.
  */
 export async function permuteVectorsAside(
   field: Field,

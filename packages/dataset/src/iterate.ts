@@ -336,8 +336,9 @@ async function loadWindow(
           bucketOf,
           rowOf,
           moves,
-          (permute, s) => threads.permuteRows(permute, s),
-          signal,
+          // Without the signal: an abort must not settle the window (and give its buffers
+          // back to the pool) while the thread is still moving rows in them.
+          (permute) => threads.permuteRows(permute),
         ))
       if (aside || permuteVectorsInPlace(field.dim, columns[field.name]!, bucketOf, rowOf, moves))
         inWindowOrder.add(field.name)
