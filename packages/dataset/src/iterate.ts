@@ -242,8 +242,8 @@ interface WindowData {
  * The epoch's batches cut the window into stretches (at every multiple of `batchSize` of
  * the epoch's record offset); each stretch, in order, goes to the first bucket with room
  * for all of it, filled from its first row. Measured on shuffled passes over 100k x 512-d
- * (8 192-record buckets, two a window): before it, about 10 of 25 batches crossed a bucket
- * inside their window and were gathered into a new 8 MiB buffer each. Only where rows live
+ * (8 192-record buckets, two a window): 4-9 of 25 batches a pass were gathered into a new
+ * 8 MiB buffer each, 1-4 after it (those spanning two windows). Only where rows live
  * changes, not which record a batch holds, so the order and resume states are the same.
  */
 export function layoutOf(
