@@ -53,9 +53,10 @@ export const DEFAULT_MAX_POINTS_PER_LIST = 256
  * @internal Training's memory limits, changeable by tests: Elkan's per-vector, per-centroid
  * bounds are kept while they and the three lists x lists tables beside them (gaps, and the
  * centroids ordered by gap) come to at most `elkanMaxBounds` 4-byte entries (64 MiB); over
- * that, Hamerly's.
+ * that, Hamerly's. Rows are scored against the centroids in blocks of about `blockBytes`
+ * (at least 8 rows).
  */
-export const kmeansTuning = { elkanMaxBounds: 1 << 24 }
+export const kmeansTuning = { elkanMaxBounds: 1 << 24, blockBytes: 192 * 1024 }
 /** More candidates than this from the loose bound, and the bound is tightened first. */
 const TIGHTEN_OVER = 16
 
@@ -117,16 +118,17 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   const dim4 = Math.ceil(dim / 4) * 4
   // Sample vectors that fail the bounds are scored against every centroid a block at a time
   // (one `gemm`: the centroids stream from cache once per block, not once per vector); the
-  // block's rows stay in L2 (about 192 KiB of them).
-  const block = Math.max(8, Math.min(256, Math.floor((192 * 1024) / (dim4 * 4))))
-  const rowsScored = Math.max(block, lists)
+  // block's rows stay in L2 (`blockBytes` of them).
+  const block = Math.max(8, Math.min(256, Math.floor(kmeansTuning.blockBytes / (dim4 * 4))))
+  // A block's row offsets, or the candidates of one vector (up to lists of them).
+  const rowsListed = Math.max(block, lists)
   // The heap: centroids, then the whole sample (rows padded to dim4, copied once), then the
-  // byte offsets of a block's rows, then its scores (rowsScored x lists).
+  // byte offsets of a block's rows, then its scores (block x lists).
   const centroidsOff = 0
   const sampleOff = lists * dim4 * 4
   const xsOff = sampleOff + m * dim4 * 4
-  const scoresOff = xsOff + rowsScored * 4
-  k.reserve(scoresOff + rowsScored * lists * 4)
+  const scoresOff = xsOff + rowsListed * 4
+  k.reserve(scoresOff + block * lists * 4)
   {
     const heap = k.f32()
     for (let i = 0; i < m; i++)
@@ -181,16 +183,19 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
     // Spherical k-means ranks by <x, c>, which is the Euclidean order only for unit centroids
     // (a zero mean stays zero): without them every vector is compared with every centroid.
     const prune = it > 0 && (!spherical || unit)
-    if (prune) {
+    // The centroids against each other, a block of them at a time (lists x lists scores at
+    // once would outgrow the heap at tens of thousands of lists).
+    for (let first = 0; prune && first < lists; first += block) {
+      const rows = Math.min(block, lists - first)
       const u32 = k.u32()
-      for (let l = 0; l < lists; l++) u32[(xsOff >>> 2) + l] = centroidsOff + l * dim4 * 4
-      k.gemm(xsOff, lists, centroidsOff, lists, dim4, scoresOff)
+      for (let r = 0; r < rows; r++) u32[(xsOff >>> 2) + r] = centroidsOff + (first + r) * dim4 * 4
+      k.gemm(xsOff, rows, centroidsOff, lists, dim4, scoresOff)
       heap = k.f32()
-      for (let l = 0; l < lists; l++) {
+      for (let l = first; l < first + rows; l++) {
         let nearest = Number.POSITIVE_INFINITY
         for (let j = 0; j < lists; j++) {
           if (j === l) continue
-          const d2 = norms[l]! + norms[j]! - 2 * heap[(scoresOff >>> 2) + l * lists + j]!
+          const d2 = norms[l]! + norms[j]! - 2 * heap[(scoresOff >>> 2) + (l - first) * lists + j]!
           if (d2 < nearest) nearest = d2
           if (elkan) centroidGap[l * lists + j] = Math.sqrt(Math.max(0, d2)) / 2
         }

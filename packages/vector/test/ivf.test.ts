@@ -69,15 +69,18 @@ describe('trainSpatialIndex', () => {
   })
 
   it.each([
-    ['Elkan', 1 << 24],
-    ['Hamerly', 0],
+    ['Elkan', 1 << 24, 192 * 1024],
+    ['Hamerly', 0, 192 * 1024],
+    // blocks of 8 rows: several gemm blocks per pass, and the centroids scored 8 at a time
+    ['Elkan, small blocks', 1 << 24, 0],
+    ['Hamerly, small blocks', 0, 0],
   ])(
     'skips vectors by bounds (%s) without changing a result: the same moves and centroids as comparing every centroid',
-    async (_, elkanMaxBounds) => {
-      const saved = kmeansTuning.elkanMaxBounds
-      kmeansTuning.elkanMaxBounds = elkanMaxBounds
+    async (_, elkanMaxBounds, blockBytes) => {
+      const saved = { ...kmeansTuning }
+      Object.assign(kmeansTuning, { elkanMaxBounds, blockBytes })
       onTestFinished(() => {
-        kmeansTuning.elkanMaxBounds = saved
+        Object.assign(kmeansTuning, saved)
       })
       // The second has lists enough that the bounds leave a few candidates of many.
       for (const [metric, n, dim, lists, clusters] of [
