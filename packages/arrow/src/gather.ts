@@ -289,6 +289,49 @@ export function permuteVectorsInPlace(
   return true
 }
 
+/**
+ * `permuteVectorsInPlace` for rows of `width` 32-bit words (a categorical column's ids: 1;
+ * anchors seen as two halves: 2), one array per bucket: afterwards index `p` (row `rowOf[p]`
+ * of array `bucketOf[p]`) holds the row that index `order[p]` held. The arrays must be the
+ * caller's own.
+ */
+export function permuteWordsInPlace(
+  arrays: readonly (Int32Array | Uint32Array)[],
+  width: number,
+  bucketOf: Uint32Array,
+  rowOf: Uint32Array,
+  order: Uint32Array,
+): void {
+  const n = order.length
+  const done = new Uint8Array(n)
+  const spare = new Uint32Array(width)
+  for (let start = 0; start < n; start++) {
+    if (done[start] === 1) continue
+    if (order[start] === start) {
+      done[start] = 1
+      continue
+    }
+    let a = arrays[bucketOf[start]!]!
+    let at = rowOf[start]! * width
+    for (let k = 0; k < width; k++) spare[k] = a[at + k]!
+    let p = start
+    for (;;) {
+      done[p] = 1
+      const q = order[p]!
+      a = arrays[bucketOf[p]!]!
+      at = rowOf[p]! * width
+      if (q === start) {
+        for (let k = 0; k < width; k++) a[at + k] = spare[k]!
+        break
+      }
+      const from = arrays[bucketOf[q]!]!
+      const fromAt = rowOf[q]! * width
+      for (let k = 0; k < width; k++) a[at + k] = from[fromAt + k]!
+      p = q
+    }
+  }
+}
+
 /** Moves a window's rows on another thread (the read threads of @dreamdb/cas). */
 export type RowPermuter = (
   permute: {

@@ -45,6 +45,7 @@ export {
   Blocks,
   permuteVectorsAside,
   permuteVectorsInPlace,
+  permuteWordsInPlace,
   type RowPermuter,
 } from './gather.js'
 export { readLayerSegment, writeLayerSegment } from './segments.js'

@@ -5,6 +5,7 @@ import {
   type Codecs,
   permuteVectorsAside,
   permuteVectorsInPlace,
+  permuteWordsInPlace,
   readBucketColumns,
   readLayerSegment,
 } from '@dreamdb/arrow'
@@ -280,6 +281,9 @@ export function layoutOf(
   return slot
 }
 
+/** `inWindowOrder`'s name for the anchors (no field's name: those cannot be empty). */
+const ANCHORS = ''
+
 async function loadWindow(
   store: Store,
   window: Window,
@@ -315,6 +319,7 @@ async function loadWindow(
   const columns: WindowData['columns'] = {}
   for (const field of baseFields) columns[field.name] = decoded.map((d) => d[field.name] ?? null)
   const order = window.seed === null ? null : permutation(window.records, window.seed)
+  const anchors = window.buckets.map(anchorsOf)
   const inWindowOrder = new Set<string>()
   const slot = order === null ? null : layoutOf(bucketStart, window.start, batchSize)
   // The moves in index terms: index slot[p] takes the record of position p.
@@ -343,9 +348,28 @@ async function loadWindow(
       if (aside || permuteVectorsInPlace(field.dim, columns[field.name]!, bucketOf, rowOf, moves))
         inWindowOrder.add(field.name)
     }
+    // The anchors, and the ids of a categorical field when the window is one bucket (one
+    // dictionary), are moved once too, so a batch takes them in blocks, not row by row.
+    permuteWordsInPlace(
+      anchors.map((a) => new Uint32Array(a.buffer, a.byteOffset, a.length * 2)),
+      2,
+      bucketOf,
+      rowOf,
+      moves,
+    )
+    inWindowOrder.add(ANCHORS)
+    for (const field of window.buckets.length === 1 ? baseFields : []) {
+      if (field.family !== 'scalar' || field.kind !== 'categorical') continue
+      const source = columns[field.name]![0] ?? null
+      const ids = source?.data[0]?.values
+      if (source === null || source.data.length !== 1 || source.nullCount > 0 || !(ids instanceof Int32Array))
+        continue
+      permuteWordsInPlace([ids], 1, bucketOf, rowOf, moves)
+      inWindowOrder.add(field.name)
+    }
   }
   return {
-    anchors: window.buckets.map(anchorsOf),
+    anchors,
     columns,
     bucketOf,
     rowOf,
@@ -673,7 +697,7 @@ function buildBatch(
   const blocks = blocksOf(runs)
   const anchors = gatherer.anchors(
     runs.flatMap((r) => r.data.anchors),
-    blocks,
+    runs.some((r) => r.data.inWindowOrder.has(ANCHORS)) ? blocksOf(runs, ANCHORS) : blocks,
   )
   const columns = order.map((name): [string, Vector] => {
     const field = baseFields.find((f) => f.name === name)

@@ -115,5 +115,58 @@ describe('shuffled windows of several buckets', () => {
   })
 })
 
+describe('shuffled windows', () => {
+  it('move anchors and categorical ids with their records (one bucket a window, and several)', async () => {
+    const ds = await Dataset.create('moved', {
+      backend: await openStore('memory://'),
+      schema: {
+        fields: [
+          { name: 'embedding', family: 'embedding', dim: 2 },
+          { name: 'id', family: 'scalar', kind: 'int' },
+          { name: 'label', family: 'scalar', kind: 'categorical' },
+        ],
+      },
+    })
+    const records = 100
+    await ds.appendMany(
+      Array.from({ length: records }, (_, id) => ({
+        embedding: [id, -id],
+        id,
+        label: `class-${id % 7}`,
+      })),
+      { bucketRecords: 16 },
+    )
+    // Each record's anchor, from a pass in append order.
+    const anchorOf = new Map<number, bigint>()
+    for await (const batch of ds.iterArrowBatches({ batchSize: 32 })) {
+      const anchors = batch.getChild('_anchor')!.toArray() as BigUint64Array
+      const ids = batch.getChild('id')!.toArray() as Int32Array
+      ids.forEach((id, i) => anchorOf.set(Number(id), anchors[i]!))
+    }
+    for (const shuffleWindow of [16, 48]) {
+      for (const fields of [undefined, ['label', 'id']]) {
+        const seen: number[] = []
+        for await (const batch of ds.iterArrowBatches({
+          batchSize: 12,
+          shuffleSeed: 3,
+          shuffleWindow,
+          ...(fields ? { fields } : {}),
+        })) {
+          const ids = Array.from(batch.getChild('id')!.toArray() as Int32Array, Number)
+          const anchors = batch.getChild('_anchor')!.toArray() as BigUint64Array
+          const labels = batch.getChild('label')!
+          ids.forEach((id, i) => {
+            expect(anchors[i]).toBe(anchorOf.get(id))
+            expect(labels.get(i)).toBe(`class-${id % 7}`)
+          })
+          seen.push(...ids)
+        }
+        expect(seen).not.toEqual(Array.from({ length: records }, (_, i) => i))
+        expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: records }, (_, i) => i))
+      }
+    }
+  })
+})
+
 const vectorsOf = (batch: RecordBatch) =>
   batch.getChild('embedding')!.data[0]!.children[0]!.values as Float32Array
