@@ -141,7 +141,9 @@ describe('shuffled windows', () => {
     for await (const batch of ds.iterArrowBatches({ batchSize: 32 })) {
       const anchors = batch.getChild('_anchor')!.toArray() as BigUint64Array
       const ids = batch.getChild('id')!.toArray() as Int32Array
-      ids.forEach((id, i) => anchorOf.set(Number(id), anchors[i]!))
+      ids.forEach((id, i) => {
+        anchorOf.set(Number(id), anchors[i]!)
+      })
     }
     for (const shuffleWindow of [16, 48]) {
       for (const fields of [undefined, ['label', 'id']]) {
