@@ -358,9 +358,13 @@ workers pay DataLoader's copy of every tensor into new shared memory. A worker a
 bridge for up to 8 batches as one (the same records in the same order) and cuts them without
 a copy, one memory file each: the bridge's, the iterator's and the stream's work per batch
 (building the Arrow batch, its IPC message, a frame, opening and mapping a memory file) was
-most of what a batch of 1 024 cost (design/0007). What is left in a bridge is mostly per byte:
-reading each object into memory, verifying its SHA-256, and writing the batches into new
-shared-memory pages (which the kernel allocates and zeroes, as it does for the peers' copies).
+most of what a batch of 1 024 cost (design/0007). A memory file goes back to its worker's
+pool once the bridge has filled it, and a later transfer reuses it once no process maps it any
+more (a write lease on the worker's own open of it is granted only then), so the bridge
+writes into pages that exist instead of new ones the kernel must allocate and zero, and the
+training process no longer frees every batch's pages (the peers pay both in DataLoader's
+copy into new shared memory). What is left in a bridge is mostly per byte: reading each
+object into memory, verifying its SHA-256, and writing the batches into the memory files.
 The workers' bridges hash on their own thread (no read threads) and run V8's garbage
 collector on one thread (\`--single-threaded-gc\`, design/0007). The workers' own CPU is mostly
 DataLoader's: pickling each batch and handing its file descriptor to the training process
