@@ -6,6 +6,7 @@
  *
  * Data frames carry no JSON, so a batch costs one header and its IPC bytes.
  */
+import { writevSync } from 'node:fs'
 import type { Readable, Writable } from 'node:stream'
 
 export const FrameKind = {
@@ -86,10 +87,13 @@ function aligned(bytes: Buffer): Uint8Array {
 /** Writes frames, waiting for the pipe to drain so memory stays bounded. */
 export class FrameWriter {
   readonly #out: Writable
+  /** The descriptor under `out`, for `writeNow` (none: `writeNow` copies and queues). */
+  readonly #fd: number | undefined
   #closed = false
 
-  constructor(out: Writable) {
+  constructor(out: Writable, fd?: number) {
     this.#out = out
+    this.#fd = fd
     out.on('error', () => {
       this.#closed = true
     })
@@ -110,19 +114,41 @@ export class FrameWriter {
     binary: Uint8Array | readonly Uint8Array[] = EMPTY,
   ): Promise<void> {
     if (this.#closed) return
-    const text = json === undefined ? EMPTY : Buffer.from(JSON.stringify(json, plain), 'utf8')
     const pieces = binary instanceof Uint8Array ? [binary] : binary
-    let binaryBytes = 0
-    for (const piece of pieces) binaryBytes += piece.byteLength
-    const head = Buffer.alloc(HEADER)
-    head.writeUInt8(kind, 0)
-    head.writeUInt32LE(id, 4)
-    head.writeUInt32LE(text.length, 8)
-    head.writeUInt32LE(binaryBytes, 12)
+    return this.#queue(framed(kind, id, json, pieces))
+  }
+
+  /**
+   * One frame whose pieces may be views of shared buffers the caller refills as soon as this
+   * returns (recycled read buffers): while nothing is queued on the stream, the frame goes
+   * into the pipe at once, synchronously, and only what the pipe cannot take now is copied
+   * and queued. Copying every batch for `write` cost a copy of every byte; the pipe mostly
+   * has room.
+   */
+  async writeNow(kind: FrameKind, id: number, json: unknown, pieces: readonly Uint8Array[]): Promise<void> {
+    if (this.#closed) return
+    const all = framed(kind, id, json, pieces)
+    let rest: Uint8Array[] = all
+    if (this.#fd !== undefined && this.#out.writableLength === 0) {
+      try {
+        rest = afterSyncWrites(this.#fd, all)
+      } catch (error) {
+        // The reader is gone (EPIPE) or the descriptor failed: as the stream's 'error' would.
+        this.#closed = true
+        if ((error as NodeJS.ErrnoException).code === 'EPIPE') return
+        throw error
+      }
+    }
+    // A view of a recycled (shared) buffer is copied: the stream may hold it after we return.
+    return this.#queue(
+      rest.map((piece) => (piece.buffer instanceof SharedArrayBuffer ? Buffer.from(piece) : piece)),
+    )
+  }
+
+  async #queue(pieces: readonly Uint8Array[]): Promise<void> {
+    if (pieces.length === 0) return
     this.#out.cork()
-    this.#out.write(head)
-    if (text.length > 0) this.#out.write(text)
-    for (const piece of pieces) if (piece.byteLength > 0) this.#out.write(piece)
+    for (const piece of pieces) this.#out.write(piece)
     this.#out.uncork()
     if (this.#out.writableNeedDrain && !this.#closed) {
       await new Promise<void>((resolve) => {
@@ -136,6 +162,42 @@ export class FrameWriter {
       })
     }
   }
+}
+
+/** A frame's bytes as pieces: header, JSON, then the binary pieces as they are (empty ones left out). */
+function framed(kind: FrameKind, id: number, json: unknown, pieces: readonly Uint8Array[]): Uint8Array[] {
+  const text = json === undefined ? EMPTY : Buffer.from(JSON.stringify(json, plain), 'utf8')
+  let binaryBytes = 0
+  for (const piece of pieces) binaryBytes += piece.byteLength
+  const head = Buffer.alloc(HEADER)
+  head.writeUInt8(kind, 0)
+  head.writeUInt32LE(id, 4)
+  head.writeUInt32LE(text.length, 8)
+  head.writeUInt32LE(binaryBytes, 12)
+  const out: Uint8Array[] = [head]
+  if (text.length > 0) out.push(text)
+  for (const piece of pieces) if (piece.byteLength > 0) out.push(piece)
+  return out
+}
+
+/**
+ * Writes `pieces` to a non-blocking descriptor until it would block; returns what is left
+ * (views into the pieces, the first one possibly cut).
+ */
+function afterSyncWrites(fd: number, pieces: Uint8Array[]): Uint8Array[] {
+  const rest = pieces.slice()
+  while (rest.length > 0) {
+    let n: number
+    try {
+      n = writevSync(fd, rest)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EAGAIN') break
+      throw error
+    }
+    while (rest.length > 0 && n >= rest[0]!.byteLength) n -= rest.shift()!.byteLength
+    if (n > 0) rest[0] = rest[0]!.subarray(n)
+  }
+  return rest
 }
 
 /** JSON for values of the layers below: bigints as decimal strings, CIDs as strings. */

@@ -21,8 +21,9 @@ function fdArgument(flag: string): number {
 }
 
 const input = new Socket({ fd: fdArgument('--in'), readable: true, writable: false })
-const output = new Socket({ fd: fdArgument('--out'), readable: false, writable: true })
-const writer = new FrameWriter(output)
+const outputFd = fdArgument('--out')
+const output = new Socket({ fd: outputFd, readable: false, writable: true })
+const writer = new FrameWriter(output, outputFd)
 const operations = new Operations(process.argv.includes('--no-read-threads') ? { readThreads: false } : {})
 
 /**
@@ -172,7 +173,7 @@ async function sendBatch(id: number, entry: Running, pieces: Uint8Array[]): Prom
     }
   }
   const filling = entry.filling
-  if (filling === null) return writer.write(FrameKind.Batch, id, undefined, owned(pieces))
+  if (filling === null) return writer.writeNow(FrameKind.Batch, id, undefined, pieces)
   try {
     writeAll(filling, pieces, bytes)
   } catch (error) {
@@ -199,15 +200,7 @@ async function flush(id: number, entry: Running): Promise<void> {
 async function sinkFailed(id: number, entry: Running, error: unknown, pieces: Uint8Array[]): Promise<void> {
   entry.sinkError = error instanceof Error ? error.message : String(error)
   entry.sinks = []
-  await writer.write(FrameKind.Batch, id, { sinkError: entry.sinkError }, owned(pieces))
-}
-
-/**
- * Pieces that are views of the iterator's recycled buffers (shared), copied: the pipe may
- * still hold them after `write` returns, and the next batch refills those buffers.
- */
-function owned(pieces: Uint8Array[]): Uint8Array[] {
-  return pieces.map((piece) => (piece.buffer instanceof SharedArrayBuffer ? Buffer.from(piece) : piece))
+  await writer.writeNow(FrameKind.Batch, id, { sinkError: entry.sinkError }, pieces)
 }
 
 /**

@@ -86,3 +86,20 @@ def test_batches_with_and_without_nulls_in_one_pass(ds: vd.Dataset) -> None:
         for a, score in zip(batch.column("_anchor").to_pylist(), batch.column("score").to_pylist()):
             seen[a] = score
     assert seen == {a: float(a) if a <= 250 else None for a in range(1, N + 1)}
+
+
+def test_batches_larger_than_the_pipe_arrive_whole_while_python_reads_slowly(folder: str) -> None:
+    # 2 MB batches: the bridge writes what the pipe takes at once and queues the rest.
+    import time
+
+    dim, n = 512, 3000
+    big = vd.Dataset.create("big", schema=[{"name": "embedding", "family": "embedding", "dim": dim}], backend=folder)
+    big.append_many([{"embedding": np.full(dim, i, np.float32)} for i in range(n)], bucket_records=1024)
+    seen = []
+    for batch in big.iter_arrow_batches(batch_size=1000, fields=["embedding"]):
+        time.sleep(0.05)  # the pipe fills while Python sleeps
+        rows = batch.column("embedding").values.to_numpy(zero_copy_only=False).reshape(batch.num_rows, dim)
+        anchors = np.asarray(batch.column("_anchor").to_pylist())
+        assert (rows == (anchors - 1)[:, None]).all(), "a row arrived with another record's values"
+        seen.extend(anchors.tolist())
+    assert seen == list(range(1, n + 1))
