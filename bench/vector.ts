@@ -1536,8 +1536,8 @@ recall), and the fastest setting of each family taken.
 - **DreamDB**: \`@dreamdb/vector\` from this checkout, one trained spatial index shared by the
   1- and 4-bit indexes (training time is in each build); "1 bit" and "1 bit + rerank" are
   one index (it keeps the float32 vectors), searched with \`rerank\` off and on, and with
-  rerank at \`epsilon0\` ${LOOSE_EPSILON0} (the default is 3.5: a looser bound reranks fewer vectors, the
-  way FAISS's k_factor does). Bytes per
+  rerank at \`epsilon0\` ${LOOSE_EPSILON0} and ${LOOSEST_EPSILON0} (the default is 3.5: a looser bound reranks fewer vectors, the
+  way a smaller k_factor does for FAISS). Bytes per
   vector are the stored code block's (list, factors, sign and extra bits; ids not counted),
   plus the float32 vector where it reranks.
 - **FAISS**, at the settings its documentation and benchmarks use for RaBitQ: IndexIVFFlat,
