@@ -12,6 +12,7 @@
  * - A row of a source that is `null` (a bucket written before its field existed, an anchor a
  *   layer has no value for) is null in the batch, not a zero vector or empty bytes.
  */
+import type { RowPermutation } from '@dreamdb/cas'
 import type { Field } from '@dreamdb/manifest'
 import {
   Table as ArrowTable,
@@ -334,14 +335,7 @@ export function permuteWordsInPlace(
 
 /** Moves a window's rows on another thread (the read threads of @dreamdb/cas). */
 export type RowPermuter = (
-  permute: {
-    buffers: (ArrayBuffer | SharedArrayBuffer)[]
-    offsets: number[]
-    rowBytes: number
-    bucketOf: Uint32Array
-    rowOf: Uint32Array
-    order: Uint32Array
-  },
+  permute: RowPermutation,
   signal?: AbortSignal,
 ) => Promise<(ArrayBuffer | SharedArrayBuffer)[]>
 

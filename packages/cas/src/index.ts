@@ -26,7 +26,7 @@
  * ```
  */
 
-export { readThreadsForWork } from './backends/read-threads.js'
+export { type RowPermutation, readThreadsForWork } from './backends/read-threads.js'
 export { BufferPool } from './buffer-pool.js'
 export { decodeStrict, encodeStrict, type StrictDecoder, type StrictMap, shape } from './dag-cbor.js'
 export { cidFromDigest, cidOf, DAG_CBOR_CODEC, parseCid, RAW_CODEC } from './digest.js'

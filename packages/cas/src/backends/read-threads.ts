@@ -65,6 +65,20 @@ export function readThreadsForWork(): Pick<ReadThreads, 'permuteRows'> | undefin
 }
 
 /** A small pool of reading threads, started on first use, that never keeps the process alive when idle. */
+/**
+ * A shuffled window's rows to put in order (`permuteRows`): `buffers` hold the window's rows
+ * of `rowBytes` bytes, buffer `b` from byte `offsets[b]`; afterwards position `p` (row
+ * `rowOf[p]` of buffer `bucketOf[p]`) holds the row that position `order[p]` held.
+ */
+export interface RowPermutation {
+  buffers: (ArrayBuffer | SharedArrayBuffer)[]
+  offsets: number[]
+  rowBytes: number
+  bucketOf: Uint32Array
+  rowOf: Uint32Array
+  order: Uint32Array
+}
+
 export class ReadThreads {
   readonly #size: number
   #workers: Worker[] = []
@@ -181,20 +195,12 @@ export class ReadThreads {
 
   /**
    * Put the rows of a shuffled window into its order on a worker, in place (see
-   * `permuteRows` in read-worker.js): `buffers` hold the window's rows of `rowBytes` bytes,
-   * buffer `b` from byte `offsets[b]`. An ArrayBuffer is transferred there and back (the
+   * `permuteRows` in read-worker.js). An ArrayBuffer is transferred there and back (the
    * caller's views of it are detached; the buffers returned are the same bytes, moved); a
    * SharedArrayBuffer is permuted where it is and returned as it is.
    */
   async permuteRows(
-    permute: {
-      buffers: (ArrayBuffer | SharedArrayBuffer)[]
-      offsets: number[]
-      rowBytes: number
-      bucketOf: Uint32Array
-      rowOf: Uint32Array
-      order: Uint32Array
-    },
+    permute: RowPermutation,
     signal?: AbortSignal,
   ): Promise<(ArrayBuffer | SharedArrayBuffer)[]> {
     const transfer = permute.buffers.filter((b): b is ArrayBuffer => !(b instanceof SharedArrayBuffer))
