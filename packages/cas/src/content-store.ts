@@ -20,6 +20,7 @@ import type {
   DeletedObject,
   DeleteObjectsOptions,
   GetOptions,
+  HasOptions,
   Leftover,
   ListedObject,
   ListOptions,
@@ -251,8 +252,18 @@ export class ContentStore implements Store {
     return result
   }
 
-  async has(cid: CID, options: AbortOptions = {}): Promise<boolean> {
-    return (await this.size(cid, options)) !== undefined
+  async has(cid: CID, options: HasOptions = {}): Promise<boolean> {
+    if (options.freshen !== true) return (await this.size(cid, options)) !== undefined
+    cid = asSha256Cid(cid)
+    options.signal?.throwIfAborted()
+    const key = objectKey(toHex(cid.multihash.digest))
+    const size = await this.#storage(
+      'stat',
+      cid,
+      () => this.#backend.freshenObject(key, options.signal),
+      options.signal,
+    )
+    return size !== undefined
   }
 
   async size(cid: CID, options: AbortOptions = {}): Promise<number | undefined> {

@@ -92,6 +92,15 @@ export interface RangeOptions extends AbortOptions {
   sha256?: Uint8Array
 }
 
+export interface HasOptions extends AbortOptions {
+  /**
+   * If it is stored, freshen its time as a put's dedup hit does (a folder: `utimes`; S3: a
+   * copy in place when older than 10 minutes), so a GC judging it from now on keeps it. A
+   * commit asks this of the objects it names but did not write (design/0008).
+   */
+  freshen?: boolean
+}
+
 /** One object seen by `list`. Listing knows digests, not codecs, so `cid` is raw (0x55). */
 export interface ListedObject {
   cid: CID
@@ -188,8 +197,8 @@ export interface ObjectStore {
   /** Read `length` bytes at `offset` (see `RangeOptions.sha256` on verification). */
   getRange(cid: CID, options: RangeOptions): Promise<Uint8Array>
 
-  /** Whether an object with this digest is stored (one HEAD or stat). */
-  has(cid: CID, options?: AbortOptions): Promise<boolean>
+  /** Whether an object with this digest is stored (one HEAD or stat; see `HasOptions.freshen`). */
+  has(cid: CID, options?: HasOptions): Promise<boolean>
 
   /** Size in bytes, or `undefined` when absent. */
   size(cid: CID, options?: AbortOptions): Promise<number | undefined>

@@ -64,6 +64,14 @@ function suite(name: string, open: () => Promise<Harness | undefined>) {
           ])
           expect(await h.store.has(a)).toBe(false)
           expect(new TextDecoder().decode(await h.store.get(b))).toBe('object b')
+          // `has` with `freshen` (a commit's check of an object it did not write) does the same;
+          // a plain `has` moves nothing.
+          await h.age(b, 3_600_000)
+          expect(await h.store.has(b)).toBe(true)
+          expect((await collect(h.store.list()))[0]!.mtime).toBeLessThan(cutoff)
+          expect(await h.store.has(b, { freshen: true })).toBe(true)
+          expect(await h.store.has(a, { freshen: true })).toBe(false)
+          expect((await collect(h.store.list()))[0]!.mtime).toBeGreaterThan(cutoff)
         }
         const forced = await collect(h.store.deleteObjects([a, b]))
         expect(forced.at(-1)?.deleted).toBe(true)

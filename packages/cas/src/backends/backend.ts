@@ -89,6 +89,12 @@ export interface Backend {
   /** The object's size, or `undefined` when it is absent. */
   objectSize(key: string, signal?: AbortSignal): Promise<number | undefined>
 
+  /**
+   * `objectSize`, and if the object is there, freshen its time as a dedup hit does, so a GC
+   * judging it from now on sees it as young (design/0008).
+   */
+  freshenObject(key: string, signal?: AbortSignal): Promise<number | undefined>
+
   /** Write bytes under `key` unless something is already there. */
   writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<ObjectWrite>
 

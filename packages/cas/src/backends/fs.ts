@@ -357,6 +357,11 @@ export class FsBackend implements Backend {
     }
   }
 
+  async freshenObject(key: string, signal?: AbortSignal): Promise<number | undefined> {
+    signal?.throwIfAborted()
+    return await this.#freshen(this.#path(key))
+  }
+
   async objectSize(key: string, signal?: AbortSignal): Promise<number | undefined> {
     signal?.throwIfAborted()
     try {

@@ -85,6 +85,13 @@ export class MemoryBackend implements Backend {
     return this.#state.objects.get(key)?.byteLength
   }
 
+  async freshenObject(key: string, signal?: AbortSignal): Promise<number | undefined> {
+    signal?.throwIfAborted()
+    const bytes = this.#state.objects.get(key)
+    if (bytes !== undefined) this.#state.times.set(key, Date.now())
+    return bytes?.byteLength
+  }
+
   async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<ObjectWrite> {
     signal?.throwIfAborted()
     const existing = this.#state.objects.get(key)

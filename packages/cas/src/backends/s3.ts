@@ -869,6 +869,10 @@ export class S3Backend implements Backend {
     return (await this.#head(key, signal))?.size
   }
 
+  async freshenObject(key: string, signal?: AbortSignal): Promise<number | undefined> {
+    return await this.#freshen(key, signal)
+  }
+
   async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<ObjectWrite> {
     if (bytes.byteLength >= HEAD_FIRST_BYTES) {
       const existing = await this.#freshen(key, signal)
