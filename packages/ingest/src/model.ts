@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import type { InferenceSession, Tensor } from 'onnxruntime-node'
 import { ImageError, IngestFileNotFoundError, InvalidIngestOptionError, ModelError } from './errors.js'
-import { decodeImage, imageToTensor, type Preprocess } from './images.js'
+import type { Preprocess } from './images.js'
 
 export interface ModelOptions {
   path: string
@@ -89,6 +89,9 @@ export async function loadModel(options: ModelOptions, cwd: string): Promise<Emb
     throw new ModelError(`${path} cannot be read (${(error as Error).message})`)
   }
   const ort = await loadRuntime()
+  // The image decoders (fast-png, jpeg-js: ~115 kB of JavaScript) only for a model: an ingest
+  // of an embedding column never decodes an image, and every process paid their load (issue #13).
+  const { decodeImage, imageToTensor } = await import('./images.js')
   if (options.output !== undefined) bytes = await exposeOutput(bytes, options.output, path)
   let session: InferenceSession
   try {
