@@ -30,6 +30,7 @@ import {
   fsck,
   type GcReport,
   type Reached,
+  SWEEP_FENCE_REF,
   walkReachable,
 } from '@dreamdb/manifest'
 import { CID } from 'multiformats/cid'
@@ -468,6 +469,99 @@ describe.each(await backends())('lifecycle on %s', (backendName, open) => {
     }))
       read.push(...Array.from(batch.getChild('prediction')!.toArray() as ArrayLike<number | bigint>, Number))
     expect(read).toEqual([0, 7, 14])
+  }, 30_000)
+
+  it("a GC's delete landing after a commit's existence check: the check sees the sweep fence move, checks again, finds the object gone and puts it again; nothing is lost", async () => {
+    const { store } = await open()
+    const ids = Array.from({ length: 6 }, (_, i) => i)
+    await withGarbage(store, ids)
+    // The whole GC runs right after the commit's check of its first object has answered
+    // "there": every unreachable object is old to it, dedup hits included, so it deletes
+    // them. Without the fence the commit then names deleted objects.
+    let gc: Promise<GcReport> | undefined
+    const racing = withMethod(store, 'has', (has) => async (cid, options) => {
+      const present = await has(cid, options)
+      gc ??= collectGarbage(store, { ...aged, apply: true })
+      await gc
+      return present
+    })
+    const mine = await Dataset.openRef('corpus', { backend: racing })
+    await mine.appendMany(ids.map(record), { bucketRecords: 20 })
+    const report = await gc
+    expect(report!.deleted.objects).toBeGreaterThan(0)
+    const { reached } = await walkReachable(store)
+    const deletedThenNamed = report!.sweep.cids.filter((c) => reached.has(digestKey(CID.parse(c))))
+    expect(deletedThenNamed.length).toBeGreaterThan(0)
+    await expectWhole(store, { corpus: ids })
+    expect(JSON.parse(new TextDecoder().decode((await store.readRef(SWEEP_FENCE_REF))!.value))).toMatchObject(
+      {
+        state: 'idle',
+      },
+    )
+  }, 30_000)
+
+  it("a GC paused in its sweep between judging objects and deleting them, while a writer's commit checks them: the commit waits for the sweep, finds them gone, puts them again and lands", async () => {
+    const { store } = await open()
+    const ids = Array.from({ length: 6 }, (_, i) => i)
+    await withGarbage(store, ids)
+    // The GC's sweep: it has judged its candidates old; the deletes then wait at a gate and
+    // land without the age re-check (S3's window between a HEAD and DeleteObjects, held
+    // open: on a folder the rename closes it, so it is modelled here for both).
+    let judged!: () => void
+    const atGate = new Promise<void>((resolve) => {
+      judged = resolve
+    })
+    let open_!: () => void
+    const gate = new Promise<void>((resolve) => {
+      open_ = resolve
+    })
+    const judging = withMethod(
+      store,
+      'deleteObjects',
+      (deleteObjects) => (cids, options) =>
+        (async function* () {
+          const all: CID[] = []
+          for await (const cid of cids) all.push(cid)
+          judged()
+          await gate
+          yield* deleteObjects(all, options?.signal ? { signal: options.signal } : {})
+        })(),
+    )
+    const gc = collectGarbage(judging, { ...aged, apply: true })
+    await atGate
+    // The writer: its puts meet the judged garbage (dedup hits), its commit checks them. The
+    // gate opens when the commit sees the sweep fence up (it then waits for the sweep), or,
+    // without the fence, when it moves its ref (which then waits for the GC's deletes).
+    let fenceSeen = false
+    let moves = 0
+    const fenced = withMethod(store, 'readRef', (readRef) => async (name, options) => {
+      const entry = await readRef(name, options)
+      if (
+        name === SWEEP_FENCE_REF &&
+        entry !== undefined &&
+        /"sweeping"/.test(new TextDecoder().decode(entry.value))
+      ) {
+        fenceSeen = true
+        open_()
+      }
+      return entry
+    })
+    const writer = withMethod(fenced, 'updateRef', (updateRef) => async (name, ...rest) => {
+      if (name === 'corpus' && moves++ === 0) {
+        open_()
+        await gc
+      }
+      return updateRef(name, ...rest)
+    })
+    await (await Dataset.openRef('corpus', { backend: writer })).appendMany(ids.map(record), {
+      bucketRecords: 20,
+    })
+    const report = await gc
+    await expectWhole(store, { corpus: ids })
+    expect(fenceSeen).toBe(true)
+    expect(report.deleted.objects).toBeGreaterThan(0)
+    const { reached } = await walkReachable(store)
+    expect(report.sweep.cids.filter((c) => reached.has(digestKey(CID.parse(c)))).length).toBeGreaterThan(0)
   }, 30_000)
 
   it('an append whose commit still finds an object missing after putting it again refuses, and commits nothing', async () => {

@@ -19,6 +19,7 @@ import {
   RefNotFoundError,
   RetriesExhaustedError,
 } from './errors.js'
+import { checkFenced } from './gc.js'
 import { checkMeta } from './meta.js'
 import type { Change, CommitMeta, Manifest, RefTarget } from './model.js'
 import type { NodeStore } from './tree.js'
@@ -37,8 +38,9 @@ export interface CommitOptions extends AbortOptions {
    * `stored: true`), such as the data objects of the buckets it appends: new objects, so the
    * commit does not ask the store about them again. Leave out dedup hits: such an object may
    * be old garbage a GC is judging right now (design/0008), and the check is what stops a
-   * commit naming one the GC deleted. Every other object the change names is checked, one
-   * request each.
+   * commit naming one the GC deleted. Every other object the change names is checked and
+   * freshened, one request each, between two reads of the GC's sweep fence (waiting while a
+   * sweep is on).
    */
   written?: Iterable<CID>
 }
@@ -83,6 +85,13 @@ export interface CommitHost {
 }
 
 const CONCURRENT_CHECKS = 16
+
+/**
+ * A check older than this is done again before the ref write: the objects it freshened must
+ * still be young to any GC when the commit lands (design/0008: within the grace period less
+ * 10 minutes; the grace is at least an hour).
+ */
+const RECHECK_AFTER_MS = 20 * 60_000
 
 /**
  * How many manifests a commit walks back from a new head, looking for its own manifest and
@@ -147,11 +156,9 @@ export async function commit(
   let head = known ?? (await host.readBranch(refName, options))
   let prepared = prepareChange(request, head.manifest, Date.now())
   const written = new Set([...(options.written ?? [])].map(String))
-  await assertObjectsStored(
-    host,
-    prepared.objects.filter((o) => !written.has(o.cid.toString())),
-    options,
-  )
+  const toCheck = () => prepared.objects.filter((o) => !written.has(o.cid.toString()))
+  await assertObjectsStored(host, toCheck(), options)
+  let checkedAt = Date.now()
   let base = head.target.manifest
   // Manifests already checked to commute with this change: a retry walks back only to
   // the head it saw last time, not all the way to the base.
@@ -184,6 +191,10 @@ export async function commit(
           attempts: attempts - 1,
         }
       checkedUpTo = head.target.manifest
+    }
+    if (Date.now() - checkedAt > RECHECK_AFTER_MS) {
+      await assertObjectsStored(host, toCheck(), options)
+      checkedAt = Date.now()
     }
     const next = await nextManifest(prepared, head, context, options.message, meta)
     const cid = await host.putManifest(next, options)
@@ -326,11 +337,16 @@ async function assertObjectsStored(
   objects: { cid: CID; path: string }[],
   options: AbortOptions,
 ): Promise<void> {
+  if (objects.length === 0) return
   const limit = pLimit(CONCURRENT_CHECKS)
-  const present = await limit.map(objects, (o) => host.store.has(o.cid, options))
-  const missing = objects.find((_, i) => !present[i])
-  if (missing !== undefined)
-    throw new MissingObjectError(missing.cid.toString(), missing.path, host.store.url)
+  const missing = await checkFenced(
+    host.store,
+    objects,
+    (cid) => limit(() => host.store.has(cid, { ...options, freshen: true })),
+    options,
+  )
+  const first = missing[0] === undefined ? undefined : objects[missing[0]]
+  if (first !== undefined) throw new MissingObjectError(first.cid.toString(), first.path, host.store.url)
 }
 
 /**

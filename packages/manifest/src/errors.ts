@@ -313,3 +313,41 @@ export class GcRefusedError extends ManifestError {
     )
   }
 }
+
+/**
+ * Another garbage collection holds the sweep fence (design/0008) and is deleting now: a
+ * second GC does not sweep beside it, and a commit that waited for it to end gave up. Nothing
+ * was deleted or committed. A fence left by a GC that died goes stale and is taken over.
+ */
+export class GcBusyError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_GC_BUSY'
+  override readonly name = 'GcBusyError'
+  readonly code = GcBusyError.code
+  constructor(
+    /** The id of the GC holding the fence. */
+    readonly gc: string,
+    readonly store: string,
+    reason: string,
+  ) {
+    super(`Garbage collection ${gc} is sweeping ${store}: ${reason}`)
+  }
+}
+
+/**
+ * A GC stopped its sweep part way because a writer needed the objects it was judging (the
+ * writer asked through the sweep fence after waiting; design/0008). What it deleted was
+ * unreachable and old; the rest is still there. Run it again.
+ */
+export class GcInterruptedError extends ManifestError {
+  static readonly code = 'ERR_MANIFEST_GC_INTERRUPTED'
+  override readonly name = 'GcInterruptedError'
+  readonly code = GcInterruptedError.code
+  constructor(
+    readonly deleted: number,
+    readonly doomed: number,
+  ) {
+    super(
+      `Garbage collection stopped after deleting ${deleted} of ${doomed} unreachable objects: a writer asked the sweep to yield; run it again`,
+    )
+  }
+}

@@ -38,6 +38,7 @@ export {
   type GcOptions,
   type GcReport,
   MIN_GRACE_MS,
+  SWEEP_FENCE_REF,
 } from './gc.js'
 export {
   type Diff,

@@ -47,14 +47,14 @@ describe.each(['memory', 'folder'])('what one append costs (%s)', (backend) => {
     }
   })
 
-  it('objects not named as written are checked, one request each', async () => {
+  it("objects not named as written are checked, one request each, between two reads of the GC's sweep fence", async () => {
     const { store, calls } = counting(await open())
     const repo = new Repository(store)
     await repo.createDataset('corpus', { schema: SCHEMA })
     const bucket = await writeBucket(repo, 4, 'b')
     calls.length = 0
     await repo.commit('corpus', { kind: 'append', buckets: [bucket] })
-    expect(calls).toEqual(['has', 'has', 'put', 'put', 'updateRef'])
+    expect(calls).toEqual(['readRef', 'has', 'has', 'readRef', 'put', 'put', 'updateRef'])
   })
 
   it('a fresh repository reads the branch once; one whose branch moved meanwhile starts over, lands on top, and reads first next time', async () => {
