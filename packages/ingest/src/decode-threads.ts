@@ -29,6 +29,11 @@ export interface DecodeRequest {
    * file's bytes (a chunk's every column), not for one narrow column's.
    */
   whole?: boolean
+  /**
+   * Reply in a shared buffer: this one when the rows fit, else a new one (`TransferBuffers`).
+   * Without it the rows come back in a new ArrayBuffer, transferred.
+   */
+  into?: SharedArrayBuffer | null
 }
 
 /** A shard's footer: its row count, the rows of each row group, its schema as an IPC stream. */
@@ -38,7 +43,15 @@ export interface Footer {
   schema: Uint8Array
 }
 
-type Reply = { id: number; ipc?: Uint8Array; footer?: { rows: number; rowGroups: number[] }; error?: string }
+type Reply = {
+  id: number
+  ipc?: Uint8Array
+  /** With `into`: the shared buffer holding the rows' IPC stream, from byte 0. */
+  shared?: SharedArrayBuffer
+  size?: number
+  footer?: { rows: number; rowGroups: number[] }
+  error?: string
+}
 
 interface Pending {
   resolve: (reply: Reply) => void
@@ -88,7 +101,49 @@ function ask(message: Record<string, unknown>): Promise<Reply> {
 
 /** The rows as an Arrow IPC stream, decoded on the decode thread. */
 export async function decodeOnThread(request: DecodeRequest): Promise<Uint8Array> {
-  return (await ask({ kind: 'rows', ...request })).ipc!
+  const reply = await ask({ kind: 'rows', ...request })
+  return reply.shared !== undefined ? new Uint8Array(reply.shared, 0, reply.size!) : reply.ipc!
+}
+
+/**
+ * Shared buffers that decoded rows come back in, reused from one chunk to the next.
+ *
+ * A buffer transferred from a thread is new external memory to V8 each time, and the main
+ * thread's garbage collector runs a full collection per ~20 MB of it: about one per chunk,
+ * 12 a pass of the ingest bench, on a heap of every object the pipeline holds (design/0006).
+ * A shared buffer written again is not new memory. The decode thread copies the rows into
+ * the one it is sent (one copy of the stream, on that thread) and the caller gives it back
+ * once nothing reads the rows any more: a buffer given back while a view of it is still in
+ * use would have its bytes overwritten by a later chunk, so only a caller that knows its
+ * last reader (the append that stored them) gives back.
+ */
+export class TransferBuffers {
+  readonly #free: SharedArrayBuffer[] = []
+  /** The buffer each table's bytes are views of. */
+  readonly #of = new WeakMap<object, SharedArrayBuffer>()
+  constructor(private readonly keep: number) {}
+
+  /** The largest free buffer, or null (the decode thread then makes one). */
+  take(): SharedArrayBuffer | null {
+    if (this.#free.length === 0) return null
+    let best = 0
+    for (let i = 1; i < this.#free.length; i++)
+      if (this.#free[i]!.byteLength > this.#free[best]!.byteLength) best = i
+    return this.#free.splice(best, 1)[0]!
+  }
+
+  /** `owner` (a table decoded from `bytes`) holds views of `bytes`' buffer. */
+  lend(owner: object, bytes: Uint8Array): void {
+    if (bytes.buffer instanceof SharedArrayBuffer) this.#of.set(owner, bytes.buffer)
+  }
+
+  /** Nothing reads `owner`'s bytes any more: its buffer may be filled again. */
+  giveBack(owner: object): void {
+    const buffer = this.#of.get(owner)
+    if (buffer === undefined) return
+    this.#of.delete(owner)
+    if (this.#free.length < this.keep) this.#free.push(buffer)
+  }
 }
 
 /** A shard's footer, read on the decode thread (only it loads parquet-wasm). */

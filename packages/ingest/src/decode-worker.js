@@ -35,7 +35,26 @@ async function wholeFile(path) {
 }
 
 let parquet
-parentPort.on('message', async ({ id, kind, path, rowGroups, offset, limit, columns, whole }) => {
+/**
+ * Send rows' IPC stream: transferred (no copy), or, when the caller sent a shared buffer
+ * (`into`, possibly null), copied into it, or into a new one when it does not fit (with
+ * room to spare, so that the next chunks fit in it): see TransferBuffers in decode-threads.ts.
+ */
+function sendRows(id, ipc, into) {
+  if (into === undefined) {
+    parentPort.postMessage({ id, ipc }, [ipc.buffer])
+    return
+  }
+  const size = ipc.byteLength
+  const shared =
+    into !== null && into.byteLength >= size
+      ? into
+      : new SharedArrayBuffer(Math.ceil((size * 1.125) / (1 << 20)) * (1 << 20))
+  new Uint8Array(shared, 0, size).set(ipc)
+  parentPort.postMessage({ id, shared, size })
+}
+
+parentPort.on('message', async ({ id, kind, path, rowGroups, offset, limit, columns, whole, into }) => {
   let file
   clearTimeout(dropTimer)
   try {
@@ -44,8 +63,7 @@ parentPort.on('message', async ({ id, kind, path, rowGroups, offset, limit, colu
     const bytes = kind === 'rows' && whole === true ? await wholeFile(path) : undefined
     if (bytes !== undefined) {
       const table = pw.readParquet(bytes, { rowGroups, offset, limit, columns })
-      const ipc = table.intoIPCStream()
-      parentPort.postMessage({ id, ipc }, [ipc.buffer])
+      sendRows(id, table.intoIPCStream(), into)
       return
     }
     file = await pw.ParquetFile.fromFile(await openAsBlob(path))
@@ -58,8 +76,7 @@ parentPort.on('message', async ({ id, kind, path, rowGroups, offset, limit, colu
       return
     }
     const table = await file.read({ rowGroups, offset, limit, columns })
-    const ipc = table.intoIPCStream()
-    parentPort.postMessage({ id, ipc }, [ipc.buffer])
+    sendRows(id, table.intoIPCStream(), into)
   } catch (error) {
     parentPort.postMessage({ id, error: error instanceof Error ? error.message : String(error) })
   } finally {

@@ -36,6 +36,7 @@ import type { CommitMeta, Field, FieldInput, Manifest, MetaValue, Repository } f
 import { assertUserRefName, log } from '@dreamdb/manifest'
 import { type Data, DataType, type Table, type Vector } from 'apache-arrow'
 import pRetry from 'p-retry'
+import { TransferBuffers } from './decode-threads.js'
 import {
   EmbeddingColumnError,
   IngestHistoryError,
@@ -210,6 +211,13 @@ export function fullSchema(dim: number, shard: OpenShard): FieldInput[] {
 /** What a shard's other columns look like, to compare shards. */
 const columnsKey = (shard: OpenShard) =>
   JSON.stringify([shard.layout.imagePath, shard.layout.others.map((c) => [c.name, c.kind])])
+
+/** A chunk read and embedded: its records, image bytes, and the table they are views of. */
+interface Prepared {
+  records: DatasetRecord[]
+  size: number
+  table: Table
+}
 
 /** One commit's worth of rows. */
 interface Chunk {
@@ -785,12 +793,17 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     // alone: bad input fails with nothing written (the project's rule), even though each
     // chunk's vectors are decoded again when it is ingested. Rows other ingests take are
     // checked too: any ingest of a bad plan fails before it writes.
+    // Rows come back in shared buffers used again and again (TransferBuffers): a chunk's
+    // are given back once its append returned, a check's once checked. Up to `concurrency`
+    // chunks are read ahead and `concurrency` more are being stored.
+    const buffers = new TransferBuffers(2 * Math.max(1, options.concurrency ?? 2) + 1)
     if (embeddingColumn !== undefined) {
       for (const shard of shards) {
         for (const chunk of pendingOf(shard)) {
           signal.throwIfAborted()
-          const table = await readRows(chunk.shard, chunk.start, chunk.end, [embeddingColumn])
+          const table = await readRows(chunk.shard, chunk.start, chunk.end, [embeddingColumn], { buffers })
           embeddingsOf(table.getChild(embeddingColumn)!, chunk.shard, chunk.start, dim, embeddingColumn)
+          buffers.giveBack(table)
         }
       }
     }
@@ -953,9 +966,9 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     let commits = 0
     const columns = ['image', 'label', ...(embeddingColumn !== undefined ? [embeddingColumn] : []), ...kept]
     /** Read, decode and embed a chunk: its records. Every value is checked here, before its commit. */
-    const prepare = async (chunk: Chunk): Promise<{ records: DatasetRecord[]; size: number }> => {
+    const prepare = async (chunk: Chunk): Promise<Prepared> => {
       // Every column of the chunk: most of the file's bytes for its rows (decode-worker.js).
-      const table = await readRows(chunk.shard, chunk.start, chunk.end, columns, { whole: true })
+      const table = await readRows(chunk.shard, chunk.start, chunk.end, columns, { whole: true, buffers })
       const images = imagesOf(table, chunk.shard, chunk.start)
       const labels = labelsOf(table, chunk.shard, chunk.start)
       const vectors =
@@ -979,13 +992,9 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
         }
         return record
       })
-      return { records, size: images.reduce((n, b) => n + b.byteLength, 0) }
+      return { records, size: images.reduce((n, b) => n + b.byteLength, 0), table }
     }
-    type Flight = {
-      chunk: Chunk
-      claim: IngestLease
-      ready: Promise<{ records: DatasetRecord[]; size: number }>
-    }
+    type Flight = { chunk: Chunk; claim: IngestLease; ready: Promise<Prepared> }
     /**
      * Store a chunk's objects, then commit it once `previous` (the commit of the chunk before
      * it, in source order) has landed: the next chunk's encoding, hashing and writing overlap
@@ -995,7 +1004,22 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
      * unreferenced, for GC).
      */
     const commitOne = async ({ chunk, claim, ready }: Flight, previous: Promise<void>) => {
-      const { records, size } = await ready
+      const { records, size, table } = await ready
+      try {
+        await commitRecords(chunk, claim, records, size, previous)
+      } finally {
+        // The append has returned: no view of the chunk's rows is read any more (the
+        // records are dropped with this call; the append keeps none).
+        buffers.giveBack(table)
+      }
+    }
+    const commitRecords = async (
+      chunk: Chunk,
+      claim: IngestLease,
+      records: DatasetRecord[],
+      size: number,
+      previous: Promise<void>,
+    ) => {
       // A signal per chunk: listeners that writes leave on it (a commit's retry backoff)
       // are dropped with it instead of piling up on the command's signal. A lost claim
       // stops the commit too.

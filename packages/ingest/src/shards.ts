@@ -14,7 +14,7 @@ import { open, readdir, stat } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
 import { DataType, type Field, type Schema, type Table, tableFromIPC } from 'apache-arrow'
 import type * as ParquetWasm from 'parquet-wasm'
-import { decodeOnThread, footerOnThread } from './decode-threads.js'
+import { decodeOnThread, footerOnThread, type TransferBuffers } from './decode-threads.js'
 import { EmbeddingColumnError, IngestFileNotFoundError, NoShardsError, ShardError } from './errors.js'
 
 /** One parquet file of one split. */
@@ -324,14 +324,15 @@ async function fingerprintOf(path: string): Promise<{ bytes: number; fingerprint
 /**
  * Rows `[start, end)` of a shard, only the named columns, decoded on the decode thread
  * (decode-threads.ts), beside the caller's work. Only the row groups that hold those rows are
- * read.
+ * read. With `buffers`, the table's bytes are in one of its shared buffers: the caller gives
+ * it back (`buffers.giveBack(table)`) once nothing reads the table's values.
  */
 export async function readRows(
   shard: OpenShard,
   start: number,
   end: number,
   columns: string[],
-  options: { whole?: boolean } = {},
+  options: { whole?: boolean; buffers?: TransferBuffers } = {},
 ): Promise<Table> {
   const groups: number[] = []
   let first = -1
@@ -349,9 +350,13 @@ export async function readRows(
     limit: end - start,
     columns,
     ...(options.whole === true ? { whole: true } : {}),
+    ...(options.buffers !== undefined ? { into: options.buffers.take() } : {}),
   }
   try {
-    return tableFromIPC(await decodeOnThread({ path: shard.path, ...request }))
+    const bytes = await decodeOnThread({ path: shard.path, ...request })
+    const table = tableFromIPC(bytes)
+    options.buffers?.lend(table, bytes)
+    return table
   } catch (error) {
     throw new ShardError(
       shard.name,
