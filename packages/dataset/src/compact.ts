@@ -1,10 +1,75 @@
 import { encodeBucket, isCompressed, putEncodedBucket, readBucketColumns } from '@dreamdb/arrow'
 import type { AbortOptions } from '@dreamdb/cas'
-import type { Bucket } from '@dreamdb/manifest'
+import { type Bucket, digestKey } from '@dreamdb/manifest'
+import { CID } from 'multiformats/cid'
 import { BUCKET_BINARY_BYTES, defaultBucketRecords } from './append.js'
 import type { Dataset } from './dataset.js'
-import { InvalidOptionError } from './errors.js'
+import { InvalidOptionError, MissingBucketObjectError } from './errors.js'
 import type { DatasetInternals } from './internal.js'
+import { commitPuttingAgain } from './put-again.js'
+
+/** Objects checked at once by `refuseMissing`. */
+const CHECKS_AT_ONCE = 16
+
+/**
+ * Refuse `verb` (MissingBucketObjectError, the first missing one) unless every listed
+ * object of the buckets is stored: one request each, before anything is read or written.
+ */
+export async function refuseMissing(
+  ds: Dataset,
+  verb: 'migrate' | 'compact',
+  needed: { position: number; bucket: Bucket; keys?: string[] }[],
+  options: AbortOptions,
+): Promise<void> {
+  const all = needed.flatMap(({ position, bucket, keys }) =>
+    (keys ?? Object.keys(bucket.fields)).map((key) => ({ position, key, cid: bucket.fields[key]!.cid })),
+  )
+  for (let at = 0; at < all.length; at += CHECKS_AT_ONCE) {
+    const group = all.slice(at, at + CHECKS_AT_ONCE)
+    const present = await Promise.all(group.map((o) => ds.store.has(o.cid, options)))
+    const missing = group[present.indexOf(false)]
+    if (missing !== undefined)
+      throw new MissingBucketObjectError(
+        verb,
+        missing.cid.toString(),
+        missing.position,
+        missing.key,
+        ds.store.url,
+      )
+  }
+}
+
+/** `read()`; an object of `bucket` found missing is named as MissingBucketObjectError. */
+export async function readNamingMissing<T>(
+  ds: Dataset,
+  verb: 'migrate' | 'compact',
+  position: number,
+  bucket: Bucket,
+  read: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await read()
+  } catch (error) {
+    const cid = (error as { code?: unknown; cid?: unknown }).cid
+    if ((error as { code?: unknown }).code !== 'ERR_CAS_NOT_FOUND' || typeof cid !== 'string') throw error
+    let digest: string | undefined
+    try {
+      digest = digestKey(CID.parse(cid))
+    } catch {}
+    const key = Object.entries(bucket.fields).find(([, o]) => digestKey(o.cid) === digest)?.[0]
+    if (key === undefined) throw error
+    throw new MissingBucketObjectError(
+      verb,
+      bucket.fields[key]!.cid.toString(),
+      position,
+      key,
+      ds.store.url,
+      {
+        cause: error,
+      },
+    )
+  }
+}
 
 export interface CompactOptions extends AbortOptions {
   /**
@@ -75,11 +140,21 @@ export async function compact(
   }
   if (current !== undefined && current.buckets.length > 1) runs.push(current)
   if (runs.length === 0) return undefined
+  // Runs commit one by one: a missing object found while reading one would leave the runs
+  // after it (in timeline order) compacted and the rest not. Checked first, it refuses all.
+  await refuseMissing(
+    ds,
+    'compact',
+    runs.flatMap((run) => run.buckets.map((bucket, i) => ({ position: run.start + i, bucket }))),
+    options,
+  )
   const codecs = await internals.codecs(options)
   for (const run of runs.reverse()) {
     const columns: Record<string, unknown[]> = Object.fromEntries(fields.map((f) => [f.name, []]))
-    for (const bucket of run.buckets) {
-      const decoded = await readBucketColumns(ds.store, fields, bucket, { ...options, codecs })
+    for (const [i, bucket] of run.buckets.entries()) {
+      const decoded = await readNamingMissing(ds, 'compact', run.start + i, bucket, () =>
+        readBucketColumns(ds.store, fields, bucket, { ...options, codecs }),
+      )
       for (const field of fields) {
         const column = decoded[field.name]
         for (let i = 0; i < bucket.records; i++) {
@@ -93,24 +168,36 @@ export async function compact(
       }
     }
     const records = run.buckets.reduce((n, b) => n + b.records, 0)
-    const objects = await putEncodedBucket(ds.store, encodeBucket(fields, columns, records, codecs), options)
-    const result = await ds.repository.commit(
-      ref,
-      {
-        kind: 'compact',
-        start: run.start,
-        count: run.buckets.length,
-        replacement: [
+    const encoded = encodeBucket(fields, columns, records, codecs)
+    const objects = await putEncodedBucket(ds.store, encoded, options)
+    const mine = new Set(Object.values(objects).map((o) => o.cid.toString()))
+    // A GC's delete of a dedup hit before the commit's check refuses the commit: put the
+    // merged bucket again and commit again, as appends do (design/0008).
+    const result = await commitPuttingAgain(
+      () =>
+        ds.repository.commit(
+          ref,
           {
-            records,
-            anchorRanges: run.buckets.flatMap((b) => b.anchorRanges ?? []),
-            timeMin: Math.min(...run.buckets.map((b) => b.timeMin)),
-            timeMax: Math.max(...run.buckets.map((b) => b.timeMax)),
-            fields: objects,
+            kind: 'compact',
+            start: run.start,
+            count: run.buckets.length,
+            replacement: [
+              {
+                records,
+                anchorRanges: run.buckets.flatMap((b) => b.anchorRanges ?? []),
+                timeMin: Math.min(...run.buckets.map((b) => b.timeMin)),
+                timeMax: Math.max(...run.buckets.map((b) => b.timeMax)),
+                fields: objects,
+              },
+            ],
           },
-        ],
+          options,
+        ),
+      async (missing) => {
+        if (!mine.has(missing)) return false
+        await putEncodedBucket(ds.store, encoded, options)
+        return true
       },
-      options,
     )
     await internals.moved(result.manifest, options)
   }

@@ -75,3 +75,29 @@ export class ReadOnlyDatasetError extends DatasetError {
     super(`This dataset is opened at ${at}, which never moves; open a branch (or ds.branch(name)) to write`)
   }
 }
+
+/**
+ * `migrate` or `compact` needs an object of a bucket that is not in the store: the store is
+ * damaged (an object deleted by hand, a lost disk). The verb refused before writing anything.
+ * `dreamdb fsck` lists every missing object and the refs that reach it.
+ */
+export class MissingBucketObjectError extends DatasetError {
+  static readonly code = 'ERR_DATASET_MISSING_OBJECT'
+  override readonly name = 'MissingBucketObjectError'
+  readonly code = MissingBucketObjectError.code
+  constructor(
+    readonly verb: 'migrate' | 'compact',
+    readonly cid: string,
+    /** The bucket's position in the timeline. */
+    readonly bucket: number,
+    /** Which of the bucket's objects (`<field>` or `<field>/<part>`). */
+    readonly object: string,
+    readonly store: string,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `${verb} refused: object ${cid} (bucket ${bucket}, '${object}') is missing from ${store}; nothing was written. Run \`dreamdb fsck\` to list the damage`,
+      options,
+    )
+  }
+}

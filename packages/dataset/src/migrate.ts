@@ -17,9 +17,11 @@ import {
 } from '@dreamdb/vector'
 import type { CID } from 'multiformats/cid'
 import { ALGORITHMS } from './codecs.js'
+import { readNamingMissing } from './compact.js'
 import type { Dataset } from './dataset.js'
 import { InvalidOptionError, UnknownFieldError } from './errors.js'
 import { asCid, assertMessage, type DatasetInternals, flatVectors } from './internal.js'
+import { commitPuttingAgain } from './put-again.js'
 
 export interface MigrateOptions extends AbortOptions {
   /** The embedding field to re-encode. */
@@ -101,8 +103,14 @@ export async function migrate(
   }
   // Every bucket's vectors, in timeline order (exact where kept, else decoded from codes).
   const perBucket: Float32Array[] = []
-  for await (const { bucket } of ds.repository.buckets(ds.manifest, options)) {
-    const column = (await readBucketColumns(ds.store, [field], bucket, { ...options, codecs }))[field.name]!
+  // Everything is read before anything is written, so a missing object refuses the whole
+  // migrate with nothing written.
+  for await (const { position, bucket } of ds.repository.buckets(ds.manifest, options)) {
+    const column = (
+      await readNamingMissing(ds, 'migrate', position, bucket, () =>
+        readBucketColumns(ds.store, [field], bucket, { ...options, codecs }),
+      )
+    )[field.name]!
     perBucket.push(flatVectors(column, field.dim))
   }
   const metric = algorithm === null ? field.metric : ALGORITHMS[algorithm]!
@@ -148,20 +156,41 @@ export async function migrate(
     }
     newCodecs.set(field.name, { spatialIndex, compressor })
   }
-  const objects = []
+  const objects: Awaited<ReturnType<typeof putEncodedBucket>>[] = []
+  const encodedBuckets: ReturnType<typeof encodeBucket>[] = []
   for (const vectors of perBucket) {
     const rows = Array.from({ length: vectors.length / field.dim }, (_, i) =>
       vectors.subarray(i * field.dim, (i + 1) * field.dim),
     )
     const encoded = encodeBucket([next], { [field.name]: rows }, rows.length, newCodecs)
+    encodedBuckets.push(encoded)
     objects.push(await putEncodedBucket(ds.store, encoded, options))
   }
-  const result = await ds.repository.commit(
-    ref,
-    { kind: 'migrate', field: next, objects },
-    {
-      ...options,
-      ...(options.message ? { message: options.message } : {}),
+  const mine = new Set(objects.flatMap((o) => Object.values(o).map((f) => f.cid.toString())))
+  const codec = newCodecs.get(field.name)
+  // A GC's delete of a dedup hit before the commit's check refuses the commit: put the
+  // objects again (the re-encoded buckets, the index and compressor saved here) and commit
+  // again, as appends do (design/0008). An operator's object named by CID is saved here too.
+  if (codec !== undefined)
+    for (const cid of [next.spatialIndex, next.compressor]) if (cid) mine.add(cid.toString())
+  const result = await commitPuttingAgain(
+    () =>
+      ds.repository.commit(
+        ref,
+        { kind: 'migrate', field: next, objects },
+        {
+          ...options,
+          ...(options.message ? { message: options.message } : {}),
+        },
+      ),
+    async (missing) => {
+      if (!mine.has(missing)) return false
+      for (const encoded of encodedBuckets) await putEncodedBucket(ds.store, encoded, options)
+      if (codec !== undefined) {
+        await saveSpatialIndex(ds.store, codec.spatialIndex, options)
+        await saveCompressor(ds.store, codec.compressor, options)
+      }
+      return true
     },
   )
   return await internals.moved(result.manifest, options)
