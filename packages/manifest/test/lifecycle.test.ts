@@ -6,6 +6,7 @@
 import { cidOf, openStore, type Store } from '@dreamdb/cas'
 import { rejection } from '@dreamdb/cas-tests'
 import { beforeEach, describe, expect, it } from 'vitest'
+import { SWEEP_GROUP, SWEEP_STALE_MS } from '../src/gc.js'
 import {
   collectGarbage,
   deleteRef,
@@ -13,6 +14,7 @@ import {
   fsck,
   MIN_GRACE_MS,
   Repository,
+  SWEEP_FENCE_REF,
   walkReachable,
 } from '../src/index.js'
 import { appendRecords, SCHEMA } from './helpers/records.js'
@@ -236,5 +238,124 @@ describe('lifecycle', () => {
     // 2 manifests + 1 timeline node are read; data objects are only named.
     expect(walk.objectsRead).toBe(3)
     expect(cidOf(new Uint8Array(0)).toString()).toBeTruthy()
+  })
+})
+
+describe('the sweep fence (design/0008)', () => {
+  let store: Store
+  let repo: Repository
+  beforeEach(async () => {
+    store = await openStore('memory://')
+    repo = new Repository(store)
+    await repo.createDataset('corpus', { schema: SCHEMA })
+  })
+  const encode = (value: object) => new TextEncoder().encode(JSON.stringify(value))
+  const fence = async () =>
+    JSON.parse(new TextDecoder().decode((await store.readRef(SWEEP_FENCE_REF))!.value))
+  /** `count` objects no ref reaches. */
+  const orphans = async (count: number) => {
+    for (let i = 0; i < count; i++) await store.put(new TextEncoder().encode(`orphan ${i}`))
+  }
+  /** Short waits for a commit at a sweep (the writer asks it to yield after 50 ms; stale after 100). */
+  const shortWaits = async (run: () => Promise<void>) => {
+    process.env.DREAMDB_TEST_SWEEP_WAIT_MS = '50'
+    try {
+      await run()
+    } finally {
+      delete process.env.DREAMDB_TEST_SWEEP_WAIT_MS
+    }
+  }
+
+  it('a GC meeting another GC sweeping refuses and deletes nothing; a fence left by a dead GC is taken over once stale', async () => {
+    await orphans(3)
+    const now = Date.now()
+    const entry = await store.createRef(
+      SWEEP_FENCE_REF,
+      encode({ state: 'sweeping', gc: 'other', since: now, beatAt: now }),
+    )
+    const busy = await rejection(collectGarbage(store, { ...old, apply: true }))
+    expect(busy).toMatchObject({ code: 'ERR_MANIFEST_GC_BUSY', gc: 'other' })
+    expect((await fsck(store)).unreachable.objects).toBe(3)
+    // A dry run deletes nothing and does not need the fence.
+    expect((await collectGarbage(store, { ...old })).sweep.objects).toBe(3)
+    const dead = now - 2 * SWEEP_STALE_MS
+    await store.updateRef(
+      SWEEP_FENCE_REF,
+      encode({ state: 'sweeping', gc: 'other', since: dead, beatAt: dead }),
+      entry.version,
+    )
+    const report = await collectGarbage(store, { ...old, apply: true })
+    expect(report.deleted.objects).toBe(3)
+    expect(await fence()).toMatchObject({ state: 'idle' })
+    expect((await fence()).gc).not.toBe('other')
+    // The fence is a hidden JSON ref without CIDs: fsck reads it and finds the store whole.
+    expect((await fsck(store)).ok).toBe(true)
+  })
+
+  it('a commit waiting on a long sweep asks it to yield: the GC stops before its next group of deletes (typed), the commit checks again and lands', async () => {
+    await shortWaits(async () => {
+      await orphans(SWEEP_GROUP + 10)
+      // The GC's first group of deletes waits until the writer asks the sweep to yield.
+      let asked!: () => void
+      const yieldAsked = new Promise<void>((resolve) => {
+        asked = resolve
+      })
+      let atSweep!: () => void
+      const sweeping = new Promise<void>((resolve) => {
+        atSweep = resolve
+      })
+      const gcStore = new Proxy(store, {
+        get(t, key) {
+          if (key === 'deleteObjects')
+            return (cids: Parameters<Store['deleteObjects']>[0], options: object) =>
+              (async function* () {
+                atSweep()
+                await yieldAsked
+                yield* t.deleteObjects(cids, options)
+              })()
+          const value = Reflect.get(t, key, t)
+          return typeof value === 'function' ? value.bind(t) : value
+        },
+      })
+      const writerStore = new Proxy(store, {
+        get(t, key) {
+          if (key === 'updateRef')
+            return async (name: string, ...rest: [Uint8Array, string, object?]) => {
+              const written = await t.updateRef(name, ...rest)
+              if (name === SWEEP_FENCE_REF) asked()
+              return written
+            }
+          const value = Reflect.get(t, key, t)
+          return typeof value === 'function' ? value.bind(t) : value
+        },
+      })
+      const gc = rejection(collectGarbage(gcStore, { ...old, apply: true }))
+      await sweeping
+      await appendRecords(new Repository(writerStore), 'corpus', 4, 'w')
+      const stopped = await gc
+      expect(stopped).toMatchObject({
+        code: 'ERR_MANIFEST_GC_INTERRUPTED',
+        deleted: SWEEP_GROUP,
+        doomed: SWEEP_GROUP + 10,
+      })
+      expect(await fence()).toMatchObject({ state: 'idle' })
+      const after = await fsck(store)
+      expect(after.ok).toBe(true)
+      expect(after.unreachable.objects).toBe(10)
+      expect((await repo.resolve('corpus')).manifest.stats.records).toBe(4)
+    })
+  })
+
+  it('a commit meeting a fence its GC left (dead) takes it over once stale and lands', async () => {
+    await shortWaits(async () => {
+      const now = Date.now()
+      await store.createRef(
+        SWEEP_FENCE_REF,
+        encode({ state: 'sweeping', gc: 'dead', since: now, beatAt: now }),
+      )
+      await appendRecords(repo, 'corpus', 2, 'w')
+      expect(await fence()).toMatchObject({ state: 'idle', gc: 'dead' })
+      expect((await repo.resolve('corpus')).manifest.stats.records).toBe(2)
+    })
   })
 })
