@@ -67,6 +67,31 @@ describe.skipIf(!hasDist())('the built binary', () => {
     expect(missing.stderr).toMatch(/^dreamdb: ERR_MANIFEST_REF_NOT_FOUND: /)
   })
 
+  it("prints every verb's help and runs the read verbs (commander and each verb's chunk from the bundle)", async () => {
+    const help = await cli(['--help'], { cwd: dir.path, dist: true })
+    expect(help.code, help.stderr).toBe(0)
+    const commands = help.stdout.slice(help.stdout.indexOf('Commands:'))
+    const verbs = [...commands.matchAll(/^ {2}([a-z][a-z-]*) /gm)]
+      .map((m) => m[1]!)
+      .filter((v) => v !== 'help')
+    expect(verbs).toEqual(expect.arrayContaining(['ingest', 'refs', 'log', 'inspect', 'head', 'ui']))
+    for (const verb of verbs) {
+      const verbHelp = await cli([verb, '--help'], { cwd: dir.path, dist: true })
+      expect(verbHelp.code, `${verb}: ${verbHelp.stderr}`).toBe(0)
+      expect(verbHelp.stdout).toContain(`Usage: dreamdb ${verb} `)
+    }
+    for (const args of [
+      ['refs'],
+      ['log', 'prod-1'],
+      ['head', 'prod-1', '-n', '2'],
+      ['diff', 'prod-1', 'corpus'],
+    ]) {
+      const run = await cli(args, { cwd: dir.path, dist: true })
+      expect(run.code, `${args.join(' ')}: ${run.stderr}`).toBe(0)
+      expect(run.stdout.length).toBeGreaterThan(0)
+    }
+  })
+
   it('ingests parquet shards, with a column and with a model (parquet-wasm and onnxruntime-node outside the bundle)', async () => {
     const root = join(dir.path, 'hf')
     await writeSplit(root, { split: 'train', shards: 2, rows: 6, first: 0 })

@@ -5,6 +5,7 @@ import { createElement } from 'react'
 import { describe, expect, it } from 'vitest'
 import { bar, figures, formatDuration, type ProgressState, progressLine } from '../src/render/progress.js'
 import { ProgressView } from '../src/render/progress-view.js'
+import { formatCount } from '../src/render/text.js'
 
 const state = (over: Partial<ProgressState> = {}): ProgressState => ({
   title: 'ingest imagenet-100',
@@ -21,6 +22,12 @@ describe('progress figures', () => {
     expect(figures(state())).toEqual({ percent: 25, rate: 300, byteRate: (330 << 20) / 10, etaSeconds: 30 })
     expect(figures(state({ done: 0 }))).toMatchObject({ percent: 0, rate: undefined, etaSeconds: undefined })
     expect(figures(state({ total: 0, done: 0 })).percent).toBe(100)
+  })
+
+  it('counts as en-US writes them, without Intl (whose locale data costs every process ~25 ms)', () => {
+    for (const n of [0, 7, 999, 1_000, 12_000, 999_999, 1_000_000, 1_234_567_890, -1_234, 2 ** 53 - 1, 0.5]) {
+      expect(formatCount(n)).toBe(n.toLocaleString('en-US'))
+    }
   })
 
   it('durations and bars', () => {

@@ -11,7 +11,7 @@ import { type Context, withRepository } from '../context.js'
 import { UsageError } from '../errors.js'
 import { type OutStream, write } from '../io.js'
 import { type ProgressState, progressLine } from '../render/progress.js'
-import { formatBytes, table } from '../render/text.js'
+import { formatBytes, formatCount, table } from '../render/text.js'
 
 export interface IngestCommandOptions {
   root: string
@@ -180,7 +180,7 @@ export async function ingest(ctx: Context, options: IngestCommandOptions): Promi
       state.total = event.total
       state.last =
         event.skipped > 0
-          ? `${event.skipped.toLocaleString('en-US')} records of these shards already in '${options.datasetName}'`
+          ? `${formatCount(event.skipped)} records of these shards already in '${options.datasetName}'`
           : `${event.chunks} chunks from ${event.shards} shards`
       if (event.skippedColumns.length > 0) {
         state.last += `; not ingested: ${event.skippedColumns.map((c) => `${c.name} (${c.type})`).join(', ')}`
@@ -254,7 +254,7 @@ export async function ingest(ctx: Context, options: IngestCommandOptions): Promi
 }
 
 async function printSummary(ctx: Context, r: IngestResult): Promise<void> {
-  const n = (x: number) => x.toLocaleString('en-US')
+  const n = formatCount
   const rate =
     r.seconds > 0
       ? ` (${n(Math.round(r.records.ingested / r.seconds))} records/s, ${formatBytes(r.bytes / r.seconds)}/s)`

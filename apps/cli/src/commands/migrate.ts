@@ -1,6 +1,7 @@
 import { Dataset } from '@dreamdb/dataset'
 import { type Context, withRepository } from '../context.js'
 import type { ALGORITHMS } from '../program.js'
+import { formatCount } from '../render/text.js'
 
 export interface MigrateCommandOptions {
   field: string
@@ -62,7 +63,7 @@ export async function migrate(ctx: Context, ref: string, options: MigrateCommand
         ? 'plain float32 vectors'
         : `${algorithm} (${result.bits} bit${result.bits === 1 ? '' : 's'}${result.rerank ? ', full vectors kept for rerank' : ', codes only'})`
     await ctx.out(
-      `migrated '${options.field}' of ${ref} (${result.records.toLocaleString('en-US')} records) to ${what} in ${result.seconds.toFixed(1)} s`,
+      `migrated '${options.field}' of ${ref} (${formatCount(result.records)} records) to ${what} in ${result.seconds.toFixed(1)} s`,
     )
     await ctx.out(`manifest ${ctx.paint('dim', manifest)}  (was ${from})`)
     if (result.spatialIndex) await ctx.out(`spatial index ${result.spatialIndex}`)

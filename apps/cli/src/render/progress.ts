@@ -1,5 +1,5 @@
 /** Progress of a long job: counts, rate and ETA, as one plain line or the Ink bar's parts. */
-import { formatBytes } from './text.js'
+import { formatBytes, formatCount } from './text.js'
 
 export interface ProgressState {
   /** What is being done, e.g. `ingest imagenet-100`. */
@@ -46,7 +46,7 @@ export function formatDuration(seconds: number | undefined): string {
   return h > 0 ? `${h}:${pad(m)}:${pad(s % 60)}` : `${m}:${pad(s % 60)}`
 }
 
-const count = (n: number) => n.toLocaleString('en-US')
+const count = formatCount
 
 /** `1,200/5,000 records  812 rec/s  12.5 MiB/s  ETA 0:04` */
 export function progressText(state: ProgressState): string {

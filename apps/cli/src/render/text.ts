@@ -12,6 +12,19 @@ export function formatBytes(bytes: number): string {
   return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`
 }
 
+/**
+ * `1,234,567`: a count with thousands separators, as `toLocaleString('en-US')` writes it,
+ * without Intl. The first Intl call loads ICU's locale data, about 25 ms of CPU in every
+ * process that prints a count (ingest's progress and summary, migrate), issue #13.
+ */
+export function formatCount(n: number): string {
+  if (!Number.isSafeInteger(n)) return n.toLocaleString('en-US')
+  const digits = String(Math.abs(n))
+  let out = digits.slice(0, digits.length % 3 || 3)
+  for (let at = out.length; at < digits.length; at += 3) out += `,${digits.slice(at, at + 3)}`
+  return n < 0 ? `-${out}` : out
+}
+
 /** ISO time without milliseconds, in UTC. */
 export function formatTime(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z')
