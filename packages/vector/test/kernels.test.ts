@@ -66,6 +66,40 @@ describe('kernels', () => {
     }
   })
 
+  it("fastscan2: two tables at once give each table's fastscan sums, in TypeScript and WASM", () => {
+    for (const [groups, nblocks] of [
+      [16, 1],
+      [196, 5],
+      [1088, 2],
+    ] as const) {
+      const codesBytes = nblocks * groups * 16
+      const prng = new Prng(groups + 7)
+      const luts = Uint8Array.from({ length: 2 * groups * 16 }, () => prng.below(61))
+      const heap = new Uint8Array(codesBytes + luts.length + 3 * nblocks * 128)
+      heap.set(randomBytes(codesBytes, groups + 3))
+      heap.set(luts, codesBytes)
+      // Stale bytes where the sums go: the kernel must clear its output first.
+      heap.fill(0xa5, codesBytes + luts.length)
+      const lut = codesBytes
+      const lut2 = codesBytes + groups * 16
+      const out = codesBytes + luts.length
+      const out2 = out + nblocks * 128
+      const single = out2 + nblocks * 128
+      for (const k of both(heap)) {
+        k.fastscan2(0, nblocks, lut, lut2, groups, out, out2)
+        const u32 = k.u32()
+        k.fastscan(0, nblocks, lut, groups, single)
+        expect(Array.from(u32.slice(out / 4, out / 4 + nblocks * 32))).toEqual(
+          Array.from(u32.slice(single / 4, single / 4 + nblocks * 32)),
+        )
+        k.fastscan(0, nblocks, lut2, groups, single)
+        expect(Array.from(u32.slice(out2 / 4, out2 / 4 + nblocks * 32))).toEqual(
+          Array.from(u32.slice(single / 4, single / 4 + nblocks * 32)),
+        )
+      }
+    }
+  })
+
   it('lut4: identical tables and statistics in TypeScript and WASM, equal to the plain definition', () => {
     for (const [dim, seed, spread] of [
       [64, 1, 1],

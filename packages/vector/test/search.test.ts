@@ -185,6 +185,57 @@ describe('search', () => {
     }
   })
 
+  it('searchMany equals search where the visit order decides: a loose bound, many queries, both kernels', async () => {
+    // searchMany runs FastScan list by list for a batch of queries, then each query's screen
+    // and rerank in its own nearest-first order. With epsilon0 0 the bound is 0: a vector is
+    // reranked only while its estimate beats the k-th exact distance found so far, so the
+    // answer depends on which lists were scanned first, and any reordering would show.
+    const dim = 24
+    const data = clustered({ n: 1500, dim, seed: 17 })
+    for (const metric of ['l2', 'cosine'] as const) {
+      const spatialIndex = await trainSpatialIndex(data, { dim, metric, lists: 20 })
+      for (const [bits, kernels] of [
+        [1, 'wasm'],
+        [1, 'js'],
+        [3, 'wasm'],
+      ] as const) {
+        const index = createVectorIndex({
+          spatialIndex,
+          compressor: createCompressor({ dim, metric, bits }),
+          kernels,
+        })
+        index.add(data)
+        // 1100 queries: more than one batch (1024); each probes 5 of 20 lists, so a list is
+        // scanned for many queries of a batch (in pairs, and one alone where the count is odd).
+        const count = kernels === 'js' ? 120 : 1100
+        const queries = new Float32Array(count * dim)
+        for (let i = 0; i < count; i++) {
+          const from = row(data, dim, (i * 7) % 1500)
+          for (let j = 0; j < dim; j++) queries[i * dim + j] = from[j]! + Math.sin(i + j) * 0.3
+        }
+        for (const options of [
+          { k: 10, nprobe: 5, epsilon0: 0 },
+          { k: 3, nprobe: 5, epsilon0: 0.5 },
+          { k: 10, nprobe: 20, epsilon0: 0, rerank: false },
+        ]) {
+          const many = index.searchMany(queries, options)
+          let reranked = 0
+          let estimated = 0
+          for (let i = 0; i < count; i++) {
+            const one = index.search(queries.subarray(i * dim, (i + 1) * dim), options)
+            reranked += one.stats.reranked
+            estimated += one.stats.estimated
+            expect(many.counts[i]).toBe(one.ids.length)
+            expect(many.ids.subarray(i * options.k, (i + 1) * options.k)).toEqual(one.ids)
+            expect(many.distances.subarray(i * options.k, (i + 1) * options.k)).toEqual(one.distances)
+          }
+          expect(many.stats.reranked).toBe(reranked)
+          expect(many.stats.estimated).toBe(estimated)
+        }
+      }
+    }
+  })
+
   it('vectors added after training go to the nearest existing centroid and are found', async () => {
     const dim = 32
     const data = clustered({ n: 2000, dim, seed: 8 })

@@ -28,6 +28,15 @@ export interface Kernels {
   f64(): Float64Array
   /** See kernels.wat for each function's contract. */
   fastscan(codes: number, nblocks: number, lut: number, groups: number, out: number): void
+  fastscan2(
+    codes: number,
+    nblocks: number,
+    lut: number,
+    lut2: number,
+    groups: number,
+    out: number,
+    out2: number,
+  ): void
   lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void
   planes8(qp: number, dim: number, dither: number, planes: number, stride: number, stats: number): void
   screen(
@@ -146,6 +155,17 @@ class WasmKernels extends Views implements Kernels {
   fastscan(codes: number, nblocks: number, lut: number, groups: number, out: number): void {
     this.#x.fastscan(codes, nblocks, lut, groups, out)
   }
+  fastscan2(
+    codes: number,
+    nblocks: number,
+    lut: number,
+    lut2: number,
+    groups: number,
+    out: number,
+    out2: number,
+  ): void {
+    this.#x.fastscan2(codes, nblocks, lut, lut2, groups, out, out2)
+  }
   lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void {
     this.#x.lut4(rq, rc, dim, dither, qp, lut, stats)
   }
@@ -238,6 +258,19 @@ class JsKernels extends Views implements Kernels {
       }
       u32.set(acc, (out >>> 2) + b * 32)
     }
+  }
+  fastscan2(
+    codes: number,
+    nblocks: number,
+    lut: number,
+    lut2: number,
+    groups: number,
+    out: number,
+    out2: number,
+  ): void {
+    // Integer sums: one query after the other gives what the kernel gives for both at once.
+    this.fastscan(codes, nblocks, lut, groups, out)
+    this.fastscan(codes, nblocks, lut2, groups, out2)
   }
   lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void {
     const f32 = this.f32()
