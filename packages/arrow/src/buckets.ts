@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto'
-import { type AbortOptions, ObjectIntegrityError, type ReadBuffers, type Store } from '@dreamdb/cas'
+import {
+  type AbortOptions,
+  type GetOptions,
+  ObjectIntegrityError,
+  type ReadBuffers,
+  type Store,
+} from '@dreamdb/cas'
 import type { Bucket, Field, FieldObject } from '@dreamdb/manifest'
 import type { Vector } from 'apache-arrow'
 import {
@@ -22,6 +28,8 @@ export interface ReadOptions extends AbortOptions {
   codecs?: Codecs
   /** Spare buffers to read the objects into, and where the buffers used go (`Store.get`). */
   buffers?: ReadBuffers | undefined
+  /** Rows to put in a new order as objects are read (`Store.get`'s `rows`). */
+  rows?: GetOptions['rows']
 }
 
 /** The anchors of a timeline bucket's records, in record order. */

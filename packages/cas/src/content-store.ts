@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import type { CID } from 'multiformats/cid'
 import { type Backend, NotFoundSignal } from './backends/backend.js'
+import { forgoRows } from './backends/read-threads.js'
 import { mapOrdered, retry } from './concurrency.js'
 import { asSha256Cid, cidFromDigest, equalBytes, RAW_CODEC, Sha256, sha256, toHex } from './digest.js'
 import {
@@ -188,16 +189,28 @@ export class ContentStore implements Store {
   async get(cid: CID, options: GetOptions = {}): Promise<Uint8Array> {
     const { signal, onProgress } = options
     cid = asSha256Cid(cid)
-    signal?.throwIfAborted()
-    const key = objectKey(toHex(cid.multihash.digest))
-    const sink = new HashingSink(options.buffers, options.buffers?.sizeOf?.(cid.toString()))
-    const found = await this.#storage('get', cid, () => this.#backend.readObject(key, sink, signal), signal)
-    if (!found) throw new ObjectNotFoundError(cid.toString(), this.url)
-    const { bytes, digest } = sink.finish()
-    this.#verify(cid, digest)
-    sink.held()
-    onProgress?.({ type: 'dreamdb:cas:get', cid, size: bytes.byteLength })
-    return bytes
+    const rows = typeof options.rows === 'function' ? options.rows(cid) : options.rows
+    try {
+      signal?.throwIfAborted()
+      const key = objectKey(toHex(cid.multihash.digest))
+      const sink = new HashingSink(
+        options.buffers,
+        options.buffers?.sizeOf?.(cid.toString()),
+        rows && { order: rows, digest: cid.multihash.digest },
+      )
+      const found = await this.#storage('get', cid, () => this.#backend.readObject(key, sink, signal), signal)
+      if (!found) throw new ObjectNotFoundError(cid.toString(), this.url)
+      const { bytes, digest } = sink.finish()
+      this.#verify(cid, digest)
+      sink.held()
+      if (sink.moved) rows?.moved()
+      onProgress?.({ type: 'dreamdb:cas:get', cid, size: bytes.byteLength })
+      return bytes
+    } finally {
+      // A part that did not reach a read thread (read here, missing, failed) must not leave
+      // the other parts of its group waiting for it there.
+      if (rows !== undefined) forgoRows(rows)
+    }
   }
 
   async *stream(cid: CID, options: AbortOptions = {}): AsyncIterable<Uint8Array> {

@@ -7,7 +7,7 @@
  * (backends/read-threads.ts) and handed over with `hashed`.
  */
 import { Sha256 } from './digest.js'
-import type { ReadBuffers } from './interface.js'
+import type { ReadBuffers, RowOrder } from './interface.js'
 
 /** Objects from this size up are read into spare buffers when the caller lends them. */
 export const RECYCLE_MIN_BYTES = 64 << 10
@@ -20,8 +20,13 @@ export interface ReadSink {
   buffer(size: number): Uint8Array
   /** Bytes [0, end) of the buffer are final. */
   wrote(end: number): void
-  /** Instead of the two above: the whole object, read and hashed elsewhere (a read thread). */
-  hashed?(bytes: Uint8Array, digest: Uint8Array): void
+  /**
+   * Instead of the two above: the whole object, read and hashed elsewhere (a read thread);
+   * `moved` when its rows were put in `rows`' order there.
+   */
+  hashed?(bytes: Uint8Array, digest: Uint8Array, moved?: boolean): void
+  /** Rows for a read thread to move once the object matched `digest` (`GetOptions.rows`). */
+  readonly rows?: { order: RowOrder; digest: Uint8Array } | undefined
   /**
    * When the caller lends buffers: a shared buffer for a read thread to fill in place (only
    * the digest comes back): a spare, or with a size a new one; without a size (an S3 GET,
@@ -49,10 +54,14 @@ export class HashingSink implements ReadSink {
 
   /** The object's size as the caller expects it, when known (a hint for `spare`). */
   readonly #expected: number | undefined
+  readonly rows: { order: RowOrder; digest: Uint8Array } | undefined
+  /** Whether a read thread put the rows in order (`rows`). */
+  moved = false
 
-  constructor(buffers?: ReadBuffers, expected?: number) {
+  constructor(buffers?: ReadBuffers, expected?: number, rows?: { order: RowOrder; digest: Uint8Array }) {
     this.#buffers = buffers
     this.#expected = expected
+    this.rows = rows
   }
 
   get recycling(): boolean {
@@ -86,9 +95,10 @@ export class HashingSink implements ReadSink {
     this.#hashed = Math.max(this.#hashed, end)
   }
 
-  hashed(bytes: Uint8Array, digest: Uint8Array): void {
+  hashed(bytes: Uint8Array, digest: Uint8Array, moved = false): void {
     this.#bytes = bytes
     this.#digest = digest
+    this.moved = moved
     // A read thread's shared buffer (a spare or a new one) holds this object alone.
     this.#own =
       bytes.buffer instanceof SharedArrayBuffer &&

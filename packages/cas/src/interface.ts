@@ -64,14 +64,54 @@ export interface ReadBuffers {
   sizeOf?(cid: string): number | undefined
 }
 
+/**
+ * The rows of several objects read together, to be put in a new order on the read thread
+ * that hashed them, before their bytes are handed over (a shuffled window's embeddings, one
+ * object per bucket: @dreamdb/dataset). One object per group, shared by its parts (by
+ * identity). Afterwards position `p` (row `rowOf[p]` of part `bucketOf[p]`) holds the row
+ * that position `order[p]` held. Part `b` holds `counts[b]` rows of `rowBytes` bytes that
+ * end `trailer` bytes before the object's end (an Arrow IPC stream: 8, its end-of-stream
+ * marker); where they really lie the caller checks after decoding.
+ *
+ * The rows are moved only once every part has been read and has matched its CID, and then
+ * in all parts or in none (a part read another way, a failed one, `signal` aborted: none).
+ * A part whose get is never called holds the others until `signal` aborts: abort it once
+ * every get has settled.
+ */
+export interface RowGroup {
+  counts: readonly number[]
+  rowBytes: number
+  trailer: number
+  bucketOf: Uint32Array
+  rowOf: Uint32Array
+  order: Uint32Array
+  signal?: AbortSignal | undefined
+}
+
+/** One object's place in a `RowGroup`. */
+export interface RowOrder {
+  group: RowGroup
+  part: number
+  /** Called, before `get` returns, when this part's rows were moved (then every part's were). */
+  moved(): void
+}
+
 export interface GetOptions extends AbortOptions, ProgressOptions {
   /** Read into spare buffers and report the buffers used (opt-in reuse; see `ReadBuffers`). */
   buffers?: ReadBuffers | undefined
+  /**
+   * Put the object's rows in a new order as it is read (see `RowGroup`); a function is asked
+   * per CID (`getMany`). Stores that cannot (no read threads, small objects, S3 through
+   * the SDK) read the object as it is and never call `moved`.
+   */
+  rows?: RowOrder | ((cid: CID) => RowOrder | undefined) | undefined
 }
 
 export interface ManyOptions extends AbortOptions, ProgressOptions {
   /** For `getMany`: as `GetOptions.buffers`. */
   buffers?: ReadBuffers | undefined
+  /** For `getMany`: as `GetOptions.rows`. */
+  rows?: GetOptions['rows']
   /**
    * How many requests may be in flight at once.
    * @default 16

@@ -3,15 +3,24 @@ import {
   BatchGatherer,
   Blocks,
   type Codecs,
+  isCompressed,
   permuteVectorsAside,
   permuteVectorsInPlace,
   permuteWordsInPlace,
   readBucketColumns,
   readLayerSegment,
 } from '@dreamdb/arrow'
-import { BufferPool, type ReadBuffers, readThreadsForWork, type Store } from '@dreamdb/cas'
-import type { Bucket, Field, Layer, Manifest, Repository } from '@dreamdb/manifest'
+import {
+  BufferPool,
+  type ReadBuffers,
+  type RowGroup,
+  type RowOrder,
+  readThreadsForWork,
+  type Store,
+} from '@dreamdb/cas'
+import type { Bucket, Field, FieldObject, Layer, Manifest, Repository } from '@dreamdb/manifest'
 import type { RecordBatch, Vector } from 'apache-arrow'
+import type { CID } from 'multiformats/cid'
 import { InvalidOptionError, ResumeMismatchError, UnknownFieldError } from './errors.js'
 import { buildPlan, type Plan, permutation, type Unit, type Window, windowsOf } from './plan.js'
 
@@ -284,6 +293,39 @@ export function layoutOf(
 /** `inWindowOrder`'s name for the anchors (no field's name: those cannot be empty). */
 const ANCHORS = ''
 
+/**
+ * Bytes after an embedding object's rows: it is an Arrow IPC stream whose values buffer is
+ * the last of its body, followed by the 8-byte end-of-stream marker. Checked after decoding
+ * (`movedInPlace`); an object laid out otherwise is read again as it is.
+ */
+const IPC_TRAILER = 8
+
+/** The one object a bucket's embedding field is read from, when its rows can be moved as read. */
+function vectorsObject(field: Field, bucket: Bucket): FieldObject | undefined {
+  if (field.family !== 'embedding') return undefined
+  const key = isCompressed(field) ? `${field.name}/vectors` : field.name
+  const own = Object.keys(bucket.fields).filter((k) => k === field.name || k.startsWith(`${field.name}/`))
+  if (!own.includes(key) || (!isCompressed(field) && own.length !== 1)) return undefined
+  return bucket.fields[key]
+}
+
+/**
+ * Whether a moved field's decoded columns are the rows the read thread moved: each bucket's
+ * vectors one Arrow buffer with no nulls, lying where `IPC_TRAILER` said.
+ */
+function movedInPlace(field: Field, columns: (Vector | null)[], buckets: Bucket[]): boolean {
+  if (field.family !== 'embedding') return false
+  return buckets.every((bucket, b) => {
+    const source = columns[b] ?? null
+    const object = vectorsObject(field, bucket)
+    if (source === null || object === undefined || source.data.length !== 1 || source.nullCount > 0)
+      return false
+    const values = source.data[0]!.children[0]!.values as Float32Array
+    const rows = bucket.records * field.dim * 4
+    return values.byteLength === rows && values.byteOffset === object.bytes - IPC_TRAILER - rows
+  })
+}
+
 async function loadWindow(
   store: Store,
   window: Window,
@@ -293,16 +335,8 @@ async function loadWindow(
   buffers: ReadBuffers | undefined,
   threads: ReturnType<typeof readThreadsForWork>,
   batchSize: number,
+  moveAsRead = true,
 ): Promise<WindowData> {
-  const decoded = await Promise.all(
-    window.buckets.map((bucket) =>
-      readBucketColumns(store, baseFields, bucket, {
-        codecs,
-        ...(signal ? { signal } : {}),
-        ...(buffers ? { buffers } : {}),
-      }),
-    ),
-  )
   const bucketOf = new Uint32Array(window.records)
   const rowOf = new Uint32Array(window.records)
   const bucketStart = new Uint32Array(window.buckets.length + 1)
@@ -316,11 +350,7 @@ async function loadWindow(
     at += bucket.records
   })
   bucketStart[window.buckets.length] = at
-  const columns: WindowData['columns'] = {}
-  for (const field of baseFields) columns[field.name] = decoded.map((d) => d[field.name] ?? null)
   const order = window.seed === null ? null : permutation(window.records, window.seed)
-  const anchors = window.buckets.map(anchorsOf)
-  const inWindowOrder = new Set<string>()
   const slot = order === null ? null : layoutOf(bucketStart, window.start, batchSize)
   // The moves in index terms: index slot[p] takes the record of position p.
   let moves = order
@@ -328,9 +358,81 @@ async function loadWindow(
     moves = new Uint32Array(order.length)
     for (let p = 0; p < order.length; p++) moves[slot[p]!] = order[p]!
   }
+  // A shuffled window's embeddings are put in its order by the read thread that hashed
+  // them, before they come here (one object per bucket, moved across the window's objects
+  // once all of them matched their CIDs): the main thread no longer moves 1M random rows a
+  // pass (1M x 128-d). Objects the store reads another way come back as read and are moved
+  // below, as before.
+  const stop = new AbortController()
+  const orders = new Map<string, RowOrder>()
+  const groups = new Map<string, { moved: number }>()
+  if (moves !== null && moveAsRead) {
+    const taken = new Set<string>()
+    for (const field of baseFields) {
+      const objects = window.buckets.map((bucket) => vectorsObject(field, bucket))
+      if (field.family !== 'embedding' || objects.some((o) => o === undefined)) continue
+      const cids = objects.map((o) => o!.cid.toString())
+      // The same object twice (equal contents in two buckets or fields) cannot be two parts.
+      if (new Set(cids).size !== cids.length || cids.some((c) => taken.has(c))) continue
+      for (const c of cids) taken.add(c)
+      const group: RowGroup = {
+        counts: window.buckets.map((b) => b.records),
+        rowBytes: field.dim * 4,
+        trailer: IPC_TRAILER,
+        bucketOf,
+        rowOf,
+        order: moves,
+        signal: stop.signal,
+      }
+      const state = { moved: 0 }
+      groups.set(field.name, state)
+      cids.forEach((c, part) => {
+        orders.set(c, {
+          group,
+          part,
+          moved: () => {
+            state.moved++
+          },
+        })
+      })
+    }
+  }
+  let decoded: Record<string, Vector>[]
+  try {
+    decoded = await Promise.all(
+      window.buckets.map((bucket) =>
+        readBucketColumns(store, baseFields, bucket, {
+          codecs,
+          ...(signal ? { signal } : {}),
+          ...(buffers ? { buffers } : {}),
+          ...(orders.size > 0 ? { rows: (cid: CID) => orders.get(cid.toString()) } : {}),
+        }),
+      ),
+    )
+  } catch (error) {
+    // Rows moved by a read thread in objects that then did not decode: read as they are.
+    if ([...groups.values()].some((g) => g.moved > 0) && !signal?.aborted)
+      return loadWindow(store, window, baseFields, codecs, signal, buffers, threads, batchSize, false)
+    throw error
+  } finally {
+    // Every get has settled: a group still waiting for a part that was never asked for lets go.
+    stop.abort()
+  }
+  const columns: WindowData['columns'] = {}
+  for (const field of baseFields) columns[field.name] = decoded.map((d) => d[field.name] ?? null)
+  const anchors = window.buckets.map(anchorsOf)
+  const inWindowOrder = new Set<string>()
+  for (const [name, group] of groups) {
+    if (group.moved === 0) continue
+    const field = baseFields.find((f) => f.name === name)!
+    // Moved where the rows were predicted to lie, or read again as they are.
+    if (group.moved !== window.buckets.length || !movedInPlace(field, columns[name]!, window.buckets))
+      return loadWindow(store, window, baseFields, codecs, signal, buffers, threads, batchSize, false)
+    inWindowOrder.add(name)
+  }
   if (moves !== null) {
     for (const field of baseFields) {
-      if (field.family !== 'embedding') continue
+      if (field.family !== 'embedding' || inWindowOrder.has(field.name)) continue
       // Shared buffers (recycled reads) on a read thread where there is one, so the main
       // thread builds batches meanwhile; others here.
       const aside =
@@ -694,21 +796,27 @@ function buildBatch(
   order: string[],
   gatherer: BatchGatherer,
 ): RecordBatch {
-  const blocks = blocksOf(runs)
+  // The record-by-record blocks of a shuffled batch cost a push per row: built only when a
+  // field (or the anchors) is not already in its window's order.
+  let plain: Blocks | undefined
+  const blocksFor = (name: string): Blocks => {
+    if (runs.some((r) => r.data.inWindowOrder.has(name))) return blocksOf(runs, name)
+    plain ??= blocksOf(runs)
+    return plain
+  }
   const anchors = gatherer.anchors(
     runs.flatMap((r) => r.data.anchors),
-    runs.some((r) => r.data.inWindowOrder.has(ANCHORS)) ? blocksOf(runs, ANCHORS) : blocks,
+    blocksFor(ANCHORS),
   )
   const columns = order.map((name): [string, Vector] => {
     const field = baseFields.find((f) => f.name === name)
     if (field !== undefined) {
-      const ordered = runs.some((r) => r.data.inWindowOrder.has(name))
       return [
         name,
         gatherer.column(
           field,
           runs.flatMap((r) => r.data.columns[name]!),
-          ordered ? blocksOf(runs, name) : blocks,
+          blocksFor(name),
         ),
       ]
     }

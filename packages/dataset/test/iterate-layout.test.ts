@@ -3,7 +3,10 @@
  * consecutive rows of one bucket's buffer (a view, not a copy), without changing which
  * record a batch holds.
  */
-import { BufferPool, openStore } from '@dreamdb/cas'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { BufferPool, type GetOptions, type ManyOptions, openStore, type Store } from '@dreamdb/cas'
 import type { RecordBatch } from 'apache-arrow'
 import { describe, expect, it } from 'vitest'
 import { Dataset } from '../src/index.js'
@@ -172,3 +175,87 @@ describe('shuffled windows', () => {
 
 const vectorsOf = (batch: RecordBatch) =>
   batch.getChild('embedding')!.data[0]!.children[0]!.values as Float32Array
+
+describe('shuffled windows moved on the read threads', () => {
+  it('the rows a read thread moved as it read (one bucket a window, and two) are each record’s own, in the order of a read without threads', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'dreamdb-moved-'))
+    try {
+      // 4 096 records of 64-d a bucket: each embedding object is 1 MiB and a little, read
+      // and hashed on a read thread.
+      const DIM = 64
+      const schema = {
+        fields: [
+          { name: 'embedding', family: 'embedding' as const, dim: DIM },
+          { name: 'id', family: 'scalar' as const, kind: 'int' as const },
+        ],
+      }
+      const ds = await Dataset.create('moved', { backend: await openStore(root), schema })
+      const records = 4 * 4096
+      await ds.appendMany(
+        Array.from({ length: records }, (_, id) => ({
+          embedding: Float32Array.from({ length: DIM }, (_, d) => id + d / 128),
+          id,
+        })),
+        { bucketRecords: 4096 },
+      )
+      expect(ds.manifest.stats.buckets).toBe(4)
+      const pass = async (store: Store, options: Record<string, unknown>) => {
+        const ids: number[] = []
+        const reader = await Dataset.openRef('moved', { backend: store })
+        for await (const batch of reader.iterArrowBatches({ batchSize: 1000, shuffleSeed: 5, ...options })) {
+          const values = vectorsOf(batch)
+          const batchIds = Array.from(batch.getChild('id')!.toArray() as BigInt64Array | Int32Array, Number)
+          batchIds.forEach((id, i) => {
+            expect(values[i * DIM]).toBe(id)
+            expect(values[i * DIM + DIM - 1]).toBe(Math.fround(id + (DIM - 1) / 128))
+          })
+          ids.push(...batchIds)
+        }
+        return ids
+      }
+      for (const shuffleWindow of [4096, 8192]) {
+        for (const recycleBuffers of [undefined, new BufferPool()]) {
+          const options = { shuffleWindow, ...(recycleBuffers ? { recycleBuffers } : {}) }
+          const expected = await pass(await openStore(root, { readThreads: false }), options)
+          const { store, moved } = countingMoves(await openStore(root, { readThreads: true }))
+          expect(await pass(store, options)).toEqual(expected)
+          // Every window's embeddings were moved on a read thread, not here.
+          expect(moved.parts).toBe(4)
+          expect(expected.slice().sort((a, b) => a - b)).toEqual(Array.from({ length: records }, (_, i) => i))
+        }
+      }
+    } finally {
+      await rm(root, { recursive: true, force: true })
+    }
+  })
+})
+
+/** A store that counts the parts whose rows a read thread moved (`GetOptions.rows`). */
+function countingMoves(store: Store): { store: Store; moved: { parts: number } } {
+  const moved = { parts: 0 }
+  const counted = (rows: GetOptions['rows']): GetOptions['rows'] =>
+    typeof rows !== 'function'
+      ? rows
+      : (cid) => {
+          const order = rows(cid)
+          return (
+            order && {
+              ...order,
+              moved: () => {
+                moved.parts++
+                order.moved()
+              },
+            }
+          )
+        }
+  const proxy = new Proxy(store, {
+    get(target, key, receiver) {
+      if (key === 'getMany')
+        return (cids: Parameters<Store['getMany']>[0], options: ManyOptions = {}) =>
+          target.getMany(cids, { ...options, rows: counted(options.rows) })
+      const value = Reflect.get(target, key, receiver)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+  return { store: proxy, moved }
+}

@@ -292,9 +292,9 @@ export class FsBackend implements Backend {
     try {
       const size = await fd.size(handle)
       if (size >= THREAD_READ_MIN_BYTES && sink.hashed !== undefined && this.#threads !== undefined) {
-        const { bytes, digest } = await this.#threads.read(handle, size, sink.spare?.(size))
+        const { bytes, digest, moved } = await this.#threads.read(handle, size, sink.spare?.(size), sink.rows)
         signal?.throwIfAborted()
-        sink.hashed(bytes, digest)
+        sink.hashed(bytes, digest, moved)
         return true
       }
       const bytes = sink.buffer(size)

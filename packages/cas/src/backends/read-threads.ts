@@ -16,6 +16,7 @@
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { LRUCache } from 'lru-cache'
+import type { RowGroup, RowOrder } from '../interface.js'
 
 /** Objects from this size up go to a worker; below it the round trip costs more than it saves. */
 export const THREAD_READ_MIN_BYTES = 1 << 20
@@ -35,6 +36,8 @@ interface Pending {
 
 interface Reply {
   id: number
+  /** The rows of the object's group were moved (`read` with `rows`). */
+  moved?: boolean
   status?: number
   /** The object's length (a GET's body). */
   size?: number
@@ -46,6 +49,56 @@ interface Reply {
   intoSpare?: boolean
   digest?: Uint8Array
   error?: { message: string; code?: string }
+}
+
+/**
+ * Where each row group stands on this side (`read` with `rows`): the worker its parts go to,
+ * the parts sent there or settled another way, and whether it was given up (its parts then
+ * come back as read).
+ */
+interface GroupState {
+  id: number
+  worker: Worker | undefined
+  /** Parts sent to the worker or settled another way: a part is counted once. */
+  seen: Set<number>
+  /** Whether the worker has the group's permutation (sent with its first part). */
+  described: boolean
+  broken: boolean
+}
+const groups = new WeakMap<RowGroup, GroupState>()
+let lastGroup = 0
+
+function groupState(group: RowGroup): GroupState {
+  let state = groups.get(group)
+  if (state === undefined) {
+    state = { id: ++lastGroup, worker: undefined, seen: new Set(), described: false, broken: false }
+    groups.set(group, state)
+    const entry = state
+    const abandon = () => breakGroup(entry)
+    if (group.signal?.aborted) entry.broken = true
+    else group.signal?.addEventListener('abort', abandon, { once: true })
+  }
+  return state
+}
+
+/** A group's parts held by its worker go back as read, and the parts still to come are read alone. */
+function breakGroup(state: GroupState): void {
+  if (state.broken) return
+  state.broken = true
+  state.worker?.postMessage({ id: 0, release: state.id })
+}
+
+/**
+ * Called once a part's get has settled, however it went: a part that never reached a read
+ * thread (read on the caller's thread, missing, failed before) breaks its group, so the
+ * parts the worker holds for it come back (as read). A part that went to the thread is
+ * settled there already. @internal
+ */
+export function forgoRows(order: RowOrder): void {
+  const state = groupState(order.group)
+  if (state.seen.has(order.part)) return
+  state.seen.add(order.part)
+  breakGroup(state)
 }
 
 let shared: ReadThreads | undefined
@@ -114,16 +167,43 @@ export class ReadThreads {
     fd: number,
     size: number,
     into?: SharedArrayBuffer,
-  ): Promise<{ bytes: Uint8Array; digest: Uint8Array }> {
-    const reply = await this.#ask(
-      into === undefined ? { fd, size } : { fd, size, spare: into },
-      [],
-      undefined,
-      size,
-    )
+    rows?: { order: RowOrder; digest: Uint8Array },
+  ): Promise<{ bytes: Uint8Array; digest: Uint8Array; moved: boolean }> {
+    const request: Record<string, unknown> = into === undefined ? { fd, size } : { fd, size, spare: into }
+    let worker: Worker | undefined
+    if (rows !== undefined) {
+      // Every part of a group goes to one worker, which holds the parts it has read and
+      // hashed until the last one is in, then moves the rows across them (design/0005).
+      const { group, part } = rows.order
+      const state = groupState(group)
+      const offset = size - group.trailer - (group.counts[part] ?? 0) * group.rowBytes
+      if (!state.broken && !state.seen.has(part) && offset >= 0 && group.counts[part] !== undefined) {
+        state.seen.add(part)
+        worker = state.worker ??= this.#worker()
+        request.rows = {
+          group: state.id,
+          part,
+          parts: group.counts.length,
+          offset,
+          count: group.counts[part],
+          expect: rows.digest,
+          ...(state.described
+            ? {}
+            : {
+                rowBytes: group.rowBytes,
+                bucketOf: group.bucketOf,
+                rowOf: group.rowOf,
+                order: group.order,
+              }),
+        }
+        state.described = true
+      } else forgoRows(rows.order)
+    }
+    const reply = await this.#ask(request, [], undefined, size, worker)
     return {
       bytes: new Uint8Array(into ?? reply.buffer!, 0, size),
       digest: new Uint8Array(reply.digest!),
+      moved: reply.moved === true,
     }
   }
 
@@ -214,12 +294,19 @@ export class ReadThreads {
   }
 
   /** `bytes`: what the request weighs in its worker's load (its size, or a GET's estimate). */
-  async #ask(request: object, transfer: ArrayBuffer[] = [], signal?: AbortSignal, bytes = 0): Promise<Reply> {
+  async #ask(
+    request: object,
+    transfer: ArrayBuffer[] = [],
+    signal?: AbortSignal,
+    bytes = 0,
+    to?: Worker,
+  ): Promise<Reply> {
     signal?.throwIfAborted()
     const id = ++this.#lastId
     let stop: (() => void) | undefined
     const reply = await new Promise<Reply>((resolve, reject) => {
-      const worker = this.#worker()
+      // A group's worker, unless it died since (then a fresh one, and the group is given up there).
+      const worker = to !== undefined && this.#workers.includes(to) ? to : this.#worker()
       this.#pending.set(id, { worker, bytes, resolve, reject })
       const load = this.#load.get(worker)!
       load.requests++

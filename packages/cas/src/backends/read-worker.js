@@ -13,7 +13,10 @@
  * it fits, replying `intoSpare`, else into a new SharedArrayBuffer when `shared`) and
  * `{ id, cancel: true }` (stop
  * that GET) and `{ id, permute: { buffers, offsets, rowBytes, bucketOf, rowOf, order } }` (rows of
- * a shuffled window put in its order in place; replies `{ id, buffers }`). Replies: `{ id, buffer, digest }`, for a GET with `status` (an answer other
+ * a shuffled window put in its order in place; replies `{ id, buffers }`). A read may carry
+ * `rows: { group, part, parts, offset, count, expect, rowBytes?, bucketOf?, rowOf?, order? }` (one
+ * object of a row group, the moves sent with its first part; see `groups`), answered with
+ * `moved`; `{ id: 0, release: group }` gives a group up. Replies: `{ id, buffer, digest }`, for a GET with `status` (an answer other
  * than 200 carries `body`, the start of its text, instead), or `{ id, error: { message,
  * code } }`.
  */
@@ -490,9 +493,92 @@ function permuteRows({ buffers, offsets, rowBytes, bucketOf, rowOf, order }) {
   }
 }
 
+/**
+ * Row groups being gathered (reads with `rows`), by group id: the parts read, hashed and
+ * matched so far, held here until the last one is in; then the rows are moved across them
+ * (`permuteRows`) and every part goes back. A part that does not match its digest, fails,
+ * or a `release` from the caller gives the group up: its parts go back as read.
+ */
+const groups = new Map()
+
+/** A part's answer: its own buffer transferred back, a spare (shared) only named by its digest. */
+function replyRead(id, bytes, digest, spare, moved) {
+  if (spare) parentPort?.postMessage({ id, digest, moved })
+  else parentPort?.postMessage({ id, buffer: bytes.buffer, digest, moved }, [bytes.buffer])
+}
+
+function groupOf(rows) {
+  let group = groups.get(rows.group)
+  if (group === undefined) {
+    const { rowBytes, bucketOf, rowOf, order } = rows
+    group = {
+      parts: rows.parts,
+      held: new Map(),
+      reading: 0,
+      // A group this thread never got the moves of (its first part went to a thread that died).
+      broken: bucketOf === undefined,
+      moves: bucketOf === undefined ? undefined : { rowBytes, bucketOf, rowOf, order },
+    }
+    groups.set(rows.group, group)
+  }
+  return group
+}
+
+/** Gives a group up: the parts held go back as read, and so will those still being read. */
+function releaseGroup(key, group) {
+  group.broken = true
+  for (const part of group.held.values()) replyRead(part.id, part.bytes, part.digest, part.spare, false)
+  group.held.clear()
+  if (group.reading === 0) groups.delete(key)
+}
+
+/** Whether every move stays inside its part's rows (checked before any row moves). */
+function movesFit({ bucketOf, rowOf, order }, parts) {
+  const n = order.length
+  if (bucketOf.length !== n || rowOf.length !== n) return false
+  for (let p = 0; p < n; p++) {
+    const part = parts[bucketOf[p]]
+    if (part === undefined || rowOf[p] >= part.count || order[p] >= n) return false
+  }
+  return true
+}
+
+/** A part of a group read and hashed: held, or with the last part, the rows moved and all sent back. */
+function partRead(rows, group, part) {
+  group.reading--
+  const matched =
+    part.digest.length === rows.expect.length && part.digest.every((b, i) => b === rows.expect[i])
+  if (group.broken || !matched) {
+    // Never a row of an object that failed its digest moved into another's bytes.
+    replyRead(part.id, part.bytes, part.digest, part.spare, false)
+    if (!group.broken) releaseGroup(rows.group, group)
+    else if (group.reading === 0 && group.held.size === 0) groups.delete(rows.group)
+    return
+  }
+  group.held.set(rows.part, part)
+  if (group.held.size < group.parts) return
+  groups.delete(rows.group)
+  const parts = Array.from({ length: group.parts }, (_, b) => group.held.get(b))
+  if (!movesFit(group.moves, parts)) {
+    for (const p of parts) replyRead(p.id, p.bytes, p.digest, p.spare, false)
+    return
+  }
+  permuteRows({
+    ...group.moves,
+    buffers: parts.map((p) => p.bytes.buffer),
+    offsets: parts.map((p) => p.bytes.byteOffset + p.offset),
+  })
+  for (const p of parts) replyRead(p.id, p.bytes, p.digest, p.spare, true)
+}
+
 parentPort?.on(
   'message',
-  async ({ id, fd, size, buffer, spare, shared, get: getRequest, cancel, permute }) => {
+  async ({ id, fd, size, buffer, spare, shared, get: getRequest, cancel, permute, rows, release }) => {
+    if (release !== undefined) {
+      const group = groups.get(release)
+      if (group !== undefined) releaseGroup(release, group)
+      return
+    }
     if (permute !== undefined) {
       // Rows of a shuffled window, moved here instead of on the caller's thread; buffers that
       // are not shared were transferred and go back the same way.
@@ -534,13 +620,34 @@ parentPort?.on(
       }
       // A shared spare lent by the caller (at least `size` bytes), filled in place; else a
       // buffer of this object alone, transferred back.
-      const bytes = spare !== undefined ? Buffer.from(spare, 0, size) : Buffer.allocUnsafeSlow(size)
-      const hash = createHash('sha256')
-      if (size <= SYNC_MAX) readWhole(fd, bytes, hash)
-      else await readChunked(fd, bytes, hash)
-      const digest = new Uint8Array(hash.digest())
-      if (spare !== undefined) parentPort?.postMessage({ id, digest })
-      else parentPort?.postMessage({ id, buffer: bytes.buffer, digest }, [bytes.buffer])
+      const group = rows === undefined ? undefined : groupOf(rows)
+      if (group !== undefined) group.reading++
+      let bytes
+      try {
+        bytes = spare !== undefined ? Buffer.from(spare, 0, size) : Buffer.allocUnsafeSlow(size)
+        const hash = createHash('sha256')
+        if (size <= SYNC_MAX) readWhole(fd, bytes, hash)
+        else await readChunked(fd, bytes, hash)
+        const digest = new Uint8Array(hash.digest())
+        // Hashed first, moved after: rows move only between objects that matched their digests.
+        if (group === undefined) replyRead(id, bytes, digest, spare !== undefined, false)
+        else
+          partRead(rows, group, {
+            id,
+            bytes,
+            digest,
+            spare: spare !== undefined,
+            offset: rows.offset,
+            count: rows.count,
+          })
+      } catch (error) {
+        if (group !== undefined && groups.get(rows.group) === group) {
+          // The others go back as read (this part's own read failed).
+          group.reading = Math.max(0, group.reading - 1)
+          releaseGroup(rows.group, group)
+        }
+        throw error
+      }
     } catch (error) {
       parentPort?.postMessage({ id, error: { message: String(error?.message), code: error?.code } })
     }

@@ -1,0 +1,187 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { rejection } from '@dreamdb/cas-tests'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { BufferPool, type ReadBuffers, type RowGroup, type Store } from '../src/index.js'
+import { openStore } from '../src/open.js'
+
+/** An object shaped as an Arrow IPC stream of vectors is: a head, `rows` rows, then 8 bytes. */
+function shaped(rows: number, rowBytes: number, head: number): Uint8Array {
+  const bytes = randomBytes(head + rows * rowBytes + 8)
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/** A shuffled window over parts of `counts` rows: position p of the window's parts one after another. */
+function windowOf(counts: number[], seed: number): Omit<RowGroup, 'rowBytes' | 'trailer'> {
+  const n = counts.reduce((a, b) => a + b, 0)
+  const bucketOf = new Uint32Array(n)
+  const rowOf = new Uint32Array(n)
+  let at = 0
+  counts.forEach((count, b) => {
+    for (let r = 0; r < count; r++, at++) {
+      bucketOf[at] = b
+      rowOf[at] = r
+    }
+  })
+  const order = Uint32Array.from({ length: n }, (_, i) => i)
+  let state = seed
+  for (let i = n - 1; i > 0; i--) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0
+    const j = state % (i + 1)
+    ;[order[i], order[j]] = [order[j]!, order[i]!]
+  }
+  return { counts, bucketOf, rowOf, order }
+}
+
+/** The parts as they must read once moved: position p holds the row position order[p] held. */
+function expected(objects: Uint8Array[], group: RowGroup): Buffer[] {
+  const out = objects.map((o) => Buffer.from(o))
+  const rowAt = (bytes: Uint8Array, part: number, row: number) => {
+    const start =
+      bytes.byteLength - group.trailer - group.counts[part]! * group.rowBytes + row * group.rowBytes
+    return bytes.subarray(start, start + group.rowBytes)
+  }
+  for (let p = 0; p < group.order.length; p++) {
+    const q = group.order[p]!
+    rowAt(out[group.bucketOf[p]!]!, group.bucketOf[p]!, group.rowOf[p]!).set(
+      rowAt(objects[group.bucketOf[q]!]!, group.bucketOf[q]!, group.rowOf[q]!),
+    )
+  }
+  return out
+}
+
+describe('rows moved on the read thread (GetOptions.rows)', () => {
+  let root: string
+  let store: Store
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'dreamdb-rows-'))
+    store = await openStore(root, { readThreads: true })
+  })
+  afterEach(async () => {
+    await store.close()
+    await rm(root, { recursive: true, force: true })
+  })
+
+  /** Gets every part with the group; how many parts reported `moved`. */
+  async function readGroup(
+    objects: Uint8Array[],
+    group: RowGroup,
+    buffers?: ReadBuffers,
+  ): Promise<{ read: Uint8Array[]; moved: number }> {
+    const cids = await Promise.all(objects.map((o) => store.put(o)))
+    let moved = 0
+    const read = await Promise.all(
+      cids.map((cid, part) =>
+        store.get(cid, {
+          rows: {
+            group,
+            part,
+            moved: () => {
+              moved++
+            },
+          },
+          ...(buffers ? { buffers } : {}),
+        }),
+      ),
+    )
+    return { read, moved }
+  }
+
+  it('moves rows across the parts of a group after hashing, in fresh and in spare buffers', async () => {
+    for (const pooled of [false, true]) {
+      // Two parts of different sizes and heads, 512-byte rows (128-d float32), over 1 MiB each.
+      const counts = [2600, 2100]
+      const objects = [shaped(counts[0]!, 512, 200), shaped(counts[1]!, 512, 328)]
+      const group: RowGroup = { ...windowOf(counts, pooled ? 7 : 3), rowBytes: 512, trailer: 8 }
+      const pool = new BufferPool()
+      const buffers: ReadBuffers | undefined = pooled
+        ? { take: (size) => pool.take(size) ?? new SharedArrayBuffer(size!), give: () => {}, hold: () => {} }
+        : undefined
+      const { read, moved } = await readGroup(objects, group, buffers)
+      expect(moved).toBe(2)
+      const want = expected(objects, group)
+      read.forEach((bytes, i) => {
+        expect(Buffer.from(bytes).equals(want[i]!)).toBe(true)
+        // The head and the end-of-stream bytes are the object's own.
+        expect(Buffer.from(bytes.subarray(0, 200)).equals(Buffer.from(objects[i]!.subarray(0, 200)))).toBe(
+          true,
+        )
+      })
+      expect(pooled || read.every((b) => !(b.buffer instanceof SharedArrayBuffer))).toBe(true)
+    }
+  })
+
+  it('a single part is moved within itself', async () => {
+    const objects = [shaped(4096, 256, 64)]
+    const group: RowGroup = { ...windowOf([4096], 11), rowBytes: 256, trailer: 8 }
+    const { read, moved } = await readGroup(objects, group)
+    expect(moved).toBe(1)
+    expect(Buffer.from(read[0]!).equals(expected(objects, group)[0]!)).toBe(true)
+  })
+
+  it('moves nothing when a part is read another way (under 1 MiB: on the calling thread)', async () => {
+    const counts = [4096, 100]
+    const objects = [shaped(counts[0]!, 512, 64), shaped(counts[1]!, 512, 64)]
+    const group: RowGroup = { ...windowOf(counts, 5), rowBytes: 512, trailer: 8 }
+    const { read, moved } = await readGroup(objects, group)
+    expect(moved).toBe(0)
+    read.forEach((bytes, i) => {
+      expect(Buffer.from(bytes).equals(Buffer.from(objects[i]!))).toBe(true)
+    })
+  })
+
+  it('a part that fails its digest is refused and no row of it reaches another part', async () => {
+    const counts = [2600, 2600]
+    const objects = [shaped(counts[0]!, 512, 64), shaped(counts[1]!, 512, 64)]
+    const group: RowGroup = { ...windowOf(counts, 9), rowBytes: 512, trailer: 8 }
+    const cids = await Promise.all(objects.map((o) => store.put(o)))
+    const hex = Buffer.from(cids[1]!.multihash.digest).toString('hex')
+    const damaged = Buffer.from(objects[1]!)
+    damaged[1000] = damaged[1000]! ^ 1
+    await writeFile(join(root, 'objects', 'sha2-256', hex.slice(0, 2), hex), damaged)
+    let moved = 0
+    const gets = cids.map((cid, part) =>
+      store.get(cid, {
+        rows: {
+          group,
+          part,
+          moved: () => {
+            moved++
+          },
+        },
+      }),
+    )
+    expect((await rejection(gets[1]!)).code).toBe('ERR_CAS_INTEGRITY')
+    expect(Buffer.from(await gets[0]!).equals(Buffer.from(objects[0]!))).toBe(true)
+    expect(moved).toBe(0)
+  })
+
+  it('a part never asked for holds the others only until the group signal aborts', async () => {
+    const counts = [2600, 2600]
+    const objects = [shaped(counts[0]!, 512, 64), shaped(counts[1]!, 512, 64)]
+    const stop = new AbortController()
+    const group: RowGroup = { ...windowOf(counts, 13), rowBytes: 512, trailer: 8, signal: stop.signal }
+    const cid = await store.put(objects[0]!)
+    let moved = 0
+    let settled = false
+    const get = store.get(cid, {
+      rows: {
+        group,
+        part: 0,
+        moved: () => {
+          moved++
+        },
+      },
+    })
+    void get.then(() => {
+      settled = true
+    })
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(settled).toBe(false)
+    stop.abort()
+    expect(Buffer.from(await get).equals(Buffer.from(objects[0]!))).toBe(true)
+    expect(moved).toBe(0)
+  })
+})
