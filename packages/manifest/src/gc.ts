@@ -86,7 +86,7 @@ interface SweepFence {
   gc: string
   /** When it started sweeping, ms by its clock (for messages). */
   since: number
-  /** When the GC last wrote it, ms by its clock: a fence not written for SWEEP_STALE_MS is stale. */
+  /** When the GC last wrote it, ms by its clock (for people; staleness is judged by watching it). */
   beatAt: number
   /** Set by a writer asking the sweep to stop (the GC stops before its next group). */
   yield?: string
@@ -135,7 +135,11 @@ class Sweep {
     this.#entry = entry
   }
 
-  /** Set the fence to `sweeping`; GcBusyError while another GC holds it and is alive. */
+  /**
+   * Set the fence to `sweeping`. Another GC's fence is judged by this process's clock, not by
+   * the times written in it (hosts' clocks differ): written again while watched, its GC is
+   * alive (GcBusyError); unwritten for SWEEP_STALE_MS, its GC died and it is taken over.
+   */
   static async open(store: Store, signal?: AbortSignal): Promise<Sweep> {
     const now = Date.now()
     const fence: SweepFence = {
@@ -144,15 +148,23 @@ class Sweep {
       since: now,
       beatAt: now,
     }
+    let watched: { version: string; since: number } | undefined
     for (;;) {
       const entry = await store.readRef(SWEEP_FENCE_REF, { signal })
       const held = decodeFence(entry)
-      if (held?.state === 'sweeping' && Date.now() - held.beatAt < sweepStaleMs())
-        throw new GcBusyError(
-          held.gc,
-          store.url,
-          `since ${new Date(held.since).toISOString()}; one GC sweeps at a time (a fence left by a GC that died is taken over after ${sweepStaleMs() / 1000} s)`,
-        )
+      if (entry !== undefined && held?.state === 'sweeping') {
+        if (watched !== undefined && watched.version !== entry.version)
+          throw new GcBusyError(
+            held.gc,
+            store.url,
+            `since ${new Date(held.since).toISOString()} by its clock; one GC sweeps at a time`,
+          )
+        watched ??= { version: entry.version, since: Date.now() }
+        if (Date.now() - watched.since < sweepStaleMs()) {
+          await delay(Math.min(1000, sweepStaleMs() / 10), undefined, signal ? { signal } : {})
+          continue
+        }
+      }
       try {
         const written =
           entry === undefined

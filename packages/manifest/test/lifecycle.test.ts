@@ -6,7 +6,7 @@
 import { cidOf, openStore, type Store } from '@dreamdb/cas'
 import { rejection } from '@dreamdb/cas-tests'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { SWEEP_GROUP, SWEEP_STALE_MS } from '../src/gc.js'
+import { SWEEP_GROUP } from '../src/gc.js'
 import {
   collectGarbage,
   deleteRef,
@@ -267,29 +267,40 @@ describe('the sweep fence (design/0008)', () => {
   }
 
   it('a GC meeting another GC sweeping refuses and deletes nothing; a fence left by a dead GC is taken over once stale', async () => {
-    await orphans(3)
-    const now = Date.now()
-    const entry = await store.createRef(
-      SWEEP_FENCE_REF,
-      encode({ state: 'sweeping', gc: 'other', since: now, beatAt: now }),
-    )
-    const busy = await rejection(collectGarbage(store, { ...old, apply: true }))
-    expect(busy).toMatchObject({ code: 'ERR_MANIFEST_GC_BUSY', gc: 'other' })
-    expect((await fsck(store)).unreachable.objects).toBe(3)
-    // A dry run deletes nothing and does not need the fence.
-    expect((await collectGarbage(store, { ...old })).sweep.objects).toBe(3)
-    const dead = now - 2 * SWEEP_STALE_MS
-    await store.updateRef(
-      SWEEP_FENCE_REF,
-      encode({ state: 'sweeping', gc: 'other', since: dead, beatAt: dead }),
-      entry.version,
-    )
-    const report = await collectGarbage(store, { ...old, apply: true })
-    expect(report.deleted.objects).toBe(3)
-    expect(await fence()).toMatchObject({ state: 'idle' })
-    expect((await fence()).gc).not.toBe('other')
-    // The fence is a hidden JSON ref without CIDs: fsck reads it and finds the store whole.
-    expect((await fsck(store)).ok).toBe(true)
+    await shortWaits(async () => {
+      await orphans(3)
+      const now = Date.now()
+      await store.createRef(
+        SWEEP_FENCE_REF,
+        encode({ state: 'sweeping', gc: 'other', since: now, beatAt: now }),
+      )
+      // The other GC is alive: it writes its fence again (here: after each read of it).
+      const watching = new Proxy(store, {
+        get(t, key) {
+          if (key === 'readRef')
+            return async (name: string, options?: object) => {
+              const entry = await t.readRef(name, options)
+              if (name === SWEEP_FENCE_REF && entry !== undefined)
+                await t.updateRef(name, entry.value, entry.version)
+              return entry
+            }
+          const value = Reflect.get(t, key, t)
+          return typeof value === 'function' ? value.bind(t) : value
+        },
+      })
+      const busy = await rejection(collectGarbage(watching, { ...old, apply: true }))
+      expect(busy).toMatchObject({ code: 'ERR_MANIFEST_GC_BUSY', gc: 'other' })
+      expect((await fsck(store)).unreachable.objects).toBe(3)
+      // A dry run deletes nothing and does not need the fence.
+      expect((await collectGarbage(store, { ...old })).sweep.objects).toBe(3)
+      // Now it is dead: its fence stays unwritten, and is taken over once stale.
+      const report = await collectGarbage(store, { ...old, apply: true })
+      expect(report.deleted.objects).toBe(3)
+      expect(await fence()).toMatchObject({ state: 'idle' })
+      expect((await fence()).gc).not.toBe('other')
+      // The fence is a hidden JSON ref without CIDs: fsck reads it and finds the store whole.
+      expect((await fsck(store)).ok).toBe(true)
+    })
   })
 
   it('a commit waiting on a long sweep asks it to yield: the GC stops before its next group of deletes (typed), the commit checks again and lands', async () => {
