@@ -12,6 +12,16 @@
  * @internal
  */
 import { Worker } from 'node:worker_threads'
+import {
+  type Data,
+  DataType,
+  makeData,
+  makeVector,
+  RecordBatch,
+  Struct,
+  Table,
+  tableFromIPC,
+} from 'apache-arrow'
 
 const WORKER_URL = new URL(
   `./decode-worker.${import.meta.url.endsWith('.mjs') ? 'mjs' : 'js'}`,
@@ -46,9 +56,10 @@ export interface Footer {
 type Reply = {
   id: number
   ipc?: Uint8Array
-  /** With `into`: the shared buffer holding the rows' IPC stream, from byte 0. */
+  /** With `into`: the shared buffer holding the rows (an IPC stream from byte 0, or `layout`'s buffers). */
   shared?: SharedArrayBuffer
   size?: number
+  layout?: RowsLayout
   footer?: { rows: number; rowGroups: number[] }
   error?: string
 }
@@ -99,10 +110,89 @@ function ask(message: Record<string, unknown>): Promise<Reply> {
   })
 }
 
-/** The rows as an Arrow IPC stream, decoded on the decode thread. */
-export async function decodeOnThread(request: DecodeRequest): Promise<Uint8Array> {
+/**
+ * Rows as their Arrow arrays' buffers in a shared buffer (decode-worker.js, `sendRowsFfi`):
+ * the schema as an IPC stream, and per record batch a tree of arrays, each buffer as
+ * `[byte offset, bytes]` in the shared buffer (null: absent), in the Arrow C Data
+ * Interface's order for its type.
+ */
+export interface RowsLayout {
+  schema: Uint8Array
+  batches: ArrayLayout[]
+}
+
+export interface ArrayLayout {
+  length: number
+  nullCount: number
+  offset: number
+  buffers: ([number, number] | null)[]
+  children: ArrayLayout[]
+  dictionary?: ArrayLayout
+}
+
+/** The rows as an Arrow table, decoded on the decode thread. */
+export async function decodeOnThread(request: DecodeRequest): Promise<{ table: Table; bytes: Uint8Array }> {
   const reply = await ask({ kind: 'rows', ...request })
-  return reply.shared !== undefined ? new Uint8Array(reply.shared, 0, reply.size!) : reply.ipc!
+  if (reply.shared === undefined) return { table: tableFromIPC(reply.ipc!), bytes: reply.ipc! }
+  const bytes = new Uint8Array(reply.shared, 0, reply.size!)
+  if (reply.layout === undefined) return { table: tableFromIPC(bytes), bytes }
+  return { table: tableOfLayout(reply.layout, reply.shared), bytes }
+}
+
+/** An Arrow table over the buffers of `layout` in `shared` (views, no copy). */
+export function tableOfLayout(layout: RowsLayout, shared: SharedArrayBuffer): Table {
+  const schema = tableFromIPC(layout.schema).schema
+  const view = (b: [number, number] | null | undefined) =>
+    b === null || b === undefined ? new Uint8Array(0) : new Uint8Array(shared, b[0], b[1])
+  const offsets32 = (b: [number, number] | null | undefined) =>
+    b === null || b === undefined ? new Int32Array(1) : new Int32Array(shared, b[0], b[1] / 4)
+  const offsets64 = (b: [number, number] | null | undefined) =>
+    b === null || b === undefined ? new BigInt64Array(1) : new BigInt64Array(shared, b[0], b[1] / 8)
+  const build = (type: DataType, node: ArrayLayout): Data => {
+    const [validity, first, second] = node.buffers
+    const common = {
+      offset: node.offset,
+      length: node.length,
+      nullCount: validity === null || validity === undefined ? 0 : node.nullCount,
+      ...(validity === null || validity === undefined ? {} : { nullBitmap: view(validity) }),
+    }
+    if (DataType.isDictionary(type)) {
+      const dictionary = makeVector(build(type.dictionary, node.dictionary!))
+      return makeData({ type, ...common, data: view(first) as never, dictionary })
+    }
+    if (DataType.isUtf8(type) || DataType.isBinary(type))
+      return makeData({ type, ...common, valueOffsets: offsets32(first), data: view(second) } as never)
+    if (DataType.isLargeUtf8(type) || DataType.isLargeBinary(type))
+      return makeData({ type, ...common, valueOffsets: offsets64(first), data: view(second) } as never)
+    if (DataType.isList(type))
+      return makeData({
+        type,
+        ...common,
+        valueOffsets: offsets32(first),
+        child: build(type.children[0]!.type, node.children[0]!),
+      })
+    if (DataType.isLargeList(type))
+      return makeData({
+        type,
+        ...common,
+        valueOffsets: offsets64(first),
+        child: build(type.children[0]!.type, node.children[0]!),
+      } as never)
+    if (DataType.isFixedSizeList(type))
+      return makeData({ type, ...common, child: build(type.children[0]!.type, node.children[0]!) })
+    if (DataType.isStruct(type))
+      return makeData({
+        type,
+        ...common,
+        children: type.children.map((f, k) => build(f.type, node.children[k]!)),
+      })
+    return makeData({ type, ...common, data: view(first) } as never)
+  }
+  const struct = new Struct(schema.fields)
+  return new Table(
+    schema,
+    layout.batches.map((node) => new RecordBatch(schema, build(struct, node) as Data<Struct>)),
+  )
 }
 
 /**

@@ -1,8 +1,9 @@
 // The decode thread of ingest (decode-threads.ts): the one place a process reads parquet, so
 // parquet-wasm is compiled once per process. `footer` answers a shard's row counts and its
 // schema (as an Arrow IPC stream); `rows` reads rows of some columns and sends them back as
-// an Arrow IPC stream (`whole`: from the file read whole, when it is small enough). Buffers
-// are transferred, not copied.
+// an Arrow IPC stream (`whole`: from the file read whole, when it is small enough), or, into
+// a shared buffer the caller lends, as the arrays' buffers (`sendRowsFfi`). Buffers are
+// transferred or shared, not copied again.
 // An ordinary module file, so that it runs as is under a test runner (src/) and built (dist/).
 import { openAsBlob } from 'node:fs'
 import { readFile, stat } from 'node:fs/promises'
@@ -62,6 +63,114 @@ function sendRows(id, ipc, into) {
   parentPort.postMessage({ id, shared, size })
 }
 
+/**
+ * Rows as Arrow C Data Interface structs in parquet-wasm's memory (`Table.intoFFI`), copied
+ * buffer by buffer straight into the caller's shared buffer: one copy of the rows, where the
+ * IPC path writes a stream inside the WebAssembly memory (a copy, and ~35 MB more of it to
+ * grow and fault in per process) and then copies that out. The main thread rebuilds the
+ * Arrow table from the buffers and the schema (decode-threads.ts, `tableOfLayout`). Returns
+ * undefined, having copied nothing, for a type this does not know (the IPC path then runs).
+ */
+function sendRowsFfi(pw, id, table, into) {
+  const schema = table.schema.intoIPCStream()
+  const stream = table.intoFFI()
+  try {
+    const memory = pw.wasmMemory().buffer
+    const view = new DataView(memory)
+    const u8 = new Uint8Array(memory)
+    const u32 = (at) => view.getUint32(at, true)
+    const i64 = (at) => Number(view.getBigInt64(at, true))
+    const cString = (at) => {
+      let end = at
+      while (u8[end] !== 0) end++
+      return Buffer.from(memory, at, end - at).toString('latin1')
+    }
+    // First pass: every buffer to copy (wasm address, bytes), in order; the layout refers to
+    // them by index. A struct ArrowSchema: format 0, children 32 (n 24), dictionary 36;
+    // ArrowArray: length 0, null_count 8, offset 16, n_buffers 24, n_children 32, buffers 40,
+    // children 44, dictionary 48 (wasm32: pointers are 4 bytes, int64s 8-aligned).
+    const copies = []
+    const buffer = (address, bytes) => {
+      if (address === 0 || bytes === 0) return -1
+      copies.push([address, bytes])
+      return copies.length - 1
+    }
+    const WIDTH = { c: 1, C: 1, s: 2, S: 2, i: 4, I: 4, l: 8, L: 8, e: 2, f: 4, g: 8, tdD: 4, tdm: 8 }
+    const walk = (schemaAt, arrayAt) => {
+      const format = cString(u32(schemaAt))
+      const length = i64(arrayAt)
+      const offset = i64(arrayAt + 16)
+      const end = offset + length
+      const buffers = u32(arrayAt + 40)
+      const ptr = (k) => u32(buffers + 4 * k)
+      const node = { length, nullCount: i64(arrayAt + 8), offset, buffers: [], children: [] }
+      const validity = () => buffer(ptr(0), Math.ceil(end / 8))
+      const child = (k, childSchema) => walk(childSchema, u32(u32(arrayAt + 44) + 4 * k))
+      const dictionarySchema = u32(schemaAt + 36)
+      if (dictionarySchema !== 0) {
+        const width = WIDTH[format]
+        if (width === undefined || format.length !== 1) return undefined
+        node.buffers = [validity(), buffer(ptr(1), end * width)]
+        node.dictionary = walk(dictionarySchema, u32(arrayAt + 48))
+        return node.dictionary === undefined ? undefined : node
+      }
+      const width = WIDTH[format] ?? (/^ts[smun]:/.test(format) ? 8 : undefined)
+      if (width !== undefined) node.buffers = [validity(), buffer(ptr(1), end * width)]
+      else if (format === 'b') node.buffers = [validity(), buffer(ptr(1), Math.ceil(end / 8))]
+      else if (format === 'z' || format === 'u')
+        node.buffers = [
+          validity(),
+          buffer(ptr(1), (end + 1) * 4),
+          buffer(ptr(2), view.getInt32(ptr(1) + end * 4, true)),
+        ]
+      else if (format === 'Z' || format === 'U')
+        node.buffers = [validity(), buffer(ptr(1), (end + 1) * 8), buffer(ptr(2), i64(ptr(1) + end * 8))]
+      else if (format === '+l' || format === '+L' || format.startsWith('+w:') || format === '+s') {
+        if (format === '+l') node.buffers = [validity(), buffer(ptr(1), (end + 1) * 4)]
+        else if (format === '+L') node.buffers = [validity(), buffer(ptr(1), (end + 1) * 8)]
+        else node.buffers = [validity()]
+        const n = i64(schemaAt + 24)
+        for (let k = 0; k < n; k++) {
+          const c = child(k, u32(u32(schemaAt + 32) + 4 * k))
+          if (c === undefined) return undefined
+          node.children.push(c)
+        }
+      } else return undefined
+      return node
+    }
+    const batches = []
+    for (let b = 0; b < stream.numArrays(); b++) {
+      const node = walk(stream.schemaAddr(), stream.arrayAddr(b))
+      if (node === undefined) return undefined
+      batches.push(node)
+    }
+    // Second pass: the copies, each 8-byte aligned (offsets and values are read as typed arrays).
+    const at = []
+    let size = 0
+    for (const [, bytes] of copies) {
+      at.push(size)
+      size += Math.ceil(bytes / 8) * 8
+    }
+    const shared =
+      into !== null && into.byteLength >= size
+        ? into
+        : new SharedArrayBuffer(Math.max(8, Math.ceil((size * 1.125) / (1 << 20)) * (1 << 20)))
+    const out = new Uint8Array(shared)
+    for (const [k, [address, bytes]] of copies.entries())
+      out.set(u8.subarray(address, address + bytes), at[k])
+    const place = (node) => {
+      node.buffers = node.buffers.map((k) => (k < 0 ? null : [at[k], copies[k][1]]))
+      for (const child of node.children) place(child)
+      if (node.dictionary !== undefined) place(node.dictionary)
+    }
+    for (const batch of batches) place(batch)
+    parentPort.postMessage({ id, shared, size, layout: { schema, batches } }, [schema.buffer])
+    return true
+  } finally {
+    stream.free()
+  }
+}
+
 parentPort.on('message', async ({ id, kind, path, rowGroups, offset, limit, columns, whole, into }) => {
   let file
   clearTimeout(dropTimer)
@@ -70,6 +179,10 @@ parentPort.on('message', async ({ id, kind, path, rowGroups, offset, limit, colu
     const pw = parquet
     const bytes = kind === 'rows' && whole === true ? await wholeFile(path) : undefined
     if (bytes !== undefined) {
+      if (into !== undefined) {
+        const table = pw.readParquet(bytes, { rowGroups, offset, limit, columns })
+        if (sendRowsFfi(pw, id, table, into)) return
+      }
       const table = pw.readParquet(bytes, { rowGroups, offset, limit, columns })
       sendRows(id, table.intoIPCStream(), into)
       return

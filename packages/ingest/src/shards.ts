@@ -360,8 +360,7 @@ export async function readRows(
     ...(options.buffers !== undefined ? { into: options.buffers.take() } : {}),
   }
   try {
-    const bytes = await decodeOnThread({ path: shard.path, ...request })
-    const table = tableFromIPC(bytes)
+    const { table, bytes } = await decodeOnThread({ path: shard.path, ...request })
     options.buffers?.lend(table, bytes)
     return table
   } catch (error) {
