@@ -193,9 +193,13 @@ class Sweep {
     }
   }
 
-  /** Set the fence back to `idle`, unless another GC has taken it over since. */
+  /**
+   * Set the fence back to `idle`, unless another GC has taken it over since. Waiting writers
+   * asking the sweep to yield move it meanwhile; after 20 refused writes in a row it is left
+   * to go stale (taken over after SWEEP_STALE_MS).
+   */
   async close(): Promise<void> {
-    for (let tries = 0; tries < 5; tries++) {
+    for (let tries = 0; tries < 20; tries++) {
       try {
         await this.#store.updateRef(
           SWEEP_FENCE_REF,
