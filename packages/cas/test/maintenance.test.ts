@@ -195,6 +195,16 @@ describe('store maintenance: s3 freshen', () => {
         expect(after[cid.toString()]).toBeGreaterThan(before[cid.toString()]!)
       }
       expect(await store.get(small)).toEqual(encode('small object'))
+      // `has` with `freshen` (a commit's check, design/0008) copies the same way; a plain `has` does not.
+      await new Promise((r) => setTimeout(r, 1100))
+      expect(await store.has(small)).toBe(true)
+      const plain = Object.fromEntries((await collect(store.list())).map((o) => [o.cid.toString(), o.mtime]))
+      expect(plain[small.toString()]).toBe(after[small.toString()])
+      expect(await store.has(small, { freshen: true })).toBe(true)
+      const checked = Object.fromEntries(
+        (await collect(store.list())).map((o) => [o.cid.toString(), o.mtime]),
+      )
+      expect(checked[small.toString()]).toBeGreaterThan(after[small.toString()]!)
     } finally {
       if (previous === undefined) delete process.env.DREAMDB_TEST_FRESHEN_AFTER_MS
       else process.env.DREAMDB_TEST_FRESHEN_AFTER_MS = previous
