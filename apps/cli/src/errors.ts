@@ -179,6 +179,8 @@ const CONFLICT = new Set([
   'ERR_INGEST_SHARD_CHANGED',
   'ERR_INGEST_LOCKED',
   'ERR_INGEST_LEASE_LOST',
+  'ERR_MANIFEST_GC_BUSY',
+  'ERR_MANIFEST_GC_INTERRUPTED',
 ])
 
 const UNAVAILABLE = new Set([
@@ -228,6 +230,11 @@ const HINTS: Record<string, string> = {
   ERR_CLI_USAGE: 'dreamdb <verb> --help shows the options',
   ERR_MANIFEST_REF_MOVED: 'someone moved it since you looked; dreamdb log --ref-name <ref> shows what landed',
   ERR_MANIFEST_GC_REFUSED: 'dreamdb fsck names the damage; nothing was deleted',
+  ERR_MANIFEST_GC_BUSY:
+    'another dreamdb gc is deleting in this store; run it again when that one ends (one that died is taken over after 60 s)',
+  ERR_MANIFEST_GC_INTERRUPTED: 'a writer needed objects the sweep was judging; run dreamdb gc again',
+  ERR_DATASET_MISSING_OBJECT:
+    'the store is damaged: dreamdb fsck lists every missing object and the refs that reach it; restore them from a copy',
   ERR_MANIFEST_INVALID_GC_OPTION: 'the grace period is at least 1h (default 7d)',
 }
 

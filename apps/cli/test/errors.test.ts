@@ -21,6 +21,12 @@ describe('classify', () => {
     expect(classify(coded('ERR_MANIFEST_REF_EXISTS')).exitCode).toBe(EXIT.conflict)
     expect(classify(coded('ERR_MANIFEST_CONFLICT')).exitCode).toBe(EXIT.conflict)
     expect(classify(new OutputExistsError('/x')).exitCode).toBe(EXIT.conflict)
+    for (const code of ['ERR_MANIFEST_GC_BUSY', 'ERR_MANIFEST_GC_INTERRUPTED']) {
+      expect(classify(coded(code))).toMatchObject({ exitCode: EXIT.conflict, internal: false })
+      expect(classify(coded(code)).hint).toMatch(/dreamdb gc/)
+    }
+    expect(classify(coded('ERR_DATASET_MISSING_OBJECT')).exitCode).toBe(EXIT.user)
+    expect(classify(coded('ERR_DATASET_MISSING_OBJECT')).hint).toMatch(/dreamdb fsck/)
     expect(classify(coded('ERR_CAS_INTEGRITY')).exitCode).toBe(EXIT.user)
     expect(classify(coded('ERR_ARROW_INVALID_VALUE')).exitCode).toBe(EXIT.user)
     for (const code of ['ERR_CAS_TIMEOUT', 'ERR_CAS_UNREACHABLE', 'ERR_CAS_OUTCOME_UNKNOWN']) {
@@ -56,6 +62,9 @@ describe('classify', () => {
       'ERR_MANIFEST_COMMIT_UNKNOWN',
       'ERR_MANIFEST_INTEGRITY',
       'ERR_CAS_INTEGRITY',
+      'ERR_MANIFEST_GC_BUSY',
+      'ERR_MANIFEST_GC_INTERRUPTED',
+      'ERR_DATASET_MISSING_OBJECT',
     ]) {
       expect(rows.get(classify(coded(code)).exitCode), code).toContain(`\`${code}\``)
     }
