@@ -18,3 +18,23 @@ export function nearestFirst(keys: Float64Array, count: number): Uint32Array {
   }
   return order
 }
+
+/**
+ * `nearestFirst` over the `m` indices listed in `indices` only, their keys at the same
+ * positions of `keys`: the same order, by key and then index.
+ */
+export function nearestFirstOf(
+  keys: Float64Array,
+  indices: Uint32Array,
+  m: number,
+  count: number,
+): Uint32Array {
+  const heap = new Heap('max', count)
+  for (let i = 0; i < m; i++) heap.offer(keys[i]!, indices[i]!)
+  const order = new Uint32Array(count)
+  for (let end = heap.size - 1; end >= 0; end--) {
+    order[end] = heap.topA
+    heap.pop()
+  }
+  return order
+}

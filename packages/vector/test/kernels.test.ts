@@ -100,6 +100,53 @@ describe('kernels', () => {
     }
   })
 
+  it('quant16 and dots16: the same i16 rounding (ties to even) and exact integer dot products in TypeScript and WASM', () => {
+    for (const [n, rows, seed] of [
+      [8, 5, 1],
+      [784, 9, 2],
+      [384, 4, 3],
+    ] as const) {
+      const prng = new Prng(seed)
+      // x: halves that round to even once scaled (qmax / max|x| = 2 below), and random values.
+      const x = Float32Array.from({ length: n }, (_, j) =>
+        j < 4 ? [0.25, 0.75, -1.25, 4][j]! : gaussian(prng),
+      )
+      x[5] = 4 // max |x|
+      const qmax = n === 8 ? 8 : 1000
+      const rowsI16 = Int16Array.from({ length: rows * n }, () => prng.below(2 * qmax + 1) - qmax)
+      // layout: x (f32), its i16, rows (i16), out (f64), stats
+      const xOff = 0
+      const qOff = n * 4
+      const rowsOff = qOff + n * 2
+      const outOff = rowsOff + rows * n * 2
+      const statsOff = outOff + rows * 8
+      const heap = new Uint8Array(statsOff + 16)
+      heap.set(new Uint8Array(x.buffer), xOff)
+      heap.set(new Uint8Array(rowsI16.buffer), rowsOff)
+      const [a, b] = both(heap)
+      const results = [a, b].map((k) => {
+        k.quant16(xOff, n, qmax, qOff, statsOff)
+        k.dots16(qOff, rowsOff, rows, n, outOff)
+        const buffer = k.u8().buffer
+        return {
+          q: Array.from(new Int16Array(buffer, qOff, n)),
+          out: Array.from(new Float64Array(buffer, outOff, rows)),
+          stats: Array.from(new Float32Array(buffer, statsOff, 2)),
+        }
+      })
+      expect(results[0]).toEqual(results[1])
+      const { q, out, stats } = results[0]!
+      expect(stats[0]).toBe(4)
+      expect(stats[1]).toBe(Math.fround(qmax / 4))
+      if (n === 8) expect(q.slice(0, 4)).toEqual([0, 2, -2, 8]) // 0.5, 1.5, -2.5 to even
+      for (let r = 0; r < rows; r++) {
+        let want = 0
+        for (let j = 0; j < n; j++) want += q[j]! * rowsI16[r * n + j]!
+        expect(out[r]).toBe(want)
+      }
+    }
+  })
+
   it('lut4: identical tables and statistics in TypeScript and WASM, equal to the plain definition', () => {
     for (const [dim, seed, spread] of [
       [64, 1, 1],

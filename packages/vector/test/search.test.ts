@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { createCompressor, createVectorIndex, trainSpatialIndex } from '../src/index.js'
-import { bruteForce, clustered, distance, type Metric, recall, row } from './helpers/data.js'
+import { Prng } from '../src/prng.js'
+import { bruteForce, clustered, distance, gaussian, type Metric, recall, row } from './helpers/data.js'
 import { estimates, fixture } from './helpers/index.js'
 
 function meanRecall(
@@ -232,6 +233,65 @@ describe('search', () => {
           expect(many.stats.reranked).toBe(reranked)
           expect(many.stats.estimated).toBe(estimated)
         }
+      }
+    }
+  })
+
+  it('the coarse probe picks the lists that ranking every centroid in f32 picks, even where i16 cannot tell them apart', () => {
+    // Centroids at distances 5 + 0.0002 i from the query, in shuffled list order: 0.002 apart in
+    // the l2 key, under what i16 rounding resolves here (a few hundredths) and far over f32's
+    // error. Only the exact scores of the lists the bound leaves can order them.
+    const dim = 16
+    const near = 12
+    const far = 12
+    const lists = near + far
+    const prng = new Prng(31)
+    const query = Float32Array.from({ length: dim }, () => 3 * gaussian(prng))
+    const radius = Array.from({ length: near }, (_, i) => 5 + 0.0002 * i)
+    const shuffled = [7, 2, 11, 0, 5, 9, 3, 10, 1, 6, 8, 4]
+    const centroids = new Float32Array(lists * dim)
+    for (let l = 0; l < lists; l++) {
+      const u = Float32Array.from({ length: dim }, () => gaussian(prng))
+      const norm = Math.hypot(...u)
+      const r = l < near ? radius[shuffled[l]!]! : 40 + l
+      for (let j = 0; j < dim; j++) centroids[l * dim + j] = query[j]! + (r * u[j]!) / norm
+    }
+    const spatialIndex = {
+      kind: 'ivf' as const,
+      dim,
+      metric: 'l2' as const,
+      lists,
+      centroids,
+      training: { seed: 0, iterations: 0, samples: 0, maxPointsPerList: 0 },
+    }
+    // Three vectors next to each centroid (so in its list), ids 3 l .. 3 l + 2.
+    const data = new Float32Array(lists * 3 * dim)
+    for (let i = 0; i < lists * 3; i++) {
+      const l = Math.floor(i / 3)
+      for (let j = 0; j < dim; j++) data[i * dim + j] = centroids[l * dim + j]! + gaussian(prng) * 0.01
+    }
+    for (const kernels of ['wasm', 'js'] as const) {
+      const index = createVectorIndex({
+        spatialIndex,
+        compressor: createCompressor({ dim, metric: 'l2' }),
+        kernels,
+      })
+      index.add(data)
+      for (const nprobe of [1, 3, 5, 8]) {
+        // The nprobe nearest lists are those with the smallest radius; every vector of them
+        // comes back (k covers them all and everything is reranked).
+        const want = shuffled
+          .map((rank, l) => ({ rank, l }))
+          .filter(({ rank }) => rank < nprobe)
+          .flatMap(({ l }) => [3 * l, 3 * l + 1, 3 * l + 2])
+          .sort((a, b) => a - b)
+        const options = { k: 3 * nprobe, nprobe, rerank: true }
+        const got = index.search(query, options)
+        expect([...got.ids].map(Number).sort((a, b) => a - b)).toEqual(want)
+        expect(got.stats.lists).toBe(nprobe)
+        const many = index.searchMany([query, query], options)
+        expect(many.ids.subarray(0, options.k)).toEqual(got.ids)
+        expect(many.ids.subarray(options.k)).toEqual(got.ids)
       }
     }
   })

@@ -38,6 +38,8 @@ export interface Kernels {
     out2: number,
   ): void
   lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void
+  quant16(x: number, n: number, qmax: number, out: number, stats: number): void
+  dots16(x: number, rows: number, count: number, n: number, out: number): void
   planes8(qp: number, dim: number, dither: number, planes: number, stride: number, stats: number): void
   screen(
     sums: number,
@@ -169,6 +171,12 @@ class WasmKernels extends Views implements Kernels {
   lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void {
     this.#x.lut4(rq, rc, dim, dither, qp, lut, stats)
   }
+  quant16(x: number, n: number, qmax: number, out: number, stats: number): void {
+    this.#x.quant16(x, n, qmax, out, stats)
+  }
+  dots16(x: number, rows: number, count: number, n: number, out: number): void {
+    this.#x.dots16(x, rows, count, n, out)
+  }
   planes8(qp: number, dim: number, dither: number, planes: number, stride: number, stats: number): void {
     this.#x.planes8(qp, dim, dither, planes, stride, stats)
   }
@@ -271,6 +279,32 @@ class JsKernels extends Views implements Kernels {
     // Integer sums: one query after the other gives what the kernel gives for both at once.
     this.fastscan(codes, nblocks, lut, groups, out)
     this.fastscan(codes, nblocks, lut2, groups, out2)
+  }
+  quant16(x: number, n: number, qmax: number, out: number, stats: number): void {
+    const f32 = this.f32()
+    const at = x >>> 2
+    let m = 0
+    for (let j = 0; j < n; j++) m = Math.max(m, Math.abs(f32[at + j]!))
+    const inv = m > 0 ? Math.fround(Math.fround(qmax) / m) : 0
+    f32[stats >>> 2] = m
+    f32[(stats >>> 2) + 1] = inv
+    const i16 = new Int16Array(this.u8().buffer, out, n)
+    for (let j = 0; j < n; j++) {
+      const v = nearestEven(Math.fround(f32[at + j]! * inv))
+      i16[j] = Math.max(-32768, Math.min(32767, v))
+    }
+  }
+  dots16(x: number, rows: number, count: number, n: number, out: number): void {
+    const i16 = new Int16Array(this.u8().buffer)
+    const f64 = this.f64()
+    const xa = x >>> 1
+    for (let r = 0; r < count; r++) {
+      const ra = (rows >>> 1) + r * n
+      // Integers far under 2^53: exact in any order, as the kernel's lanes are.
+      let sum = 0
+      for (let j = 0; j < n; j++) sum += i16[xa + j]! * i16[ra + j]!
+      f64[(out >>> 3) + r] = sum
+    }
   }
   lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void {
     const f32 = this.f32()
@@ -529,4 +563,13 @@ export function createKernels(choice: KernelChoice = 'auto'): Kernels {
     return new JsKernels()
   }
   return new WasmKernels(module)
+}
+
+/** x rounded to the nearest integer, ties to even (f32x4.nearest). */
+function nearestEven(x: number): number {
+  const f = Math.floor(x)
+  const d = x - f
+  if (d > 0.5) return f + 1
+  if (d < 0.5) return f
+  return f % 2 === 0 ? f : f + 1
 }

@@ -241,6 +241,108 @@
         (local.set $b (i32.add (local.get $b) (i32.const 1)))
         (br $blocks))))
 
+  ;; The query's side of the coarse probe (index-memory.ts, #probe): `n` f32 values at `x`
+  ;; (n a multiple of 8) rounded to i16 at `out`, out_j = nearest(x_j * inv) (ties to even),
+  ;; where m = max |x_j| and inv = qmax / m (0 when m is 0), both f32, written to stats[0] (m)
+  ;; and stats[1] (inv).
+  (func (export "quant16") (param $x i32) (param $n i32) (param $qmax f32) (param $out i32) (param $stats i32)
+    (local $p i32) (local $end i32) (local $m v128) (local $inv v128) (local $mf f32) (local $invf f32)
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (local.set $p (local.get $x))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
+        (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load (local.get $p)))))
+        (local.set $p (i32.add (local.get $p) (i32.const 16)))
+        (br $next)))
+    (local.set $mf (f32.max
+      (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
+      (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
+    (if (f32.gt (local.get $mf) (f32.const 0))
+      (then (local.set $invf (f32.div (local.get $qmax) (local.get $mf)))))
+    (f32.store (local.get $stats) (local.get $mf))
+    (f32.store offset=4 (local.get $stats) (local.get $invf))
+    (local.set $inv (f32x4.splat (local.get $invf)))
+    (local.set $p (local.get $x))
+    (block $done2
+      (loop $next2
+        (br_if $done2 (i32.ge_u (local.get $p) (local.get $end)))
+        (v128.store (local.get $out) (i16x8.narrow_i32x4_s
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load (local.get $p)) (local.get $inv))))
+          (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=16 (local.get $p)) (local.get $inv))))))
+        (local.set $p (i32.add (local.get $p) (i32.const 32)))
+        (local.set $out (i32.add (local.get $out) (i32.const 16)))
+        (br $next2))))
+
+  ;; out[r] = sum_j x_j * row_r,j (f64, exact) for `count` consecutive rows of n i16 values each
+  ;; (n a multiple of 8) against the i16 row at `x`, four rows at a time (each x load serves
+  ;; four); the caller keeps |x_j| * |row_j| * n / 4 under 2^31, so no i32 lane overflows, and
+  ;; the four lanes are added in f64.
+  (func (export "dots16") (param $x i32) (param $rows i32) (param $count i32) (param $n i32) (param $out i32)
+    (local $r i32) (local $j i32) (local $bytes i32) (local $q v128)
+    (local $p0 i32) (local $p1 i32) (local $p2 i32) (local $p3 i32)
+    (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)
+    (local.set $bytes (i32.shl (local.get $n) (i32.const 1)))
+    (block $quads_done
+      (loop $quads
+        (br_if $quads_done (i32.gt_u (i32.add (local.get $r) (i32.const 4)) (local.get $count)))
+        (local.set $p0 (local.get $rows))
+        (local.set $p1 (i32.add (local.get $p0) (local.get $bytes)))
+        (local.set $p2 (i32.add (local.get $p1) (local.get $bytes)))
+        (local.set $p3 (i32.add (local.get $p2) (local.get $bytes)))
+        (local.set $s0 (v128.const i32x4 0 0 0 0))
+        (local.set $s1 (v128.const i32x4 0 0 0 0))
+        (local.set $s2 (v128.const i32x4 0 0 0 0))
+        (local.set $s3 (v128.const i32x4 0 0 0 0))
+        (local.set $j (i32.const 0))
+        (block $done
+          (loop $step
+            (br_if $done (i32.ge_u (local.get $j) (local.get $bytes)))
+            (local.set $q (v128.load (i32.add (local.get $x) (local.get $j))))
+            (local.set $s0 (i32x4.add (local.get $s0)
+              (i32x4.dot_i16x8_s (v128.load (i32.add (local.get $p0) (local.get $j))) (local.get $q))))
+            (local.set $s1 (i32x4.add (local.get $s1)
+              (i32x4.dot_i16x8_s (v128.load (i32.add (local.get $p1) (local.get $j))) (local.get $q))))
+            (local.set $s2 (i32x4.add (local.get $s2)
+              (i32x4.dot_i16x8_s (v128.load (i32.add (local.get $p2) (local.get $j))) (local.get $q))))
+            (local.set $s3 (i32x4.add (local.get $s3)
+              (i32x4.dot_i16x8_s (v128.load (i32.add (local.get $p3) (local.get $j))) (local.get $q))))
+            (local.set $j (i32.add (local.get $j) (i32.const 16)))
+            (br $step)))
+        (f64.store (local.get $out) (call $sum4 (local.get $s0)))
+        (f64.store offset=8 (local.get $out) (call $sum4 (local.get $s1)))
+        (f64.store offset=16 (local.get $out) (call $sum4 (local.get $s2)))
+        (f64.store offset=24 (local.get $out) (call $sum4 (local.get $s3)))
+        (local.set $rows (i32.add (local.get $rows) (i32.shl (local.get $bytes) (i32.const 2))))
+        (local.set $out (i32.add (local.get $out) (i32.const 32)))
+        (local.set $r (i32.add (local.get $r) (i32.const 4)))
+        (br $quads)))
+    (block $rest_done
+      (loop $rest
+        (br_if $rest_done (i32.ge_u (local.get $r) (local.get $count)))
+        (local.set $s0 (v128.const i32x4 0 0 0 0))
+        (local.set $j (i32.const 0))
+        (block $done1
+          (loop $step1
+            (br_if $done1 (i32.ge_u (local.get $j) (local.get $bytes)))
+            (local.set $s0 (i32x4.add (local.get $s0)
+              (i32x4.dot_i16x8_s (v128.load (i32.add (local.get $rows) (local.get $j)))
+                (v128.load (i32.add (local.get $x) (local.get $j))))))
+            (local.set $j (i32.add (local.get $j) (i32.const 16)))
+            (br $step1)))
+        (f64.store (local.get $out) (call $sum4 (local.get $s0)))
+        (local.set $rows (i32.add (local.get $rows) (local.get $bytes)))
+        (local.set $out (i32.add (local.get $out) (i32.const 8)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rest))))
+
+  (func $sum4 (param $s v128) (result f64)
+    (f64.add
+      (f64.add (f64.convert_i32_s (i32x4.extract_lane 0 (local.get $s)))
+        (f64.convert_i32_s (i32x4.extract_lane 1 (local.get $s))))
+      (f64.add (f64.convert_i32_s (i32x4.extract_lane 2 (local.get $s)))
+        (f64.convert_i32_s (i32x4.extract_lane 3 (local.get $s))))))
+
   ;; The query side of FastScan for one probed list, from the rotated query `rq` and the list's
   ;; rotated centroid `rc` (f32, `dim` values, a multiple of 64), all in f64 so that the
   ;; TypeScript twin needs no rounding steps:
