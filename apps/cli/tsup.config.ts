@@ -16,11 +16,15 @@ export default defineConfig(
     // stays a chunk of its own, loaded when it runs (program.ts), and so does the AWS SDK
     // (~200 ms of modules, only for an S3 backend). Left outside: native and WebAssembly
     // packages that find files beside themselves (onnxruntime-node, parquet-wasm, onnx-proto's
-    // optional requires) and Ink and React (only on a terminal). Commander is bundled too
-    // (~8 ms less for every process, --version included, than loading its CommonJS files
-    // through the ES module loader, issue #13): its `require` of Node built-ins finds the
-    // `require` the banner defines in each file (esbuild renames a bundled module's own).
-    noExternal: [/^(?!onnxruntime-node|onnx-proto|parquet-wasm|ink$|react$|react\/)/],
+    // optional requires), and react-devtools-core (not installed: Ink imports it with DEV=true). Commander, Ink and React are bundled too (issue #13): loaded file by
+    // file, commander cost every process ~8 ms (--version included) and Ink with React ~480 ms
+    // of CPU (140 files, a third of them CommonJS read through the ES module loader; React's
+    // development build) for ingest's progress bar on a terminal; bundled, ~90 ms, in chunks
+    // loaded only on a terminal. CommonJS `require`s of Node built-ins find the `require` the
+    // banner defines in each file (esbuild renames a bundled module's own). NODE_ENV is
+    // production for React (the one bundled code that reads it): its production build.
+    noExternal: [/^(?!onnxruntime-node|onnx-proto|parquet-wasm|react-devtools-core)/],
+    env: { NODE_ENV: 'production' },
     banner: {
       js: [
         '#!/usr/bin/env node',
@@ -29,7 +33,7 @@ export default defineConfig(
       ].join('\n'),
     },
     // An optional dependency with native binaries: loaded from node_modules, only for --model.
-    external: ['onnxruntime-node', 'onnx-proto', 'parquet-wasm'],
+    external: ['onnxruntime-node', 'onnx-proto', 'parquet-wasm', 'react-devtools-core'],
     // The viewer's browser app (dreamdb ui) into dist/ui/app.js, shipped with the package.
     // Built after the CLI, not beside it: the CLI's build cleans dist/ first.
     onSuccess: async () => {

@@ -5,7 +5,16 @@
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CLI_ROOT, cleanEnv, PROCESS_ARGV, prepareStore, SWEEP, tempDir } from './helpers.js'
+import {
+  CLI_ROOT,
+  cleanEnv,
+  DIST_ENTRY,
+  hasDist,
+  PROCESS_ARGV,
+  prepareStore,
+  SWEEP,
+  tempDir,
+} from './helpers.js'
 import { writeSplit } from './shards.js'
 
 const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0
@@ -16,9 +25,12 @@ const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
 
 let dir: { path: string; remove: () => Promise<void> }
 
-/** Run `dreamdb ...args` on a pseudo-terminal of `columns` columns; stdout and stderr merge. */
-function onTerminal(args: string[], env: Record<string, string> = {}, columns = 100) {
-  const command = [process.execPath, ...PROCESS_ARGV, ...args].map(quote).join(' ')
+/**
+ * Run `dreamdb ...args` on a pseudo-terminal of `columns` columns; stdout and stderr merge.
+ * `argv`: how the CLI starts (the built binary when current, else the sources).
+ */
+function onTerminal(args: string[], env: Record<string, string> = {}, columns = 100, argv = PROCESS_ARGV) {
+  const command = [process.execPath, ...argv, ...args].map(quote).join(' ')
   const result = spawnSync('script', ['-qec', `stty cols ${columns} rows 50; ${command}`, '/dev/null'], {
     cwd: dir.path,
     encoding: 'utf8',
@@ -115,5 +127,35 @@ describe.skipIf(!hasScript)('ingest on a terminal', () => {
     expect(uncoloured.code).toBe(0)
     expect(uncoloured.output).not.toMatch(SGR)
     expect(plain(uncoloured.output)).toMatch(/█+ +100%/)
+  })
+})
+
+// Ink and React are bundled into the binary (tsup.config.ts), where they behave unlike their
+// node_modules copies (a dynamic import('react') gives only its CommonJS default): the Ink views
+// from the built binary itself, even when the tests above run the sources.
+describe.skipIf(!hasScript || !hasDist())('the built binary on a terminal', () => {
+  beforeAll(async () => {
+    dir = await tempDir()
+    await prepareStore(dir.path)
+    await writeSplit(join(dir.path, 'hf'), { split: 'train', shards: 2, rows: 20, first: 0 })
+  })
+  afterAll(async () => dir?.remove())
+
+  it('draws the heat map and the progress bar with the bundled Ink', () => {
+    const matrix = onTerminal(['compare-refs', '--refs', SWEEP.join(','), '--field', 'prediction'], {}, 100, [
+      DIST_ENTRY,
+    ])
+    expect(matrix.code, matrix.output).toBe(0)
+    expect(matrix.output).toMatch(BACKGROUND)
+    expect(plain(matrix.output)).toMatch(/A lr0\.001 +— /)
+    const ingest = onTerminal(
+      ['ingest', '--root', 'hf', '--dataset-name', 'tty-dist', '--splits', 'train', '--backend', 'store-tty'],
+      {},
+      100,
+      [DIST_ENTRY],
+    )
+    expect(ingest.code, ingest.output).toBe(0)
+    expect(plain(ingest.output)).toMatch(/40\/40 records .* in \d+:\d\d/)
+    expect(plain(ingest.output)).toMatch(/^ingested 40 records .* into 'tty-dist' \(created\)/m)
   })
 })

@@ -61,12 +61,11 @@ async function renderInk(ctx: Context, layout: ReturnType<typeof layoutAgreement
   // Ink colours through chalk, which reads FORCE_COLOR when first loaded: make our decision
   // (TTY, NO_COLOR, --no-color) the one that counts.
   if (!ctx.color) ctx.io.env.FORCE_COLOR = '0'
-  const [{ render }, { createElement }, { MatrixView }] = await Promise.all([
+  const [{ render }, { matrixElement }] = await Promise.all([
     import('ink'),
-    import('react'),
     import('../render/matrix-view.js'),
   ])
-  const instance = render(createElement(MatrixView, { layout, color: ctx.color }), {
+  const instance = render(matrixElement({ layout, color: ctx.color }), {
     stdout: ctx.io.stdout as unknown as NodeJS.WriteStream,
     patchConsole: false,
     exitOnCtrlC: false,

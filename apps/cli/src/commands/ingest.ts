@@ -121,15 +121,14 @@ function plainReporter(stream: OutStream): Reporter {
 
 async function inkReporter(ctx: Context, color: boolean): Promise<Reporter> {
   if (!color) ctx.io.env.FORCE_COLOR = '0'
-  const [{ render }, { createElement }, { ProgressView }] = await Promise.all([
+  const [{ render }, { progressElement }] = await Promise.all([
     import('ink'),
-    import('react'),
     import('../render/progress-view.js'),
   ])
   const stream = ctx.io.stderr as unknown as NodeJS.WriteStream
   const width = Math.min(stream.columns || 80, 100)
   let latest: ProgressState | undefined
-  const element = (state: ProgressState) => createElement(ProgressView, { state, width, color })
+  const element = (state: ProgressState) => progressElement({ state, width, color })
   let instance: ReturnType<typeof render> | undefined
   // Rate and ETA move with time, not only with commits.
   const timer = setInterval(() => {

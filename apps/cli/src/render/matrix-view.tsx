@@ -56,3 +56,8 @@ export function MatrixView({ layout, color }: MatrixViewProps) {
     </Box>
   )
 }
+
+/** The view as an element, for the caller that loads this module on demand (see progressElement). */
+export function matrixElement(props: MatrixViewProps) {
+  return <MatrixView {...props} />
+}

@@ -34,3 +34,12 @@ export function ProgressView({ state, width, color }: ProgressViewProps) {
     </Box>
   )
 }
+
+/**
+ * The view as an element, for the caller that loads this module on demand (ingest on a
+ * terminal): built here, where React is imported statically, because a dynamic
+ * `import('react')` from the CLI's bundle gives only React's CommonJS `default`.
+ */
+export function progressElement(props: ProgressViewProps) {
+  return <ProgressView {...props} />
+}
