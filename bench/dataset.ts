@@ -882,8 +882,8 @@ default: objects of 1 MiB and more are read and hashed on worker threads, one pe
 second is the first reusing the buffers of consumed windows (\`recycleBuffers: true\`: the
 caller is done with a batch when it asks for the next); the third reads and hashes on the
 main thread (\`openStore(root, { readThreads: false })\`); the fourth is the first with a
-global shuffle (the peers read in order), and the fifth that shuffle with recycled buffers
-(its window's rows are then put in order on a read thread). The last three rows, where present, read the same
+global shuffle (the peers read in order; a window's embedding rows are put in its order by
+the read thread that hashed them), and the fifth that shuffle with recycled buffers. The last three rows, where present, read the same
 records from a MinIO server on this machine (started by the benchmark): DreamDB its own
 objects, pyarrow the Parquet file through its S3FileSystem, pylance the Lance dataset
 through its object store; "vs Parquet" stays relative to the local file.

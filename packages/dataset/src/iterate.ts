@@ -311,9 +311,9 @@ function vectorsObject(field: Field, bucket: Bucket): FieldObject | undefined {
 
 /**
  * Whether a moved field's decoded columns are the rows the read thread moved: each bucket's
- * vectors one Arrow buffer with no nulls, lying where `IPC_TRAILER` said.
+ * vectors one Arrow buffer with no nulls, lying where `IPC_TRAILER` said. @internal
  */
-function movedInPlace(field: Field, columns: (Vector | null)[], buckets: Bucket[]): boolean {
+export function movedInPlace(field: Field, columns: (Vector | null)[], buckets: Bucket[]): boolean {
   if (field.family !== 'embedding') return false
   return buckets.every((bucket, b) => {
     const source = columns[b] ?? null

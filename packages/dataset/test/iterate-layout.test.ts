@@ -6,11 +6,28 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { BufferPool, type GetOptions, type ManyOptions, openStore, type Store } from '@dreamdb/cas'
-import type { RecordBatch } from 'apache-arrow'
+import {
+  BufferPool,
+  type GetOptions,
+  type ManyOptions,
+  openStore,
+  type RowGroup,
+  type Store,
+} from '@dreamdb/cas'
+import type { Bucket, Field } from '@dreamdb/manifest'
+import {
+  Field as ArrowField,
+  FixedSizeList,
+  Float32,
+  type RecordBatch,
+  Table,
+  tableFromIPC,
+  tableToIPC,
+  vectorFromArray,
+} from 'apache-arrow'
 import { describe, expect, it } from 'vitest'
 import { Dataset } from '../src/index.js'
-import { layoutOf } from '../src/iterate.js'
+import { layoutOf, movedInPlace } from '../src/iterate.js'
 
 describe('layoutOf', () => {
   const starts = (...sizes: number[]) => {
@@ -177,6 +194,27 @@ const vectorsOf = (batch: RecordBatch) =>
   batch.getChild('embedding')!.data[0]!.children[0]!.values as Float32Array
 
 describe('shuffled windows moved on the read threads', () => {
+  it('takes a move as done only where the rows lie 8 bytes before the object’s end', () => {
+    const field = {
+      name: 'embedding',
+      family: 'embedding',
+      dim: 4,
+      spatialIndex: null,
+      compressor: null,
+    } as Field
+    const rows = Array.from({ length: 10 }, (_, i) => Float32Array.from([i, i, i, i]))
+    const vectors = vectorFromArray(rows, new FixedSizeList(4, new ArrowField('item', new Float32(), false)))
+    const bytes = tableToIPC(new Table({ embedding: vectors }), 'stream')
+    // Decoded from a buffer of its own, as a read hands it over.
+    const column = tableFromIPC(new Uint8Array(bytes)).getChild('embedding')!
+    const bucket = (size: number) =>
+      ({ records: 10, fields: { embedding: { cid: 'x', bytes: size } } }) as unknown as Bucket
+    // The values of a stream from Arrow JS end 8 bytes before it does (its end marker).
+    expect(movedInPlace(field, [column], [bucket(bytes.byteLength)])).toBe(true)
+    expect(movedInPlace(field, [column], [bucket(bytes.byteLength + 8)])).toBe(false)
+    expect(movedInPlace(field, [null], [bucket(bytes.byteLength)])).toBe(false)
+  })
+
   it('the rows a read thread moved as it read (one bucket a window, and two) are each record’s own, in the order of a read without threads', async () => {
     const root = await mkdtemp(join(tmpdir(), 'dreamdb-moved-'))
     try {
@@ -222,6 +260,10 @@ describe('shuffled windows moved on the read threads', () => {
           // Every window's embeddings were moved on a read thread, not here.
           expect(moved.parts).toBe(4)
           expect(expected.slice().sort((a, b) => a - b)).toEqual(Array.from({ length: records }, (_, i) => i))
+          // Rows moved where they do not lie: found after decoding, and the window read again.
+          const misplaced = countingMoves(await openStore(root, { readThreads: true }), 0)
+          expect(await pass(misplaced.store, options)).toEqual(expected)
+          expect(misplaced.moved.parts).toBe(4)
         }
       }
     } finally {
@@ -230,17 +272,25 @@ describe('shuffled windows moved on the read threads', () => {
   })
 })
 
-/** A store that counts the parts whose rows a read thread moved (`GetOptions.rows`). */
-function countingMoves(store: Store): { store: Store; moved: { parts: number } } {
+/**
+ * A store that counts the parts whose rows a read thread moved (`GetOptions.rows`); with
+ * `trailer`, it tells the read threads the rows end that many bytes before the object's end
+ * instead (a wrong guess, as for an object another Arrow writer laid out).
+ */
+function countingMoves(store: Store, trailer?: number): { store: Store; moved: { parts: number } } {
   const moved = { parts: 0 }
+  const groups = new WeakMap<RowGroup, RowGroup>()
   const counted = (rows: GetOptions['rows']): GetOptions['rows'] =>
     typeof rows !== 'function'
       ? rows
       : (cid) => {
           const order = rows(cid)
+          if (order !== undefined && trailer !== undefined && !groups.has(order.group))
+            groups.set(order.group, { ...order.group, trailer })
           return (
             order && {
               ...order,
+              group: groups.get(order.group) ?? order.group,
               moved: () => {
                 moved.parts++
                 order.moved()

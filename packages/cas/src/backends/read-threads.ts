@@ -177,7 +177,14 @@ export class ReadThreads {
       const { group, part } = rows.order
       const state = groupState(group)
       const offset = size - group.trailer - (group.counts[part] ?? 0) * group.rowBytes
-      if (!state.broken && !state.seen.has(part) && offset >= 0 && group.counts[part] !== undefined) {
+      // The rows must lie inside the object (else it comes back as read).
+      const fits =
+        offset >= 0 &&
+        group.trailer >= 0 &&
+        Number.isSafeInteger(offset) &&
+        group.rowBytes > 0 &&
+        group.counts[part] !== undefined
+      if (!state.broken && !state.seen.has(part) && fits) {
         state.seen.add(part)
         worker = state.worker ??= this.#worker()
         request.rows = {
