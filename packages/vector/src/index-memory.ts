@@ -252,7 +252,7 @@ class MemoryVectorIndex implements VectorIndex {
   readonly #probeStatsOff: number
   /** Largest |value| of a rounded query (and centroid) coordinate: no i32 lane of `dots16` can overflow. */
   readonly #qmax: number
-  /** Per list: the i16 row's scale, sum |c - scale c̃|, 0.5005 scale sum |c̃|, sum |c|. */
+  /** Per list: the i16 row's scale, sum |c - scale c̃|, scale sum |c̃|, sum |c|. */
   readonly #c16Scale: Float64Array
   readonly #c16Slack: Float64Array
   readonly #c16Weight: Float64Array
@@ -398,7 +398,7 @@ class MemoryVectorIndex implements VectorIndex {
         }
         this.#c16Scale[l] = scale
         this.#c16Slack[l] = slack
-        this.#c16Weight[l] = 0.5005 * scale * weight
+        this.#c16Weight[l] = scale * weight
         this.#cL1[l] = l1
       }
     }
@@ -809,6 +809,9 @@ class MemoryVectorIndex implements VectorIndex {
       luts[j] = scratch + used
       used += blockBytes
       kern.reserve(scratch + used + bytes)
+      // Written past the index's regions from here on: a list allocated there later must be
+      // cleared first (set now, so that it holds even if a filter throws midway).
+      this.#highWater = Math.max(this.#highWater, scratch + used + bytes)
       for (let p = 0; p < nprobe; p++) {
         const l = ranked[p]!
         order[j * nprobe + p] = l
@@ -820,8 +823,6 @@ class MemoryVectorIndex implements VectorIndex {
       if (rotated !== null) rotated.set(this.#rotatedQuery, j * D)
     }
     flush()
-    // The heap past #end was written: regions allocated there later must be cleared first.
-    this.#highWater = Math.max(this.#highWater, kern.size)
     return { ids, distances, counts, stats }
   }
 
@@ -992,6 +993,8 @@ class MemoryVectorIndex implements VectorIndex {
     const norms = codec.centroidNorms
     // The f32 score's own error: four lanes of dim4 / 4 products each, then three additions.
     const gamma = ((codec.dim4 / 4 + 4) * 2 ** -24 * 1.01 + 1e-12) * m
+    // |q_j - q̃_j / inv| <= (1/2 + the f32 product's rounding, at most qmax 2^-24) / inv.
+    const half = (0.5 + this.#qmax * 2 ** -23) * 1.0001
     const lo = this.#probeLo
     const hi = this.#probeHi
     const scale = this.#c16Scale
@@ -1006,7 +1009,8 @@ class MemoryVectorIndex implements VectorIndex {
     for (let l = 0; l < lists; l++) {
       const approx = sq * scale[l]! * f64[out + l]!
       // |<q, c> - sq sc <q̃, c̃>| <= max|q| sum|c - sc c̃| + sc sum|q - sq q̃| |c̃|, plus f32's error.
-      const err = (m * slack[l]! + sq * weight[l]! + gamma * l1[l]!) * 1.000001 + Math.abs(approx) * 1e-12
+      const err =
+        (m * slack[l]! + half * sq * weight[l]! + gamma * l1[l]!) * 1.000001 + Math.abs(approx) * 1e-12
       let a: number
       let b: number
       if (l2) {
