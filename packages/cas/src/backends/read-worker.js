@@ -563,11 +563,18 @@ function partRead(rows, group, part) {
     for (const p of parts) replyRead(p.id, p.bytes, p.digest, p.spare, false)
     return
   }
-  permuteRows({
-    ...group.moves,
-    buffers: parts.map((p) => p.bytes.buffer),
-    offsets: parts.map((p) => p.bytes.byteOffset + p.offset),
-  })
+  try {
+    permuteRows({
+      ...group.moves,
+      buffers: parts.map((p) => p.bytes.buffer),
+      offsets: parts.map((p) => p.bytes.byteOffset + p.offset),
+    })
+  } catch (error) {
+    // Rows half moved are neither the object nor its order: every part fails.
+    const message = { message: String(error?.message), code: error?.code }
+    for (const p of parts) parentPort?.postMessage({ id: p.id, error: message })
+    return
+  }
   for (const p of parts) replyRead(p.id, p.bytes, p.digest, p.spare, true)
 }
 
