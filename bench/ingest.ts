@@ -23,7 +23,7 @@
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { copyFile, cp, mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3'
@@ -298,7 +298,23 @@ async function minioCase(endpoint: string, shards: Shards): Promise<Case> {
   }
 }
 
-const CLI = join(BENCH_DIR, '..', 'apps', 'cli', 'dist', 'index.js')
+const CLI_DIR = join(BENCH_DIR, '..', 'apps', 'cli')
+const CLI = join(CLI_DIR, 'dist', 'index.js')
+/** The copy of the built CLI the processes run (`privateCli`). */
+let cliCopy = CLI
+
+/**
+ * The built CLI, copied into `work` at the start: a rebuild of apps/cli/dist while the bench
+ * runs (the checkout is shared) would otherwise take the file from under the processes. Its
+ * dependencies resolve through a link to apps/cli/node_modules.
+ */
+async function privateCli(work: string): Promise<string> {
+  const dir = join(work, 'cli')
+  await cp(join(CLI_DIR, 'dist'), join(dir, 'dist'), { recursive: true })
+  await writeFile(join(dir, 'package.json'), '{"type": "module"}\n')
+  await symlink(join(CLI_DIR, 'node_modules'), join(dir, 'node_modules'))
+  return join(dir, 'dist', 'index.js')
+}
 
 /**
  * Loaded into each ingest process: at exit it writes its own CPU time (every thread) to
@@ -313,7 +329,7 @@ function ingestProcess(backend: string, shards: Shards): Promise<{ result: Inges
   const args = [
     '--import',
     REPORT_CPU,
-    CLI,
+    cliCopy,
     'ingest',
     '--root',
     shards.root,
@@ -419,6 +435,7 @@ async function main(): Promise<void> {
     process.stderr.write(
       `ingest: ${shards.files.length} shards, ${fixed(mb(shards.shardBytes))} MB (${fixed(mb(shards.imageBytes))} MB of images)\n`,
     )
+    if (existsSync(CLI)) cliCopy = await privateCli(work)
     const cases: Case[] = []
     process.stderr.write('ingest: folder...\n')
     cases.push(await folderCase(work, shards, 'copyFile'))
@@ -431,7 +448,7 @@ async function main(): Promise<void> {
       process.stderr.write('ingest: SKIPPED MinIO (no DREAMDB_TEST_S3_ENDPOINT; run through pnpm bench)\n')
     }
     const scale: ScaleCase[] = []
-    if (existsSync(CLI)) {
+    if (existsSync(cliCopy)) {
       process.stderr.write('ingest: one process against two, folder...\n')
       scale.push(await scaleCase('folder', async (pass) => join(work, `scale-${pass}`), shards))
       if (endpoint) {
