@@ -311,7 +311,8 @@ let cliCopy = CLI
 async function privateCli(work: string): Promise<string> {
   const dir = join(work, 'cli')
   await cp(join(CLI_DIR, 'dist'), join(dir, 'dist'), { recursive: true })
-  await writeFile(join(dir, 'package.json'), '{"type": "module"}\n')
+  // Its package.json too: the CLI reads its version there, and Node its module type.
+  await copyFile(join(CLI_DIR, 'package.json'), join(dir, 'package.json'))
   await symlink(join(CLI_DIR, 'node_modules'), join(dir, 'node_modules'))
   return join(dir, 'dist', 'index.js')
 }
