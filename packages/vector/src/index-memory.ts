@@ -287,6 +287,8 @@ class MemoryVectorIndex implements VectorIndex {
    */
   readonly #queuedLower = new Float64Array(CHUNK_BLOCKS * BLOCK)
   readonly #queuedPositions = new Uint32Array(CHUNK_BLOCKS * BLOCK)
+  /** The lower bounds of the first rerank batch of a list, ascending (with #pendingPositions). */
+  readonly #firstLower = new Float64Array(RERANK_BATCH)
 
   constructor(init: VectorIndexInit) {
     this.#codec = new Codec(init.spatialIndex, init.compressor, init.kernels ?? 'auto')
@@ -1256,14 +1258,59 @@ class MemoryVectorIndex implements VectorIndex {
   #rerankQueued(l: number, queued: number, top: Heap, stats: SearchStats): void {
     const lower = this.#queuedLower
     const positions = this.#queuedPositions
-    for (let i = (queued >>> 1) - 1; i >= 0; i--)
-      siftDown(lower, positions, queued, i, lower[i]!, positions[i]!)
-    let size = queued
     const u32 = this.#codec.k.u32()
     const rows = this.#rerankRowsOff >>> 2
     const vectors = this.#lists[l]!.vectors!.off
+    // The first batch, the RERANK_BATCH smallest under the k-th, kept sorted by insertion: a
+    // list scanned while the top k fills queues all its vectors, and most of them never get
+    // further than this comparison. The top k after a batch does not depend on the order
+    // within it.
+    let worst = top.full ? top.topKey : Number.POSITIVE_INFINITY
+    const firstLower = this.#firstLower
+    const firstPositions = this.#pendingPositions
+    let taken = 0
+    for (let i = 0; i < queued; i++) {
+      const x = lower[i]!
+      if (!(x < worst)) continue
+      const p = positions[i]!
+      if (taken === RERANK_BATCH) {
+        const y = firstLower[RERANK_BATCH - 1]!
+        if (!(x < y || (x === y && p < firstPositions[RERANK_BATCH - 1]!))) continue
+      } else taken++
+      let j = taken - 1
+      while (j > 0) {
+        const y = firstLower[j - 1]!
+        if (!(x < y || (x === y && p < firstPositions[j - 1]!))) break
+        firstLower[j] = y
+        firstPositions[j] = firstPositions[j - 1]!
+        j--
+      }
+      firstLower[j] = x
+      firstPositions[j] = p
+    }
+    if (taken === 0) return
+    const lastLower = firstLower[taken - 1]!
+    const lastPosition = firstPositions[taken - 1]!
+    for (let i = 0; i < taken; i++) u32[rows + i] = vectors + firstPositions[i]! * this.#vecStride
+    stats.reranked += taken
+    this.#rerankPending(taken, l, top)
+    // Fewer than a batch under the k-th: the k-th only falls, so nothing else can be reranked.
+    if (taken < RERANK_BATCH) return
+    // The rest, past the first batch and under the new k-th, lowest lower bound first from a
+    // heap built in place (Floyd's construction).
+    worst = top.full ? top.topKey : Number.POSITIVE_INFINITY
+    let size = 0
+    for (let i = 0; i < queued; i++) {
+      const x = lower[i]!
+      const p = positions[i]!
+      if (x < worst && (x > lastLower || (x === lastLower && p > lastPosition))) {
+        lower[size] = x
+        positions[size++] = p
+      }
+    }
+    for (let i = (size >>> 1) - 1; i >= 0; i--) siftDown(lower, positions, size, i, lower[i]!, positions[i]!)
     while (size > 0) {
-      const worst = top.full ? top.topKey : Number.POSITIVE_INFINITY
+      worst = top.full ? top.topKey : Number.POSITIVE_INFINITY
       let pending = 0
       while (pending < RERANK_BATCH && size > 0 && lower[0]! < worst) {
         const v = positions[0]!
