@@ -75,6 +75,10 @@ function sendRowsFfi(pw, id, table, into) {
   const schema = table.schema.intoIPCStream()
   const stream = table.intoFFI()
   try {
+    // Every address first: a call into the module may grow its memory, which detaches the
+    // buffer read below.
+    const schemaAddress = stream.schemaAddr()
+    const arrays = Array.from({ length: stream.numArrays() }, (_, b) => stream.arrayAddr(b))
     const memory = pw.wasmMemory().buffer
     const view = new DataView(memory)
     const u8 = new Uint8Array(memory)
@@ -121,10 +125,15 @@ function sendRowsFfi(pw, id, table, into) {
         node.buffers = [
           validity(),
           buffer(ptr(1), (end + 1) * 4),
-          buffer(ptr(2), view.getInt32(ptr(1) + end * 4, true)),
+          // The values' length is the last offset (none without rows or offsets).
+          buffer(ptr(2), end === 0 || ptr(1) === 0 ? 0 : view.getInt32(ptr(1) + end * 4, true)),
         ]
       else if (format === 'Z' || format === 'U')
-        node.buffers = [validity(), buffer(ptr(1), (end + 1) * 8), buffer(ptr(2), i64(ptr(1) + end * 8))]
+        node.buffers = [
+          validity(),
+          buffer(ptr(1), (end + 1) * 8),
+          buffer(ptr(2), end === 0 || ptr(1) === 0 ? 0 : i64(ptr(1) + end * 8)),
+        ]
       else if (format === '+l' || format === '+L' || format.startsWith('+w:') || format === '+s') {
         if (format === '+l') node.buffers = [validity(), buffer(ptr(1), (end + 1) * 4)]
         else if (format === '+L') node.buffers = [validity(), buffer(ptr(1), (end + 1) * 8)]
@@ -139,8 +148,8 @@ function sendRowsFfi(pw, id, table, into) {
       return node
     }
     const batches = []
-    for (let b = 0; b < stream.numArrays(); b++) {
-      const node = walk(stream.schemaAddr(), stream.arrayAddr(b))
+    for (const arrayAddress of arrays) {
+      const node = walk(schemaAddress, arrayAddress)
       if (node === undefined) return undefined
       batches.push(node)
     }
