@@ -6,7 +6,7 @@ Usage:
   vector_peers.py serve <config.json>
       builds every peer index, prints one JSON line with the builds, then answers JSON
       commands on stdin, one per line, each with one JSON line on stdout:
-        {"cmd": "pass", "step": i, "warm": 0, "mode": "query", "minSeconds": 0.4, "maxCalls": 50}  every peer setting at step i
+        {"cmd": "pass", "step": i, "warm": 0, "mode": "query", "minSeconds": 0.3, "maxCalls": 50}  every peer setting at step i
             of its sweep (the i-th nprobe) over every query, timed: recall@10 and latencies;
             "mode": "query" asks one query per call (per-query latencies), "batch" all
             queries in one call (FAISS only), the call repeated until "minSeconds" have
