@@ -97,13 +97,14 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   const seed = checkInteger('seed', options.seed ?? 0, 0, 0xffffffff)
   const prng = new Prng(seed)
 
-  // The sample, copied into its own rows (rows padded to a multiple of 4 for the kernels).
+  // The sample, copied into its own rows; when it is all of the data, the data itself
+  // (`toMatrix`'s own copy: a second one cost a pass over the data and its size again).
   const m = Math.min(n, lists * maxPointsPerList)
   const picked = m === n ? null : sampleIndices(n, m, prng)
-  const sample = new Float32Array(m * dim)
-  for (let i = 0; i < m; i++) {
-    const from = picked === null ? i : picked[i]!
-    sample.set(data.subarray(from * dim, (from + 1) * dim), i * dim)
+  let sample = data
+  if (picked !== null) {
+    sample = new Float32Array(m * dim)
+    for (let i = 0; i < m; i++) sample.set(data.subarray(picked[i]! * dim, (picked[i]! + 1) * dim), i * dim)
   }
 
   const spherical = metric !== 'l2'
@@ -182,7 +183,11 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
     }
     // Spherical k-means ranks by <x, c>, which is the Euclidean order only for unit centroids
     // (a zero mean stays zero): without them every vector is compared with every centroid.
-    const prune = it > 0 && (!spherical || unit)
+    // Elkan's bounds start pruning in the third iteration: in the second the centroids have
+    // just moved from sample points to means, nearly every vector passed the loose bound
+    // (94% of the pairs were scored on the Debian set), and scoring them one vector at a time
+    // cost twice the block `gemm` (design/0004). Hamerly's, cheap to fail, start at once.
+    const prune = it > (elkan ? 1 : 0) && (!spherical || unit)
     // The centroids against each other, a block of them at a time (lists x lists scores at
     // once would outgrow the heap at tens of thousands of lists).
     for (let first = 0; prune && first < lists; first += block) {
