@@ -259,7 +259,8 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
           lists > 1 && second >= 0
             ? Math.sqrt(Math.max(0, sampleNorms[i]! + norms[second]! - 2 * heap[s + second]!))
             : Number.POSITIVE_INFINITY
-        if (elkan) {
+        // Not after the first iteration: the second scores every pair again (above).
+        if (elkan && it > 0) {
           const lo = i * lists
           for (let l = 0; l < lists; l++) {
             lowerAll[lo + l] =
