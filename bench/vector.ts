@@ -75,8 +75,8 @@ const WARM_QUERIES = 50
  * A batched (all queries in one call) measurement repeats the call until this much time has
  * passed (or BATCH_MAX_CALLS calls), on every side alike: a single call (35-80 ms) was decided
  * by one scheduler hiccup on this shared machine. Its figure is the total time over the calls.
- * 0.3 s: about 18 FAISS settings and 5 of DreamDB's per step and round make this most of a
- * minute per step, and a window of 4-8 calls already outweighs one lost time slice.
+ * 0.3 s: about 18 FAISS settings and 5 of DreamDB's, 3 rounds, make this about 20 s per step
+ * of the sweep, and a window of 4-8 calls already outweighs one lost time slice.
  */
 const BATCH_MIN_SECONDS = quick ? 0.1 : 0.3
 const BATCH_MAX_CALLS = 50
