@@ -166,7 +166,11 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   // for candidates stops at the first centroid too far from its own to be nearer.
   const byGap = elkan ? new Int32Array(lists * lists) : new Int32Array(0)
   const sortedGap = elkan ? new Float32Array(lists * lists) : new Float32Array(0)
-  const order = new Int32Array(lists)
+  // Sort keys, gap then list: a non-negative f32's bits order as its value, and lists < 2^20,
+  // so bits * 2^20 + list is exact in a double and sorts without a comparator (a JS comparator
+  // was called about 2.5 million times in training on 141 lists).
+  const gapBits = new Uint32Array(centroidGap.buffer, centroidGap.byteOffset, centroidGap.length)
+  const keys = new Float64Array(lists)
   const previous = new Float32Array(lists * dim)
   const blockRows = new Int32Array(block)
 
@@ -206,12 +210,12 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
         }
         half[l] = Math.sqrt(Math.max(0, nearest)) / 2
         if (elkan) {
-          const gaps = centroidGap.subarray(l * lists, (l + 1) * lists)
-          for (let j = 0; j < lists; j++) order[j] = j
-          order.sort((x, y) => gaps[x]! - gaps[y]! || x - y)
+          for (let j = 0; j < lists; j++) keys[j] = gapBits[l * lists + j]! * 1048576 + j
+          keys.sort()
           for (let j = 0; j < lists; j++) {
-            byGap[l * lists + j] = order[j]!
-            sortedGap[l * lists + j] = gaps[order[j]!]!
+            const other = keys[j]! % 1048576
+            byGap[l * lists + j] = other
+            sortedGap[l * lists + j] = centroidGap[l * lists + other]!
           }
         }
       }
