@@ -14,7 +14,7 @@ import {
   StorageError,
   WriteOutcomeUnknownError,
 } from './errors.js'
-import { HashingSink } from './hashing.js'
+import { HashingSink, putDigest } from './hashing.js'
 import type {
   AbortOptions,
   AwaitIterable,
@@ -101,7 +101,7 @@ export class ContentStore implements Store {
     const { signal, onProgress, codec = RAW_CODEC } = options
     signal?.throwIfAborted()
     if (data instanceof Uint8Array) {
-      const digest = sha256(data)
+      const digest = await putDigest(data, signal)
       const cid = cidFromDigest(digest, codec)
       const key = objectKey(toHex(digest))
       const stored = await this.#storage(

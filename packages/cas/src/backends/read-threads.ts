@@ -217,17 +217,21 @@ export class ReadThreads {
   /**
    * Hash the first `size` bytes of a buffer already in memory on a worker. An ArrayBuffer is
    * transferred there and back (unusable meanwhile; the bytes come back as a new view of
-   * it); a SharedArrayBuffer is hashed in place.
+   * it); a SharedArrayBuffer is hashed in place, from `offset` (a put's view into a larger
+   * shared buffer). An abort of `signal` rejects at once with its reason.
    */
   async hash(
     buffer: ArrayBuffer | SharedArrayBuffer,
     size = buffer.byteLength,
+    options: { offset?: number; signal?: AbortSignal | undefined } = {},
   ): Promise<{ bytes: Uint8Array; digest: Uint8Array }> {
+    const { offset = 0, signal } = options
     if (buffer instanceof SharedArrayBuffer) {
-      const reply = await this.#ask({ buffer, size }, [], undefined, size)
-      return { bytes: new Uint8Array(buffer, 0, size), digest: new Uint8Array(reply.digest!) }
+      const reply = await this.#ask({ buffer, size, offset }, [], signal, size)
+      return { bytes: new Uint8Array(buffer, offset, size), digest: new Uint8Array(reply.digest!) }
     }
-    const reply = await this.#ask({ buffer, size }, [buffer], undefined, size)
+    if (offset !== 0) throw new RangeError('only a shared buffer is hashed from an offset')
+    const reply = await this.#ask({ buffer, size }, [buffer], signal, size)
     return { bytes: new Uint8Array(reply.buffer!, 0, size), digest: new Uint8Array(reply.digest!) }
   }
 

@@ -580,7 +580,20 @@ function partRead(rows, group, part) {
 
 parentPort?.on(
   'message',
-  async ({ id, fd, size, buffer, spare, shared, get: getRequest, cancel, permute, rows, release }) => {
+  async ({
+    id,
+    fd,
+    size,
+    offset,
+    buffer,
+    spare,
+    shared,
+    get: getRequest,
+    cancel,
+    permute,
+    rows,
+    release,
+  }) => {
     if (release !== undefined) {
       const group = groups.get(release)
       if (group !== undefined) releaseGroup(release, group)
@@ -618,7 +631,7 @@ parentPort?.on(
         // where it is; only the digest goes back).
         const digest = new Uint8Array(
           createHash('sha256')
-            .update(new Uint8Array(buffer, 0, size ?? buffer.byteLength))
+            .update(new Uint8Array(buffer, offset ?? 0, size ?? buffer.byteLength))
             .digest(),
         )
         if (buffer instanceof SharedArrayBuffer) parentPort?.postMessage({ id, digest })
