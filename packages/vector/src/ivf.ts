@@ -59,6 +59,12 @@ export const DEFAULT_MAX_POINTS_PER_LIST = 256
 export const kmeansTuning = { elkanMaxBounds: 1 << 24, blockBytes: 192 * 1024 }
 /** More candidates than this from the loose bound, and the bound is tightened first. */
 const TIGHTEN_OVER = 16
+/**
+ * A vector whose upper bound passes its centroid's this-many nearest others is scanned by the
+ * `elkan` kernel (every list, two per SIMD step), not one gap-ordered list at a time in
+ * JavaScript; both leave the same candidates (design/0004).
+ */
+const SCAN_SORTED = 8
 
 /**
  * Train an IVF partition on `vectors` (a sample of the data is enough: vectors added later
@@ -129,7 +135,14 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   const sampleOff = lists * dim4 * 4
   const xsOff = sampleOff + m * dim4 * 4
   const scoresOff = xsOff + rowsListed * 4
-  k.reserve(scoresOff + block * lists * 4)
+  const elkan = (m + 3 * lists) * lists <= kmeansTuning.elkanMaxBounds
+  // Elkan's per-pair lower bounds, the centroids' drifts and gaps and one vector's candidates
+  // lie on the heap for the `elkan` kernel (each padded by one entry: it reads pairs).
+  const lowerOff = Math.ceil((scoresOff + block * lists * 4) / 8) * 8
+  const driftOff = Math.ceil((lowerOff + (elkan ? m * lists * 4 + 8 : 0)) / 8) * 8
+  const gapOff = driftOff + (elkan ? (lists + 1) * 8 : 0)
+  const candOff = Math.ceil((gapOff + (elkan ? lists * lists * 4 + 8 : 0)) / 8) * 8
+  k.reserve(candOff + (elkan ? (lists + 2) * 4 : 0))
   {
     const heap = k.f32()
     for (let i = 0; i < m; i++)
@@ -155,12 +168,15 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   // vector failing Hamerly's test is compared only with the few centroids that could be nearer.
   // Hamerly's one lower bound alone skipped a quarter of the comparisons on 784-d pixels;
   // these skip most of them (design/0004).
-  const elkan = (m + 3 * lists) * lists <= kmeansTuning.elkanMaxBounds
   // Stored as the distance plus the centroid's total move so far (`drift`): the bound now is
   // lowerAll - drift, and a move costs one add per centroid instead of one per vector and centroid.
-  const lowerAll = elkan ? new Float32Array(m * lists) : new Float32Array(0)
-  const drift = new Float64Array(lists)
-  const centroidGap = elkan ? new Float32Array(lists * lists) : new Float32Array(0)
+  // Views of the heap (reserved once above, so they stay valid).
+  const heapBuffer = k.f32().buffer
+  const lowerAll = elkan ? new Float32Array(heapBuffer, lowerOff, m * lists) : new Float32Array(0)
+  const drift = elkan ? new Float64Array(heapBuffer, driftOff, lists + 1).fill(0) : new Float64Array(lists)
+  const centroidGap = elkan
+    ? new Float32Array(heapBuffer, gapOff, lists * lists).fill(0)
+    : new Float32Array(0)
   const candidates = new Int32Array(lists)
   // Each centroid's others, nearest first (`byGap`, their gaps in `sortedGap`): a vector's scan
   // for candidates stops at the first centroid too far from its own to be nearer.
@@ -291,12 +307,23 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
           u32[xsOff >>> 2] = centroidsOff + a * dim4 * 4
           candidates[0] = a
           count = 1
-          for (let j = 0; j < lists; j++) {
-            if (!(u > sortedGap[gaps + j]!)) break
-            const l = byGap[gaps + j]!
-            if (u + drift[l]! > lowerAll[lo + l]! && l !== a) {
-              u32[(xsOff >>> 2) + count] = centroidsOff + l * dim4 * 4
-              candidates[count++] = l
+          if (lists > SCAN_SORTED && u > sortedGap[gaps + SCAN_SORTED]!) {
+            // The same test on every list, in list order (the order of the candidates changes
+            // nothing: ties go to the lowest list below, and each bound is its own).
+            count += k.elkan(lowerOff + lo * 4, driftOff, gapOff + gaps * 4, lists, u, a, candOff)
+            for (let q = 1; q < count; q++) {
+              const l = u32[(candOff >>> 2) + q - 1]!
+              u32[(xsOff >>> 2) + q] = centroidsOff + l * dim4 * 4
+              candidates[q] = l
+            }
+          } else {
+            for (let j = 0; j < lists; j++) {
+              if (!(u > sortedGap[gaps + j]!)) break
+              const l = byGap[gaps + j]!
+              if (u + drift[l]! > lowerAll[lo + l]! && l !== a) {
+                u32[(xsOff >>> 2) + count] = centroidsOff + l * dim4 * 4
+                candidates[count++] = l
+              }
             }
           }
           if (count > TIGHTEN_OVER) {
@@ -305,15 +332,15 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
             const t = Math.sqrt(
               Math.max(0, sampleNorms[i]! + norms[a]! - 2 * k.dot(row, centroidsOff + a * dim4 * 4, dim4)),
             )
-            let kept = 1
+            // The scan again at the smaller of t and u (the test only loosens as the bound
+            // grows), which leaves exactly the candidates above that pass it at t.
+            count =
+              1 + k.elkan(lowerOff + lo * 4, driftOff, gapOff + gaps * 4, lists, Math.min(t, u), a, candOff)
             for (let q = 1; q < count; q++) {
-              const l = candidates[q]!
-              if (t > centroidGap[gaps + l]! && t + drift[l]! > lowerAll[lo + l]!) {
-                u32[(xsOff >>> 2) + kept] = u32[(xsOff >>> 2) + q]!
-                candidates[kept++] = l
-              }
+              const l = u32[(candOff >>> 2) + q - 1]!
+              u32[(xsOff >>> 2) + q] = centroidsOff + l * dim4 * 4
+              candidates[q] = l
             }
-            count = kept
             u = t
             upper[i] = t
           }

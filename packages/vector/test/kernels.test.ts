@@ -306,6 +306,51 @@ describe('kernels', () => {
     }
   })
 
+  it('elkan: the same candidates in TypeScript and WASM, in list order, equal to the definition', () => {
+    for (const [lists, seed] of [
+      [1, 1],
+      [2, 2],
+      [7, 3],
+      [141, 4],
+      [245, 5],
+    ] as const) {
+      const prng = new Prng(seed)
+      // lower (f32, padded by one), drift (f64, padded by one), gaps (f32, padded by one), out
+      const lowerOff = 8
+      const driftOff = lowerOff + Math.ceil((lists + 1) / 2) * 8
+      const gapsOff = driftOff + (lists + 1) * 8
+      const outOff = gapsOff + Math.ceil((lists + 1) / 2) * 8
+      const heap = new Uint8Array(outOff + (lists + 2) * 4)
+      const lower = new Float32Array(heap.buffer, lowerOff, lists + 1)
+      const drift = new Float64Array(heap.buffer, driftOff, lists + 1)
+      const gaps = new Float32Array(heap.buffer, gapsOff, lists + 1)
+      for (let l = 0; l < lists; l++) {
+        drift[l] = l % 5 === 0 ? 0.25 : Math.abs(gaussian(prng)) * 0.1
+        // every fifth list sits exactly on the bound at u = 0.5 (0.5 + 0.25 = 0.75: not passed)
+        lower[l] = l % 5 === 0 ? 0.75 : Math.abs(gaussian(prng))
+        gaps[l] = l % 7 === 3 ? 0.5 : Math.abs(gaussian(prng)) * 0.5
+      }
+      // the padding passes every test: it must not come out
+      lower[lists] = -1
+      gaps[lists] = -1
+      for (const u of [0, 0.5, 0.9, Number.POSITIVE_INFINITY]) {
+        for (const skip of [lists, 0, lists - 1]) {
+          const [a, b] = both(heap)
+          const na = a.elkan(lowerOff, driftOff, gapsOff, lists, u, skip, outOff)
+          const nb = b.elkan(lowerOff, driftOff, gapsOff, lists, u, skip, outOff)
+          const want: number[] = []
+          for (let l = 0; l < lists; l++)
+            if (u > gaps[l]! && u + drift[l]! > lower[l]! && l !== skip) want.push(l)
+          expect(na).toBe(want.length)
+          expect(nb).toBe(want.length)
+          expect(Array.from(a.u32().subarray(outOff / 4, outOff / 4 + na))).toEqual(want)
+          expect(Array.from(b.u32().subarray(outOff / 4, outOff / 4 + nb))).toEqual(want)
+          if (u === Number.POSITIVE_INFINITY) expect(na).toBe(skip < lists ? lists - 1 : lists)
+        }
+      }
+    }
+  })
+
   it('exdot: identical integers in TypeScript and WASM, equal to sum(u_i * q_i)', () => {
     for (const [planes, pairs] of [
       [1, 1],

@@ -51,6 +51,15 @@ export interface Kernels {
     bound: number,
   ): number
   exdot(codes: number, planes: number, pairs: number, q: number): number
+  elkan(
+    lower: number,
+    drift: number,
+    gaps: number,
+    lists: number,
+    u: number,
+    skip: number,
+    out: number,
+  ): number
   fwht(p: number, n: number): void
   mul(x: number, s: number, n: number): void
   scale(x: number, n: number, f: number): void
@@ -193,6 +202,17 @@ class WasmKernels extends Views implements Kernels {
   }
   exdot(codes: number, planes: number, pairs: number, q: number): number {
     return this.#x.exdot(codes, planes, pairs, q)
+  }
+  elkan(
+    lower: number,
+    drift: number,
+    gaps: number,
+    lists: number,
+    u: number,
+    skip: number,
+    out: number,
+  ): number {
+    return this.#x.elkan(lower, drift, gaps, lists, u, skip, out)
   }
   fwht(p: number, n: number): void {
     this.#x.fwht(p, n)
@@ -381,6 +401,26 @@ class JsKernels extends Views implements Kernels {
       }
     }
     f64[s + 6] = sum
+  }
+  elkan(
+    lower: number,
+    drift: number,
+    gaps: number,
+    lists: number,
+    u: number,
+    skip: number,
+    out: number,
+  ): number {
+    const f32 = this.f32()
+    const f64 = this.f64()
+    const u32 = this.u32()
+    let n = 0
+    for (let l = 0; l < lists; l++) {
+      if (u > f32[(gaps >>> 2) + l]! && u + f64[(drift >>> 3) + l]! > f32[(lower >>> 2) + l]! && l !== skip) {
+        u32[(out >>> 2) + n++] = l
+      }
+    }
+    return n
   }
   screen(
     sums: number,

@@ -571,6 +571,41 @@
         (br $pairs)))
     (local.get $n))
 
+;; Elkan's candidate scan for one k-means vector: every list l < `lists`, l != `skip`, with
+  ;;   u > gaps[l]  and  u + drift[l] > lower[l]
+  ;; (gaps and lower f32, drift f64, compared in f64 as JavaScript does), written in list order
+  ;; as u32 at `out`; returns how many. Two lists at a time (f64x2); with an odd `lists` it
+  ;; reads one f32 past `lower` and `gaps` and one f64 past `drift` (the caller pads them), and
+  ;; it may write up to two u32 past the last candidate (`out` holds lists + 1).
+  (func (export "elkan")
+    (param $lower i32) (param $drift i32) (param $gaps i32) (param $lists i32) (param $u f64)
+    (param $skip i32) (param $out i32) (result i32)
+    (local $l i32) (local $n i32) (local $mask i32) (local $pu v128)
+    (local.set $pu (f64x2.splat (local.get $u)))
+    (block $done
+      (loop $pairs
+        (br_if $done (i32.ge_u (local.get $l) (local.get $lists)))
+        (local.set $mask (i64x2.bitmask (v128.and
+          (f64x2.gt (local.get $pu)
+            (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $gaps) (i32.shl (local.get $l) (i32.const 2))))))
+          (f64x2.gt
+            (f64x2.add (local.get $pu) (v128.load (i32.add (local.get $drift) (i32.shl (local.get $l) (i32.const 3)))))
+            (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $lower) (i32.shl (local.get $l) (i32.const 2)))))))))
+        ;; Branch-free: both lists are written, and `n` counts only those that pass (a vector's
+        ;; candidates are too unpredictable for a branch per list).
+        (i32.store (i32.add (local.get $out) (i32.shl (local.get $n) (i32.const 2))) (local.get $l))
+        (local.set $n (i32.add (local.get $n)
+          (i32.and (i32.and (local.get $mask) (i32.const 1)) (i32.ne (local.get $l) (local.get $skip)))))
+        (i32.store (i32.add (local.get $out) (i32.shl (local.get $n) (i32.const 2)))
+          (i32.add (local.get $l) (i32.const 1)))
+        (local.set $n (i32.add (local.get $n)
+          (i32.and (i32.and (i32.shr_u (local.get $mask) (i32.const 1))
+            (i32.lt_u (i32.add (local.get $l) (i32.const 1)) (local.get $lists)))
+            (i32.ne (i32.add (local.get $l) (i32.const 1)) (local.get $skip)))))
+        (local.set $l (i32.add (local.get $l) (i32.const 2)))
+        (br $pairs)))
+    (local.get $n))
+
   ;; <u, q> for one multi-bit code against an 8-bit query, both stored as bit planes.
   ;;
   ;; `codes` holds `planes` planes of `pairs` 16-byte chunks (128 dimensions each); plane j
