@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freshBucket, minioEndpoint, rejection } from '@dreamdb/cas-tests'
 import { inspect } from '@dreamdb/manifest'
+import { Table, Utf8, vectorFromArray } from 'apache-arrow'
 import { describe, expect, it } from 'vitest'
 import { agreementMatrix, compareRefs, Dataset } from '../src/index.js'
 import { MNIST_SCHEMA, mnistRecords, record, SCHEMA } from './helpers.js'
@@ -65,6 +66,8 @@ async function tutorial(backend: string) {
   // 5. The sweep: a branch per configuration, predictions written as a layer.
   const configs = [1, 2, 3]
   const runRefs: string[] = []
+  /** Each run's predictions by anchor: what the agreement matrix is checked against. */
+  const predicted: Map<bigint, string>[] = []
   const bytesBefore = (await inspect(src.repository, 'imagenet-mini')).stats.bytes
   for (const scale of configs) {
     const ref = `sweep/lp-scale${scale}`
@@ -81,6 +84,7 @@ async function tutorial(backend: string) {
     }
     await branch.addScalarLayer('prediction', 'embedding', 'categorical', predictions)
     runRefs.push(ref)
+    predicted.push(new Map(predictions))
     // The base data is shared: the branch adds only its prediction layer.
     const state = await inspect(branch.repository, ref)
     expect(state.stats.bytes.image).toBe(bytesBefore.image)
@@ -107,7 +111,10 @@ async function tutorial(backend: string) {
   const matrix = agreementMatrix(table, 'prediction', runRefs)
   expect(matrix.counts).toEqual([60, 60, 60])
   expect(matrix.agreement[0]![0]).toBe(1)
-  for (const row of matrix.agreement) for (const x of row) expect(x).toBeGreaterThanOrEqual(0)
+  // Each pair's share of the 60 records where the two runs predicted the same label.
+  const agree = (a: Map<bigint, string>, b: Map<bigint, string>) =>
+    [...a].filter(([anchor, label]) => b.get(anchor) === label).length / a.size
+  expect(matrix.agreement).toEqual(predicted.map((a) => predicted.map((b) => agree(a, b))))
 
   // 7. Tag the winner; months later, inspect answers what data trained it.
   const prod = await src.snapshot('prod-2026-05-15-abc123')
@@ -159,6 +166,26 @@ describe('the seed tutorial, sections 2 to 7 and the active-learning pattern', (
   const endpoint = minioEndpoint()
   it.runIf(endpoint !== undefined)('on MinIO', async () => {
     await tutorial(`${endpoint}/${await freshBucket(endpoint!)}`)
+  })
+
+  it('agreementMatrix on runs that differ, with a record one run did not predict', () => {
+    // The tutorial's runs agree everywhere (its probe does not depend on the scale): here
+    // the shares and overlaps are not all alike.
+    const table = new Table({
+      _anchor: vectorFromArray([1n, 2n, 3n, 4n]),
+      'prediction@a': vectorFromArray(['x', 'y', 'z', null], new Utf8()),
+      'prediction@b': vectorFromArray(['x', 'n', 'z', 'w'], new Utf8()),
+    })
+    const matrix = agreementMatrix(table, 'prediction', ['a', 'b'])
+    expect(matrix.counts).toEqual([3, 4])
+    expect(matrix.overlap).toEqual([
+      [3, 3],
+      [3, 4],
+    ])
+    expect(matrix.agreement).toEqual([
+      [1, 2 / 3],
+      [2 / 3, 1],
+    ])
   })
 })
 

@@ -15,7 +15,6 @@ import {
   decodeRefTarget,
   decodeTreeNode,
   encodeManifest,
-  encodeRefTarget,
   encodeTreeNode,
 } from '../src/codec.js'
 import { type Bucket, inspect, type Manifest, Repository, type TreeNode } from '../src/index.js'
@@ -221,21 +220,28 @@ describe('decoder fuzz', () => {
     const { manifest } = await repo.resolve('d')
     const r = prng(3)
     let typed = 0
+    let whole = 0
     for (let i = 0; i < 300; i++) {
       const bytes = mutate(encodeManifest(manifest), r, encodeManifest(manifest))
       const cid = await repo.store.put(bytes, { codec: DAG_CBOR })
+      let state: Awaited<ReturnType<typeof inspect>>
       try {
-        await inspect(repo, CID.asCID(cid)!)
+        state = await inspect(repo, CID.asCID(cid)!)
       } catch (error) {
         const code = (error as { code?: string }).code ?? ''
         if (!TYPED.has(code) && code !== 'ERR_CAS_NOT_FOUND') throw error
         typed++
+        continue
       }
+      // Whole: the state it describes is the mutant's, and its buckets add up to its counts.
+      whole++
+      expect(state.manifest).toBe(cid.toString())
+      expect(state.buckets.length).toBe(state.stats.buckets)
+      expect(state.buckets.reduce((n, b) => n + b.records, 0)).toBe(state.stats.records)
     }
     expect(typed).toBeGreaterThan(150)
-    expect(
-      encodeRefTarget({ kind: 'branch', manifest: cidOf(new Uint8Array([1])), timeline: null }).length,
-    ).toBeGreaterThan(0)
+    // Both outcomes occur: some mutants still decode (2 of the 300 with this seed).
+    expect(whole).toBeGreaterThan(0)
     expect((manifest as Manifest).stats.records).toBe(10)
   })
 })

@@ -3,8 +3,9 @@
  * own objects (design/0008). The dataset package's lifecycle tests add field objects of
  * every family, compressed fields and concurrency on a folder and MinIO.
  */
-import { cidOf, openStore, type Store } from '@dreamdb/cas'
+import { openStore, type Store } from '@dreamdb/cas'
 import { rejection } from '@dreamdb/cas-tests'
+import type { CID } from 'multiformats/cid'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { SWEEP_GROUP } from '../src/gc.js'
 import {
@@ -234,10 +235,39 @@ describe('lifecycle', () => {
 
   it('the walker reads each shared object once however many refs reach it', async () => {
     for (let i = 0; i < 20; i++) await repo.branch(`b/${i}`, 'corpus')
-    const walk = await walkReachable(store)
-    // 2 manifests + 1 timeline node are read; data objects are only named.
+    const read: string[] = []
+    const watched = new Proxy(store, {
+      get(t, key) {
+        if (key === 'get')
+          return (cid: CID, options?: object) => {
+            read.push(cid.toString())
+            return t.get(cid, options)
+          }
+        const value = Reflect.get(t, key, t)
+        return typeof value === 'function' ? value.bind(t) : value
+      },
+    })
+    const walk = await walkReachable(watched)
+    expect(walk.refs.filter((r) => !r.hidden && r.kind === 'branch')).toHaveLength(21)
+    // 2 manifests + 1 timeline node are read, each once; data objects are only named.
+    const { manifest, target } = await repo.resolve('corpus')
+    const metadata = [
+      target.manifest.toString(),
+      manifest.parents[0]!.toString(),
+      manifest.timeline!.toString(),
+    ]
+    expect(read.sort()).toEqual(metadata.sort())
     expect(walk.objectsRead).toBe(3)
-    expect(cidOf(new Uint8Array(0)).toString()).toBeTruthy()
+    const data: string[] = []
+    for await (const { bucket } of repo.buckets(manifest))
+      for (const object of Object.values(bucket.fields)) data.push(object.cid.toString())
+    expect(data).toHaveLength(2)
+    expect(
+      [...walk.reached.values()]
+        .filter((r) => r.kind === 'field')
+        .map((r) => r.cid.toString())
+        .sort(),
+    ).toEqual(data.sort())
   })
 })
 
