@@ -8,6 +8,7 @@
 import type { AbortOptions } from '@dreamdb/cas'
 import { NotEnoughVectorsError } from './errors.js'
 import { createKernels, type KernelChoice } from './kernels/kernels.js'
+import { KMEANS_PARAMS, writeKmeansParams } from './kernels/kmeans.js'
 import type { Metric, SpatialIndex } from './model.js'
 import { Prng, sampleIndices } from './prng.js'
 import { checkDim, checkInteger, checkMetric, toMatrix, type VectorsInput } from './vectors.js'
@@ -142,26 +143,47 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   const driftOff = Math.ceil((lowerOff + (elkan ? m * lists * 4 + 8 : 0)) / 8) * 8
   const gapOff = driftOff + (elkan ? (lists + 1) * 8 : 0)
   const candOff = Math.ceil((gapOff + (elkan ? lists * lists * 4 + 8 : 0)) / 8) * 8
-  k.reserve(candOff + (elkan ? (lists + 2) * 4 : 0))
+  // Then the per-vector and per-list state, where the `kmeans` kernel (one whole assignment
+  // pass under Elkan's bounds) reads and writes it; JavaScript works on views of it.
+  let end = candOff + (elkan ? (lists + 4) * 4 : 0)
+  const place = (bytes: number): number => {
+    const at = Math.ceil(end / 8) * 8
+    end = at + bytes
+    return at
+  }
+  const normsOff = place(lists * 8)
+  const sampleNormsOff = place(m * 8)
+  const halfOff = place(lists * 8)
+  const upperOff = place(m * 8)
+  const costOff = place(m * 8)
+  const assignmentOff = place(m * 4)
+  const countsOff = place(lists * 4)
+  const sumsOff = place(lists * dim * 8)
+  const byGapOff = place(elkan ? lists * lists * 4 : 0)
+  const sortedGapOff = place(elkan ? lists * lists * 4 : 0)
+  const paramsOff = place(KMEANS_PARAMS.length * 4)
+  k.reserve(end)
   {
     const heap = k.f32()
     for (let i = 0; i < m; i++)
       heap.set(sample.subarray(i * dim, (i + 1) * dim), (sampleOff >>> 2) + i * dim4)
   }
 
-  const assignment = new Int32Array(m).fill(-1)
-  const cost = new Float64Array(m)
-  const counts = new Uint32Array(lists)
-  const norms = new Float64Array(lists)
-  const sums = new Float64Array(lists * dim)
-  const sampleNorms = new Float64Array(m)
+  // Views of the heap (reserved once above, so they stay valid).
+  const heapBuffer = k.f32().buffer
+  const assignment = new Int32Array(heapBuffer, assignmentOff, m).fill(-1)
+  const cost = new Float64Array(heapBuffer, costOff, m).fill(0)
+  const counts = new Uint32Array(heapBuffer, countsOff, lists)
+  const norms = new Float64Array(heapBuffer, normsOff, lists)
+  const sums = new Float64Array(heapBuffer, sumsOff, lists * dim).fill(0)
+  const sampleNorms = new Float64Array(heapBuffer, sampleNormsOff, m)
   for (let i = 0; i < m; i++) sampleNorms[i] = sqnorm(sample, i * dim, dim)
   // Hamerly's bounds: a vector whose distance to its centroid (upper) cannot exceed its
   // distance to any other (lower, or half the gap to the nearest other centroid) keeps its list
   // without being compared with every centroid. Exact: the same assignments as comparing all.
-  const upper = new Float64Array(m).fill(Number.POSITIVE_INFINITY)
+  const upper = new Float64Array(heapBuffer, upperOff, m).fill(Number.POSITIVE_INFINITY)
   const lower = new Float64Array(m)
-  const half = new Float64Array(lists)
+  const half = new Float64Array(heapBuffer, halfOff, lists).fill(0)
   const shift = new Float64Array(lists)
   // Elkan's bounds where they fit: a lower bound per vector and centroid (each loosened by its
   // own centroid's move, not the largest move), and the distances between centroids, so that a
@@ -170,18 +192,15 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   // these skip most of them (design/0004).
   // Stored as the distance plus the centroid's total move so far (`drift`): the bound now is
   // lowerAll - drift, and a move costs one add per centroid instead of one per vector and centroid.
-  // Views of the heap (reserved once above, so they stay valid).
-  const heapBuffer = k.f32().buffer
   const lowerAll = elkan ? new Float32Array(heapBuffer, lowerOff, m * lists) : new Float32Array(0)
   const drift = elkan ? new Float64Array(heapBuffer, driftOff, lists + 1).fill(0) : new Float64Array(lists)
   const centroidGap = elkan
     ? new Float32Array(heapBuffer, gapOff, lists * lists).fill(0)
     : new Float32Array(0)
-  const candidates = new Int32Array(lists)
   // Each centroid's others, nearest first (`byGap`, their gaps in `sortedGap`): a vector's scan
   // for candidates stops at the first centroid too far from its own to be nearer.
-  const byGap = elkan ? new Int32Array(lists * lists) : new Int32Array(0)
-  const sortedGap = elkan ? new Float32Array(lists * lists) : new Float32Array(0)
+  const byGap = new Int32Array(heapBuffer, byGapOff, elkan ? lists * lists : 0)
+  const sortedGap = new Float32Array(heapBuffer, sortedGapOff, elkan ? lists * lists : 0)
   // Sort keys, gap then list: a non-negative f32's bits order as its value, and lists < 2^20,
   // so bits * 2^20 + list is exact in a double and sorts without a comparator (a JS comparator
   // was called about 2.5 million times in training on 141 lists).
@@ -290,98 +309,45 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
       }
       pending = 0
     }
-    for (let i = 0; i < m; i++) {
+    if (prune && elkan) {
+      // Lloyd's choice among the centroids the bounds leave (the lowest cost, the lowest list
+      // on a tie), each compared as the full scan compares them, for every vector in one kernel
+      // call (the per-vector bookkeeping cost more in JavaScript than the products; design/0004).
+      // A vector's own centroid is scored only when some other passes the loose bound; when
+      // more than TIGHTEN_OVER pass, the bound is tightened first; a bound past the centroid's
+      // SCAN_SORTED nearest others tests every list, branch-free, otherwise the others go in
+      // gap order until one is too far.
+      writeKmeansParams(k, paramsOff, {
+        m,
+        lists,
+        dim4,
+        dim,
+        spherical: spherical ? 1 : 0,
+        sample: sampleOff,
+        centroids: centroidsOff,
+        norms: normsOff,
+        sampleNorms: sampleNormsOff,
+        lower: lowerOff,
+        drift: driftOff,
+        gaps: gapOff,
+        byGap: byGapOff,
+        sortedGap: sortedGapOff,
+        half: halfOff,
+        upper: upperOff,
+        assignment: assignmentOff,
+        cost: costOff,
+        counts: countsOff,
+        sums: sumsOff,
+        candidates: candOff,
+        scores: scoresOff,
+        scan: SCAN_SORTED,
+        tighten: TIGHTEN_OVER,
+      })
+      moved = k.kmeans(paramsOff)
+    }
+    for (let i = 0; i < m && !(prune && elkan); i++) {
       const row = sampleOff + i * dim4 * 4
       const a = assignment[i]!
-      if (prune && elkan) {
-        // Lloyd's choice among the centroids the bounds leave (the lowest cost, the lowest list
-        // on a tie), each compared as the full scan compares them. The distance to the vector's
-        // own centroid is computed only when some other centroid passes the loose bound.
-        let u = upper[i]!
-        let count = 0
-        if (u > half[a]!) {
-          const lo = i * lists
-          const gaps = a * lists
-          // The vector's own centroid first, then every other that may be nearer.
-          const u32 = k.u32()
-          u32[xsOff >>> 2] = centroidsOff + a * dim4 * 4
-          candidates[0] = a
-          count = 1
-          if (lists > SCAN_SORTED && u > sortedGap[gaps + SCAN_SORTED]!) {
-            // The same test on every list, in list order (the order of the candidates changes
-            // nothing: ties go to the lowest list below, and each bound is its own).
-            count += k.elkan(lowerOff + lo * 4, driftOff, gapOff + gaps * 4, lists, u, a, candOff)
-            for (let q = 1; q < count; q++) {
-              const l = u32[(candOff >>> 2) + q - 1]!
-              u32[(xsOff >>> 2) + q] = centroidsOff + l * dim4 * 4
-              candidates[q] = l
-            }
-          } else {
-            for (let j = 0; j < lists; j++) {
-              if (!(u > sortedGap[gaps + j]!)) break
-              const l = byGap[gaps + j]!
-              if (u + drift[l]! > lowerAll[lo + l]! && l !== a) {
-                u32[(xsOff >>> 2) + count] = centroidsOff + l * dim4 * 4
-                candidates[count++] = l
-              }
-            }
-          }
-          if (count > TIGHTEN_OVER) {
-            // Many pass the loose bound (after a large move of the centroids): the exact
-            // distance to the vector's own centroid drops those it kept only by being loose.
-            const t = Math.sqrt(
-              Math.max(0, sampleNorms[i]! + norms[a]! - 2 * k.dot(row, centroidsOff + a * dim4 * 4, dim4)),
-            )
-            // The scan again at the smaller of t and u (the test only loosens as the bound
-            // grows), which leaves exactly the candidates above that pass it at t.
-            count =
-              1 + k.elkan(lowerOff + lo * 4, driftOff, gapOff + gaps * 4, lists, Math.min(t, u), a, candOff)
-            for (let q = 1; q < count; q++) {
-              const l = u32[(candOff >>> 2) + q - 1]!
-              u32[(xsOff >>> 2) + q] = centroidsOff + l * dim4 * 4
-              candidates[q] = l
-            }
-            u = t
-            upper[i] = t
-          }
-          if (count === 1) count = 0
-          if (count > 0) {
-            k.distances(row, xsOff, count, dim4, 0, scoresOff)
-            heap = k.f32()
-            let best = a
-            let bestDot = heap[scoresOff >>> 2]!
-            let bestCost = spherical ? -bestDot : norms[a]! - 2 * bestDot
-            for (let q = 1; q < count; q++) {
-              const l = candidates[q]!
-              const d = heap[(scoresOff >>> 2) + q]!
-              const c = spherical ? -d : norms[l]! - 2 * d
-              lowerAll[lo + l] = Math.sqrt(Math.max(0, sampleNorms[i]! + norms[l]! - 2 * d)) + drift[l]!
-              if (c < bestCost || (c === bestCost && l < best)) {
-                best = l
-                bestCost = c
-                bestDot = d
-              }
-            }
-            if (best !== a) {
-              moved++
-              lowerAll[lo + a] =
-                Math.sqrt(Math.max(0, sampleNorms[i]! + norms[a]! - 2 * heap[scoresOff >>> 2]!)) + drift[a]!
-              const at = i * dim
-              for (let j = 0; j < dim; j++) sums[a * dim + j]! -= sample[at + j]!
-              for (let j = 0; j < dim; j++) sums[best * dim + j]! += sample[at + j]!
-              assignment[i] = best
-            }
-            upper[i] = Math.sqrt(Math.max(0, sampleNorms[i]! + norms[best]! - 2 * bestDot))
-            cost[i] = spherical ? bestCost : bestCost + sampleNorms[i]!
-            counts[best]!++
-            continue
-          }
-        }
-        const u2 = u * u
-        cost[i] = spherical ? (u2 - sampleNorms[i]! - norms[a]!) / 2 : u2
-        counts[a]!++
-        continue
-      }
       if (prune) {
         const bound = Math.max(half[a]!, lower[i]!)
         if (upper[i]! > bound) {

@@ -11,6 +11,7 @@
  */
 import { WasmUnavailableError } from '../errors.js'
 import { KERNELS_WASM_BASE64 } from './kernels-wasm.js'
+import { kmeansTwin } from './kmeans.js'
 
 export type KernelKind = 'wasm' | 'js'
 /** Which kernels to run: WebAssembly SIMD where the runtime has it (`'auto'`), or one of them. */
@@ -60,6 +61,8 @@ export interface Kernels {
     skip: number,
     out: number,
   ): number
+  /** One k-means assignment pass under Elkan's bounds; `params` as kernels.wat and kmeans.ts lay it out. */
+  kmeans(params: number): number
   fwht(p: number, n: number): void
   mul(x: number, s: number, n: number): void
   scale(x: number, n: number, f: number): void
@@ -213,6 +216,9 @@ class WasmKernels extends Views implements Kernels {
     out: number,
   ): number {
     return this.#x.elkan(lower, drift, gaps, lists, u, skip, out)
+  }
+  kmeans(params: number): number {
+    return this.#x.kmeans(params)
   }
   fwht(p: number, n: number): void {
     this.#x.fwht(p, n)
@@ -421,6 +427,9 @@ class JsKernels extends Views implements Kernels {
       }
     }
     return n
+  }
+  kmeans(params: number): number {
+    return kmeansTwin(this, params)
   }
   screen(
     sums: number,

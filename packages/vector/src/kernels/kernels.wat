@@ -577,7 +577,7 @@
   ;; as u32 at `out`; returns how many. Two lists at a time (f64x2); with an odd `lists` it
   ;; reads one f32 past `lower` and `gaps` and one f64 past `drift` (the caller pads them), and
   ;; it may write up to two u32 past the last candidate (`out` holds lists + 1).
-  (func (export "elkan")
+  (func $elkan (export "elkan")
     (param $lower i32) (param $drift i32) (param $gaps i32) (param $lists i32) (param $u f64)
     (param $skip i32) (param $out i32) (result i32)
     (local $l i32) (local $n i32) (local $mask i32) (local $pu v128)
@@ -990,4 +990,230 @@
     (f32.store offset=4 (local.get $o1) (call $lanes (local.get $s11)))
     (f32.store offset=8 (local.get $o1) (call $lanes (local.get $s12)))
     (f32.store offset=12 (local.get $o1) (call $lanes (local.get $s13))))
+
+  ;; One k-means assignment pass under Elkan's bounds (ivf.ts, design/0004), every sample
+  ;; vector in order, so that the per-vector bookkeeping runs here and not in JavaScript: the
+  ;; scan for candidates (by gap while the bound passes at most `scan` of a centroid's nearest
+  ;; others, else `elkan` over every list), the tightening when more than `tighten` pass, the
+  ;; products four centroids at a time through $quad (bits of `dot`), the choice (the lowest
+  ;; cost, the lowest list on a tie), the lower bounds of the scored pairs, the moves (each
+  ;; list's f64 sums follow the vectors that move, in sample order), costs and counts. Every
+  ;; float step is the f64 (or f32) operation ivf.ts performed, in its order, so the centroids
+  ;; are the same bits; kmeans.ts is its TypeScript twin. Returns how many vectors moved.
+  ;; `p` holds u32 fields (byte offsets unless said): 0 m, 1 lists, 2 dim4 (f32 per row),
+  ;; 3 dim, 4 spherical (0/1), 5 sample rows (dim4 f32 each), 6 centroid rows, 7 norms (f64
+  ;; per list), 8 sample norms (f64), 9 lower bounds (f32, m x lists, plus drift), 10 drift
+  ;; (f64, lists + 1), 11 gaps (f32, lists x lists), 12 each centroid's others by gap (u32,
+  ;; lists x lists), 13 those gaps (f32), 14 half the gap to the nearest other (f64 per
+  ;; list), 15 upper bounds (f64 per vector), 16 assignment (u32), 17 costs (f64), 18 counts
+  ;; (u32 per list), 19 sums (f64, lists x dim), 20 candidates (u32, lists + 3), 21 scratch
+  ;; (2 lists + 4 entries of 4 bytes: the scores, and the twin's row offsets), 22 scan, 23 tighten.
+  (func (export "kmeans") (param $p i32) (result i32)
+    (local $m i32) (local $lists i32) (local $dim4 i32) (local $dim i32) (local $spherical i32)
+    (local $sample i32) (local $cent i32) (local $norms i32) (local $snorms i32) (local $lower i32)
+    (local $drift i32) (local $gaps i32) (local $byGap i32) (local $sorted i32) (local $half i32)
+    (local $upper i32) (local $assign i32) (local $cost i32) (local $counts i32) (local $sums i32)
+    (local $cand i32) (local $scores i32) (local $scan i32) (local $tighten i32)
+    (local $i i32) (local $a i32) (local $x i32) (local $lo i32) (local $ga i32) (local $count i32)
+    (local $j i32) (local $l i32) (local $q i32) (local $stride i32) (local $moved i32)
+    (local $best i32) (local $last i32) (local $sa i32) (local $sb i32) (local $at i32)
+    (local $u f64) (local $t f64) (local $sn f64) (local $d f64) (local $c f64)
+    (local $bestCost f64) (local $bestDot f64) (local $v v128)
+    (local.set $m (i32.load (local.get $p)))
+    (local.set $lists (i32.load offset=4 (local.get $p)))
+    (local.set $dim4 (i32.load offset=8 (local.get $p)))
+    (local.set $dim (i32.load offset=12 (local.get $p)))
+    (local.set $spherical (i32.load offset=16 (local.get $p)))
+    (local.set $sample (i32.load offset=20 (local.get $p)))
+    (local.set $cent (i32.load offset=24 (local.get $p)))
+    (local.set $norms (i32.load offset=28 (local.get $p)))
+    (local.set $snorms (i32.load offset=32 (local.get $p)))
+    (local.set $lower (i32.load offset=36 (local.get $p)))
+    (local.set $drift (i32.load offset=40 (local.get $p)))
+    (local.set $gaps (i32.load offset=44 (local.get $p)))
+    (local.set $byGap (i32.load offset=48 (local.get $p)))
+    (local.set $sorted (i32.load offset=52 (local.get $p)))
+    (local.set $half (i32.load offset=56 (local.get $p)))
+    (local.set $upper (i32.load offset=60 (local.get $p)))
+    (local.set $assign (i32.load offset=64 (local.get $p)))
+    (local.set $cost (i32.load offset=68 (local.get $p)))
+    (local.set $counts (i32.load offset=72 (local.get $p)))
+    (local.set $sums (i32.load offset=76 (local.get $p)))
+    (local.set $cand (i32.load offset=80 (local.get $p)))
+    (local.set $scores (i32.load offset=84 (local.get $p)))
+    (local.set $scan (i32.load offset=88 (local.get $p)))
+    (local.set $tighten (i32.load offset=92 (local.get $p)))
+    (local.set $stride (i32.shl (local.get $dim4) (i32.const 2)))
+    (block $all
+      (loop $vec
+        (br_if $all (i32.ge_u (local.get $i) (local.get $m)))
+        (local.set $a (i32.load (i32.add (local.get $assign) (i32.shl (local.get $i) (i32.const 2)))))
+        (local.set $u (f64.load (i32.add (local.get $upper) (i32.shl (local.get $i) (i32.const 3)))))
+        (local.set $sn (f64.load (i32.add (local.get $snorms) (i32.shl (local.get $i) (i32.const 3)))))
+        (local.set $x (i32.add (local.get $sample) (i32.mul (local.get $i) (local.get $stride))))
+        (block $kept
+          (br_if $kept (i32.eqz (f64.gt (local.get $u)
+            (f64.load (i32.add (local.get $half) (i32.shl (local.get $a) (i32.const 3)))))))
+          (local.set $lo (i32.add (local.get $lower)
+            (i32.shl (i32.mul (local.get $i) (local.get $lists)) (i32.const 2))))
+          (local.set $ga (i32.shl (i32.mul (local.get $a) (local.get $lists)) (i32.const 2)))
+          ;; the vector's own centroid first, then every other that may be nearer
+          (i32.store (local.get $cand) (local.get $a))
+          (local.set $count (i32.const 1))
+          (if (i32.and (i32.gt_u (local.get $lists) (local.get $scan))
+                (f64.gt (local.get $u) (f64.promote_f32 (f32.load
+                  (i32.add (i32.add (local.get $sorted) (local.get $ga)) (i32.shl (local.get $scan) (i32.const 2)))))))
+            (then
+              (local.set $count (i32.add (i32.const 1)
+                (call $elkan (local.get $lo) (local.get $drift) (i32.add (local.get $gaps) (local.get $ga))
+                  (local.get $lists) (local.get $u) (local.get $a) (i32.add (local.get $cand) (i32.const 4))))))
+            (else
+              (local.set $j (i32.const 0))
+              (block $sorted_done
+                (loop $by_gap
+                  (br_if $sorted_done (i32.ge_u (local.get $j) (local.get $lists)))
+                  (br_if $sorted_done (i32.eqz (f64.gt (local.get $u) (f64.promote_f32 (f32.load
+                    (i32.add (i32.add (local.get $sorted) (local.get $ga)) (i32.shl (local.get $j) (i32.const 2))))))))
+                  (local.set $l (i32.load
+                    (i32.add (i32.add (local.get $byGap) (local.get $ga)) (i32.shl (local.get $j) (i32.const 2)))))
+                  (if (i32.and
+                        (f64.gt
+                          (f64.add (local.get $u)
+                            (f64.load (i32.add (local.get $drift) (i32.shl (local.get $l) (i32.const 3)))))
+                          (f64.promote_f32 (f32.load (i32.add (local.get $lo) (i32.shl (local.get $l) (i32.const 2))))))
+                        (i32.ne (local.get $l) (local.get $a)))
+                    (then
+                      (i32.store (i32.add (local.get $cand) (i32.shl (local.get $count) (i32.const 2))) (local.get $l))
+                      (local.set $count (i32.add (local.get $count) (i32.const 1)))))
+                  (local.set $j (i32.add (local.get $j) (i32.const 1)))
+                  (br $by_gap)))))
+          ;; many pass the loose bound: the exact distance to the own centroid, and the scan
+          ;; again at min(t, u)
+          (if (i32.gt_u (local.get $count) (local.get $tighten))
+            (then
+              (local.set $t (f64.sqrt (f64.max (f64.const 0)
+                (f64.sub
+                  (f64.add (local.get $sn)
+                    (f64.load (i32.add (local.get $norms) (i32.shl (local.get $a) (i32.const 3)))))
+                  (f64.mul (f64.const 2) (f64.promote_f32
+                    (call $dot (local.get $x) (i32.add (local.get $cent) (i32.mul (local.get $a) (local.get $stride)))
+                      (local.get $dim4))))))))
+              (local.set $count (i32.add (i32.const 1)
+                (call $elkan (local.get $lo) (local.get $drift) (i32.add (local.get $gaps) (local.get $ga))
+                  (local.get $lists) (f64.min (local.get $t) (local.get $u)) (local.get $a)
+                  (i32.add (local.get $cand) (i32.const 4)))))
+              (local.set $u (local.get $t))
+              (f64.store (i32.add (local.get $upper) (i32.shl (local.get $i) (i32.const 3))) (local.get $t))))
+          (br_if $kept (i32.le_u (local.get $count) (i32.const 1)))
+          ;; the candidates' products, four at a time (the last repeated to fill a four)
+          (local.set $last (i32.sub (local.get $count) (i32.const 1)))
+          (local.set $q (i32.const 0))
+          (loop $fours
+            (call $quad (local.get $x)
+              (call $row (local.get $cand) (local.get $q) (local.get $last) (local.get $cent) (local.get $stride))
+              (call $row (local.get $cand) (i32.add (local.get $q) (i32.const 1)) (local.get $last) (local.get $cent) (local.get $stride))
+              (call $row (local.get $cand) (i32.add (local.get $q) (i32.const 2)) (local.get $last) (local.get $cent) (local.get $stride))
+              (call $row (local.get $cand) (i32.add (local.get $q) (i32.const 3)) (local.get $last) (local.get $cent) (local.get $stride))
+              (local.get $dim4) (i32.const 0) (i32.add (local.get $scores) (i32.shl (local.get $q) (i32.const 2))))
+            (local.set $q (i32.add (local.get $q) (i32.const 4)))
+            (br_if $fours (i32.lt_u (local.get $q) (local.get $count))))
+          (local.set $best (local.get $a))
+          (local.set $bestDot (f64.promote_f32 (f32.load (local.get $scores))))
+          (local.set $bestCost (call $kcost (local.get $spherical) (local.get $norms) (local.get $a) (local.get $bestDot)))
+          (local.set $q (i32.const 1))
+          (loop $pick
+            (local.set $l (i32.load (i32.add (local.get $cand) (i32.shl (local.get $q) (i32.const 2)))))
+            (local.set $d (f64.promote_f32 (f32.load (i32.add (local.get $scores) (i32.shl (local.get $q) (i32.const 2))))))
+            (local.set $c (call $kcost (local.get $spherical) (local.get $norms) (local.get $l) (local.get $d)))
+            (f32.store (i32.add (local.get $lo) (i32.shl (local.get $l) (i32.const 2)))
+              (call $kbound (local.get $sn) (local.get $norms) (local.get $drift) (local.get $l) (local.get $d)))
+            (if (i32.or (f64.lt (local.get $c) (local.get $bestCost))
+                  (i32.and (f64.eq (local.get $c) (local.get $bestCost)) (i32.lt_u (local.get $l) (local.get $best))))
+              (then
+                (local.set $best (local.get $l))
+                (local.set $bestCost (local.get $c))
+                (local.set $bestDot (local.get $d))))
+            (local.set $q (i32.add (local.get $q) (i32.const 1)))
+            (br_if $pick (i32.lt_u (local.get $q) (local.get $count))))
+          (if (i32.ne (local.get $best) (local.get $a))
+            (then
+              (local.set $moved (i32.add (local.get $moved) (i32.const 1)))
+              (f32.store (i32.add (local.get $lo) (i32.shl (local.get $a) (i32.const 2)))
+                (call $kbound (local.get $sn) (local.get $norms) (local.get $drift) (local.get $a)
+                  (f64.promote_f32 (f32.load (local.get $scores)))))
+              ;; sums[a] -= x, sums[best] += x: two f64 lanes at a time, each its own operation
+              (local.set $sa (i32.add (local.get $sums) (i32.shl (i32.mul (local.get $a) (local.get $dim)) (i32.const 3))))
+              (local.set $sb (i32.add (local.get $sums) (i32.shl (i32.mul (local.get $best) (local.get $dim)) (i32.const 3))))
+              (local.set $j (i32.const 0))
+              (block $pairs_done
+                (loop $pairs
+                  (br_if $pairs_done (i32.gt_u (i32.add (local.get $j) (i32.const 2)) (local.get $dim)))
+                  (local.set $v (f64x2.promote_low_f32x4
+                    (v128.load64_zero (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))))
+                  (local.set $at (i32.shl (local.get $j) (i32.const 3)))
+                  (v128.store (i32.add (local.get $sa) (local.get $at))
+                    (f64x2.sub (v128.load (i32.add (local.get $sa) (local.get $at))) (local.get $v)))
+                  (v128.store (i32.add (local.get $sb) (local.get $at))
+                    (f64x2.add (v128.load (i32.add (local.get $sb) (local.get $at))) (local.get $v)))
+                  (local.set $j (i32.add (local.get $j) (i32.const 2)))
+                  (br $pairs)))
+              (if (i32.lt_u (local.get $j) (local.get $dim))
+                (then
+                  (local.set $d (f64.promote_f32 (f32.load (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))))
+                  (local.set $at (i32.shl (local.get $j) (i32.const 3)))
+                  (f64.store (i32.add (local.get $sa) (local.get $at))
+                    (f64.sub (f64.load (i32.add (local.get $sa) (local.get $at))) (local.get $d)))
+                  (f64.store (i32.add (local.get $sb) (local.get $at))
+                    (f64.add (f64.load (i32.add (local.get $sb) (local.get $at))) (local.get $d)))))
+              (i32.store (i32.add (local.get $assign) (i32.shl (local.get $i) (i32.const 2))) (local.get $best))))
+          (f64.store (i32.add (local.get $upper) (i32.shl (local.get $i) (i32.const 3)))
+            (f64.sqrt (f64.max (f64.const 0)
+              (f64.sub
+                (f64.add (local.get $sn)
+                  (f64.load (i32.add (local.get $norms) (i32.shl (local.get $best) (i32.const 3)))))
+                (f64.mul (f64.const 2) (local.get $bestDot))))))
+          (f64.store (i32.add (local.get $cost) (i32.shl (local.get $i) (i32.const 3)))
+            (if (result f64) (local.get $spherical)
+              (then (local.get $bestCost))
+              (else (f64.add (local.get $bestCost) (local.get $sn)))))
+          (local.set $at (i32.add (local.get $counts) (i32.shl (local.get $best) (i32.const 2))))
+          (i32.store (local.get $at) (i32.add (i32.load (local.get $at)) (i32.const 1)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $vec))
+        ;; kept without a product: the cost from the upper bound, now exact or still loose
+        (local.set $t (f64.mul (local.get $u) (local.get $u)))
+        (f64.store (i32.add (local.get $cost) (i32.shl (local.get $i) (i32.const 3)))
+          (if (result f64) (local.get $spherical)
+            (then (f64.div
+              (f64.sub (f64.sub (local.get $t) (local.get $sn))
+                (f64.load (i32.add (local.get $norms) (i32.shl (local.get $a) (i32.const 3)))))
+              (f64.const 2)))
+            (else (local.get $t))))
+        (local.set $at (i32.add (local.get $counts) (i32.shl (local.get $a) (i32.const 2))))
+        (i32.store (local.get $at) (i32.add (i32.load (local.get $at)) (i32.const 1)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $vec)))
+    (local.get $moved))
+
+  ;; The byte offset of the centroid row of candidate min(q, last).
+  (func $row (param $cand i32) (param $q i32) (param $last i32) (param $cent i32) (param $stride i32) (result i32)
+    (if (i32.gt_u (local.get $q) (local.get $last)) (then (local.set $q (local.get $last))))
+    (i32.add (local.get $cent)
+      (i32.mul (i32.load (i32.add (local.get $cand) (i32.shl (local.get $q) (i32.const 2)))) (local.get $stride))))
+
+  ;; k-means' cost of list l at dot d: -d (spherical), else |c_l|^2 - 2d.
+  (func $kcost (param $spherical i32) (param $norms i32) (param $l i32) (param $d f64) (result f64)
+    (if (result f64) (local.get $spherical)
+      (then (f64.neg (local.get $d)))
+      (else (f64.sub (f64.load (i32.add (local.get $norms) (i32.shl (local.get $l) (i32.const 3))))
+        (f64.mul (f64.const 2) (local.get $d))))))
+
+  ;; The stored lower bound of list l at dot d: sqrt(max(0, |x|^2 + |c_l|^2 - 2d)) + drift[l], in f32.
+  (func $kbound (param $sn f64) (param $norms i32) (param $drift i32) (param $l i32) (param $d f64) (result f32)
+    (f32.demote_f64 (f64.add
+      (f64.sqrt (f64.max (f64.const 0)
+        (f64.sub
+          (f64.add (local.get $sn) (f64.load (i32.add (local.get $norms) (i32.shl (local.get $l) (i32.const 3)))))
+          (f64.mul (f64.const 2) (local.get $d)))))
+      (f64.load (i32.add (local.get $drift) (i32.shl (local.get $l) (i32.const 3)))))))
 )
