@@ -186,6 +186,31 @@ describe('search', () => {
     }
   })
 
+  it('searchMany reads a flat matrix of queries in place without changing it, and returns 64-bit ids whole', async () => {
+    // Under l2 and ip a flat Float32Array of queries is read where it lies (not copied); under
+    // cosine it must still be normalised in a copy. Ids are copied as pairs of u32 words.
+    const dim = 16
+    const data = clustered({ n: 400, dim, seed: 9 })
+    const ids = BigUint64Array.from({ length: 400 }, (_, i) => (BigInt(i) << 40n) + 0xfedc_ba98n + BigInt(i))
+    for (const metric of ['l2', 'ip', 'cosine'] as const) {
+      const spatialIndex = await trainSpatialIndex(data, { dim, metric, lists: 8 })
+      const index = createVectorIndex({ spatialIndex, compressor: createCompressor({ dim, metric }) })
+      index.add(data, { ids })
+      const queries = Float32Array.from(data.subarray(0, 40 * dim), (x, j) => x * (1 + (j % 3)))
+      const before = queries.slice()
+      const options = { k: 6, nprobe: 3 }
+      const many = index.searchMany(queries, options)
+      expect(queries).toEqual(before)
+      for (let i = 0; i < 40; i++) {
+        const one = index.search(queries.subarray(i * dim, (i + 1) * dim), options)
+        expect(many.ids.subarray(i * 6, i * 6 + one.ids.length)).toEqual(one.ids)
+        expect(many.distances.subarray(i * 6, i * 6 + one.ids.length)).toEqual(one.distances)
+        for (const id of one.ids) expect(ids).toContain(id)
+      }
+      expect(many.counts.every((c) => c === 6)).toBe(true)
+    }
+  })
+
   it('searchMany equals search where the visit order decides: a loose bound, many queries, both kernels', async () => {
     // searchMany runs FastScan list by list for a batch of queries, then each query's screen
     // and rerank in its own nearest-first order. With epsilon0 0 the bound is 0: a vector is
