@@ -43,6 +43,12 @@ export interface CommitOptions extends AbortOptions {
    * sweep is on).
    */
   written?: Iterable<CID>
+  /**
+   * The clock, ms since the epoch, by which the commit judges how old its check of those
+   * objects is (redone after 20 minutes) and how long it has waited on a GC's sweep (tests:
+   * time passing without waiting for it). @default Date.now
+   */
+  now?: () => number
 }
 
 export interface CommitResult {
@@ -146,7 +152,7 @@ export async function commit(
   request: ChangeRequest,
   options: CommitOptions = {},
 ): Promise<CommitResult> {
-  const { signal } = options
+  const { signal, now = Date.now } = options
   const meta = checkMeta(options.meta)
   const maxAttempts = options.maxAttempts ?? host.maxAttempts
   const known = await host.knownBranch(refName, options)
@@ -158,7 +164,7 @@ export async function commit(
   const written = new Set([...(options.written ?? [])].map(String))
   const toCheck = () => prepared.objects.filter((o) => !written.has(o.cid.toString()))
   await assertObjectsStored(host, toCheck(), options)
-  let checkedAt = Date.now()
+  let checkedAt = now()
   let base = head.target.manifest
   // Manifests already checked to commute with this change: a retry walks back only to
   // the head it saw last time, not all the way to the base.
@@ -192,9 +198,9 @@ export async function commit(
         }
       checkedUpTo = head.target.manifest
     }
-    if (Date.now() - checkedAt > RECHECK_AFTER_MS) {
+    if (now() - checkedAt > RECHECK_AFTER_MS) {
       await assertObjectsStored(host, toCheck(), options)
-      checkedAt = Date.now()
+      checkedAt = now()
     }
     const next = await nextManifest(prepared, head, context, options.message, meta)
     const cid = await host.putManifest(next, options)
@@ -335,7 +341,7 @@ async function nextManifest(
 async function assertObjectsStored(
   host: CommitHost,
   objects: { cid: CID; path: string }[],
-  options: AbortOptions,
+  options: CommitOptions,
 ): Promise<void> {
   if (objects.length === 0) return
   const limit = pLimit(CONCURRENT_CHECKS)

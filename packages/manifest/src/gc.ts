@@ -223,9 +223,14 @@ class Sweep {
 /**
  * Wait until no sweep is on and return the fence's version (`null`: no fence). A sweep that
  * runs longer than SWEEP_WAIT_MS is asked to yield; a fence unwritten for SWEEP_STALE_MS
- * after that (its GC dead or paused) is taken over: set to idle.
+ * after that (its GC dead or paused) is taken over: set to idle. Both are judged by `clock`
+ * (the commit's), watching the fence; the polls between are real waits.
  */
-async function settledFence(store: Store, signal?: AbortSignal): Promise<string | null> {
+async function settledFence(
+  store: Store,
+  signal: AbortSignal | undefined,
+  clock: () => number,
+): Promise<string | null> {
   let waitedSince: number | undefined
   let asked = false
   let lastVersion: string | undefined
@@ -235,7 +240,7 @@ async function settledFence(store: Store, signal?: AbortSignal): Promise<string 
     const entry = await store.readRef(SWEEP_FENCE_REF, { signal })
     const fence = decodeFence(entry)
     if (entry === undefined || fence?.state !== 'sweeping') return entry?.version ?? null
-    const now = Date.now()
+    const now = clock()
     waitedSince ??= now
     if (entry.version !== lastVersion) {
       lastVersion = entry.version
@@ -280,11 +285,11 @@ export async function checkFenced(
   store: Store,
   objects: readonly { cid: CID }[],
   check: (cid: CID) => Promise<boolean>,
-  options: AbortOptions = {},
+  options: AbortOptions & { now?: () => number } = {},
 ): Promise<number[]> {
-  const { signal } = options
+  const { signal, now = Date.now } = options
   for (let round = 0; ; round++) {
-    const before = await settledFence(store, signal)
+    const before = await settledFence(store, signal, now)
     const present = await Promise.all(objects.map((o) => check(o.cid)))
     const missing = present.flatMap((p, i) => (p ? [] : [i]))
     // Missing is missing: refusing is safe whatever the fence says.
