@@ -66,6 +66,7 @@ const TIGHTEN_OVER = 16
  * JavaScript; both leave the same candidates (design/0004).
  */
 const SCAN_SORTED = 8
+const COUNT_FIELD = KMEANS_PARAMS.indexOf('count')
 
 /**
  * Train an IVF partition on `vectors` (a sample of the data is enough: vectors added later
@@ -155,6 +156,7 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   const sampleNormsOff = place(m * 8)
   const halfOff = place(lists * 8)
   const upperOff = place(m * 8)
+  const hamerlyOff = place(m * 8)
   const costOff = place(m * 8)
   const assignmentOff = place(m * 4)
   const countsOff = place(lists * 4)
@@ -182,7 +184,7 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   // distance to any other (lower, or half the gap to the nearest other centroid) keeps its list
   // without being compared with every centroid. Exact: the same assignments as comparing all.
   const upper = new Float64Array(heapBuffer, upperOff, m).fill(Number.POSITIVE_INFINITY)
-  const lower = new Float64Array(m)
+  const lower = new Float64Array(heapBuffer, hamerlyOff, m).fill(0)
   const half = new Float64Array(heapBuffer, halfOff, lists).fill(0)
   const shift = new Float64Array(lists)
   // Elkan's bounds where they fit: a lower bound per vector and centroid (each loosened by its
@@ -191,8 +193,7 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   // Hamerly's one lower bound alone skipped a quarter of the comparisons on 784-d pixels;
   // these skip most of them (design/0004).
   // Stored as the distance plus the centroid's total move so far (`drift`): the bound now is
-  // lowerAll - drift, and a move costs one add per centroid instead of one per vector and centroid.
-  const lowerAll = elkan ? new Float32Array(heapBuffer, lowerOff, m * lists) : new Float32Array(0)
+  // stored - drift, and a move costs one add per centroid instead of one per vector and centroid.
   const drift = elkan ? new Float64Array(heapBuffer, driftOff, lists + 1).fill(0) : new Float64Array(lists)
   const centroidGap = elkan
     ? new Float32Array(heapBuffer, gapOff, lists * lists).fill(0)
@@ -207,7 +208,6 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   const gapBits = new Uint32Array(centroidGap.buffer, centroidGap.byteOffset, centroidGap.length)
   const keys = new Float64Array(lists)
   const previous = new Float32Array(lists * dim)
-  const blockRows = new Int32Array(block)
 
   let ran = 0
   for (let it = 0; it < iterations; it++) {
@@ -257,56 +257,47 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
     }
     let moved = 0
     counts.fill(0)
+    // The kernels' parameters for this iteration (`kscored` reads the block's size at COUNT_FIELD).
+    writeKmeansParams(k, paramsOff, {
+      m,
+      lists,
+      dim4,
+      dim,
+      spherical: spherical ? 1 : 0,
+      sample: sampleOff,
+      centroids: centroidsOff,
+      norms: normsOff,
+      sampleNorms: sampleNormsOff,
+      lower: lowerOff,
+      drift: driftOff,
+      gaps: gapOff,
+      byGap: byGapOff,
+      sortedGap: sortedGapOff,
+      half: halfOff,
+      upper: upperOff,
+      assignment: assignmentOff,
+      cost: costOff,
+      counts: countsOff,
+      sums: sumsOff,
+      candidates: candOff,
+      scores: scoresOff,
+      scan: SCAN_SORTED,
+      tighten: TIGHTEN_OVER,
+      rows: xsOff,
+      count: 0,
+      hamerly: hamerlyOff,
+      // Not after the first iteration: the second scores every pair again (above).
+      bounds: elkan && it > 0 ? 1 : 0,
+    })
     // Score the pending block against every centroid and move its vectors, in sample order
-    // (the lists' float sums see the same additions in the same order as one at a time).
+    // (the lists' float sums see the same additions in the same order as one at a time), in
+    // the `kscored` kernel: the per-row choice and bounds cost more in JavaScript than the
+    // block's products (design/0004).
     let pending = 0
     const flush = (): void => {
       k.gemm(xsOff, pending, centroidsOff, lists, dim4, scoresOff)
-      heap = k.f32()
-      for (let q = 0; q < pending; q++) {
-        const i = blockRows[q]!
-        const a = assignment[i]!
-        const s = (scoresOff >>> 2) + q * lists
-        let best = 0
-        let bestCost = Number.POSITIVE_INFINITY
-        let second = -1
-        let secondCost = Number.POSITIVE_INFINITY
-        for (let l = 0; l < lists; l++) {
-          const c = spherical ? -heap[s + l]! : norms[l]! - 2 * heap[s + l]!
-          if (c < bestCost) {
-            second = best
-            secondCost = bestCost
-            bestCost = c
-            best = l
-          } else if (c < secondCost) {
-            secondCost = c
-            second = l
-          }
-        }
-        if (a !== best) {
-          // The lists' sums follow the vectors that move (most stay after a few iterations).
-          moved++
-          const at = i * dim
-          if (a >= 0) for (let j = 0; j < dim; j++) sums[a * dim + j]! -= sample[at + j]!
-          for (let j = 0; j < dim; j++) sums[best * dim + j]! += sample[at + j]!
-        }
-        assignment[i] = best
-        cost[i] = spherical ? bestCost : bestCost + sampleNorms[i]!
-        counts[best]!++
-        upper[i] = Math.sqrt(Math.max(0, sampleNorms[i]! + norms[best]! - 2 * heap[s + best]!))
-        lower[i] =
-          lists > 1 && second >= 0
-            ? Math.sqrt(Math.max(0, sampleNorms[i]! + norms[second]! - 2 * heap[s + second]!))
-            : Number.POSITIVE_INFINITY
-        // Not after the first iteration: the second scores every pair again (above).
-        if (elkan && it > 0) {
-          const lo = i * lists
-          for (let l = 0; l < lists; l++) {
-            lowerAll[lo + l] =
-              Math.sqrt(Math.max(0, sampleNorms[i]! + norms[l]! - 2 * heap[s + l]!)) + drift[l]!
-          }
-        }
-      }
+      k.u32()[(paramsOff >>> 2) + COUNT_FIELD] = pending
+      moved += k.kscored(paramsOff)
       pending = 0
     }
     if (prune && elkan) {
@@ -317,32 +308,6 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
       // more than TIGHTEN_OVER pass, the bound is tightened first; a bound past the centroid's
       // SCAN_SORTED nearest others tests every list, branch-free, otherwise the others go in
       // gap order until one is too far.
-      writeKmeansParams(k, paramsOff, {
-        m,
-        lists,
-        dim4,
-        dim,
-        spherical: spherical ? 1 : 0,
-        sample: sampleOff,
-        centroids: centroidsOff,
-        norms: normsOff,
-        sampleNorms: sampleNormsOff,
-        lower: lowerOff,
-        drift: driftOff,
-        gaps: gapOff,
-        byGap: byGapOff,
-        sortedGap: sortedGapOff,
-        half: halfOff,
-        upper: upperOff,
-        assignment: assignmentOff,
-        cost: costOff,
-        counts: countsOff,
-        sums: sumsOff,
-        candidates: candOff,
-        scores: scoresOff,
-        scan: SCAN_SORTED,
-        tighten: TIGHTEN_OVER,
-      })
       moved = k.kmeans(paramsOff)
     }
     for (let i = 0; i < m && !(prune && elkan); i++) {
@@ -362,7 +327,6 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
           continue
         }
       }
-      blockRows[pending] = i
       k.u32()[(xsOff >>> 2) + pending] = row
       if (++pending === block) flush()
     }

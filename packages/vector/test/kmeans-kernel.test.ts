@@ -40,9 +40,13 @@ function setup(m: number, lists: number, dim: number, spherical: boolean, seed: 
     counts: place(lists * 4),
     sums: place(lists * dim * 8),
     candidates: place((lists + 4) * 4),
-    scores: place((2 * lists + 4) * 4),
+    scores: place(Math.max(m * lists, 2 * lists + 4) * 4),
     scan: 8,
     tighten: 16,
+    rows: place(m * 4),
+    count: 0,
+    hamerly: place(m * 8),
+    bounds: 0,
   }
   const paramsAt = place(KMEANS_PARAMS.length * 4)
   const ref = createKernels('js')
@@ -117,14 +121,19 @@ function setup(m: number, lists: number, dim: number, spherical: boolean, seed: 
   const sums = new Float64Array(buf, p.sums, lists * dim)
   for (let j = 0; j < sums.length; j++) sums[j] = gaussian(prng)
   writeKmeansParams(ref, paramsAt, p)
-  return { bytes: new Uint8Array(buf, 0, end).slice(), p, paramsAt, cost, dist }
+  return { bytes: new Uint8Array(buf, 0, end).slice(), p, paramsAt, cost, dist, ref, dots }
 }
 
-function run(kind: 'wasm' | 'js', bytes: Uint8Array, paramsAt: number): { k: Kernels; moved: number } {
+function run(
+  kind: 'wasm' | 'js',
+  bytes: Uint8Array,
+  paramsAt: number,
+  kernel: 'kmeans' | 'kscored' = 'kmeans',
+): { k: Kernels; moved: number } {
   const k = createKernels(kind)
   k.reserve(bytes.length)
   k.u8().set(bytes)
-  return { k, moved: k.kmeans(paramsAt) }
+  return { k, moved: kernel === 'kmeans' ? k.kmeans(paramsAt) : k.kscored(paramsAt) }
 }
 
 describe('kmeans kernel', () => {
@@ -181,6 +190,66 @@ describe('kmeans kernel', () => {
         }
       }
       for (let j = 0; j < sums.length; j++) expect(sums[j]).toBeCloseTo(expected[j]!, 9)
+    },
+  )
+
+  it.each([
+    ['l2, first iteration (no list yet), no per-list bounds', 150, 7, 12, false, 5, 0, true],
+    ['cosine, odd dim, per-list bounds', 200, 13, 30, true, 6, 1, false],
+    ['l2, one list', 40, 1, 8, false, 7, 1, true],
+  ] as const)(
+    'kscored, %s: the same bytes in TypeScript and WASM, the nearest list, the second for Hamerly',
+    (_, m, lists, dim, spherical, seed, bounds, fresh) => {
+      const { bytes, p, paramsAt, cost, dist, ref } = setup(m, lists, dim, spherical, seed)
+      // A block of two vectors in three, in order; those of a first iteration have no list yet.
+      const rows = Array.from({ length: m }, (_, i) => i).filter((i) => i % 3 !== 1)
+      const heap = ref.u32()
+      rows.forEach((i, q) => {
+        heap[(p.rows >>> 2) + q] = p.sample + i * p.dim4 * 4
+      })
+      if (fresh) for (const i of rows) heap[(p.assignment >>> 2) + i] = 0xffffffff
+      ref.gemm(p.rows, rows.length, p.centroids, lists, p.dim4, p.scores)
+      writeKmeansParams(ref, paramsAt, { ...p, count: rows.length, bounds })
+      const prepared = ref.u8().slice(0, bytes.length)
+      const a = run('wasm', prepared, paramsAt, 'kscored')
+      const b = run('js', prepared, paramsAt, 'kscored')
+      expect(a.moved).toBe(b.moved)
+      const region = (k: Kernels, off: number, n: number) => Array.from(k.u8().subarray(off, off + n))
+      for (const [off, n] of [
+        [p.assignment, m * 4],
+        [p.upper, m * 8],
+        [p.hamerly, m * 8],
+        [p.cost, m * 8],
+        [p.counts, lists * 4],
+        [p.sums, lists * dim * 8],
+        [p.lower, m * lists * 4],
+      ] as const) {
+        expect(region(a.k, off, n)).toEqual(region(b.k, off, n))
+      }
+      const before = new Int32Array(prepared.buffer, p.assignment, m)
+      const after = new Int32Array(a.k.u8().buffer, p.assignment, m)
+      const hamerly = new Float64Array(a.k.u8().buffer, p.hamerly, m)
+      const lower = new Float32Array(a.k.u8().buffer, p.lower, m * lists)
+      const lower0 = new Float32Array(prepared.buffer, p.lower, m * lists)
+      const drift = new Float64Array(prepared.buffer, p.drift, lists)
+      let moved = 0
+      for (let i = 0; i < m; i++) {
+        if (i % 3 === 1) {
+          expect(after[i]).toBe(before[i])
+          continue
+        }
+        const order = Array.from({ length: lists }, (_, l) => l).sort(
+          (x, y) => cost(i, x) - cost(i, y) || x - y,
+        )
+        expect(after[i]).toBe(order[0])
+        if (before[i] !== order[0]) moved++
+        expect(hamerly[i]).toBe(lists > 1 ? dist(i, order[1]!) : Number.POSITIVE_INFINITY)
+        for (let l = 0; l < lists; l++) {
+          const want = bounds ? Math.fround(dist(i, l) + drift[l]!) : lower0[i * lists + l]
+          expect(lower[i * lists + l]).toBe(want)
+        }
+      }
+      expect(a.moved).toBe(moved)
     },
   )
 })

@@ -11,7 +11,7 @@
  */
 import { WasmUnavailableError } from '../errors.js'
 import { KERNELS_WASM_BASE64 } from './kernels-wasm.js'
-import { kmeansTwin } from './kmeans.js'
+import { kmeansTwin, kscoredTwin } from './kmeans.js'
 
 export type KernelKind = 'wasm' | 'js'
 /** Which kernels to run: WebAssembly SIMD where the runtime has it (`'auto'`), or one of them. */
@@ -63,6 +63,8 @@ export interface Kernels {
   ): number
   /** One k-means assignment pass under Elkan's bounds; `params` as kernels.wat and kmeans.ts lay it out. */
   kmeans(params: number): number
+  /** k-means' full pass over a block scored by `gemm`; `params` as for `kmeans`. */
+  kscored(params: number): number
   fwht(p: number, n: number): void
   mul(x: number, s: number, n: number): void
   scale(x: number, n: number, f: number): void
@@ -219,6 +221,9 @@ class WasmKernels extends Views implements Kernels {
   }
   kmeans(params: number): number {
     return this.#x.kmeans(params)
+  }
+  kscored(params: number): number {
+    return this.#x.kscored(params)
   }
   fwht(p: number, n: number): void {
     this.#x.fwht(p, n)
@@ -430,6 +435,9 @@ class JsKernels extends Views implements Kernels {
   }
   kmeans(params: number): number {
     return kmeansTwin(this, params)
+  }
+  kscored(params: number): number {
+    return kscoredTwin(this, params)
   }
   screen(
     sums: number,

@@ -1216,4 +1216,155 @@
           (f64.add (local.get $sn) (f64.load (i32.add (local.get $norms) (i32.shl (local.get $l) (i32.const 3)))))
           (f64.mul (f64.const 2) (local.get $d)))))
       (f64.load (i32.add (local.get $drift) (i32.shl (local.get $l) (i32.const 3)))))))
+
+  ;; k-means' full pass for a block of sample vectors scored against every centroid (`gemm`
+  ;; wrote count x lists f32 scores at field 21), as ivf.ts did it in JavaScript: each vector
+  ;; takes the list of lowest cost (the first on a tie), remembers the second, moves the lists'
+  ;; f64 sums if it changed list (in block order), and gets its cost, count, upper bound,
+  ;; Hamerly's lower bound (f64 per vector at field 26: the second's distance, or infinity) and,
+  ;; when field 27 is 1, Elkan's lower bound for every list. Fields 0-23 as `kmeans`; 24 the
+  ;; byte offsets (u32) of the block's sample rows (gemm's `xs`), 25 their count. Every float
+  ;; step is ivf.ts's, in its order (kmeans.ts is the twin). Returns how many vectors moved.
+  (func (export "kscored") (param $p i32) (result i32)
+    (local $lists i32) (local $dim4 i32) (local $dim i32) (local $spherical i32) (local $sample i32)
+    (local $norms i32) (local $snorms i32) (local $lower i32) (local $drift i32) (local $upper i32)
+    (local $assign i32) (local $cost i32) (local $counts i32) (local $sums i32) (local $scores i32)
+    (local $rows i32) (local $count i32) (local $hlower i32) (local $all i32)
+    (local $q i32) (local $i i32) (local $a i32) (local $x i32) (local $s i32) (local $l i32)
+    (local $best i32) (local $second i32) (local $moved i32) (local $stride i32) (local $lo i32)
+    (local $at i32)
+    (local $sn f64) (local $c f64) (local $bestCost f64) (local $secondCost f64)
+    (local $v v128) (local $psn v128)
+    (local.set $lists (i32.load offset=4 (local.get $p)))
+    (local.set $dim4 (i32.load offset=8 (local.get $p)))
+    (local.set $dim (i32.load offset=12 (local.get $p)))
+    (local.set $spherical (i32.load offset=16 (local.get $p)))
+    (local.set $sample (i32.load offset=20 (local.get $p)))
+    (local.set $norms (i32.load offset=28 (local.get $p)))
+    (local.set $snorms (i32.load offset=32 (local.get $p)))
+    (local.set $lower (i32.load offset=36 (local.get $p)))
+    (local.set $drift (i32.load offset=40 (local.get $p)))
+    (local.set $upper (i32.load offset=60 (local.get $p)))
+    (local.set $assign (i32.load offset=64 (local.get $p)))
+    (local.set $cost (i32.load offset=68 (local.get $p)))
+    (local.set $counts (i32.load offset=72 (local.get $p)))
+    (local.set $sums (i32.load offset=76 (local.get $p)))
+    (local.set $scores (i32.load offset=84 (local.get $p)))
+    (local.set $rows (i32.load offset=96 (local.get $p)))
+    (local.set $count (i32.load offset=100 (local.get $p)))
+    (local.set $hlower (i32.load offset=104 (local.get $p)))
+    (local.set $all (i32.load offset=108 (local.get $p)))
+    (local.set $stride (i32.shl (local.get $dim4) (i32.const 2)))
+    (block $done
+      (loop $vec
+        (br_if $done (i32.ge_u (local.get $q) (local.get $count)))
+        (local.set $x (i32.load (i32.add (local.get $rows) (i32.shl (local.get $q) (i32.const 2)))))
+        (local.set $i (i32.div_u (i32.sub (local.get $x) (local.get $sample)) (local.get $stride)))
+        (local.set $a (i32.load (i32.add (local.get $assign) (i32.shl (local.get $i) (i32.const 2)))))
+        (local.set $s (i32.add (local.get $scores) (i32.shl (i32.mul (local.get $q) (local.get $lists)) (i32.const 2))))
+        (local.set $sn (f64.load (i32.add (local.get $snorms) (i32.shl (local.get $i) (i32.const 3)))))
+        (local.set $best (i32.const 0))
+        (local.set $second (i32.const -1))
+        (local.set $bestCost (f64.const inf))
+        (local.set $secondCost (f64.const inf))
+        (local.set $l (i32.const 0))
+        (block $scan_done
+          (loop $scan
+            (br_if $scan_done (i32.ge_u (local.get $l) (local.get $lists)))
+            (local.set $c (call $kcost (local.get $spherical) (local.get $norms) (local.get $l)
+              (f64.promote_f32 (f32.load (i32.add (local.get $s) (i32.shl (local.get $l) (i32.const 2)))))))
+            (if (f64.lt (local.get $c) (local.get $bestCost))
+              (then
+                (local.set $second (local.get $best))
+                (local.set $secondCost (local.get $bestCost))
+                (local.set $bestCost (local.get $c))
+                (local.set $best (local.get $l)))
+              (else
+                (if (f64.lt (local.get $c) (local.get $secondCost))
+                  (then
+                    (local.set $secondCost (local.get $c))
+                    (local.set $second (local.get $l))))))
+            (local.set $l (i32.add (local.get $l) (i32.const 1)))
+            (br $scan)))
+        (if (i32.ne (local.get $a) (local.get $best))
+          (then
+            (local.set $moved (i32.add (local.get $moved) (i32.const 1)))
+            (call $kmove (local.get $sums) (local.get $dim) (local.get $a) (local.get $best) (local.get $x))))
+        (i32.store (i32.add (local.get $assign) (i32.shl (local.get $i) (i32.const 2))) (local.get $best))
+        (f64.store (i32.add (local.get $cost) (i32.shl (local.get $i) (i32.const 3)))
+          (if (result f64) (local.get $spherical)
+            (then (local.get $bestCost))
+            (else (f64.add (local.get $bestCost) (local.get $sn)))))
+        (local.set $at (i32.add (local.get $counts) (i32.shl (local.get $best) (i32.const 2))))
+        (i32.store (local.get $at) (i32.add (i32.load (local.get $at)) (i32.const 1)))
+        (f64.store (i32.add (local.get $upper) (i32.shl (local.get $i) (i32.const 3)))
+          (call $kdist (local.get $sn) (local.get $norms) (local.get $best)
+            (f64.promote_f32 (f32.load (i32.add (local.get $s) (i32.shl (local.get $best) (i32.const 2)))))))
+        (f64.store (i32.add (local.get $hlower) (i32.shl (local.get $i) (i32.const 3)))
+          (if (result f64) (i32.and (i32.gt_u (local.get $lists) (i32.const 1)) (i32.ge_s (local.get $second) (i32.const 0)))
+            (then (call $kdist (local.get $sn) (local.get $norms) (local.get $second)
+              (f64.promote_f32 (f32.load (i32.add (local.get $s) (i32.shl (local.get $second) (i32.const 2)))))))
+            (else (f64.const inf))))
+        (if (local.get $all)
+          (then
+            ;; sqrt(max(0, (|x|^2 + |c_l|^2) - 2 d)) + drift[l], two lists per f64x2 step
+            (local.set $lo (i32.add (local.get $lower) (i32.shl (i32.mul (local.get $i) (local.get $lists)) (i32.const 2))))
+            (local.set $psn (f64x2.splat (local.get $sn)))
+            (local.set $l (i32.const 0))
+            (block $pairs_done
+              (loop $pairs
+                (br_if $pairs_done (i32.gt_u (i32.add (local.get $l) (i32.const 2)) (local.get $lists)))
+                (local.set $v (f32x4.demote_f64x2_zero (f64x2.add
+                  (f64x2.sqrt (f64x2.max (f64x2.splat (f64.const 0))
+                    (f64x2.sub
+                      (f64x2.add (local.get $psn) (v128.load (i32.add (local.get $norms) (i32.shl (local.get $l) (i32.const 3)))))
+                      (f64x2.mul (f64x2.splat (f64.const 2))
+                        (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $s) (i32.shl (local.get $l) (i32.const 2)))))))))
+                  (v128.load (i32.add (local.get $drift) (i32.shl (local.get $l) (i32.const 3)))))))
+                (v128.store64_lane 0 (i32.add (local.get $lo) (i32.shl (local.get $l) (i32.const 2))) (local.get $v))
+                (local.set $l (i32.add (local.get $l) (i32.const 2)))
+                (br $pairs)))
+            (if (i32.lt_u (local.get $l) (local.get $lists))
+              (then
+                (f32.store (i32.add (local.get $lo) (i32.shl (local.get $l) (i32.const 2)))
+                  (call $kbound (local.get $sn) (local.get $norms) (local.get $drift) (local.get $l)
+                    (f64.promote_f32 (f32.load (i32.add (local.get $s) (i32.shl (local.get $l) (i32.const 2)))))))))))
+        (local.set $q (i32.add (local.get $q) (i32.const 1)))
+        (br $vec)))
+    (local.get $moved))
+
+  ;; sqrt(max(0, (|x|^2 + |c_l|^2) - 2d)): the distance of x to list l from their dot product d.
+  (func $kdist (param $sn f64) (param $norms i32) (param $l i32) (param $d f64) (result f64)
+    (f64.sqrt (f64.max (f64.const 0)
+      (f64.sub
+        (f64.add (local.get $sn) (f64.load (i32.add (local.get $norms) (i32.shl (local.get $l) (i32.const 3)))))
+        (f64.mul (f64.const 2) (local.get $d))))))
+
+  ;; A vector (f32 row at x) moves from list `from` (none when negative) to list `to`: the
+  ;; lists' f64 sums (dim per list) lose and gain it, two lanes at a time, each its own operation.
+  (func $kmove (param $sums i32) (param $dim i32) (param $from i32) (param $to i32) (param $x i32)
+    (local $j i32) (local $sa i32) (local $sb i32) (local $at i32) (local $v v128) (local $d f64)
+    (local.set $sa (i32.add (local.get $sums) (i32.shl (i32.mul (local.get $from) (local.get $dim)) (i32.const 3))))
+    (local.set $sb (i32.add (local.get $sums) (i32.shl (i32.mul (local.get $to) (local.get $dim)) (i32.const 3))))
+    (block $pairs_done
+      (loop $pairs
+        (br_if $pairs_done (i32.gt_u (i32.add (local.get $j) (i32.const 2)) (local.get $dim)))
+        (local.set $v (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))))
+        (local.set $at (i32.shl (local.get $j) (i32.const 3)))
+        (if (i32.ge_s (local.get $from) (i32.const 0))
+          (then (v128.store (i32.add (local.get $sa) (local.get $at))
+            (f64x2.sub (v128.load (i32.add (local.get $sa) (local.get $at))) (local.get $v)))))
+        (v128.store (i32.add (local.get $sb) (local.get $at))
+          (f64x2.add (v128.load (i32.add (local.get $sb) (local.get $at))) (local.get $v)))
+        (local.set $j (i32.add (local.get $j) (i32.const 2)))
+        (br $pairs)))
+    (if (i32.lt_u (local.get $j) (local.get $dim))
+      (then
+        (local.set $d (f64.promote_f32 (f32.load (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))))
+        (local.set $at (i32.shl (local.get $j) (i32.const 3)))
+        (if (i32.ge_s (local.get $from) (i32.const 0))
+          (then (f64.store (i32.add (local.get $sa) (local.get $at))
+            (f64.sub (f64.load (i32.add (local.get $sa) (local.get $at))) (local.get $d)))))
+        (f64.store (i32.add (local.get $sb) (local.get $at))
+          (f64.add (f64.load (i32.add (local.get $sb) (local.get $at))) (local.get $d))))))
 )

@@ -33,6 +33,10 @@ export const KMEANS_PARAMS = [
   'scores',
   'scan',
   'tighten',
+  'rows',
+  'count',
+  'hamerly',
+  'bounds',
 ] as const
 export type KmeansParams = Record<(typeof KMEANS_PARAMS)[number], number>
 
@@ -42,10 +46,80 @@ export function writeKmeansParams(k: Kernels, at: number, params: KmeansParams):
   for (let f = 0; f < KMEANS_PARAMS.length; f++) u32[(at >>> 2) + f] = params[KMEANS_PARAMS[f]!]
 }
 
-export function kmeansTwin(k: Kernels, at: number): number {
+function readParams(k: Kernels, at: number): Partial<KmeansParams> {
   const u32 = k.u32()
   const p: Partial<KmeansParams> = {}
   for (let f = 0; f < KMEANS_PARAMS.length; f++) p[KMEANS_PARAMS[f]!] = u32[(at >>> 2) + f]!
+  return p
+}
+
+/** The twin of `kscored`: a block of vectors scored against every centroid (kernels.wat). */
+export function kscoredTwin(k: Kernels, at: number): number {
+  const p = readParams(k, at)
+  const { m, lists, dim4, dim, spherical, count } = p as KmeansParams
+  const buffer = k.u8().buffer
+  const u32 = k.u32()
+  const heap = k.f32()
+  const rowsStride = dim4 * 4
+  const f64 = (off: number, n: number) => new Float64Array(buffer, off, n)
+  const norms = f64(p.norms!, lists)
+  const drift = f64(p.drift!, lists)
+  const sums = f64(p.sums!, lists * dim)
+  const sampleNorms = f64(p.sampleNorms!, m)
+  const cost = f64(p.cost!, m)
+  const upper = f64(p.upper!, m)
+  const hamerly = f64(p.hamerly!, m)
+  const assignment = new Int32Array(buffer, p.assignment!, m)
+  const counts = new Uint32Array(buffer, p.counts!, lists)
+  let moved = 0
+  for (let q = 0; q < count; q++) {
+    const row = u32[(p.rows! >>> 2) + q]!
+    const i = (row - p.sample!) / rowsStride
+    const sn = sampleNorms[i]!
+    const a = assignment[i]!
+    const s = (p.scores! >>> 2) + q * lists
+    let best = 0
+    let bestCost = Number.POSITIVE_INFINITY
+    let second = -1
+    let secondCost = Number.POSITIVE_INFINITY
+    for (let l = 0; l < lists; l++) {
+      const c = spherical ? -heap[s + l]! : norms[l]! - 2 * heap[s + l]!
+      if (c < bestCost) {
+        second = best
+        secondCost = bestCost
+        bestCost = c
+        best = l
+      } else if (c < secondCost) {
+        secondCost = c
+        second = l
+      }
+    }
+    if (a !== best) {
+      moved++
+      const x = row >>> 2
+      if (a >= 0) for (let j = 0; j < dim; j++) sums[a * dim + j]! -= heap[x + j]!
+      for (let j = 0; j < dim; j++) sums[best * dim + j]! += heap[x + j]!
+    }
+    assignment[i] = best
+    cost[i] = spherical ? bestCost : bestCost + sn
+    counts[best]!++
+    upper[i] = Math.sqrt(Math.max(0, sn + norms[best]! - 2 * heap[s + best]!))
+    hamerly[i] =
+      lists > 1 && second >= 0
+        ? Math.sqrt(Math.max(0, sn + norms[second]! - 2 * heap[s + second]!))
+        : Number.POSITIVE_INFINITY
+    if (p.bounds) {
+      const lower = new Float32Array(buffer, p.lower! + i * lists * 4, lists)
+      for (let l = 0; l < lists; l++)
+        lower[l] = Math.sqrt(Math.max(0, sn + norms[l]! - 2 * heap[s + l]!)) + drift[l]!
+    }
+  }
+  return moved
+}
+
+export function kmeansTwin(k: Kernels, at: number): number {
+  const u32 = k.u32()
+  const p = readParams(k, at)
   const { m, lists, dim4, dim, spherical, scan, tighten } = p as KmeansParams
   const buffer = k.u8().buffer
   const f64 = (off: number, n: number) => new Float64Array(buffer, off, n)
