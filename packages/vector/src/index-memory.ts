@@ -1370,7 +1370,7 @@ class MemoryVectorIndex implements VectorIndex {
   #rerankPending(pending: number, l: number, top: Heap): void {
     const k = this.#codec.k
     const metric = this.compressor.metric
-    k.distances(
+    k.distances8(
       this.#queryOff,
       this.#rerankRowsOff,
       pending,

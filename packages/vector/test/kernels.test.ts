@@ -430,6 +430,46 @@ describe('kernels', () => {
     ).toBe(true)
   })
 
+  it('distances8 gives what distances gives, bit for bit, eight rows at a time, then four, then one', () => {
+    // The rerank's kernel: rows anywhere on the heap (listed by byte offset, in any order and
+    // repeated), every count from 0 to 27 (three eights, a four and three more), both metrics.
+    const prng = new Prng(41)
+    const n = 52
+    const rowsAt = 64 * 1024
+    const outAt = rowsAt + 4096
+    const floats = Float32Array.from({ length: rowsAt / 4 }, () => gaussian(prng) * 3)
+    const offsets = Array.from({ length: 27 }, () => 16 * prng.below((rowsAt - n * 4) / 16))
+    offsets[5] = offsets[2]!
+    const bytes = new Uint8Array(outAt + 4096)
+    bytes.set(new Uint8Array(floats.buffer))
+    new Uint32Array(bytes.buffer, rowsAt, offsets.length).set(offsets)
+    const [a, b] = both(bytes)
+    const x = 4096
+    for (const l2 of [0, 1]) {
+      for (let count = 0; count <= offsets.length; count++) {
+        for (const k of [a, b]) {
+          k.f32().fill(-1, outAt / 4, outAt / 4 + 64)
+          k.distances8(x, rowsAt, count, n, l2, outAt)
+          const got = Array.from(k.f32().subarray(outAt / 4, outAt / 4 + count + 1))
+          k.distances(x, rowsAt, count, n, l2, outAt)
+          const want = Array.from(k.f32().subarray(outAt / 4, outAt / 4 + count + 1))
+          // the same bits (toEqual on numbers compares with Object.is), and nothing past count
+          expect(got).toEqual(want)
+          expect(got[count]).toBe(-1)
+          if (count > 0) {
+            const last = offsets[count - 1]!
+            expect(want[count - 1]).toBe(l2 ? k.l2sq(last, x, n) : k.dot(last, x, n))
+          }
+        }
+        expect(
+          Buffer.from(a.u8().subarray(outAt, outAt + 256)).equals(
+            Buffer.from(b.u8().subarray(outAt, outAt + 256)),
+          ),
+        ).toBe(true)
+      }
+    }
+  })
+
   it('gemm gives dot of every point and row, bit for bit, in TypeScript and WASM', () => {
     const prng = new Prng(21)
     const n = 36 // 9 steps of 4 lanes

@@ -74,6 +74,8 @@ export interface Kernels {
   dots(x: number, rows: number, count: number, n: number, out: number): void
   gemm(xs: number, npts: number, rows: number, count: number, n: number, out: number): void
   distances(x: number, rows: number, count: number, n: number, l2: number, out: number): void
+  /** `distances`, bit for bit, eight rows at a time where it can (the rerank's rows). */
+  distances8(x: number, rows: number, count: number, n: number, l2: number, out: number): void
 }
 
 const PAGE = 65536
@@ -251,6 +253,9 @@ class WasmKernels extends Views implements Kernels {
   }
   distances(x: number, rows: number, count: number, n: number, l2: number, out: number): void {
     this.#x.distances(x, rows, count, n, l2, out)
+  }
+  distances8(x: number, rows: number, count: number, n: number, l2: number, out: number): void {
+    this.#x.distances8(x, rows, count, n, l2, out)
   }
 }
 
@@ -586,6 +591,9 @@ class JsKernels extends Views implements Kernels {
       const at = u32[(rows >>> 2) + r]!
       f32[(out >>> 2) + r] = l2 ? this.l2sq(at, x, n) : this.dot(at, x, n)
     }
+  }
+  distances8(x: number, rows: number, count: number, n: number, l2: number, out: number): void {
+    this.distances(x, rows, count, n, l2, out)
   }
 }
 
