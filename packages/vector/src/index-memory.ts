@@ -252,6 +252,16 @@ class MemoryVectorIndex implements VectorIndex {
   readonly #probeRowsOff: number
   readonly #probeScoresOff: number
   readonly #probeStatsOff: number
+  /**
+   * `probebound`'s table (per list, f64, `#probeStride` apart: the i16 row's scale, its slack,
+   * its weight, sum |c| and |c|^2), its scratch for the nprobe smallest highest keys, the lists
+   * it leaves (u32) and its parameters.
+   */
+  readonly #probeStride: number
+  readonly #probeTableOff: number
+  readonly #probeBestOff: number
+  readonly #probeCandidatesOff: number
+  readonly #probeParamsOff: number
   /** Largest |value| of a rounded query (and centroid) coordinate: no i32 lane of `dots16` can overflow. */
   readonly #qmax: number
   /** Per list: the i16 row's scale, sum |c - scale c̃|, scale sum |c̃|, sum |c|. */
@@ -259,9 +269,6 @@ class MemoryVectorIndex implements VectorIndex {
   readonly #c16Slack: Float64Array
   readonly #c16Weight: Float64Array
   readonly #cL1: Float64Array
-  readonly #probeLo: Float64Array
-  readonly #probeHi: Float64Array
-  readonly #probeBest: Float64Array
   readonly #probeLists: Uint32Array
   readonly #probeKeys: Float64Array
   readonly #regionBase: number
@@ -337,7 +344,12 @@ class MemoryVectorIndex implements VectorIndex {
     this.#probeRowsOff = this.#probeOutOff + align16(lists * 8)
     this.#probeScoresOff = this.#probeRowsOff + align16(lists * 4)
     this.#probeStatsOff = this.#probeScoresOff + align16(lists * 4)
-    this.#regionBase = this.#probeStatsOff + 16
+    this.#probeStride = lists + (lists & 1)
+    this.#probeTableOff = this.#probeStatsOff + 16
+    this.#probeBestOff = this.#probeTableOff + 5 * this.#probeStride * 8
+    this.#probeCandidatesOff = this.#probeBestOff + align16(lists * 8)
+    this.#probeParamsOff = this.#probeCandidatesOff + align16(lists * 4)
+    this.#regionBase = this.#probeParamsOff + 64
     this.#end = this.#regionBase
     const k = this.#codec.k
     k.reserve(this.#end)
@@ -374,9 +386,6 @@ class MemoryVectorIndex implements VectorIndex {
     this.#c16Slack = new Float64Array(lists)
     this.#c16Weight = new Float64Array(lists)
     this.#cL1 = new Float64Array(lists)
-    this.#probeLo = new Float64Array(lists)
-    this.#probeHi = new Float64Array(lists)
-    this.#probeBest = new Float64Array(lists)
     this.#probeLists = new Uint32Array(lists)
     this.#probeKeys = new Float64Array(lists)
     {
@@ -405,6 +414,14 @@ class MemoryVectorIndex implements VectorIndex {
         this.#c16Weight[l] = scale * weight
         this.#cL1[l] = l1
       }
+      const table = k.f64()
+      const at = this.#probeTableOff >>> 3
+      const stride = this.#probeStride
+      table.set(this.#c16Scale, at)
+      table.set(this.#c16Slack, at + stride)
+      table.set(this.#c16Weight, at + 2 * stride)
+      table.set(this.#cL1, at + 3 * stride)
+      table.set(this.#codec.centroidNorms, at + 4 * stride)
     }
     this.#keys = new Float64Array(lists)
     this.#probeDots = new Float32Array(lists)
@@ -1012,7 +1029,6 @@ class MemoryVectorIndex implements VectorIndex {
     k.quant16(this.#q32Off, dim8, this.#qmax, this.#q16Off, this.#probeStatsOff)
     k.dots16(this.#q16Off, this.#c16Off, lists, dim8, this.#probeOutOff)
     f32 = k.f32()
-    const u32 = k.u32()
     const m = f32[this.#probeStatsOff >>> 2]!
     const inv = f32[(this.#probeStatsOff >>> 2) + 1]!
     const sq = inv > 0 ? 1 / inv : 0
@@ -1022,52 +1038,29 @@ class MemoryVectorIndex implements VectorIndex {
     const gamma = ((codec.dim4 / 4 + 4) * 2 ** -24 * 1.01 + 1e-12) * m
     // |q_j - q̃_j / inv| <= (1/2 + the f32 product's rounding, at most qmax 2^-24) / inv.
     const half = (0.5 + this.#qmax * 2 ** -23) * 1.0001
-    const halfSq = half * sq
-    const lo = this.#probeLo
-    const hi = this.#probeHi
-    const scale = this.#c16Scale
-    const slack = this.#c16Slack
-    const weight = this.#c16Weight
-    const l1 = this.#cL1
-    const out = this.#probeOutOff >>> 3
+    const params = this.#probeParamsOff >>> 3
     const f64 = k.f64()
-    // The nprobe smallest highest keys, ascending (insertion: nprobe is under a third of the lists).
-    const best = this.#probeBest
-    let filled = 0
-    for (let l = 0; l < lists; l++) {
-      const approx = sq * scale[l]! * f64[out + l]!
-      // |<q, c> - sq sc <q̃, c̃>| <= max|q| sum|c - sc c̃| + sc sum|q - sq q̃| |c̃|, plus f32's error.
-      const err = (m * slack[l]! + halfSq * weight[l]! + gamma * l1[l]!) * 1.000001 + Math.abs(approx) * 1e-12
-      let a: number
-      let b: number
-      if (l2) {
-        const n = norms[l]!
-        const pad = (n + 2 * Math.abs(approx) + 2 * err) * 1e-12
-        a = n - 2 * (approx + err) - pad
-        b = n - 2 * (approx - err) + pad
-      } else {
-        a = -(approx + err)
-        b = -(approx - err)
-      }
-      lo[l] = a
-      hi[l] = b
-      if (filled < nprobe || b < best[nprobe - 1]!) {
-        let i = filled < nprobe ? filled++ : nprobe - 1
-        while (i > 0 && best[i - 1]! > b) {
-          best[i] = best[i - 1]!
-          i--
-        }
-        best[i] = b
-      }
-    }
-    const cut = best[nprobe - 1]!
+    f64[params] = sq
+    f64[params + 1] = m
+    f64[params + 2] = half * sq
+    f64[params + 3] = gamma
+    f64[params + 4] = l2 ? 1 : 0
+    f64[params + 5] = nprobe
+    // Every list's bounds on its key, |<q, c> - sq sc <q̃, c̃>| <= max|q| sum|c - sc c̃| +
+    // sc sum|q - sq q̃| |c̃| plus f32's error; the lists whose lowest key is under the nprobe-th
+    // smallest highest key (`probebound`: in JavaScript this loop was a tenth of searchMany).
+    const count = k.probebound(
+      this.#probeOutOff,
+      this.#probeTableOff,
+      this.#probeStride,
+      lists,
+      this.#probeParamsOff,
+      this.#probeBestOff,
+      this.#probeCandidatesOff,
+    )
     const candidates = this.#probeLists
-    let count = 0
-    for (let l = 0; l < lists; l++) {
-      if (lo[l]! <= cut) {
-        candidates[count++] = l
-      }
-    }
+    const u32 = k.u32()
+    candidates.set(u32.subarray(this.#probeCandidatesOff >>> 2, (this.#probeCandidatesOff >>> 2) + count))
     // The candidates' rows for `distances` (dot products, `dot`'s bits), written in place of
     // every row's offset only for this call.
     const rows = this.#probeRowsOff >>> 2

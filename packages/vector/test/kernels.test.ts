@@ -430,6 +430,70 @@ describe('kernels', () => {
     ).toBe(true)
   })
 
+  it('probebound: the same bounds and candidate lists in TypeScript and WASM, equal to the definition', () => {
+    for (const [lists, seed] of [
+      [1, 1],
+      [2, 2],
+      [7, 3],
+      [245, 4],
+    ] as const) {
+      const prng = new Prng(seed)
+      const stride = lists + (lists & 1)
+      const dotsOff = 0
+      const tableOff = stride * 8
+      const paramsOff = tableOff + 5 * stride * 8
+      const bestOff = paramsOff + 64
+      const outOff = bestOff + stride * 8
+      const bytes = new Uint8Array(outOff + stride * 4 + 16)
+      const f64 = new Float64Array(bytes.buffer)
+      for (let l = 0; l < stride; l++) {
+        f64[l] = Math.round(gaussian(prng) * 1e6)
+        f64[tableOff / 8 + l] = Math.abs(gaussian(prng)) * 1e-3
+        f64[tableOff / 8 + stride + l] = Math.abs(gaussian(prng)) * 0.5
+        f64[tableOff / 8 + 2 * stride + l] = Math.abs(gaussian(prng)) * 2
+        f64[tableOff / 8 + 3 * stride + l] = Math.abs(gaussian(prng)) * 30
+        f64[tableOff / 8 + 4 * stride + l] = 100 + gaussian(prng) * 40
+      }
+      for (const l2 of [1, 0]) {
+        for (const nprobe of [1, Math.min(3, lists), lists]) {
+          f64.set([0.7, 2.5, 0.01, 1e-5, l2, nprobe], paramsOff / 8)
+          const [a, b] = both(bytes)
+          const na = a.probebound(dotsOff, tableOff, stride, lists, paramsOff, bestOff, outOff)
+          const nb = b.probebound(dotsOff, tableOff, stride, lists, paramsOff, bestOff, outOff)
+          expect(na).toBe(nb)
+          const lo = Array.from(a.f64().subarray(0, lists))
+          expect(lo).toEqual(Array.from(b.f64().subarray(0, lists)))
+          const got = Array.from(a.u32().subarray(outOff / 4, outOff / 4 + na))
+          expect(got).toEqual(Array.from(b.u32().subarray(outOff / 4, outOff / 4 + nb)))
+          // The definition, from the formula in kernels.wat.
+          const want: number[] = []
+          const his: number[] = []
+          const los: number[] = []
+          for (let l = 0; l < lists; l++) {
+            const t = (i: number) => f64[tableOff / 8 + i * stride + l]!
+            const approx = 0.7 * t(0) * f64[l]!
+            const err = (2.5 * t(1) + 0.01 * t(2) + 1e-5 * t(3)) * 1.000001 + Math.abs(approx) * 1e-12
+            if (l2) {
+              const pad = (t(4) + 2 * Math.abs(approx) + 2 * err) * 1e-12
+              los.push(t(4) - 2 * (approx + err) - pad)
+              his.push(t(4) - 2 * (approx - err) + pad)
+            } else {
+              los.push(-(approx + err))
+              his.push(-(approx - err))
+            }
+          }
+          const cut = [...his].sort((x, y) => x - y)[nprobe - 1]!
+          for (let l = 0; l < lists; l++) if (los[l]! <= cut) want.push(l)
+          expect(lo).toEqual(los)
+          expect(got).toEqual(want)
+          // every list whose highest key is within the nprobe smallest is a candidate
+          expect(got.length).toBeGreaterThanOrEqual(nprobe)
+          if (nprobe === lists) expect(got.length).toBe(lists)
+        }
+      }
+    }
+  })
+
   it('distances8 gives what distances gives, bit for bit, eight rows at a time, then four, then one', () => {
     // The rerank's kernel: rows anywhere on the heap (listed by byte offset, in any order and
     // repeated), every count from 0 to 27 (three eights, a four and three more), both metrics.

@@ -41,6 +41,15 @@ export interface Kernels {
   lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void
   quant16(x: number, n: number, qmax: number, out: number, stats: number): void
   dots16(x: number, rows: number, count: number, n: number, out: number): void
+  probebound(
+    dots: number,
+    table: number,
+    stride: number,
+    lists: number,
+    params: number,
+    best: number,
+    out: number,
+  ): number
   planes8(qp: number, dim: number, dither: number, planes: number, stride: number, stats: number): void
   screen(
     sums: number,
@@ -193,6 +202,17 @@ class WasmKernels extends Views implements Kernels {
   dots16(x: number, rows: number, count: number, n: number, out: number): void {
     this.#x.dots16(x, rows, count, n, out)
   }
+  probebound(
+    dots: number,
+    table: number,
+    stride: number,
+    lists: number,
+    params: number,
+    best: number,
+    out: number,
+  ): number {
+    return this.#x.probebound(dots, table, stride, lists, params, best, out)
+  }
   planes8(qp: number, dim: number, dither: number, planes: number, stride: number, stats: number): void {
     this.#x.planes8(qp, dim, dither, planes, stride, stats)
   }
@@ -341,6 +361,61 @@ class JsKernels extends Views implements Kernels {
       for (let j = 0; j < n; j++) sum += i16[xa + j]! * i16[ra + j]!
       f64[(out >>> 3) + r] = sum
     }
+  }
+  probebound(
+    dots: number,
+    table: number,
+    stride: number,
+    lists: number,
+    params: number,
+    best: number,
+    out: number,
+  ): number {
+    const f64 = this.f64()
+    const u32 = this.u32()
+    const p = params >>> 3
+    const sq = f64[p]!
+    const m = f64[p + 1]!
+    const halfSq = f64[p + 2]!
+    const gamma = f64[p + 3]!
+    const l2 = f64[p + 4]! !== 0
+    const nprobe = f64[p + 5]!
+    const d = dots >>> 3
+    const t = table >>> 3
+    const kept = best >>> 3
+    let filled = 0
+    for (let l = 0; l < lists; l++) {
+      const approx = sq * f64[t + l]! * f64[d + l]!
+      const abs = Math.abs(approx)
+      const err =
+        (m * f64[t + stride + l]! + halfSq * f64[t + 2 * stride + l]! + gamma * f64[t + 3 * stride + l]!) *
+          1.000001 +
+        abs * 1e-12
+      let lo: number
+      let hi: number
+      if (l2) {
+        const norm = f64[t + 4 * stride + l]!
+        const pad = (norm + 2 * abs + 2 * err) * 1e-12
+        lo = norm - 2 * (approx + err) - pad
+        hi = norm - 2 * (approx - err) + pad
+      } else {
+        lo = -(approx + err)
+        hi = -(approx - err)
+      }
+      f64[d + l] = lo
+      if (filled < nprobe || hi < f64[kept + nprobe - 1]!) {
+        let i = filled < nprobe ? filled++ : nprobe - 1
+        while (i > 0 && f64[kept + i - 1]! > hi) {
+          f64[kept + i] = f64[kept + i - 1]!
+          i--
+        }
+        f64[kept + i] = hi
+      }
+    }
+    const cut = f64[kept + nprobe - 1]!
+    let n = 0
+    for (let l = 0; l < lists; l++) if (f64[d + l]! <= cut) u32[(out >>> 2) + n++] = l
+    return n
   }
   lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void {
     const f32 = this.f32()

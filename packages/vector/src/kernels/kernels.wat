@@ -867,7 +867,117 @@
       (f32.add (f32x4.extract_lane 0 (local.get $s)) (f32x4.extract_lane 1 (local.get $s)))
       (f32.add (f32x4.extract_lane 2 (local.get $s)) (f32x4.extract_lane 3 (local.get $s)))))
 
-;; `distances` for the rerank, eight rows at a time (then four, then one): the same
+;; The coarse probe's bounds and candidates (index-memory.ts, #probe): for every list l <
+  ;; `lists`, from its i16 dot product d = dots[l] (f64, as `dots16` wrote it) and its row of
+  ;; the table (five f64 arrays of `stride` entries each from `table`: scale, slack, weight,
+  ;; l1, norm), with p = params (f64: sq, m, halfSq, gamma, l2 (0 or 1), nprobe), in f64 and in
+  ;; this order:
+  ;;   approx = (p.sq * scale) * d
+  ;;   err    = ((p.m * slack + p.halfSq * weight) + p.gamma * l1) * 1.000001 + |approx| * 1e-12
+  ;;   l2:    pad = ((norm + 2 |approx|) + 2 err) * 1e-12,
+  ;;          lo = (norm - 2 (approx + err)) - pad,  hi = (norm - 2 (approx - err)) + pad
+  ;;   else:  lo = -(approx + err),  hi = -(approx - err)
+  ;; lo is written over dots[l]; cut = the nprobe-th smallest hi (nprobe >= 1; `best` holds
+  ;; nprobe f64 of scratch); writes every l with lo <= cut, in list order, as u32 at `out`, and
+  ;; returns how many. Two lists a step (f64x2); with an odd `lists` the table and `dots` are
+  ;; read one entry past the end (stride is even), and that lane is never used.
+  (func (export "probebound")
+    (param $dots i32) (param $table i32) (param $stride i32) (param $lists i32) (param $params i32)
+    (param $best i32) (param $out i32) (result i32)
+    (local $l i32) (local $at i32) (local $row i32) (local $filled i32) (local $nprobe i32) (local $n i32)
+    (local $sq v128) (local $m v128) (local $hsq v128) (local $gamma v128) (local $l2 i32)
+    (local $approx v128) (local $err v128) (local $abs v128) (local $norm v128) (local $pad v128)
+    (local $lo v128) (local $hi v128) (local $b f64) (local $cut f64)
+    (local.set $sq (v128.load64_splat (local.get $params)))
+    (local.set $m (v128.load64_splat offset=8 (local.get $params)))
+    (local.set $hsq (v128.load64_splat offset=16 (local.get $params)))
+    (local.set $gamma (v128.load64_splat offset=24 (local.get $params)))
+    (local.set $l2 (f64.ne (f64.load offset=32 (local.get $params)) (f64.const 0)))
+    (local.set $nprobe (i32.trunc_f64_u (f64.load offset=40 (local.get $params))))
+    (local.set $row (i32.shl (local.get $stride) (i32.const 3)))
+    (block $done
+      (loop $pairs
+        (br_if $done (i32.ge_u (local.get $l) (local.get $lists)))
+        (local.set $at (i32.add (local.get $table) (i32.shl (local.get $l) (i32.const 3))))
+        (local.set $approx (f64x2.mul (f64x2.mul (local.get $sq) (v128.load (local.get $at)))
+          (v128.load (i32.add (local.get $dots) (i32.shl (local.get $l) (i32.const 3))))))
+        (local.set $abs (f64x2.abs (local.get $approx)))
+        (local.set $err (f64x2.add
+          (f64x2.mul
+            (f64x2.add
+              (f64x2.add
+                (f64x2.mul (local.get $m) (v128.load (i32.add (local.get $at) (local.get $row))))
+                (f64x2.mul (local.get $hsq) (v128.load (i32.add (local.get $at) (i32.shl (local.get $row) (i32.const 1))))))
+              (f64x2.mul (local.get $gamma) (v128.load (i32.add (local.get $at) (i32.mul (local.get $row) (i32.const 3))))))
+            (v128.const f64x2 1.000001 1.000001))
+          (f64x2.mul (local.get $abs) (v128.const f64x2 1e-12 1e-12))))
+        (if (local.get $l2)
+          (then
+            (local.set $norm (v128.load (i32.add (local.get $at) (i32.shl (local.get $row) (i32.const 2)))))
+            (local.set $pad (f64x2.mul
+              (f64x2.add
+                (f64x2.add (local.get $norm) (f64x2.mul (v128.const f64x2 2 2) (local.get $abs)))
+                (f64x2.mul (v128.const f64x2 2 2) (local.get $err)))
+              (v128.const f64x2 1e-12 1e-12)))
+            (local.set $lo (f64x2.sub
+              (f64x2.sub (local.get $norm)
+                (f64x2.mul (v128.const f64x2 2 2) (f64x2.add (local.get $approx) (local.get $err))))
+              (local.get $pad)))
+            (local.set $hi (f64x2.add
+              (f64x2.sub (local.get $norm)
+                (f64x2.mul (v128.const f64x2 2 2) (f64x2.sub (local.get $approx) (local.get $err))))
+              (local.get $pad))))
+          (else
+            (local.set $lo (f64x2.neg (f64x2.add (local.get $approx) (local.get $err))))
+            (local.set $hi (f64x2.neg (f64x2.sub (local.get $approx) (local.get $err))))))
+        (v128.store (i32.add (local.get $dots) (i32.shl (local.get $l) (i32.const 3))) (local.get $lo))
+        (local.set $b (f64x2.extract_lane 0 (local.get $hi)))
+        (local.set $filled (call $keepSmallest (local.get $best) (local.get $filled) (local.get $nprobe) (local.get $b)))
+        (if (i32.lt_u (i32.add (local.get $l) (i32.const 1)) (local.get $lists))
+          (then
+            (local.set $b (f64x2.extract_lane 1 (local.get $hi)))
+            (local.set $filled (call $keepSmallest (local.get $best) (local.get $filled) (local.get $nprobe) (local.get $b)))))
+        (local.set $l (i32.add (local.get $l) (i32.const 2)))
+        (br $pairs)))
+    (local.set $cut (f64.load (i32.add (local.get $best) (i32.shl (i32.sub (local.get $nprobe) (i32.const 1)) (i32.const 3)))))
+    (local.set $l (i32.const 0))
+    (block $done2
+      (loop $lists
+        (br_if $done2 (i32.ge_u (local.get $l) (local.get $lists)))
+        (if (f64.le (f64.load (i32.add (local.get $dots) (i32.shl (local.get $l) (i32.const 3)))) (local.get $cut))
+          (then
+            (i32.store (i32.add (local.get $out) (i32.shl (local.get $n) (i32.const 2))) (local.get $l))
+            (local.set $n (i32.add (local.get $n) (i32.const 1)))))
+        (local.set $l (i32.add (local.get $l) (i32.const 1)))
+        (br $lists)))
+    (local.get $n))
+
+  ;; The `nprobe` smallest values so far, ascending, at `best` (`filled` of them): b goes in
+  ;; by insertion while fewer than nprobe are kept or it is under the largest; returns the new
+  ;; count. (The set kept does not depend on the order values come in.)
+  (func $keepSmallest (param $best i32) (param $filled i32) (param $nprobe i32) (param $b f64) (result i32)
+    (local $i i32) (local $y f64)
+    (if (i32.lt_u (local.get $filled) (local.get $nprobe))
+      (then
+        (local.set $i (local.get $filled))
+        (local.set $filled (i32.add (local.get $filled) (i32.const 1))))
+      (else
+        (if (i32.eqz (f64.lt (local.get $b)
+              (f64.load (i32.add (local.get $best) (i32.shl (i32.sub (local.get $nprobe) (i32.const 1)) (i32.const 3))))))
+          (then (return (local.get $filled))))
+        (local.set $i (i32.sub (local.get $nprobe) (i32.const 1)))))
+    (block $placed
+      (loop $shift
+        (br_if $placed (i32.eqz (local.get $i)))
+        (local.set $y (f64.load (i32.add (local.get $best) (i32.shl (i32.sub (local.get $i) (i32.const 1)) (i32.const 3)))))
+        (br_if $placed (i32.eqz (f64.gt (local.get $y) (local.get $b))))
+        (f64.store (i32.add (local.get $best) (i32.shl (local.get $i) (i32.const 3))) (local.get $y))
+        (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+        (br $shift)))
+    (f64.store (i32.add (local.get $best) (i32.shl (local.get $i) (i32.const 3))) (local.get $b))
+    (local.get $filled))
+
+  ;; `distances` for the rerank, eight rows at a time (then four, then one): the same
   ;; bits as `distances` (each row summed as $quad, `dot` and `l2sq` sum it), with eight
   ;; streams of loads in flight instead of four. Reranked rows are rarely in cache (Fashion-
   ;; MNIST's 60,000 x 784 f32 are 188 MB), and waiting on them was most of a rerank's time.
