@@ -146,7 +146,7 @@ export function encodeField(
       return { main, parts: field.rerank ? { vectors: ipcOf(field.name, vectors) } : {} }
     }
     case 'binary':
-      return encodeBinary(field.name, values, options.fragmentBytes)
+      return encodeBinary(field.name, values, options.fragmentBytes, options.digests?.[field.name])
     default:
       throw new InvalidFieldError(
         (field as { name?: string }).name ?? '?',
@@ -346,6 +346,14 @@ export const fragmentPart = (k: number): string => `fragment-${k}`
 export interface EncodeOptions {
   /** Bytes of binary values per fragment, at most (a larger value gets its own). @default 64 MiB */
   fragmentBytes?: number
+  /**
+   * Known sha2-256 digests of a binary field's values, by field name: 32 bytes per record, in
+   * record order, used as the index's digests instead of hashing each value here (ingest takes
+   * them on its decode thread, from the same bytes, so the main thread does not hash every
+   * image a second time). Not checked against the values: a wrong one is stored as given, and
+   * reads of that record then fail verification (ObjectIntegrityError).
+   */
+  digests?: Readonly<Record<string, Uint8Array>>
 }
 
 /**
@@ -359,7 +367,15 @@ function encodeBinary(
   name: string,
   values: readonly unknown[],
   fragmentBytes = FRAGMENT_BYTES,
+  known?: Uint8Array,
 ): EncodedField {
+  if (known !== undefined && (!(known instanceof Uint8Array) || known.byteLength !== values.length * 32)) {
+    throw new InvalidValueError(
+      name,
+      0,
+      `known digests must be 32 bytes per value (${values.length * 32}), got ${describe(known)}${known instanceof Uint8Array ? ` of ${known.byteLength} bytes` : ''}`,
+    )
+  }
   // Where each fragment starts (record index) and its byte size.
   const starts: number[] = [0]
   const sizes: number[] = [0]
@@ -383,7 +399,7 @@ function encodeBinary(
   const copy = fragments.map((f) => f === undefined)
   const offsets = new BigUint64Array(values.length)
   const lengths = new Uint32Array(values.length)
-  const digests = new Uint8Array(values.length * 32)
+  const digests = known?.slice() ?? new Uint8Array(values.length * 32)
   const fragmentOf = new Uint32Array(values.length)
   let k = 0
   let offset = 0
@@ -400,7 +416,7 @@ function encodeBinary(
     offsets[i] = BigInt(offset)
     lengths[i] = bytes.byteLength
     fragmentOf[i] = k
-    digests.set(createHash('sha256').update(bytes).digest(), i * 32)
+    if (known === undefined) digests.set(createHash('sha256').update(bytes).digest(), i * 32)
     offset += bytes.byteLength
   })
   // No values at all: one empty fragment.

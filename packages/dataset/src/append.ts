@@ -50,6 +50,14 @@ export interface AppendOptions extends AbortOptions {
    * its right to commit last (a shard claim, design/0006).
    */
   beforeCommit?: () => Promise<void>
+  /**
+   * Known sha2-256 digests of binary fields' values, by field name: 32 bytes per record, in
+   * the order of `records`. The bucket's index takes them instead of hashing each value again
+   * (`@dreamdb/arrow`'s `EncodeOptions.digests`): for a writer that hashed the values where
+   * it had them (ingest, on its decode thread). Not checked against the values: a wrong digest
+   * is stored as given, and reading that record then fails verification.
+   */
+  digests?: Readonly<Record<string, Uint8Array>>
 }
 
 /**
@@ -105,18 +113,35 @@ export async function appendMany(
   if (anchorStart !== undefined && (typeof anchorStart !== 'bigint' || anchorStart < 1n)) {
     throw new InvalidOptionError('anchorStart', anchorStart, 'must be a bigint >= 1 (a minted anchor)')
   }
+  const digests = checkDigests(options.digests, fields, records.length)
   const groups = splitIntoBuckets(records, fields, perBucket, maxBytes)
   // Encode everything first: a bad value fails before anything is written.
   const codecs = await internals.codecs(options)
-  const encoded = groups.map((group) =>
-    encodeBucket(
+  let first = 0
+  const encoded = groups.map((group) => {
+    const from = first
+    first += group.length
+    return encodeBucket(
       fields,
       Object.fromEntries(fields.map((f) => [f.name, group.map((r) => r[f.name])])),
       group.length,
       codecs,
-      { fragmentBytes },
-    ),
-  )
+      {
+        fragmentBytes,
+        // A group is the records [from, from + length) of the call: its digests are those.
+        ...(digests !== undefined
+          ? {
+              digests: Object.fromEntries(
+                Object.entries(digests).map(([name, all]) => [
+                  name,
+                  all.subarray(from * 32, (from + group.length) * 32),
+                ]),
+              ),
+            }
+          : {}),
+      },
+    )
+  })
   const buckets: BucketInput[] = []
   // Objects this call's puts wrote (not dedup hits): new, so the commit need not ask the
   // store for them again. A dedup hit may be an old unreferenced object a GC is judging
@@ -164,6 +189,35 @@ export async function appendMany(
     },
   )
   return await internals.moved(result.manifest, options)
+}
+
+/** `digests`, checked: binary fields only, 32 bytes per record. */
+function checkDigests(
+  digests: AppendOptions['digests'],
+  fields: readonly Field[],
+  records: number,
+): Readonly<Record<string, Uint8Array>> | undefined {
+  if (digests === undefined) return undefined
+  if (typeof digests !== 'object' || digests === null)
+    throw new InvalidOptionError('digests', digests, 'an object of 32 bytes per record by binary field name')
+  for (const [name, value] of Object.entries(digests)) {
+    const field = fields.find((f) => f.name === name)
+    if (field === undefined)
+      throw new UnknownFieldError(
+        name,
+        fields.map((f) => f.name),
+      )
+    if (field.family !== 'binary')
+      throw new InvalidOptionError(`digests.${name}`, field.family, 'digests are for binary fields only')
+    if (!(value instanceof Uint8Array) || value.byteLength !== records * 32) {
+      throw new InvalidOptionError(
+        `digests.${name}`,
+        value instanceof Uint8Array ? `${value.byteLength} bytes` : typeof value,
+        `32 bytes per record: ${records * 32}`,
+      )
+    }
+  }
+  return digests
 }
 
 /**

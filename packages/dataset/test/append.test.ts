@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -106,5 +107,57 @@ describe.each(['memory', 'folder'])('what one appendMany costs (%s)', (backend) 
       'put',
       'updateRef',
     ])
+  })
+})
+
+describe('appendMany digests', () => {
+  const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest()
+  const records = Array.from({ length: 7 }, (_, i) => record(i))
+  const digests = () => Buffer.concat(records.map((r) => sha(r.image)))
+  /** Each bucket's objects by key, in timeline order. */
+  async function objects(ds: Dataset): Promise<Record<string, string>[]> {
+    const out: Record<string, string>[] = []
+    for await (const { bucket } of ds.repository.buckets(ds.manifest))
+      out.push(Object.fromEntries(Object.entries(bucket.fields).map(([k, o]) => [k, o.cid.toString()])))
+    return out
+  }
+  const create = async () =>
+    await Dataset.create('corpus', { backend: await openStore('memory://'), schema: SCHEMA })
+
+  it('a binary field takes the given digests, each bucket its own records', async () => {
+    const hashed = await create()
+    await hashed.appendMany(records, { bucketRecords: 3 })
+    const given = await create()
+    await given.appendMany(records, { bucketRecords: 3, digests: { image: digests() } })
+    // Buckets of 3, 3 and 1 record: the same objects as hashing each image here.
+    expect(await objects(given)).toEqual(await objects(hashed))
+    expect((await objects(given)).length).toBe(3)
+    // Used as given, not computed again: record 4's digest changed lands in the second bucket's index alone.
+    const wrong = digests()
+    wrong[4 * 32] ^= 1
+    const forged = await create()
+    await forged.appendMany(records, { bucketRecords: 3, digests: { image: wrong } })
+    const [a, b, c] = await objects(forged)
+    const [x, y, z] = await objects(hashed)
+    expect(a).toEqual(x)
+    expect(c).toEqual(z)
+    expect(b!['image/index']).not.toBe(y!['image/index'])
+    expect(b!.image).toBe(y!.image)
+  })
+
+  it('digests of the wrong size or of a field that is not binary are refused before anything is written', async () => {
+    const ds = await create()
+    const before = await contents(ds.store)
+    for (const [option, expected] of [
+      [{ image: new Uint8Array(6 * 32) }, 'ERR_DATASET_INVALID_OPTION'],
+      [{ image: 'x' }, 'ERR_DATASET_INVALID_OPTION'],
+      [{ label: new Uint8Array(7 * 32) }, 'ERR_DATASET_INVALID_OPTION'],
+      [{ nope: new Uint8Array(7 * 32) }, 'ERR_DATASET_UNKNOWN_FIELD'],
+    ] as const) {
+      await expect(
+        ds.appendMany(records, { digests: option as unknown as Record<string, Uint8Array> }),
+      ).rejects.toMatchObject({ code: expected })
+    }
+    expect(await contents(ds.store)).toEqual(before)
   })
 })

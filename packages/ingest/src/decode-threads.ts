@@ -44,6 +44,18 @@ export interface DecodeRequest {
    * Without it the rows come back in a new ArrayBuffer, transferred.
    */
   into?: SharedArrayBuffer | null
+  /**
+   * A binary column (field names from the top, e.g. `['image', 'bytes']`) whose values the
+   * decode thread hashes (sha2-256) as it hands them over: `RowDigests`. Only on the shared
+   * buffer path of a file read whole; elsewhere no digests come back.
+   */
+  hash?: string[]
+}
+
+/** Each row's sha2-256 of the `hash` column (32 bytes a row) and its value's length in bytes. */
+export interface RowDigests {
+  sha256: Uint8Array
+  lengths: Uint32Array
 }
 
 /** A shard's footer: its row count, the rows of each row group, its schema as an IPC stream. */
@@ -61,6 +73,7 @@ type Reply = {
   size?: number
   layout?: RowsLayout
   footer?: { rows: number; rowGroups: number[] }
+  digests?: RowDigests
   error?: string
 }
 
@@ -131,12 +144,15 @@ export interface ArrayLayout {
 }
 
 /** The rows as an Arrow table, decoded on the decode thread. */
-export async function decodeOnThread(request: DecodeRequest): Promise<{ table: Table; bytes: Uint8Array }> {
+export async function decodeOnThread(
+  request: DecodeRequest,
+): Promise<{ table: Table; bytes: Uint8Array; digests?: RowDigests }> {
   const reply = await ask({ kind: 'rows', ...request })
   if (reply.shared === undefined) return { table: tableFromIPC(reply.ipc!), bytes: reply.ipc! }
   const bytes = new Uint8Array(reply.shared, 0, reply.size!)
   if (reply.layout === undefined) return { table: tableFromIPC(bytes), bytes }
-  return { table: tableOfLayout(reply.layout, reply.shared), bytes }
+  const table = tableOfLayout(reply.layout, reply.shared)
+  return reply.digests === undefined ? { table, bytes } : { table, bytes, digests: reply.digests }
 }
 
 /** An Arrow table over the buffers of `layout` in `shared` (views, no copy). */

@@ -5,6 +5,7 @@
 // a shared buffer the caller lends, as the arrays' buffers (`sendRowsFfi`). Buffers are
 // transferred or shared, not copied again.
 // An ordinary module file, so that it runs as is under a test runner (src/) and built (dist/).
+import { createHash } from 'node:crypto'
 import { openAsBlob } from 'node:fs'
 import { readFile, stat } from 'node:fs/promises'
 import { createRequire } from 'node:module'
@@ -71,7 +72,7 @@ function sendRows(id, ipc, into) {
  * Arrow table from the buffers and the schema (decode-threads.ts, `tableOfLayout`). Returns
  * undefined, having copied nothing, for a type this does not know (the IPC path then runs).
  */
-function sendRowsFfi(pw, id, table, into) {
+function sendRowsFfi(pw, id, table, into, hash) {
   const schema = table.schema.intoIPCStream()
   const stream = table.intoFFI()
   try {
@@ -99,6 +100,8 @@ function sendRowsFfi(pw, id, table, into) {
       copies.push([address, bytes])
       return copies.length - 1
     }
+    // Each node's field name and format, for `hash` (not sent: the schema names them).
+    const named = new WeakMap()
     const WIDTH = { c: 1, C: 1, s: 2, S: 2, i: 4, I: 4, l: 8, L: 8, e: 2, f: 4, g: 8, tdD: 4, tdm: 8 }
     const walk = (schemaAt, arrayAt) => {
       const format = cString(u32(schemaAt))
@@ -108,6 +111,7 @@ function sendRowsFfi(pw, id, table, into) {
       const buffers = u32(arrayAt + 40)
       const ptr = (k) => u32(buffers + 4 * k)
       const node = { length, nullCount: i64(arrayAt + 8), offset, buffers: [], children: [] }
+      named.set(node, { name: cString(u32(schemaAt + 4)), format })
       const validity = () => buffer(ptr(0), Math.ceil(end / 8))
       const child = (k, childSchema) => walk(childSchema, u32(u32(arrayAt + 44) + 4 * k))
       const dictionarySchema = u32(schemaAt + 36)
@@ -173,14 +177,68 @@ function sendRowsFfi(pw, id, table, into) {
       if (node.dictionary !== undefined) place(node.dictionary)
     }
     for (const batch of batches) place(batch)
-    parentPort.postMessage({ id, shared, size, layout: { schema, batches } }, [schema.buffer])
+    const digests = hash === undefined ? undefined : hashValues(out, batches, named, hash)
+    const transfer = digests === undefined ? [] : [digests.sha256.buffer, digests.lengths.buffer]
+    parentPort.postMessage({ id, shared, size, layout: { schema, batches }, digests }, [
+      schema.buffer,
+      ...transfer,
+    ])
     return true
   } finally {
     stream.free()
   }
 }
 
-parentPort.on('message', async ({ id, kind, path, rowGroups, offset, limit, columns, whole, into }) => {
+/**
+ * The sha2-256 of every value of the binary column at `path` (field names from the top, e.g.
+ * `['image', 'bytes']`), hashed here from the bytes just copied into the shared buffer, and
+ * each value's length (the main thread checks them against the values it reads, and hashes
+ * them itself on any mismatch): the dataset's binary index needs each image's digest, and the
+ * main thread then does not hash every image (issue #13). Undefined when the column is not
+ * found, or not binary. Rows of every batch, in order; a struct's offset applies to its
+ * children (Arrow C Data Interface), so a value's index is the sum of the offsets on the path.
+ */
+function hashValues(out, batches, named, path) {
+  const nodes = []
+  for (const batch of batches) {
+    let node = batch
+    let offset = batch.offset
+    for (const name of path) {
+      node = node.children.find((child) => named.get(child)?.name === name)
+      if (node === undefined) return undefined
+      offset += node.offset
+    }
+    const format = named.get(node).format
+    if (format !== 'z' && format !== 'Z') return undefined
+    nodes.push({ node, offset, rows: batch.length, large: format === 'Z' })
+  }
+  const rows = nodes.reduce((n, b) => n + b.rows, 0)
+  const sha256 = new Uint8Array(rows * 32)
+  const lengths = new Uint32Array(rows)
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength)
+  let row = 0
+  for (const { node, offset, rows: count, large } of nodes) {
+    const [, offsets, values] = node.buffers
+    const width = large ? 8 : 4
+    const at = (k) =>
+      offsets === null
+        ? 0
+        : large
+          ? Number(view.getBigInt64(offsets[0] + k * width, true))
+          : view.getInt32(offsets[0] + k * width, true)
+    for (let i = 0; i < count; i++, row++) {
+      const start = at(offset + i)
+      const end = at(offset + i + 1)
+      lengths[row] = end - start
+      // No values buffer: every value is empty.
+      const bytes = values === null ? out.subarray(0, 0) : out.subarray(values[0] + start, values[0] + end)
+      sha256.set(createHash('sha256').update(bytes).digest(), row * 32)
+    }
+  }
+  return { sha256, lengths }
+}
+
+parentPort.on('message', async ({ id, kind, path, rowGroups, offset, limit, columns, whole, into, hash }) => {
   let file
   clearTimeout(dropTimer)
   try {
@@ -190,7 +248,7 @@ parentPort.on('message', async ({ id, kind, path, rowGroups, offset, limit, colu
     if (bytes !== undefined) {
       if (into !== undefined) {
         const table = pw.readParquet(bytes, { rowGroups, offset, limit, columns })
-        if (sendRowsFfi(pw, id, table, into)) return
+        if (sendRowsFfi(pw, id, table, into, hash)) return
       }
       const table = pw.readParquet(bytes, { rowGroups, offset, limit, columns })
       sendRows(id, table.intoIPCStream(), into)

@@ -36,7 +36,7 @@ import type { CommitMeta, Field, FieldInput, Manifest, MetaValue, Repository } f
 import { assertUserRefName, log } from '@dreamdb/manifest'
 import { type Data, DataType, type Table, type Vector } from 'apache-arrow'
 import pRetry from 'p-retry'
-import { TransferBuffers } from './decode-threads.js'
+import { type RowDigests, TransferBuffers } from './decode-threads.js'
 import {
   EmbeddingColumnError,
   IngestHistoryError,
@@ -54,7 +54,14 @@ import {
   takeShardClaim,
 } from './lease.js'
 import { type Embedder, loadModel, type ModelOptions } from './model.js'
-import { findShards, type OpenShard, openShard, readRows, type SourceColumn } from './shards.js'
+import {
+  findShards,
+  type OpenShard,
+  openShard,
+  readRows,
+  readRowsHashed,
+  type SourceColumn,
+} from './shards.js'
 
 export type { SourceColumn } from './shards.js'
 
@@ -217,6 +224,8 @@ interface Prepared {
   records: DatasetRecord[]
   size: number
   table: Table
+  /** Each image's sha2-256, taken on the decode thread (32 bytes a record), when it took them. */
+  digests: Uint8Array | undefined
 }
 
 /** One commit's worth of rows. */
@@ -574,6 +583,16 @@ function imagesOf(table: Table, shard: OpenShard, start: number): Uint8Array[] {
     out.push(value)
   }
   return out
+}
+
+/**
+ * The decode thread's digests of `images`, if it took them for exactly these values (the
+ * same count, each the same length), else undefined: the append then hashes the images itself.
+ */
+function digestsOf(images: readonly Uint8Array[], digests: RowDigests | undefined): Uint8Array | undefined {
+  if (digests === undefined || digests.lengths.length !== images.length) return undefined
+  for (let i = 0; i < images.length; i++) if (digests.lengths[i] !== images[i]!.byteLength) return undefined
+  return digests.sha256
 }
 
 /** The image struct's `path` of each row (null where it has none). */
@@ -968,7 +987,14 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     /** Read, decode and embed a chunk: its records. Every value is checked here, before its commit. */
     const prepare = async (chunk: Chunk): Promise<Prepared> => {
       // Every column of the chunk: most of the file's bytes for its rows (decode-worker.js).
-      const table = await readRows(chunk.shard, chunk.start, chunk.end, columns, { whole: true, buffers })
+      // Each image hashed on the decode thread as it is handed over (the dataset's binary
+      // index needs its digest): the main thread, which encodes, stores and commits, then
+      // hashes each image's bytes once (its fragment's object) instead of twice.
+      const { table, digests } = await readRowsHashed(chunk.shard, chunk.start, chunk.end, columns, {
+        whole: true,
+        buffers,
+        hash: chunk.shard.layout.image === 'struct' ? ['image', 'bytes'] : ['image'],
+      })
       const images = imagesOf(table, chunk.shard, chunk.start)
       const labels = labelsOf(table, chunk.shard, chunk.start)
       const vectors =
@@ -992,7 +1018,12 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
         }
         return record
       })
-      return { records, size: images.reduce((n, b) => n + b.byteLength, 0), table }
+      return {
+        records,
+        size: images.reduce((n, b) => n + b.byteLength, 0),
+        table,
+        digests: digestsOf(images, digests),
+      }
     }
     type Flight = { chunk: Chunk; claim: IngestLease; ready: Promise<Prepared> }
     /**
@@ -1004,9 +1035,9 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
      * unreferenced, for GC).
      */
     const commitOne = async ({ chunk, claim, ready }: Flight, previous: Promise<void>) => {
-      const { records, size, table } = await ready
+      const { records, size, table, digests } = await ready
       try {
-        await commitRecords(chunk, claim, records, size, previous)
+        await commitRecords(chunk, claim, records, size, digests, previous)
       } finally {
         // The append has returned: no view of the chunk's rows is read any more (the
         // records are dropped with this call; the append keeps none).
@@ -1018,6 +1049,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
       claim: IngestLease,
       records: DatasetRecord[],
       size: number,
+      digests: Uint8Array | undefined,
       previous: Promise<void>,
     ) => {
       // A signal per chunk: listeners that writes leave on it (a commit's retry backoff)
@@ -1033,6 +1065,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
           message: chunkMessage(chunk),
           meta: chunkMeta(chunk, anchor, plan),
           anchorStart: anchor,
+          ...(digests !== undefined ? { digests: { image: digests } } : {}),
           signal: chunkSignal,
           beforeCommit: async () => {
             await previous

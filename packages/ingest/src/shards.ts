@@ -15,7 +15,7 @@ import { createRequire } from 'node:module'
 import { join, relative, sep } from 'node:path'
 import { DataType, type Field, type Schema, type Table, tableFromIPC } from 'apache-arrow'
 import type * as ParquetWasm from 'parquet-wasm'
-import { decodeOnThread, footerOnThread, type TransferBuffers } from './decode-threads.js'
+import { decodeOnThread, footerOnThread, type RowDigests, type TransferBuffers } from './decode-threads.js'
 import { EmbeddingColumnError, IngestFileNotFoundError, NoShardsError, ShardError } from './errors.js'
 
 /** One parquet file of one split. */
@@ -341,6 +341,21 @@ export async function readRows(
   columns: string[],
   options: { whole?: boolean; buffers?: TransferBuffers } = {},
 ): Promise<Table> {
+  return (await readRowsHashed(shard, start, end, columns, options)).table
+}
+
+/**
+ * `readRows`, and with `hash` (a binary column's path, `DecodeRequest.hash`) each row's
+ * digest of its value where the decode thread took them (a file read whole into shared
+ * buffers); undefined elsewhere.
+ */
+export async function readRowsHashed(
+  shard: OpenShard,
+  start: number,
+  end: number,
+  columns: string[],
+  options: { whole?: boolean; buffers?: TransferBuffers; hash?: string[] } = {},
+): Promise<{ table: Table; digests?: RowDigests | undefined }> {
   const groups: number[] = []
   let first = -1
   let at = 0
@@ -358,11 +373,12 @@ export async function readRows(
     columns,
     ...(options.whole === true ? { whole: true } : {}),
     ...(options.buffers !== undefined ? { into: options.buffers.take() } : {}),
+    ...(options.hash !== undefined ? { hash: options.hash } : {}),
   }
   try {
-    const { table, bytes } = await decodeOnThread({ path: shard.path, ...request })
+    const { table, bytes, digests } = await decodeOnThread({ path: shard.path, ...request })
     options.buffers?.lend(table, bytes)
-    return table
+    return { table, digests }
   } catch (error) {
     throw new ShardError(
       shard.name,

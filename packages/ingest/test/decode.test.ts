@@ -4,10 +4,13 @@
  * `tableOfLayout`; without a shared buffer, as an IPC stream. Both must give the same
  * values, for every type a kept column can have, nulls and rows cut mid-row-group included.
  */
+
+import { createHash } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
+  Binary,
   Bool,
   Dictionary,
   Field,
@@ -89,6 +92,10 @@ beforeAll(async () => {
         rows.map((r) => maybe(r, r * 3)),
         new Int32(),
       ),
+      blob: vectorFromArray(
+        rows.map((r) => Uint8Array.from({ length: (r * 7) % 23 }, (_, i) => (i * 17 + r) & 255)),
+        new Binary(),
+      ),
     },
     { labelNames: ['a', 'b', 'c', 'd', 'e'], rowGroup: 8 },
   )
@@ -127,6 +134,7 @@ it('rows decoded into a shared buffer equal the IPC stream, for every column typ
     'count',
     'when',
     'width',
+    'blob',
   ]
   // Whole, and cut mid-row-group at both ends (row groups of 8).
   for (const [start, end] of [
@@ -156,5 +164,53 @@ it('rows decoded into a shared buffer equal the IPC stream, for every column typ
     expect(plain(viaShared.table)).toEqual(plain(viaIpc.table))
     buffers.lend(viaShared.table, viaShared.bytes)
     buffers.giveBack(viaShared.table)
+  }
+})
+
+it('the decode thread hashes a binary column as it hands the rows over: each row its sha2-256 and length', async () => {
+  const buffers = new TransferBuffers(2)
+  const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest()
+  for (const [start, end] of [
+    [0, ROWS],
+    [3, 21],
+    [17, 18],
+  ] as const) {
+    const groups: number[] = []
+    for (let g = 0; g * 8 < ROWS; g++) if (g * 8 < end && g * 8 + 8 > start) groups.push(g)
+    const request = {
+      path,
+      rowGroups: groups,
+      offset: start - groups[0]! * 8,
+      limit: end - start,
+      columns: ['image', 'label', 'blob'],
+      whole: true,
+    }
+    for (const [hash, values] of [
+      [['image', 'bytes'], (t: Table) => t.getChild('image')!.getChild('bytes')!],
+      [['blob'], (t: Table) => t.getChild('blob')!],
+    ] as const) {
+      const { table, bytes, digests } = await decodeOnThread({
+        ...request,
+        hash: [...hash],
+        into: buffers.take(),
+      })
+      const column = values(table)
+      expect(digests, hash.join('.')).toBeDefined()
+      expect(digests!.lengths.length).toBe(end - start)
+      for (let i = 0; i < column.length; i++) {
+        const value = column.get(i) as Uint8Array
+        expect(digests!.lengths[i], `${hash.join('.')} row ${start + i}`).toBe(value.byteLength)
+        expect(Buffer.from(digests!.sha256.subarray(i * 32, i * 32 + 32)).equals(sha(value))).toBe(true)
+      }
+      buffers.lend(table, bytes)
+      buffers.giveBack(table)
+    }
+    // A column that is not there, or not binary: no digests (the append hashes the values).
+    for (const hash of [['image', 'nope'], ['label'], ['image']]) {
+      const { table, bytes, digests } = await decodeOnThread({ ...request, hash, into: buffers.take() })
+      expect(digests, hash.join('.')).toBeUndefined()
+      buffers.lend(table, bytes)
+      buffers.giveBack(table)
+    }
   }
 })

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto'
 import { readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { readBinaryRange, readFragmentIndex } from '@dreamdb/arrow'
 import { openStore } from '@dreamdb/cas'
 import { Dataset } from '@dreamdb/dataset'
 import { log, Repository } from '@dreamdb/manifest'
@@ -94,6 +95,31 @@ async function expectExactlyOnce(backend: string, name: string, expected: Fixtur
   }
 }
 
+/**
+ * Every image's digest in its bucket's index is its bytes' sha2-256 (the decode thread takes
+ * them, design/0006): each record read on its own, which checks it against that digest.
+ */
+async function expectImageDigests(backend: string, name: string, count: number) {
+  const store = await openStore(backend)
+  try {
+    const ds = await Dataset.openRef(name, { backend: store })
+    const image = ds.manifest.schema.fields.find((f) => f.name === 'image')!
+    let seen = 0
+    for await (const { bucket } of ds.repository.buckets(ds.manifest)) {
+      const index = await readFragmentIndex(store, image, bucket)
+      const values = await readBinaryRange(store, image, bucket, index, 0, bucket.records)
+      values.forEach((value, i) => {
+        const digest = createHash('sha256').update(value).digest()
+        expect(Buffer.from(index.sha256.subarray(i * 32, i * 32 + 32)).equals(digest)).toBe(true)
+      })
+      seen += values.length
+    }
+    expect(seen).toBe(count)
+  } finally {
+    await store.close()
+  }
+}
+
 /** No ref at all, hidden ones included (no lease, no anchor counter): nothing was written. */
 async function expectNothingWritten(backend: string) {
   const store = await openStore(backend)
@@ -151,6 +177,7 @@ describe('ingest', () => {
     expect(events.filter((e) => e === 'chunk')).toHaveLength(11)
     expect(events.at(-1)).toBe('indexing')
     await expectExactlyOnce(backend, 'mnist', fixtures)
+    await expectImageDigests(backend, 'mnist', 150)
     const { schema } = await records(backend, 'mnist', ['label'])
     expect(schema.slice(0, 4)).toMatchObject([
       { name: 'image', family: 'binary', media: 'image' },
