@@ -262,6 +262,12 @@ class MemoryVectorIndex implements VectorIndex {
   readonly #probeBestOff: number
   readonly #probeCandidatesOff: number
   readonly #probeParamsOff: number
+  /**
+   * A second query's f32 and i16 rows, i16 scores and rounding (laid out as from `#q32Off`
+   * to `#probeRowsOff`, then its 16 bytes of statistics): searchMany scores two queries'
+   * centroids at once (`dots16x2`) and moves the second's into place for its turn.
+   */
+  readonly #probeSecondOff: number
   /** Largest |value| of a rounded query (and centroid) coordinate: no i32 lane of `dots16` can overflow. */
   readonly #qmax: number
   /** Per list: the i16 row's scale, sum |c - scale c̃|, scale sum |c̃|, sum |c|. */
@@ -349,7 +355,8 @@ class MemoryVectorIndex implements VectorIndex {
     this.#probeBestOff = this.#probeTableOff + 5 * this.#probeStride * 8
     this.#probeCandidatesOff = this.#probeBestOff + align16(lists * 8)
     this.#probeParamsOff = this.#probeCandidatesOff + align16(lists * 4)
-    this.#regionBase = this.#probeParamsOff + 64
+    this.#probeSecondOff = this.#probeParamsOff + 64
+    this.#regionBase = this.#probeSecondOff + (this.#probeRowsOff - this.#q32Off) + 16
     this.#end = this.#regionBase
     const k = this.#codec.k
     k.reserve(this.#end)
@@ -823,8 +830,16 @@ class MemoryVectorIndex implements VectorIndex {
     const coarse = nprobe * 3 <= lists
     for (let i = 0; i < count; i++) {
       let ranked: Uint32Array
-      if (coarse) ranked = this.#probe(data.subarray(i * dim, (i + 1) * dim), nprobe)
-      else {
+      if (coarse) {
+        // Two queries' centroid scores at a time; the second's wait in their own slot.
+        let scored: 0 | 1 | 2 = 0
+        if (i % 2 === 1) scored = 2
+        else if (i + 1 < count) {
+          this.#scorePair(data.subarray(i * dim, (i + 1) * dim), data.subarray((i + 1) * dim, (i + 2) * dim))
+          scored = 1
+        }
+        ranked = this.#probe(data.subarray(i * dim, (i + 1) * dim), nprobe, scored)
+      } else {
         if (i >= scoredFirst + scoredRows) {
           scoredFirst = i
           scoredRows = Math.min(codec.block, count - i)
@@ -1010,7 +1025,7 @@ class MemoryVectorIndex implements VectorIndex {
    * bit, and are ranked as `#order` ranks them. When nprobe is a third of the lists or more
    * the saving is gone, and every centroid is scored in f32.
    */
-  #probe(q: Float32Array, nprobe: number): Uint32Array {
+  #probe(q: Float32Array, nprobe: number, scored: 0 | 1 | 2 = 0): Uint32Array {
     const codec = this.#codec
     const k = codec.k
     const lists = this.spatialIndex.lists
@@ -1023,11 +1038,19 @@ class MemoryVectorIndex implements VectorIndex {
     const dim = this.compressor.dim
     const dim8 = this.#dim8
     let f32 = k.f32()
-    const qAt = this.#q32Off >>> 2
-    f32.set(q, qAt)
-    f32.fill(0, qAt + dim, qAt + dim8)
-    k.quant16(this.#q32Off, dim8, this.#qmax, this.#q16Off, this.#probeStatsOff)
-    k.dots16(this.#q16Off, this.#c16Off, lists, dim8, this.#probeOutOff)
+    if (scored === 0) {
+      const qAt = this.#q32Off >>> 2
+      f32.set(q, qAt)
+      f32.fill(0, qAt + dim, qAt + dim8)
+      k.quant16(this.#q32Off, dim8, this.#qmax, this.#q16Off, this.#probeStatsOff)
+      k.dots16(this.#q16Off, this.#c16Off, lists, dim8, this.#probeOutOff)
+    } else if (scored === 2) {
+      // The second query of a pair (#scorePair): its rows and scores into the first's place.
+      const u8 = k.u8()
+      const span = this.#probeRowsOff - this.#q32Off
+      u8.copyWithin(this.#q32Off, this.#probeSecondOff, this.#probeSecondOff + span)
+      u8.copyWithin(this.#probeStatsOff, this.#probeSecondOff + span, this.#probeSecondOff + span + 16)
+    }
     f32 = k.f32()
     const m = f32[this.#probeStatsOff >>> 2]!
     const inv = f32[(this.#probeStatsOff >>> 2) + 1]!
@@ -1077,6 +1100,32 @@ class MemoryVectorIndex implements VectorIndex {
       keys[i] = l2 ? norms[l]! - 2 * dot : -dot
     }
     return nearestFirstOf(keys, candidates, count, nprobe)
+  }
+
+  /**
+   * The coarse probe's i16 scores of two queries at once (`dots16x2` reads each centroid row
+   * once for both): a's ready for `#probe(a, nprobe, 1)`, then b's for `#probe(b, nprobe, 2)`.
+   */
+  #scorePair(a: Float32Array, b: Float32Array): void {
+    const k = this.#codec.k
+    const dim = this.compressor.dim
+    const dim8 = this.#dim8
+    const lists = this.spatialIndex.lists
+    const second = this.#probeSecondOff
+    const q16 = second + (this.#q16Off - this.#q32Off)
+    const out = second + (this.#probeOutOff - this.#q32Off)
+    const stats = second + (this.#probeRowsOff - this.#q32Off)
+    const f32 = k.f32()
+    for (const [q, at] of [
+      [a, this.#q32Off >>> 2],
+      [b, second >>> 2],
+    ] as const) {
+      f32.set(q, at)
+      f32.fill(0, at + dim, at + dim8)
+    }
+    k.quant16(this.#q32Off, dim8, this.#qmax, this.#q16Off, this.#probeStatsOff)
+    k.quant16(second, dim8, this.#qmax, q16, stats)
+    k.dots16x2(this.#q16Off, q16, this.#c16Off, lists, dim8, this.#probeOutOff, out)
   }
 
   /** The `nprobe` lists nearest the query whose centroid scores `#dots` holds, nearest first. */

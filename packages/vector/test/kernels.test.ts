@@ -147,6 +147,55 @@ describe('kernels', () => {
     }
   })
 
+  it("dots16x2: two rows' exact i16 dot products at once, each equal to dots16's, in TypeScript and WASM", () => {
+    for (const [n, rows, seed] of [
+      [8, 1, 1],
+      [16, 4, 2],
+      [784, 11, 3],
+      [384, 0, 4],
+    ] as const) {
+      const prng = new Prng(seed)
+      const qmax = 1000
+      const draw = (count: number) =>
+        Int16Array.from({ length: count }, () => prng.below(2 * qmax + 1) - qmax)
+      const x = draw(n)
+      const x2 = draw(n)
+      const table = draw(rows * n)
+      const xOff = 0
+      const x2Off = n * 2
+      const rowsOff = 2 * n * 2
+      const outOff = rowsOff + Math.ceil((rows * n * 2) / 16) * 16
+      const out2Off = outOff + rows * 8 + 8
+      const heap = new Uint8Array(out2Off + rows * 8 + 8)
+      heap.set(new Uint8Array(x.buffer), xOff)
+      heap.set(new Uint8Array(x2.buffer), x2Off)
+      heap.set(new Uint8Array(table.buffer), rowsOff)
+      const [a, b] = both(heap)
+      for (const k of [a, b]) {
+        k.f64().fill(-1, outOff / 8, out2Off / 8 + rows + 1)
+        k.dots16x2(xOff, x2Off, rowsOff, rows, n, outOff, out2Off)
+        const got = Array.from(k.f64().subarray(outOff / 8, outOff / 8 + rows + 1))
+        const got2 = Array.from(k.f64().subarray(out2Off / 8, out2Off / 8 + rows + 1))
+        k.dots16(xOff, rowsOff, rows, n, outOff)
+        k.dots16(x2Off, rowsOff, rows, n, out2Off)
+        expect(got).toEqual(Array.from(k.f64().subarray(outOff / 8, outOff / 8 + rows + 1)))
+        expect(got2).toEqual(Array.from(k.f64().subarray(out2Off / 8, out2Off / 8 + rows + 1)))
+        // nothing written past the rows
+        expect(got[rows]).toBe(-1)
+        expect(got2[rows]).toBe(-1)
+        for (let r = 0; r < rows; r++) {
+          let want = 0
+          let want2 = 0
+          for (let j = 0; j < n; j++) {
+            want += x[j]! * table[r * n + j]!
+            want2 += x2[j]! * table[r * n + j]!
+          }
+          expect([got[r], got2[r]]).toEqual([want, want2])
+        }
+      }
+    }
+  })
+
   it('lut4: identical tables and statistics in TypeScript and WASM, equal to the plain definition', () => {
     for (const [dim, seed, spread] of [
       [64, 1, 1],

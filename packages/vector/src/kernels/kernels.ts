@@ -41,6 +41,8 @@ export interface Kernels {
   lut4(rq: number, rc: number, dim: number, dither: number, qp: number, lut: number, stats: number): void
   quant16(x: number, n: number, qmax: number, out: number, stats: number): void
   dots16(x: number, rows: number, count: number, n: number, out: number): void
+  /** `dots16` for two rows at once, into `out` and `out2`. */
+  dots16x2(x: number, x2: number, rows: number, count: number, n: number, out: number, out2: number): void
   probebound(
     dots: number,
     table: number,
@@ -202,6 +204,9 @@ class WasmKernels extends Views implements Kernels {
   dots16(x: number, rows: number, count: number, n: number, out: number): void {
     this.#x.dots16(x, rows, count, n, out)
   }
+  dots16x2(x: number, x2: number, rows: number, count: number, n: number, out: number, out2: number): void {
+    this.#x.dots16x2(x, x2, rows, count, n, out, out2)
+  }
   probebound(
     dots: number,
     table: number,
@@ -361,6 +366,10 @@ class JsKernels extends Views implements Kernels {
       for (let j = 0; j < n; j++) sum += i16[xa + j]! * i16[ra + j]!
       f64[(out >>> 3) + r] = sum
     }
+  }
+  dots16x2(x: number, x2: number, rows: number, count: number, n: number, out: number, out2: number): void {
+    this.dots16(x, rows, count, n, out)
+    this.dots16(x2, rows, count, n, out2)
   }
   probebound(
     dots: number,

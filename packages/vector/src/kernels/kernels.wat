@@ -867,7 +867,91 @@
       (f32.add (f32x4.extract_lane 0 (local.get $s)) (f32x4.extract_lane 1 (local.get $s)))
       (f32.add (f32x4.extract_lane 2 (local.get $s)) (f32x4.extract_lane 3 (local.get $s)))))
 
-;; The coarse probe's bounds and candidates (index-memory.ts, #probe): for every list l <
+;; `dots16` for two rows x and x2 at once, into `out` and `out2` (the same exact sums): each
+  ;; row of the table is loaded once for both (searchMany probes two queries at a time; the
+  ;; 384 KB of Fashion-MNIST's i16 centroids come from L2 or further).
+  (func (export "dots16x2") (param $x i32) (param $x2 i32) (param $rows i32) (param $count i32) (param $n i32)
+    (param $out i32) (param $out2 i32)
+    (local $r i32) (local $j i32) (local $bytes i32) (local $q v128) (local $q2 v128) (local $c v128)
+    (local $p0 i32) (local $p1 i32) (local $p2 i32) (local $p3 i32)
+    (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)
+    (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
+    (local.set $bytes (i32.shl (local.get $n) (i32.const 1)))
+    (block $quads_done
+      (loop $quads
+        (br_if $quads_done (i32.gt_u (i32.add (local.get $r) (i32.const 4)) (local.get $count)))
+        (local.set $p0 (local.get $rows))
+        (local.set $p1 (i32.add (local.get $p0) (local.get $bytes)))
+        (local.set $p2 (i32.add (local.get $p1) (local.get $bytes)))
+        (local.set $p3 (i32.add (local.get $p2) (local.get $bytes)))
+        (local.set $s0 (v128.const i32x4 0 0 0 0))
+        (local.set $t0 (v128.const i32x4 0 0 0 0))
+        (local.set $s1 (v128.const i32x4 0 0 0 0))
+        (local.set $t1 (v128.const i32x4 0 0 0 0))
+        (local.set $s2 (v128.const i32x4 0 0 0 0))
+        (local.set $t2 (v128.const i32x4 0 0 0 0))
+        (local.set $s3 (v128.const i32x4 0 0 0 0))
+        (local.set $t3 (v128.const i32x4 0 0 0 0))
+        (local.set $j (i32.const 0))
+        (block $done
+          (loop $step
+            (br_if $done (i32.ge_u (local.get $j) (local.get $bytes)))
+            (local.set $q (v128.load (i32.add (local.get $x) (local.get $j))))
+            (local.set $q2 (v128.load (i32.add (local.get $x2) (local.get $j))))
+            (local.set $c (v128.load (i32.add (local.get $p0) (local.get $j))))
+            (local.set $s0 (i32x4.add (local.get $s0) (i32x4.dot_i16x8_s (local.get $c) (local.get $q))))
+            (local.set $t0 (i32x4.add (local.get $t0) (i32x4.dot_i16x8_s (local.get $c) (local.get $q2))))
+            (local.set $c (v128.load (i32.add (local.get $p1) (local.get $j))))
+            (local.set $s1 (i32x4.add (local.get $s1) (i32x4.dot_i16x8_s (local.get $c) (local.get $q))))
+            (local.set $t1 (i32x4.add (local.get $t1) (i32x4.dot_i16x8_s (local.get $c) (local.get $q2))))
+            (local.set $c (v128.load (i32.add (local.get $p2) (local.get $j))))
+            (local.set $s2 (i32x4.add (local.get $s2) (i32x4.dot_i16x8_s (local.get $c) (local.get $q))))
+            (local.set $t2 (i32x4.add (local.get $t2) (i32x4.dot_i16x8_s (local.get $c) (local.get $q2))))
+            (local.set $c (v128.load (i32.add (local.get $p3) (local.get $j))))
+            (local.set $s3 (i32x4.add (local.get $s3) (i32x4.dot_i16x8_s (local.get $c) (local.get $q))))
+            (local.set $t3 (i32x4.add (local.get $t3) (i32x4.dot_i16x8_s (local.get $c) (local.get $q2))))
+            (local.set $j (i32.add (local.get $j) (i32.const 16)))
+            (br $step)))
+        (f64.store offset=0 (local.get $out) (call $sum4 (local.get $s0)))
+        (f64.store offset=0 (local.get $out2) (call $sum4 (local.get $t0)))
+        (f64.store offset=8 (local.get $out) (call $sum4 (local.get $s1)))
+        (f64.store offset=8 (local.get $out2) (call $sum4 (local.get $t1)))
+        (f64.store offset=16 (local.get $out) (call $sum4 (local.get $s2)))
+        (f64.store offset=16 (local.get $out2) (call $sum4 (local.get $t2)))
+        (f64.store offset=24 (local.get $out) (call $sum4 (local.get $s3)))
+        (f64.store offset=24 (local.get $out2) (call $sum4 (local.get $t3)))
+        (local.set $rows (i32.add (local.get $rows) (i32.shl (local.get $bytes) (i32.const 2))))
+        (local.set $out (i32.add (local.get $out) (i32.const 32)))
+        (local.set $out2 (i32.add (local.get $out2) (i32.const 32)))
+        (local.set $r (i32.add (local.get $r) (i32.const 4)))
+        (br $quads)))
+    (call $dots16From (local.get $x) (local.get $rows) (i32.sub (local.get $count) (local.get $r)) (local.get $n) (local.get $out))
+    (call $dots16From (local.get $x2) (local.get $rows) (i32.sub (local.get $count) (local.get $r)) (local.get $n) (local.get $out2)))
+
+  ;; `dots16` of `count` rows one at a time (the rows a four-row step leaves).
+  (func $dots16From (param $x i32) (param $rows i32) (param $count i32) (param $n i32) (param $out i32)
+    (local $r i32) (local $j i32) (local $bytes i32) (local $s0 v128)
+    (local.set $bytes (i32.shl (local.get $n) (i32.const 1)))
+    (block $rest_done
+      (loop $rest
+        (br_if $rest_done (i32.ge_u (local.get $r) (local.get $count)))
+        (local.set $s0 (v128.const i32x4 0 0 0 0))
+        (local.set $j (i32.const 0))
+        (block $done1
+          (loop $step1
+            (br_if $done1 (i32.ge_u (local.get $j) (local.get $bytes)))
+            (local.set $s0 (i32x4.add (local.get $s0)
+              (i32x4.dot_i16x8_s (v128.load (i32.add (local.get $rows) (local.get $j)))
+                (v128.load (i32.add (local.get $x) (local.get $j))))))
+            (local.set $j (i32.add (local.get $j) (i32.const 16)))
+            (br $step1)))
+        (f64.store (local.get $out) (call $sum4 (local.get $s0)))
+        (local.set $rows (i32.add (local.get $rows) (local.get $bytes)))
+        (local.set $out (i32.add (local.get $out) (i32.const 8)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rest))))
+
+  ;; The coarse probe's bounds and candidates (index-memory.ts, #probe): for every list l <
   ;; `lists`, from its i16 dot product d = dots[l] (f64, as `dots16` wrote it) and its row of
   ;; the table (five f64 arrays of `stride` entries each from `table`: scale, slack, weight,
   ;; l1, norm), with p = params (f64: sq, m, halfSq, gamma, l2 (0 or 1), nprobe), in f64 and in
