@@ -8,7 +8,7 @@
 import type { AbortOptions } from '@dreamdb/cas'
 import { NotEnoughVectorsError } from './errors.js'
 import { createKernels, type KernelChoice } from './kernels/kernels.js'
-import { KMEANS_PARAMS, writeKmeansParams } from './kernels/kmeans.js'
+import { KMEANS_PARAMS, kmeansScratch, writeKmeansParams } from './kernels/kmeans.js'
 import type { Metric, SpatialIndex } from './model.js'
 import { Prng, sampleIndices } from './prng.js'
 import { checkDim, checkInteger, checkMetric, toMatrix, type VectorsInput } from './vectors.js'
@@ -140,13 +140,15 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   const elkan = (m + 3 * lists) * lists <= kmeansTuning.elkanMaxBounds
   // Elkan's per-pair lower bounds, the centroids' drifts and gaps and one vector's candidates
   // lie on the heap for the `elkan` kernel (each padded by one entry: it reads pairs).
-  const lowerOff = Math.ceil((scoresOff + block * lists * 4) / 8) * 8
+  // (the scores of a block, or those of the `kmeans` kernel's sixteen vectors)
+  const scratch = kmeansScratch(lists)
+  const lowerOff = Math.ceil((scoresOff + Math.max(block * lists * 4, scratch.scores)) / 8) * 8
   const driftOff = Math.ceil((lowerOff + (elkan ? m * lists * 4 + 8 : 0)) / 8) * 8
   const gapOff = driftOff + (elkan ? (lists + 1) * 8 : 0)
   const candOff = Math.ceil((gapOff + (elkan ? lists * lists * 4 + 8 : 0)) / 8) * 8
   // Then the per-vector and per-list state, where the `kmeans` kernel (one whole assignment
   // pass under Elkan's bounds) reads and writes it; JavaScript works on views of it.
-  let end = candOff + (elkan ? (lists + 4) * 4 : 0)
+  let end = candOff + (elkan ? scratch.candidates : 0)
   const place = (bytes: number): number => {
     const at = Math.ceil(end / 8) * 8
     end = at + bytes

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { createKernels, type Kernels } from '../src/kernels/kernels.js'
-import { KMEANS_PARAMS, type KmeansParams, writeKmeansParams } from '../src/kernels/kmeans.js'
+import { KMEANS_PARAMS, type KmeansParams, kmeansScratch, writeKmeansParams } from '../src/kernels/kmeans.js'
 import { Prng } from '../src/prng.js'
 import { gaussian } from './helpers/data.js'
 
@@ -39,8 +39,8 @@ function setup(m: number, lists: number, dim: number, spherical: boolean, seed: 
     cost: place(m * 8),
     counts: place(lists * 4),
     sums: place(lists * dim * 8),
-    candidates: place((lists + 4) * 4),
-    scores: place(Math.max(m * lists, 2 * lists + 4) * 4),
+    candidates: place(kmeansScratch(lists).candidates),
+    scores: place(Math.max(m * lists * 4, kmeansScratch(lists).scores)),
     scan: 8,
     tighten: 16,
     rows: place(m * 4),

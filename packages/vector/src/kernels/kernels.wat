@@ -1303,22 +1303,27 @@
     (f32.store offset=12 (local.get $o1) (call $lanes (local.get $s13))))
 
   ;; One k-means assignment pass under Elkan's bounds (ivf.ts, design/0004), every sample
-  ;; vector in order, so that the per-vector bookkeeping runs here and not in JavaScript: the
-  ;; scan for candidates (by gap while the bound passes at most `scan` of a centroid's nearest
-  ;; others, else `elkan` over every list), the tightening when more than `tighten` pass, the
-  ;; products four centroids at a time through $quad (bits of `dot`), the choice (the lowest
-  ;; cost, the lowest list on a tie), the lower bounds of the scored pairs, the moves (each
-  ;; list's f64 sums follow the vectors that move, in sample order), costs and counts. Every
-  ;; float step is the f64 (or f32) operation ivf.ts performed, in its order, so the centroids
-  ;; are the same bits; kmeans.ts is its TypeScript twin. Returns how many vectors moved.
+  ;; vector in order, so that the per-vector bookkeeping runs here and not in JavaScript.
+  ;; Sixteen vectors at a time: (A) each one's candidates (by gap while the bound passes at
+  ;; most `scan` of its centroid's nearest others, else `elkan` over every list; the bound
+  ;; tightened when more than `tighten` pass), its own centroid first, queued four centroids
+  ;; to an entry; (B) the queued products, two entries at a time through $quad2 (eight
+  ;; independent sums; one vector's four alone left the adds waiting on each other), each
+  ;; with the bits of `dot`; (C) in sample order, each vector's choice (the lowest cost, the
+  ;; lowest list on a tie), the lower bounds of the scored pairs, its move (each list's f64
+  ;; sums follow the vectors that move), cost and count. A vector's scan reads nothing another
+  ;; vector's choice writes, so the grouping changes no result. Every float step is the f64 (or
+  ;; f32) operation ivf.ts performed in JavaScript, in its order, so the centroids are the
+  ;; same bits; kmeans.ts is the TypeScript twin (one vector at a time). Returns how many moved.
   ;; `p` holds u32 fields (byte offsets unless said): 0 m, 1 lists, 2 dim4 (f32 per row),
   ;; 3 dim, 4 spherical (0/1), 5 sample rows (dim4 f32 each), 6 centroid rows, 7 norms (f64
   ;; per list), 8 sample norms (f64), 9 lower bounds (f32, m x lists, plus drift), 10 drift
   ;; (f64, lists + 1), 11 gaps (f32, lists x lists), 12 each centroid's others by gap (u32,
   ;; lists x lists), 13 those gaps (f32), 14 half the gap to the nearest other (f64 per
   ;; list), 15 upper bounds (f64 per vector), 16 assignment (u32), 17 costs (f64), 18 counts
-  ;; (u32 per list), 19 sums (f64, lists x dim), 20 candidates (u32, lists + 3), 21 scratch
-  ;; (2 lists + 4 entries of 4 bytes: the scores, and the twin's row offsets), 22 scan, 23 tighten.
+  ;; (u32 per list), 19 sums (f64, lists x dim), 20 scratch: 16 x (lists + 4) u32 candidates,
+  ;; 16 u32 counts, then 16 x ceil(lists / 4) + 1 queue entries of 24 bytes (kmeansScratch in
+  ;; kmeans.ts), 21 scores (16 x (lists + 4) f32), 22 scan, 23 tighten.
   (func (export "kmeans") (param $p i32) (result i32)
     (local $m i32) (local $lists i32) (local $dim4 i32) (local $dim i32) (local $spherical i32)
     (local $sample i32) (local $cent i32) (local $norms i32) (local $snorms i32) (local $lower i32)
@@ -1327,9 +1332,11 @@
     (local $cand i32) (local $scores i32) (local $scan i32) (local $tighten i32)
     (local $i i32) (local $a i32) (local $x i32) (local $lo i32) (local $ga i32) (local $count i32)
     (local $j i32) (local $l i32) (local $q i32) (local $stride i32) (local $moved i32)
-    (local $best i32) (local $last i32) (local $sa i32) (local $sb i32) (local $at i32)
+    (local $best i32) (local $last i32) (local $at i32)
+    (local $b0 i32) (local $bn i32) (local $k i32) (local $nq i32) (local $e i32) (local $cstride i32)
+    (local $ck i32) (local $sk i32) (local $cnts i32) (local $queue i32)
     (local $u f64) (local $t f64) (local $sn f64) (local $d f64) (local $c f64)
-    (local $bestCost f64) (local $bestDot f64) (local $v v128)
+    (local $bestCost f64) (local $bestDot f64)
     (local.set $m (i32.load (local.get $p)))
     (local.set $lists (i32.load offset=4 (local.get $p)))
     (local.set $dim4 (i32.load offset=8 (local.get $p)))
@@ -1355,162 +1362,237 @@
     (local.set $scan (i32.load offset=88 (local.get $p)))
     (local.set $tighten (i32.load offset=92 (local.get $p)))
     (local.set $stride (i32.shl (local.get $dim4) (i32.const 2)))
+    (local.set $cstride (i32.shl (i32.add (local.get $lists) (i32.const 4)) (i32.const 2)))
+    (local.set $cnts (i32.add (local.get $cand) (i32.shl (local.get $cstride) (i32.const 4))))
+    (local.set $queue (i32.add (local.get $cnts) (i32.const 64)))
     (block $all
-      (loop $vec
-        (br_if $all (i32.ge_u (local.get $i) (local.get $m)))
-        (local.set $a (i32.load (i32.add (local.get $assign) (i32.shl (local.get $i) (i32.const 2)))))
-        (local.set $u (f64.load (i32.add (local.get $upper) (i32.shl (local.get $i) (i32.const 3)))))
-        (local.set $sn (f64.load (i32.add (local.get $snorms) (i32.shl (local.get $i) (i32.const 3)))))
-        (local.set $x (i32.add (local.get $sample) (i32.mul (local.get $i) (local.get $stride))))
-        (block $kept
-          (br_if $kept (i32.eqz (f64.gt (local.get $u)
-            (f64.load (i32.add (local.get $half) (i32.shl (local.get $a) (i32.const 3)))))))
-          (local.set $lo (i32.add (local.get $lower)
-            (i32.shl (i32.mul (local.get $i) (local.get $lists)) (i32.const 2))))
-          (local.set $ga (i32.shl (i32.mul (local.get $a) (local.get $lists)) (i32.const 2)))
-          ;; the vector's own centroid first, then every other that may be nearer
-          (i32.store (local.get $cand) (local.get $a))
-          (local.set $count (i32.const 1))
-          (if (i32.and (i32.gt_u (local.get $lists) (local.get $scan))
-                (f64.gt (local.get $u) (f64.promote_f32 (f32.load
-                  (i32.add (i32.add (local.get $sorted) (local.get $ga)) (i32.shl (local.get $scan) (i32.const 2)))))))
-            (then
-              (local.set $count (i32.add (i32.const 1)
-                (call $elkan (local.get $lo) (local.get $drift) (i32.add (local.get $gaps) (local.get $ga))
-                  (local.get $lists) (local.get $u) (local.get $a) (i32.add (local.get $cand) (i32.const 4))))))
-            (else
-              (local.set $j (i32.const 0))
-              (block $sorted_done
-                (loop $by_gap
-                  (br_if $sorted_done (i32.ge_u (local.get $j) (local.get $lists)))
-                  (br_if $sorted_done (i32.eqz (f64.gt (local.get $u) (f64.promote_f32 (f32.load
-                    (i32.add (i32.add (local.get $sorted) (local.get $ga)) (i32.shl (local.get $j) (i32.const 2))))))))
-                  (local.set $l (i32.load
-                    (i32.add (i32.add (local.get $byGap) (local.get $ga)) (i32.shl (local.get $j) (i32.const 2)))))
-                  (if (i32.and
-                        (f64.gt
-                          (f64.add (local.get $u)
-                            (f64.load (i32.add (local.get $drift) (i32.shl (local.get $l) (i32.const 3)))))
-                          (f64.promote_f32 (f32.load (i32.add (local.get $lo) (i32.shl (local.get $l) (i32.const 2))))))
-                        (i32.ne (local.get $l) (local.get $a)))
-                    (then
-                      (i32.store (i32.add (local.get $cand) (i32.shl (local.get $count) (i32.const 2))) (local.get $l))
-                      (local.set $count (i32.add (local.get $count) (i32.const 1)))))
-                  (local.set $j (i32.add (local.get $j) (i32.const 1)))
-                  (br $by_gap)))))
-          ;; many pass the loose bound: the exact distance to the own centroid, and the scan
-          ;; again at min(t, u)
-          (if (i32.gt_u (local.get $count) (local.get $tighten))
-            (then
-              (local.set $t (f64.sqrt (f64.max (f64.const 0)
-                (f64.sub
-                  (f64.add (local.get $sn)
-                    (f64.load (i32.add (local.get $norms) (i32.shl (local.get $a) (i32.const 3)))))
-                  (f64.mul (f64.const 2) (f64.promote_f32
-                    (call $dot (local.get $x) (i32.add (local.get $cent) (i32.mul (local.get $a) (local.get $stride)))
-                      (local.get $dim4))))))))
-              (local.set $count (i32.add (i32.const 1)
-                (call $elkan (local.get $lo) (local.get $drift) (i32.add (local.get $gaps) (local.get $ga))
-                  (local.get $lists) (f64.min (local.get $t) (local.get $u)) (local.get $a)
-                  (i32.add (local.get $cand) (i32.const 4)))))
-              (local.set $u (local.get $t))
-              (f64.store (i32.add (local.get $upper) (i32.shl (local.get $i) (i32.const 3))) (local.get $t))))
-          (br_if $kept (i32.le_u (local.get $count) (i32.const 1)))
-          ;; the candidates' products, four at a time (the last repeated to fill a four)
-          (local.set $last (i32.sub (local.get $count) (i32.const 1)))
-          (local.set $q (i32.const 0))
-          (loop $fours
-            (call $quad (local.get $x)
-              (call $row (local.get $cand) (local.get $q) (local.get $last) (local.get $cent) (local.get $stride))
-              (call $row (local.get $cand) (i32.add (local.get $q) (i32.const 1)) (local.get $last) (local.get $cent) (local.get $stride))
-              (call $row (local.get $cand) (i32.add (local.get $q) (i32.const 2)) (local.get $last) (local.get $cent) (local.get $stride))
-              (call $row (local.get $cand) (i32.add (local.get $q) (i32.const 3)) (local.get $last) (local.get $cent) (local.get $stride))
-              (local.get $dim4) (i32.const 0) (i32.add (local.get $scores) (i32.shl (local.get $q) (i32.const 2))))
-            (local.set $q (i32.add (local.get $q) (i32.const 4)))
-            (br_if $fours (i32.lt_u (local.get $q) (local.get $count))))
-          (local.set $best (local.get $a))
-          (local.set $bestDot (f64.promote_f32 (f32.load (local.get $scores))))
-          (local.set $bestCost (call $kcost (local.get $spherical) (local.get $norms) (local.get $a) (local.get $bestDot)))
-          (local.set $q (i32.const 1))
-          (loop $pick
-            (local.set $l (i32.load (i32.add (local.get $cand) (i32.shl (local.get $q) (i32.const 2)))))
-            (local.set $d (f64.promote_f32 (f32.load (i32.add (local.get $scores) (i32.shl (local.get $q) (i32.const 2))))))
-            (local.set $c (call $kcost (local.get $spherical) (local.get $norms) (local.get $l) (local.get $d)))
-            (f32.store (i32.add (local.get $lo) (i32.shl (local.get $l) (i32.const 2)))
-              (call $kbound (local.get $sn) (local.get $norms) (local.get $drift) (local.get $l) (local.get $d)))
-            (if (i32.or (f64.lt (local.get $c) (local.get $bestCost))
-                  (i32.and (f64.eq (local.get $c) (local.get $bestCost)) (i32.lt_u (local.get $l) (local.get $best))))
+      (loop $blocks
+        (br_if $all (i32.ge_u (local.get $b0) (local.get $m)))
+        (local.set $bn (i32.sub (local.get $m) (local.get $b0)))
+        (if (i32.gt_u (local.get $bn) (i32.const 16)) (then (local.set $bn (i32.const 16))))
+        (local.set $nq (i32.const 0))
+        ;; (A) candidates and the queue
+        (local.set $k (i32.const 0))
+        (loop $scanning
+          (local.set $i (i32.add (local.get $b0) (local.get $k)))
+          (local.set $ck (i32.add (local.get $cand) (i32.mul (local.get $k) (local.get $cstride))))
+          (local.set $a (i32.load (i32.add (local.get $assign) (i32.shl (local.get $i) (i32.const 2)))))
+          (local.set $u (f64.load (i32.add (local.get $upper) (i32.shl (local.get $i) (i32.const 3)))))
+          (local.set $x (i32.add (local.get $sample) (i32.mul (local.get $i) (local.get $stride))))
+          (local.set $count (i32.const 0))
+          (block $none
+            (br_if $none (i32.eqz (f64.gt (local.get $u)
+              (f64.load (i32.add (local.get $half) (i32.shl (local.get $a) (i32.const 3)))))))
+            (local.set $sn (f64.load (i32.add (local.get $snorms) (i32.shl (local.get $i) (i32.const 3)))))
+            (local.set $lo (i32.add (local.get $lower)
+              (i32.shl (i32.mul (local.get $i) (local.get $lists)) (i32.const 2))))
+            (local.set $ga (i32.shl (i32.mul (local.get $a) (local.get $lists)) (i32.const 2)))
+            ;; the vector's own centroid first, then every other that may be nearer
+            (i32.store (local.get $ck) (local.get $a))
+            (local.set $count (i32.const 1))
+            (if (i32.and (i32.gt_u (local.get $lists) (local.get $scan))
+                  (f64.gt (local.get $u) (f64.promote_f32 (f32.load
+                    (i32.add (i32.add (local.get $sorted) (local.get $ga)) (i32.shl (local.get $scan) (i32.const 2)))))))
               (then
-                (local.set $best (local.get $l))
-                (local.set $bestCost (local.get $c))
-                (local.set $bestDot (local.get $d))))
-            (local.set $q (i32.add (local.get $q) (i32.const 1)))
-            (br_if $pick (i32.lt_u (local.get $q) (local.get $count))))
-          (if (i32.ne (local.get $best) (local.get $a))
+                (local.set $count (i32.add (i32.const 1)
+                  (call $elkan (local.get $lo) (local.get $drift) (i32.add (local.get $gaps) (local.get $ga))
+                    (local.get $lists) (local.get $u) (local.get $a) (i32.add (local.get $ck) (i32.const 4))))))
+              (else
+                (local.set $j (i32.const 0))
+                (block $sorted_done
+                  (loop $by_gap
+                    (br_if $sorted_done (i32.ge_u (local.get $j) (local.get $lists)))
+                    (br_if $sorted_done (i32.eqz (f64.gt (local.get $u) (f64.promote_f32 (f32.load
+                      (i32.add (i32.add (local.get $sorted) (local.get $ga)) (i32.shl (local.get $j) (i32.const 2))))))))
+                    (local.set $l (i32.load
+                      (i32.add (i32.add (local.get $byGap) (local.get $ga)) (i32.shl (local.get $j) (i32.const 2)))))
+                    (if (i32.and
+                          (f64.gt
+                            (f64.add (local.get $u)
+                              (f64.load (i32.add (local.get $drift) (i32.shl (local.get $l) (i32.const 3)))))
+                            (f64.promote_f32 (f32.load (i32.add (local.get $lo) (i32.shl (local.get $l) (i32.const 2))))))
+                          (i32.ne (local.get $l) (local.get $a)))
+                      (then
+                        (i32.store (i32.add (local.get $ck) (i32.shl (local.get $count) (i32.const 2))) (local.get $l))
+                        (local.set $count (i32.add (local.get $count) (i32.const 1)))))
+                    (local.set $j (i32.add (local.get $j) (i32.const 1)))
+                    (br $by_gap)))))
+            ;; many pass the loose bound: the exact distance to the own centroid, and the scan
+            ;; again at min(t, u)
+            (if (i32.gt_u (local.get $count) (local.get $tighten))
+              (then
+                (local.set $t (f64.sqrt (f64.max (f64.const 0)
+                  (f64.sub
+                    (f64.add (local.get $sn)
+                      (f64.load (i32.add (local.get $norms) (i32.shl (local.get $a) (i32.const 3)))))
+                    (f64.mul (f64.const 2) (f64.promote_f32
+                      (call $dot (local.get $x) (i32.add (local.get $cent) (i32.mul (local.get $a) (local.get $stride)))
+                        (local.get $dim4))))))))
+                (local.set $count (i32.add (i32.const 1)
+                  (call $elkan (local.get $lo) (local.get $drift) (i32.add (local.get $gaps) (local.get $ga))
+                    (local.get $lists) (f64.min (local.get $t) (local.get $u)) (local.get $a)
+                    (i32.add (local.get $ck) (i32.const 4)))))
+                (f64.store (i32.add (local.get $upper) (i32.shl (local.get $i) (i32.const 3))) (local.get $t))))
+            (br_if $none (i32.le_u (local.get $count) (i32.const 1)))
+            ;; queue the products, four centroids an entry (the last repeated to fill four)
+            (local.set $sk (i32.add (local.get $scores) (i32.mul (local.get $k) (local.get $cstride))))
+            (local.set $last (i32.sub (local.get $count) (i32.const 1)))
+            (local.set $q (i32.const 0))
+            (loop $fours
+              (local.set $e (i32.add (local.get $queue) (i32.mul (local.get $nq) (i32.const 24))))
+              (i32.store (local.get $e) (local.get $x))
+              (i32.store offset=4 (local.get $e) (i32.add (local.get $cent) (i32.mul (local.get $stride)
+                (i32.load (i32.add (local.get $ck) (i32.shl (local.get $q) (i32.const 2)))))))
+              (i32.store offset=8 (local.get $e) (i32.add (local.get $cent) (i32.mul (local.get $stride)
+                (i32.load (i32.add (local.get $ck) (i32.shl
+                  (select (local.get $last) (i32.add (local.get $q) (i32.const 1))
+                    (i32.gt_u (i32.add (local.get $q) (i32.const 1)) (local.get $last))) (i32.const 2)))))))
+              (i32.store offset=12 (local.get $e) (i32.add (local.get $cent) (i32.mul (local.get $stride)
+                (i32.load (i32.add (local.get $ck) (i32.shl
+                  (select (local.get $last) (i32.add (local.get $q) (i32.const 2))
+                    (i32.gt_u (i32.add (local.get $q) (i32.const 2)) (local.get $last))) (i32.const 2)))))))
+              (i32.store offset=16 (local.get $e) (i32.add (local.get $cent) (i32.mul (local.get $stride)
+                (i32.load (i32.add (local.get $ck) (i32.shl
+                  (select (local.get $last) (i32.add (local.get $q) (i32.const 3))
+                    (i32.gt_u (i32.add (local.get $q) (i32.const 3)) (local.get $last))) (i32.const 2)))))))
+              (i32.store offset=20 (local.get $e) (i32.add (local.get $sk) (i32.shl (local.get $q) (i32.const 2))))
+              (local.set $nq (i32.add (local.get $nq) (i32.const 1)))
+              (local.set $q (i32.add (local.get $q) (i32.const 4)))
+              (br_if $fours (i32.lt_u (local.get $q) (local.get $count)))))
+          (i32.store (i32.add (local.get $cnts) (i32.shl (local.get $k) (i32.const 2))) (local.get $count))
+          (local.set $k (i32.add (local.get $k) (i32.const 1)))
+          (br_if $scanning (i32.lt_u (local.get $k) (local.get $bn))))
+        ;; (B) the products, two queue entries at a time
+        (local.set $e (local.get $queue))
+        (local.set $last (i32.add (local.get $queue) (i32.mul (local.get $nq) (i32.const 24))))
+        (block $pairs_done
+          (loop $pairs
+            (br_if $pairs_done (i32.gt_u (i32.add (local.get $e) (i32.const 48)) (local.get $last)))
+            (call $quad2
+              (i32.load (local.get $e)) (i32.load offset=4 (local.get $e)) (i32.load offset=8 (local.get $e))
+              (i32.load offset=12 (local.get $e)) (i32.load offset=16 (local.get $e)) (i32.load offset=20 (local.get $e))
+              (i32.load offset=24 (local.get $e)) (i32.load offset=28 (local.get $e)) (i32.load offset=32 (local.get $e))
+              (i32.load offset=36 (local.get $e)) (i32.load offset=40 (local.get $e)) (i32.load offset=44 (local.get $e))
+              (local.get $dim4))
+            (local.set $e (i32.add (local.get $e) (i32.const 48)))
+            (br $pairs)))
+        (if (i32.lt_u (local.get $e) (local.get $last))
+          (then
+            (call $quad
+              (i32.load (local.get $e)) (i32.load offset=4 (local.get $e)) (i32.load offset=8 (local.get $e))
+              (i32.load offset=12 (local.get $e)) (i32.load offset=16 (local.get $e))
+              (local.get $dim4) (i32.const 0) (i32.load offset=20 (local.get $e)))))
+        ;; (C) the choices, in sample order
+        (local.set $k (i32.const 0))
+        (loop $choosing
+          (local.set $i (i32.add (local.get $b0) (local.get $k)))
+          (local.set $count (i32.load (i32.add (local.get $cnts) (i32.shl (local.get $k) (i32.const 2)))))
+          (local.set $a (i32.load (i32.add (local.get $assign) (i32.shl (local.get $i) (i32.const 2)))))
+          (local.set $sn (f64.load (i32.add (local.get $snorms) (i32.shl (local.get $i) (i32.const 3)))))
+          (if (i32.le_u (local.get $count) (i32.const 1))
             (then
-              (local.set $moved (i32.add (local.get $moved) (i32.const 1)))
-              (f32.store (i32.add (local.get $lo) (i32.shl (local.get $a) (i32.const 2)))
-                (call $kbound (local.get $sn) (local.get $norms) (local.get $drift) (local.get $a)
-                  (f64.promote_f32 (f32.load (local.get $scores)))))
-              ;; sums[a] -= x, sums[best] += x: two f64 lanes at a time, each its own operation
-              (local.set $sa (i32.add (local.get $sums) (i32.shl (i32.mul (local.get $a) (local.get $dim)) (i32.const 3))))
-              (local.set $sb (i32.add (local.get $sums) (i32.shl (i32.mul (local.get $best) (local.get $dim)) (i32.const 3))))
-              (local.set $j (i32.const 0))
-              (block $pairs_done
-                (loop $pairs
-                  (br_if $pairs_done (i32.gt_u (i32.add (local.get $j) (i32.const 2)) (local.get $dim)))
-                  (local.set $v (f64x2.promote_low_f32x4
-                    (v128.load64_zero (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))))
-                  (local.set $at (i32.shl (local.get $j) (i32.const 3)))
-                  (v128.store (i32.add (local.get $sa) (local.get $at))
-                    (f64x2.sub (v128.load (i32.add (local.get $sa) (local.get $at))) (local.get $v)))
-                  (v128.store (i32.add (local.get $sb) (local.get $at))
-                    (f64x2.add (v128.load (i32.add (local.get $sb) (local.get $at))) (local.get $v)))
-                  (local.set $j (i32.add (local.get $j) (i32.const 2)))
-                  (br $pairs)))
-              (if (i32.lt_u (local.get $j) (local.get $dim))
+              ;; kept without a product: the cost from the upper bound, exact or still loose
+              (local.set $u (f64.load (i32.add (local.get $upper) (i32.shl (local.get $i) (i32.const 3)))))
+              (local.set $t (f64.mul (local.get $u) (local.get $u)))
+              (f64.store (i32.add (local.get $cost) (i32.shl (local.get $i) (i32.const 3)))
+                (if (result f64) (local.get $spherical)
+                  (then (f64.div
+                    (f64.sub (f64.sub (local.get $t) (local.get $sn))
+                      (f64.load (i32.add (local.get $norms) (i32.shl (local.get $a) (i32.const 3)))))
+                    (f64.const 2)))
+                  (else (local.get $t))))
+              (local.set $at (i32.add (local.get $counts) (i32.shl (local.get $a) (i32.const 2))))
+              (i32.store (local.get $at) (i32.add (i32.load (local.get $at)) (i32.const 1))))
+            (else
+              (local.set $ck (i32.add (local.get $cand) (i32.mul (local.get $k) (local.get $cstride))))
+              (local.set $sk (i32.add (local.get $scores) (i32.mul (local.get $k) (local.get $cstride))))
+              (local.set $lo (i32.add (local.get $lower)
+                (i32.shl (i32.mul (local.get $i) (local.get $lists)) (i32.const 2))))
+              (local.set $best (local.get $a))
+              (local.set $bestDot (f64.promote_f32 (f32.load (local.get $sk))))
+              (local.set $bestCost (call $kcost (local.get $spherical) (local.get $norms) (local.get $a) (local.get $bestDot)))
+              (local.set $q (i32.const 1))
+              (loop $pick
+                (local.set $l (i32.load (i32.add (local.get $ck) (i32.shl (local.get $q) (i32.const 2)))))
+                (local.set $d (f64.promote_f32 (f32.load (i32.add (local.get $sk) (i32.shl (local.get $q) (i32.const 2))))))
+                (local.set $c
+                  (if (result f64) (local.get $spherical)
+                    (then (f64.neg (local.get $d)))
+                    (else (f64.sub (f64.load (i32.add (local.get $norms) (i32.shl (local.get $l) (i32.const 3))))
+                      (f64.mul (f64.const 2) (local.get $d))))))
+                ;; the pair's lower bound, now exact: sqrt(max(0, |x|^2 + |c_l|^2 - 2d)) + drift[l]
+                (f32.store (i32.add (local.get $lo) (i32.shl (local.get $l) (i32.const 2)))
+                  (f32.demote_f64 (f64.add
+                    (f64.sqrt (f64.max (f64.const 0)
+                      (f64.sub
+                        (f64.add (local.get $sn) (f64.load (i32.add (local.get $norms) (i32.shl (local.get $l) (i32.const 3)))))
+                        (f64.mul (f64.const 2) (local.get $d)))))
+                    (f64.load (i32.add (local.get $drift) (i32.shl (local.get $l) (i32.const 3)))))))
+                (if (i32.or (f64.lt (local.get $c) (local.get $bestCost))
+                      (i32.and (f64.eq (local.get $c) (local.get $bestCost)) (i32.lt_u (local.get $l) (local.get $best))))
+                  (then
+                    (local.set $best (local.get $l))
+                    (local.set $bestCost (local.get $c))
+                    (local.set $bestDot (local.get $d))))
+                (local.set $q (i32.add (local.get $q) (i32.const 1)))
+                (br_if $pick (i32.lt_u (local.get $q) (local.get $count))))
+              (if (i32.ne (local.get $best) (local.get $a))
                 (then
-                  (local.set $d (f64.promote_f32 (f32.load (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))))
-                  (local.set $at (i32.shl (local.get $j) (i32.const 3)))
-                  (f64.store (i32.add (local.get $sa) (local.get $at))
-                    (f64.sub (f64.load (i32.add (local.get $sa) (local.get $at))) (local.get $d)))
-                  (f64.store (i32.add (local.get $sb) (local.get $at))
-                    (f64.add (f64.load (i32.add (local.get $sb) (local.get $at))) (local.get $d)))))
-              (i32.store (i32.add (local.get $assign) (i32.shl (local.get $i) (i32.const 2))) (local.get $best))))
-          (f64.store (i32.add (local.get $upper) (i32.shl (local.get $i) (i32.const 3)))
-            (f64.sqrt (f64.max (f64.const 0)
-              (f64.sub
-                (f64.add (local.get $sn)
-                  (f64.load (i32.add (local.get $norms) (i32.shl (local.get $best) (i32.const 3)))))
-                (f64.mul (f64.const 2) (local.get $bestDot))))))
-          (f64.store (i32.add (local.get $cost) (i32.shl (local.get $i) (i32.const 3)))
-            (if (result f64) (local.get $spherical)
-              (then (local.get $bestCost))
-              (else (f64.add (local.get $bestCost) (local.get $sn)))))
-          (local.set $at (i32.add (local.get $counts) (i32.shl (local.get $best) (i32.const 2))))
-          (i32.store (local.get $at) (i32.add (i32.load (local.get $at)) (i32.const 1)))
-          (local.set $i (i32.add (local.get $i) (i32.const 1)))
-          (br $vec))
-        ;; kept without a product: the cost from the upper bound, now exact or still loose
-        (local.set $t (f64.mul (local.get $u) (local.get $u)))
-        (f64.store (i32.add (local.get $cost) (i32.shl (local.get $i) (i32.const 3)))
-          (if (result f64) (local.get $spherical)
-            (then (f64.div
-              (f64.sub (f64.sub (local.get $t) (local.get $sn))
-                (f64.load (i32.add (local.get $norms) (i32.shl (local.get $a) (i32.const 3)))))
-              (f64.const 2)))
-            (else (local.get $t))))
-        (local.set $at (i32.add (local.get $counts) (i32.shl (local.get $a) (i32.const 2))))
-        (i32.store (local.get $at) (i32.add (i32.load (local.get $at)) (i32.const 1)))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $vec)))
+                  (local.set $moved (i32.add (local.get $moved) (i32.const 1)))
+                  (f32.store (i32.add (local.get $lo) (i32.shl (local.get $a) (i32.const 2)))
+                    (call $kbound (local.get $sn) (local.get $norms) (local.get $drift) (local.get $a)
+                      (f64.promote_f32 (f32.load (local.get $sk)))))
+                  (call $kmove (local.get $sums) (local.get $dim) (local.get $a) (local.get $best)
+                    (i32.add (local.get $sample) (i32.mul (local.get $i) (local.get $stride))))
+                  (i32.store (i32.add (local.get $assign) (i32.shl (local.get $i) (i32.const 2))) (local.get $best))))
+              (f64.store (i32.add (local.get $upper) (i32.shl (local.get $i) (i32.const 3)))
+                (call $kdist (local.get $sn) (local.get $norms) (local.get $best) (local.get $bestDot)))
+              (f64.store (i32.add (local.get $cost) (i32.shl (local.get $i) (i32.const 3)))
+                (if (result f64) (local.get $spherical)
+                  (then (local.get $bestCost))
+                  (else (f64.add (local.get $bestCost) (local.get $sn)))))
+              (local.set $at (i32.add (local.get $counts) (i32.shl (local.get $best) (i32.const 2))))
+              (i32.store (local.get $at) (i32.add (i32.load (local.get $at)) (i32.const 1)))))
+          (local.set $k (i32.add (local.get $k) (i32.const 1)))
+          (br_if $choosing (i32.lt_u (local.get $k) (local.get $bn))))
+        (local.set $b0 (i32.add (local.get $b0) (i32.const 16)))
+        (br $blocks)))
     (local.get $moved))
 
-  ;; The byte offset of the centroid row of candidate min(q, last).
-  (func $row (param $cand i32) (param $q i32) (param $last i32) (param $cent i32) (param $stride i32) (result i32)
-    (if (i32.gt_u (local.get $q) (local.get $last)) (then (local.set $q (local.get $last))))
-    (i32.add (local.get $cent)
-      (i32.mul (i32.load (i32.add (local.get $cand) (i32.shl (local.get $q) (i32.const 2)))) (local.get $stride))))
+  ;; Two $quad at once (x0 against rows p0..p3 into o0[0..3], x1 against q0..q3 into o1[0..3]),
+  ;; each result bit for bit `dot`'s: eight independent sums, so that the adds of one do not
+  ;; wait on each other (k-means' candidates, where a vector has a handful of rows to score).
+  (func $quad2
+    (param $x0 i32) (param $p0 i32) (param $p1 i32) (param $p2 i32) (param $p3 i32) (param $o0 i32)
+    (param $x1 i32) (param $q0 i32) (param $q1 i32) (param $q2 i32) (param $q3 i32) (param $o1 i32)
+    (param $n i32)
+    (local $j i32) (local $bytes i32) (local $a v128) (local $b v128)
+    (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)
+    (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
+    (local.set $bytes (i32.shl (local.get $n) (i32.const 2)))
+    (block $done
+      (loop $step
+        (br_if $done (i32.ge_u (local.get $j) (local.get $bytes)))
+        (local.set $a (v128.load (i32.add (local.get $x0) (local.get $j))))
+        (local.set $b (v128.load (i32.add (local.get $x1) (local.get $j))))
+        (local.set $s0 (f32x4.add (local.get $s0) (f32x4.mul (v128.load (i32.add (local.get $p0) (local.get $j))) (local.get $a))))
+        (local.set $t0 (f32x4.add (local.get $t0) (f32x4.mul (v128.load (i32.add (local.get $q0) (local.get $j))) (local.get $b))))
+        (local.set $s1 (f32x4.add (local.get $s1) (f32x4.mul (v128.load (i32.add (local.get $p1) (local.get $j))) (local.get $a))))
+        (local.set $t1 (f32x4.add (local.get $t1) (f32x4.mul (v128.load (i32.add (local.get $q1) (local.get $j))) (local.get $b))))
+        (local.set $s2 (f32x4.add (local.get $s2) (f32x4.mul (v128.load (i32.add (local.get $p2) (local.get $j))) (local.get $a))))
+        (local.set $t2 (f32x4.add (local.get $t2) (f32x4.mul (v128.load (i32.add (local.get $q2) (local.get $j))) (local.get $b))))
+        (local.set $s3 (f32x4.add (local.get $s3) (f32x4.mul (v128.load (i32.add (local.get $p3) (local.get $j))) (local.get $a))))
+        (local.set $t3 (f32x4.add (local.get $t3) (f32x4.mul (v128.load (i32.add (local.get $q3) (local.get $j))) (local.get $b))))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $step)))
+    (f32.store (local.get $o0) (call $lanes (local.get $s0)))
+    (f32.store offset=4 (local.get $o0) (call $lanes (local.get $s1)))
+    (f32.store offset=8 (local.get $o0) (call $lanes (local.get $s2)))
+    (f32.store offset=12 (local.get $o0) (call $lanes (local.get $s3)))
+    (f32.store (local.get $o1) (call $lanes (local.get $t0)))
+    (f32.store offset=4 (local.get $o1) (call $lanes (local.get $t1)))
+    (f32.store offset=8 (local.get $o1) (call $lanes (local.get $t2)))
+    (f32.store offset=12 (local.get $o1) (call $lanes (local.get $t3))))
 
   ;; k-means' cost of list l at dot d: -d (spherical), else |c_l|^2 - 2d.
   (func $kcost (param $spherical i32) (param $norms i32) (param $l i32) (param $d f64) (result f64)

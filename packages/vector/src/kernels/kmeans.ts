@@ -40,6 +40,18 @@ export const KMEANS_PARAMS = [
 ] as const
 export type KmeansParams = Record<(typeof KMEANS_PARAMS)[number], number>
 
+/**
+ * Bytes of the `kmeans` kernel's scratch for `lists` lists (it works on sixteen vectors at a
+ * time): `candidates` (each vector's candidates, their counts, the queue of products) and
+ * `scores`. Enough for the twin, which takes one vector at a time.
+ */
+export function kmeansScratch(lists: number): { candidates: number; scores: number } {
+  return {
+    candidates: 16 * (lists + 4) * 4 + 64 + (16 * Math.ceil(lists / 4) + 1) * 24,
+    scores: 16 * (lists + 4) * 4,
+  }
+}
+
 /** Write `params` at byte offset `at` of the heap (KMEANS_PARAMS.length u32). */
 export function writeKmeansParams(k: Kernels, at: number, params: KmeansParams): void {
   const u32 = k.u32()
