@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { createCompressor, createVectorIndex, trainSpatialIndex } from '../src/index.js'
+import { smallestFirst } from '../src/index-memory.js'
+import { nearestFirstOf } from '../src/nearest-first.js'
 import { Prng } from '../src/prng.js'
 import { bruteForce, clustered, distance, gaussian, type Metric, recall, row } from './helpers/data.js'
 import { estimates, fixture } from './helpers/index.js'
@@ -22,6 +24,25 @@ function meanRecall(
   }
   return { recall: total / queries, reranked: reranked / queries, estimated: estimated / queries }
 }
+
+describe('smallestFirst (the coarse probe ranking its candidates)', () => {
+  it('ranks as nearestFirstOf does: by key, then index, ties and all', () => {
+    const prng = new Prng(77)
+    const bestKeys = new Float64Array(64)
+    const out = new Uint32Array(64)
+    for (let trial = 0; trial < 300; trial++) {
+      const m = 1 + prng.below(40)
+      const count = 1 + prng.below(m)
+      // Few distinct keys, so that ties are common; ascending indices with gaps.
+      const keys = Float64Array.from({ length: m }, () => prng.below(6) - 2.5)
+      const indices = new Uint32Array(m)
+      for (let i = 0, at = prng.below(3); i < m; i++, at += 1 + prng.below(3)) indices[i] = at
+      const want = nearestFirstOf(keys, indices, m, count)
+      const got = smallestFirst(keys, indices, m, count, bestKeys, out)
+      expect(Array.from(got.subarray(0, count))).toEqual(Array.from(want))
+    }
+  })
+})
 
 describe.each(['l2', 'ip', 'cosine'] as const)('recall@10 against brute force (%s)', (metric) => {
   it('1 bit: >= 0.99 with rerank at nprobe 8 of ~63 lists, reranking few vectors', async () => {
