@@ -11,7 +11,7 @@ import { createKernels, type KernelChoice } from './kernels/kernels.js'
 import { KMEANS_PARAMS, kmeansScratch, writeKmeansParams } from './kernels/kmeans.js'
 import type { Metric, SpatialIndex } from './model.js'
 import { Prng, sampleIndices } from './prng.js'
-import { checkDim, checkInteger, checkMetric, toMatrix, type VectorsInput } from './vectors.js'
+import { checkDim, checkInteger, checkMetric, checkRows, toMatrix, type VectorsInput } from './vectors.js'
 
 /** What training reports while it works. */
 export interface TrainProgressEvent {
@@ -81,7 +81,12 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   options.signal?.throwIfAborted()
   const dim = checkDim(options.dim)
   const metric = checkMetric(options.metric)
-  const data = toMatrix(vectors, dim, metric, 'training vector')
+  // A flat Float32Array is checked where it lies and its sample copied once, straight into the
+  // kernel heap (scaled to unit length under cosine by `checkRows`' factors, the bits
+  // `toMatrix` would give): a normalised copy of all of it cost a tenth of a build.
+  const flat = vectors instanceof Float32Array
+  const scales = flat ? checkRows(vectors, dim, metric, 'training vector') : null
+  const data = flat ? vectors : toMatrix(vectors, dim, metric, 'training vector')
   const n = data.length / dim
   if (n === 0) throw new NotEnoughVectorsError(0, 1, 'training needs at least one vector')
   const lists =
@@ -105,23 +110,12 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   const seed = checkInteger('seed', options.seed ?? 0, 0, 0xffffffff)
   const prng = new Prng(seed)
 
-  // The sample, copied into its own rows; when it is all of the data, the data itself
-  // (`toMatrix`'s own copy: a second one cost a pass over the data and its size again).
+  // The sample: every vector, or `m` distinct ones (copied into the heap below).
   const m = Math.min(n, lists * maxPointsPerList)
   const picked = m === n ? null : sampleIndices(n, m, prng)
-  let sample = data
-  if (picked !== null) {
-    sample = new Float32Array(m * dim)
-    for (let i = 0; i < m; i++) sample.set(data.subarray(picked[i]! * dim, (picked[i]! + 1) * dim), i * dim)
-  }
-
   const spherical = metric !== 'l2'
   const centroids = new Float32Array(lists * dim)
   const init = sampleIndices(m, lists, prng)
-  for (let l = 0; l < lists; l++) {
-    centroids.set(sample.subarray(init[l]! * dim, (init[l]! + 1) * dim), l * dim)
-    if (spherical) normalizeRow(centroids, l * dim, dim)
-  }
 
   const k = createKernels(options.kernels ?? 'auto')
   const dim4 = Math.ceil(dim / 4) * 4
@@ -167,10 +161,20 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   const sortedGapOff = place(elkan ? lists * lists * 4 : 0)
   const paramsOff = place(KMEANS_PARAMS.length * 4)
   k.reserve(end)
-  {
-    const heap = k.f32()
-    for (let i = 0; i < m; i++)
-      heap.set(sample.subarray(i * dim, (i + 1) * dim), (sampleOff >>> 2) + i * dim4)
+  // The sample's rows on the heap (dim4 apart; `sample` views them) and their squared norms.
+  const sample = k.f32()
+  const sampleAt = (i: number): number => (sampleOff >>> 2) + i * dim4
+  const sampleNorms = new Float64Array(sample.buffer, sampleNormsOff, m)
+  for (let i = 0; i < m; i++) {
+    const from = (picked === null ? i : picked[i]!) * dim
+    const at = sampleAt(i)
+    if (scales === null) sample.set(data.subarray(from, from + dim), at)
+    else scaleRow(sample, at, data, from, dim, scales[from / dim]!)
+    sampleNorms[i] = sqnorm(sample, at, dim)
+  }
+  for (let l = 0; l < lists; l++) {
+    centroids.set(sample.subarray(sampleAt(init[l]!), sampleAt(init[l]!) + dim), l * dim)
+    if (spherical) normalizeRow(centroids, l * dim, dim)
   }
 
   // Views of the heap (reserved once above, so they stay valid).
@@ -180,8 +184,6 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
   const counts = new Uint32Array(heapBuffer, countsOff, lists)
   const norms = new Float64Array(heapBuffer, normsOff, lists)
   const sums = new Float64Array(heapBuffer, sumsOff, lists * dim).fill(0)
-  const sampleNorms = new Float64Array(heapBuffer, sampleNormsOff, m)
-  for (let i = 0; i < m; i++) sampleNorms[i] = sqnorm(sample, i * dim, dim)
   // Hamerly's bounds: a vector whose distance to its centroid (upper) cannot exceed its
   // distance to any other (lower, or half the gap to the nearest other centroid) keeps its list
   // without being compared with every centroid. Exact: the same assignments as comparing all.
@@ -344,7 +346,7 @@ export async function trainSpatialIndex(vectors: VectorsInput, options: TrainOpt
       for (let j = 0; j < dim; j++) centroids[l * dim + j] = sums[l * dim + j]! / counts[l]!
       if (spherical) normalizeRow(centroids, l * dim, dim)
     }
-    repairEmptyLists(centroids, dim, sample, assignment, cost, counts, spherical, upper, sums)
+    repairEmptyLists(centroids, dim, sample, sampleAt, assignment, cost, counts, spherical, upper, sums)
     // Each centroid's move loosens the bounds of the vectors around it.
     let most = 0
     let mostList = -1
@@ -394,6 +396,7 @@ function repairEmptyLists(
   centroids: Float32Array,
   dim: number,
   sample: Float32Array,
+  sampleAt: (i: number) => number,
   assignment: Int32Array,
   cost: Float64Array,
   counts: Uint32Array,
@@ -412,18 +415,30 @@ function repairEmptyLists(
       if (assignment[i] === big && (far === -1 || cost[i]! > cost[far]!)) far = i
     }
     if (far === -1) return
-    centroids.set(sample.subarray(far * dim, (far + 1) * dim), e * dim)
+    centroids.set(sample.subarray(sampleAt(far), sampleAt(far) + dim), e * dim)
     if (spherical) normalizeRow(centroids, e * dim, dim)
     assignment[far] = e
     for (let j = 0; j < dim; j++) {
-      sums[big * dim + j]! -= sample[far * dim + j]!
-      sums[e * dim + j]! += sample[far * dim + j]!
+      sums[big * dim + j]! -= sample[sampleAt(far) + j]!
+      sums[e * dim + j]! += sample[sampleAt(far) + j]!
     }
     upper[far] = Number.POSITIVE_INFINITY
     cost[far] = Number.NEGATIVE_INFINITY
     counts[big]!--
     counts[e] = 1
   }
+}
+
+/** dst[at + j] = src[from + j] * scale, j < dim (a small function, so that V8 optimises it). */
+function scaleRow(
+  dst: Float32Array,
+  at: number,
+  src: Float32Array,
+  from: number,
+  dim: number,
+  scale: number,
+): void {
+  for (let j = 0; j < dim; j++) dst[at + j] = src[from + j]! * scale
 }
 
 function sqnorm(data: Float32Array, offset: number, dim: number): number {
