@@ -121,6 +121,59 @@ describe('rows moved on the read thread (GetOptions.rows)', () => {
     expect(Buffer.from(read[0]!).equals(expected(objects, group)[0]!)).toBe(true)
   })
 
+  it('a single part read a chunk at a time: rows of every size, a head not a whole row, the last chunk short', async () => {
+    // Over 1 MiB each (else read on the calling thread). 6 000 rows of 200 bytes: 655 rows a
+    // 128 KiB chunk, so 10 chunks, the last of 105 rows; rows of 20 000 bytes: one a chunk.
+    for (const [count, rowBytes, head] of [
+      [6000, 200, 77],
+      [300, 4096, 5],
+      [70, 20000, 3],
+    ] as const) {
+      const objects = [shaped(count, rowBytes, head)]
+      const group: RowGroup = { ...windowOf([count], count), rowBytes, trailer: 8 }
+      const { read, moved } = await readGroup(objects, group)
+      expect(moved).toBe(1)
+      expect(Buffer.from(read[0]!).equals(expected(objects, group)[0]!)).toBe(true)
+    }
+  })
+
+  it('a single part that fails its digest comes back as read, with no row moved', async () => {
+    const objects = [shaped(4096, 512, 64)]
+    const group: RowGroup = { ...windowOf([4096], 17), rowBytes: 512, trailer: 8 }
+    const cid = await store.put(objects[0]!)
+    const hex = Buffer.from(cid.multihash.digest).toString('hex')
+    const damaged = Buffer.from(objects[0]!)
+    damaged[5000] = damaged[5000]! ^ 1
+    await writeFile(join(root, 'objects', 'sha2-256', hex.slice(0, 2), hex), damaged)
+    let moved = 0
+    const get = store.get(cid, {
+      rows: {
+        group,
+        part: 0,
+        moved: () => {
+          moved++
+        },
+      },
+    })
+    expect((await rejection(get)).code).toBe('ERR_CAS_INTEGRITY')
+    expect(moved).toBe(0)
+  })
+
+  it('moves that are not a permutation (a row twice, another never) leave the parts as read', async () => {
+    for (const counts of [[4096], [2600, 2100]]) {
+      const objects = counts.map((count) => shaped(count, 512, 64))
+      const window = windowOf(counts, 19)
+      const order = window.order.slice()
+      order[1] = order[0]!
+      const group: RowGroup = { ...window, order, rowBytes: 512, trailer: 8 }
+      const { read, moved } = await readGroup(objects, group)
+      expect(moved).toBe(0)
+      read.forEach((bytes, i) => {
+        expect(Buffer.from(bytes).equals(Buffer.from(objects[i]!))).toBe(true)
+      })
+    }
+  })
+
   it('moves nothing when a part is read another way (under 1 MiB: on the calling thread)', async () => {
     const counts = [4096, 100]
     const objects = [shaped(counts[0]!, 512, 64), shaped(counts[1]!, 512, 64)]

@@ -494,6 +494,76 @@ function permuteRows({ buffers, offsets, rowBytes, bucketOf, rowOf, order }) {
 }
 
 /**
+ * Rows read at a time by `readMoved`, into the end of the object's own buffer: small enough
+ * to stay in the core's cache between the read, the hash and the moves.
+ */
+const MOVE_CHUNK = 128 << 10
+
+/** Reads `length` bytes at file offset `at` into `bytes` from `into`, whole (else ESHRANK). */
+function readExact(fd, bytes, into, length, at) {
+  for (let done = 0; done < length; ) {
+    const got = readSync(fd, bytes, into + done, length - done, at + done)
+    if (got === 0) throw shrank()
+    done += got
+  }
+}
+
+/**
+ * Where each row of a one-part group goes (row `r` to row `to[r]`), or `undefined` when the
+ * moves are not a permutation of the part's rows (then it is read as it is).
+ */
+function destinations({ bucketOf, rowOf, order }, count) {
+  const n = order.length
+  if (n !== count || bucketOf.length !== n || rowOf.length !== n) return undefined
+  const to = new Uint32Array(n)
+  const seen = new Uint8Array(n)
+  for (let p = 0; p < n; p++) {
+    const q = order[p]
+    if (q >= n || bucketOf[p] !== 0 || bucketOf[q] !== 0) return undefined
+    const from = rowOf[q]
+    if (from >= n || rowOf[p] >= n || seen[from] === 1) return undefined
+    seen[from] = 1
+    to[from] = rowOf[p]
+  }
+  return to
+}
+
+/**
+ * A group of one part read, hashed and moved in one pass (issue #13): the rows come off the
+ * file a chunk at a time into spare room at the end of the object's buffer, are hashed
+ * there while in cache, and each is copied straight to its row (one `copyWithin`, no
+ * allocation). The cycle walk instead read the whole object, hashed it, then moved every
+ * row from a random place in 16 MiB that had left the cache: about 7 ms of 512-byte rows
+ * per 16 MiB beside the other thread's hashing, against about 2 ms this way when a batch's
+ * rows are in source order (each chunk's rows then go to as many advancing places as the
+ * window has batches). The bytes are the ones hashed; nothing leaves before the digest
+ * matched: on a mismatch the object is read again as it is and sent back unmoved.
+ * Returns the buffer (`size` bytes of object, then the spare room) and the digest.
+ */
+function readMoved(fd, size, offset, rowBytes, to) {
+  const count = to.length
+  const rowsPer = Math.max(1, Math.floor(MOVE_CHUNK / rowBytes))
+  const room = Math.min(count, rowsPer) * rowBytes
+  const bytes = Buffer.allocUnsafeSlow(size + room)
+  const hash = createHash('sha256')
+  readExact(fd, bytes, 0, offset, 0)
+  hash.update(bytes.subarray(0, offset))
+  for (let first = 0; first < count; first += rowsPer) {
+    const rows = Math.min(rowsPer, count - first)
+    readExact(fd, bytes, size, rows * rowBytes, offset + first * rowBytes)
+    hash.update(bytes.subarray(size, size + rows * rowBytes))
+    for (let r = 0; r < rows; r++) {
+      const from = size + r * rowBytes
+      bytes.copyWithin(offset + to[first + r] * rowBytes, from, from + rowBytes)
+    }
+  }
+  const end = offset + count * rowBytes
+  readExact(fd, bytes, end, size - end, end)
+  hash.update(bytes.subarray(end, size))
+  return { bytes, digest: new Uint8Array(hash.digest()) }
+}
+
+/**
  * Row groups being gathered (reads with `rows`), by group id: the parts read, hashed and
  * matched so far, held here until the last one is in; then the rows are moved across them
  * (`permuteRows`) and every part goes back. A part that does not match its digest, fails,
@@ -532,13 +602,20 @@ function releaseGroup(key, group) {
   if (group.reading === 0) groups.delete(key)
 }
 
-/** Whether every move stays inside its part's rows (checked before any row moves). */
+/**
+ * Whether every move stays inside its part's rows and takes each position's row once (a
+ * permutation: else the cycle walk would copy one row twice and lose another), checked
+ * before any row moves.
+ */
 function movesFit({ bucketOf, rowOf, order }, parts) {
   const n = order.length
   if (bucketOf.length !== n || rowOf.length !== n) return false
+  const taken = new Uint8Array(n)
   for (let p = 0; p < n; p++) {
     const part = parts[bucketOf[p]]
-    if (part === undefined || rowOf[p] >= part.count || order[p] >= n) return false
+    const q = order[p]
+    if (part === undefined || rowOf[p] >= part.count || q >= n || taken[q] === 1) return false
+    taken[q] = 1
   }
   return true
 }
@@ -644,6 +721,35 @@ parentPort?.on(
       if (group !== undefined) group.reading++
       let bytes
       try {
+        // A group of one part, read into a buffer of its own: read, hashed and moved at once.
+        const to =
+          group !== undefined &&
+          group.parts === 1 &&
+          !group.broken &&
+          group.moves !== undefined &&
+          spare === undefined &&
+          size <= SYNC_MAX &&
+          rows.offset >= 0 &&
+          rows.offset + rows.count * group.moves.rowBytes <= size
+            ? destinations(group.moves, rows.count)
+            : undefined
+        if (to !== undefined) {
+          group.reading--
+          groups.delete(rows.group)
+          const moved = readMoved(fd, size, rows.offset, group.moves.rowBytes, to)
+          const matched =
+            moved.digest.length === rows.expect.length && moved.digest.every((b, i) => b === rows.expect[i])
+          if (matched) {
+            replyRead(id, moved.bytes, moved.digest, false, true)
+            return
+          }
+          // Never moved rows of an object that failed its digest: read again, as it is.
+          bytes = Buffer.allocUnsafeSlow(size)
+          const again = createHash('sha256')
+          readWhole(fd, bytes, again)
+          replyRead(id, bytes, new Uint8Array(again.digest()), false, false)
+          return
+        }
         bytes = spare !== undefined ? Buffer.from(spare, 0, size) : Buffer.allocUnsafeSlow(size)
         const hash = createHash('sha256')
         if (size <= SYNC_MAX) readWhole(fd, bytes, hash)
