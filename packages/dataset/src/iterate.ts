@@ -22,7 +22,7 @@ import type { Bucket, Field, FieldObject, Layer, Manifest, Repository } from '@d
 import type { RecordBatch, Vector } from 'apache-arrow'
 import type { CID } from 'multiformats/cid'
 import { InvalidOptionError, ResumeMismatchError, UnknownFieldError } from './errors.js'
-import { buildPlan, type Plan, permutation, type Unit, type Window, windowsOf } from './plan.js'
+import { buildPlan, type Plan, type Unit, type Window, windowOrder, windowsOf } from './plan.js'
 
 export interface IterOptions {
   /** Records per batch. @default 256 */
@@ -52,6 +52,17 @@ export interface IterOptions {
   resumeFrom?: ResumeState
   /** Records per shuffle window. @default max(4 * batchSize, 4096) */
   shuffleWindow?: number
+  /**
+   * A shuffled batch is a uniformly random subset of its window whose rows come in source
+   * order (append order within a bucket), so that the rows can be put in place as they are
+   * read (design/0005). With this, rows come in source order only within runs of this
+   * many records on the epoch's grid (each run, too, a random subset of the window): a
+   * loader that asks for k batches at once and cuts them passes its own batch size, and
+   * the pieces are the batches it would have got one at a time. To shuffle the rows of a
+   * batch among themselves, index it with a random permutation (e.g.
+   * `x[torch.randperm(len(x))]`). @default batchSize
+   */
+  sourceOrderRecords?: number
   /** Windows fetched ahead while the consumer works. @default 2 */
   prefetch?: number
   /**
@@ -118,6 +129,8 @@ export interface ResumeState {
   timeRange: [number, number] | null
   /** The epoch's batches asked for with `batchRange`, else null (the partition's run). */
   batchRange?: [number, number] | null
+  /** `sourceOrderRecords` when given, else null (a shuffled batch's rows in source order). */
+  sourceOrderRecords?: number | null
   /** Batches of this partition already yielded. */
   nextBatch: number
 }
@@ -187,6 +200,8 @@ export function normalizeIterOptions(
       )
     state.batchRange = [start, end]
   }
+  if (options.sourceOrderRecords !== undefined)
+    state.sourceOrderRecords = integer('sourceOrderRecords', options.sourceOrderRecords, 1)
   const resume = options.resumeFrom
   if (resume !== undefined) {
     if (resume?.format !== 'dreamdb.resume/1')
@@ -211,6 +226,13 @@ export function normalizeIterOptions(
     }
     if (JSON.stringify(resume.batchRange ?? null) !== JSON.stringify(state.batchRange ?? null)) {
       throw new ResumeMismatchError('batchRange', state.batchRange ?? null, resume.batchRange ?? null)
+    }
+    if ((resume.sourceOrderRecords ?? null) !== (state.sourceOrderRecords ?? null)) {
+      throw new ResumeMismatchError(
+        'sourceOrderRecords',
+        state.sourceOrderRecords ?? null,
+        resume.sourceOrderRecords ?? null,
+      )
     }
     state.nextBatch = integer('resumeFrom.nextBatch', resume.nextBatch, 0)
   }
@@ -335,6 +357,7 @@ async function loadWindow(
   buffers: ReadBuffers | undefined,
   threads: ReturnType<typeof readThreadsForWork>,
   batchSize: number,
+  run: number,
   moveAsRead = true,
 ): Promise<WindowData> {
   const bucketOf = new Uint32Array(window.records)
@@ -350,7 +373,8 @@ async function loadWindow(
     at += bucket.records
   })
   bucketStart[window.buckets.length] = at
-  const order = window.seed === null ? null : permutation(window.records, window.seed)
+  const order =
+    window.seed === null ? null : windowOrder(window.records, window.seed, window.start, batchSize, run)
   const slot = order === null ? null : layoutOf(bucketStart, window.start, batchSize)
   // The moves in index terms: index slot[p] takes the record of position p.
   let moves = order
@@ -412,7 +436,7 @@ async function loadWindow(
   } catch (error) {
     // Rows moved by a read thread in objects that then did not decode: read as they are.
     if ([...groups.values()].some((g) => g.moved > 0) && !signal?.aborted)
-      return loadWindow(store, window, baseFields, codecs, signal, buffers, threads, batchSize, false)
+      return loadWindow(store, window, baseFields, codecs, signal, buffers, threads, batchSize, run, false)
     throw error
   } finally {
     // Every get has settled: a group still waiting for a part that was never asked for lets go.
@@ -427,7 +451,7 @@ async function loadWindow(
     const field = baseFields.find((f) => f.name === name)!
     // Moved where the rows were predicted to lie, or read again as they are.
     if (group.moved !== window.buckets.length || !movedInPlace(field, columns[name]!, window.buckets))
-      return loadWindow(store, window, baseFields, codecs, signal, buffers, threads, batchSize, false)
+      return loadWindow(store, window, baseFields, codecs, signal, buffers, threads, batchSize, run, false)
     inWindowOrder.add(name)
   }
   if (moves !== null) {
@@ -729,6 +753,7 @@ export function iterate(
           buffers,
           threads,
           state.batchSize,
+          state.sourceOrderRecords ?? state.batchSize,
         )
         const entry: Entry = { window: next.value, data, held, settled: false }
         data.then(

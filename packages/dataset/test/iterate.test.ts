@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { Dataset, type ResumeState } from '../src/index.js'
+import { permutation, windowOrder } from '../src/plan.js'
 import { dataset, idsOf, record, SCHEMA } from './helpers.js'
 
 async function collect(stream: AsyncIterable<import('apache-arrow').RecordBatch>) {
@@ -93,6 +94,35 @@ describe('iterArrowBatches', () => {
     expect(b).not.toEqual(a)
     expect([...b].sort((x, y) => x - y)).toEqual([...a].sort((x, y) => x - y))
     expect(a).not.toEqual([...a].sort((x, y) => x - y))
+  })
+
+  it('a shuffled batch is a random subset of its window, its rows in source order', async () => {
+    // Windows of one 50-record bucket (appended 50 at a time), batches of 10: five stretches a window.
+    const { ds } = await dataset(200, { bucketRecords: 50 })
+    const batches = (
+      await collect(ds.iterArrowBatches({ batchSize: 10, shuffleSeed: 7, shuffleWindow: 50 }))
+    ).map(idsOf)
+    expect(batches.flat().sort((a, b) => a - b)).toEqual(Array.from({ length: 200 }, (_, i) => i))
+    for (const ids of batches) expect(ids).toEqual([...ids].sort((a, b) => a - b))
+    // Not the bucket cut in slices: batches mix the window's records.
+    expect(batches.filter((ids) => ids.at(-1)! - ids[0]! > 10).length).toBeGreaterThan(10)
+  })
+
+  it('windowOrder: the permutation’s stretches (on the epoch’s batch grid), each sorted', () => {
+    for (const [records, start, batch] of [
+      [40, 0, 8],
+      [100, 7, 9],
+      [37, 3, 100],
+      [1, 0, 1],
+    ] as const) {
+      const order = windowOrder(records, 99, start, batch)
+      const plain = permutation(records, 99)
+      for (let from = 0; from < records; ) {
+        const to = Math.min(records, from + batch - ((start + from) % batch))
+        expect([...order.subarray(from, to)]).toEqual([...plain.subarray(from, to)].sort((a, b) => a - b))
+        from = to
+      }
+    }
   })
 
   it('resumes mid-epoch in a new iterator with no record repeated or skipped', async () => {

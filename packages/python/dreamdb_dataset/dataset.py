@@ -314,6 +314,7 @@ class Dataset:
         _sinks: _bridge.SinkFactory | None = None,
         _window: int | None = None,
         _group: int | None = None,
+        _source_order: int | None = None,
     ) -> BatchIterator:
         """Stream ``pyarrow.RecordBatch`` objects: ``_anchor`` (uint64) plus one column per
         field; embeddings as ``FixedSizeList<float32>[dim]``. Only the named fields are read.
@@ -334,6 +335,7 @@ class Dataset:
             "shuffleWindow": shuffle_window,
             "prefetch": prefetch,
             "batchRange": None if batch_range is None else list(batch_range),
+            "sourceOrderRecords": _source_order,
         }
         options.update((key, value) for key, value in given.items() if value is not None)
         bridge = self._connected()

@@ -582,7 +582,8 @@ class DreamDBDataset(IterableDataset):  # type: ignore[type-arg]
     def _range(self, start: int, end: int, shared: bool) -> Iterator[dict[str, Any]]:
         """The epoch's batches ``start .. end - 1``, converted. With sinks, the bridge sends
         ``k`` batches as one (a batch of ``k * batch_size`` records in the same order: the
-        shuffle window is the one ``batch_size`` implies), converted once and cut here
+        shuffle window is the one ``batch_size`` implies, and rows are in source order
+        batch_size by batch_size), converted once and cut here
         without a copy, since the bridge's and the stream's work per batch is most of what
         a small batch costs (design/0007)."""
         k = self._transfer_factor() if shared else 1
@@ -593,6 +594,8 @@ class DreamDBDataset(IterableDataset):  # type: ignore[type-arg]
             shuffle_seed=self.shuffle_seed,
             epoch=self.epoch,
             shuffle_window=max(4 * self.batch_size, 4096) if k > 1 else None,
+            # A shuffled batch's rows come in source order: of each batch_size, not of k of them.
+            _source_order=self.batch_size if k > 1 else None,
             batch_range=(first, last),
             prefetch=self.prefetch,
             _sinks=_SharedSink if shared else None,
