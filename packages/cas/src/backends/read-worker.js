@@ -743,7 +743,7 @@ parentPort?.on(
             replyRead(id, moved.bytes, moved.digest, false, true)
             return
           }
-          // Never moved rows of an object that failed its digest: read again, as it is.
+          // The moved copy of an object that failed its digest never leaves: read again, as it is.
           bytes = Buffer.allocUnsafeSlow(size)
           const again = createHash('sha256')
           readWhole(fd, bytes, again)
