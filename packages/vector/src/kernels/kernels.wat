@@ -867,7 +867,70 @@
       (f32.add (f32x4.extract_lane 0 (local.get $s)) (f32x4.extract_lane 1 (local.get $s)))
       (f32.add (f32x4.extract_lane 2 (local.get $s)) (f32x4.extract_lane 3 (local.get $s)))))
 
-;; `dots16` for two rows x and x2 at once, into `out` and `out2` (the same exact sums): each
+;; `dots16` for four rows x0..x3 at once, into out0..out3 (the same exact sums): two rows of
+  ;; the table a step, each loaded once for the four (eight sums, four query registers and
+  ;; the row fit x64's sixteen vector registers).
+  (func (export "dots16x4")
+    (param $x0 i32) (param $x1 i32) (param $x2 i32) (param $x3 i32) (param $rows i32) (param $count i32)
+    (param $n i32) (param $out0 i32) (param $out1 i32) (param $out2 i32) (param $out3 i32)
+    (local $r i32) (local $j i32) (local $bytes i32) (local $c v128)
+    (local $q0 v128) (local $q1 v128) (local $q2 v128) (local $q3 v128) (local $p0 i32) (local $p1 i32)
+    (local $s00 v128) (local $s01 v128) (local $s02 v128) (local $s03 v128) (local $s10 v128) (local $s11 v128) (local $s12 v128) (local $s13 v128)
+    (local.set $bytes (i32.shl (local.get $n) (i32.const 1)))
+    (block $pairs_done
+      (loop $pairs
+        (br_if $pairs_done (i32.gt_u (i32.add (local.get $r) (i32.const 2)) (local.get $count)))
+        (local.set $p0 (local.get $rows))
+        (local.set $p1 (i32.add (local.get $p0) (local.get $bytes)))
+        (local.set $s00 (v128.const i32x4 0 0 0 0))
+        (local.set $s01 (v128.const i32x4 0 0 0 0))
+        (local.set $s02 (v128.const i32x4 0 0 0 0))
+        (local.set $s03 (v128.const i32x4 0 0 0 0))
+        (local.set $s10 (v128.const i32x4 0 0 0 0))
+        (local.set $s11 (v128.const i32x4 0 0 0 0))
+        (local.set $s12 (v128.const i32x4 0 0 0 0))
+        (local.set $s13 (v128.const i32x4 0 0 0 0))
+        (local.set $j (i32.const 0))
+        (block $done
+          (loop $step
+            (br_if $done (i32.ge_u (local.get $j) (local.get $bytes)))
+            (local.set $q0 (v128.load (i32.add (local.get $x0) (local.get $j))))
+            (local.set $q1 (v128.load (i32.add (local.get $x1) (local.get $j))))
+            (local.set $q2 (v128.load (i32.add (local.get $x2) (local.get $j))))
+            (local.set $q3 (v128.load (i32.add (local.get $x3) (local.get $j))))
+            (local.set $c (v128.load (i32.add (local.get $p0) (local.get $j))))
+            (local.set $s00 (i32x4.add (local.get $s00) (i32x4.dot_i16x8_s (local.get $c) (local.get $q0))))
+            (local.set $s01 (i32x4.add (local.get $s01) (i32x4.dot_i16x8_s (local.get $c) (local.get $q1))))
+            (local.set $s02 (i32x4.add (local.get $s02) (i32x4.dot_i16x8_s (local.get $c) (local.get $q2))))
+            (local.set $s03 (i32x4.add (local.get $s03) (i32x4.dot_i16x8_s (local.get $c) (local.get $q3))))
+            (local.set $c (v128.load (i32.add (local.get $p1) (local.get $j))))
+            (local.set $s10 (i32x4.add (local.get $s10) (i32x4.dot_i16x8_s (local.get $c) (local.get $q0))))
+            (local.set $s11 (i32x4.add (local.get $s11) (i32x4.dot_i16x8_s (local.get $c) (local.get $q1))))
+            (local.set $s12 (i32x4.add (local.get $s12) (i32x4.dot_i16x8_s (local.get $c) (local.get $q2))))
+            (local.set $s13 (i32x4.add (local.get $s13) (i32x4.dot_i16x8_s (local.get $c) (local.get $q3))))
+            (local.set $j (i32.add (local.get $j) (i32.const 16)))
+            (br $step)))
+        (f64.store offset=0 (local.get $out0) (call $sum4 (local.get $s00)))
+        (f64.store offset=0 (local.get $out1) (call $sum4 (local.get $s01)))
+        (f64.store offset=0 (local.get $out2) (call $sum4 (local.get $s02)))
+        (f64.store offset=0 (local.get $out3) (call $sum4 (local.get $s03)))
+        (f64.store offset=8 (local.get $out0) (call $sum4 (local.get $s10)))
+        (f64.store offset=8 (local.get $out1) (call $sum4 (local.get $s11)))
+        (f64.store offset=8 (local.get $out2) (call $sum4 (local.get $s12)))
+        (f64.store offset=8 (local.get $out3) (call $sum4 (local.get $s13)))
+        (local.set $rows (i32.add (local.get $rows) (i32.shl (local.get $bytes) (i32.const 1))))
+        (local.set $out0 (i32.add (local.get $out0) (i32.const 16)))
+        (local.set $out1 (i32.add (local.get $out1) (i32.const 16)))
+        (local.set $out2 (i32.add (local.get $out2) (i32.const 16)))
+        (local.set $out3 (i32.add (local.get $out3) (i32.const 16)))
+        (local.set $r (i32.add (local.get $r) (i32.const 2)))
+        (br $pairs)))
+    (call $dots16From (local.get $x0) (local.get $rows) (i32.sub (local.get $count) (local.get $r)) (local.get $n) (local.get $out0))
+    (call $dots16From (local.get $x1) (local.get $rows) (i32.sub (local.get $count) (local.get $r)) (local.get $n) (local.get $out1))
+    (call $dots16From (local.get $x2) (local.get $rows) (i32.sub (local.get $count) (local.get $r)) (local.get $n) (local.get $out2))
+    (call $dots16From (local.get $x3) (local.get $rows) (i32.sub (local.get $count) (local.get $r)) (local.get $n) (local.get $out3)))
+
+  ;; `dots16` for two rows x and x2 at once, into `out` and `out2` (the same exact sums): each
   ;; row of the table is loaded once for both (searchMany probes two queries at a time; the
   ;; 384 KB of Fashion-MNIST's i16 centroids come from L2 or further).
   (func (export "dots16x2") (param $x i32) (param $x2 i32) (param $rows i32) (param $count i32) (param $n i32)
@@ -1664,8 +1727,14 @@
         (block $scan_done
           (loop $scan
             (br_if $scan_done (i32.ge_u (local.get $l) (local.get $lists)))
-            (local.set $c (call $kcost (local.get $spherical) (local.get $norms) (local.get $l)
-              (f64.promote_f32 (f32.load (i32.add (local.get $s) (i32.shl (local.get $l) (i32.const 2)))))))
+            ;; the cost of list l: -d (spherical), else |c_l|^2 - 2d ($kcost, written out: a call
+            ;; per list cost more than the arithmetic)
+            (local.set $c (f64.promote_f32 (f32.load (i32.add (local.get $s) (i32.shl (local.get $l) (i32.const 2))))))
+            (local.set $c
+              (if (result f64) (local.get $spherical)
+                (then (f64.neg (local.get $c)))
+                (else (f64.sub (f64.load (i32.add (local.get $norms) (i32.shl (local.get $l) (i32.const 3))))
+                  (f64.mul (f64.const 2) (local.get $c))))))
             (if (f64.lt (local.get $c) (local.get $bestCost))
               (then
                 (local.set $second (local.get $best))
