@@ -36,7 +36,6 @@ import {
   Uint64,
   Utf8,
   Vector,
-  vectorFromArray,
 } from 'apache-arrow'
 import { CorruptFieldObjectError, InvalidFieldError, InvalidValueError } from './errors.js'
 
@@ -175,55 +174,159 @@ export function valuesColumn(field: ScalarField | EmbeddingField, values: readon
  */
 const STORED_DICTIONARY_ID = 0
 
+/**
+ * A scalar column built straight into its buffers, one pass over the values: what
+ * `vectorFromArray` gave before issue #13, buffer for buffer (the stored bytes and CIDs are
+ * the same, pinned in test/scalar-encode.test.ts against that path). Arrow's builders cost
+ * ~2.7 ms of main-thread CPU a 1 024-row ingest chunk, and each builder's code was
+ * deoptimized and compiled again whenever a chunk's vectors died (design/0006).
+ */
 function scalarVector(field: ScalarField, values: readonly unknown[]): Vector {
-  const fail = (i: number, reason: string, value: unknown): never => {
-    throw new InvalidValueError(field.name, i, reason, { value })
+  const fail = (i: number, expected: string, value: unknown): never => {
+    throw new InvalidValueError(field.name, i, `expected ${expected}, got ${describe(value)}`, { value })
   }
-  const check = (test: (v: unknown) => boolean, expected: string) =>
-    values.forEach((v, i) => {
-      if (v !== null && v !== undefined && !test(v)) fail(i, `expected ${expected}, got ${describe(v)}`, v)
-    })
   // An unknown kind is a field error, before any value is looked at.
   if (!(SCALAR_KINDS as readonly unknown[]).includes(field.kind)) scalarType(field)
-  const nullable = values.map((v) => (v === undefined ? null : v))
-  switch (field.kind) {
-    case 'categorical':
-      check((v) => typeof v === 'string', 'a string')
-      return vectorFromArray(
-        nullable as (string | null)[],
-        new Dictionary(new Utf8(), new Int32(), STORED_DICTIONARY_ID),
-      )
-    case 'string':
-      check((v) => typeof v === 'string', 'a string')
-      return vectorFromArray(nullable as (string | null)[], scalarType(field))
-    case 'int':
-      check(
-        (v) =>
-          (typeof v === 'number' && Number.isSafeInteger(v)) ||
-          (typeof v === 'bigint' && v >= INT64_MIN && v <= INT64_MAX),
-        'an integer (a safe integer number or an int64 bigint)',
-      )
-      return vectorFromArray(
-        nullable.map((v) => (v === null ? null : BigInt(v as number | bigint))),
-        new Int64(),
-      )
-    case 'float':
-      check((v) => typeof v === 'number', 'a number')
-      return vectorFromArray(nullable as (number | null)[], new Float64())
-    case 'bool':
-      check((v) => typeof v === 'boolean', 'a boolean')
-      return vectorFromArray(nullable as (boolean | null)[], new Bool())
-    case 'timestamp':
-      check(
-        (v) =>
-          (v instanceof Date && !Number.isNaN(v.getTime())) || (typeof v === 'number' && Number.isFinite(v)),
-        'a Date or ms since the epoch',
-      )
-      return vectorFromArray(
-        nullable.map((v) => (v === null ? null : v instanceof Date ? v.getTime() : (v as number))),
-        new TimestampMillisecond(),
-      )
+  const length = values.length
+  // Arrow's bitmap builder rounds a bitmap up to 64 bytes, and the IPC writer writes the
+  // whole buffer (validity and bool values alike): the same size keeps the same bytes.
+  const bitmapBytes = length === 0 ? 64 : ((((length + 7) >> 3) - 1) >> 6) * 64 + 64
+  let nullCount = 0
+  // Validity: set bits for the valid values; built after the values pass, only when a null
+  // was seen (no nulls: no bitmap, as the builder's Data has none).
+  const validity = (): { nullCount: number; nullBitmap?: Uint8Array } => {
+    if (nullCount === 0) return { nullCount: 0 }
+    const bitmap = new Uint8Array(bitmapBytes)
+    for (let i = 0; i < length; i++)
+      if (values[i] !== null && values[i] !== undefined) bitmap[i >> 3]! |= 1 << (i & 7)
+    return { nullCount, nullBitmap: bitmap }
   }
+  switch (field.kind) {
+    case 'categorical': {
+      const keys = new Map<string, number>()
+      const labels: string[] = []
+      const indices = new Int32Array(length)
+      for (let i = 0; i < length; i++) {
+        const v = values[i]
+        if (v === null || v === undefined) {
+          nullCount++
+          continue
+        }
+        if (typeof v !== 'string') fail(i, 'a string', v)
+        let k = keys.get(v as string)
+        if (k === undefined) {
+          k = labels.length
+          keys.set(v as string, k)
+          labels.push(v as string)
+        }
+        indices[i] = k
+      }
+      const dictionary = makeVector(
+        makeData({ type: new Utf8(), length: labels.length, nullCount: 0, ...utf8Buffers(labels) }),
+      )
+      const type = new Dictionary(new Utf8(), new Int32(), STORED_DICTIONARY_ID)
+      return makeVector(makeData({ type, length, data: indices, dictionary, ...validity() })).memoize()
+    }
+    case 'string': {
+      for (let i = 0; i < length; i++) {
+        const v = values[i]
+        if (v === null || v === undefined) nullCount++
+        else if (typeof v !== 'string') fail(i, 'a string', v)
+      }
+      const buffers = utf8Buffers(values as readonly (string | null | undefined)[])
+      return makeVector(makeData({ type: new Utf8(), length, ...buffers, ...validity() }))
+    }
+    case 'int': {
+      const out = new BigInt64Array(length)
+      // Safe integers written as 32-bit halves (little-endian, as typed arrays are on every
+      // supported platform): no bigint per value.
+      const halves = new Int32Array(out.buffer)
+      for (let i = 0; i < length; i++) {
+        const v = values[i]
+        if (v === null || v === undefined) nullCount++
+        else if (typeof v === 'number' && Number.isSafeInteger(v)) {
+          const high = Math.floor(v / 4294967296)
+          halves[2 * i] = v - high * 4294967296
+          halves[2 * i + 1] = high
+        } else if (typeof v === 'bigint' && v >= INT64_MIN && v <= INT64_MAX) out[i] = v
+        else fail(i, 'an integer (a safe integer number or an int64 bigint)', v)
+      }
+      return makeVector(makeData({ type: new Int64(), length, data: out, ...validity() }))
+    }
+    case 'float': {
+      const out = new Float64Array(length)
+      for (let i = 0; i < length; i++) {
+        const v = values[i]
+        if (v === null || v === undefined) nullCount++
+        else if (typeof v === 'number') out[i] = v
+        else fail(i, 'a number', v)
+      }
+      return makeVector(makeData({ type: new Float64(), length, data: out, ...validity() }))
+    }
+    case 'bool': {
+      const out = new Uint8Array(bitmapBytes)
+      for (let i = 0; i < length; i++) {
+        const v = values[i]
+        if (v === null || v === undefined) nullCount++
+        else if (typeof v !== 'boolean') fail(i, 'a boolean', v)
+        else if (v) out[i >> 3]! |= 1 << (i & 7)
+      }
+      return makeVector(makeData({ type: new Bool(), length, data: out, ...validity() }))
+    }
+    case 'timestamp': {
+      const out = new BigInt64Array(length)
+      for (let i = 0; i < length; i++) {
+        const v = values[i]
+        if (v === null || v === undefined) nullCount++
+        else if (v instanceof Date && !Number.isNaN(v.getTime())) out[i] = BigInt(v.getTime())
+        // BigInt throws a RangeError on a fraction of a ms, as Arrow's builder did.
+        else if (typeof v === 'number' && Number.isFinite(v)) out[i] = BigInt(v)
+        else fail(i, 'a Date or ms since the epoch', v)
+      }
+      return makeVector(makeData({ type: new TimestampMillisecond(), length, data: out, ...validity() }))
+    }
+  }
+}
+
+const utf8Encoder = new TextEncoder()
+
+/**
+ * The offsets and bytes of `strings` as Utf8 (a null or undefined is an empty slot). All
+ * strings are encoded at once when they are ASCII (as nearly all labels and paths are),
+ * each on its own otherwise: one joined encoding could pair one string's lone surrogate
+ * with the next one's.
+ */
+function utf8Buffers(strings: readonly (string | null | undefined)[]): {
+  valueOffsets: Int32Array
+  data: Uint8Array
+} {
+  const length = strings.length
+  const valueOffsets = new Int32Array(length + 1)
+  // join writes a null or undefined as nothing.
+  const joined = strings.join('')
+  let bytes = Buffer.from(joined, 'utf8')
+  if (bytes.byteLength === joined.length) {
+    let at = 0
+    for (let i = 0; i < length; i++) {
+      at += strings[i]?.length ?? 0
+      valueOffsets[i + 1] = at
+    }
+  } else {
+    let at = 0
+    const pieces = strings.map((s, i) => {
+      const piece = utf8Encoder.encode(s ?? '')
+      at += piece.byteLength
+      valueOffsets[i + 1] = at
+      return piece
+    })
+    bytes = Buffer.allocUnsafe(at)
+    let offset = 0
+    for (const piece of pieces) {
+      bytes.set(piece, offset)
+      offset += piece.byteLength
+    }
+  }
+  return { valueOffsets, data: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) }
 }
 
 function describe(value: unknown): string {

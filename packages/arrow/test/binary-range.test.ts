@@ -67,7 +67,7 @@ describe('encodeBucket with known digests', () => {
     // record read then fails its check; a caller must give each value's own digest).
     const store = await openStore('memory://')
     const wrong = known(values)
-    wrong[2 * 32] ^= 1
+    wrong[2 * 32]! ^= 1
     const fields: Record<string, FieldObject> = {}
     for (const [key, bytes] of encodeBucket([image], { image: values }, 5, new Map(), {
       ...options,
