@@ -203,7 +203,7 @@ export class ContentStore implements Store {
       const { bytes, digest } = sink.finish()
       this.#verify(cid, digest)
       sink.held()
-      if (sink.moved) rows?.moved()
+      if (sink.moved) rows?.moved(sink.rowsAt)
       onProgress?.({ type: 'dreamdb:cas:get', cid, size: bytes.byteLength })
       return bytes
     } finally {

@@ -63,9 +63,9 @@ export interface ReadSink {
   wrote(end: number): void
   /**
    * Instead of the two above: the whole object, read and hashed elsewhere (a read thread);
-   * `moved` when its rows were put in `rows`' order there.
+   * `moved` when its rows were put in `rows`' order there, taken to begin at byte `rowsAt`.
    */
-  hashed?(bytes: Uint8Array, digest: Uint8Array, moved?: boolean): void
+  hashed?(bytes: Uint8Array, digest: Uint8Array, moved?: boolean, rowsAt?: number): void
   /** Rows for a read thread to move once the object matched `digest` (`GetOptions.rows`). */
   readonly rows?: { order: RowOrder; digest: Uint8Array } | undefined
   /**
@@ -96,8 +96,9 @@ export class HashingSink implements ReadSink {
   /** The object's size as the caller expects it, when known (a hint for `spare`). */
   readonly #expected: number | undefined
   readonly rows: { order: RowOrder; digest: Uint8Array } | undefined
-  /** Whether a read thread put the rows in order (`rows`). */
+  /** Whether a read thread put the rows in order (`rows`), and where it took them to begin. */
   moved = false
+  rowsAt: number | undefined
 
   constructor(buffers?: ReadBuffers, expected?: number, rows?: { order: RowOrder; digest: Uint8Array }) {
     this.#buffers = buffers
@@ -136,10 +137,11 @@ export class HashingSink implements ReadSink {
     this.#hashed = Math.max(this.#hashed, end)
   }
 
-  hashed(bytes: Uint8Array, digest: Uint8Array, moved = false): void {
+  hashed(bytes: Uint8Array, digest: Uint8Array, moved = false, rowsAt?: number): void {
     this.#bytes = bytes
     this.#digest = digest
     this.moved = moved
+    this.rowsAt = rowsAt
     // A read thread's shared buffer (a spare or a new one) holds this object alone.
     this.#own =
       bytes.buffer instanceof SharedArrayBuffer &&

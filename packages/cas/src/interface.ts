@@ -92,8 +92,13 @@ export interface RowGroup {
 export interface RowOrder {
   group: RowGroup
   part: number
-  /** Called, before `get` returns, when this part's rows were moved (then every part's were). */
-  moved(): void
+  /**
+   * Called, before `get` returns, when this part's rows were moved (then every part's were),
+   * with the byte offset in the object where its rows were taken to begin (`trailer` and
+   * `counts` applied to its size): a caller that decodes the object can check that its
+   * rows lie there.
+   */
+  moved(at?: number): void
 }
 
 export interface GetOptions extends AbortOptions, ProgressOptions {

@@ -113,11 +113,13 @@ describe('rows moved on the read thread (GetOptions.rows)', () => {
     }
   })
 
-  it('a single part is moved within itself', async () => {
+  it('a single part is moved within itself, and the store says where its rows began', async () => {
     const objects = [shaped(4096, 256, 64)]
     const group: RowGroup = { ...windowOf([4096], 11), rowBytes: 256, trailer: 8 }
-    const { read, moved } = await readGroup(objects, group)
-    expect(moved).toBe(1)
+    const cid = await store.put(objects[0]!)
+    const at: (number | undefined)[] = []
+    const read = [await store.get(cid, { rows: { group, part: 0, moved: (offset) => at.push(offset) } })]
+    expect(at).toEqual([64])
     expect(Buffer.from(read[0]!).equals(expected(objects, group)[0]!)).toBe(true)
   })
 
@@ -133,6 +135,27 @@ describe('rows moved on the read thread (GetOptions.rows)', () => {
       const group: RowGroup = { ...windowOf([count], count), rowBytes, trailer: 8 }
       const { read, moved } = await readGroup(objects, group)
       expect(moved).toBe(1)
+      expect(Buffer.from(read[0]!).equals(expected(objects, group)[0]!)).toBe(true)
+    }
+  })
+
+  it('a single part lent a spare with room past the object is moved in it; without room, too', async () => {
+    for (const room of [128 << 10, 0]) {
+      const objects = [shaped(4096, 512, 64)]
+      const group: RowGroup = { ...windowOf([4096], 23 + room), rowBytes: 512, trailer: 8 }
+      const lent: SharedArrayBuffer[] = []
+      const buffers: ReadBuffers = {
+        take: (size) => {
+          const spare = new SharedArrayBuffer(size! + room)
+          lent.push(spare)
+          return spare
+        },
+        give: () => {},
+        hold: () => {},
+      }
+      const { read, moved } = await readGroup(objects, group, buffers)
+      expect(moved).toBe(1)
+      expect(read[0]!.buffer).toBe(lent[0])
       expect(Buffer.from(read[0]!).equals(expected(objects, group)[0]!)).toBe(true)
     }
   })

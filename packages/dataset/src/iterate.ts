@@ -312,6 +312,14 @@ export function layoutOf(
   return slot
 }
 
+/**
+ * Room past the object a new recycled spare gets (the read threads' chunk of rows, see
+ * read-worker.js `moveRoom`), for objects of at least MOVE_ROOM_FROM (the read threads'
+ * smallest): 0.8% of a 16 MiB object.
+ */
+const MOVE_ROOM = 128 << 10
+const MOVE_ROOM_FROM = 1 << 20
+
 /** `inWindowOrder`'s name for the anchors (no field's name: those cannot be empty). */
 const ANCHORS = ''
 
@@ -335,7 +343,12 @@ function vectorsObject(field: Field, bucket: Bucket): FieldObject | undefined {
  * Whether a moved field's decoded columns are the rows the read thread moved: each bucket's
  * vectors one Arrow buffer with no nulls, lying where `IPC_TRAILER` said. @internal
  */
-export function movedInPlace(field: Field, columns: (Vector | null)[], buckets: Bucket[]): boolean {
+export function movedInPlace(
+  field: Field,
+  columns: (Vector | null)[],
+  buckets: Bucket[],
+  movedAt: (number | undefined)[] = [],
+): boolean {
   if (field.family !== 'embedding') return false
   return buckets.every((bucket, b) => {
     const source = columns[b] ?? null
@@ -344,7 +357,9 @@ export function movedInPlace(field: Field, columns: (Vector | null)[], buckets: 
       return false
     const values = source.data[0]!.children[0]!.values as Float32Array
     const rows = bucket.records * field.dim * 4
-    return values.byteLength === rows && values.byteOffset === object.bytes - IPC_TRAILER - rows
+    const at = object.bytes - IPC_TRAILER - rows
+    // And where the store says the read thread took them to begin, when it says.
+    return values.byteLength === rows && values.byteOffset === at && (movedAt[b] ?? at) === at
   })
 }
 
@@ -389,7 +404,7 @@ async function loadWindow(
   // below, as before.
   const stop = new AbortController()
   const orders = new Map<string, RowOrder>()
-  const groups = new Map<string, { moved: number }>()
+  const groups = new Map<string, { moved: number; at: (number | undefined)[] }>()
   if (moves !== null && moveAsRead) {
     const taken = new Set<string>()
     for (const field of baseFields) {
@@ -408,14 +423,15 @@ async function loadWindow(
         order: moves,
         signal: stop.signal,
       }
-      const state = { moved: 0 }
+      const state = { moved: 0, at: [] as (number | undefined)[] }
       groups.set(field.name, state)
       cids.forEach((c, part) => {
         orders.set(c, {
           group,
           part,
-          moved: () => {
+          moved: (at) => {
             state.moved++
+            state.at[part] = at
           },
         })
       })
@@ -450,7 +466,10 @@ async function loadWindow(
     if (group.moved === 0) continue
     const field = baseFields.find((f) => f.name === name)!
     // Moved where the rows were predicted to lie, or read again as they are.
-    if (group.moved !== window.buckets.length || !movedInPlace(field, columns[name]!, window.buckets))
+    if (
+      group.moved !== window.buckets.length ||
+      !movedInPlace(field, columns[name]!, window.buckets, group.at)
+    )
       return loadWindow(store, window, baseFields, codecs, signal, buffers, threads, batchSize, run, false)
     inWindowOrder.add(name)
   }
@@ -733,7 +752,14 @@ export function iterate(
         }
         const held: SharedArrayBuffer[] = []
         const buffers: ReadBuffers | undefined = pool && {
-          take: (size) => pool.take(size),
+          // New spares of 1 MiB and more a little longer than the object: a read thread
+          // reads a shuffled window's rows into that room and puts each in place as it
+          // hashes (design/0005), as it does without recycling.
+          take: (size) =>
+            pool.take(size) ??
+            (size !== undefined && size >= MOVE_ROOM_FROM
+              ? new SharedArrayBuffer(size + MOVE_ROOM)
+              : undefined),
           give: (buffer) => pool.give(buffer),
           hold: (buffer) => held.push(buffer),
           // The window's object sizes, so that an S3 GET takes a spare that fits.

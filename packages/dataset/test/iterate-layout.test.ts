@@ -291,9 +291,9 @@ function countingMoves(store: Store, trailer?: number): { store: Store; moved: {
             order && {
               ...order,
               group: groups.get(order.group) ?? order.group,
-              moved: () => {
+              moved: (at?: number) => {
                 moved.parts++
-                order.moved()
+                order.moved(at)
               },
             }
           )

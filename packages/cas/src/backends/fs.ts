@@ -292,9 +292,14 @@ export class FsBackend implements Backend {
     try {
       const size = await fd.size(handle)
       if (size >= THREAD_READ_MIN_BYTES && sink.hashed !== undefined && this.#threads !== undefined) {
-        const { bytes, digest, moved } = await this.#threads.read(handle, size, sink.spare?.(size), sink.rows)
+        const { bytes, digest, moved, rowsAt } = await this.#threads.read(
+          handle,
+          size,
+          sink.spare?.(size),
+          sink.rows,
+        )
         signal?.throwIfAborted()
-        sink.hashed(bytes, digest, moved)
+        sink.hashed(bytes, digest, moved, rowsAt)
         return true
       }
       const bytes = sink.buffer(size)

@@ -168,9 +168,11 @@ export class ReadThreads {
     size: number,
     into?: SharedArrayBuffer,
     rows?: { order: RowOrder; digest: Uint8Array },
-  ): Promise<{ bytes: Uint8Array; digest: Uint8Array; moved: boolean }> {
+  ): Promise<{ bytes: Uint8Array; digest: Uint8Array; moved: boolean; rowsAt?: number }> {
     const request: Record<string, unknown> = into === undefined ? { fd, size } : { fd, size, spare: into }
     let worker: Worker | undefined
+    /** Where the rows were taken to begin, when they go to a thread to be moved. */
+    let rowsAt: number | undefined
     if (rows !== undefined) {
       // Every part of a group goes to one worker, which holds the parts it has read and
       // hashed until the last one is in, then moves the rows across them (design/0005).
@@ -204,6 +206,7 @@ export class ReadThreads {
               }),
         }
         state.described = true
+        rowsAt = offset
       } else forgoRows(rows.order)
     }
     const reply = await this.#ask(request, [], undefined, size, worker)
@@ -211,6 +214,7 @@ export class ReadThreads {
       bytes: new Uint8Array(into ?? reply.buffer!, 0, size),
       digest: new Uint8Array(reply.digest!),
       moved: reply.moved === true,
+      ...(reply.moved === true && rowsAt !== undefined ? { rowsAt } : {}),
     }
   }
 

@@ -499,6 +499,14 @@ function permuteRows({ buffers, offsets, rowBytes, bucketOf, rowOf, order }) {
  */
 const MOVE_CHUNK = 128 << 10
 
+/**
+ * Room past an object's end that `readMoved` reads its rows into (a chunk's worth). A
+ * recycled spare lent with at least this much past the object is read into the same way
+ * (the iterator lends spares 128 KiB longer than the objects of 1 MiB and more).
+ */
+const moveRoom = (rowBytes, count) =>
+  Math.min(count, Math.max(1, Math.floor(MOVE_CHUNK / rowBytes))) * rowBytes
+
 /** Reads `length` bytes at file offset `at` into `bytes` from `into`, whole (else ESHRANK). */
 function readExact(fd, bytes, into, length, at) {
   for (let done = 0; done < length; ) {
@@ -538,13 +546,14 @@ function destinations({ bucketOf, rowOf, order }, count) {
  * rows are in source order (each chunk's rows then go to as many advancing places as the
  * window has batches). The bytes are the ones hashed; nothing leaves before the digest
  * matched: on a mismatch the object is read again as it is and sent back unmoved.
- * Returns the buffer (`size` bytes of object, then the spare room) and the digest.
+ * Returns the buffer (`size` bytes of object, then the spare room; in the recycled `spare`
+ * when lent) and the digest.
  */
-function readMoved(fd, size, offset, rowBytes, to) {
+function readMoved(fd, size, offset, rowBytes, to, spare) {
   const count = to.length
   const rowsPer = Math.max(1, Math.floor(MOVE_CHUNK / rowBytes))
-  const room = Math.min(count, rowsPer) * rowBytes
-  const bytes = Buffer.allocUnsafeSlow(size + room)
+  const room = moveRoom(rowBytes, count)
+  const bytes = spare !== undefined ? Buffer.from(spare, 0, size + room) : Buffer.allocUnsafeSlow(size + room)
   const hash = createHash('sha256')
   readExact(fd, bytes, 0, offset, 0)
   hash.update(bytes.subarray(0, offset))
@@ -727,7 +736,7 @@ parentPort?.on(
           group.parts === 1 &&
           !group.broken &&
           group.moves !== undefined &&
-          spare === undefined &&
+          (spare === undefined || spare.byteLength - size >= moveRoom(group.moves.rowBytes, rows.count)) &&
           size <= SYNC_MAX &&
           rows.offset >= 0 &&
           rows.offset + rows.count * group.moves.rowBytes <= size
@@ -736,18 +745,18 @@ parentPort?.on(
         if (to !== undefined) {
           group.reading--
           groups.delete(rows.group)
-          const moved = readMoved(fd, size, rows.offset, group.moves.rowBytes, to)
+          const moved = readMoved(fd, size, rows.offset, group.moves.rowBytes, to, spare)
           const matched =
             moved.digest.length === rows.expect.length && moved.digest.every((b, i) => b === rows.expect[i])
           if (matched) {
-            replyRead(id, moved.bytes, moved.digest, false, true)
+            replyRead(id, moved.bytes, moved.digest, spare !== undefined, true)
             return
           }
           // The moved copy of an object that failed its digest never leaves: read again, as it is.
-          bytes = Buffer.allocUnsafeSlow(size)
+          bytes = spare !== undefined ? Buffer.from(spare, 0, size) : Buffer.allocUnsafeSlow(size)
           const again = createHash('sha256')
           readWhole(fd, bytes, again)
-          replyRead(id, bytes, new Uint8Array(again.digest()), false, false)
+          replyRead(id, bytes, new Uint8Array(again.digest()), spare !== undefined, false)
           return
         }
         bytes = spare !== undefined ? Buffer.from(spare, 0, size) : Buffer.allocUnsafeSlow(size)
