@@ -134,7 +134,7 @@ describe('appendMany digests', () => {
     expect((await objects(given)).length).toBe(3)
     // Used as given, not computed again: record 4's digest changed lands in the second bucket's index alone.
     const wrong = digests()
-    wrong[4 * 32] ^= 1
+    wrong[4 * 32] = (wrong[4 * 32] ?? 0) ^ 1
     const forged = await create()
     await forged.appendMany(records, { bucketRecords: 3, digests: { image: wrong } })
     const [a, b, c] = await objects(forged)
