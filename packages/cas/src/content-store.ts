@@ -108,7 +108,7 @@ export class ContentStore implements Store {
         'put',
         cid,
         async () => {
-          const write = await this.#backend.writeObjectIfAbsent(key, data, signal)
+          const write = await this.#backend.writeObjectIfAbsent(key, data, signal, digest)
           if (write.written) return { stored: true, repaired: false }
           if (await this.#existingIsSound(cid, key, data.byteLength, write.size, signal))
             return { stored: false, repaired: false }

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto'
 import { S3Client } from '@aws-sdk/client-s3'
 import { freshBucket, minioEndpoint, rejection } from '@dreamdb/cas-tests'
 import { describe, expect, it } from 'vitest'
+import { S3Backend } from '../src/backends/s3.js'
+import { sha256 } from '../src/digest.js'
 import { openStore } from '../src/open.js'
 
 const endpoint = minioEndpoint()
@@ -124,5 +126,22 @@ describe.runIf(endpoint !== undefined)('S3 backend against a real MinIO', () => 
     expect((listed.Contents ?? []).map((o) => o.Key).filter((k) => !k!.startsWith('objects/'))).toEqual([])
     admin.destroy()
     await store.close()
+  })
+
+  it("a put given the bytes' SHA-256 signs with it, and the server refuses one that does not match", async () => {
+    const bucket = await freshBucket(endpoint!)
+    const backend = await S3Backend.open({ endpoint, bucket, prefix: '' })
+    const bytes = encode('content the caller has hashed already')
+    const digest = sha256(bytes)
+    const wrong = Uint8Array.from(digest, (b, i) => (i === 0 ? b ^ 1 : b))
+    // Sent as the payload hash instead of one the SDK computes, so the server checks it.
+    const error = await rejection(backend.writeObjectIfAbsent('objects/wrong', bytes, undefined, wrong))
+    expect(String(error.cause ?? error.message)).toMatch(/SHA256|sha256|Mismatch/i)
+    expect(await backend.objectSize('objects/wrong')).toBeUndefined()
+    expect(await backend.writeObjectIfAbsent('objects/right', bytes, undefined, digest)).toEqual({
+      written: true,
+    })
+    expect(await backend.objectSize('objects/right')).toBe(bytes.byteLength)
+    await backend.close()
   })
 })

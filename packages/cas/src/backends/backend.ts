@@ -95,8 +95,17 @@ export interface Backend {
    */
   freshenObject(key: string, signal?: AbortSignal): Promise<number | undefined>
 
-  /** Write bytes under `key` unless something is already there. */
-  writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<ObjectWrite>
+  /**
+   * Write bytes under `key` unless something is already there. `sha256`, when given, is the
+   * SHA-256 of exactly `bytes` (the content store's key digest): a backend whose protocol
+   * sends one (S3's signed payload) uses it instead of hashing the bytes again.
+   */
+  writeObjectIfAbsent(
+    key: string,
+    bytes: Uint8Array,
+    signal?: AbortSignal,
+    sha256?: Uint8Array,
+  ): Promise<ObjectWrite>
 
   /** Write bytes under `key`, atomically replacing what is there (a damaged copy). */
   replaceObject(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void>

@@ -22,6 +22,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage'
 import { NodeHttpHandler } from '@smithy/node-http-handler'
 import { onAbort, retry } from '../concurrency.js'
+import { toHex } from '../digest.js'
 import {
   AccessDeniedError,
   BucketNotFoundError,
@@ -873,12 +874,18 @@ export class S3Backend implements Backend {
     return await this.#freshen(key, signal)
   }
 
-  async writeObjectIfAbsent(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<ObjectWrite> {
+  async writeObjectIfAbsent(
+    key: string,
+    bytes: Uint8Array,
+    signal?: AbortSignal,
+    sha256?: Uint8Array,
+  ): Promise<ObjectWrite> {
     if (bytes.byteLength >= HEAD_FIRST_BYTES) {
       const existing = await this.#freshen(key, signal)
       if (existing !== undefined) return { written: false, size: existing }
     }
-    const result = await this.#conditionalPut(key, bytes, null, 'repeatable', signal)
+    const payload = sha256 === undefined ? undefined : toHex(sha256)
+    const result = await this.#conditionalPut(key, bytes, null, 'repeatable', signal, payload)
     if (result.ok) return { written: true }
     const existing = await this.#freshen(key, signal)
     return existing === undefined ? { written: false } : { written: false, size: existing }
@@ -1187,6 +1194,7 @@ export class S3Backend implements Backend {
     condition: { IfNoneMatch: '*' } | { IfMatch: string } | undefined,
     policy: RetryPolicy,
     signal: AbortSignal | undefined,
+    payloadSha256?: string,
   ) {
     const command = new PutObjectCommand({
       ...this.#at(key),
@@ -1194,6 +1202,20 @@ export class S3Backend implements Backend {
       ContentLength: bytes.byteLength,
       ...condition,
     })
+    if (payloadSha256 !== undefined) {
+      // SigV4 signs the payload's SHA-256, which the SDK would compute again on the main
+      // thread (~0.7 ms a MiB) for bytes the caller has just hashed; given as the header, the
+      // signer takes it as is and the server still hashes what it receives and refuses a
+      // mismatch (XAmzContentSHA256Mismatch), so a wrong digest fails the put, never stores.
+      command.middlewareStack.add(
+        (next) => async (args) => {
+          const request = args.request as { headers?: Record<string, string> }
+          if (request.headers !== undefined) request.headers['x-amz-content-sha256'] = payloadSha256
+          return await next(args)
+        },
+        { step: 'build', name: 'dreamdbKnownPayloadSha256' },
+      )
+    }
     return this.#send(
       operation,
       key,
@@ -1210,12 +1232,14 @@ export class S3Backend implements Backend {
     expectedToken: string | null,
     policy: RetryPolicy,
     signal?: AbortSignal,
+    payloadSha256?: string,
   ): Promise<ConditionalWriteResult> {
     const create = expectedToken === null
     const condition = create ? { IfNoneMatch: '*' as const } : { IfMatch: expectedToken }
     try {
       const response = await retry(
-        () => this.#putObject(create ? 'create' : 'update', key, bytes, condition, policy, signal),
+        () =>
+          this.#putObject(create ? 'create' : 'update', key, bytes, condition, policy, signal, payloadSha256),
         {
           // 409: another conditional write to this key is in flight; AWS asks us to retry.
           attempts: MAX_CONFLICT_RETRIES + 1,
