@@ -16,7 +16,8 @@
  * a shuffled window put in its order in place; replies `{ id, buffers }`). A read may carry
  * `rows: { group, part, parts, offset, count, expect, rowBytes?, bucketOf?, rowOf?, order? }` (one
  * object of a row group, the moves sent with its first part; see `groups`), answered with
- * `moved`; `{ id: 0, release: group }` gives a group up. Replies: `{ id, buffer, digest }`, for a GET with `status` (an answer other
+ * `moved` (a group of several parts is read, hashed and moved in one pass once all are in);
+ * `{ id: 0, release: group }` gives a group up. Replies: `{ id, buffer, digest }`, for a GET with `status` (an answer other
  * than 200 carries `body`, the start of its text, instead), or `{ id, error: { message,
  * code } }`.
  */
@@ -573,10 +574,114 @@ function readMoved(fd, size, offset, rowBytes, to, spare) {
 }
 
 /**
+ * Where each row of each part of a group goes (part `b`'s row `r` to row `toRow[b][r]` of
+ * part `toPart[b][r]`), or `undefined` unless the moves take every row of every part once
+ * and fill every row once (then nothing is left unwritten in a fresh buffer).
+ */
+function groupDestinations({ bucketOf, rowOf, order }, counts) {
+  const n = order.length
+  const total = counts.reduce((a, b) => a + b, 0)
+  if (n !== total || bucketOf.length !== n || rowOf.length !== n) return undefined
+  const toPart = counts.map((c) => new Uint32Array(c))
+  const toRow = counts.map((c) => new Uint32Array(c))
+  const taken = counts.map((c) => new Uint8Array(c))
+  const filled = counts.map((c) => new Uint8Array(c))
+  for (let p = 0; p < n; p++) {
+    const q = order[p]
+    if (q >= n) return undefined
+    const part = bucketOf[q]
+    const row = rowOf[q]
+    const into = bucketOf[p]
+    const at = rowOf[p]
+    if (part >= counts.length || into >= counts.length) return undefined
+    if (row >= counts[part] || at >= counts[into] || taken[part][row] === 1 || filled[into][at] === 1)
+      return undefined
+    taken[part][row] = 1
+    filled[into][at] = 1
+    toPart[part][row] = into
+    toRow[part][row] = at
+  }
+  return { toPart, toRow }
+}
+
+/**
+ * A group of several parts read, hashed and moved in one pass on this thread (issue #13,
+ * as `readMoved` for one part): each part's rows come off its file a chunk at a time into
+ * one scratch buffer, are hashed there, and each is copied straight to its row, in its own
+ * part's buffer or another's. Nothing leaves before every part matched its digest: on a
+ * mismatch (or a failed read) every part is read again as it is and goes back unmoved, so a
+ * damaged part fails its get and no row of it reaches another part.
+ */
+function readGroupMoved(moves, requests, to) {
+  const { rowBytes } = moves
+  const rowsPer = Math.max(1, Math.floor(MOVE_CHUNK / rowBytes))
+  const scratch = Buffer.allocUnsafeSlow(rowsPer * rowBytes)
+  const buffers = requests.map(({ size, spare }) =>
+    spare !== undefined ? Buffer.from(spare, 0, size) : Buffer.allocUnsafeSlow(size),
+  )
+  let matched = true
+  try {
+    requests.forEach(({ fd, size, rows }, b) => {
+      const bytes = buffers[b]
+      const { offset, count } = rows
+      const hash = createHash('sha256')
+      readExact(fd, bytes, 0, offset, 0)
+      hash.update(bytes.subarray(0, offset))
+      const toPart = to.toPart[b]
+      const toRow = to.toRow[b]
+      for (let first = 0; first < count; first += rowsPer) {
+        const n = Math.min(rowsPer, count - first)
+        readExact(fd, scratch, 0, n * rowBytes, offset + first * rowBytes)
+        hash.update(scratch.subarray(0, n * rowBytes))
+        for (let r = 0; r < n; r++) {
+          const into = toPart[first + r]
+          scratch.copy(
+            buffers[into],
+            requests[into].rows.offset + toRow[first + r] * rowBytes,
+            r * rowBytes,
+            (r + 1) * rowBytes,
+          )
+        }
+      }
+      const end = offset + count * rowBytes
+      readExact(fd, bytes, end, size - end, end)
+      hash.update(bytes.subarray(end, size))
+      const digest = new Uint8Array(hash.digest())
+      requests[b].digest = digest
+      if (digest.length !== rows.expect.length || !digest.every((x, i) => x === rows.expect[i]))
+        matched = false
+    })
+  } catch {
+    matched = false
+  }
+  if (matched) {
+    for (const [b, q] of requests.entries())
+      replyRead(q.id, buffers[b], q.digest, q.spare !== undefined, true)
+    return
+  }
+  // The moved copies never leave: every part read again as it is (its get then checks it).
+  for (const [b, q] of requests.entries()) readAsIs(q, buffers[b])
+}
+
+/** A part read as it is and sent back unmoved (or its error). */
+function readAsIs({ id, fd, size, spare }, bytes) {
+  try {
+    const into = bytes ?? (spare !== undefined ? Buffer.from(spare, 0, size) : Buffer.allocUnsafeSlow(size))
+    const hash = createHash('sha256')
+    readWhole(fd, into, hash)
+    replyRead(id, into, new Uint8Array(hash.digest()), spare !== undefined, false)
+  } catch (error) {
+    parentPort?.postMessage({ id, error: { message: String(error?.message), code: error?.code } })
+  }
+}
+
+/**
  * Row groups being gathered (reads with `rows`), by group id: the parts read, hashed and
  * matched so far, held here until the last one is in; then the rows are moved across them
  * (`permuteRows`) and every part goes back. A part that does not match its digest, fails,
- * or a `release` from the caller gives the group up: its parts go back as read.
+ * or a `release` from the caller gives the group up: its parts go back as read. A group of
+ * several parts whose parts all fit `readGroupMoved` holds them unread (`waiting`) instead,
+ * and reads them in one pass once the last is in.
  */
 const groups = new Map()
 
@@ -593,6 +698,8 @@ function groupOf(rows) {
     group = {
       parts: rows.parts,
       held: new Map(),
+      /** Parts not read yet, held until every part is in to be read in one pass (`readGroupMoved`). */
+      waiting: new Map(),
       reading: 0,
       // A group this thread never got the moves of (its first part went to a thread that died).
       broken: bucketOf === undefined,
@@ -608,6 +715,9 @@ function releaseGroup(key, group) {
   group.broken = true
   for (const part of group.held.values()) replyRead(part.id, part.bytes, part.digest, part.spare, false)
   group.held.clear()
+  const waiting = [...group.waiting.values()]
+  group.waiting.clear()
+  for (const q of waiting) readAsIs(q)
   if (group.reading === 0) groups.delete(key)
 }
 
@@ -758,6 +868,61 @@ parentPort?.on(
           readWhole(fd, bytes, again)
           replyRead(id, bytes, new Uint8Array(again.digest()), spare !== undefined, false)
           return
+        }
+        // A group of several parts: each part held unread until all are in, then all read,
+        // hashed and moved in one pass, unless a part must be read the old way (then all are).
+        if (group !== undefined && group.parts > 1) {
+          const onePass =
+            !group.broken &&
+            group.moves !== undefined &&
+            group.held.size === 0 &&
+            group.reading === 1 &&
+            (spare === undefined || spare.byteLength >= size) &&
+            size <= SYNC_MAX &&
+            rows.offset >= 0 &&
+            rows.offset + rows.count * group.moves.rowBytes <= size
+          if (onePass) {
+            group.reading--
+            group.waiting.set(rows.part, { id, fd, size, spare, rows })
+            if (group.waiting.size < group.parts) return
+            groups.delete(rows.group)
+            const requests = Array.from({ length: group.parts }, (_, b) => group.waiting.get(b))
+            group.waiting.clear()
+            const to = groupDestinations(
+              group.moves,
+              requests.map((q) => q.rows.count),
+            )
+            if (to !== undefined) readGroupMoved(group.moves, requests, to)
+            else for (const q of requests) readAsIs(q)
+            return
+          }
+          // The parts waiting go the old way: read, hashed and held.
+          for (const q of [...group.waiting.values()]) {
+            if (!group.waiting.delete(q.rows.part)) continue
+            const own =
+              q.spare !== undefined ? Buffer.from(q.spare, 0, q.size) : Buffer.allocUnsafeSlow(q.size)
+            const h = createHash('sha256')
+            group.reading++
+            try {
+              readWhole(q.fd, own, h)
+            } catch (error) {
+              group.reading--
+              parentPort?.postMessage({
+                id: q.id,
+                error: { message: String(error?.message), code: error?.code },
+              })
+              releaseGroup(q.rows.group, group)
+              continue
+            }
+            partRead(q.rows, group, {
+              id: q.id,
+              bytes: own,
+              digest: new Uint8Array(h.digest()),
+              spare: q.spare !== undefined,
+              offset: q.rows.offset,
+              count: q.rows.count,
+            })
+          }
         }
         bytes = spare !== undefined ? Buffer.from(spare, 0, size) : Buffer.allocUnsafeSlow(size)
         const hash = createHash('sha256')
