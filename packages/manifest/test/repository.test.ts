@@ -284,9 +284,11 @@ describe('Repository', () => {
         field: { name, family: 'scalar' as const, kind: 'categorical' as const },
         segments: [{ records: 1, anchorMin: 1n, anchorMax: 1n, fields: { [name]: values } }],
       })
+      // Two messages: the same change with the same parent in the same millisecond would be
+      // the same manifest, which the second writer rightly takes for its own (idempotent).
       const same = await race(
-        () => repo.commit('corpus', layer('prediction')),
-        (r) => r.commit('corpus', layer('prediction')),
+        () => repo.commit('corpus', layer('prediction'), { message: 'theirs' }),
+        (r) => r.commit('corpus', layer('prediction'), { message: 'mine' }),
       )
       expect(same.code).toBe('ERR_MANIFEST_CONFLICT')
       const raced = new Repository(store)
