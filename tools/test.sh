@@ -22,6 +22,10 @@ tools/pack-check.sh
 # a folder and MinIO, torchrun, the seed in a fresh venv) after them in the same MinIO: side by
 # side, the two shared the 2 cores and each took longer; one after the other the TypeScript
 # tasks finish in under 2 minutes (issue 15) and the whole step takes about as long.
+# The Python suites' venv (pyarrow, torch) first: the TypeScript suites read their Parquet
+# exports back with its pyarrow, so that check runs on a fresh machine too.
+DREAMDB_TEST_PYTHON="$(bash "$REPO_ROOT/packages/python/scripts/venv.sh")"
+export DREAMDB_TEST_PYTHON
 "$REPO_ROOT/tools/minio/minio.sh" run -- bash -c "
   pnpm turbo run test --concurrency=2 --output-logs=full --filter='!@dreamdb/python' &&
   pnpm turbo run test --output-logs=full --filter=@dreamdb/python"

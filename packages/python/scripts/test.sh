@@ -5,19 +5,8 @@
 # fresh venv and run the seed tutorial there, on a folder and (when MinIO is up) on S3.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${DREAMDB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dreamdb}"
-REQUIREMENTS="$HERE/tests/requirements.txt"
-VENV="$CACHE/pytest-venv"
-STAMP="$VENV/.requirements-$(sha256sum "$REQUIREMENTS" | cut -c1-16)"
 PYTHON="${DREAMDB_PYTHON:-python3}"
-
-if [ ! -f "$STAMP" ]; then
-  echo "dreamdb: installing the Python test requirements into $VENV (once)" >&2
-  rm -rf "$VENV"
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-  touch "$STAMP"
-fi
+VENV="$(dirname "$(dirname "$(bash "$HERE/scripts/venv.sh")")")"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/dreamdb-python.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
