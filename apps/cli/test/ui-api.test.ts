@@ -1,9 +1,13 @@
 /**
  * The viewer's JSON API in process (node:http on a free loopback port), against the store
  * `prepareStore` builds: what each endpoint answers checked against the records it was made
- * from, and what the server refuses (non-loopback binds, hostile ref names, other hosts).
+ * from, and what the server refuses (non-loopback binds, hostile ref names, other hosts);
+ * then `dreamdb ui --open` as a process, with an opener on its PATH and without one.
  */
+import { once } from 'node:events'
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
+import { join } from 'node:path'
 import { inflateSync } from 'node:zlib'
 import { cidOf, openStore, type Store } from '@dreamdb/cas'
 import { Dataset } from '@dreamdb/dataset'
@@ -14,7 +18,7 @@ import { inTimelineOrder } from '../src/ui/compare.js'
 import { encodePng, webImage } from '../src/ui/images.js'
 import { timelineAnchors } from '../src/ui/read.js'
 import { startViewer, type Viewer } from '../src/ui/server.js'
-import { cli, LABELS, prepareStore, record, SWEEP, tempDir } from './helpers.js'
+import { cli, LABELS, prepareStore, record, SWEEP, spawnCli, tempDir } from './helpers.js'
 
 let dir: Awaited<ReturnType<typeof tempDir>>
 let store: Store
@@ -410,5 +414,85 @@ describe('dreamdb ui: images for the browser', () => {
     expect(rows.subarray(301 * 299 + 1).equals(pixels.subarray(300 * 299))).toBe(true)
     expect(webImage(Uint8Array.of(0xff, 0xd8, 0xff, 0xe0)).type).toBe('image/jpeg')
     expect(webImage(new TextEncoder().encode('<svg onload=alert(1)>')).type).toBe('application/octet-stream')
+  })
+})
+
+describe('dreamdb ui --open', () => {
+  /** `dreamdb ui --open --json` with `PATH` as given; its URL once it serves, and its stderr so far. */
+  async function openUi(path: string, env: Record<string, string> = {}) {
+    const child = spawnCli(['ui', '--port', '0', '--open', '--json'], {
+      cwd: dir.path,
+      env: { PATH: path, ...env },
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
+    child.stdout.setEncoding('utf8')
+    // The JSON document (indented over several lines) is written once the viewer serves.
+    let url: string | undefined
+    while (url === undefined) {
+      const [chunk] = (await Promise.race([once(child.stdout, 'data'), once(child, 'exit')])) as [string]
+      if (child.exitCode !== null) throw new Error(`dreamdb ui exited: ${stderr}`)
+      stdout += chunk
+      try {
+        url = (JSON.parse(stdout) as { url: string }).url
+      } catch {}
+    }
+    const stop = async () => {
+      child.kill('SIGINT')
+      if (child.exitCode === null) await once(child, 'exit')
+      return { code: child.exitCode, stderr }
+    }
+    return { url, stderr: () => stderr, stop }
+  }
+
+  async function eventually<T>(check: () => Promise<T | undefined>): Promise<T> {
+    for (let i = 0; i < 200; i++) {
+      const value = await check()
+      if (value !== undefined) return value
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    throw new Error('timed out')
+  }
+
+  it("hands the viewer's URL to the platform's opener and serves on", async () => {
+    const bin = join(dir.path, 'opener-bin')
+    await mkdir(bin, { recursive: true })
+    // xdg-open (Linux's opener) as a user's desktop would run it: here it notes what it was given.
+    await writeFile(
+      join(bin, 'xdg-open'),
+      '#!/bin/sh\nprintf "%s|" "$@" > "$OPENED.part" && mv "$OPENED.part" "$OPENED"\n',
+    )
+    await chmod(join(bin, 'xdg-open'), 0o755)
+    const opened = join(dir.path, 'opened')
+    const ui = await openUi(`${bin}:${process.env.PATH}`, { OPENED: opened })
+    try {
+      const args = await eventually(() => readFile(opened, 'utf8').catch(() => undefined))
+      expect(args).toBe(`${ui.url}|`)
+      expect(ui.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/)
+      const page = await fetch(ui.url)
+      expect(page.status).toBe(200)
+      expect(await page.text()).toContain('<html')
+    } finally {
+      const { code, stderr } = await ui.stop()
+      expect(code).toBe(0)
+      expect(stderr).not.toMatch(/could not open a browser/)
+    }
+  })
+
+  it('says so when there is no opener, and serves on', async () => {
+    const empty = join(dir.path, 'empty-bin')
+    await mkdir(empty, { recursive: true })
+    const ui = await openUi(empty)
+    try {
+      const warning = await eventually(async () =>
+        /could not open a browser/.test(ui.stderr()) ? ui.stderr() : undefined,
+      )
+      expect(warning).toContain('xdg-open')
+      expect(warning).toContain(`open ${ui.url} yourself`)
+      expect((await fetch(ui.url)).status).toBe(200)
+    } finally {
+      expect((await ui.stop()).code).toBe(0)
+    }
   })
 })

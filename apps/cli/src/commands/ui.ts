@@ -18,8 +18,12 @@ export function portArg(value: string): number {
   return n
 }
 
-/** The platform's "open this URL" command, detached so the viewer does not wait for it. */
-function openBrowser(url: string, env: NodeJS.ProcessEnv): void {
+/**
+ * The platform's "open this URL" command, detached so the viewer does not wait for it. An
+ * opener that cannot start (none installed, a server without a desktop) is reported through
+ * `failed`; the viewer serves on either way.
+ */
+function openBrowser(url: string, env: NodeJS.ProcessEnv, failed: (reason: string) => void): void {
   const [command, args] =
     process.platform === 'darwin'
       ? ['open', [url]]
@@ -27,7 +31,7 @@ function openBrowser(url: string, env: NodeJS.ProcessEnv): void {
         ? ['cmd', ['/c', 'start', '', url]]
         : ['xdg-open', [url]]
   const child = spawn(command, args, { detached: true, stdio: 'ignore', env })
-  child.on('error', () => {})
+  child.on('error', (error) => failed(`${command}: ${error.message}`))
   child.unref()
 }
 
@@ -53,7 +57,13 @@ export async function ui(ctx: Context, options: UiOptions): Promise<void> {
     }
     if (ctx.json) await ctx.outJson('ui', { url: viewer.url, backend: store.url })
     else await ctx.out(`DreamDB viewer for ${store.url} on ${viewer.url}  (Ctrl-C stops it)`)
-    if (options.open) openBrowser(viewer.url, ctx.io.env)
+    if (options.open) {
+      openBrowser(viewer.url, ctx.io.env, (reason) =>
+        ctx.io.stderr.write(
+          `${ctx.paint('yellow', `dreamdb: warning: could not open a browser (${reason}); open ${viewer.url} yourself`)}\n`,
+        ),
+      )
+    }
     await new Promise<void>((resolve) => {
       if (ctx.signal.aborted) resolve()
       ctx.signal.addEventListener('abort', () => resolve(), { once: true })
