@@ -1,5 +1,5 @@
 import { encodeBucket, FRAGMENT_BYTES, putEncodedBucket } from '@dreamdb/arrow'
-import type { AbortOptions, ProgressOptions } from '@dreamdb/cas'
+import type { AbortOptions, ProgressOptions, Store } from '@dreamdb/cas'
 import { type BucketInput, type CommitMeta, checkMeta, type Field, type FieldObject } from '@dreamdb/manifest'
 import type { Dataset } from './dataset.js'
 import { InvalidOptionError, UnknownFieldError } from './errors.js'
@@ -145,12 +145,21 @@ export async function appendMany(
   const buckets: BucketInput[] = []
   // Objects this call's puts wrote (not dedup hits): new, so the commit need not ask the
   // store for them again. A dedup hit may be an old unreferenced object a GC is judging
-  // (design/0008): the commit checks that one is still there.
+  // (design/0008): the commit checks that one is still there, unless this process's own
+  // puts wrote it anew moments ago (`RECENT_WRITE_MS`): then it is as young as the objects
+  // written now (ingest's chunks share a few objects, such as a column of one value).
   const written: FieldObject['cid'][] = []
+  const recent = recentWritesOf(ds.store)
   const putOptions: AbortOptions & ProgressOptions = {
     ...(options.signal ? { signal: options.signal } : {}),
     onProgress: (event) => {
-      if (event.type === 'dreamdb:cas:put' && event.stored) written.push(event.cid)
+      if (event.type !== 'dreamdb:cas:put') return
+      if (event.stored) {
+        written.push(event.cid)
+        recent.wrote(event.cid.toString())
+      } else if (recent.young(event.cid.toString())) {
+        written.push(event.cid)
+      }
     },
   }
   const now = Date.now()
@@ -189,6 +198,51 @@ export async function appendMany(
     },
   )
   return await internals.moved(result.manifest, options)
+}
+
+/**
+ * How long an object this process wrote anew counts as written by a later append that finds
+ * it stored (a dedup hit), so that append's commit does not check it (design/0003, "Commits";
+ * design/0008): half the commit's own re-check age (20 minutes), and the S3 store's freshen
+ * age, under which a dedup hit does not make the object younger anyway.
+ */
+export const RECENT_WRITE_MS = 10 * 60_000
+/** Objects remembered per store, at most (the oldest are forgotten first). */
+const RECENT_WRITES_MAX = 1 << 16
+
+/** Objects this process's appends wrote anew into one store, oldest first, with when. */
+class RecentWrites {
+  readonly #at = new Map<string, number>()
+
+  wrote(cid: string): void {
+    const now = Date.now()
+    // Re-inserted, so that the map stays in the order of the times.
+    this.#at.delete(cid)
+    this.#at.set(cid, now)
+    for (const [key, at] of this.#at) {
+      if (this.#at.size <= RECENT_WRITES_MAX && now - at < RECENT_WRITE_MS) break
+      this.#at.delete(key)
+    }
+  }
+
+  /** Whether this process wrote `cid` anew less than `RECENT_WRITE_MS` ago. */
+  young(cid: string): boolean {
+    const at = this.#at.get(cid)
+    // A clock set back counts as old: checked, as any dedup hit.
+    const age = at === undefined ? Number.NaN : Date.now() - at
+    return age >= 0 && age < RECENT_WRITE_MS
+  }
+}
+
+const recentWrites = new WeakMap<Store, RecentWrites>()
+
+function recentWritesOf(store: Store): RecentWrites {
+  let recent = recentWrites.get(store)
+  if (recent === undefined) {
+    recent = new RecentWrites()
+    recentWrites.set(store, recent)
+  }
+  return recent
 }
 
 /** `digests`, checked: binary fields only, 32 bytes per record. */
