@@ -617,10 +617,23 @@ class History {
   rows = 0
   readonly #seen = new Set<string>()
   readonly #own = new Set<string>()
+  /**
+   * Where manifests are loaded from: the dataset's repository once it is open, which keeps
+   * the manifests its commits put, so this run's own commits are not read back from the
+   * store (one GET each on S3). The head is always read from the store.
+   */
+  #manifests: Pick<Repository, 'loadManifest'>
   constructor(
     private readonly repo: Repository,
     private readonly ref: string,
-  ) {}
+  ) {
+    this.#manifests = repo
+  }
+
+  /** Load manifests through `repository` (the one the appends commit through) from now on. */
+  loadThrough(repository: Pick<Repository, 'loadManifest'>): void {
+    this.#manifests = repository
+  }
 
   /** A commit of this run (its rows are not counted as others'). */
   own(manifest: string): void {
@@ -637,7 +650,7 @@ class History {
       const key = cid.toString()
       if (this.#seen.has(key)) continue
       this.#seen.add(key)
-      const manifest = await this.repo.loadManifest(cid, { signal })
+      const manifest = await this.#manifests.loadManifest(cid, { signal })
       found.push({ manifest: key, entry: manifest })
       queue.push(...manifest.parents)
     }
@@ -772,6 +785,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
       const ds = await Dataset.openRef(options.dataset, { backend: repo.store, signal })
       opened = Promise.resolve(ds)
       checkSchema(ds)
+      history.loadThrough(ds.repository)
       await history.refresh(signal)
     }
     const kept = mode === 'all' ? first.layout.others.filter((c) => c.kind !== null).map((c) => c.name) : []
@@ -897,11 +911,13 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
             signal,
           })
           created = true
+          history.loadThrough(ds.repository)
           return ds
         } catch (error) {
           if (!isCode(error, 'ERR_MANIFEST_REF_EXISTS')) throw error
           const ds = await Dataset.openRef(options.dataset, { backend: repo.store, signal })
           checkSchema(ds)
+          history.loadThrough(ds.repository)
           return ds
         }
       })
@@ -946,6 +962,8 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
      * (with hundreds of shards, each claim would otherwise read every held one's ref).
      */
     const knownBusy = new Map<string, LeaseHolder>()
+    /** Whether a claim was ever found held by another ingest (then claims read before they create). */
+    let othersSeen = false
     const claimNext = async (): Promise<Next | undefined> => {
       const busy: { shard: string; holder: LeaseHolder }[] = []
       for (const shard of shards) {
@@ -959,8 +977,13 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
           busy.push({ shard: shard.name, holder: known })
           continue
         }
-        const taken = await takeShardClaim(repo.store, options.dataset, shard.name, token, claimOptions)
+        const taken = await takeShardClaim(repo.store, options.dataset, shard.name, token, {
+          ...claimOptions,
+          // Alone so far (no claim found held, no rows of others seen): the shard is free.
+          createFirst: !othersSeen && history.rows === 0,
+        })
         if ('busy' in taken) {
+          othersSeen = true
           knownBusy.set(shard.name, taken.busy)
           busy.push({ shard: shard.name, holder: taken.busy })
           continue

@@ -197,6 +197,42 @@ describe('ingest', () => {
     })
   })
 
+  it('alone on its dataset: no claim read before it is taken, none of its own commits read back, no object it wrote checked again', async () => {
+    const store = await openStore(join(dir.path, 'store-requests'))
+    const calls: string[] = []
+    const counted = new Proxy(store, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown
+        if (typeof value !== 'function') return value
+        return (...args: unknown[]) => {
+          calls.push(typeof args[0] === 'string' ? `${String(prop)} ${args[0]}` : String(prop))
+          return (value as (...a: unknown[]) => unknown).apply(target, args)
+        }
+      },
+    }) as typeof store
+    try {
+      const out = await ingest(new Repository(counted), {
+        root,
+        dataset: 'mnist',
+        splits: ['train', 'validation'],
+        embedding: { kind: 'column', column: 'embedding' },
+        cwd: dir.path,
+        // Several chunks a shard: their split (and source shard) columns are dedup hits.
+        batchRecords: 16,
+      })
+      expect(out.commits).toBe(11)
+    } finally {
+      await store.close()
+    }
+    expect(calls.filter((c) => c.startsWith('createRef _dreamdb/leases/ingest-shards/'))).toHaveLength(4)
+    expect(calls.filter((c) => c.startsWith('readRef _dreamdb/leases/ingest-shards/'))).toEqual([])
+    // Manifests are read from the dataset's repository, which keeps the ones it committed.
+    expect(calls.filter((c) => c === 'get')).toEqual([])
+    // Dedup hits of objects this run wrote moments ago: as young as new ones (design/0003).
+    expect(calls.filter((c) => c === 'has')).toEqual([])
+    expect(calls.filter((c) => c === 'readRef _dreamdb/gc/sweep')).toEqual([])
+  })
+
   it('reads string labels, fixed-size and float64 vectors, and shards directly under the root', async () => {
     const other = join(dir.path, 'flat')
     const expected = [

@@ -372,6 +372,44 @@ describe('the lease and claims, in process, on a folder store', () => {
     await store.close()
   })
 
+  it('createFirst: a free claim costs no read; many takers, one winner; a held claim is busy, an expired one taken over', async () => {
+    const store = await openStore(join(dir.path, 'store-create-first'))
+    const reads: string[] = []
+    const counted = new Proxy(store, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown
+        if (typeof value !== 'function') return value
+        return (...args: unknown[]) => {
+          if (prop === 'readRef') reads.push(String(args[0]))
+          return (value as (...a: unknown[]) => unknown).apply(target, args)
+        }
+      },
+    }) as Store
+    let clock = 1_000_000
+    const options = { ttlMs: 100_000, now: () => clock, createFirst: true }
+    const first = await takeShardClaim(counted, 'a', SHARD0, holderToken(), options)
+    expect('lease' in first).toBe(true)
+    expect(reads).toEqual([])
+    const takes = await Promise.all(
+      Array.from({ length: 8 }, () => takeShardClaim(counted, 'a', SHARD1, holderToken(), options)),
+    )
+    const won = takes.flatMap((t) => ('lease' in t ? [t.lease] : []))
+    expect(won).toHaveLength(1)
+    for (const t of takes) if ('busy' in t) expect(t.busy.token).toBe(won[0]!.holder.token)
+    // Held and live: busy, naming its holder.
+    const held = await takeShardClaim(counted, 'a', SHARD0, holderToken(), options)
+    expect('busy' in held && held.busy.token).toBe('lease' in first && first.lease.holder.token)
+    // Expired: taken over by compare-and-swap.
+    clock += 200_000
+    const over = await takeShardClaim(counted, 'a', SHARD0, holderToken(), options)
+    expect('lease' in over).toBe(true)
+    if ('lease' in first) await first.lease.release()
+    if ('lease' in over) await over.lease.release()
+    await won[0]!.release()
+    expect(await leftovers(store)).toEqual([])
+    await store.close()
+  })
+
   it('is taken by one of many at once, renewed, released, lost when it outlives its renewal, and taken over by CAS', async () => {
     const store = await openStore(join(dir.path, 'store-lease'))
     let clock = 1_000_000
