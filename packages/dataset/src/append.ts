@@ -1,5 +1,5 @@
 import { encodeBucket, FRAGMENT_BYTES, putEncodedBucket } from '@dreamdb/arrow'
-import type { AbortOptions, ProgressOptions, Store } from '@dreamdb/cas'
+import { type AbortOptions, cidOf, type ProgressOptions, type Store } from '@dreamdb/cas'
 import { type BucketInput, type CommitMeta, checkMeta, type Field, type FieldObject } from '@dreamdb/manifest'
 import type { Dataset } from './dataset.js'
 import { InvalidOptionError, UnknownFieldError } from './errors.js'
@@ -165,7 +165,7 @@ export async function appendMany(
   const now = Date.now()
   let placed = 0n
   for (const [g, group] of groups.entries()) {
-    const objects = await putEncodedBucket(ds.store, encoded[g]!, putOptions)
+    const objects = await putUnlessRecent(ds.store, encoded[g]!, putOptions, recent, written)
     const start =
       anchorStart !== undefined
         ? anchorStart + placed
@@ -235,6 +235,43 @@ class RecentWrites {
 }
 
 const recentWrites = new WeakMap<Store, RecentWrites>()
+
+/**
+ * Objects up to this size that an earlier append through the same store wrote anew less than
+ * `RECENT_WRITE_MS` ago are not put again: their digest is taken here (cheap at this size)
+ * and they are named as written. A put of one would cost a request to find it stored (S3: a
+ * refused conditional put, a `HEAD` for its age and a `GET` to check its bytes, design/0002)
+ * for an object known to be there and young. Such a repeat does not heal the object if it
+ * was damaged since (a put by another process, or after those 10 minutes, does).
+ */
+const SKIP_RECENT_BYTES = 64 << 10
+
+type EncodedBucket = ReturnType<typeof encodeBucket>
+
+/** `putEncodedBucket`, less the small objects this store's appends wrote anew just now. */
+async function putUnlessRecent(
+  store: Store,
+  encoded: EncodedBucket,
+  options: AbortOptions & ProgressOptions,
+  recent: RecentWrites,
+  written: FieldObject['cid'][],
+): Promise<Record<string, FieldObject>> {
+  const known = new Map<string, FieldObject>()
+  for (const [key, bytes] of encoded) {
+    if (bytes.byteLength > SKIP_RECENT_BYTES) continue
+    const cid = cidOf(bytes)
+    if (!recent.young(cid.toString())) continue
+    known.set(key, { cid, bytes: bytes.byteLength })
+    written.push(cid)
+  }
+  const put = await putEncodedBucket(
+    store,
+    encoded.filter(([key]) => !known.has(key)),
+    options,
+  )
+  // In the bucket's order of keys, as putEncodedBucket returns them.
+  return Object.fromEntries(encoded.map(([key]) => [key, known.get(key) ?? put[key]!]))
+}
 
 function recentWritesOf(store: Store): RecentWrites {
   let recent = recentWrites.get(store)
