@@ -139,7 +139,7 @@ describe('rows moved on the read thread (GetOptions.rows)', () => {
     }
   })
 
-  it('a single part lent a spare with room past the object is moved in it; without room, too', async () => {
+  it('a single part lent a spare is moved in it, with room past the object or without', async () => {
     for (const room of [128 << 10, 0]) {
       const objects = [shaped(4096, 512, 64)]
       const group: RowGroup = { ...windowOf([4096], 23 + room), rowBytes: 512, trailer: 8 }

@@ -16,7 +16,7 @@
  * a shuffled window put in its order in place; replies `{ id, buffers }`). A read may carry
  * `rows: { group, part, parts, offset, count, expect, rowBytes?, bucketOf?, rowOf?, order? }` (one
  * object of a row group, the moves sent with its first part; see `groups`), answered with
- * `moved` (a group of several parts is read, hashed and moved in one pass once all are in);
+ * `moved` (a group's parts are read, hashed and moved in one pass once all are in);
  * `{ id: 0, release: group }` gives a group up. Replies: `{ id, buffer, digest }`, for a GET with `status` (an answer other
  * than 200 carries `body`, the start of its text, instead), or `{ id, error: { message,
  * code } }`.
@@ -495,18 +495,26 @@ function permuteRows({ buffers, offsets, rowBytes, bucketOf, rowOf, order }) {
 }
 
 /**
- * Rows read at a time by `readMoved`, into the end of the object's own buffer: small enough
- * to stay in the core's cache between the read, the hash and the moves.
+ * Rows read at a time by `readGroupMoved`, into this thread's scratch: small enough to stay
+ * in the core's cache between the read, the hash and the moves.
  */
 const MOVE_CHUNK = 128 << 10
 
-/**
- * Room past an object's end that `readMoved` reads its rows into (a chunk's worth). A
- * recycled spare lent with at least this much past the object is read into the same way
- * (the iterator lends spares 128 KiB longer than the objects of 1 MiB and more).
- */
-const moveRoom = (rowBytes, count) =>
-  Math.min(count, Math.max(1, Math.floor(MOVE_CHUNK / rowBytes))) * rowBytes
+/** This thread's scratch for `readGroupMoved`, and a view of each of its rows, by row size. */
+let scratchCache = { rowBytes: 0, rowsPer: 0, scratch: Buffer.alloc(0), rows: [] }
+
+function scratchFor(rowBytes) {
+  if (scratchCache.rowBytes !== rowBytes) {
+    const rowsPer = Math.max(1, Math.floor(MOVE_CHUNK / rowBytes))
+    const scratch =
+      scratchCache.scratch.length >= rowsPer * rowBytes
+        ? scratchCache.scratch
+        : Buffer.allocUnsafeSlow(rowsPer * rowBytes)
+    const rows = Array.from({ length: rowsPer }, (_, r) => scratch.subarray(r * rowBytes, (r + 1) * rowBytes))
+    scratchCache = { rowBytes, rowsPer, scratch, rows }
+  }
+  return scratchCache
+}
 
 /** Reads `length` bytes at file offset `at` into `bytes` from `into`, whole (else ESHRANK). */
 function readExact(fd, bytes, into, length, at) {
@@ -515,62 +523,6 @@ function readExact(fd, bytes, into, length, at) {
     if (got === 0) throw shrank()
     done += got
   }
-}
-
-/**
- * Where each row of a one-part group goes (row `r` to row `to[r]`), or `undefined` when the
- * moves are not a permutation of the part's rows (then it is read as it is).
- */
-function destinations({ bucketOf, rowOf, order }, count) {
-  const n = order.length
-  if (n !== count || bucketOf.length !== n || rowOf.length !== n) return undefined
-  const to = new Uint32Array(n)
-  const seen = new Uint8Array(n)
-  for (let p = 0; p < n; p++) {
-    const q = order[p]
-    if (q >= n || bucketOf[p] !== 0 || bucketOf[q] !== 0) return undefined
-    const from = rowOf[q]
-    if (from >= n || rowOf[p] >= n || seen[from] === 1) return undefined
-    seen[from] = 1
-    to[from] = rowOf[p]
-  }
-  return to
-}
-
-/**
- * A group of one part read, hashed and moved in one pass (issue #13): the rows come off the
- * file a chunk at a time into spare room at the end of the object's buffer, are hashed
- * there while in cache, and each is copied straight to its row (one `copyWithin`, no
- * allocation). The cycle walk instead read the whole object, hashed it, then moved every
- * row from a random place in 16 MiB that had left the cache: about 7 ms of 512-byte rows
- * per 16 MiB beside the other thread's hashing, against about 2 ms this way when a batch's
- * rows are in source order (each chunk's rows then go to as many advancing places as the
- * window has batches). The bytes are the ones hashed; nothing leaves before the digest
- * matched: on a mismatch the object is read again as it is and sent back unmoved.
- * Returns the buffer (`size` bytes of object, then the spare room; in the recycled `spare`
- * when lent) and the digest.
- */
-function readMoved(fd, size, offset, rowBytes, to, spare) {
-  const count = to.length
-  const rowsPer = Math.max(1, Math.floor(MOVE_CHUNK / rowBytes))
-  const room = moveRoom(rowBytes, count)
-  const bytes = spare !== undefined ? Buffer.from(spare, 0, size + room) : Buffer.allocUnsafeSlow(size + room)
-  const hash = createHash('sha256')
-  readExact(fd, bytes, 0, offset, 0)
-  hash.update(bytes.subarray(0, offset))
-  for (let first = 0; first < count; first += rowsPer) {
-    const rows = Math.min(rowsPer, count - first)
-    readExact(fd, bytes, size, rows * rowBytes, offset + first * rowBytes)
-    hash.update(bytes.subarray(size, size + rows * rowBytes))
-    for (let r = 0; r < rows; r++) {
-      const from = size + r * rowBytes
-      bytes.copyWithin(offset + to[first + r] * rowBytes, from, from + rowBytes)
-    }
-  }
-  const end = offset + count * rowBytes
-  readExact(fd, bytes, end, size - end, end)
-  hash.update(bytes.subarray(end, size))
-  return { bytes, digest: new Uint8Array(hash.digest()) }
 }
 
 /**
@@ -605,17 +557,21 @@ function groupDestinations({ bucketOf, rowOf, order }, counts) {
 }
 
 /**
- * A group of several parts read, hashed and moved in one pass on this thread (issue #13,
- * as `readMoved` for one part): each part's rows come off its file a chunk at a time into
- * one scratch buffer, are hashed there, and each is copied straight to its row, in its own
- * part's buffer or another's. Nothing leaves before every part matched its digest: on a
- * mismatch (or a failed read) every part is read again as it is and goes back unmoved, so a
- * damaged part fails its get and no row of it reaches another part.
+ * A group's parts read, hashed and moved in one pass on this thread (issue #13): each part's
+ * rows come off its file a chunk at a time into this thread's scratch, are hashed there
+ * while in cache, and each is copied straight to its row, in its own part's buffer or
+ * another's (one `set` from a view of the scratch made once: no allocation per row). The
+ * cycle walk instead read the whole object, hashed it, then moved every row from a random
+ * place in 16 MiB that had left the cache: about 7 ms of 512-byte rows per 16 MiB beside the
+ * other thread's hashing, against about 2 ms this way when a batch's rows are in source
+ * order (each chunk's rows then go to as many advancing places as the window has batches).
+ * Nothing leaves before every part matched its digest: on a mismatch (or a failed read)
+ * every part is read again as it is and goes back unmoved, so a damaged part fails its get
+ * and no row of it reaches another part.
  */
 function readGroupMoved(moves, requests, to) {
   const { rowBytes } = moves
-  const rowsPer = Math.max(1, Math.floor(MOVE_CHUNK / rowBytes))
-  const scratch = Buffer.allocUnsafeSlow(rowsPer * rowBytes)
+  const { scratch, rows: scratchRows, rowsPer } = scratchFor(rowBytes)
   const buffers = requests.map(({ size, spare }) =>
     spare !== undefined ? Buffer.from(spare, 0, size) : Buffer.allocUnsafeSlow(size),
   )
@@ -635,12 +591,7 @@ function readGroupMoved(moves, requests, to) {
         hash.update(scratch.subarray(0, n * rowBytes))
         for (let r = 0; r < n; r++) {
           const into = toPart[first + r]
-          scratch.copy(
-            buffers[into],
-            requests[into].rows.offset + toRow[first + r] * rowBytes,
-            r * rowBytes,
-            (r + 1) * rowBytes,
-          )
+          buffers[into].set(scratchRows[r], requests[into].rows.offset + toRow[first + r] * rowBytes)
         }
       }
       const end = offset + count * rowBytes
@@ -679,9 +630,9 @@ function readAsIs({ id, fd, size, spare }, bytes) {
  * Row groups being gathered (reads with `rows`), by group id: the parts read, hashed and
  * matched so far, held here until the last one is in; then the rows are moved across them
  * (`permuteRows`) and every part goes back. A part that does not match its digest, fails,
- * or a `release` from the caller gives the group up: its parts go back as read. A group of
- * several parts whose parts all fit `readGroupMoved` holds them unread (`waiting`) instead,
- * and reads them in one pass once the last is in.
+ * or a `release` from the caller gives the group up: its parts go back as read. A group
+ * whose parts all fit `readGroupMoved` holds them unread (`waiting`) instead, and reads
+ * them in one pass once the last is in.
  */
 const groups = new Map()
 
@@ -840,38 +791,10 @@ parentPort?.on(
       if (group !== undefined) group.reading++
       let bytes
       try {
-        // A group of one part, read into a buffer of its own: read, hashed and moved at once.
-        const to =
-          group !== undefined &&
-          group.parts === 1 &&
-          !group.broken &&
-          group.moves !== undefined &&
-          (spare === undefined || spare.byteLength - size >= moveRoom(group.moves.rowBytes, rows.count)) &&
-          size <= SYNC_MAX &&
-          rows.offset >= 0 &&
-          rows.offset + rows.count * group.moves.rowBytes <= size
-            ? destinations(group.moves, rows.count)
-            : undefined
-        if (to !== undefined) {
-          group.reading--
-          groups.delete(rows.group)
-          const moved = readMoved(fd, size, rows.offset, group.moves.rowBytes, to, spare)
-          const matched =
-            moved.digest.length === rows.expect.length && moved.digest.every((b, i) => b === rows.expect[i])
-          if (matched) {
-            replyRead(id, moved.bytes, moved.digest, spare !== undefined, true)
-            return
-          }
-          // The moved copy of an object that failed its digest never leaves: read again, as it is.
-          bytes = spare !== undefined ? Buffer.from(spare, 0, size) : Buffer.allocUnsafeSlow(size)
-          const again = createHash('sha256')
-          readWhole(fd, bytes, again)
-          replyRead(id, bytes, new Uint8Array(again.digest()), spare !== undefined, false)
-          return
-        }
-        // A group of several parts: each part held unread until all are in, then all read,
-        // hashed and moved in one pass, unless a part must be read the old way (then all are).
-        if (group !== undefined && group.parts > 1) {
+        // A group: each part held unread until all are in (a group of one part at once), then
+        // all read, hashed and moved in one pass, unless a part must be read the old way (then
+        // all are).
+        if (group !== undefined) {
           const onePass =
             !group.broken &&
             group.moves !== undefined &&
