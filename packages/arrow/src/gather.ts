@@ -338,6 +338,68 @@ export function permuteWordsInPlace(
   }
 }
 
+/**
+ * A shuffled window's categorical column in the window's order, as new columns (one per
+ * bucket, the same rows each) that share one dictionary: the buckets' own dictionaries one
+ * after another, each bucket's ids shifted by the length of those before it. A batch then
+ * takes the ids of its rows in blocks, as it takes a view of the vectors, instead of one
+ * row at a time through each bucket's own dictionary (issue #13: about 14 ms a shuffled pass
+ * at 100k x 512-d, two buckets a window). A value present in two buckets' dictionaries gets
+ * two ids here; the gatherer's interner maps both to one, as it did per bucket. The decoded
+ * columns are left as they are (they may share an object's bytes with another bucket).
+ *
+ * Afterwards index `p` (row `rowOf[p]` of bucket `bucketOf[p]`) holds the id that index
+ * `order[p]` held. Returns `null` when a bucket has no values for the field, has nulls or is
+ * not one chunk of 32-bit ids (its batches are then gathered row by row).
+ */
+export function permuteCategorical(
+  sources: readonly (Vector | null)[],
+  bucketOf: Uint32Array,
+  rowOf: Uint32Array,
+  order: Uint32Array,
+): Vector[] | null {
+  const data: Data[] = []
+  for (const source of sources) {
+    if (source === null || source.data.length !== 1 || source.nullCount > 0) return null
+    const chunk = source.data[0]!
+    if (!(chunk.values instanceof Int32Array) || chunk.dictionary === undefined || chunk.offset !== 0)
+      return null
+    data.push(chunk)
+  }
+  if (data.length === 0) return null
+  const shift = new Int32Array(data.length)
+  for (let b = 1; b < data.length; b++) shift[b] = shift[b - 1]! + data[b - 1]!.dictionary!.length
+  const dictionary =
+    data.length === 1
+      ? data[0]!.dictionary!
+      : data[0]!.dictionary!.concat(...data.slice(1).map((d) => d.dictionary!))
+  const from = data.map((d) => d.values as Int32Array)
+  const ids = data.map((d) => new Int32Array(d.length))
+  const n = order.length
+  if (data.length === 1) {
+    // One bucket (128-d and smaller vectors): one array, nothing to shift.
+    const source = from[0]!
+    const into = ids[0]!
+    for (let p = 0; p < n; p++) into[rowOf[p]!] = source[rowOf[order[p]!]!]!
+  } else
+    for (let p = 0; p < n; p++) {
+      const q = order[p]!
+      const s = bucketOf[q]!
+      ids[bucketOf[p]!]![rowOf[p]!] = from[s]![rowOf[q]!]! + shift[s]!
+    }
+  return data.map((d, b) =>
+    makeVector(
+      makeData({
+        type: d.type as Dictionary<Utf8, Int32>,
+        length: d.length,
+        nullCount: 0,
+        data: ids[b]!,
+        dictionary,
+      }),
+    ),
+  )
+}
+
 /** Moves a window's rows on another thread (the read threads of @dreamdb/cas). */
 export type RowPermuter = (
   permute: RowPermutation,

@@ -43,6 +43,7 @@ export * from './errors.js'
 export {
   BatchGatherer,
   Blocks,
+  permuteCategorical,
   permuteVectorsAside,
   permuteVectorsInPlace,
   permuteWordsInPlace,

@@ -3,7 +3,13 @@ import type { Field } from '@dreamdb/manifest'
 import { Binary, Table, type Vector, vectorFromArray } from 'apache-arrow'
 import { describe, expect, it } from 'vitest'
 import { embeddingColumn, valuesColumn } from '../src/columns.js'
-import { BatchGatherer, Blocks, permuteVectorsAside, permuteVectorsInPlace } from '../src/index.js'
+import {
+  BatchGatherer,
+  Blocks,
+  permuteCategorical,
+  permuteVectorsAside,
+  permuteVectorsInPlace,
+} from '../src/index.js'
 
 const embedding: Field = {
   name: 'embedding',
@@ -146,6 +152,42 @@ describe('BatchGatherer', () => {
     expect(() => new BatchGatherer([label]).column(count, sources.count!, blocksOf([0, 0, 1]))).toThrow(
       "field 'count' is not one of this iteration's",
     )
+  })
+})
+
+describe('permuteCategorical', () => {
+  it('puts a window of several buckets in its order under one dictionary, each row with its own value', () => {
+    // Two buckets whose dictionaries hold other values, in another order.
+    const buckets = [valuesColumn(label as never, ['a', 'b', 'a']), valuesColumn(label as never, ['c', 'a'])]
+    const bucketOf = Uint32Array.from([0, 0, 0, 1, 1])
+    const rowOf = Uint32Array.from([0, 1, 2, 0, 1])
+    const order = Uint32Array.from([3, 0, 4, 2, 1])
+    const moved = permuteCategorical(buckets, bucketOf, rowOf, order)!
+    expect(moved.map((column) => column.toArray())).toEqual([
+      ['c', 'a', 'a'],
+      ['a', 'b'],
+    ])
+    // One dictionary for the window, so a batch takes its ids in blocks from either bucket.
+    expect(moved[0]!.data[0]!.dictionary).toBe(moved[1]!.data[0]!.dictionary)
+    // Gathered like any column: the same values across the buckets.
+    const gatherer = new BatchGatherer(fields)
+    const blocks = new Blocks()
+    blocks.push(0, 1, 2)
+    blocks.push(1, 0, 2)
+    expect(gatherer.column(label, moved, blocks).toArray()).toEqual(['a', 'a', 'a', 'b'])
+    // The decoded columns are left as they were.
+    expect(buckets.map((column) => column!.toArray())).toEqual([
+      ['a', 'b', 'a'],
+      ['c', 'a'],
+    ])
+  })
+
+  it('leaves a window with nulls or a bucket without the field to the row-by-row gather', () => {
+    const one = Uint32Array.from([0, 0])
+    const rows = Uint32Array.from([0, 1])
+    const swap = Uint32Array.from([1, 0])
+    expect(permuteCategorical([valuesColumn(label as never, ['a', null])], one, rows, swap)).toBeNull()
+    expect(permuteCategorical([null], one, rows, swap)).toBeNull()
   })
 })
 

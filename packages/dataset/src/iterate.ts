@@ -4,6 +4,7 @@ import {
   Blocks,
   type Codecs,
   isCompressed,
+  permuteCategorical,
   permuteVectorsAside,
   permuteVectorsInPlace,
   permuteWordsInPlace,
@@ -312,14 +313,6 @@ export function layoutOf(
   return slot
 }
 
-/**
- * Room past the object a new recycled spare gets (the read threads' chunk of rows, see
- * read-worker.js `moveRoom`), for objects of at least MOVE_ROOM_FROM (the read threads'
- * smallest): 0.8% of a 16 MiB object.
- */
-const MOVE_ROOM = 128 << 10
-const MOVE_ROOM_FROM = 1 << 20
-
 /** `inWindowOrder`'s name for the anchors (no field's name: those cannot be empty). */
 const ANCHORS = ''
 
@@ -493,8 +486,9 @@ async function loadWindow(
       if (aside || permuteVectorsInPlace(field.dim, columns[field.name]!, bucketOf, rowOf, moves))
         inWindowOrder.add(field.name)
     }
-    // The anchors, and the ids of a categorical field when the window is one bucket (one
-    // dictionary), are moved once too, so a batch takes them in blocks, not row by row.
+    // The anchors and the ids of a categorical field are moved once too, so a batch takes
+    // them in blocks, not row by row (a window of several buckets: into new columns that
+    // share one dictionary, `permuteCategorical`).
     permuteWordsInPlace(
       anchors.map((a) => new Uint32Array(a.buffer, a.byteOffset, a.length * 2)),
       2,
@@ -503,13 +497,11 @@ async function loadWindow(
       moves,
     )
     inWindowOrder.add(ANCHORS)
-    for (const field of window.buckets.length === 1 ? baseFields : []) {
+    for (const field of baseFields) {
       if (field.family !== 'scalar' || field.kind !== 'categorical') continue
-      const source = columns[field.name]![0] ?? null
-      const ids = source?.data[0]?.values
-      if (source === null || source.data.length !== 1 || source.nullCount > 0 || !(ids instanceof Int32Array))
-        continue
-      permuteWordsInPlace([ids], 1, bucketOf, rowOf, moves)
+      const moved = permuteCategorical(columns[field.name]!, bucketOf, rowOf, moves)
+      if (moved === null) continue
+      columns[field.name] = moved
       inWindowOrder.add(field.name)
     }
   }
@@ -752,14 +744,7 @@ export function iterate(
         }
         const held: SharedArrayBuffer[] = []
         const buffers: ReadBuffers | undefined = pool && {
-          // New spares of 1 MiB and more a little longer than the object: a read thread
-          // reads a shuffled window's rows into that room and puts each in place as it
-          // hashes (design/0005), as it does without recycling.
-          take: (size) =>
-            pool.take(size) ??
-            (size !== undefined && size >= MOVE_ROOM_FROM
-              ? new SharedArrayBuffer(size + MOVE_ROOM)
-              : undefined),
+          take: (size) => pool.take(size),
           give: (buffer) => pool.give(buffer),
           hold: (buffer) => held.push(buffer),
           // The window's object sizes, so that an S3 GET takes a spare that fits.
@@ -811,6 +796,20 @@ export function iterate(
           await fill()
           const entry = queue.find((q) => q.window.start <= at && at < q.window.start + q.window.records)
           if (entry === undefined) throw new Error(`record ${at} of the epoch is in no window`)
+          // The first window is fetched alone, unless it is a shuffled window of several
+          // buckets: one read thread reads all its embedding objects (it moves their rows
+          // across each other), so the next window goes to another meanwhile instead of
+          // waiting for the first to be in hand (issue #13: 100k x 512-d, two buckets a window).
+          if (
+            ahead === 0 &&
+            options.prefetch > 0 &&
+            threads !== undefined &&
+            entry.window.seed !== null &&
+            entry.window.buckets.length > 1
+          ) {
+            ahead = 1
+            await fill()
+          }
           const data = await entry.data
           if (ahead < options.prefetch) {
             ahead = options.prefetch
