@@ -946,6 +946,9 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     /** Read the commits made since the last read; rows other ingests committed meanwhile are reported. */
     let reported = history.rows
     const refresh = async () => {
+      // A dataset being created now is waited for: its manifests are then read through its
+      // repository, which has them (a refresh in between would fetch its first one).
+      await opened?.catch(() => {})
       await history.refresh(signal)
       if (history.rows > reported) {
         options.onProgress?.({ kind: 'others', records: history.rows - reported })
