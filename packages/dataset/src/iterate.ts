@@ -849,10 +849,22 @@ function buildBatch(
   // The record-by-record blocks of a shuffled batch cost a push per row: built only when a
   // field (or the anchors) is not already in its window's order.
   let plain: Blocks | undefined
+  // The blocks of the fields a shuffled window holds in its order are the same for each of
+  // them (anchors, embeddings, categorical ids): built once per batch, by which runs hold
+  // the field in order, not once per field (a loop over the batch's rows each).
+  const inOrder = new Map<string, Blocks>()
   const blocksFor = (name: string): Blocks => {
-    if (runs.some((r) => r.data.inWindowOrder.has(name))) return blocksOf(runs, name)
-    plain ??= blocksOf(runs)
-    return plain
+    if (!runs.some((r) => r.data.inWindowOrder.has(name))) {
+      plain ??= blocksOf(runs)
+      return plain
+    }
+    const key = runs.map((r) => (r.data.inWindowOrder.has(name) ? '1' : '0')).join('')
+    let blocks = inOrder.get(key)
+    if (blocks === undefined) {
+      blocks = blocksOf(runs, name)
+      inOrder.set(key, blocks)
+    }
+    return blocks
   }
   const anchors = gatherer.anchors(
     runs.flatMap((r) => r.data.anchors),
