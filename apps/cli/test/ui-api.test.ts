@@ -430,13 +430,23 @@ describe('dreamdb ui --open', () => {
     child.stdout.setEncoding('utf8')
     // The JSON document (indented over several lines) is written once the viewer serves.
     let url: string | undefined
-    while (url === undefined) {
-      const [chunk] = (await Promise.race([once(child.stdout, 'data'), once(child, 'exit')])) as [string]
-      if (child.exitCode !== null) throw new Error(`dreamdb ui exited: ${stderr}`)
-      stdout += chunk
-      try {
-        url = (JSON.parse(stdout) as { url: string }).url
-      } catch {}
+    const deadline = AbortSignal.timeout(30_000)
+    try {
+      while (url === undefined) {
+        const [chunk] = (await Promise.race([
+          once(child.stdout, 'data', { signal: deadline }),
+          once(child, 'exit', { signal: deadline }),
+        ])) as [string]
+        if (child.exitCode !== null) throw new Error(`dreamdb ui exited: ${stderr}`)
+        stdout += chunk
+        try {
+          url = (JSON.parse(stdout) as { url: string }).url
+        } catch {}
+      }
+    } catch (error) {
+      // No viewer left behind by a failed start.
+      child.kill('SIGKILL')
+      throw error
     }
     const stop = async () => {
       child.kill('SIGINT')
