@@ -1,6 +1,13 @@
 import { encodeBucket, FRAGMENT_BYTES, putEncodedBucket } from '@dreamdb/arrow'
 import { type AbortOptions, cidOf, type ProgressOptions, type Store } from '@dreamdb/cas'
-import { type BucketInput, type CommitMeta, checkMeta, type Field, type FieldObject } from '@dreamdb/manifest'
+import {
+  type BucketInput,
+  type CommitMeta,
+  type CommitOptions,
+  checkMeta,
+  type Field,
+  type FieldObject,
+} from '@dreamdb/manifest'
 import type { Dataset } from './dataset.js'
 import { InvalidOptionError, UnknownFieldError } from './errors.js'
 import { assertMessage, type DatasetInternals } from './internal.js'
@@ -50,6 +57,17 @@ export interface AppendOptions extends AbortOptions {
    * its right to commit last (a shard claim, design/0006).
    */
   beforeCommit?: () => Promise<void>
+  /**
+   * The writer's own test of the commits this append lands after, from `since` on (the
+   * branch head it last read; `null`: all of them): a reason makes the append fail with
+   * ERR_MANIFEST_CONFLICT, nothing committed (its objects stay unreferenced, for GC).
+   * Tested in the commit's own walk, so no commit it lands on escapes it (`@dreamdb/manifest`'s
+   * `CommitOptions.conflictsWith`). For a writer that must not land rows another writer may
+   * have committed meanwhile (ingest: a shard claim taken over while it was stopped).
+   */
+  conflictsWith?: NonNullable<CommitOptions['conflictsWith']>
+  /** With `conflictsWith`: the head the test starts after (see `CommitOptions.since`). */
+  since?: Exclude<CommitOptions['since'], undefined>
   /**
    * Known sha2-256 digests of binary fields' values, by field name: 32 bytes per record, in
    * the order of `records`. The bucket's index takes them instead of hashing each value again

@@ -31,8 +31,17 @@
  */
 import { createHash } from 'node:crypto'
 import { setTimeout as delay } from 'node:timers/promises'
+import { parseCid } from '@dreamdb/cas'
 import { Dataset, type DatasetRecord, ReadOnlyDatasetError } from '@dreamdb/dataset'
-import type { CommitMeta, Field, FieldInput, Manifest, MetaValue, Repository } from '@dreamdb/manifest'
+import type {
+  CommitMeta,
+  CommitOptions,
+  Field,
+  FieldInput,
+  Manifest,
+  MetaValue,
+  Repository,
+} from '@dreamdb/manifest'
 import { assertUserRefName, log } from '@dreamdb/manifest'
 import { type Data, DataType, type Table, type Vector } from 'apache-arrow'
 import pRetry from 'p-retry'
@@ -244,10 +253,17 @@ export function chunkMessage(c: Chunk): string {
   return `ingest ${c.shard.split} ${encodeURI(c.shard.name)} rows ${c.start}-${c.end} of ${c.shard.rows} [${c.shard.fingerprint}]`
 }
 
-function chunkMeta(c: Chunk, anchor: bigint, plan: { digest: string; anchor: bigint }): CommitMeta {
+function chunkMeta(
+  c: Chunk,
+  anchor: bigint,
+  plan: { digest: string; anchor: bigint },
+  run: string,
+): CommitMeta {
   return {
     ingest: {
       format: CHUNK_META_FORMAT,
+      // The ingest that wrote it (its claims' token): its own commits are no other's rows.
+      run,
       split: c.shard.split,
       shard: c.shard.name,
       rows: c.shard.rows,
@@ -607,6 +623,9 @@ function pathsOf(table: Table): (string | null)[] {
 /** The claim of training the index, beside the shards' (no shard's name is this: they end in `.parquet`). */
 const INDEX_CLAIM = '(index)'
 
+/** A manifest's CID, as a commit names the head it starts after (`CommitOptions.since`). */
+type ManifestCid = Exclude<CommitOptions['since'], null | undefined>
+
 /**
  * What the branch's history says is ingested, read incrementally: each refresh walks back
  * from the head only to the commits already read (`committedChunks` reads it all).
@@ -615,6 +634,8 @@ class History {
   readonly committed: Committed = { ranges: new Map(), plans: new Map() }
   /** Rows of the commits read so far, this run's own excepted. */
   rows = 0
+  /** The head read last (`null`: the branch did not exist): every commit up to it is read. */
+  head: ManifestCid | null = null
   readonly #seen = new Set<string>()
   readonly #own = new Set<string>()
   /**
@@ -661,6 +682,7 @@ class History {
       addChunk(this.committed, chunk)
       if (!this.#own.has(manifest)) this.rows += chunk.end - chunk.start
     }
+    this.head = head.manifest
   }
 }
 
@@ -958,7 +980,22 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
     /** Shards this run has finished, or found finished. */
     const finished = new Set<string>()
     /** Chunks of a claimed shard not committed yet, by shard name. */
-    const remaining = new Map<string, { claim: IngestLease; chunks: number }>()
+    const remaining = new Map<
+      string,
+      {
+        claim: IngestLease
+        /** Chunks not committed yet. */
+        chunks: number
+        /** The rows the claim was taken for. */
+        rows: Chunk[]
+        /**
+         * A head up to which no other ingest's commit of those rows is on the branch: at first
+         * the history the chunks were cut from, then each chunk's own commit (its walk tested
+         * every commit under it for all of the claim's rows).
+         */
+        since: ManifestCid | null
+      }
+    >()
     type Next = { claim: IngestLease; chunks: Chunk[] } | { busy: { shard: string; holder: LeaseHolder }[] }
     /**
      * Shards found held by live ingests, skipped without asking the store again until a wait
@@ -1000,7 +1037,12 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
           await taken.lease.release()
           continue
         }
-        remaining.set(shard.name, { claim: taken.lease, chunks: chunks.length })
+        remaining.set(shard.name, {
+          claim: taken.lease,
+          chunks: chunks.length,
+          rows: chunks,
+          since: history.head,
+        })
         return { claim: taken.lease, chunks }
       }
       return busy.length > 0 ? { busy } : undefined
@@ -1086,22 +1128,50 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
       const ds = await dataset(claim)
       const anchor = await anchorOf(chunk)
       const plan = { digest, anchor: await planAnchor() }
-      const manifest = await retryLocked(() =>
-        ds.appendMany(records, {
-          message: chunkMessage(chunk),
-          meta: chunkMeta(chunk, anchor, plan),
-          anchorStart: anchor,
-          ...(digests !== undefined ? { digests: { image: digests } } : {}),
-          signal: chunkSignal,
-          beforeCommit: async () => {
-            await previous
-            // Commit only while the claim is surely ours (design/0006): checked after the
-            // objects are stored, right before the commit.
-            claim.assertHeld()
-          },
-        }),
-      )
+      // The claim is a lease, not part of the branch's swap: a holder stopped between its
+      // check and its commit can wake after another ingest took the shard over and committed
+      // these rows. The commit itself shows this test every commit it lands after, since the
+      // claim's `since` (design/0006).
+      const claimed = remaining.get(chunk.shard.name)!
+      let landsTwice: string | undefined
+      const conflictsWith = (theirs: Manifest, cid: ManifestCid): string | undefined => {
+        // This ingest's other chunks of the shard may land first (in any order with `order: 'any'`).
+        if (isMap(theirs.meta?.ingest) && theirs.meta.ingest.run === token) return undefined
+        const other = chunkOf({
+          manifest: cid.toString(),
+          message: theirs.message,
+          ...(theirs.meta !== undefined ? { meta: theirs.meta } : {}),
+        })
+        if (other?.shard !== chunk.shard.name) return undefined
+        if (!claimed.rows.some((c) => other.start < c.end && c.start < other.end)) return undefined
+        landsTwice = `rows ${other.start}-${other.end} of ${chunk.shard.name} were committed by another ingest meanwhile (${cid})`
+        return landsTwice
+      }
+      let manifest: string
+      try {
+        manifest = await retryLocked(() =>
+          ds.appendMany(records, {
+            message: chunkMessage(chunk),
+            meta: chunkMeta(chunk, anchor, plan, token),
+            anchorStart: anchor,
+            ...(digests !== undefined ? { digests: { image: digests } } : {}),
+            signal: chunkSignal,
+            beforeCommit: async () => {
+              await previous
+              // Commit only while the claim is surely ours (design/0006): checked after the
+              // objects are stored, right before the commit.
+              claim.assertHeld()
+            },
+            since: claimed.since,
+            conflictsWith,
+          }),
+        )
+      } catch (error) {
+        if (landsTwice !== undefined && isCode(error, 'ERR_MANIFEST_CONFLICT')) throw claim.lose(landsTwice)
+        throw error
+      }
       history.own(manifest)
+      claimed.since = parseCid(manifest)
       bytes += size
       commits++
       splits[chunk.shard.split]!.ingested += records.length
@@ -1114,8 +1184,7 @@ export async function ingest(repo: Repository, options: IngestOptions): Promise<
         records: records.length,
         bytes: size,
       })
-      const left = remaining.get(chunk.shard.name)!
-      if (--left.chunks === 0) {
+      if (--claimed.chunks === 0) {
         remaining.delete(chunk.shard.name)
         finished.add(chunk.shard.name)
         held.delete(claim)

@@ -218,6 +218,16 @@ export class IngestLease {
     }
   }
 
+  /**
+   * Give the lease up as lost for a reason found elsewhere than its renewals (a commit found
+   * its rows already committed by the ingest that took it over): it stops as on a failed
+   * renewal. The error to throw.
+   */
+  lose(why: string): IngestLeaseLostError {
+    this.#lose(why)
+    return this.#lost!
+  }
+
   #lose(why: string): void {
     this.#lost ??= new IngestLeaseLostError(
       `Lost ${this.#held.what}: ${why}; stopped before the next commit`,

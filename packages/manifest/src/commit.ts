@@ -44,6 +44,22 @@ export interface CommitOptions extends AbortOptions {
    */
   written?: Iterable<CID>
   /**
+   * A caller's own test of the commits this one lands after: a reason (a string) makes them
+   * conflict, and the commit fails with ERR_MANIFEST_CONFLICT, nothing landed. Every commit on
+   * the branch after `since` and under this one is tested, whichever head this one was
+   * prepared on and however often it rebased, because the test runs in the same walk as the
+   * compare-and-swap's own checks. For a writer whose right to commit is something the
+   * branch's swap does not cover: an ingest whose shard claim may have been taken over while
+   * it was stopped tests for a commit of the same rows (design/0006).
+   */
+  conflictsWith?: (theirs: Manifest, cid: CID) => string | undefined
+  /**
+   * With `conflictsWith`: the commit of the branch the test starts after (the head the caller
+   * last read: what it knows of). `null`: the branch's whole history. Left out: the head the
+   * commit starts from. A `since` the branch no longer holds (it was reset) is a conflict.
+   */
+  since?: CID | null
+  /**
    * The clock, ms since the epoch, by which the commit judges how old its check of those
    * objects is (redone after 20 minutes) and how long it has waited on a GC's sweep (tests:
    * time passing without waiting for it). @default Date.now
@@ -139,6 +155,8 @@ interface Progress {
   mine: PreparedChange
   /** Every manifest this commit tried to move the branch to, by CID. */
   tried: Map<string, Landed>
+  /** The caller's own test of theirs (`CommitOptions.conflictsWith`). */
+  test: CommitOptions['conflictsWith']
 }
 
 type Landed = { cid: CID; timeline: CID | null; parent: CID }
@@ -155,11 +173,19 @@ export async function commit(
   const { signal, now = Date.now } = options
   const meta = checkMeta(options.meta)
   const maxAttempts = options.maxAttempts ?? host.maxAttempts
-  const known = await host.knownBranch(refName, options)
+  const { conflictsWith: test } = options
+  const testing = test !== undefined && options.since !== undefined
+  // A test from `since` starts from the branch as stored: a remembered head may be older
+  // than `since` (another writer's commits the caller has read), and the walk back from it
+  // would never meet `since`.
+  const known = testing ? undefined : await host.knownBranch(refName, options)
   // Swapping against a remembered head that turns out stale costs one failed write; that
   // attempt is then not counted and the commit starts over from the branch as it is.
   let remembered = known !== undefined
   let head = known ?? (await host.readBranch(refName, options))
+  // The commits between the caller's `since` and the head this commit is prepared on: the
+  // walks after a lost race cover only those above that head.
+  if (testing) await testSince(host, refName, head, options.since!, test!, options)
   let prepared = prepareChange(request, head.manifest, Date.now())
   const written = new Set([...(options.written ?? [])].map(String))
   const toCheck = () => prepared.objects.filter((o) => !written.has(o.cid.toString()))
@@ -180,7 +206,7 @@ export async function commit(
   // Whether the attempt failed in its ref write (the only failure tried again).
   let writing = false
   const context: ApplyContext = { ...options, nodes: host.nodes, fanout: host.fanout }
-  const progress = (): Progress => ({ refName, base, checkedUpTo, mine: prepared, tried })
+  const progress = (): Progress => ({ refName, base, checkedUpTo, mine: prepared, tried, test })
 
   const attempt = async (): Promise<CommitResult> => {
     signal?.throwIfAborted()
@@ -365,7 +391,7 @@ async function assertObjectsStored(
  */
 async function catchUp(
   host: CommitHost,
-  { refName, base, checkedUpTo, mine, tried }: Progress,
+  { refName, base, checkedUpTo, mine, tried, test }: Progress,
   head: BranchHead,
   options: AbortOptions,
 ): Promise<Landed | undefined> {
@@ -374,7 +400,7 @@ async function catchUp(
   const conflict = (reason: string): never => {
     throw new CommitConflictError(refName, base.toString(), head.target.manifest.toString(), reason)
   }
-  const theirs: Change[] = []
+  const theirs: { change: Change; reason: string | undefined }[] = []
   for (let steps = 0; !cursor.equals(checkedUpTo); steps++) {
     const ours = tried.get(cursor.toString())
     if (ours !== undefined) return ours
@@ -386,17 +412,51 @@ async function catchUp(
         `the branch moved by more than ${MAX_CATCH_UP} commits since this commit last read it`,
       )
     }
-    theirs.push(manifest.change)
+    theirs.push({ change: manifest.change, reason: test?.(manifest, cursor) })
     const parent = manifest.parents[0]
     if (parent === undefined) conflict('the branch was reset to an unrelated history')
     cursor = parent!
     manifest = await host.loadManifest(cursor, options)
   }
-  for (const change of theirs) {
-    const reason = mine.conflict(change)
+  for (const { change, reason: theirReason } of theirs) {
+    const reason = theirReason ?? mine.conflict(change)
     if (reason !== undefined) conflict(reason)
   }
   return undefined
+}
+
+/**
+ * The caller's test (`CommitOptions.conflictsWith`) of every commit from `head` back to
+ * `since` (exclusive; `null`: to the first commit), the ones a commit prepared on `head`
+ * does not walk over again. Throws the conflict the test names.
+ */
+async function testSince(
+  host: CommitHost,
+  refName: string,
+  head: BranchHead,
+  since: CID | null,
+  test: NonNullable<CommitOptions['conflictsWith']>,
+  options: AbortOptions,
+): Promise<void> {
+  let cursor: CID | undefined = head.target.manifest
+  let manifest = head.manifest
+  const conflict = (reason: string): never => {
+    throw new CommitConflictError(
+      refName,
+      (since ?? 'none').toString(),
+      head.target.manifest.toString(),
+      reason,
+    )
+  }
+  for (let steps = 0; cursor !== undefined && !(since !== null && cursor.equals(since)); steps++) {
+    if (steps >= MAX_CATCH_UP)
+      conflict(`the branch moved by more than ${MAX_CATCH_UP} commits since ${since}`)
+    const reason = test(manifest, cursor)
+    if (reason !== undefined) conflict(reason)
+    cursor = manifest.parents[0]
+    if (cursor !== undefined) manifest = await host.loadManifest(cursor, options)
+  }
+  if (cursor === undefined && since !== null) conflict(`the branch no longer holds ${since}`)
 }
 
 /** After the last attempt: is one of ours on the branch after all? */

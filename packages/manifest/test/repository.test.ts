@@ -2,7 +2,15 @@ import { cidOf, openStore, type Store } from '@dreamdb/cas'
 import { rejection } from '@dreamdb/cas-tests'
 import * as dagCbor from '@ipld/dag-cbor'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { diff, encodeRefTarget, inspect, log, Repository } from '../src/index.js'
+import {
+  type CommitOptions,
+  diff,
+  encodeRefTarget,
+  inspect,
+  log,
+  type Manifest,
+  Repository,
+} from '../src/index.js'
 import { counting } from './helpers/counting.js'
 import { appendRecords, SCHEMA } from './helpers/records.js'
 
@@ -300,6 +308,98 @@ describe('Repository', () => {
       const head = await repo.resolve('corpus')
       expect(head.manifest.layers.map((l) => l.name)).toEqual(['p1', 'p2', 'prediction'])
       expect(head.manifest.stats.records).toBe(3)
+    })
+
+    describe("a writer's own test of the commits it lands after (conflictsWith, since)", () => {
+      /** An append of `count` records whose commit carries `meta`, with commit `options`. */
+      async function append(r: Repository, tag: string, options: CommitOptions = {}) {
+        const start = await r.mintAnchors(1)
+        const cid = await r.store.put(new TextEncoder().encode(tag))
+        return await r.commit(
+          'corpus',
+          {
+            kind: 'append',
+            buckets: [
+              {
+                records: 1,
+                anchorRanges: [{ start, count: 1 }],
+                fields: { image: { cid, bytes: 1 }, label: { cid, bytes: 1 } },
+              },
+            ],
+          },
+          { ...options, message: tag, meta: { tag } },
+        )
+      }
+      const head = async () => (await repo.resolve('corpus')).target.manifest.toString()
+      /** A test that names every commit tagged `tag` a conflict, and records what it was shown. */
+      function refusing(tag: string) {
+        const shown: string[] = []
+        const test = (theirs: Manifest) => {
+          shown.push(String(theirs.meta?.tag ?? theirs.message))
+          return theirs.meta?.tag === tag ? `'${tag}' is in the way` : undefined
+        }
+        return { shown, test }
+      }
+
+      it('every commit after `since` is shown to the test, those under the head it starts from included; a reason fails the commit with nothing landed', async () => {
+        const since = (await append(repo, 'a')).manifest
+        await append(repo, 'b')
+        await append(repo, 'c')
+        const before = await head()
+        const { shown, test } = refusing('b')
+        const error = await rejection(append(repo, 'mine', { since, conflictsWith: test }))
+        expect(error).toMatchObject({
+          code: 'ERR_MANIFEST_CONFLICT',
+          message: expect.stringContaining("'b' is in the way"),
+        })
+        expect(shown).toEqual(['c', 'b'])
+        expect(await head()).toBe(before)
+        // Nothing in the way: it lands on the head, after the same walk.
+        const clear = refusing('none')
+        const landed = await append(repo, 'mine', { since, conflictsWith: clear.test })
+        expect(clear.shown).toEqual(['c', 'b'])
+        expect(landed.manifest.toString()).toBe(await head())
+      })
+
+      it('a commit that loses the race walks the new commits through the test too', async () => {
+        const since = (await repo.resolve('corpus')).target.manifest
+        const { shown, test } = refusing('theirs')
+        const error = await race(
+          () => append(repo, 'theirs'),
+          (r) => append(r, 'mine', { since, conflictsWith: test }),
+        )
+        expect(error).toMatchObject({
+          code: 'ERR_MANIFEST_CONFLICT',
+          message: expect.stringContaining("'theirs' is in the way"),
+        })
+        expect(shown).toEqual(['theirs'])
+        expect((await repo.resolve('corpus')).manifest.meta).toEqual({ tag: 'theirs' })
+      })
+
+      it('a writer whose remembered head is stale still shows the test what landed since', async () => {
+        // This repository remembers its own last commit; another writer moves the branch.
+        const mine = (await append(repo, 'a')).manifest
+        await append(new Repository(store), 'theirs')
+        const { shown, test } = refusing('theirs')
+        const error = await rejection(append(repo, 'mine', { since: mine, conflictsWith: test }))
+        expect(error.code).toBe('ERR_MANIFEST_CONFLICT')
+        expect(shown).toEqual(['theirs'])
+      })
+
+      it('since null: the whole history; a since the branch does not hold is a conflict', async () => {
+        await append(repo, 'a')
+        const all = refusing('none')
+        await append(repo, 'b', { since: null, conflictsWith: all.test })
+        expect(all.shown).toEqual(['a', 'create dataset corpus'])
+        const elsewhere = cidOf(new TextEncoder().encode('not a manifest of this branch'))
+        const error = await rejection(
+          append(repo, 'c', { since: elsewhere, conflictsWith: refusing('none').test }),
+        )
+        expect(error).toMatchObject({
+          code: 'ERR_MANIFEST_CONFLICT',
+          message: expect.stringContaining('no longer holds'),
+        })
+      })
     })
   })
 
