@@ -373,6 +373,43 @@ class Dataset:
             table.column("distance").to_numpy().astype(np.float32, copy=False),
         )
 
+    def search_many(
+        self,
+        field: str,
+        queries: Any,
+        k: int = 10,
+        *,
+        nprobe: int | None = None,
+        rerank: bool | None = None,
+        filter: dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``search`` for many queries in one call (a 2-d array, one query a row): ``(anchors
+        uint64 (n, k), distances float32 (n, k), counts (n,))``, row ``i`` answering query ``i``,
+        closest first. Where a query has fewer than ``k`` hits (a small dataset, a filter), its
+        row holds anchor 0 and distance +inf past ``counts[i]``."""
+        matrix = np.asarray(queries)
+        if matrix.dtype.kind not in "fiu" or matrix.ndim != 2 or matrix.shape[0] == 0:
+            raise InvalidInputError(
+                "ERR_DATASET_INVALID_OPTION",
+                f"Invalid queries of dtype {matrix.dtype} and shape {matrix.shape}: a 2-d numeric array, one query a row",
+                {"option": "queries"},
+            )
+        given = {"k": k, "nprobe": nprobe, "rerank": rerank, "filter": filter}
+        options = {key: value for key, value in given.items() if value is not None}
+        info, data = self._call(
+            "searchMany",
+            {"field": field, "options": options, "shape": list(matrix.shape)},
+            np.ascontiguousarray(matrix, dtype=np.float32),
+        )
+        assert data is not None
+        table = table_from_ipc(data)
+        rows = matrix.shape[0]
+        return (
+            table.column("anchor").to_numpy().astype(np.uint64, copy=False).reshape(rows, -1),
+            table.column("distance").to_numpy().astype(np.float32, copy=False).reshape(rows, -1),
+            np.asarray(info["counts"], dtype=np.int64),
+        )
+
     def inspect(self) -> dict[str, Any]:
         """Everything about this state: buckets, layers, every object, the refs that reach it."""
         info, _ = self._call("inspect", {})

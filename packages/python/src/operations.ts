@@ -258,6 +258,33 @@ export class Operations {
           table: tableFromArrays({ anchor: hits.anchors, distance: hits.distances }),
         }
       }
+      case 'searchMany': {
+        const ds = this.#dataset(args)
+        // Rows of the shape Python checked and sent (`queries` x `dim` float32, row-major), each
+        // checked against the field's dimension by the search: a flat array would be cut by
+        // the field's dimension and read a wrong shape as other queries.
+        const [queries, dim] = args.shape as [number, number]
+        if (
+          !Number.isSafeInteger(queries) ||
+          !Number.isSafeInteger(dim) ||
+          queries * dim * 4 !== data.byteLength
+        ) {
+          throw new BadRequestError(
+            op,
+            `shape ${JSON.stringify(args.shape)} does not match ${data.byteLength} bytes`,
+          )
+        }
+        const flat = new Float32Array(data.buffer, data.byteOffset, queries * dim)
+        const rows = Array.from({ length: queries }, (_, i) => flat.subarray(i * dim, (i + 1) * dim))
+        const hits = await ds.searchMany(args.field as string, rows, {
+          ...(args.options as object),
+          signal,
+        } as never)
+        return {
+          json: { counts: [...hits.counts] },
+          table: tableFromArrays({ anchor: hits.anchors, distance: hits.distances }),
+        }
+      }
       case 'migrate': {
         const ds = this.#dataset(args)
         const manifest = await ds.migrate({ ...(args.options as object), signal } as never)

@@ -216,3 +216,21 @@ def test_patterns(backend: dict[str, Any]) -> None:
         assert float(decoded @ want / (np.linalg.norm(decoded) * np.linalg.norm(want))) > 0.95
     hits, distances = branch.search("embedding", records[7]["embedding"], k=3)
     assert hits[0] == 8 and distances[0] == pytest.approx(0, abs=1e-5)
+    # Many queries in one call: row i answers query i, as `search` would.
+    queries = np.stack([records[7]["embedding"], records[3]["embedding"], records[20]["embedding"]])
+    anchors_many, distances_many, counts = branch.search_many("embedding", queries, k=3)
+    assert anchors_many.shape == (3, 3) and distances_many.shape == (3, 3) and counts.tolist() == [3, 3, 3]
+    for row, query in enumerate(queries):
+        one_hits, one_distances = branch.search("embedding", query, k=3)
+        assert anchors_many[row].tolist() == one_hits.tolist()
+        assert distances_many[row] == pytest.approx(one_distances, abs=1e-6)
+    assert anchors_many[:, 0].tolist() == [8, 4, 21]
+    # Fewer records than k: the rest of each row is anchor 0 at +inf.
+    wide, wide_distances, wide_counts = branch.search_many("embedding", queries[:1], k=len(records) + 2)
+    assert wide_counts.tolist() == [len(records)]
+    assert wide[0, len(records) :].tolist() == [0, 0] and np.isinf(wide_distances[0, len(records) :]).all()
+    # The student's compressed layer is searched through its own index.
+    student_hits, _ = branch.search("embedding_student", student_outputs[7], k=5)
+    assert 8 in student_hits.tolist()
+    student_many, _, _ = branch.search_many("embedding_student", student_outputs[[7, 3]], k=5)
+    assert student_many[0].tolist() == student_hits.tolist()
