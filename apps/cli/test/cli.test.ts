@@ -5,6 +5,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Dataset } from '@dreamdb/dataset'
 import type { Diff, LogEntry } from '@dreamdb/manifest'
 import { tableFromIPC } from 'apache-arrow'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -250,6 +251,17 @@ describe('log and diff', () => {
     expect(text.stdout).toMatch(/^layers\s+\+prediction$/m)
     const same = await run(['diff', 'prod-1', SWEEP[2]!])
     expect(same.stdout).toContain('no differences')
+  })
+
+  it('shows a dropped layer', async () => {
+    const backend = join(dir.path, '.dreamdb')
+    const run2 = await (await Dataset.openAt('prod-1', { backend })).branch('dropped/prediction')
+    await run2.dropLayer('prediction')
+    await run2.repository.store.close()
+    const text = await run(['log', 'dropped/prediction', '-n', '1'])
+    expect(text.stdout).toMatch(/drop layer 'prediction' \(\d+ values\)/)
+    const dropped = parse<Diff>(await run(['diff', 'prod-1', 'dropped/prediction', '--json']))
+    expect(dropped.layers.removed).toEqual(['prediction'])
   })
 })
 

@@ -18,7 +18,14 @@ import { type CompactOptions, compact } from './compact.js'
 import { ReadOnlyDatasetError } from './errors.js'
 import type { DatasetInternals } from './internal.js'
 import { type BatchStream, type IterOptions, iterate, normalizeIterOptions } from './iterate.js'
-import { addEmbeddingLayer, addScalarLayer, type EmbeddingLayerInit, type Sample } from './layers.js'
+import {
+  addEmbeddingLayer,
+  addScalarLayer,
+  type DropLayerOptions,
+  dropLayer,
+  type EmbeddingLayerInit,
+  type Sample,
+} from './layers.js'
 import { type MigrateOptions, migrate } from './migrate.js'
 import {
   createSearchIndexes,
@@ -188,6 +195,15 @@ export class Dataset {
   /** Add (or extend) an embedding layer, e.g. a student model's outputs. */
   async addEmbeddingLayer(init: EmbeddingLayerInit, options: AbortOptions = {}): Promise<string> {
     return await addEmbeddingLayer(this, this.#internals, init, options)
+  }
+
+  /**
+   * Remove a layer from this branch (a sweep run's predictions that lost): one small commit.
+   * Snapshots and the history keep it, and its objects stay until nothing reaches them (GC).
+   * A layer another layer derives from is refused until that one is dropped.
+   */
+  async dropLayer(name: string, options: DropLayerOptions = {}): Promise<string> {
+    return await dropLayer(this, this.#internals, name, options)
   }
 
   /**

@@ -36,6 +36,6 @@ export { type AgreementMatrix, agreementMatrix, type CompareOptions, compareRefs
 export { type BackendOptions, Dataset } from './dataset.js'
 export * from './errors.js'
 export type { BatchStream, IterOptions, ResumeState } from './iterate.js'
-export type { EmbeddingLayerInit, Sample } from './layers.js'
+export type { DropLayerOptions, EmbeddingLayerInit, Sample } from './layers.js'
 export type { MigrateOptions } from './migrate.js'
 export type { SearchHits, SearchManyHits, SearchOptions, SearchQueries } from './search.js'

@@ -6,7 +6,7 @@ import type { CID } from 'multiformats/cid'
 import { ALGORITHMS } from './codecs.js'
 import type { Dataset } from './dataset.js'
 import { InvalidOptionError, InvalidSampleError, UnknownFieldError } from './errors.js'
-import { asCid, type DatasetInternals } from './internal.js'
+import { asCid, assertMessage, type DatasetInternals } from './internal.js'
 import { commitPuttingAgain } from './put-again.js'
 
 /** A layer sample: the anchor of a record and its value. */
@@ -180,4 +180,28 @@ function contains(ranges: [bigint, bigint][], anchor: bigint): boolean {
     else return true
   }
   return false
+}
+
+export interface DropLayerOptions extends AbortOptions {
+  message?: string
+}
+
+/** `Dataset.dropLayer`: one commit without the layer; nothing is deleted. */
+export async function dropLayer(
+  ds: Dataset,
+  internals: DatasetInternals,
+  name: string,
+  options: DropLayerOptions = {},
+): Promise<string> {
+  const ref = internals.writableRef()
+  assertMessage(options.message)
+  const { layers, schema } = ds.manifest
+  if (!layers.some((l) => l.name === name)) {
+    const reason = schema.fields.some((f) => f.name === name)
+      ? 'is a base field; only layers can be dropped'
+      : `is not a layer of this dataset (its layers: ${layers.map((l) => `'${l.name}'`).join(', ') || 'none'})`
+    throw new InvalidOptionError('layer', name, reason)
+  }
+  const result = await ds.repository.commit(ref, { kind: 'drop', layer: name }, options)
+  return await internals.moved(result.manifest, options)
 }

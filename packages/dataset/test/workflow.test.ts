@@ -255,3 +255,101 @@ describe('bad input: a typed error before anything is written', () => {
     expect((await rejection(pinned.appendMany([record(9)]))).code).toBe('ERR_DATASET_READ_ONLY')
   })
 })
+
+describe('dropping a layer', () => {
+  it("takes it out of the branch's state in one commit; snapshots and other branches keep it", async () => {
+    const ds = await Dataset.create('corpus', { backend: 'memory://', schema: SCHEMA })
+    await ds.appendMany([record(1), record(2), record(3)])
+    const anchors: bigint[] = []
+    for await (const b of ds.iterArrowBatches({ fields: ['label'] }))
+      anchors.push(...(b.getChild('_anchor')!.toArray() as BigUint64Array))
+    const run = await ds.branch('sweep/lr-0.1')
+    await run.addScalarLayer('prediction', 'embedding', 'categorical', [
+      [anchors[0]!, 'cat'],
+      [anchors[1]!, 'dog'],
+    ])
+    await run.addScalarLayer('confidence', 'embedding', 'float', [[anchors[0]!, 0.9]])
+    const kept = await run.snapshot('sweep-lr-0.1-before-drop')
+    const other = await Dataset.openRef('sweep/lr-0.1', { backend: ds.store })
+    await other.branch('sweep/lr-0.1-copy')
+    const bytes = run.manifest.stats.bytes.prediction!
+    expect(bytes).toBeGreaterThan(0)
+
+    const manifest = await run.dropLayer('prediction', { message: 'lr 0.1 lost' })
+    expect(run.manifest.layers.map((l) => l.name)).toEqual(['confidence'])
+    expect(run.manifest.change).toEqual({ kind: 'drop', layer: 'prediction', records: 2 })
+    expect(run.manifest.message).toBe('lr 0.1 lost')
+    expect(run.manifest.stats.bytes.prediction).toBeUndefined()
+    expect(run.manifest.stats.records).toBe(3)
+    // A fresh reader decodes the new change kind.
+    const reopened = await Dataset.openRef('sweep/lr-0.1', { backend: ds.store })
+    expect(reopened.currentManifest()).toBe(manifest)
+    expect(reopened.manifest.layers.map((l) => l.name)).toEqual(['confidence'])
+    let refused: unknown
+    try {
+      reopened.iterArrowBatches({ fields: ['prediction'] })
+    } catch (error) {
+      refused = error
+    }
+    expect(refused).toMatchObject({
+      code: 'ERR_DATASET_UNKNOWN_FIELD',
+      message: expect.stringContaining("'prediction'"),
+    })
+    // The base records and the other layer read as before.
+    const rows: unknown[] = []
+    for await (const b of reopened.iterArrowBatches({ fields: ['label', 'confidence'] }))
+      for (let i = 0; i < b.numRows; i++)
+        rows.push([b.getChild('label')!.get(i), b.getChild('confidence')!.get(i)])
+    expect(rows).toHaveLength(3)
+    expect(rows[0]).toEqual([record(1).label, expect.closeTo(0.9, 5)])
+    // The snapshot and the other branch still hold it, values and all.
+    for (const at of [
+      await Dataset.openAt(kept, { backend: ds.store }),
+      await Dataset.openRef('sweep/lr-0.1-copy', { backend: ds.store }),
+    ]) {
+      const values: unknown[] = []
+      for await (const b of at.iterArrowBatches({ fields: ['prediction'] }))
+        for (let i = 0; i < b.numRows; i++) values.push(b.getChild('prediction')!.get(i))
+      expect(values).toEqual(['cat', 'dog', null])
+    }
+    // The trunk never had it.
+    expect(ds.manifest.layers).toEqual([])
+  })
+
+  it('refuses, with nothing written: a name that is no layer, a base field, a layer others derive from, a pinned state', async () => {
+    const ds = await Dataset.create('corpus', { backend: 'memory://', schema: SCHEMA })
+    await ds.appendMany([record(1)])
+    let anchor = 0n
+    for await (const b of ds.iterArrowBatches({ fields: ['label'] }))
+      anchor = b.getChild('_anchor')!.get(0) as bigint
+    await ds.addScalarLayer('prediction', 'embedding', 'categorical', [[anchor, 'cat']])
+    await ds.addScalarLayer('reviewed', 'prediction', 'categorical', [[anchor, 'yes']])
+    const before = ds.currentManifest()
+    const pinned = await Dataset.openAt(await ds.snapshot('v1'), { backend: ds.store })
+    const cases: [() => Promise<unknown>, string, string][] = [
+      [
+        () => ds.dropLayer('nope'),
+        'ERR_DATASET_INVALID_OPTION',
+        "Invalid layer \"nope\": is not a layer of this dataset (its layers: 'prediction', 'reviewed')",
+      ],
+      [() => ds.dropLayer('label'), 'ERR_DATASET_INVALID_OPTION', 'is a base field'],
+      [
+        () => ds.dropLayer('prediction'),
+        'ERR_MANIFEST_INVALID_CHANGE',
+        "layer 'reviewed' derives from 'prediction'; drop it first",
+      ],
+      [() => ds.dropLayer('reviewed', { message: 7 as never }), 'ERR_DATASET_INVALID_OPTION', 'message'],
+      [() => pinned.dropLayer('reviewed'), 'ERR_DATASET_READ_ONLY', ''],
+    ]
+    for (const [attempt, code, words] of cases) {
+      const error = await rejection(attempt())
+      expect(error.code).toBe(code)
+      expect(error.message).toContain(words)
+    }
+    expect(await ds.refresh()).toBe(before)
+    // In order: the derived layer, then its parent.
+    await ds.dropLayer('reviewed')
+    await ds.dropLayer('prediction')
+    expect(ds.manifest.layers).toEqual([])
+  })
+})

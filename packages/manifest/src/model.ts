@@ -116,6 +116,7 @@ export type Change =
   | { kind: 'schema'; added: string[]; replaced: string[] }
   | { kind: 'compact'; start: number; replaced: number; buckets: number }
   | { kind: 'migrate'; field: string; buckets: number }
+  | { kind: 'drop'; layer: string; records: number }
 
 /** A value in a commit's `meta`: plain data only, so every reader sees the same thing. */
 export type MetaValue = string | number | boolean | null | MetaValue[] | { [key: string]: MetaValue }

@@ -310,6 +310,98 @@ describe('Repository', () => {
       expect(head.manifest.stats.records).toBe(3)
     })
 
+    describe('dropping a layer', () => {
+      /** A one-record layer `name` on `parent`. */
+      const layer = async (name: string, parent = 'image') => ({
+        kind: 'layer' as const,
+        name,
+        parent,
+        field: { name, family: 'scalar' as const, kind: 'categorical' as const },
+        segments: [
+          {
+            records: 1,
+            anchorMin: 1n,
+            anchorMax: 1n,
+            fields: { [name]: { cid: await store.put(new Uint8Array([9])), bytes: 1 } },
+          },
+        ],
+      })
+      const drop = (name: string) => ({ kind: 'drop' as const, layer: name })
+
+      it('removes it from the head, its bytes from the stats; a fresh reader decodes the change; the snapshot before keeps it', async () => {
+        await appendRecords(repo, 'corpus', 1)
+        await repo.commit('corpus', await layer('prediction'))
+        const before = await repo.snapshot('before-drop', 'corpus')
+        expect((await repo.resolve('corpus')).manifest.stats.bytes.prediction).toBe(1)
+        await repo.commit('corpus', drop('prediction'))
+        const head = await new Repository(store).resolve('corpus')
+        expect(head.manifest.layers).toEqual([])
+        expect(head.manifest.change).toEqual({ kind: 'drop', layer: 'prediction', records: 1 })
+        expect(head.manifest.message).toBe('drop layer prediction (1 records)')
+        expect(head.manifest.stats.bytes.prediction).toBeUndefined()
+        expect((await repo.resolve(before.label)).manifest.layers.map((l) => l.name)).toEqual(['prediction'])
+        // Written again after a drop, it starts over.
+        await repo.commit('corpus', await layer('prediction'))
+        expect((await repo.resolve('corpus')).manifest.layers[0]).toMatchObject({
+          name: 'prediction',
+          records: 1,
+        })
+      })
+
+      it('a layer that is not there, or that another derives from, is refused with nothing written', async () => {
+        await appendRecords(repo, 'corpus', 1)
+        await repo.commit('corpus', await layer('prediction'))
+        await repo.commit('corpus', await layer('reviewed', 'prediction'))
+        const head = (await repo.resolve('corpus')).target.manifest.toString()
+        const refusals: [string, string][] = [
+          ['nope', "no layer 'nope' (layers: 'prediction', 'reviewed')"],
+          ['label', "'label' is a base field, not a layer"],
+          ['prediction', "layer 'reviewed' derives from 'prediction'"],
+        ]
+        for (const [name, words] of refusals) {
+          const error = await rejection(repo.commit('corpus', drop(name)))
+          expect(error).toMatchObject({
+            code: 'ERR_MANIFEST_INVALID_CHANGE',
+            message: expect.stringContaining(words),
+          })
+        }
+        expect((await repo.resolve('corpus')).target.manifest.toString()).toBe(head)
+      })
+
+      it('conflicts with a concurrent write or drop of the same layer, and with a new layer on it; rebases over appends and other layers', async () => {
+        await appendRecords(repo, 'corpus', 1)
+        await repo.commit('corpus', await layer('prediction'))
+        const written = await race(
+          async () => repo.commit('corpus', await layer('prediction'), { message: 'theirs' }),
+          (r) => r.commit('corpus', drop('prediction')),
+        )
+        expect(written).toMatchObject({
+          code: 'ERR_MANIFEST_CONFLICT',
+          message: expect.stringContaining("layer 'prediction'"),
+        })
+        const derived = await race(
+          () => repo.commit('corpus', drop('prediction')),
+          async (r) => r.commit('corpus', await layer('reviewed', 'prediction')),
+        )
+        expect(derived).toMatchObject({
+          code: 'ERR_MANIFEST_CONFLICT',
+          message: expect.stringContaining("'prediction' was dropped"),
+        })
+        await repo.commit('corpus', await layer('prediction'))
+        await repo.commit('corpus', await layer('other'))
+        const raced = new Repository(store)
+        await raced.resolve('corpus')
+        await Promise.all([
+          raced.commit('corpus', drop('prediction')),
+          appendRecords(repo, 'corpus', 2),
+          repo.commit('corpus', await layer('third')),
+        ])
+        const head = await repo.resolve('corpus')
+        expect(head.manifest.layers.map((l) => l.name)).toEqual(['other', 'third'])
+        expect(head.manifest.stats.records).toBe(3)
+      })
+    })
+
     describe("a writer's own test of the commits it lands after (conflictsWith, since)", () => {
       /** An append of `count` records whose commit carries `meta`, with commit `options`. */
       async function append(r: Repository, tag: string, options: CommitOptions = {}) {

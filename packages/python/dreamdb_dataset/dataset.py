@@ -234,6 +234,16 @@ class Dataset:
         self._update(info)
         return self._manifest
 
+    def drop_layer(self, name: str, *, message: str | None = None) -> str:
+        """Remove a layer from this branch in one commit (a run's predictions that lost a
+        sweep); snapshots and other branches keep it. Returns the new manifest CID."""
+        args: dict[str, Any] = {"name": name}
+        if message is not None:
+            args["message"] = message
+        info, _ = self._call("dropLayer", args)
+        self._update(info)
+        return self._manifest
+
     def add_scalar_layer(self, name: str, parent_field: str, kind: str, samples: Any) -> str:
         """Values of a scalar layer (e.g. predictions) for the anchors given: ``[(anchor, value)]``
         or ``(anchors, values)``. Base data is untouched."""

@@ -221,6 +221,14 @@ export class Operations {
         })
         return { json: { manifest, ...this.#info(ds) } }
       }
+      case 'dropLayer': {
+        const ds = this.#dataset(args)
+        const manifest = await ds.dropLayer(args.name as string, {
+          ...(args.message !== undefined ? { message: args.message as string } : {}),
+          signal,
+        })
+        return { json: { manifest, ...this.#info(ds) } }
+      }
       case 'addScalarLayer': {
         const ds = this.#dataset(args)
         const samples = samplesOf(

@@ -54,6 +54,8 @@ REFUSED: list[tuple[str, Callable[[vd.Dataset], Any], str, str]] = [
     ("search of a scalar field", lambda ds: ds.search("label", E, k=1), "ERR_DATASET_INVALID_OPTION", "label"),
     ("search with k 0", lambda ds: ds.search("embedding", E, k=0), "ERR_DATASET_INVALID_OPTION", "k"),
     ("search with a string query", lambda ds: ds.search("embedding", ["a", "b", "c", "d"], k=1), "ERR_DATASET_INVALID_OPTION", "query"),
+    ("drop of a layer that is not there", lambda ds: ds.drop_layer("nope"), "ERR_DATASET_INVALID_OPTION", "nope"),
+    ("drop of a base field", lambda ds: ds.drop_layer("label"), "ERR_DATASET_INVALID_OPTION", "base field"),
     ("search_many with one vector", lambda ds: ds.search_many("embedding", E, k=1), "ERR_DATASET_INVALID_OPTION", "queries"),
     ("search_many with no queries", lambda ds: ds.search_many("embedding", np.zeros((0, 4)), k=1), "ERR_DATASET_INVALID_OPTION", "queries"),
     ("search_many of the wrong dimension", lambda ds: ds.search_many("embedding", np.ones((2, 3)), k=1), "ERR_DATASET_INVALID_OPTION", "3 dimensions"),

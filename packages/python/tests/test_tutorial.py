@@ -126,6 +126,14 @@ def test_seed_sections_2_to_7(backend: dict[str, Any]) -> None:
 
     # 7. Tag the winner; months later, inspect answers "what data trained this model?"
     best_run = max(summaries, key=lambda s: s["val_acc"])
+    # The worst run's predictions are dropped from its branch (one commit); the runs compared
+    # above keep theirs, and a snapshot taken before the drop still holds it.
+    worst = min(summaries, key=lambda s: s["val_acc"])["ref"]
+    loser = vd.Dataset.open_ref(worst, backend=url)
+    kept = loser.snapshot(f"{worst.replace('/', '-')}-before-drop")
+    loser.drop_layer("prediction", message="lost the sweep")
+    assert [layer["name"] for layer in vd.Dataset.open_ref(worst, backend=url).layers] == []
+    assert [layer["name"] for layer in vd.Dataset.open_at(kept["label"], backend=url).layers] == ["prediction"]
     tag = src.snapshot(f"prod-2026-05-15-{best_run['model_hash']}")
     inspection = vd.Dataset.open_ref(tag["label"], backend=url).inspect()
     assert inspection["manifest"] == src.current_manifest()

@@ -22,6 +22,8 @@ export function describeChange(change: Change): string {
     }
     case 'compact':
       return `compact ${plural(change.replaced, 'bucket')} at ${change.start} into ${change.buckets}`
+    case 'drop':
+      return `drop layer '${change.layer}' (${plural(change.records, 'value')})`
     default: {
       // A kind this CLI does not know yet (from a newer @dreamdb/manifest): its fields as they are.
       const { kind, ...rest } = change as { kind: string }

@@ -8,6 +8,7 @@ import type { Manifest } from '../model.js'
 import { type AppendRequest, prepareAppend } from './append.js'
 import type { PreparedChange } from './change.js'
 import { type CompactRequest, prepareCompact } from './compact.js'
+import { type DropRequest, prepareDrop } from './drop.js'
 import { type LayerRequest, prepareLayer } from './layer.js'
 import { type MigrateRequest, prepareMigrate } from './migrate.js'
 import { prepareSchema, type SchemaRequest } from './schema.js'
@@ -15,7 +16,13 @@ import { prepareSchema, type SchemaRequest } from './schema.js'
 export type { ApplyContext, ManifestUpdate, ObjectRef, PreparedChange } from './change.js'
 
 /** What a commit does. Data objects must already be in the store. */
-export type ChangeRequest = AppendRequest | LayerRequest | SchemaRequest | CompactRequest | MigrateRequest
+export type ChangeRequest =
+  | AppendRequest
+  | LayerRequest
+  | SchemaRequest
+  | CompactRequest
+  | MigrateRequest
+  | DropRequest
 
 const PREPARE: {
   [K in ChangeRequest['kind']]: (
@@ -29,6 +36,7 @@ const PREPARE: {
   schema: prepareSchema,
   compact: prepareCompact,
   migrate: prepareMigrate,
+  drop: prepareDrop,
 }
 
 /** Validate a request against the head it starts from; nothing is read or written. */

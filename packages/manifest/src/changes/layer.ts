@@ -51,7 +51,14 @@ export function prepareLayer(request: LayerRequest, head: Manifest, now: number)
       }
     },
     conflict(theirs: Change) {
-      if (theirs.kind === 'layer' && theirs.name === name) return `layer '${name}' was written concurrently`
+      if (
+        (theirs.kind === 'layer' && theirs.name === name) ||
+        (theirs.kind === 'drop' && theirs.layer === name)
+      )
+        return `layer '${name}' was written concurrently`
+      // A new layer derives from the parent it names: one dropped meanwhile is gone.
+      if (theirs.kind === 'drop' && theirs.layer === request.parent)
+        return `layer '${request.parent}' was dropped concurrently`
       if (theirs.kind === 'schema')
         return `the schema changed (${[...theirs.added, ...theirs.replaced].join(', ')})`
       return undefined

@@ -1,0 +1,73 @@
+/**
+ * Drop: remove a layer from the branch's state. Nothing is deleted: snapshots and the
+ * history keep the layer, and its objects stay until nothing reaches them (GC, design/0008).
+ */
+import { InvalidChangeError } from '../errors.js'
+import type { Change, Manifest } from '../model.js'
+import type { PreparedChange } from './change.js'
+
+export interface DropRequest {
+  kind: 'drop'
+  /** The layer's name. */
+  layer: string
+}
+
+/** The layers of `head` named `name`'s dependants (their values derive from it). */
+function dependants(head: Manifest, name: string): string[] {
+  return head.layers.filter((l) => l.parent === name).map((l) => l.name)
+}
+
+/** The layer to drop from `head`, checked: it exists and no other layer derives from it. */
+function layerToDrop(head: Manifest, name: string, path: string) {
+  const layer = head.layers.find((l) => l.name === name)
+  if (layer === undefined) {
+    const known = head.layers.map((l) => `'${l.name}'`).join(', ')
+    const base = head.schema.fields.some((f) => f.name === name)
+      ? `'${name}' is a base field, not a layer`
+      : `no layer '${name}' (layers: ${known || 'none'})`
+    throw new InvalidChangeError(path, base)
+  }
+  const derived = dependants(head, name)
+  if (derived.length > 0) {
+    throw new InvalidChangeError(
+      path,
+      derived.length === 1
+        ? `layer '${derived[0]}' derives from '${name}'; drop it first`
+        : `layers ${derived.map((d) => `'${d}'`).join(', ')} derive from '${name}'; drop them first`,
+    )
+  }
+  return layer
+}
+
+export function prepareDrop(request: DropRequest, head: Manifest): PreparedChange {
+  const path = 'drop.layer'
+  if (typeof request.layer !== 'string')
+    throw new InvalidChangeError(path, 'the layer to drop must be a name')
+  const name = request.layer
+  layerToDrop(head, name, path)
+  return {
+    kind: 'drop',
+    objects: [],
+    async apply(next) {
+      const layer = layerToDrop(next, name, path)
+      const bytes = { ...next.stats.bytes }
+      delete bytes[name]
+      return {
+        layers: next.layers.filter((l) => l.name !== name),
+        change: { kind: 'drop', layer: name, records: layer.records },
+        message: `drop layer ${name} (${layer.records} records)`,
+        stats: { ...next.stats, bytes },
+      }
+    },
+    conflict(theirs: Change) {
+      if (
+        (theirs.kind === 'layer' && theirs.name === name) ||
+        (theirs.kind === 'drop' && theirs.layer === name)
+      )
+        return `layer '${name}' was written concurrently`
+      if (theirs.kind === 'schema')
+        return `the schema changed (${[...theirs.added, ...theirs.replaced].join(', ')})`
+      return undefined
+    },
+  }
+}
