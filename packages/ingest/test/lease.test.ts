@@ -294,35 +294,49 @@ describe('ingests of one dataset at once, on a folder', () => {
     await store.close()
   })
 
+  /**
+   * An ingest of `store` that is stopped (`stop`) once its first chunk is committed, and one of
+   * `other` that takes its claim over once it has expired: the stopped one's outcome (its
+   * error, once the caller lets it go on) and the taker's result.
+   */
+  async function stoppedAndTakenOver(
+    store: Store,
+    other: Store,
+    stop: () => void,
+    options: Partial<IngestOptions> = {},
+  ) {
+    const ttlMs = 1000
+    const committed = first('chunk')
+    let stopped = false
+    const outcome = run(store, 'd', {
+      ...options,
+      lease: { ttlMs, renewMs: 100 },
+      onProgress: (e) => {
+        committed.onProgress(e)
+        if (e.kind === 'chunk' && !stopped) {
+          stopped = true
+          stop()
+        }
+      },
+    }).then(
+      () => undefined,
+      (error: unknown) => error,
+    )
+    await committed.seen
+    await delay(ttlMs + 100)
+    const taken = first('lease-taken-over')
+    const second = await run(other, 'd', { onProgress: taken.onProgress })
+    expect(await taken.seen).toMatchObject({ why: 'expired', holder: { pid: process.pid } })
+    return { outcome, second }
+  }
+
   it('a holder stopped past its claim loses it: it stops with ERR_INGEST_LEASE_LOST instead of committing on', async () => {
     const backend = join(dir.path, 'store-lost')
     // Everything held, claim renewals included: a stopped process.
     const a = holdable(await openStore(backend), () => true)
     const other = await openStore(backend)
-    const ttlMs = 1000
     try {
-      const committed = first('chunk')
-      let held = false
-      const running = run(a.store, 'd', {
-        splits: ['train'],
-        lease: { ttlMs, renewMs: 100 },
-        onProgress: (e) => {
-          committed.onProgress(e)
-          if (e.kind === 'chunk' && !held) {
-            held = true
-            a.hold()
-          }
-        },
-      })
-      const outcome = running.then(
-        () => undefined,
-        (error: unknown) => error,
-      )
-      await committed.seen
-      await delay(ttlMs + 100)
-      const taken = first('lease-taken-over')
-      const second = await run(other, 'd', { onProgress: taken.onProgress })
-      expect(await taken.seen).toMatchObject({ why: 'expired', holder: { pid: process.pid } })
+      const { outcome, second } = await stoppedAndTakenOver(a.store, other, a.hold, { splits: ['train'] })
       expect(second.records.total).toBeGreaterThanOrEqual(TOTAL)
       a.release()
       expect(await outcome).toMatchObject({
@@ -357,27 +371,11 @@ describe('ingests of one dataset at once, on a folder', () => {
     })
     const swaps = holdable(renewals, (method, name) => method === 'updateRef' && !isClaim(name))
     const other = await openStore(backend)
-    const ttlMs = 1000
     try {
-      const committed = first('chunk')
-      const outcome = run(swaps.store, 'd', {
-        lease: { ttlMs, renewMs: 100 },
-        onProgress: (e) => {
-          committed.onProgress(e)
-          if (e.kind === 'chunk' && !stopped) {
-            stopped = true
-            swaps.hold()
-          }
-        },
-      }).then(
-        () => undefined,
-        (error: unknown) => error,
-      )
-      await committed.seen
-      await delay(ttlMs + 100)
-      const taken = first('lease-taken-over')
-      const second = await run(other, 'd', { onProgress: taken.onProgress })
-      expect(await taken.seen).toMatchObject({ why: 'expired', holder: { pid: process.pid } })
+      const { outcome, second } = await stoppedAndTakenOver(swaps.store, other, () => {
+        stopped = true
+        swaps.hold()
+      })
       expect(second.records.total).toBe(TOTAL)
       // The stopped one's swap goes out now, against the head it read before the takeover.
       swaps.release()

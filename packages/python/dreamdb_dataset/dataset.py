@@ -364,24 +364,9 @@ class Dataset:
         filter: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest records to ``query``: ``(anchors uint64, distances float32)``, closest first."""
-        vector = np.asarray(query)
-        if vector.dtype.kind not in "fiu" or vector.ndim != 1:
-            raise InvalidInputError(
-                "ERR_DATASET_INVALID_OPTION",
-                f"Invalid query of dtype {vector.dtype} and shape {vector.shape}: a 1-d numeric vector",
-                {"option": "query"},
-            )
-        given = {"k": k, "nprobe": nprobe, "rerank": rerank, "filter": filter}
-        options = {key: value for key, value in given.items() if value is not None}
-        _, data = self._call(
-            "search", {"field": field, "options": options}, np.ascontiguousarray(vector, dtype=np.float32)
-        )
-        assert data is not None
-        table = table_from_ipc(data)
-        return (
-            table.column("anchor").to_numpy().astype(np.uint64, copy=False),
-            table.column("distance").to_numpy().astype(np.float32, copy=False),
-        )
+        vector = _queries(query, "query", 1)
+        _, table = self._search("search", field, vector, k, nprobe, rerank, filter)
+        return _hits(table)
 
     def search_many(
         self,
@@ -397,28 +382,32 @@ class Dataset:
         uint64 (n, k), distances float32 (n, k), counts (n,))``, row ``i`` answering query ``i``,
         closest first. Where a query has fewer than ``k`` hits (a small dataset, a filter), its
         row holds anchor 0 and distance +inf past ``counts[i]``."""
-        matrix = np.asarray(queries)
-        if matrix.dtype.kind not in "fiu" or matrix.ndim != 2 or matrix.shape[0] == 0:
-            raise InvalidInputError(
-                "ERR_DATASET_INVALID_OPTION",
-                f"Invalid queries of dtype {matrix.dtype} and shape {matrix.shape}: a 2-d numeric array, one query a row",
-                {"option": "queries"},
-            )
+        matrix = _queries(queries, "queries", 2)
+        info, table = self._search(
+            "searchMany", field, matrix, k, nprobe, rerank, filter, {"shape": list(matrix.shape)}
+        )
+        anchors, distances = _hits(table)
+        rows = matrix.shape[0]
+        return anchors.reshape(rows, -1), distances.reshape(rows, -1), np.asarray(info["counts"], dtype=np.int64)
+
+    def _search(
+        self,
+        op: str,
+        field: str,
+        queries: np.ndarray,
+        k: int,
+        nprobe: int | None,
+        rerank: bool | None,
+        filter: dict[str, Any] | None,
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[Any, pa.Table]:
         given = {"k": k, "nprobe": nprobe, "rerank": rerank, "filter": filter}
         options = {key: value for key, value in given.items() if value is not None}
         info, data = self._call(
-            "searchMany",
-            {"field": field, "options": options, "shape": list(matrix.shape)},
-            np.ascontiguousarray(matrix, dtype=np.float32),
+            op, {"field": field, "options": options, **(extra or {})}, np.ascontiguousarray(queries, dtype=np.float32)
         )
         assert data is not None
-        table = table_from_ipc(data)
-        rows = matrix.shape[0]
-        return (
-            table.column("anchor").to_numpy().astype(np.uint64, copy=False).reshape(rows, -1),
-            table.column("distance").to_numpy().astype(np.float32, copy=False).reshape(rows, -1),
-            np.asarray(info["counts"], dtype=np.int64),
-        )
+        return info, table_from_ipc(data)
 
     def inspect(self) -> dict[str, Any]:
         """Everything about this state: buckets, layers, every object, the refs that reach it."""
@@ -537,3 +526,24 @@ def train_embedding_codec(
         "algorithm": info["algorithm"],
         "dim": info["dim"],
     }
+
+
+def _queries(value: Any, option: str, ndim: int) -> np.ndarray:
+    """A query vector (``ndim`` 1) or a non-empty matrix of them, one a row (``ndim`` 2)."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiu" or array.ndim != ndim or array.shape[0] == 0:
+        wanted = "a 1-d numeric vector" if ndim == 1 else "a 2-d numeric array, one query a row"
+        raise InvalidInputError(
+            "ERR_DATASET_INVALID_OPTION",
+            f"Invalid {option} of dtype {array.dtype} and shape {array.shape}: {wanted}",
+            {"option": option},
+        )
+    return array
+
+
+def _hits(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """The anchors and distances of a search answer, as numpy arrays."""
+    return (
+        table.column("anchor").to_numpy().astype(np.uint64, copy=False),
+        table.column("distance").to_numpy().astype(np.float32, copy=False),
+    )

@@ -37,6 +37,18 @@ export interface PreparedChange {
   conflict(theirs: Change): string | undefined
 }
 
+/**
+ * Why `theirs` does not commute with a write or drop of layer `name`: a write or drop of the
+ * same layer, or a schema change; undefined otherwise.
+ */
+export function layerConflict(name: string, theirs: Change): string | undefined {
+  if ((theirs.kind === 'layer' && theirs.name === name) || (theirs.kind === 'drop' && theirs.layer === name))
+    return `layer '${name}' was written concurrently`
+  if (theirs.kind === 'schema')
+    return `the schema changed (${[...theirs.added, ...theirs.replaced].join(', ')})`
+  return undefined
+}
+
 /** The objects of buckets, named by their place in the request. */
 export function objectsOf(buckets: Bucket[], path: string): ObjectRef[] {
   return buckets.flatMap((bucket, i) =>

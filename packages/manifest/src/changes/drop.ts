@@ -4,7 +4,7 @@
  */
 import { InvalidChangeError } from '../errors.js'
 import type { Change, Manifest } from '../model.js'
-import type { PreparedChange } from './change.js'
+import { layerConflict, type PreparedChange } from './change.js'
 
 export interface DropRequest {
   kind: 'drop'
@@ -60,14 +60,7 @@ export function prepareDrop(request: DropRequest, head: Manifest): PreparedChang
       }
     },
     conflict(theirs: Change) {
-      if (
-        (theirs.kind === 'layer' && theirs.name === name) ||
-        (theirs.kind === 'drop' && theirs.layer === name)
-      )
-        return `layer '${name}' was written concurrently`
-      if (theirs.kind === 'schema')
-        return `the schema changed (${[...theirs.added, ...theirs.replaced].join(', ')})`
-      return undefined
+      return layerConflict(name, theirs)
     },
   }
 }

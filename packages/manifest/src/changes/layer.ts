@@ -3,7 +3,7 @@ import { InvalidChangeError } from '../errors.js'
 import type { Change, Layer, Manifest } from '../model.js'
 import { type BucketInput, checkLayer, type FieldInput, normalizeBucket } from '../schema.js'
 import { loadRoot, spliceTree } from '../tree.js'
-import { countBytes, objectsOf, type PreparedChange } from './change.js'
+import { countBytes, layerConflict, objectsOf, type PreparedChange } from './change.js'
 
 export interface LayerRequest {
   kind: 'layer'
@@ -51,17 +51,10 @@ export function prepareLayer(request: LayerRequest, head: Manifest, now: number)
       }
     },
     conflict(theirs: Change) {
-      if (
-        (theirs.kind === 'layer' && theirs.name === name) ||
-        (theirs.kind === 'drop' && theirs.layer === name)
-      )
-        return `layer '${name}' was written concurrently`
       // A new layer derives from the parent it names: one dropped meanwhile is gone.
       if (theirs.kind === 'drop' && theirs.layer === request.parent)
         return `layer '${request.parent}' was dropped concurrently`
-      if (theirs.kind === 'schema')
-        return `the schema changed (${[...theirs.added, ...theirs.replaced].join(', ')})`
-      return undefined
+      return layerConflict(name, theirs)
     },
   }
 }
