@@ -12,7 +12,7 @@
  * - A row of a source that is `null` (a bucket written before its field existed, an anchor a
  *   layer has no value for) is null in the batch, not a zero vector or empty bytes.
  */
-import type { RowPermutation } from '@dreamdb/cas'
+import { permuteRows, type RowPermutation } from '@dreamdb/cas'
 import type { Field } from '@dreamdb/manifest'
 import {
   Table as ArrowTable,
@@ -257,36 +257,15 @@ export function permuteVectorsInPlace(
     if (source === null || source.data.length !== 1 || source.nullCount > 0) return false
     values.push(source.data[0]!.children[0]!.values as Float32Array)
   }
-  const n = order.length
-  const done = new Uint8Array(n)
-  const spare = new Float32Array(dim)
-  const move = (from: number, to: number) => {
-    const a = values[bucketOf[from]!]!
-    const b = values[bucketOf[to]!]!
-    const at = rowOf[from]! * dim
-    if (a === b) b.copyWithin(rowOf[to]! * dim, at, at + dim)
-    else b.set(a.subarray(at, at + dim), rowOf[to]! * dim)
-  }
-  for (let start = 0; start < n; start++) {
-    if (done[start] === 1) continue
-    if (order[start] === start) {
-      done[start] = 1
-      continue
-    }
-    const first = values[bucketOf[start]!]!
-    spare.set(first.subarray(rowOf[start]! * dim, rowOf[start]! * dim + dim))
-    let p = start
-    for (;;) {
-      done[p] = 1
-      const q = order[p]!
-      if (q === start) {
-        values[bucketOf[p]!]!.set(spare, rowOf[p]! * dim)
-        break
-      }
-      move(q, p)
-      p = q
-    }
-  }
+  // The read threads' own moves (`@dreamdb/cas`), here on this thread.
+  permuteRows({
+    buffers: values.map((v) => v.buffer),
+    offsets: values.map((v) => v.byteOffset),
+    rowBytes: dim * 4,
+    bucketOf,
+    rowOf,
+    order,
+  })
   return true
 }
 

@@ -26,6 +26,7 @@
  * ```
  */
 
+export { permuteRows } from './backends/permute-rows.js'
 export { type RowPermutation, readThreadsForWork } from './backends/read-threads.js'
 export { BufferPool } from './buffer-pool.js'
 export { decodeStrict, encodeStrict, type StrictDecoder, type StrictMap, shape } from './dag-cbor.js'

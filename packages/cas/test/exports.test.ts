@@ -37,6 +37,7 @@ it('exports a small, stable public surface', async () => {
       "openStore",
       "parseBackendUrl",
       "parseCid",
+      "permuteRows",
       "readThreadsForWork",
       "shape",
     ]

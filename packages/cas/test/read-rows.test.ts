@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { rejection } from '@dreamdb/cas-tests'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { BufferPool, type ReadBuffers, type RowGroup, type Store } from '../src/index.js'
+import { BufferPool, permuteRows, type ReadBuffers, type RowGroup, type Store } from '../src/index.js'
 import { openStore } from '../src/open.js'
 
 /** An object shaped as an Arrow IPC stream of vectors is: a head, `rows` rows, then 8 bytes. */
@@ -301,5 +301,48 @@ describe('rows moved on the read thread (GetOptions.rows)', () => {
     stop.abort()
     expect(Buffer.from(await get).equals(Buffer.from(objects[0]!))).toBe(true)
     expect(moved).toBe(0)
+  })
+})
+
+describe("permuteRows, here on the caller's thread", () => {
+  /** Rows of 3 bytes, each filled with its value: bucket b row r holds 10 * b + r. */
+  const rowsOf = (counts: number[]) =>
+    counts.map((n, b) => Uint8Array.from({ length: n * 3 }, (_, i) => 10 * b + Math.floor(i / 3)))
+
+  it('moves each position to the row its order names, across buckets, two of them in one buffer', () => {
+    const [first, second] = rowsOf([3, 2])
+    // Both buckets in one buffer, the second after a gap: rows move by copyWithin there.
+    const joined = new Uint8Array(3 * 3 + 4 + 2 * 3)
+    joined.set(first!, 0)
+    joined.set(second!, 13)
+    const bucketOf = Uint32Array.from([0, 0, 0, 1, 1])
+    const rowOf = Uint32Array.from([0, 1, 2, 0, 1])
+    const order = Uint32Array.from([4, 0, 3, 1, 2])
+    permuteRows({
+      buffers: [joined.buffer, joined.buffer],
+      offsets: [0, 13],
+      rowBytes: 3,
+      bucketOf,
+      rowOf,
+      order,
+    })
+    const held = (p: number) => joined[(bucketOf[p] === 0 ? 0 : 13) + rowOf[p]! * 3]
+    const before = [0, 1, 2, 10, 11]
+    expect([0, 1, 2, 3, 4].map(held)).toEqual([...order].map((q) => before[q]))
+    expect([...joined.subarray(9, 13)]).toEqual([0, 0, 0, 0])
+  })
+
+  it('refuses an order that is no permutation instead of walking forever', () => {
+    const [rows] = rowsOf([2])
+    expect(() =>
+      permuteRows({
+        buffers: [rows!.buffer],
+        offsets: [0],
+        rowBytes: 3,
+        bucketOf: Uint32Array.from([0, 0]),
+        rowOf: Uint32Array.from([0, 1]),
+        order: Uint32Array.from([1, 1]),
+      }),
+    ).toThrow(RangeError)
   })
 })

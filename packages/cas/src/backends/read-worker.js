@@ -27,6 +27,7 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { connect } from 'node:net'
 import { parentPort } from 'node:worker_threads'
+import { permuteRows } from './permute-rows.js'
 
 // Each thread keeps its own pooled connections.
 const agents = {
@@ -453,44 +454,6 @@ async function readChunked(fd, bytes, hash) {
     at += got
     pending = at < size ? readAt(fd, bytes, at, Math.min(CHUNK, size - at)) : undefined
     hash.update(bytes.subarray(start, at))
-  }
-}
-
-/**
- * Puts rows of `rowBytes` bytes into a shuffled window's order, in place, across the
- * window's buffers: afterwards position `p` (row `rowOf[p]` of buffer `bucketOf[p]`, which
- * starts at byte `offsets[bucketOf[p]]`) holds the row that position `order[p]` held. The
- * same cycle walk as `permuteVectorsInPlace` in @dreamdb/arrow: each row moves once.
- */
-function permuteRows({ buffers, offsets, rowBytes, bucketOf, rowOf, order }) {
-  const views = buffers.map((b) => new Uint8Array(b))
-  const at = (p) => offsets[bucketOf[p]] + rowOf[p] * rowBytes
-  const n = order.length
-  const done = new Uint8Array(n)
-  const spare = new Uint8Array(rowBytes)
-  for (let start = 0; start < n; start++) {
-    if (done[start] === 1) continue
-    if (order[start] === start) {
-      done[start] = 1
-      continue
-    }
-    const first = at(start)
-    spare.set(views[bucketOf[start]].subarray(first, first + rowBytes))
-    let p = start
-    for (;;) {
-      done[p] = 1
-      const q = order[p]
-      const to = views[bucketOf[p]]
-      if (q === start) {
-        to.set(spare, at(p))
-        break
-      }
-      const from = views[bucketOf[q]]
-      const source = at(q)
-      if (from === to) to.copyWithin(at(p), source, source + rowBytes)
-      else to.set(from.subarray(source, source + rowBytes), at(p))
-      p = q
-    }
   }
 }
 
