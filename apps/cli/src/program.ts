@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
+import type { DropLayerCommandOptions } from './commands/drop-layer.js'
 import type { IngestCommandOptions } from './commands/ingest.js'
 import type { MigrateCommandOptions } from './commands/migrate.js'
 import type { SearchCommandOptions } from './commands/search.js'
@@ -97,6 +98,7 @@ export const ALGORITHMS = ['dreamdb.ivf-cosine', 'dreamdb.ivf-l2', 'dreamdb.ivf-
 const VERBS = {
   'compare-refs': () => import('./commands/compare-refs.js'),
   diff: () => import('./commands/diff.js'),
+  'drop-layer': () => import('./commands/drop-layer.js'),
   export: () => import('./commands/export.js'),
   head: () => import('./commands/head.js'),
   ingest: () => import('./commands/ingest.js'),
@@ -716,6 +718,38 @@ their claims expire elsewhere.
           const { refName: flag, ...rest } = options
           const ref = refArgument(positional, flag, 'migrate')
           return (await load('migrate')).migrate(ctx, ref, rest)
+        },
+      ),
+    )
+
+  program
+    .command('drop-layer')
+    .summary("take a layer off a branch (a sweep run's predictions that lost)")
+    .description(
+      'Commit the branch without the layer, in one small commit. Nothing is deleted: snapshots, the history and other branches keep it, and its objects stay until nothing reaches them (gc). A layer another layer derives from is refused until that one is dropped.',
+    )
+    .argument('[ref]', 'the same as --ref-name (a branch)')
+    .addOption(refName())
+    .requiredOption('--layer <name>', 'the layer to drop')
+    .option('-m, --message <text>', 'the commit message (default: drop layer <name> (<n> records))')
+    .addOption(json())
+    .addHelpText(
+      'after',
+      examples(
+        'dreamdb drop-layer sweep/lr-0.1 --layer prediction',
+        "dreamdb drop-layer --ref-name sweep/lr-0.1 --layer prediction -m 'lost the sweep' --json",
+      ),
+    )
+    .action(
+      action(
+        async (
+          ctx,
+          positional: string | undefined,
+          options: DropLayerCommandOptions & { refName?: string },
+        ) => {
+          const { refName: flag, ...rest } = options
+          const ref = refArgument(positional, flag, 'drop-layer')
+          return (await load('drop-layer')).dropLayer(ctx, ref, rest)
         },
       ),
     )

@@ -5,7 +5,6 @@
  */
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Dataset } from '@dreamdb/dataset'
 import type { Diff, LogEntry } from '@dreamdb/manifest'
 import { tableFromIPC } from 'apache-arrow'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -55,6 +54,7 @@ describe('help and version', () => {
       'ingest',
       'search',
       'migrate',
+      'drop-layer',
     ]) {
       expect(result.stdout).toMatch(new RegExp(`^  ${verb} `, 'm'))
     }
@@ -77,6 +77,7 @@ describe('help and version', () => {
     'ingest',
     'search',
     'migrate',
+    'drop-layer',
   ])('%s --help has examples', async (verb) => {
     const result = await run([verb, '--help'])
     expect(result.code).toBe(0)
@@ -253,15 +254,19 @@ describe('log and diff', () => {
     expect(same.stdout).toContain('no differences')
   })
 
-  it('shows a dropped layer', async () => {
-    const backend = join(dir.path, '.dreamdb')
-    const run2 = await (await Dataset.openAt('prod-1', { backend })).branch('dropped/prediction')
-    await run2.dropLayer('prediction')
-    await run2.repository.store.close()
+  it('drop-layer takes a layer off a branch; log and diff show it', async () => {
+    parse(await run(['branch', 'dropped/prediction', '--from', 'prod-1', '--json']))
+    const dropped = parse<{ format: string; layer: string; records: number; from: string; manifest: string }>(
+      await run(['drop-layer', 'dropped/prediction', '--layer', 'prediction', '--json']),
+    )
+    expect(dropped).toMatchObject({ format: 'dreamdb.drop-layer/1', layer: 'prediction' })
+    expect(dropped.records).toBeGreaterThan(0)
     const text = await run(['log', 'dropped/prediction', '-n', '1'])
-    expect(text.stdout).toMatch(/drop layer 'prediction' \(\d+ values\)/)
-    const dropped = parse<Diff>(await run(['diff', 'prod-1', 'dropped/prediction', '--json']))
-    expect(dropped.layers.removed).toEqual(['prediction'])
+    expect(text.stdout).toContain(`drop layer 'prediction' (${dropped.records} values)`)
+    const diff = parse<Diff>(await run(['diff', 'prod-1', 'dropped/prediction', '--json']))
+    expect(diff.layers.removed).toEqual(['prediction'])
+    // prod-1 (a snapshot) keeps it.
+    expect(parse<Diff>(await run(['diff', 'prod-1', 'prod-1', '--json'])).layers.removed).toEqual([])
   })
 })
 

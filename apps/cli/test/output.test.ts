@@ -156,6 +156,7 @@ describe('human output', () => {
     'compare-refs',
     'search',
     'migrate',
+    'drop-layer',
   ])('%s --help shows --backend', async (verb) => {
     const result = await run([verb, '--help'])
     expect(result.code).toBe(0)
