@@ -12,7 +12,7 @@ export interface DropRequest {
   layer: string
 }
 
-/** The layers of `head` named `name`'s dependants (their values derive from it). */
+/** The names of `head`'s layers whose parent is `name` (their values derive from it). */
 function dependants(head: Manifest, name: string): string[] {
   return head.layers.filter((l) => l.parent === name).map((l) => l.name)
 }
