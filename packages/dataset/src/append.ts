@@ -8,6 +8,7 @@ import {
   type Field,
   type FieldObject,
 } from '@dreamdb/manifest'
+import { LRUCache } from 'lru-cache'
 import type { Dataset } from './dataset.js'
 import { InvalidOptionError, UnknownFieldError } from './errors.js'
 import { assertMessage, type DatasetInternals } from './internal.js'
@@ -174,8 +175,8 @@ export async function appendMany(
       if (event.type !== 'dreamdb:cas:put') return
       if (event.stored) {
         written.push(event.cid)
-        recent.wrote(event.cid.toString())
-      } else if (recent.young(event.cid.toString())) {
+        recent.set(event.cid.toString(), true)
+      } else if (young(recent, event.cid.toString())) {
         written.push(event.cid)
       }
     },
@@ -228,28 +229,25 @@ export const RECENT_WRITE_MS = 10 * 60_000
 /** Objects remembered per store, at most (the oldest are forgotten first). */
 const RECENT_WRITES_MAX = 1 << 16
 
-/** Objects this process's appends wrote anew into one store, oldest first, with when. */
-class RecentWrites {
-  readonly #at = new Map<string, number>()
+/**
+ * Objects this process's appends wrote anew into one store, each remembered for
+ * `RECENT_WRITE_MS` by the wall clock (the clock GC judges objects' ages by).
+ */
+type RecentWrites = LRUCache<string, true>
 
-  wrote(cid: string): void {
-    const now = Date.now()
-    // Re-inserted, so that the map stays in the order of the times.
-    this.#at.delete(cid)
-    this.#at.set(cid, now)
-    for (const [key, at] of this.#at) {
-      if (this.#at.size <= RECENT_WRITES_MAX && now - at < RECENT_WRITE_MS) break
-      this.#at.delete(key)
-    }
-  }
+function recentCache(): RecentWrites {
+  return new LRUCache<string, true>({
+    max: RECENT_WRITES_MAX,
+    ttl: RECENT_WRITE_MS,
+    ttlResolution: 0,
+    perf: { now: () => Date.now() },
+  })
+}
 
-  /** Whether this process wrote `cid` anew less than `RECENT_WRITE_MS` ago. */
-  young(cid: string): boolean {
-    const at = this.#at.get(cid)
-    // A clock set back counts as old: checked, as any dedup hit.
-    const age = at === undefined ? Number.NaN : Date.now() - at
-    return age >= 0 && age < RECENT_WRITE_MS
-  }
+/** Whether this process wrote `cid` anew less than `RECENT_WRITE_MS` ago (a clock set back counts as old). */
+function young(recent: RecentWrites, cid: string): boolean {
+  const left = recent.getRemainingTTL(cid)
+  return left > 0 && left <= RECENT_WRITE_MS
 }
 
 const recentWrites = new WeakMap<Store, RecentWrites>()
@@ -278,7 +276,7 @@ async function putUnlessRecent(
   for (const [key, bytes] of encoded) {
     if (bytes.byteLength > SKIP_RECENT_BYTES) continue
     const cid = cidOf(bytes)
-    if (!recent.young(cid.toString())) continue
+    if (!young(recent, cid.toString())) continue
     known.set(key, { cid, bytes: bytes.byteLength })
     written.push(cid)
   }
@@ -294,7 +292,7 @@ async function putUnlessRecent(
 function recentWritesOf(store: Store): RecentWrites {
   let recent = recentWrites.get(store)
   if (recent === undefined) {
-    recent = new RecentWrites()
+    recent = recentCache()
     recentWrites.set(store, recent)
   }
   return recent
