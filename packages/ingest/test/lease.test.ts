@@ -37,6 +37,23 @@ const key = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('he
 /** 2 shards of 12 rows. */
 const TOTAL = 24
 
+/** The store with each write that `around` is given (method, args, the write itself) done through it. */
+function aroundWrites(
+  store: Store,
+  around: (method: string, args: unknown[], write: () => unknown) => unknown,
+): Store {
+  const writes = new Set(['put', 'createRef', 'updateRef', 'deleteRef'])
+  return new Proxy(store, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target) as unknown
+      if (typeof value !== 'function') return value
+      const method = value as (...args: unknown[]) => unknown
+      if (!writes.has(String(prop))) return method.bind(target)
+      return (...args: unknown[]) => around(String(prop), args, () => method.apply(target, args))
+    },
+  })
+}
+
 /**
  * A store whose writes can be held: `hold()` makes every write that `which` selects wait
  * until `release()`, as a process stopped mid-way would.
@@ -44,21 +61,10 @@ const TOTAL = 24
 function holdable(store: Store, which: (method: string, name: unknown) => boolean) {
   let gate: Promise<void> | undefined
   let open = () => {}
-  const writes = new Set(['put', 'createRef', 'updateRef', 'deleteRef'])
-  const proxy = new Proxy(store, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target) as unknown
-      if (typeof value !== 'function') return value
-      const method = value as (...args: unknown[]) => unknown
-      if (!writes.has(String(prop))) return method.bind(target)
-      return (...args: unknown[]) =>
-        gate !== undefined && which(String(prop), args[0])
-          ? gate.then(() => method.apply(target, args))
-          : method.apply(target, args)
-    },
-  })
   return {
-    store: proxy,
+    store: aroundWrites(store, (method, args, write) =>
+      gate !== undefined && which(method, args[0]) ? gate.then(write) : write(),
+    ),
     hold: () => {
       gate ??= new Promise<void>((resolve) => {
         open = resolve
@@ -359,16 +365,9 @@ describe('ingests of one dataset at once, on a folder', () => {
     // held, after the commit checked the claim and stored its objects and its manifest.
     const store = await openStore(backend)
     let stopped = false
-    const renewals = new Proxy(store, {
-      get(target, prop) {
-        const value = Reflect.get(target, prop, target) as unknown
-        if (typeof value !== 'function') return value
-        const method = value as (...args: unknown[]) => unknown
-        if (prop !== 'updateRef') return method.bind(target)
-        return (...args: unknown[]) =>
-          stopped && isClaim(args[0]) ? Promise.reject(new Error('stopped')) : method.apply(target, args)
-      },
-    })
+    const renewals = aroundWrites(store, (method, args, write) =>
+      stopped && method === 'updateRef' && isClaim(args[0]) ? Promise.reject(new Error('stopped')) : write(),
+    )
     const swaps = holdable(renewals, (method, name) => method === 'updateRef' && !isClaim(name))
     const other = await openStore(backend)
     try {
