@@ -532,7 +532,7 @@ def _queries(value: Any, option: str, ndim: int) -> np.ndarray:
     """A query vector (``ndim`` 1) or a non-empty matrix of them, one a row (``ndim`` 2)."""
     array = np.asarray(value)
     if array.dtype.kind not in "fiu" or array.ndim != ndim or array.shape[0] == 0:
-        wanted = "a 1-d numeric vector" if ndim == 1 else "a 2-d numeric array, one query a row"
+        wanted = "a non-empty 1-d numeric vector" if ndim == 1 else "a non-empty 2-d numeric array, one query a row"
         raise InvalidInputError(
             "ERR_DATASET_INVALID_OPTION",
             f"Invalid {option} of dtype {array.dtype} and shape {array.shape}: {wanted}",
