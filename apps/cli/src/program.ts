@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
+import type { CompactCommandOptions } from './commands/compact.js'
 import type { DropLayerCommandOptions } from './commands/drop-layer.js'
 import type { IngestCommandOptions } from './commands/ingest.js'
 import type { MigrateCommandOptions } from './commands/migrate.js'
@@ -96,6 +97,7 @@ export const ALGORITHMS = ['dreamdb.ivf-cosine', 'dreamdb.ivf-l2', 'dreamdb.ivf-
  * not use (issues #13, #15). The options and help stay here, so `--help` lists every verb.
  */
 const VERBS = {
+  compact: () => import('./commands/compact.js'),
   'compare-refs': () => import('./commands/compare-refs.js'),
   diff: () => import('./commands/diff.js'),
   'drop-layer': () => import('./commands/drop-layer.js'),
@@ -750,6 +752,39 @@ their claims expire elsewhere.
           const { refName: flag, ...rest } = options
           const ref = refArgument(positional, flag, 'drop-layer')
           return (await load('drop-layer')).dropLayer(ctx, ref, rest)
+        },
+      ),
+    )
+
+  program
+    .command('compact')
+    .summary('merge runs of small buckets that many small appends left behind')
+    .description(
+      "Merge runs of consecutive small buckets of a branch into buckets of about the size an append of many records makes (or --target-records), one commit per run, from the end of the timeline backwards: iteration then reads a few large objects instead of many small ones. Every record keeps its anchor, position and values; snapshots and other branches keep their buckets, and the old objects stay until nothing reaches them (gc). An embedding field that keeps only RaBitQ codes (--no-rerank) is refused: merging would re-encode approximations. `dreamdb inspect` says when a branch's buckets are small.",
+    )
+    .argument('[ref]', 'the same as --ref-name (a branch)')
+    .addOption(refName())
+    .addOption(
+      new Option(
+        '--target-records <n>',
+        "records a merged bucket holds at most (default: an append's bucket size for the schema)",
+      ).argParser(positiveInt('--target-records')),
+    )
+    .addOption(json())
+    .addHelpText(
+      'after',
+      examples('dreamdb compact corpus', 'dreamdb compact --ref-name corpus --target-records 65536 --json'),
+    )
+    .action(
+      action(
+        async (
+          ctx,
+          positional: string | undefined,
+          options: CompactCommandOptions & { refName?: string },
+        ) => {
+          const { refName: flag, ...rest } = options
+          const ref = refArgument(positional, flag, 'compact')
+          return (await load('compact')).compact(ctx, ref, rest)
         },
       ),
     )

@@ -5,12 +5,13 @@
  */
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Dataset } from '@dreamdb/dataset'
 import type { Diff, LogEntry } from '@dreamdb/manifest'
 import { tableFromIPC } from 'apache-arrow'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CompareResult } from '../src/commands/compare-refs.js'
 import type { InspectResult } from '../src/commands/inspect.js'
-import { type CliResult, cli, LABELS, prepareStore, SWEEP, tempDir } from './helpers.js'
+import { type CliResult, cli, LABELS, prepareStore, record, SWEEP, tempDir } from './helpers.js'
 
 let dir: { path: string; remove: () => Promise<void> }
 const run = (args: string[], env?: Record<string, string | undefined>) =>
@@ -55,6 +56,7 @@ describe('help and version', () => {
       'search',
       'migrate',
       'drop-layer',
+      'compact',
     ]) {
       expect(result.stdout).toMatch(new RegExp(`^  ${verb} `, 'm'))
     }
@@ -78,6 +80,7 @@ describe('help and version', () => {
     'search',
     'migrate',
     'drop-layer',
+    'compact',
   ])('%s --help has examples', async (verb) => {
     const result = await run([verb, '--help'])
     expect(result.code).toBe(0)
@@ -267,6 +270,49 @@ describe('log and diff', () => {
     expect(diff.layers.removed).toEqual(['prediction'])
     // prod-1 (a snapshot) keeps it.
     expect(parse<Diff>(await run(['diff', 'prod-1', 'prod-1', '--json'])).layers.removed).toEqual([])
+  })
+})
+
+describe('compact', () => {
+  it('merges the small buckets of a branch, records unchanged; inspect suggests it; the source keeps its buckets', async () => {
+    // 'corpus' holds 150 records in 4 buckets; 16 one-record appends make 20 on the branch.
+    const ds = await Dataset.openRef('corpus', { backend: join(dir.path, '.dreamdb') })
+    const tiny = await ds.branch('tiny')
+    for (let i = 0; i < 16; i++) await tiny.appendMany([record(150 + i)])
+    await ds.repository.store.close()
+    const inspected = await run(['inspect', 'tiny', '--no-splits'])
+    expect(inspected.stdout).toContain('166 in 20 buckets')
+    expect(inspected.stdout).toContain('8 records a bucket on average: dreamdb compact tiny merges them')
+    const records = async (ref: string) =>
+      parse<{ records: unknown[] }>(await run(['head', ref, '-n', '500', '--json'])).records
+    const before = await records('tiny')
+    const out = parse<{
+      format: string
+      buckets: { before: number; after: number }
+      commits: number
+      records: number
+      manifest: string
+      from: string
+    }>(await run(['compact', 'tiny', '--json']))
+    expect(out).toMatchObject({
+      format: 'dreamdb.compact/1',
+      buckets: { before: 20, after: 1 },
+      commits: 1,
+      records: 166,
+    })
+    expect(out.manifest).not.toBe(out.from)
+    expect(await records('tiny')).toEqual(before)
+    expect((await run(['inspect', 'tiny', '--no-splits'])).stdout).not.toContain('dreamdb compact')
+    // The branch it came from is untouched.
+    expect(
+      parse<InspectResult>(await run(['inspect', 'corpus', '--no-splits', '--json'])).stats.buckets,
+    ).toBe(4)
+    // Nothing left to merge.
+    const again = parse<{ manifest: string | null; commits: number }>(
+      await run(['compact', 'tiny', '--json']),
+    )
+    expect(again).toMatchObject({ manifest: null, commits: 0 })
+    expect((await run(['compact', '--ref-name', 'tiny'])).stdout).toContain('nothing to compact on tiny')
   })
 })
 

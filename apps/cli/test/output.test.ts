@@ -157,6 +157,7 @@ describe('human output', () => {
     'search',
     'migrate',
     'drop-layer',
+    'compact',
   ])('%s --help shows --backend', async (verb) => {
     const result = await run([verb, '--help'])
     expect(result.code).toBe(0)

@@ -266,6 +266,27 @@ const CASES: Case[] = [
     names: 'bafy',
   },
   {
+    verb: 'compact',
+    what: 'a snapshot',
+    args: () => ['compact', 'prep-v1'],
+    code: 'ERR_DATASET_READ_ONLY',
+    names: 'bafy',
+  },
+  {
+    verb: 'compact',
+    what: '--target-records 1',
+    args: () => ['compact', 'corpus', '--target-records', '1'],
+    code: 'ERR_DATASET_INVALID_OPTION',
+    names: 'targetRecords 1',
+  },
+  {
+    verb: 'compact',
+    what: '--target-records many',
+    args: () => ['compact', 'corpus', '--target-records', 'many'],
+    code: 'ERR_CLI_USAGE',
+    names: '--target-records',
+  },
+  {
     verb: 'drop-layer',
     what: 'no --layer',
     args: () => ['drop-layer', 'corpus'],

@@ -82,7 +82,16 @@ export interface CompactOptions extends AbortOptions {
    * @default as `appendMany`'s `bucketBytes` (256 MiB)
    */
   targetBytes?: number
+  /** Called once the runs to merge are known, and after each run's commit. */
+  onProgress?: (event: CompactProgress) => void
 }
+
+/** What `Dataset.compact` reports while it works. */
+export type CompactProgress =
+  /** `runs` runs of consecutive small buckets, `buckets` in all, will be merged, one commit each. */
+  | { kind: 'planned'; runs: number; buckets: number; records: number }
+  /** A run of `buckets` buckets (`records` records) is one bucket now, in `manifest`; `done` runs so far. */
+  | { kind: 'merged'; done: number; runs: number; buckets: number; records: number; manifest: string }
 
 /**
  * `Dataset.compact`: merge runs of small consecutive buckets into buckets of about
@@ -92,7 +101,8 @@ export interface CompactOptions extends AbortOptions {
 export async function compact(
   ds: Dataset,
   internals: DatasetInternals,
-  options: CompactOptions,
+  // Progress stays here: the store's and the commit's own options take other callbacks.
+  { onProgress, ...options }: CompactOptions,
 ): Promise<string | undefined> {
   const ref = internals.writableRef()
   const manifest = ds.manifest
@@ -121,7 +131,7 @@ export async function compact(
     )
   }
   // Runs of consecutive buckets that fit in one target-sized bucket, two or more each.
-  const runs: { start: number; buckets: Bucket[] }[] = []
+  const runs: { start: number; buckets: Bucket[]; records: number }[] = []
   let current: { start: number; buckets: Bucket[]; records: number; bytes: number } | undefined
   for await (const { position, bucket } of ds.repository.buckets(manifest, options)) {
     const bytes = binaryBytes(bucket)
@@ -148,7 +158,14 @@ export async function compact(
     runs.flatMap((run) => run.buckets.map((bucket, i) => ({ position: run.start + i, bucket }))),
     options,
   )
+  onProgress?.({
+    kind: 'planned',
+    runs: runs.length,
+    buckets: runs.reduce((n, run) => n + run.buckets.length, 0),
+    records: runs.reduce((n, run) => n + run.records, 0),
+  })
   const codecs = await internals.codecs(options)
+  let done = 0
   for (const run of runs.reverse()) {
     const columns: Record<string, unknown[]> = Object.fromEntries(fields.map((f) => [f.name, []]))
     for (const [i, bucket] of run.buckets.entries()) {
@@ -200,6 +217,14 @@ export async function compact(
       },
     )
     await internals.moved(result.manifest, options)
+    onProgress?.({
+      kind: 'merged',
+      done: ++done,
+      runs: runs.length,
+      buckets: run.buckets.length,
+      records,
+      manifest: ds.currentManifest(),
+    })
   }
   return ds.currentManifest()
 }

@@ -31,7 +31,7 @@
 
 export type { AppendOptions, DatasetRecord } from './append.js'
 export { type TrainCodecOptions, trainEmbeddingCodec } from './codecs.js'
-export type { CompactOptions } from './compact.js'
+export type { CompactOptions, CompactProgress } from './compact.js'
 export { type AgreementMatrix, agreementMatrix, type CompareOptions, compareRefs } from './compare.js'
 export { type BackendOptions, Dataset } from './dataset.js'
 export * from './errors.js'

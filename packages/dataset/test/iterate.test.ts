@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { Dataset, type ResumeState } from '../src/index.js'
+import { type CompactProgress, Dataset, type ResumeState } from '../src/index.js'
 import { permutation, windowOrder } from '../src/plan.js'
 import { dataset, idsOf, record, SCHEMA } from './helpers.js'
 
@@ -534,8 +534,17 @@ describe('compact', () => {
     }
     const before = await contents(ds)
     expect(ds.manifest.stats.buckets).toBe(40)
-    await ds.compact({ targetRecords: 16 })
+    const events: CompactProgress[] = []
+    const last = await ds.compact({ targetRecords: 16, onProgress: (e) => events.push(e) })
     expect(ds.manifest.stats.buckets).toBe(3)
+    // 40 buckets of one record: runs of 16, 16 and 8, merged from the end backwards.
+    expect(events.map((e) => [e.kind, e.buckets, e.records])).toEqual([
+      ['planned', 40, 40],
+      ['merged', 8, 8],
+      ['merged', 16, 16],
+      ['merged', 16, 16],
+    ])
+    expect(events.at(-1)).toMatchObject({ kind: 'merged', done: 3, runs: 3, manifest: last })
     expect(ds.manifest.stats.records).toBe(40)
     expect(await contents(ds)).toEqual(before)
     const pinned = await Dataset.openAt(snapshot, { backend: ds.store })

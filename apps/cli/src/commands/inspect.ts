@@ -49,6 +49,9 @@ export interface InspectOptions {
   history?: number
 }
 
+/** Buckets from which `inspect` suggests `compact` when they are small on average. */
+const SMALL_BUCKETS_HINT = 16
+
 /** Count the records per split value by iterating only the split column. */
 async function countSplits(store: Store, manifest: string, signal: AbortSignal): Promise<SplitCounts | null> {
   const ds = await Dataset.openAt(manifest, { backend: store, signal })
@@ -164,6 +167,14 @@ async function printInspection(ctx: Context, asked: string, r: InspectResult, hi
   if (r.message) await row('message', r.message)
   const stored = Object.values(r.stats.bytes).reduce((a, b) => a + b, 0)
   await row('records', `${r.stats.records} in ${r.stats.buckets} buckets, ${formatBytes(stored)} stored`)
+  // Smaller than any bucket an append of many records makes (1 024 at least): many small
+  // appends, each its own bucket, which iteration reads one small object at a time.
+  const perBucket = r.stats.buckets === 0 ? 0 : r.stats.records / r.stats.buckets
+  if (r.ref?.kind === 'branch' && r.stats.buckets >= SMALL_BUCKETS_HINT && perBucket < 1024) {
+    await ctx.out(
+      `${pad}${paint('dim', `${Math.round(perBucket)} records a bucket on average: dreamdb compact ${r.ref.name} merges them`)}`,
+    )
+  }
   if (r.splits) {
     await row(
       'splits',
