@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
 import type { CompactCommandOptions } from './commands/compact.js'
+import type { DropFieldCommandOptions } from './commands/drop-field.js'
 import type { DropLayerCommandOptions } from './commands/drop-layer.js'
 import type { IngestCommandOptions } from './commands/ingest.js'
 import type { MigrateCommandOptions } from './commands/migrate.js'
@@ -100,6 +101,7 @@ const VERBS = {
   compact: () => import('./commands/compact.js'),
   'compare-refs': () => import('./commands/compare-refs.js'),
   diff: () => import('./commands/diff.js'),
+  'drop-field': () => import('./commands/drop-field.js'),
   'drop-layer': () => import('./commands/drop-layer.js'),
   export: () => import('./commands/export.js'),
   head: () => import('./commands/head.js'),
@@ -752,6 +754,38 @@ their claims expire elsewhere.
           const { refName: flag, ...rest } = options
           const ref = refArgument(positional, flag, 'drop-layer')
           return (await load('drop-layer')).dropLayer(ctx, ref, rest)
+        },
+      ),
+    )
+
+  program
+    .command('drop-field')
+    .summary('take a base field off a branch (image bytes once embeddings are computed)')
+    .description(
+      "Commit the branch without the base field: its schema and every bucket no longer name the field's objects (only the timeline's nodes are written, no data). Nothing is deleted: snapshots, the history and other branches keep it, and its objects stay until nothing reaches them (gc). The name may be given to a new field later. A layer, the last base field and a field a layer derives from are refused.",
+    )
+    .argument('[ref]', 'the same as --ref-name (a branch)')
+    .addOption(refName())
+    .requiredOption('--field <name>', 'the base field to drop')
+    .option('-m, --message <text>', 'the commit message (default: drop field <name> (<n> buckets))')
+    .addOption(json())
+    .addHelpText(
+      'after',
+      examples(
+        'dreamdb drop-field imagenet-embeddings --field image',
+        "dreamdb drop-field --ref-name imagenet-embeddings --field image -m 'embeddings only' --json",
+      ),
+    )
+    .action(
+      action(
+        async (
+          ctx,
+          positional: string | undefined,
+          options: DropFieldCommandOptions & { refName?: string },
+        ) => {
+          const { refName: flag, ...rest } = options
+          const ref = refArgument(positional, flag, 'drop-field')
+          return (await load('drop-field')).dropField(ctx, ref, rest)
         },
       ),
     )

@@ -56,6 +56,7 @@ describe('help and version', () => {
       'search',
       'migrate',
       'drop-layer',
+      'drop-field',
       'compact',
     ]) {
       expect(result.stdout).toMatch(new RegExp(`^  ${verb} `, 'm'))
@@ -80,6 +81,7 @@ describe('help and version', () => {
     'search',
     'migrate',
     'drop-layer',
+    'drop-field',
     'compact',
   ])('%s --help has examples', async (verb) => {
     const result = await run([verb, '--help'])
@@ -270,6 +272,38 @@ describe('log and diff', () => {
     expect(diff.layers.removed).toEqual(['prediction'])
     // prod-1 (a snapshot) keeps it.
     expect(parse<Diff>(await run(['diff', 'prod-1', 'prod-1', '--json'])).layers.removed).toEqual([])
+  })
+})
+
+describe('drop-field', () => {
+  it('takes a base field off a branch; head, log and diff show it; the snapshot keeps it', async () => {
+    parse(await run(['branch', 'no-images', '--from', 'corpus', '--json']))
+    const dropped = parse<{
+      format: string
+      field: string
+      buckets: number
+      bytes: number
+      from: string
+      manifest: string
+    }>(await run(['drop-field', 'no-images', '--field', 'image', '--json']))
+    expect(dropped).toMatchObject({ format: 'dreamdb.drop-field/1', field: 'image', buckets: 4 })
+    expect(dropped.bytes).toBeGreaterThan(0)
+    expect(dropped.manifest).not.toBe(dropped.from)
+    const head = parse<{ fields: string[]; records: Record<string, unknown>[] }>(
+      await run(['head', 'no-images', '-n', '200', '--json']),
+    )
+    expect(head.fields).toEqual(['embedding', 'label', 'split'])
+    expect(head.records).toHaveLength(150)
+    expect(head.records[0]).not.toHaveProperty('image')
+    expect((await run(['log', 'no-images', '-n', '1'])).stdout).toContain("drop field 'image' from 4 buckets")
+    const diff = parse<Diff>(await run(['diff', 'corpus', 'no-images', '--json']))
+    expect(diff.fields.removed).toEqual(['image'])
+    expect(diff.records).toEqual({ added: 0, removed: 0 })
+    const text = await run(['drop-field', 'no-images', '--field', 'label', '-m', 'labels elsewhere'])
+    expect(text.stdout).toMatch(/^dropped field 'label' \(.+ in 4 buckets\) from no-images$/m)
+    // The branch it came from, and the snapshot, keep their images.
+    const images = parse<{ fields: string[] }>(await run(['head', 'prep-v1', '-n', '1', '--json']))
+    expect(images.fields).toContain('image')
   })
 })
 

@@ -157,6 +157,7 @@ describe('human output', () => {
     'search',
     'migrate',
     'drop-layer',
+    'drop-field',
     'compact',
   ])('%s --help shows --backend', async (verb) => {
     const result = await run([verb, '--help'])

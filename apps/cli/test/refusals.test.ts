@@ -266,6 +266,41 @@ const CASES: Case[] = [
     names: 'bafy',
   },
   {
+    verb: 'drop-field',
+    what: 'a name that is not a base field',
+    args: () => ['drop-field', 'corpus', '--field', 'nope'],
+    code: 'ERR_DATASET_INVALID_OPTION',
+    names: '"nope"',
+  },
+  {
+    verb: 'drop-field',
+    what: 'a layer',
+    args: () => ['drop-field', 'sweep/a', '--field', 'prediction'],
+    code: 'ERR_DATASET_INVALID_OPTION',
+    names: 'is a layer',
+  },
+  {
+    verb: 'drop-field',
+    what: 'a field a layer derives from',
+    args: () => ['drop-field', 'sweep/a', '--field', 'embedding'],
+    code: 'ERR_MANIFEST_INVALID_CHANGE',
+    names: "layer 'prediction' derives from 'embedding'",
+  },
+  {
+    verb: 'drop-field',
+    what: 'a snapshot',
+    args: () => ['drop-field', 'prep-v1', '--field', 'label'],
+    code: 'ERR_DATASET_READ_ONLY',
+    names: 'bafy',
+  },
+  {
+    verb: 'drop-field',
+    what: 'no --field',
+    args: () => ['drop-field', 'corpus'],
+    code: 'ERR_CLI_USAGE',
+    names: '--field',
+  },
+  {
     verb: 'compact',
     what: 'a snapshot',
     args: () => ['compact', 'prep-v1'],
@@ -319,12 +354,16 @@ async function dreamdb(args: string[], backend: string, cwd: string): Promise<un
   }
 }
 
-/** corpus (12 records, moved on since prep-v1), the branch sweep/a. */
+/** corpus (12 records, moved on since prep-v1), the branch sweep/a with a layer on the embedding. */
 async function prepare(backend: string) {
   const ds = await Dataset.create('corpus', { backend, schema: SCHEMA })
   await ds.appendMany(Array.from({ length: 8 }, (_, i) => record(i)))
   await ds.snapshot('prep-v1')
-  await ds.branch('sweep/a')
+  const sweep = await ds.branch('sweep/a')
+  const anchors: [bigint, string][] = []
+  for await (const batch of sweep.iterArrowBatches({ fields: ['label'] }))
+    for (let i = 0; i < batch.numRows; i++) anchors.push([batch.getChild('_anchor')!.get(i) as bigint, 'cat'])
+  await sweep.addScalarLayer('prediction', 'embedding', 'categorical', anchors)
   await ds.appendMany(Array.from({ length: 4 }, (_, i) => record(8 + i)))
   const store = ds.store
   return store

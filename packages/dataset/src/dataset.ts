@@ -16,6 +16,7 @@ import { type AppendOptions, appendMany, type DatasetRecord } from './append.js'
 import { loadCodecs } from './codecs.js'
 import { type CompactOptions, compact } from './compact.js'
 import { ReadOnlyDatasetError } from './errors.js'
+import { type DropFieldOptions, dropField } from './fields.js'
 import type { DatasetInternals } from './internal.js'
 import { type BatchStream, type IterOptions, iterate, normalizeIterOptions } from './iterate.js'
 import {
@@ -204,6 +205,17 @@ export class Dataset {
    */
   async dropLayer(name: string, options: DropLayerOptions = {}): Promise<string> {
     return await dropLayer(this, this.#internals, name, options)
+  }
+
+  /**
+   * Remove a base field from this branch (image bytes no longer needed once embeddings are
+   * computed, a column that should not be there): one commit whose schema and buckets no
+   * longer name it, writing tree nodes only. Snapshots, the history and other branches keep
+   * it, and its objects stay until nothing reaches them (GC). The last base field, and one a
+   * layer derives from, are refused. The name may be given to a new field later.
+   */
+  async dropField(name: string, options: DropFieldOptions = {}): Promise<string> {
+    return await dropField(this, this.#internals, name, options)
   }
 
   /**

@@ -353,3 +353,96 @@ describe('dropping a layer', () => {
     expect(ds.manifest.layers).toEqual([])
   })
 })
+
+describe('dropping a base field', () => {
+  it('the branch reads and appends without it, compacts, searches; snapshots and other branches keep it', async () => {
+    const ds = await Dataset.create('corpus', { backend: 'memory://', schema: SCHEMA })
+    await ds.appendMany([record(1), record(2), record(3)], { bucketRecords: 2 })
+    const kept = await ds.snapshot('with-images')
+    const other = await ds.branch('with-images-branch')
+    const bytes = ds.manifest.stats.bytes.image!
+    expect(bytes).toBeGreaterThan(0)
+
+    const manifest = await ds.dropField('image', { message: 'embeddings are computed' })
+    expect(ds.manifest.schema.fields.map((f) => f.name)).toEqual(['embedding', 'label'])
+    expect(ds.manifest.change).toEqual({ kind: 'drop-field', field: 'image', buckets: 2 })
+    expect(ds.manifest.message).toBe('embeddings are computed')
+    expect(ds.manifest.stats).toMatchObject({ records: 3, buckets: 2 })
+    expect(ds.manifest.stats.bytes.image).toBeUndefined()
+    // No bucket of the new state names an image object.
+    for await (const { bucket } of ds.repository.buckets(ds.manifest))
+      expect(Object.keys(bucket.fields).filter((k) => k.startsWith('image'))).toEqual([])
+    const reopened = await Dataset.openRef('corpus', { backend: ds.store })
+    expect(reopened.currentManifest()).toBe(manifest)
+    let refused: unknown
+    try {
+      reopened.iterArrowBatches({ fields: ['image'] })
+    } catch (error) {
+      refused = error
+    }
+    expect(refused).toMatchObject({
+      code: 'ERR_DATASET_UNKNOWN_FIELD',
+      message: expect.stringContaining("'image'"),
+    })
+    // Appends go on without it; one that still carries it is refused, naming it.
+    await reopened.appendMany([{ embedding: record(4).embedding, label: record(4).label }])
+    expect((await rejection(reopened.appendMany([record(5)]))).message).toContain('image')
+    await reopened.compact({ targetRecords: 16 })
+    const rows: unknown[] = []
+    for await (const b of reopened.iterArrowBatches())
+      for (let i = 0; i < b.numRows; i++)
+        rows.push([b.schema.fields.map((f) => f.name).join(','), b.getChild('label')!.get(i)])
+    expect(rows).toEqual([1, 2, 3, 4].map((id) => ['_anchor,embedding,label', record(id).label]))
+    // Search reads the embeddings of the merged bucket: record 2 is its own nearest.
+    const anchors: bigint[] = []
+    for await (const b of reopened.iterArrowBatches({ fields: ['label'] }))
+      anchors.push(...(b.getChild('_anchor')!.toArray() as BigUint64Array))
+    const hits = await reopened.search('embedding', record(2).embedding, { k: 1 })
+    expect(hits.anchors[0]).toBe(anchors[1])
+    // The snapshot and the other branch read their images as before.
+    for (const at of [await Dataset.openAt(kept, { backend: ds.store }), other]) {
+      const images: string[] = []
+      for await (const b of at.iterArrowBatches({ fields: ['image'] }))
+        for (let i = 0; i < b.numRows; i++)
+          images.push(new TextDecoder().decode(b.getChild('image')!.get(i) as Uint8Array))
+      expect(images).toEqual(['image-1', 'image-2', 'image-3'])
+    }
+  })
+
+  it('refuses, with nothing written: a name that is no base field, a layer, a field a layer derives from, the last field, a pinned state', async () => {
+    const ds = await Dataset.create('corpus', { backend: 'memory://', schema: SCHEMA })
+    await ds.appendMany([record(1)])
+    let anchor = 0n
+    for await (const b of ds.iterArrowBatches({ fields: ['label'] }))
+      anchor = b.getChild('_anchor')!.get(0) as bigint
+    await ds.addScalarLayer('prediction', 'embedding', 'categorical', [[anchor, 'cat']])
+    const before = ds.currentManifest()
+    const pinned = await Dataset.openAt(await ds.snapshot('v1'), { backend: ds.store })
+    const cases: [() => Promise<unknown>, string, string][] = [
+      [
+        () => ds.dropField('nope'),
+        'ERR_DATASET_INVALID_OPTION',
+        "Invalid field \"nope\": is not a base field of this dataset (its base fields: 'image', 'embedding', 'label')",
+      ],
+      [() => ds.dropField('prediction'), 'ERR_DATASET_INVALID_OPTION', 'is a layer; drop it with dropLayer'],
+      [
+        () => ds.dropField('embedding'),
+        'ERR_MANIFEST_INVALID_CHANGE',
+        "layer 'prediction' derives from 'embedding'",
+      ],
+      [() => ds.dropField('label', { message: 7 as never }), 'ERR_DATASET_INVALID_OPTION', 'message'],
+      [() => pinned.dropField('label'), 'ERR_DATASET_READ_ONLY', ''],
+    ]
+    for (const [attempt, code, words] of cases) {
+      const error = await rejection(attempt())
+      expect(error.code).toBe(code)
+      expect(error.message).toContain(words)
+    }
+    expect(await ds.refresh()).toBe(before)
+    await ds.dropField('image')
+    await ds.dropField('label')
+    expect((await rejection(ds.dropField('embedding'))).message).toContain(
+      "'embedding' is the only base field",
+    )
+  })
+})

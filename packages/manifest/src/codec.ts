@@ -218,6 +218,10 @@ function readChange(value: unknown, path: string): Change {
       const c = map(value, path, ['kind', 'layer', 'records'])
       return { kind, layer: string(c.layer, `${path}.layer`), records: count(c.records, `${path}.records`) }
     }
+    case 'drop-field': {
+      const c = map(value, path, ['kind', 'field', 'buckets'])
+      return { kind, field: string(c.field, `${path}.field`), buckets: count(c.buckets, `${path}.buckets`) }
+    }
     default:
       throw new ObjectShapeError(`${path}.kind is not a known change`)
   }

@@ -281,7 +281,9 @@ export interface Diff {
 /**
  * What changed from `a` to `b`: fields and layers added, removed or redefined, and the
  * buckets and records only one side holds. Leaves both timelines share (same CID) hold the
- * same buckets, so only the leaves unique to one side are compared bucket by bucket.
+ * same buckets, so only the leaves unique to one side are compared bucket by bucket, by
+ * their anchors and the objects of the fields both sides have: a field dropped or added
+ * shows in `fields`, not as every record removed and added again.
  */
 export async function diff(
   repo: Repository,
@@ -311,8 +313,10 @@ export async function diff(
       layerDiff.changed.push(name)
   }
   const [onlyA, onlyB] = await uniqueBuckets(repo, ra.manifest.timeline, rb.manifest.timeline, options)
-  const keysA = new Map(onlyA.map((x) => [bucketKey(x), x]))
-  const keysB = new Map(onlyB.map((x) => [bucketKey(x), x]))
+  const namesB = new Set(rb.manifest.schema.fields.map((f) => f.name))
+  const shared = new Set(ra.manifest.schema.fields.map((f) => f.name).filter((n) => namesB.has(n)))
+  const keysA = new Map(onlyA.map((x) => [bucketKey(x, shared), x]))
+  const keysB = new Map(onlyB.map((x) => [bucketKey(x, shared), x]))
   const added = [...keysB].filter(([k]) => !keysA.has(k)).map(([, v]) => v)
   const removed = [...keysA].filter(([k]) => !keysB.has(k)).map(([, v]) => v)
   return {
@@ -328,8 +332,10 @@ export async function diff(
   }
 }
 
-function bucketKey(bucket: Bucket): string {
+/** A bucket's anchors and its objects of the fields `shared` names (`<field>`, `<field>/<part>`). */
+function bucketKey(bucket: Bucket, shared: ReadonlySet<string>): string {
   const objects = Object.entries(bucket.fields)
+    .filter(([key]) => shared.has(key.split('/')[0]!))
     .sort(([x], [y]) => (x < y ? -1 : 1))
     .map(([k, o]) => `${k}=${o.cid}`)
   return `${bucket.anchorMin}-${bucket.anchorMax}:${objects.join(',')}`

@@ -402,6 +402,131 @@ describe('Repository', () => {
       })
     })
 
+    describe('dropping a base field', () => {
+      const dropField = (name: string) => ({ kind: 'drop-field' as const, field: name })
+      const keysOf = async (r: Repository) => {
+        const keys: string[][] = []
+        for await (const { bucket } of r.buckets((await r.resolve('corpus')).manifest))
+          keys.push(Object.keys(bucket.fields).sort())
+        return keys
+      }
+
+      it('takes it out of the schema and every bucket, its bytes out of the stats; the snapshot before keeps it; the name can be added again, its older records without values', async () => {
+        await appendRecords(repo, 'corpus', 2)
+        await appendRecords(repo, 'corpus', 3)
+        const before = await repo.snapshot('before-drop-field', 'corpus')
+        const timeline = (await repo.resolve('corpus')).manifest.timeline
+        await repo.commit('corpus', dropField('image'))
+        const head = await new Repository(store).resolve('corpus')
+        expect(head.manifest.schema.fields.map((f) => f.name)).toEqual(['label'])
+        expect(head.manifest.change).toEqual({ kind: 'drop-field', field: 'image', buckets: 2 })
+        expect(head.manifest.message).toBe('drop field image (2 buckets)')
+        expect(head.manifest.stats.bytes.image).toBeUndefined()
+        expect(head.manifest.stats).toMatchObject({ records: 5, buckets: 2 })
+        expect(head.manifest.timeline?.toString()).not.toBe(timeline?.toString())
+        expect(await keysOf(repo)).toEqual([['label'], ['label']])
+        const pinned = (await repo.resolve(before.label)).manifest
+        expect(pinned.schema.fields.map((f) => f.name)).toEqual(['image', 'label'])
+        expect(pinned.timeline?.toString()).toBe(timeline?.toString())
+        // Compared bucket by bucket on the fields both states have: no record changed.
+        expect(await diff(repo, before.label, 'corpus')).toMatchObject({
+          fields: { added: [], removed: ['image'], changed: [] },
+          buckets: { added: 0, removed: 0 },
+          records: { added: 0, removed: 0 },
+        })
+        // Given to a new field, the name starts with no values in the older buckets.
+        await repo.commit('corpus', {
+          kind: 'schema',
+          add: [{ name: 'image', family: 'scalar', kind: 'string' }],
+        })
+        expect(await keysOf(repo)).toEqual([['label'], ['label']])
+      })
+
+      it('a field that is not there, a layer, the last field and a field a layer derives from are refused with nothing written', async () => {
+        await appendRecords(repo, 'corpus', 1)
+        const values = { cid: await store.put(new Uint8Array([9])), bytes: 1 }
+        await repo.commit('corpus', {
+          kind: 'layer',
+          name: 'prediction',
+          parent: 'image',
+          field: { name: 'prediction', family: 'scalar', kind: 'categorical' },
+          segments: [{ records: 1, anchorMin: 1n, anchorMax: 1n, fields: { prediction: values } }],
+        })
+        const head = (await repo.resolve('corpus')).target.manifest.toString()
+        const refusals: [string, string][] = [
+          ['nope', "no base field 'nope' (base fields: 'image', 'label')"],
+          ['prediction', "'prediction' is a layer, not a base field"],
+          ['image', "layer 'prediction' derives from 'image'; drop it first"],
+        ]
+        for (const [name, words] of refusals) {
+          const error = await rejection(repo.commit('corpus', dropField(name)))
+          expect(error).toMatchObject({
+            code: 'ERR_MANIFEST_INVALID_CHANGE',
+            message: expect.stringContaining(words),
+          })
+        }
+        expect((await repo.resolve('corpus')).target.manifest.toString()).toBe(head)
+        await repo.commit('corpus', dropField('label'))
+        const last = await rejection(repo.commit('corpus', dropField('image')))
+        expect(last.message).toContain("'image' is the only base field")
+      })
+
+      it('conflicts with an append that wrote it, a schema change and a layer on it; rebases over appends that landed first', async () => {
+        await appendRecords(repo, 'corpus', 1)
+        const appended = await race(
+          () => repo.commit('corpus', dropField('image')),
+          (r) => appendRecords(r, 'corpus', 2),
+        )
+        expect(appended).toMatchObject({
+          code: 'ERR_MANIFEST_CONFLICT',
+          message: expect.stringContaining('field image was dropped while this commit appended values of it'),
+        })
+        const image = { name: 'image', family: 'binary' as const, media: 'image' as const }
+        await repo.commit('corpus', { kind: 'schema', add: [image] })
+        const schema = await race(
+          () =>
+            repo.commit('corpus', {
+              kind: 'schema',
+              add: [{ name: 'split', family: 'scalar', kind: 'categorical' }],
+            }),
+          (r) => r.commit('corpus', dropField('label')),
+        )
+        expect(schema).toMatchObject({
+          code: 'ERR_MANIFEST_CONFLICT',
+          message: expect.stringContaining('schema'),
+        })
+        const layered = await race(
+          () => repo.commit('corpus', dropField('split')),
+          async (r) =>
+            r.commit('corpus', {
+              kind: 'layer',
+              name: 'prediction',
+              parent: 'split',
+              field: { name: 'prediction', family: 'scalar', kind: 'categorical' },
+              segments: [
+                {
+                  records: 1,
+                  anchorMin: 1n,
+                  anchorMax: 1n,
+                  fields: { prediction: { cid: await store.put(new Uint8Array([9])), bytes: 1 } },
+                },
+              ],
+            }),
+        )
+        expect(layered.message).toContain("field 'split' was dropped concurrently")
+        // An append that lands first loses the field in the drop's commit, rebased onto it; the
+        // first bucket, whose image was dropped before, keeps no object at all.
+        const dropping = new Repository(store)
+        await dropping.resolve('corpus')
+        await appendRecords(repo, 'corpus', 4)
+        await dropping.commit('corpus', dropField('label'))
+        const head = (await repo.resolve('corpus')).manifest
+        expect(head.schema.fields.map((f) => f.name)).toEqual(['image'])
+        expect(head.stats.records).toBe(5)
+        expect(await keysOf(repo)).toEqual([[], ['image']])
+      })
+    })
+
     describe("a writer's own test of the commits it lands after (conflictsWith, since)", () => {
       /** An append of `count` records whose commit carries `meta`, with commit `options`. */
       async function append(r: Repository, tag: string, options: CommitOptions = {}) {

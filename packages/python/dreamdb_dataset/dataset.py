@@ -237,10 +237,19 @@ class Dataset:
     def drop_layer(self, name: str, *, message: str | None = None) -> str:
         """Remove a layer from this branch in one commit (a run's predictions that lost a
         sweep); snapshots and other branches keep it. Returns the new manifest CID."""
+        return self._drop("dropLayer", name, message)
+
+    def drop_field(self, name: str, *, message: str | None = None) -> str:
+        """Remove a base field from this branch in one commit (image bytes once embeddings are
+        computed); only the timeline's nodes are written. Snapshots and other branches keep it;
+        the last base field and one a layer derives from are refused. Returns the new manifest CID."""
+        return self._drop("dropField", name, message)
+
+    def _drop(self, op: str, name: str, message: str | None) -> str:
         args: dict[str, Any] = {"name": name}
         if message is not None:
             args["message"] = message
-        info, _ = self._call("dropLayer", args)
+        info, _ = self._call(op, args)
         self._update(info)
         return self._manifest
 

@@ -221,9 +221,11 @@ export class Operations {
         })
         return { json: { manifest, ...this.#info(ds) } }
       }
-      case 'dropLayer': {
+      case 'dropLayer':
+      case 'dropField': {
         const ds = this.#dataset(args)
-        const manifest = await ds.dropLayer(args.name as string, {
+        const drop = op === 'dropLayer' ? ds.dropLayer.bind(ds) : ds.dropField.bind(ds)
+        const manifest = await drop(args.name as string, {
           ...(args.message !== undefined ? { message: args.message as string } : {}),
           signal,
         })

@@ -56,6 +56,7 @@ REFUSED: list[tuple[str, Callable[[vd.Dataset], Any], str, str]] = [
     ("search with a string query", lambda ds: ds.search("embedding", ["a", "b", "c", "d"], k=1), "ERR_DATASET_INVALID_OPTION", "query"),
     ("drop of a layer that is not there", lambda ds: ds.drop_layer("nope"), "ERR_DATASET_INVALID_OPTION", "nope"),
     ("drop of a base field", lambda ds: ds.drop_layer("label"), "ERR_DATASET_INVALID_OPTION", "base field"),
+    ("drop_field of a field that is not there", lambda ds: ds.drop_field("nope"), "ERR_DATASET_INVALID_OPTION", "nope"),
     ("search_many with one vector", lambda ds: ds.search_many("embedding", E, k=1), "ERR_DATASET_INVALID_OPTION", "queries"),
     ("search_many with no queries", lambda ds: ds.search_many("embedding", np.zeros((0, 4)), k=1), "ERR_DATASET_INVALID_OPTION", "queries"),
     ("search_many of the wrong dimension", lambda ds: ds.search_many("embedding", np.ones((2, 3)), k=1), "ERR_DATASET_INVALID_OPTION", "3 dimensions"),

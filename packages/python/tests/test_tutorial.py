@@ -179,6 +179,17 @@ def test_patterns(backend: dict[str, Any]) -> None:
         assert np.asarray(row["embedding"], np.float32).tobytes() == original["embedding"].tobytes()
         assert (row["label"], row["split"]) == (original["label"], original["split"])
 
+    # Embeddings only: a branch without the image bytes, whose schema and rows no longer have
+    # them; the corpus keeps its images.
+    light = vd.Dataset.open_ref("corpus", backend=url).branch("embeddings-only")
+    light.drop_field("image", message="images stay on corpus")
+    assert [f["name"] for f in light.fields] == ["embedding", "label", "split"]
+    light_rows = by_anchor(vd.Dataset.open_ref("embeddings-only", backend=url), ["embedding", "label"])
+    assert sorted(light_rows) == sorted(got)
+    batch = next(iter(vd.Dataset.open_ref("embeddings-only", backend=url).iter_arrow_batches()))
+    assert batch.schema.names == ["_anchor", "embedding", "label", "split"]
+    assert by_anchor(vd.Dataset.open_ref("corpus", backend=url), ["image"])[1]["image"] == records[0]["image"]
+
     # Linear probe on a frozen backbone: embeddings already in the dataset.
     pinned = vd.Dataset.open_at(snaps[0], backend=url)
     dim = 49

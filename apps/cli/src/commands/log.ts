@@ -24,6 +24,8 @@ export function describeChange(change: Change): string {
       return `compact ${plural(change.replaced, 'bucket')} at ${change.start} into ${change.buckets}`
     case 'drop':
       return `drop layer '${change.layer}' (${plural(change.records, 'value')})`
+    case 'drop-field':
+      return `drop field '${change.field}' from ${plural(change.buckets, 'bucket')}`
     default: {
       // A kind this CLI does not know yet (from a newer @dreamdb/manifest): its fields as they are.
       const { kind, ...rest } = change as { kind: string }

@@ -3,7 +3,7 @@ import { InvalidChangeError } from '../errors.js'
 import type { Change, Manifest } from '../model.js'
 import { type BucketInput, normalizeBucket } from '../schema.js'
 import { loadRoot, spliceTree } from '../tree.js'
-import { countBytes, objectsOf, type PreparedChange } from './change.js'
+import { countBytes, objectsOf, ofField, type PreparedChange } from './change.js'
 
 export interface AppendRequest {
   kind: 'append'
@@ -36,6 +36,11 @@ export function prepareAppend(request: AppendRequest, head: Manifest, now: numbe
       }
     },
     conflict(theirs: Change) {
+      if (
+        theirs.kind === 'drop-field' &&
+        buckets.some((b) => Object.keys(b.fields).some((k) => ofField(k, theirs.field)))
+      )
+        return `field ${theirs.field} was dropped while this commit appended values of it`
       if (theirs.kind === 'migrate') return `field ${theirs.field} was re-encoded while this commit appended`
       if (theirs.kind === 'schema' && theirs.replaced.length > 0) {
         return `fields ${theirs.replaced.join(', ')} were redefined while this commit appended`

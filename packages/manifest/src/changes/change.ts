@@ -49,6 +49,9 @@ export function layerConflict(name: string, theirs: Change): string | undefined 
   return undefined
 }
 
+/** Whether a bucket's object key (`<field>` or `<field>/<part>`) belongs to the field `name`. */
+export const ofField = (key: string, name: string): boolean => key === name || key.startsWith(`${name}/`)
+
 /** The objects of buckets, named by their place in the request. */
 export function objectsOf(buckets: Bucket[], path: string): ObjectRef[] {
   return buckets.flatMap((bucket, i) =>

@@ -53,6 +53,7 @@ export function prepareCompact(request: CompactRequest, head: Manifest, now: num
       if (theirs.kind === 'migrate') return `field ${theirs.field} was migrated concurrently`
       if (theirs.kind === 'compact') return 'the timeline was compacted concurrently'
       if (theirs.kind === 'schema') return 'the schema changed concurrently'
+      if (theirs.kind === 'drop-field') return `field ${theirs.field} was dropped concurrently`
       return undefined
     },
   }

@@ -9,6 +9,7 @@ import { type AppendRequest, prepareAppend } from './append.js'
 import type { PreparedChange } from './change.js'
 import { type CompactRequest, prepareCompact } from './compact.js'
 import { type DropRequest, prepareDrop } from './drop.js'
+import { type DropFieldRequest, prepareDropField } from './drop-field.js'
 import { type LayerRequest, prepareLayer } from './layer.js'
 import { type MigrateRequest, prepareMigrate } from './migrate.js'
 import { prepareSchema, type SchemaRequest } from './schema.js'
@@ -23,6 +24,7 @@ export type ChangeRequest =
   | CompactRequest
   | MigrateRequest
   | DropRequest
+  | DropFieldRequest
 
 const PREPARE: {
   [K in ChangeRequest['kind']]: (
@@ -37,6 +39,7 @@ const PREPARE: {
   compact: prepareCompact,
   migrate: prepareMigrate,
   drop: prepareDrop,
+  'drop-field': prepareDropField,
 }
 
 /** Validate a request against the head it starts from; nothing is read or written. */

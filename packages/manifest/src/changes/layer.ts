@@ -54,6 +54,8 @@ export function prepareLayer(request: LayerRequest, head: Manifest, now: number)
       // A new layer derives from the parent it names: one dropped meanwhile is gone.
       if (theirs.kind === 'drop' && theirs.layer === request.parent)
         return `layer '${request.parent}' was dropped concurrently`
+      if (theirs.kind === 'drop-field' && theirs.field === request.parent)
+        return `field '${request.parent}' was dropped concurrently`
       return layerConflict(name, theirs)
     },
   }

@@ -3,7 +3,7 @@ import { InvalidChangeError, InvalidSchemaError } from '../errors.js'
 import type { Bucket, Change, FieldObject, Manifest } from '../model.js'
 import { type FieldInput, normalizeBucket, normalizeField } from '../schema.js'
 import { spliceTree, walkTree } from '../tree.js'
-import { codecObjects, type PreparedChange } from './change.js'
+import { codecObjects, ofField, type PreparedChange } from './change.js'
 
 /**
  * The field's new definition, and for every bucket in timeline order the objects that
@@ -54,9 +54,7 @@ export function prepareMigrate(request: MigrateRequest, head: Manifest, now: num
       let fieldBytes = 0
       const rewritten: Bucket[] = []
       for await (const { position, bucket } of walkTree(context.nodes, head.timeline, context)) {
-        const kept = Object.entries(bucket.fields).filter(
-          ([key]) => key !== name && !key.startsWith(`${name}/`),
-        )
+        const kept = Object.entries(bucket.fields).filter(([key]) => !ofField(key, name))
         const fields = { ...Object.fromEntries(kept), ...replacements[position]! }
         for (const o of Object.values(replacements[position]!)) fieldBytes += o.bytes
         rewritten.push({ ...bucket, fields })

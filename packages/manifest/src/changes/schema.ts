@@ -45,7 +45,8 @@ export function prepareSchema(request: SchemaRequest, head: Manifest): PreparedC
       }
     },
     conflict(theirs: Change) {
-      if (theirs.kind === 'schema' || theirs.kind === 'migrate') return 'the schema was changed concurrently'
+      if (theirs.kind === 'schema' || theirs.kind === 'migrate' || theirs.kind === 'drop-field')
+        return 'the schema was changed concurrently'
       if (theirs.kind === 'append' && replace.length > 0) {
         return `records were appended with the old definition of ${replace.map((f) => f.name).join(', ')}`
       }
