@@ -5,8 +5,8 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
 import type { CompactCommandOptions } from './commands/compact.js'
-import type { DropFieldCommandOptions } from './commands/drop-field.js'
 import type { DropLayerCommandOptions } from './commands/drop-layer.js'
+import type { AddFieldsCommandOptions, DropFieldCommandOptions } from './commands/fields.js'
 import type { IngestCommandOptions } from './commands/ingest.js'
 import type { MigrateCommandOptions } from './commands/migrate.js'
 import type { SearchCommandOptions } from './commands/search.js'
@@ -101,9 +101,9 @@ const VERBS = {
   compact: () => import('./commands/compact.js'),
   'compare-refs': () => import('./commands/compare-refs.js'),
   diff: () => import('./commands/diff.js'),
-  'drop-field': () => import('./commands/drop-field.js'),
   'drop-layer': () => import('./commands/drop-layer.js'),
   export: () => import('./commands/export.js'),
+  fields: () => import('./commands/fields.js'),
   head: () => import('./commands/head.js'),
   ingest: () => import('./commands/ingest.js'),
   init: () => import('./commands/init.js'),
@@ -759,6 +759,41 @@ their claims expire elsewhere.
     )
 
   program
+    .command('add-fields')
+    .summary('add base fields to a branch (a caption column from now on)')
+    .description(
+      'Commit the branch with more base fields, in one small commit: records appended before read them as nulls (values for them are a layer, or an append of new records). A name a field or layer already has, and a bad definition, are refused before anything is written.',
+    )
+    .argument('[ref]', 'the same as --ref-name (a branch)')
+    .addOption(refName())
+    .requiredOption(
+      '--schema <json|file>',
+      'the fields to add, in init\'s format (a list, or {"fields": [...]})',
+    )
+    .option('-m, --message <text>', 'the commit message (default: schema: add <names>)')
+    .addOption(json())
+    .addHelpText(
+      'after',
+      examples(
+        `dreamdb add-fields corpus --schema '[{"name":"caption","family":"scalar","kind":"string"}]'`,
+        'dreamdb add-fields --ref-name corpus --schema more-fields.json --json',
+      ),
+    )
+    .action(
+      action(
+        async (
+          ctx,
+          positional: string | undefined,
+          options: AddFieldsCommandOptions & { refName?: string },
+        ) => {
+          const { refName: flag, ...rest } = options
+          const ref = refArgument(positional, flag, 'add-fields')
+          return (await load('fields')).addFields(ctx, ref, rest)
+        },
+      ),
+    )
+
+  program
     .command('drop-field')
     .summary('take a base field off a branch (image bytes once embeddings are computed)')
     .description(
@@ -785,7 +820,7 @@ their claims expire elsewhere.
         ) => {
           const { refName: flag, ...rest } = options
           const ref = refArgument(positional, flag, 'drop-field')
-          return (await load('drop-field')).dropField(ctx, ref, rest)
+          return (await load('fields')).dropField(ctx, ref, rest)
         },
       ),
     )

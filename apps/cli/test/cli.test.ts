@@ -57,6 +57,7 @@ describe('help and version', () => {
       'migrate',
       'drop-layer',
       'drop-field',
+      'add-fields',
       'compact',
     ]) {
       expect(result.stdout).toMatch(new RegExp(`^  ${verb} `, 'm'))
@@ -82,6 +83,7 @@ describe('help and version', () => {
     'migrate',
     'drop-layer',
     'drop-field',
+    'add-fields',
     'compact',
   ])('%s --help has examples', async (verb) => {
     const result = await run([verb, '--help'])
@@ -304,6 +306,37 @@ describe('drop-field', () => {
     // The branch it came from, and the snapshot, keep their images.
     const images = parse<{ fields: string[] }>(await run(['head', 'prep-v1', '-n', '1', '--json']))
     expect(images.fields).toContain('image')
+  })
+})
+
+describe('add-fields', () => {
+  it('adds a base field to a branch; older records read it as null, new appends fill it', async () => {
+    parse(await run(['branch', 'captioned', '--from', 'corpus', '--json']))
+    const added = parse<{ format: string; added: string[]; from: string; manifest: string }>(
+      await run([
+        'add-fields',
+        'captioned',
+        '--schema',
+        '[{"name":"caption","family":"scalar","kind":"string"}]',
+        '-m',
+        'captions from now on',
+        '--json',
+      ]),
+    )
+    expect(added).toMatchObject({ format: 'dreamdb.add-fields/1', added: ['caption'] })
+    const log = await run(['log', 'captioned', '-n', '1'])
+    expect(log.stdout).toContain('schema: added caption')
+    expect(log.stdout).toContain('captions from now on')
+    const ds = await Dataset.openRef('captioned', { backend: join(dir.path, '.dreamdb') })
+    await ds.appendMany([{ ...record(150), caption: 'a new one' }])
+    await ds.repository.store.close()
+    const head = parse<{ fields: string[]; records: Record<string, unknown>[] }>(
+      await run(['head', 'captioned', '-n', '200', '--fields', 'label,caption', '--json']),
+    )
+    expect(head.records.map((r) => r.caption)).toEqual([...new Array(150).fill(null), 'a new one'])
+    // The branch it came from has no such field.
+    const corpus = parse<{ fields: string[] }>(await run(['head', 'corpus', '-n', '1', '--json']))
+    expect(corpus.fields).not.toContain('caption')
   })
 })
 

@@ -158,6 +158,7 @@ describe('human output', () => {
     'migrate',
     'drop-layer',
     'drop-field',
+    'add-fields',
     'compact',
   ])('%s --help shows --backend', async (verb) => {
     const result = await run([verb, '--help'])

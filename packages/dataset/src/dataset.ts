@@ -16,7 +16,7 @@ import { type AppendOptions, appendMany, type DatasetRecord } from './append.js'
 import { loadCodecs } from './codecs.js'
 import { type CompactOptions, compact } from './compact.js'
 import { ReadOnlyDatasetError } from './errors.js'
-import { type DropFieldOptions, dropField } from './fields.js'
+import { addFields, dropField, type FieldChangeOptions } from './fields.js'
 import type { DatasetInternals } from './internal.js'
 import { type BatchStream, type IterOptions, iterate, normalizeIterOptions } from './iterate.js'
 import {
@@ -214,8 +214,17 @@ export class Dataset {
    * it, and its objects stay until nothing reaches them (GC). The last base field, and one a
    * layer derives from, are refused. The name may be given to a new field later.
    */
-  async dropField(name: string, options: DropFieldOptions = {}): Promise<string> {
+  async dropField(name: string, options: FieldChangeOptions = {}): Promise<string> {
     return await dropField(this, this.#internals, name, options)
+  }
+
+  /**
+   * Add base fields to this branch in one small commit (a caption column from now on).
+   * Records appended before read them as nulls; values for them are a layer's job. A bad
+   * definition, or a name a field or layer already has, is refused before anything is written.
+   */
+  async addFields(fields: readonly FieldInput[], options: FieldChangeOptions = {}): Promise<string> {
+    return await addFields(this, this.#internals, fields, options)
   }
 
   /**

@@ -461,11 +461,37 @@ describe('appendMany without bucketRecords, with images', () => {
 describe('fields added later', () => {
   it('read as nulls for records appended before the field existed', async () => {
     const { ds } = await dataset(10)
-    await ds.repository.commit('corpus', {
-      kind: 'schema',
-      add: [{ name: 'split', family: 'scalar', kind: 'categorical' }],
+    const pinned = await Dataset.openAt(await ds.snapshot('before-split'), { backend: ds.store })
+    const manifest = await ds.addFields([{ name: 'split', family: 'scalar', kind: 'categorical' }], {
+      message: 'splits from now on',
     })
-    await ds.refresh()
+    expect(ds.currentManifest()).toBe(manifest)
+    expect(ds.manifest.change).toEqual({ kind: 'schema', added: ['split'], replaced: [] })
+    expect(ds.manifest.message).toBe('splits from now on')
+    // Refused before anything is written: nothing to add, a taken name, a bad definition, a pinned state.
+    const refusals: [() => Promise<unknown>, string, string][] = [
+      [() => ds.addFields([]), 'ERR_DATASET_INVALID_OPTION', 'at least one field'],
+      [
+        () => ds.addFields([{ name: 'label', family: 'scalar', kind: 'string' }]),
+        'ERR_MANIFEST_INVALID_SCHEMA',
+        'label',
+      ],
+      [
+        () => ds.addFields([{ name: 'clip', family: 'embedding', dim: 0 }]),
+        'ERR_MANIFEST_INVALID_SCHEMA',
+        'dim',
+      ],
+      [() => pinned.addFields([{ name: 'x', family: 'scalar', kind: 'int' }]), 'ERR_DATASET_READ_ONLY', ''],
+    ]
+    for (const [attempt, code, words] of refusals) {
+      const error = (await attempt().then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as { code?: string; message?: string } | undefined
+      expect(error?.code).toBe(code)
+      expect(error?.message).toContain(words)
+    }
+    expect(await ds.refresh()).toBe(manifest)
     await ds.appendMany([
       { ...recordOf(50), split: 'train' },
       { ...recordOf(51), split: 'validation' },
@@ -479,14 +505,10 @@ describe('fields added later', () => {
 
   it('embeddings and bytes read as nulls too, not as zero vectors or empty bytes', async () => {
     const { ds } = await dataset(10)
-    await ds.repository.commit('corpus', {
-      kind: 'schema',
-      add: [
-        { name: 'clip', family: 'embedding', dim: 2 },
-        { name: 'thumb', family: 'binary', media: 'image' },
-      ],
-    })
-    await ds.refresh()
+    await ds.addFields([
+      { name: 'clip', family: 'embedding', dim: 2 },
+      { name: 'thumb', family: 'binary', media: 'image' },
+    ])
     await ds.appendMany(
       [50, 51].map((id) => ({ ...recordOf(id), clip: [id, 0], thumb: new Uint8Array([id]) })),
     )

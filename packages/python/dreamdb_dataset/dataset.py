@@ -245,6 +245,17 @@ class Dataset:
         the last base field and one a layer derives from are refused. Returns the new manifest CID."""
         return self._drop("dropField", name, message)
 
+    def add_fields(self, fields: list[dict[str, Any]], *, message: str | None = None) -> str:
+        """Add base fields to this branch in one commit (``init``'s field dicts, e.g.
+        ``{"name": "caption", "family": "scalar", "kind": "string"}``); records appended
+        before read them as None. Returns the new manifest CID."""
+        args: dict[str, Any] = {"fields": list(fields)}
+        if message is not None:
+            args["message"] = message
+        info, _ = self._call("addFields", args)
+        self._update(info)
+        return self._manifest
+
     def _drop(self, op: str, name: str, message: str | None) -> str:
         args: dict[str, Any] = {"name": name}
         if message is not None:

@@ -14,7 +14,7 @@ import {
   type TrainCodecOptions,
   trainEmbeddingCodec,
 } from '@dreamdb/dataset'
-import { type Field, inspect, Repository } from '@dreamdb/manifest'
+import { type Field, type FieldInput, inspect, Repository } from '@dreamdb/manifest'
 import {
   type Data,
   RecordBatchStreamWriter,
@@ -217,6 +217,14 @@ export class Operations {
         const manifest = await ds.appendMany(records, {
           ...(args.bucketRecords != null ? { bucketRecords: args.bucketRecords as number } : {}),
           ...(args.message != null ? { message: args.message as string } : {}),
+          signal,
+        })
+        return { json: { manifest, ...this.#info(ds) } }
+      }
+      case 'addFields': {
+        const ds = this.#dataset(args)
+        const manifest = await ds.addFields(args.fields as FieldInput[], {
+          ...(args.message !== undefined ? { message: args.message as string } : {}),
           signal,
         })
         return { json: { manifest, ...this.#info(ds) } }

@@ -189,6 +189,11 @@ def test_patterns(backend: dict[str, Any]) -> None:
     batch = next(iter(vd.Dataset.open_ref("embeddings-only", backend=url).iter_arrow_batches()))
     assert batch.schema.names == ["_anchor", "embedding", "label", "split"]
     assert by_anchor(vd.Dataset.open_ref("corpus", backend=url), ["image"])[1]["image"] == records[0]["image"]
+    # ...and a field from now on: the records before read it as None.
+    light.add_fields([{"name": "source", "family": "scalar", "kind": "string"}])
+    assert [f["name"] for f in light.fields] == ["embedding", "label", "split", "source"]
+    sources = by_anchor(vd.Dataset.open_ref("embeddings-only", backend=url), ["source"])
+    assert {row["source"] for row in sources.values()} == {None}
 
     # Linear probe on a frozen backbone: embeddings already in the dataset.
     pinned = vd.Dataset.open_at(snaps[0], backend=url)
