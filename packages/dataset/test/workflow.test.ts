@@ -256,6 +256,15 @@ describe('bad input: a typed error before anything is written', () => {
   })
 })
 
+/** Each attempt rejects with its code and a message holding its words. */
+async function expectRefusals(cases: [() => Promise<unknown>, string, string][]): Promise<void> {
+  for (const [attempt, code, words] of cases) {
+    const error = await rejection(attempt())
+    expect(error.code).toBe(code)
+    expect(error.message).toContain(words)
+  }
+}
+
 describe('dropping a layer', () => {
   it("takes it out of the branch's state in one commit; snapshots and other branches keep it", async () => {
     const ds = await Dataset.create('corpus', { backend: 'memory://', schema: SCHEMA })
@@ -341,11 +350,7 @@ describe('dropping a layer', () => {
       [() => ds.dropLayer('reviewed', { message: 7 as never }), 'ERR_DATASET_INVALID_OPTION', 'message'],
       [() => pinned.dropLayer('reviewed'), 'ERR_DATASET_READ_ONLY', ''],
     ]
-    for (const [attempt, code, words] of cases) {
-      const error = await rejection(attempt())
-      expect(error.code).toBe(code)
-      expect(error.message).toContain(words)
-    }
+    await expectRefusals(cases)
     expect(await ds.refresh()).toBe(before)
     // In order: the derived layer, then its parent.
     await ds.dropLayer('reviewed')
@@ -433,11 +438,7 @@ describe('dropping a base field', () => {
       [() => ds.dropField('label', { message: 7 as never }), 'ERR_DATASET_INVALID_OPTION', 'message'],
       [() => pinned.dropField('label'), 'ERR_DATASET_READ_ONLY', ''],
     ]
-    for (const [attempt, code, words] of cases) {
-      const error = await rejection(attempt())
-      expect(error.code).toBe(code)
-      expect(error.message).toContain(words)
-    }
+    await expectRefusals(cases)
     expect(await ds.refresh()).toBe(before)
     await ds.dropField('image')
     await ds.dropField('label')

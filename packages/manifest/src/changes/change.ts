@@ -7,6 +7,7 @@
  */
 import type { AbortOptions } from '@dreamdb/cas'
 import type { CID } from 'multiformats/cid'
+import { InvalidChangeError } from '../errors.js'
 import type { Bucket, Change, Manifest } from '../model.js'
 import type { NodeStore } from '../tree.js'
 
@@ -47,6 +48,18 @@ export function layerConflict(name: string, theirs: Change): string | undefined 
   if (theirs.kind === 'schema')
     return `the schema changed (${[...theirs.added, ...theirs.replaced].join(', ')})`
   return undefined
+}
+
+/** Refuses to drop `name` (a layer or a base field) while layers of `head` derive from it. */
+export function refuseDependants(head: Manifest, name: string, path: string): void {
+  const derived = head.layers.filter((l) => l.parent === name).map((l) => `'${l.name}'`)
+  if (derived.length === 0) return
+  throw new InvalidChangeError(
+    path,
+    derived.length === 1
+      ? `layer ${derived[0]} derives from '${name}'; drop it first`
+      : `layers ${derived.join(', ')} derive from '${name}'; drop them first`,
+  )
 }
 
 /** Whether a bucket's object key (`<field>` or `<field>/<part>`) belongs to the field `name`. */

@@ -9,7 +9,7 @@
 import { InvalidChangeError } from '../errors.js'
 import type { Bucket, Change, Manifest } from '../model.js'
 import { spliceTree, walkTree } from '../tree.js'
-import { ofField, type PreparedChange } from './change.js'
+import { ofField, type PreparedChange, refuseDependants } from './change.js'
 
 export interface DropFieldRequest {
   kind: 'drop-field'
@@ -31,13 +31,7 @@ function fieldToDrop(head: Manifest, name: string, path: string) {
   }
   if (head.schema.fields.length === 1)
     throw new InvalidChangeError(path, `'${name}' is the only base field; a dataset keeps at least one`)
-  const derived = head.layers.filter((l) => l.parent === name).map((l) => `'${l.name}'`)
-  if (derived.length > 0) {
-    throw new InvalidChangeError(
-      path,
-      `${derived.length === 1 ? `layer ${derived[0]} derives` : `layers ${derived.join(', ')} derive`} from '${name}'; drop ${derived.length === 1 ? 'it' : 'them'} first`,
-    )
-  }
+  refuseDependants(head, name, path)
   return field
 }
 

@@ -4,17 +4,12 @@
  */
 import { InvalidChangeError } from '../errors.js'
 import type { Change, Manifest } from '../model.js'
-import { layerConflict, type PreparedChange } from './change.js'
+import { layerConflict, type PreparedChange, refuseDependants } from './change.js'
 
 export interface DropRequest {
   kind: 'drop'
   /** The layer's name. */
   layer: string
-}
-
-/** The names of `head`'s layers whose parent is `name` (their values derive from it). */
-function dependants(head: Manifest, name: string): string[] {
-  return head.layers.filter((l) => l.parent === name).map((l) => l.name)
 }
 
 /** The layer to drop from `head`, checked: it exists and no other layer derives from it. */
@@ -27,15 +22,7 @@ function layerToDrop(head: Manifest, name: string, path: string) {
       : `no layer '${name}' (layers: ${known || 'none'})`
     throw new InvalidChangeError(path, base)
   }
-  const derived = dependants(head, name)
-  if (derived.length > 0) {
-    throw new InvalidChangeError(
-      path,
-      derived.length === 1
-        ? `layer '${derived[0]}' derives from '${name}'; drop it first`
-        : `layers ${derived.map((d) => `'${d}'`).join(', ')} derive from '${name}'; drop them first`,
-    )
-  }
+  refuseDependants(head, name, path)
   return layer
 }
 
