@@ -9,6 +9,7 @@ import type { DropLayerCommandOptions } from './commands/drop-layer.js'
 import type { AddFieldsCommandOptions, DropFieldCommandOptions } from './commands/fields.js'
 import type { IngestCommandOptions } from './commands/ingest.js'
 import type { MigrateCommandOptions } from './commands/migrate.js'
+import type { RestoreCommandOptions } from './commands/restore.js'
 import type { SearchCommandOptions } from './commands/search.js'
 import { registerUi } from './commands/ui.js'
 import {
@@ -113,6 +114,7 @@ const VERBS = {
   migrate: () => import('./commands/migrate.js'),
   pin: () => import('./commands/pin.js'),
   refs: () => import('./commands/refs.js'),
+  restore: () => import('./commands/restore.js'),
   search: () => import('./commands/search.js'),
 }
 const load = <K extends keyof typeof VERBS>(name: K): ReturnType<(typeof VERBS)[K]> =>
@@ -754,6 +756,38 @@ their claims expire elsewhere.
           const { refName: flag, ...rest } = options
           const ref = refArgument(positional, flag, 'drop-layer')
           return (await load('drop-layer')).dropLayer(ctx, ref, rest)
+        },
+      ),
+    )
+
+  program
+    .command('restore')
+    .summary('bring back a past state of a branch (take back a bad append), in one commit')
+    .description(
+      "Commit the branch with the state (schema, records, layers) of --from: a snapshot, another ref or a manifest CID, usually one of the branch's own past states from `dreamdb log`. Nothing is rewritten: the history keeps every commit, the ones restored over included, so a restore can be restored over in turn. A commit on the branch between reading it and committing is a conflict (exit 4), not restored over unseen. Already at that state: nothing is written.",
+    )
+    .argument('[ref]', 'the same as --ref-name (a branch)')
+    .addOption(refName())
+    .requiredOption('--from <ref|manifest>', 'the state to bring back')
+    .option('-m, --message <text>', 'the commit message (default: restore the state of <manifest>)')
+    .addOption(json())
+    .addHelpText(
+      'after',
+      examples(
+        'dreamdb restore corpus --from prep-v1',
+        "dreamdb restore --ref-name corpus --from bafyreig... -m 'take back the bad batch' --json",
+      ),
+    )
+    .action(
+      action(
+        async (
+          ctx,
+          positional: string | undefined,
+          options: RestoreCommandOptions & { refName?: string },
+        ) => {
+          const { refName: flag, ...rest } = options
+          const ref = refArgument(positional, flag, 'restore')
+          return (await load('restore')).restore(ctx, ref, rest)
         },
       ),
     )

@@ -59,6 +59,7 @@ describe('help and version', () => {
       'drop-field',
       'add-fields',
       'compact',
+      'restore',
     ]) {
       expect(result.stdout).toMatch(new RegExp(`^  ${verb} `, 'm'))
     }
@@ -85,6 +86,7 @@ describe('help and version', () => {
     'drop-field',
     'add-fields',
     'compact',
+    'restore',
   ])('%s --help has examples', async (verb) => {
     const result = await run([verb, '--help'])
     expect(result.code).toBe(0)
@@ -337,6 +339,46 @@ describe('add-fields', () => {
     // The branch it came from has no such field.
     const corpus = parse<{ fields: string[] }>(await run(['head', 'corpus', '-n', '1', '--json']))
     expect(corpus.fields).not.toContain('caption')
+  })
+})
+
+describe('restore', () => {
+  it('brings a branch back to a snapshot in one commit; log shows both; a no-op when already there', async () => {
+    parse(await run(['branch', 'rolled-back', '--from', 'corpus', '--json']))
+    const prep = parse<InspectResult>(await run(['inspect', 'prep-v1', '--no-splits', '--json']))
+    const out = parse<{
+      format: string
+      from: string
+      fromManifest: string
+      previous: string
+      manifest: string
+      restored: boolean
+      records: number
+    }>(await run(['restore', 'rolled-back', '--from', 'prep-v1', '-m', 'take back the last 30', '--json']))
+    expect(out).toMatchObject({
+      format: 'dreamdb.restore/1',
+      from: 'prep-v1',
+      fromManifest: prep.manifest,
+      restored: true,
+      records: 120,
+    })
+    const log = parse<{ entries: LogEntry[] }>(await run(['log', 'rolled-back', '-n', '2', '--json']))
+    expect(log.entries.map((e) => e.change.kind)).toEqual(['restore', 'append'])
+    expect((await run(['log', 'rolled-back', '-n', '1'])).stdout).toContain(
+      `restore the state of ${prep.manifest.slice(0, 16)}`,
+    )
+    const same = parse<{ records: unknown[] }>(await run(['head', 'rolled-back', '-n', '500', '--json']))
+    expect(same.records).toEqual(
+      parse<{ records: unknown[] }>(await run(['head', 'prep-v1', '-n', '500', '--json'])).records,
+    )
+    // Already there: nothing written. Back again, by the manifest CID from before.
+    expect((await run(['restore', 'rolled-back', '--from', 'prep-v1'])).stdout).toContain(
+      'nothing to restore',
+    )
+    const again = parse<{ records: number }>(
+      await run(['restore', 'rolled-back', '--from', out.previous, '--json']),
+    )
+    expect(again.records).toBe(150)
   })
 })
 

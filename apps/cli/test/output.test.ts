@@ -160,6 +160,7 @@ describe('human output', () => {
     'drop-field',
     'add-fields',
     'compact',
+    'restore',
   ])('%s --help shows --backend', async (verb) => {
     const result = await run([verb, '--help'])
     expect(result.code).toBe(0)

@@ -266,6 +266,27 @@ const CASES: Case[] = [
     names: 'bafy',
   },
   {
+    verb: 'restore',
+    what: 'an unknown --from',
+    args: () => ['restore', 'corpus', '--from', 'nope'],
+    code: 'ERR_MANIFEST_REF_NOT_FOUND',
+    names: 'nope',
+  },
+  {
+    verb: 'restore',
+    what: 'a snapshot',
+    args: () => ['restore', 'prep-v1', '--from', 'corpus'],
+    code: 'ERR_DATASET_READ_ONLY',
+    names: 'bafy',
+  },
+  {
+    verb: 'restore',
+    what: 'no --from',
+    args: () => ['restore', 'corpus'],
+    code: 'ERR_CLI_USAGE',
+    names: '--from',
+  },
+  {
     verb: 'add-fields',
     what: 'a name a field has',
     args: () => ['add-fields', 'corpus', '--schema', '[{"name":"label","family":"scalar","kind":"string"}]'],

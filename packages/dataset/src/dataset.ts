@@ -28,6 +28,7 @@ import {
   type Sample,
 } from './layers.js'
 import { type MigrateOptions, migrate } from './migrate.js'
+import { type RestoreOptions, restore } from './restore.js'
 import {
   createSearchIndexes,
   type SearchHits,
@@ -132,11 +133,7 @@ export class Dataset {
   /** Open a pinned state: a snapshot (as returned by `snapshot`), its label, or a manifest CID. */
   static async openAt(at: SnapshotInfo | string | CID, options: BackendOptions): Promise<Dataset> {
     const repo = await repositoryFor(options.backend, options.signal)
-    const source =
-      typeof at === 'object' && at !== null && 'label' in at
-        ? CID.parse(at.manifest)
-        : (CID.asCID(at) ?? (isCidString(at as string) ? CID.parse(at as string) : (at as string)))
-    const resolved = await repo.resolve(source, options)
+    const resolved = await repo.resolve(sourceOf(at), options)
     return new Dataset(repo, null, resolved.target.manifest, resolved.manifest)
   }
 
@@ -216,6 +213,17 @@ export class Dataset {
    */
   async dropField(name: string, options: FieldChangeOptions = {}): Promise<string> {
     return await dropField(this, this.#internals, name, options)
+  }
+
+  /**
+   * Bring back the state of `from` (a snapshot, a ref name or a manifest CID; usually one of
+   * this branch's past states, to take back an append) in one commit. The history keeps every
+   * commit, the ones restored over included. Decided on the state this dataset shows: a
+   * commit on the branch since then is a conflict rather than restored over unseen. Already
+   * at that state: no commit.
+   */
+  async restore(from: SnapshotInfo | string | CID, options: RestoreOptions = {}): Promise<string> {
+    return await restore(this, this.#internals, sourceOf(from), options)
   }
 
   /**
@@ -307,6 +315,12 @@ export class Dataset {
     this.#manifest = await this.repository.loadManifest(cid, options)
     return cid.toString()
   }
+}
+
+/** A snapshot, a ref name or a manifest CID (object or string), as the repository resolves it. */
+function sourceOf(at: SnapshotInfo | string | CID): string | CID {
+  if (typeof at === 'object' && at !== null && 'label' in at) return CID.parse(at.manifest)
+  return CID.asCID(at) ?? (isCidString(at as string) ? CID.parse(at as string) : (at as string))
 }
 
 function isCidString(value: string): boolean {

@@ -447,3 +447,54 @@ describe('dropping a base field', () => {
     )
   })
 })
+
+describe('restoring a past state', () => {
+  it('takes back an append in one commit; the history keeps it; restoring again is a no-op', async () => {
+    const ds = await Dataset.create('corpus', { backend: 'memory://', schema: SCHEMA })
+    await ds.appendMany([record(1), record(2), record(3)])
+    const good = await ds.snapshot('good')
+    const bad = await ds.appendMany([record(98), record(99)], { message: 'a bad batch' })
+    const labels = async (d: Dataset) => {
+      const out: string[] = []
+      for await (const b of d.iterArrowBatches({ fields: ['label'] }))
+        for (let i = 0; i < b.numRows; i++) out.push(b.getChild('label')!.get(i) as string)
+      return out
+    }
+    const manifest = await ds.restore('good', { message: 'take back the bad batch' })
+    expect(ds.manifest.change).toEqual({ kind: 'restore', from: expect.anything() })
+    expect(String((ds.manifest.change as { from: unknown }).from)).toBe(good.manifest)
+    expect(ds.manifest.message).toBe('take back the bad batch')
+    expect(ds.manifest.parents.map(String)).toEqual([bad])
+    expect(ds.manifest.stats.records).toBe(3)
+    expect(await labels(ds)).toEqual([1, 2, 3].map((id) => record(id).label))
+    const reopened = await Dataset.openRef('corpus', { backend: ds.store })
+    expect(reopened.currentManifest()).toBe(manifest)
+    expect(await labels(reopened)).toEqual(await labels(await Dataset.openAt(good, { backend: ds.store })))
+    // The bad batch is still in the history, and can be restored in turn (by manifest CID).
+    expect(await ds.restore(ds.currentManifest())).toBe(manifest)
+    await ds.restore(bad)
+    expect(ds.manifest.stats.records).toBe(5)
+    // Appends go on from the restored state.
+    await ds.restore(good)
+    await ds.appendMany([record(4)])
+    expect(await labels(ds)).toEqual([1, 2, 3, 4].map((id) => record(id).label))
+  })
+
+  it('refuses a branch that moved since it was read, an unknown ref, a pinned state; nothing written', async () => {
+    const ds = await Dataset.create('corpus', { backend: 'memory://', schema: SCHEMA })
+    await ds.appendMany([record(1)])
+    const first = await ds.snapshot('first')
+    await ds.appendMany([record(2)])
+    const stale = await Dataset.openRef('corpus', { backend: ds.store })
+    await ds.appendMany([record(3)], { message: 'seen by ds only' })
+    const head = ds.currentManifest()
+    const pinned = await Dataset.openAt(first, { backend: ds.store })
+    await expectRefusals([
+      [() => stale.restore('first'), 'ERR_MANIFEST_CONFLICT', 'the branch moved (append)'],
+      [() => ds.restore('nope'), 'ERR_MANIFEST_REF_NOT_FOUND', 'nope'],
+      [() => ds.restore('first', { message: 7 as never }), 'ERR_DATASET_INVALID_OPTION', 'message'],
+      [() => pinned.restore('corpus'), 'ERR_DATASET_READ_ONLY', ''],
+    ])
+    expect(await ds.refresh()).toBe(head)
+  })
+})

@@ -222,6 +222,10 @@ function readChange(value: unknown, path: string): Change {
       const c = map(value, path, ['kind', 'field', 'buckets'])
       return { kind, field: string(c.field, `${path}.field`), buckets: count(c.buckets, `${path}.buckets`) }
     }
+    case 'restore': {
+      const c = map(value, path, ['kind', 'from'])
+      return { kind, from: link(c.from, `${path}.from`) }
+    }
     default:
       throw new ObjectShapeError(`${path}.kind is not a known change`)
   }

@@ -419,7 +419,13 @@ async function catchUp(
     manifest = await host.loadManifest(cursor, options)
   }
   for (const { change, reason: theirReason } of theirs) {
-    const reason = theirReason ?? mine.conflict(change)
+    // A restore replaces the whole state (schema included): no change prepared before it
+    // can be assumed to fit the state it brought back.
+    const reason =
+      theirReason ??
+      (change.kind === 'restore'
+        ? 'the branch was restored to another state concurrently'
+        : mine.conflict(change))
     if (reason !== undefined) conflict(reason)
   }
   return undefined

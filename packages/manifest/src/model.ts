@@ -118,6 +118,7 @@ export type Change =
   | { kind: 'migrate'; field: string; buckets: number }
   | { kind: 'drop'; layer: string; records: number }
   | { kind: 'drop-field'; field: string; buckets: number }
+  | { kind: 'restore'; from: CID }
 
 /** A value in a commit's `meta`: plain data only, so every reader sees the same thing. */
 export type MetaValue = string | number | boolean | null | MetaValue[] | { [key: string]: MetaValue }

@@ -527,6 +527,41 @@ describe('Repository', () => {
       })
     })
 
+    it('a restore takes the state of another manifest; an append that lands first is a conflict', async () => {
+      await appendRecords(repo, 'corpus', 2)
+      const past = await repo.resolve('corpus')
+      await appendRecords(repo, 'corpus', 3)
+      const restore = { kind: 'restore' as const, from: past.target.manifest, state: past.manifest }
+      const lost = await race(
+        () => appendRecords(repo, 'corpus', 1),
+        (r) => r.commit('corpus', restore),
+      )
+      expect(lost).toMatchObject({
+        code: 'ERR_MANIFEST_CONFLICT',
+        message: expect.stringContaining('moved (append)'),
+      })
+      const before = (await repo.resolve('corpus')).target.manifest
+      await repo.commit('corpus', restore)
+      const head = await new Repository(store).resolve('corpus')
+      expect(head.manifest.change).toEqual({ kind: 'restore', from: past.target.manifest })
+      expect(head.manifest.parents).toEqual([before])
+      expect(head.manifest.timeline?.toString()).toBe(past.manifest.timeline?.toString())
+      expect(head.manifest.stats).toEqual(past.manifest.stats)
+      // A change prepared before a restore landed is not applied to the state it brought back.
+      const restored = await race(
+        async () => repo.commit('corpus', { ...restore, state: (await repo.resolve('corpus')).manifest }),
+        (r) => appendRecords(r, 'corpus', 1),
+      )
+      expect(restored).toMatchObject({
+        code: 'ERR_MANIFEST_CONFLICT',
+        message: expect.stringContaining('restored to another state concurrently'),
+      })
+      const refused = await rejection(
+        repo.commit('corpus', { kind: 'restore', from: 'x' as never, state: past.manifest }),
+      )
+      expect(refused.code).toBe('ERR_MANIFEST_INVALID_CHANGE')
+    })
+
     describe("a writer's own test of the commits it lands after (conflictsWith, since)", () => {
       /** An append of `count` records whose commit carries `meta`, with commit `options`. */
       async function append(r: Repository, tag: string, options: CommitOptions = {}) {

@@ -245,6 +245,19 @@ class Dataset:
         the last base field and one a layer derives from are refused. Returns the new manifest CID."""
         return self._drop("dropField", name, message)
 
+    def restore(self, source: dict[str, Any] | str, *, message: str | None = None) -> str:
+        """Bring back the state of ``source`` (a snapshot dict, a ref name or a manifest CID;
+        usually one of this branch's past states, to take back an append) in one commit. The
+        history keeps every commit; a commit on the branch since this dataset read it is a
+        conflict. Returns the branch's manifest CID (unchanged when already at that state)."""
+        target = source["manifest"] if isinstance(source, dict) and "manifest" in source else source
+        args: dict[str, Any] = {"from": target}
+        if message is not None:
+            args["message"] = message
+        info, _ = self._call("restore", args)
+        self._update(info)
+        return self._manifest
+
     def add_fields(self, fields: list[dict[str, Any]], *, message: str | None = None) -> str:
         """Add base fields to this branch in one commit (``init``'s field dicts, e.g.
         ``{"name": "caption", "family": "scalar", "kind": "string"}``); records appended

@@ -221,6 +221,14 @@ export class Operations {
         })
         return { json: { manifest, ...this.#info(ds) } }
       }
+      case 'restore': {
+        const ds = this.#dataset(args)
+        const manifest = await ds.restore(args.from as string, {
+          ...(args.message !== undefined ? { message: args.message as string } : {}),
+          signal,
+        })
+        return { json: { manifest, ...this.#info(ds) } }
+      }
       case 'addFields': {
         const ds = this.#dataset(args)
         const manifest = await ds.addFields(args.fields as FieldInput[], {

@@ -189,6 +189,12 @@ def test_patterns(backend: dict[str, Any]) -> None:
     batch = next(iter(vd.Dataset.open_ref("embeddings-only", backend=url).iter_arrow_batches()))
     assert batch.schema.names == ["_anchor", "embedding", "label", "split"]
     assert by_anchor(vd.Dataset.open_ref("corpus", backend=url), ["image"])[1]["image"] == records[0]["image"]
+    # A bad batch taken back: the branch returns to a snapshot's state in one commit.
+    light_snap = light.snapshot("embeddings-only-v1")
+    light.append_many([{k: v for k, v in r.items() if k != "image"} for r in records[:2]])
+    assert len(vd.Dataset.open_ref("embeddings-only", backend=url)) == len(records) + 2
+    light.restore(light_snap, message="take back the duplicates")
+    assert len(vd.Dataset.open_ref("embeddings-only", backend=url)) == len(records)
     # ...and a field from now on: the records before read it as None.
     light.add_fields([{"name": "source", "family": "scalar", "kind": "string"}])
     assert [f["name"] for f in light.fields] == ["embedding", "label", "split", "source"]

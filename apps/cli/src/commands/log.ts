@@ -26,6 +26,8 @@ export function describeChange(change: Change): string {
       return `drop layer '${change.layer}' (${plural(change.records, 'value')})`
     case 'drop-field':
       return `drop field '${change.field}' from ${plural(change.buckets, 'bucket')}`
+    case 'restore':
+      return `restore the state of ${shortCid(change.from.toString())}`
     default: {
       // A kind this CLI does not know yet (from a newer @dreamdb/manifest): its fields as they are.
       const { kind, ...rest } = change as { kind: string }

@@ -12,6 +12,7 @@ import { type DropRequest, prepareDrop } from './drop.js'
 import { type DropFieldRequest, prepareDropField } from './drop-field.js'
 import { type LayerRequest, prepareLayer } from './layer.js'
 import { type MigrateRequest, prepareMigrate } from './migrate.js'
+import { prepareRestore, type RestoreRequest } from './restore.js'
 import { prepareSchema, type SchemaRequest } from './schema.js'
 
 export type { ApplyContext, ManifestUpdate, ObjectRef, PreparedChange } from './change.js'
@@ -25,6 +26,7 @@ export type ChangeRequest =
   | MigrateRequest
   | DropRequest
   | DropFieldRequest
+  | RestoreRequest
 
 const PREPARE: {
   [K in ChangeRequest['kind']]: (
@@ -40,6 +42,7 @@ const PREPARE: {
   migrate: prepareMigrate,
   drop: prepareDrop,
   'drop-field': prepareDropField,
+  restore: prepareRestore,
 }
 
 /** Validate a request against the head it starts from; nothing is read or written. */
