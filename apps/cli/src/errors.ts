@@ -167,6 +167,7 @@ const NOT_FOUND = new Set([
 ])
 
 const CONFLICT = new Set([
+  'ERR_DATASET_MERGE_CONFLICT',
   'ERR_MANIFEST_REF_EXISTS',
   'ERR_MANIFEST_LABEL_TAKEN',
   'ERR_MANIFEST_CONFLICT',
@@ -208,6 +209,8 @@ const HINTS: Record<string, string> = {
   ERR_MANIFEST_RETRIES_EXHAUSTED: 'the branch is very busy; run it again',
   ERR_MANIFEST_SNAPSHOT_IMMUTABLE: 'branch from it: dreamdb branch <name> --from <snapshot>',
   ERR_DATASET_READ_ONLY: 'branch from it: dreamdb branch <name> --from <snapshot>',
+  ERR_DATASET_MERGE_CONFLICT:
+    'dreamdb log and diff of both sides show what each did; restore, or write the layer again on one side',
   ERR_MANIFEST_INVALID_REF_NAME:
     "names are '/'-separated segments of letters, digits, '.', '_', '-', not starting with '_', '.' or '-'",
   ERR_CAS_INVALID_REF_NAME:

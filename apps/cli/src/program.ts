@@ -8,6 +8,7 @@ import type { CompactCommandOptions } from './commands/compact.js'
 import type { DropLayerCommandOptions } from './commands/drop-layer.js'
 import type { AddFieldsCommandOptions, DropFieldCommandOptions } from './commands/fields.js'
 import type { IngestCommandOptions } from './commands/ingest.js'
+import type { MergeCommandOptions } from './commands/merge.js'
 import type { MigrateCommandOptions } from './commands/migrate.js'
 import type { RestoreCommandOptions } from './commands/restore.js'
 import type { SearchCommandOptions } from './commands/search.js'
@@ -111,6 +112,7 @@ const VERBS = {
   inspect: () => import('./commands/inspect.js'),
   lifecycle: () => import('./commands/lifecycle.js'),
   log: () => import('./commands/log.js'),
+  merge: () => import('./commands/merge.js'),
   migrate: () => import('./commands/migrate.js'),
   pin: () => import('./commands/pin.js'),
   refs: () => import('./commands/refs.js'),
@@ -756,6 +758,34 @@ their claims expire elsewhere.
           const { refName: flag, ...rest } = options
           const ref = refArgument(positional, flag, 'drop-layer')
           return (await load('drop-layer')).dropLayer(ctx, ref, rest)
+        },
+      ),
+    )
+
+  program
+    .command('merge')
+    .summary("bring another branch's new records and layers onto a branch (a sweep winner's predictions)")
+    .description(
+      "Commit the branch with what --from did since the two branches diverged: its appended records after this branch's own, and its layers written or dropped since. One commit with two parents; merging again takes only what is new. Refused with nothing written (exit 4) when --from did more than append and write layers since they diverged (a schema change, a compaction, a migration, a restore, a merge of its own), when both sides changed the same layer, or when the branch moved meanwhile.",
+    )
+    .argument('[ref]', 'the same as --ref-name (a branch)')
+    .addOption(refName())
+    .requiredOption('--from <ref|manifest>', 'the branch (or state) to merge in')
+    .option('-m, --message <text>', 'the commit message (default: merge <manifest>: <n> records, layers ...)')
+    .addOption(json())
+    .addHelpText(
+      'after',
+      examples(
+        'dreamdb merge corpus --from sweep/lr-0.01',
+        "dreamdb merge corpus --from ingest-dec -m 'December batch' --json",
+      ),
+    )
+    .action(
+      action(
+        async (ctx, positional: string | undefined, options: MergeCommandOptions & { refName?: string }) => {
+          const { refName: flag, ...rest } = options
+          const ref = refArgument(positional, flag, 'merge')
+          return (await load('merge')).merge(ctx, ref, rest)
         },
       ),
     )

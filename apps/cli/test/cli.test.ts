@@ -60,6 +60,7 @@ describe('help and version', () => {
       'add-fields',
       'compact',
       'restore',
+      'merge',
     ]) {
       expect(result.stdout).toMatch(new RegExp(`^  ${verb} `, 'm'))
     }
@@ -87,6 +88,7 @@ describe('help and version', () => {
     'add-fields',
     'compact',
     'restore',
+    'merge',
   ])('%s --help has examples', async (verb) => {
     const result = await run([verb, '--help'])
     expect(result.code).toBe(0)
@@ -339,6 +341,35 @@ describe('add-fields', () => {
     // The branch it came from has no such field.
     const corpus = parse<{ fields: string[] }>(await run(['head', 'corpus', '-n', '1', '--json']))
     expect(corpus.fields).not.toContain('caption')
+  })
+})
+
+describe('merge', () => {
+  it("takes a sweep winner's layer onto a branch; a second run's layer on top is a conflict (exit 4)", async () => {
+    parse(await run(['branch', 'merged-main', '--from', 'corpus', '--json']))
+    const out = parse<{
+      format: string
+      merged: boolean
+      records: number
+      layers: string[]
+      previous: string
+      manifest: string
+      fromManifest: string
+    }>(await run(['merge', 'merged-main', '--from', SWEEP[2]!, '--json']))
+    expect(out).toMatchObject({ format: 'dreamdb.merge/1', merged: true, records: 0, layers: ['prediction'] })
+    const log = parse<{ entries: LogEntry[] }>(await run(['log', 'merged-main', '-n', '1', '--json']))
+    expect(log.entries[0]!.parents).toEqual([out.previous, out.fromManifest])
+    expect((await run(['log', 'merged-main', '-n', '1'])).stdout).toContain('layers prediction')
+    const head = parse<{ records: Record<string, unknown>[] }>(
+      await run(['head', 'merged-main', '-n', '200', '--fields', 'label,prediction', '--json']),
+    )
+    const winner = parse<{ records: Record<string, unknown>[] }>(
+      await run(['head', SWEEP[2]!, '-n', '200', '--fields', 'label,prediction', '--json']),
+    )
+    expect(head.records.slice(0, 120)).toEqual(winner.records)
+    expect(head.records.slice(120).every((r) => r.prediction === null)).toBe(true)
+    expect((await run(['merge', 'merged-main', '--from', SWEEP[2]!])).stdout).toContain('nothing to merge')
+    expectError(await run(['merge', 'merged-main', '--from', SWEEP[0]!]), 4, 'ERR_DATASET_MERGE_CONFLICT')
   })
 })
 

@@ -161,6 +161,7 @@ describe('human output', () => {
     'add-fields',
     'compact',
     'restore',
+    'merge',
   ])('%s --help shows --backend', async (verb) => {
     const result = await run([verb, '--help'])
     expect(result.code).toBe(0)

@@ -266,6 +266,27 @@ const CASES: Case[] = [
     names: 'bafy',
   },
   {
+    verb: 'merge',
+    what: 'an unknown --from',
+    args: () => ['merge', 'corpus', '--from', 'nope'],
+    code: 'ERR_MANIFEST_REF_NOT_FOUND',
+    names: 'nope',
+  },
+  {
+    verb: 'merge',
+    what: 'into a snapshot',
+    args: () => ['merge', 'prep-v1', '--from', 'sweep/a'],
+    code: 'ERR_DATASET_READ_ONLY',
+    names: 'bafy',
+  },
+  {
+    verb: 'merge',
+    what: 'no --from',
+    args: () => ['merge', 'corpus'],
+    code: 'ERR_CLI_USAGE',
+    names: '--from',
+  },
+  {
     verb: 'restore',
     what: 'an unknown --from',
     args: () => ['restore', 'corpus', '--from', 'nope'],

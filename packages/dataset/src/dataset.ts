@@ -27,6 +27,7 @@ import {
   type EmbeddingLayerInit,
   type Sample,
 } from './layers.js'
+import { type MergeOptions, merge } from './merge.js'
 import { type MigrateOptions, migrate } from './migrate.js'
 import { type RestoreOptions, restore } from './restore.js'
 import {
@@ -224,6 +225,18 @@ export class Dataset {
    */
   async restore(from: SnapshotInfo | string | CID, options: RestoreOptions = {}): Promise<string> {
     return await restore(this, this.#internals, sourceOf(from), options)
+  }
+
+  /**
+   * Merge another branch (or any state sharing history with this one) into this branch, in
+   * one commit with two parents: its records appended since the two branches diverged come
+   * after this branch's, and its layers written or dropped since are taken. Refused, with
+   * nothing written, when the other side did more than append and write layers since they
+   * diverged, or when both sides changed the same layer (ERR_DATASET_MERGE_CONFLICT).
+   * Already merged: no commit. Returns the branch's manifest.
+   */
+  async merge(from: SnapshotInfo | string | CID, options: MergeOptions = {}): Promise<string> {
+    return await merge(this, this.#internals, sourceOf(from), options)
   }
 
   /**

@@ -77,6 +77,24 @@ export class ReadOnlyDatasetError extends DatasetError {
 }
 
 /**
+ * A merge that cannot be made as asked: the two states have no common history, the branch
+ * merged in did more than append and write layers since the merge base, or both branches
+ * changed the same layer (or a field the merged records hold) since then. Nothing was written.
+ */
+export class MergeConflictError extends DatasetError {
+  static readonly code = 'ERR_DATASET_MERGE_CONFLICT'
+  override readonly name = 'MergeConflictError'
+  readonly code = MergeConflictError.code
+  constructor(
+    readonly into: string,
+    readonly from: string,
+    readonly reason: string,
+  ) {
+    super(`Cannot merge ${from} into ${into}: ${reason}`)
+  }
+}
+
+/**
  * `migrate` or `compact` needs an object of a bucket that is not in the store: the store is
  * damaged (an object deleted by hand, a lost disk). The verb refused before writing anything.
  * `dreamdb fsck` lists every missing object and the refs that reach it.

@@ -2,11 +2,11 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freshBucket, minioEndpoint, rejection } from '@dreamdb/cas-tests'
-import { inspect } from '@dreamdb/manifest'
+import { inspect, log } from '@dreamdb/manifest'
 import { Table, Utf8, vectorFromArray } from 'apache-arrow'
 import { describe, expect, it } from 'vitest'
 import { agreementMatrix, compareRefs, Dataset } from '../src/index.js'
-import { MNIST_SCHEMA, mnistRecords, record, SCHEMA } from './helpers.js'
+import { idsOf, MNIST_SCHEMA, mnistRecords, record, SCHEMA } from './helpers.js'
 
 /** A nearest-centroid probe on the embeddings: the seed's linear-probe sweep, in miniature. */
 function train(batches: import('apache-arrow').RecordBatch[], scale: number) {
@@ -496,5 +496,102 @@ describe('restoring a past state', () => {
       [() => pinned.restore('corpus'), 'ERR_DATASET_READ_ONLY', ''],
     ])
     expect(await ds.refresh()).toBe(head)
+  })
+})
+
+describe('merging branches', () => {
+  const rows = async (d: Dataset, fields: string[]) => {
+    const out: Record<string, unknown>[] = []
+    for await (const b of d.iterArrowBatches({ fields }))
+      for (let i = 0; i < b.numRows; i++) {
+        const row: Record<string, unknown> = { id: idsOf(b)[i] }
+        for (const f of fields.filter((f) => f !== 'embedding')) row[f] = b.getChild(f)!.get(i)
+        out.push(row)
+      }
+    return out
+  }
+  const anchorsOf = async (d: Dataset) => {
+    const out: bigint[] = []
+    for await (const b of d.iterArrowBatches({ fields: ['label'] }))
+      out.push(...(b.getChild('_anchor')!.toArray() as BigUint64Array))
+    return out
+  }
+
+  it("brings a branch's appends and layers in, after this branch's own; merging again takes only what is new", async () => {
+    const main = await Dataset.create('corpus', { backend: 'memory://', schema: SCHEMA })
+    await main.appendMany([record(1), record(2), record(3)])
+    const feature = await main.branch('feature')
+    await feature.appendMany([record(10), record(11)])
+    const anchors = await anchorsOf(feature)
+    await feature.addScalarLayer(
+      'prediction',
+      'embedding',
+      'categorical',
+      anchors.map((a) => [a, `p${a}`] as const),
+    )
+    await main.appendMany([record(4)])
+    const before = main.currentManifest()
+
+    const manifest = await main.merge('feature', { message: 'merge the new batch and its predictions' })
+    expect(main.manifest.parents.map(String)).toEqual([before, feature.currentManifest()])
+    expect(main.manifest.change).toMatchObject({
+      kind: 'merge',
+      buckets: 1,
+      records: 2,
+      layers: ['prediction'],
+    })
+    expect(main.manifest.message).toBe('merge the new batch and its predictions')
+    expect(main.manifest.stats.records).toBe(6)
+    const merged = await rows(main, ['embedding', 'label', 'prediction'])
+    expect(merged.map((r) => r.id)).toEqual([1, 2, 3, 4, 10, 11])
+    const byId = new Map(merged.map((r) => [r.id, r.prediction]))
+    expect(byId.get(4)).toBeNull()
+    expect(byId.get(10)).toMatch(/^p\d+$/)
+    expect(new Set(await anchorsOf(main)).size).toBe(6)
+    // A fresh reader decodes it; the merged branch's commits are in the history.
+    const reopened = await Dataset.openRef('corpus', { backend: main.store })
+    expect(reopened.currentManifest()).toBe(manifest)
+    const history = await log(main.repository, 'corpus')
+    expect(history.map((e) => e.change.kind)).toEqual(expect.arrayContaining(['merge', 'layer', 'append']))
+    // Already merged: no commit. Then only what the branch did since.
+    expect(await main.merge('feature')).toBe(manifest)
+    await feature.appendMany([record(12)])
+    await main.merge('feature')
+    expect(main.manifest.change).toMatchObject({ kind: 'merge', buckets: 1, records: 1, layers: [] })
+    expect((await rows(main, ['embedding', 'label'])).map((r) => r.id)).toEqual([1, 2, 3, 4, 10, 11, 12])
+  })
+
+  it('refuses, with nothing written: a layer both sides changed, a branch that did more than append, unrelated histories, a stale or pinned dataset', async () => {
+    const main = await Dataset.create('corpus', { backend: 'memory://', schema: SCHEMA })
+    await main.appendMany([record(1), record(2)])
+    const anchors = await anchorsOf(main)
+    const feature = await main.branch('feature')
+    await feature.addScalarLayer('prediction', 'embedding', 'categorical', [[anchors[0]!, 'theirs']])
+    const compacted = await main.branch('compacted')
+    await compacted.appendMany([record(3)])
+    await compacted.compact({ targetRecords: 16 })
+    const other = await Dataset.create('other', { backend: main.store, schema: SCHEMA })
+    await other.appendMany([record(9)])
+    await main.addScalarLayer('prediction', 'embedding', 'categorical', [[anchors[1]!, 'ours']])
+    const stale = await Dataset.openRef('corpus', { backend: main.store })
+    await main.appendMany([record(5)])
+    const head = main.currentManifest()
+    const pinned = await Dataset.openAt(await main.snapshot('v1'), { backend: main.store })
+    await expectRefusals([
+      [() => main.merge('feature'), 'ERR_DATASET_MERGE_CONFLICT', "both branches changed layer 'prediction'"],
+      [() => main.merge('compacted'), 'ERR_DATASET_MERGE_CONFLICT', 'it made a compact'],
+      [() => main.merge('other'), 'ERR_DATASET_MERGE_CONFLICT', 'share no manifest'],
+      [() => main.merge('nope'), 'ERR_MANIFEST_REF_NOT_FOUND', 'nope'],
+      [() => pinned.merge('feature'), 'ERR_DATASET_READ_ONLY', ''],
+    ])
+    expect(await main.refresh()).toBe(head)
+    // A dataset that read the branch before it moved is refused too (here: the layer it would take is untouched).
+    await feature.dropLayer('prediction')
+    const withNew = await feature.branch('feature-2')
+    await withNew.appendMany([record(20)])
+    expect((await rejection(stale.merge('feature-2'))).code).toBe('ERR_MANIFEST_CONFLICT')
+    expect(await main.refresh()).toBe(head)
+    await main.merge('feature-2')
+    expect(main.manifest.stats.records).toBe(4)
   })
 })

@@ -222,6 +222,16 @@ function readChange(value: unknown, path: string): Change {
       const c = map(value, path, ['kind', 'field', 'buckets'])
       return { kind, field: string(c.field, `${path}.field`), buckets: count(c.buckets, `${path}.buckets`) }
     }
+    case 'merge': {
+      const c = map(value, path, ['kind', 'from', 'buckets', 'records', 'layers'])
+      return {
+        kind,
+        from: link(c.from, `${path}.from`),
+        buckets: count(c.buckets, `${path}.buckets`),
+        records: count(c.records, `${path}.records`),
+        layers: list(c.layers, `${path}.layers`, string),
+      }
+    }
     case 'restore': {
       const c = map(value, path, ['kind', 'from'])
       return { kind, from: link(c.from, `${path}.from`) }

@@ -357,8 +357,9 @@ async function nextManifest(
 ): Promise<Manifest> {
   // The head's meta described the head's commit, not this one.
   const { meta: _theirs, ...kept } = head.manifest
-  const update = await prepared.apply(head.manifest, context)
-  const next: Manifest = { ...kept, ...update, parents: [head.target.manifest], timestamp: Date.now() }
+  const { merged, ...update } = await prepared.apply(head.manifest, context)
+  const parents = merged === undefined ? [head.target.manifest] : [head.target.manifest, merged]
+  const next: Manifest = { ...kept, ...update, parents, timestamp: Date.now() }
   if (message !== undefined) next.message = message
   if (meta !== undefined) next.meta = meta
   return next

@@ -119,6 +119,7 @@ export type Change =
   | { kind: 'drop'; layer: string; records: number }
   | { kind: 'drop-field'; field: string; buckets: number }
   | { kind: 'restore'; from: CID }
+  | { kind: 'merge'; from: CID; buckets: number; records: number; layers: string[] }
 
 /** A value in a commit's `meta`: plain data only, so every reader sees the same thing. */
 export type MetaValue = string | number | boolean | null | MetaValue[] | { [key: string]: MetaValue }

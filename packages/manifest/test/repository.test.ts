@@ -3,6 +3,7 @@ import { rejection } from '@dreamdb/cas-tests'
 import * as dagCbor from '@ipld/dag-cbor'
 import { beforeEach, describe, expect, it } from 'vitest'
 import {
+  type Bucket,
   type CommitOptions,
   diff,
   encodeRefTarget,
@@ -241,8 +242,16 @@ describe('Repository', () => {
   })
 
   describe('concurrent changes that do not commute', () => {
-    /** Run `mine` against a head that `theirs` moves underneath it, once. */
+    /** Run `mine` against a head that `theirs` moves underneath it, once: mine's rejection. */
     async function race(theirs: () => Promise<unknown>, mine: (r: Repository) => Promise<unknown>) {
+      return await rejection(interfere(theirs, mine))
+    }
+
+    /** Run `mine` against a head that `theirs` moves underneath it, once: mine's outcome. */
+    async function interfere<T>(
+      theirs: () => Promise<unknown>,
+      mine: (r: Repository) => Promise<T>,
+    ): Promise<T> {
       let interfered = false
       const update = store.updateRef.bind(store)
       const racingStore = new Proxy(store, {
@@ -260,7 +269,7 @@ describe('Repository', () => {
           return typeof value === 'function' ? value.bind(target) : value
         },
       })
-      return await rejection(mine(new Repository(racingStore as Store)))
+      return await mine(new Repository(racingStore as Store))
     }
 
     it('an append racing a schema change fails with CommitConflictError naming both manifests', async () => {
@@ -560,6 +569,62 @@ describe('Repository', () => {
         repo.commit('corpus', { kind: 'restore', from: 'x' as never, state: past.manifest }),
       )
       expect(refused.code).toBe('ERR_MANIFEST_INVALID_CHANGE')
+    })
+
+    it("a merge appends the other head's buckets after this branch's, with two parents; it rebases over appends and conflicts with its layers written meanwhile", async () => {
+      await appendRecords(repo, 'corpus', 1)
+      await repo.branch('feature', 'corpus')
+      await appendRecords(repo, 'feature', 2, 'theirs')
+      const theirs = await repo.resolve('feature')
+      const buckets: Bucket[] = []
+      for await (const { position, bucket } of repo.buckets(theirs.manifest))
+        if (position >= 1) buckets.push(bucket)
+      const merge = { kind: 'merge' as const, from: theirs.target.manifest, buckets, layers: [], dropped: [] }
+      // An append that lands first: the merged bucket goes after it.
+      const landed = await interfere(
+        () => appendRecords(repo, 'corpus', 3),
+        (r) => r.commit('corpus', merge),
+      )
+      expect(landed.attempts).toBe(2)
+      const head = await new Repository(store).resolve('corpus')
+      expect(head.manifest.change).toEqual({
+        kind: 'merge',
+        from: theirs.target.manifest,
+        buckets: 1,
+        records: 2,
+        layers: [],
+      })
+      expect(head.manifest.parents).toHaveLength(2)
+      expect(head.manifest.parents[1]).toEqual(theirs.target.manifest)
+      expect(head.manifest.stats).toMatchObject({ records: 6, buckets: 3 })
+      const records: number[] = []
+      for await (const { bucket } of repo.buckets(head.manifest)) records.push(bucket.records)
+      expect(records).toEqual([1, 3, 2])
+      // Its layers written meanwhile conflict.
+      const values = { cid: await store.put(new Uint8Array([9])), bytes: 1 }
+      const layer = {
+        name: 'prediction',
+        parent: 'image',
+        field: { name: 'prediction', family: 'scalar' as const, kind: 'categorical' as const },
+        segments: values.cid,
+        records: 1,
+        bytes: 1,
+      }
+      const lost = await race(
+        () =>
+          repo.commit('corpus', {
+            kind: 'layer',
+            name: 'prediction',
+            parent: 'image',
+            field: layer.field,
+            segments: [{ records: 1, anchorMin: 1n, anchorMax: 1n, fields: { prediction: values } }],
+          }),
+        (r) => r.commit('corpus', { ...merge, buckets: [], layers: [layer as never] }),
+      )
+      expect(lost).toMatchObject({
+        code: 'ERR_MANIFEST_CONFLICT',
+        message: expect.stringContaining("layer 'prediction'"),
+      })
     })
 
     describe("a writer's own test of the commits it lands after (conflictsWith, since)", () => {

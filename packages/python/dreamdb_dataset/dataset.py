@@ -250,11 +250,22 @@ class Dataset:
         usually one of this branch's past states, to take back an append) in one commit. The
         history keeps every commit; a commit on the branch since this dataset read it is a
         conflict. Returns the branch's manifest CID (unchanged when already at that state)."""
+        return self._from("restore", source, message)
+
+    def merge(self, source: dict[str, Any] | str, *, message: str | None = None) -> str:
+        """Merge another branch (a ref name, a snapshot dict or a manifest CID) into this one in
+        one commit with two parents: its records appended since they diverged, after this
+        branch's, and its layers written or dropped since. Refused (``ERR_DATASET_MERGE_CONFLICT``)
+        when it did more than append and write layers, or both changed the same layer. Returns
+        the branch's manifest CID (unchanged when already merged)."""
+        return self._from("merge", source, message)
+
+    def _from(self, op: str, source: dict[str, Any] | str, message: str | None) -> str:
         target = source["manifest"] if isinstance(source, dict) and "manifest" in source else source
         args: dict[str, Any] = {"from": target}
         if message is not None:
             args["message"] = message
-        info, _ = self._call("restore", args)
+        info, _ = self._call(op, args)
         self._update(info)
         return self._manifest
 

@@ -221,9 +221,11 @@ export class Operations {
         })
         return { json: { manifest, ...this.#info(ds) } }
       }
-      case 'restore': {
+      case 'restore':
+      case 'merge': {
         const ds = this.#dataset(args)
-        const manifest = await ds.restore(args.from as string, {
+        const write = op === 'restore' ? ds.restore.bind(ds) : ds.merge.bind(ds)
+        const manifest = await write(args.from as string, {
           ...(args.message !== undefined ? { message: args.message as string } : {}),
           signal,
         })

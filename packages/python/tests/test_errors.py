@@ -57,6 +57,7 @@ REFUSED: list[tuple[str, Callable[[vd.Dataset], Any], str, str]] = [
     ("drop of a layer that is not there", lambda ds: ds.drop_layer("nope"), "ERR_DATASET_INVALID_OPTION", "nope"),
     ("drop of a base field", lambda ds: ds.drop_layer("label"), "ERR_DATASET_INVALID_OPTION", "base field"),
     ("drop_field of a field that is not there", lambda ds: ds.drop_field("nope"), "ERR_DATASET_INVALID_OPTION", "nope"),
+    ("merge of an unknown ref", lambda ds: ds.merge("nope"), "ERR_MANIFEST_REF_NOT_FOUND", "nope"),
     ("restore of an unknown ref", lambda ds: ds.restore("nope"), "ERR_MANIFEST_REF_NOT_FOUND", "nope"),
     ("add_fields of a name a field has", lambda ds: ds.add_fields([{"name": "label", "family": "scalar", "kind": "string"}]), "ERR_MANIFEST_INVALID_SCHEMA", "label"),
     ("search_many with one vector", lambda ds: ds.search_many("embedding", E, k=1), "ERR_DATASET_INVALID_OPTION", "queries"),

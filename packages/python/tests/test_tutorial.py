@@ -195,6 +195,15 @@ def test_patterns(backend: dict[str, Any]) -> None:
     assert len(vd.Dataset.open_ref("embeddings-only", backend=url)) == len(records) + 2
     light.restore(light_snap, message="take back the duplicates")
     assert len(vd.Dataset.open_ref("embeddings-only", backend=url)) == len(records)
+    # A branch takes another's new records by a merge; the embeddings-only branch cannot
+    # (the records merged in hold images, a field it dropped).
+    grow = vd.Dataset.open_ref("corpus", backend=url).branch("grow")
+    vd.Dataset.open_ref("corpus", backend=url).branch("more").append_many(records[:3])
+    grow.merge("more", message="the new records")
+    assert len(vd.Dataset.open_ref("grow", backend=url)) == len(records) + 3
+    with pytest.raises(vd.DreamDBError) as refused:
+        light.merge("more")
+    assert refused.value.code == "ERR_DATASET_MERGE_CONFLICT" and "'image'" in str(refused.value)
     # ...and a field from now on: the records before read it as None.
     light.add_fields([{"name": "source", "family": "scalar", "kind": "string"}])
     assert [f["name"] for f in light.fields] == ["embedding", "label", "split", "source"]

@@ -26,6 +26,8 @@ export function describeChange(change: Change): string {
       return `drop layer '${change.layer}' (${plural(change.records, 'value')})`
     case 'drop-field':
       return `drop field '${change.field}' from ${plural(change.buckets, 'bucket')}`
+    case 'merge':
+      return `merge ${shortCid(change.from.toString())}: +${plural(change.records, 'record')}${change.layers.length > 0 ? `, layers ${change.layers.join(', ')}` : ''}`
     case 'restore':
       return `restore the state of ${shortCid(change.from.toString())}`
     default: {

@@ -25,7 +25,10 @@ export interface ApplyContext extends AbortOptions {
 
 /** What a change sets in the next manifest; everything else is carried over from the head. */
 export type ManifestUpdate = Pick<Manifest, 'change' | 'message' | 'stats'> &
-  Partial<Pick<Manifest, 'schema' | 'timeline' | 'layers'>>
+  Partial<Pick<Manifest, 'schema' | 'timeline' | 'layers'>> & {
+    /** A head merged in: the next manifest's second parent. */
+    merged?: CID
+  }
 
 /** A validated change, ready to be applied to any head it commutes with. */
 export interface PreparedChange {
@@ -43,7 +46,11 @@ export interface PreparedChange {
  * same layer, or a schema change; undefined otherwise.
  */
 export function layerConflict(name: string, theirs: Change): string | undefined {
-  if ((theirs.kind === 'layer' && theirs.name === name) || (theirs.kind === 'drop' && theirs.layer === name))
+  if (
+    (theirs.kind === 'layer' && theirs.name === name) ||
+    (theirs.kind === 'drop' && theirs.layer === name) ||
+    (theirs.kind === 'merge' && theirs.layers.includes(name))
+  )
     return `layer '${name}' was written concurrently`
   if (theirs.kind === 'schema')
     return `the schema changed (${[...theirs.added, ...theirs.replaced].join(', ')})`

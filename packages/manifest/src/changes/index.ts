@@ -11,6 +11,7 @@ import { type CompactRequest, prepareCompact } from './compact.js'
 import { type DropRequest, prepareDrop } from './drop.js'
 import { type DropFieldRequest, prepareDropField } from './drop-field.js'
 import { type LayerRequest, prepareLayer } from './layer.js'
+import { type MergeRequest, prepareMerge } from './merge.js'
 import { type MigrateRequest, prepareMigrate } from './migrate.js'
 import { prepareRestore, type RestoreRequest } from './restore.js'
 import { prepareSchema, type SchemaRequest } from './schema.js'
@@ -27,6 +28,7 @@ export type ChangeRequest =
   | DropRequest
   | DropFieldRequest
   | RestoreRequest
+  | MergeRequest
 
 const PREPARE: {
   [K in ChangeRequest['kind']]: (
@@ -43,6 +45,7 @@ const PREPARE: {
   drop: prepareDrop,
   'drop-field': prepareDropField,
   restore: prepareRestore,
+  merge: prepareMerge,
 }
 
 /** Validate a request against the head it starts from; nothing is read or written. */

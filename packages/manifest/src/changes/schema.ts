@@ -47,7 +47,7 @@ export function prepareSchema(request: SchemaRequest, head: Manifest): PreparedC
     conflict(theirs: Change) {
       if (theirs.kind === 'schema' || theirs.kind === 'migrate' || theirs.kind === 'drop-field')
         return 'the schema was changed concurrently'
-      if (theirs.kind === 'append' && replace.length > 0) {
+      if ((theirs.kind === 'append' || theirs.kind === 'merge') && replace.length > 0) {
         return `records were appended with the old definition of ${replace.map((f) => f.name).join(', ')}`
       }
       if (theirs.kind === 'layer' && add.some((f) => f.name === theirs.name)) {
