@@ -766,7 +766,7 @@ their claims expire elsewhere.
     .command('merge')
     .summary("bring another branch's new records and layers onto a branch (a sweep winner's predictions)")
     .description(
-      "Commit the branch with what --from did since the two branches diverged: its appended records after this branch's own, and its layers written or dropped since. One commit with two parents; merging again takes only what is new. Refused with nothing written (exit 4) when --from did more than append and write layers since they diverged (a schema change, a compaction, a migration, a restore, a merge of its own), when both sides changed the same layer, or when the branch moved meanwhile.",
+      "Commit the branch with what --from did since the two branches diverged: its appended records after this branch's own, and its layers written or dropped since. One commit with two parents; merging again takes only what is new. Refused with nothing written (exit 4) when --from did more than append and write layers since they diverged (a schema change, a compaction, a migration, a restore, a merge of its own), when both sides changed the same layer, or when a layer, schema or field of the branch changed meanwhile (appends are fine).",
     )
     .argument('[ref]', 'the same as --ref-name (a branch)')
     .addOption(refName())

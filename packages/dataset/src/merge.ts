@@ -99,9 +99,13 @@ export async function merge(
     { kind: 'merge', from, buckets, layers, dropped },
     {
       ...options,
-      // The three-way decision above read this branch at `ours`: a commit since is refused.
+      // The three-way decision above read this branch's layers and fields at `ours`: a
+      // commit since that may have changed them is refused; appends and compactions did not.
       since: ours,
-      conflictsWith: (m) => `the branch moved (${m.change.kind}) after this dataset read it`,
+      conflictsWith: ({ change }) =>
+        change.kind === 'append' || change.kind === 'compact'
+          ? undefined
+          : `the branch moved (${change.kind}) after this dataset read it`,
     },
   )
   return await internals.moved(result.manifest, options)

@@ -573,7 +573,6 @@ describe('merging branches', () => {
     const other = await Dataset.create('other', { backend: main.store, schema: SCHEMA })
     await other.appendMany([record(9)])
     await main.addScalarLayer('prediction', 'embedding', 'categorical', [[anchors[1]!, 'ours']])
-    const stale = await Dataset.openRef('corpus', { backend: main.store })
     await main.appendMany([record(5)])
     const head = main.currentManifest()
     const pinned = await Dataset.openAt(await main.snapshot('v1'), { backend: main.store })
@@ -585,13 +584,20 @@ describe('merging branches', () => {
       [() => pinned.merge('feature'), 'ERR_DATASET_READ_ONLY', ''],
     ])
     expect(await main.refresh()).toBe(head)
-    // A dataset that read the branch before it moved is refused too (here: the layer it would take is untouched).
+    // A dataset that read the branch before a layer was written there is refused; one that
+    // read it before an append merges (appends change no layer or field it checked).
     await feature.dropLayer('prediction')
     const withNew = await feature.branch('feature-2')
     await withNew.appendMany([record(20)])
-    expect((await rejection(stale.merge('feature-2'))).code).toBe('ERR_MANIFEST_CONFLICT')
-    expect(await main.refresh()).toBe(head)
-    await main.merge('feature-2')
-    expect(main.manifest.stats.records).toBe(4)
+    const beforeLayer = await Dataset.openRef('corpus', { backend: main.store })
+    await main.addScalarLayer('reviewed', 'embedding', 'categorical', [[anchors[0]!, 'yes']])
+    const layered = main.currentManifest()
+    expect((await rejection(beforeLayer.merge('feature-2'))).code).toBe('ERR_MANIFEST_CONFLICT')
+    expect(await main.refresh()).toBe(layered)
+    const beforeAppend = await Dataset.openRef('corpus', { backend: main.store })
+    await main.appendMany([record(6)])
+    await beforeAppend.merge('feature-2')
+    expect(beforeAppend.manifest.stats.records).toBe(5)
+    expect((await rows(beforeAppend, ['embedding', 'label'])).map((r) => r.id)).toEqual([1, 2, 5, 6, 20])
   })
 })
