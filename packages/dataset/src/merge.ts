@@ -17,22 +17,16 @@ export interface MergeOptions extends AbortOptions {
 /** What the branch merged in may have done since the merge base: its own records and layers. */
 const MERGEABLE = new Set(['append', 'layer', 'drop'])
 
-/**
- * The nearest manifest both histories hold: both walked at once, one manifest a side at a
- * time, every parent followed, so a fork point k commits back costs about 2k manifest reads.
- */
-async function mergeBase(repo: Repository, a: CID, b: CID, options: AbortOptions): Promise<CID | undefined> {
-  const sides = [a, b].map((head) => ({ queue: [head], seen: new Set<string>() }))
-  while (sides.some((s) => s.queue.length > 0)) {
-    for (const [i, side] of sides.entries()) {
-      const cid = side.queue.shift()
-      if (cid === undefined || side.seen.has(cid.toString())) continue
-      if (sides[1 - i]!.seen.has(cid.toString())) return cid
-      side.seen.add(cid.toString())
-      side.queue.push(...(await repo.loadManifest(cid, options)).parents)
-    }
+/** Every manifest `head`'s history holds (every parent followed): one read each. */
+async function history(repo: Repository, head: CID, options: AbortOptions): Promise<Set<string>> {
+  const seen = new Set<string>()
+  const queue = [head]
+  for (let cid = queue.shift(); cid !== undefined; cid = queue.shift()) {
+    if (seen.has(cid.toString())) continue
+    seen.add(cid.toString())
+    queue.push(...(await repo.loadManifest(cid, options)).parents)
   }
-  return undefined
+  return seen
 }
 
 /** A layer as state: the same definition, parent and values. */
@@ -64,17 +58,23 @@ export async function merge(
   const refuse = (reason: string): never => {
     throw new MergeConflictError(ref, typeof source === 'string' ? source : from.toString(), reason)
   }
-  const base = await mergeBase(repo, ours, from, options)
-  if (base === undefined) return refuse('their histories share no manifest')
-  if (base.equals(from)) return ds.currentManifest()
-  for (let cursor: CID = from; !cursor.equals(base); ) {
-    const m = await repo.loadManifest(cursor, options)
+  // The merge base: the newest manifest of the other side's first-parent chain that this
+  // branch's history holds. That chain may only hold appends and layer writes down to it (no
+  // merge, so every manifest the other side has is on it), so no other common manifest can
+  // be newer. A search by depth from both heads is not enough: an older common manifest
+  // (the first parent of an earlier merge) can be closer to this head than the one merged.
+  const ourHistory = await history(repo, ours, options)
+  let base = from
+  while (!ourHistory.has(base.toString())) {
+    const m: Manifest = await repo.loadManifest(base, options)
+    if (m.parents.length === 0) refuse('their histories share no manifest')
     if (!MERGEABLE.has(m.change.kind) || m.parents.length !== 1)
       refuse(
-        `it made a ${m.change.kind} (${cursor}) since the merge base ${base}; only appends and layers merge`,
+        `it made a ${m.change.kind} (${base}) since the two branches diverged; only appends and layers merge`,
       )
-    cursor = m.parents[0]!
+    base = m.parents[0]!
   }
+  if (base.equals(from)) return ds.currentManifest()
   const baseState: Manifest = await repo.loadManifest(base, options)
   const buckets: Bucket[] = []
   for await (const { bucket } of repo.buckets(theirs.manifest, { ...options, from: baseState.stats.buckets }))

@@ -561,6 +561,21 @@ describe('merging branches', () => {
     expect((await rows(main, ['embedding', 'label'])).map((r) => r.id)).toEqual([1, 2, 3, 4, 10, 11, 12])
   })
 
+  it('takes the newest state of the other branch it already merged as the merge base, not an older common one', async () => {
+    // The first merge's first parent (the empty trunk) is a common ancestor too, and closer
+    // to this head than the side head it merged: a merge base found by depth alone would be
+    // it, and the side's first record would come in twice (found by the torture suite).
+    const main = await Dataset.create('corpus', { backend: 'memory://', schema: SCHEMA })
+    const side = await main.branch('side')
+    await side.appendMany([record(1)])
+    await main.merge('side')
+    await side.appendMany([record(2)])
+    for (const id of [3, 4, 5, 6]) await main.appendMany([record(id)])
+    await main.merge('side')
+    expect(main.manifest.change).toMatchObject({ kind: 'merge', records: 1 })
+    expect((await rows(main, ['embedding', 'label'])).map((r) => r.id)).toEqual([1, 3, 4, 5, 6, 2])
+  })
+
   it('refuses, with nothing written: a layer both sides changed, a branch that did more than append, unrelated histories, a stale or pinned dataset', async () => {
     const main = await Dataset.create('corpus', { backend: 'memory://', schema: SCHEMA })
     await main.appendMany([record(1), record(2)])

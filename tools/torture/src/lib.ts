@@ -194,7 +194,10 @@ export async function folderTarget(): Promise<Target> {
     backend: 'folder',
     url: folder,
     folder,
-    cleanup: () => rm(folder, { recursive: true, force: true }),
+    cleanup: () =>
+      process.env.TORTURE_KEEP
+        ? Promise.resolve(console.log('kept', folder))
+        : rm(folder, { recursive: true, force: true }),
   }
 }
 

@@ -8,6 +8,7 @@
  *   --backend folder     only the folder store (or: minio)
  *   --seed N             the random seed (printed by every run)
  *   --json FILE          also write the results as JSON
+ *   TORTURE_KEEP=1       keep each folder store (its path is printed) to look into a failure
  *
  * A full run of every scenario on both backends also writes bench/TORTURE.md.
  * Prints a table of counts per scenario and backend, and exits 1 when any scenario lost,
@@ -23,6 +24,7 @@ import { decoderFuzz } from './scenarios/fuzz.js'
 import { gcUnderWriters } from './scenarios/gc.js'
 import { ingestKills } from './scenarios/ingest.js'
 import { lostResponses } from './scenarios/lost-response.js'
+import { mergeUnderWriters } from './scenarios/merge.js'
 import { pidNamespaces } from './scenarios/pid-namespaces.js'
 import { shardedIngestKills } from './scenarios/sharded-ingest.js'
 import { stoppedServer } from './scenarios/stopped-server.js'
@@ -61,6 +63,7 @@ const size = slice
       gc: { rounds: 2, appends: 8, layers: 6, aborts: 4 },
       fuzz: { mutants: 40_000 },
       shardedIngest: { processes: 2, shards: 4, rows: 60, batch: 5, kills: 2 },
+      merge: { writers: 1, commits: 8, mergers: 3, killWindowMs: 1500 },
     }
   : {
       writers: { processes: 8, commits: 25 },
@@ -77,6 +80,7 @@ const size = slice
       gc: { rounds: 4, appends: 20, layers: 12, aborts: 10 },
       fuzz: { mutants: 300_000 },
       shardedIngest: { processes: 3, shards: 6, rows: 150, batch: 5, kills: 8 },
+      merge: { writers: 2, commits: 30, mergers: 8, killWindowMs: 2000 },
     }
 
 interface Scenario {
@@ -161,6 +165,11 @@ const scenarios: Scenario[] = [
     name: 'sharded-ingest',
     backends: ['folder', 'minio'],
     run: (t, d) => shardedIngestKills(t, d, { ...size.shardedIngest, random }),
+  },
+  {
+    name: 'merge-under-writers',
+    backends: ['folder', 'minio'],
+    run: (t, d) => mergeUnderWriters(t, d, { ...size.merge, random, workerDeadlineMs: deadline }),
   },
   {
     name: 'gc-under-writers',

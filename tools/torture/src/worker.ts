@@ -3,6 +3,7 @@
  *
  *   worker append <url> <dataset> <writer> <count> <log>   append <count> one-record commits
  *   worker cas    <url> <ref>     <writer> <count> <log>   <count> compare-and-swap increments
+ *   worker merge  <url> <dataset> <writer> <count> <log>   <count> merges of <dataset>-side into <dataset>
  *
  * After each commit the writer appends `committed <id>` to <log> and fsyncs it before it
  * does anything else, then prints the same line: a line in the log is an acknowledged
@@ -17,7 +18,7 @@ import { Dataset } from '@dreamdb/dataset'
 
 const [mode, url, name, writer, countText, logPath] = process.argv.slice(2)
 if (!mode || !url || !name || !writer || !countText || !logPath) {
-  throw new Error('usage: worker append|cas <url> <dataset|ref> <writer> <count> <log>')
+  throw new Error('usage: worker append|cas|merge <url> <dataset|ref> <writer> <count> <log>')
 }
 const count = Number(countText)
 const deadlineMs = Number(process.env.TORTURE_OP_DEADLINE_MS ?? 120_000)
@@ -129,6 +130,22 @@ if (mode === 'cas') {
     if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs))
   }
   await ds.repository.store.close()
+} else if (mode === 'merge') {
+  // Each merge from a fresh read of the branch; one that lands is acknowledged by the
+  // manifest it made (nothing to merge: no line). Refusals are typed and the next one runs.
+  ready()
+  for (let i = 0; i < count; i++) {
+    try {
+      const ds = await guarded('open', () => Dataset.openRef(name, { backend: url }))
+      const before = ds.currentManifest()
+      const after = await guarded(`merge ${i}`, () => ds.merge(`${name}-side`))
+      if (after !== before) acknowledge(`merge ${writer}-${i} ${after}`)
+      await ds.repository.store.close()
+    } catch (error) {
+      report(error)
+    }
+    if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs))
+  }
 } else {
   throw new Error(`unknown mode ${mode}`)
 }

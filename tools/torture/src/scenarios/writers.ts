@@ -101,6 +101,8 @@ export function judgeAppends(
   counts.duplicated += duplicates
   const notes = [`${found.ids.length} records on the branch, ${acked.length} acknowledged`]
   if (missing.length > 0) notes.push(`LOST: ${missing.slice(0, 5).join(', ')}`)
+  const twice = [...seen].filter(([, n]) => n > 1).map(([id, n]) => `${id} x${n}`)
+  if (twice.length > 0) notes.push(`DUPLICATED: ${twice.slice(0, 5).join(', ')}`)
   return notes
 }
 
