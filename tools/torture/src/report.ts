@@ -34,6 +34,8 @@ const SCENARIOS: Record<string, string> = {
     'a byte flipped, a truncation, an empty file or junk in an object or ref; every reader; heal by re-put',
   'stopped-server':
     'a MinIO of its own SIGSTOPped (then SIGCONT), then killed: every call typed, within its deadline',
+  'merge-under-writers':
+    'writers appending to a branch and its side branch while merger processes merge the side in again and again and are SIGKILLed at random; a last merge, then every acknowledged record once on the branch',
   'gc-under-writers':
     'GC with a short grace against concurrent appends, layer adds, aborted appends and their retries; fsck and reads after each round',
   'decoder-fuzz':
