@@ -262,26 +262,19 @@ class Dataset:
 
     def _from(self, op: str, source: dict[str, Any] | str, message: str | None) -> str:
         target = source["manifest"] if isinstance(source, dict) and "manifest" in source else source
-        args: dict[str, Any] = {"from": target}
-        if message is not None:
-            args["message"] = message
-        info, _ = self._call(op, args)
-        self._update(info)
-        return self._manifest
+        return self._commit(op, {"from": target}, message)
 
     def add_fields(self, fields: list[dict[str, Any]], *, message: str | None = None) -> str:
         """Add base fields to this branch in one commit (``init``'s field dicts, e.g.
         ``{"name": "caption", "family": "scalar", "kind": "string"}``); records appended
         before read them as None. Returns the new manifest CID."""
-        args: dict[str, Any] = {"fields": list(fields)}
-        if message is not None:
-            args["message"] = message
-        info, _ = self._call("addFields", args)
-        self._update(info)
-        return self._manifest
+        return self._commit("addFields", {"fields": list(fields)}, message)
 
     def _drop(self, op: str, name: str, message: str | None) -> str:
-        args: dict[str, Any] = {"name": name}
+        return self._commit(op, {"name": name}, message)
+
+    def _commit(self, op: str, args: dict[str, Any], message: str | None) -> str:
+        """One write of this branch through the bridge; this dataset then shows its result."""
         if message is not None:
             args["message"] = message
         info, _ = self._call(op, args)

@@ -225,28 +225,19 @@ export class Operations {
       case 'merge': {
         const ds = this.#dataset(args)
         const write = op === 'restore' ? ds.restore.bind(ds) : ds.merge.bind(ds)
-        const manifest = await write(args.from as string, {
-          ...(args.message !== undefined ? { message: args.message as string } : {}),
-          signal,
-        })
+        const manifest = await write(args.from as string, commitOptions(args, signal))
         return { json: { manifest, ...this.#info(ds) } }
       }
       case 'addFields': {
         const ds = this.#dataset(args)
-        const manifest = await ds.addFields(args.fields as FieldInput[], {
-          ...(args.message !== undefined ? { message: args.message as string } : {}),
-          signal,
-        })
+        const manifest = await ds.addFields(args.fields as FieldInput[], commitOptions(args, signal))
         return { json: { manifest, ...this.#info(ds) } }
       }
       case 'dropLayer':
       case 'dropField': {
         const ds = this.#dataset(args)
         const drop = op === 'dropLayer' ? ds.dropLayer.bind(ds) : ds.dropField.bind(ds)
-        const manifest = await drop(args.name as string, {
-          ...(args.message !== undefined ? { message: args.message as string } : {}),
-          signal,
-        })
+        const manifest = await drop(args.name as string, commitOptions(args, signal))
         return { json: { manifest, ...this.#info(ds) } }
       }
       case 'addScalarLayer': {
@@ -408,4 +399,9 @@ function plainField(field: Field): Record<string, unknown> {
         compressor: field.compressor?.toString() ?? null,
       }
     : { ...field }
+}
+
+/** A branch write's options from a request: its commit message, when it gave one. */
+function commitOptions(args: Args, signal: AbortSignal): { message?: string; signal: AbortSignal } {
+  return args.message !== undefined ? { message: args.message as string, signal } : { signal }
 }
