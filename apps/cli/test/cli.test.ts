@@ -370,6 +370,10 @@ describe('merge', () => {
     expect(head.records.slice(120).every((r) => r.prediction === null)).toBe(true)
     expect((await run(['merge', 'merged-main', '--from', SWEEP[2]!])).stdout).toContain('nothing to merge')
     expectError(await run(['merge', 'merged-main', '--from', SWEEP[0]!]), 4, 'ERR_DATASET_MERGE_CONFLICT')
+    // The store with its two-parent manifest is whole: fsck reads every object it reaches.
+    const fsck = await run(['fsck'])
+    expect(fsck.code).toBe(0)
+    expect(fsck.stdout).toContain('ok: the store is whole')
   })
 })
 
