@@ -123,3 +123,23 @@ describe('an aborted commit', () => {
     expect((await repo.resolve('corpus')).manifest.stats.records).toBe(2)
   })
 })
+
+describe('what a restore costs', () => {
+  it('the same at 2 buckets and at 40: its named roots checked, the manifest and one ref write; no tree node read', async () => {
+    const costs: string[][] = []
+    for (const buckets of [2, 40]) {
+      const { store, calls } = counting(await openStore('memory://'))
+      const repo = new Repository(store)
+      await repo.createDataset('corpus', { schema: SCHEMA })
+      for (let i = 0; i < buckets; i++)
+        await repo.commit('corpus', { kind: 'append', buckets: [await writeBucket(repo, 1, `b${i}`)] })
+      const past = await repo.resolve('corpus')
+      await repo.commit('corpus', { kind: 'append', buckets: [await writeBucket(repo, 1, 'bad')] })
+      calls.length = 0
+      await repo.commit('corpus', { kind: 'restore', from: past.target.manifest, state: past.manifest })
+      costs.push([...calls])
+    }
+    expect(costs[1]).toEqual(costs[0])
+    expect(costs[0]).toEqual(['readRef', 'has', 'has', 'readRef', 'put', 'updateRef'])
+  })
+})
