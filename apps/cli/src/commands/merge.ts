@@ -23,10 +23,11 @@ export interface MergeResult {
 
 /** `Dataset.merge` on a branch: one commit with two parents. */
 export async function merge(ctx: Context, ref: string, options: MergeCommandOptions): Promise<void> {
-  await withRepository(ctx, async (repo, store) => {
+  await withRepository(ctx, async (_repo, store) => {
     const ds = await Dataset.openRef(ref, { backend: store, signal: ctx.signal })
     const previous = ds.currentManifest()
-    const from = await repo.resolve(sourceOf(options.from), { signal: ctx.signal })
+    // Through the dataset's repository: the manifest it reads is the one the write reads again.
+    const from = await ds.repository.resolve(sourceOf(options.from), { signal: ctx.signal })
     const manifest = await ds.merge(from.target.manifest, {
       signal: ctx.signal,
       ...(options.message !== undefined ? { message: options.message } : {}),

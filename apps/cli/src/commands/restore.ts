@@ -21,10 +21,11 @@ export interface RestoreResult {
 
 /** `Dataset.restore` on a branch: one commit with the state of `--from`; the history keeps the rest. */
 export async function restore(ctx: Context, ref: string, options: RestoreCommandOptions): Promise<void> {
-  await withRepository(ctx, async (repo, store) => {
+  await withRepository(ctx, async (_repo, store) => {
     const ds = await Dataset.openRef(ref, { backend: store, signal: ctx.signal })
     const previous = ds.currentManifest()
-    const from = await repo.resolve(sourceOf(options.from), { signal: ctx.signal })
+    // Through the dataset's repository: the manifest it reads is the one the write reads again.
+    const from = await ds.repository.resolve(sourceOf(options.from), { signal: ctx.signal })
     const manifest = await ds.restore(from.target.manifest, {
       signal: ctx.signal,
       ...(options.message !== undefined ? { message: options.message } : {}),
