@@ -11,6 +11,8 @@ import { tableFromIPC } from 'apache-arrow'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CompareResult } from '../src/commands/compare-refs.js'
 import type { InspectResult } from '../src/commands/inspect.js'
+import type { MergeResult } from '../src/commands/merge.js'
+import type { RestoreResult } from '../src/commands/restore.js'
 import { type CliResult, cli, LABELS, prepareStore, record, SWEEP, tempDir } from './helpers.js'
 
 let dir: { path: string; remove: () => Promise<void> }
@@ -347,15 +349,9 @@ describe('add-fields', () => {
 describe('merge', () => {
   it("takes a sweep winner's layer onto a branch; a second run's layer on top is a conflict (exit 4)", async () => {
     parse(await run(['branch', 'merged-main', '--from', 'corpus', '--json']))
-    const out = parse<{
-      format: string
-      merged: boolean
-      records: number
-      layers: string[]
-      previous: string
-      manifest: string
-      fromManifest: string
-    }>(await run(['merge', 'merged-main', '--from', SWEEP[2]!, '--json']))
+    const out = parse<MergeResult & { format: string }>(
+      await run(['merge', 'merged-main', '--from', SWEEP[2]!, '--json']),
+    )
     expect(out).toMatchObject({ format: 'dreamdb.merge/1', merged: true, records: 0, layers: ['prediction'] })
     const log = parse<{ entries: LogEntry[] }>(await run(['log', 'merged-main', '-n', '1', '--json']))
     expect(log.entries[0]!.parents).toEqual([out.previous, out.fromManifest])
@@ -381,15 +377,9 @@ describe('restore', () => {
   it('brings a branch back to a snapshot in one commit; log shows both; a no-op when already there', async () => {
     parse(await run(['branch', 'rolled-back', '--from', 'corpus', '--json']))
     const prep = parse<InspectResult>(await run(['inspect', 'prep-v1', '--no-splits', '--json']))
-    const out = parse<{
-      format: string
-      from: string
-      fromManifest: string
-      previous: string
-      manifest: string
-      restored: boolean
-      records: number
-    }>(await run(['restore', 'rolled-back', '--from', 'prep-v1', '-m', 'take back the last 30', '--json']))
+    const out = parse<RestoreResult & { format: string }>(
+      await run(['restore', 'rolled-back', '--from', 'prep-v1', '-m', 'take back the last 30', '--json']),
+    )
     expect(out).toMatchObject({
       format: 'dreamdb.restore/1',
       from: 'prep-v1',
